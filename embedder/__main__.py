@@ -1,0 +1,5 @@
+"""``python -m embedder``: see :mod:`embedder.cli`."""
+
+from embedder.cli import main
+
+raise SystemExit(main())

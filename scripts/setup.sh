@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Create .venv and install the project into it. Safe to run again: it does the
+# work only when pyproject.toml changed since the last successful run.
+#
+# torch is installed first, pinned to the CPU build 2.13.0: a bare `torch`
+# requirement on a machine without torch would pull several GB of CUDA wheels.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON=${PYTHON:-python3}
+VENV=${VENV:-.venv}
+EXTRAS=${EXTRAS:-dev}
+stamp="$VENV/.installed-$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$EXTRAS"
+
+if [ -f "$stamp" ]; then
+  exit 0
+fi
+[ -x "$VENV/bin/python" ] || "$PYTHON" -m venv "$VENV"
+"$VENV/bin/python" -m pip install --quiet --upgrade pip
+"$VENV/bin/python" -m pip install --quiet "torch==2.13.0"
+"$VENV/bin/python" -m pip install --quiet -e ".[$EXTRAS]"
+rm -f "$VENV"/.installed-*
+touch "$stamp"
+echo "setup: $VENV ready ($("$VENV/bin/python" -c 'import torch; print("torch", torch.__version__)'))"

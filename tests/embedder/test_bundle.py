@@ -1,0 +1,204 @@
+"""Bundle export/load round trip, atomic writes, and refusal of corrupt bundles."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from embedder.bundle import Bundle, BundleError, npy_writer, point_current, update_bundle, write_bundle
+from embedder.split import canonical_split, rmse_mae
+from tests.conftest import write_synthetic_bundle
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _random_bundle(path, seed=0, n_users=6, n_movies=9, dim=3):
+    rng = np.random.default_rng(seed)
+    return write_synthetic_bundle(
+        path,
+        rng.normal(size=(n_users, dim)),
+        rng.normal(size=(n_movies, dim)),
+        rng.normal(size=n_users),
+        rng.normal(size=n_movies),
+        seen=(rng.random((n_users, n_movies)) < 0.3) * 4.0,
+    )
+
+
+def test_trained_bundle_round_trips_and_its_test_rmse_is_recomputable(tiny_bundle, synthetic_csv):
+    bundle = Bundle.load(tiny_bundle)
+    ratings = pd.read_csv(synthetic_csv)
+    _, test = canonical_split(ratings)
+    u = bundle.user_vocab.numbers(test["user_id"].to_numpy(), missing="negative")
+    m = bundle.movie_vocab.numbers(test["movie_id"].to_numpy(), missing="negative")
+    known_u, known_m = u >= 0, m >= 0
+    # Recompute μ + b_u + b_i + p_u·q_i from the .npy files alone, with the documented fallback.
+    P = np.load(Path(tiny_bundle) / "user_embeddings.npy")
+    Q = np.load(Path(tiny_bundle) / "movie_embeddings.npy")
+    bu = np.load(Path(tiny_bundle) / "user_biases.npy")
+    bi = np.load(Path(tiny_bundle) / "movie_biases.npy")
+    raw = (
+        bundle.manifest["global_mean"]
+        + np.where(known_u, bu[u], 0)
+        + np.where(known_m, bi[m], 0)
+        + np.where(known_u & known_m, np.einsum("ij,ij->i", P[u], Q[m]), 0)
+    )
+    predicted = np.clip(raw, *bundle.manifest["rating_scale"])
+    recomputed = rmse_mae(predicted, test["rating"].to_numpy())
+    assert recomputed["rmse"] == pytest.approx(bundle.manifest["metrics"]["test"]["rmse"], abs=1e-5)
+    assert recomputed["mae"] == pytest.approx(bundle.manifest["metrics"]["test"]["mae"], abs=1e-5)
+    for name in ("history.csv", "training_curve.png", "model.pt", "movies.parquet", "seen.npz"):
+        assert bundle.has(name)
+    assert bundle.seen.nnz == len(ratings) - len(test)
+    assert bundle.manifest["config"]["dim"] == 8
+    assert bundle.manifest["metrics"]["test"]["rmse"] < 0.5
+
+
+def test_model_pt_loads_with_weights_only(tiny_bundle):
+    import torch
+
+    payload = torch.load(Path(tiny_bundle) / "model.pt", weights_only=True)
+    assert set(payload) == {"state_dict", "user_ids", "movie_ids"}
+    assert payload["state_dict"]["user_factors.weight"].shape[1] == 8
+    assert np.array_equal(payload["movie_ids"].numpy(), np.load(Path(tiny_bundle) / "movie_ids.npy"))
+
+
+def test_round_trip_of_arrays(tmp_path):
+    rng = np.random.default_rng(0)
+    P, Q = rng.normal(size=(4, 2)), rng.normal(size=(5, 2))
+    bundle = Bundle.load(write_synthetic_bundle(tmp_path / "b", P, Q, global_mean=3.0))
+    assert np.array_equal(bundle.user_embeddings, P.astype(np.float32))
+    assert np.array_equal(bundle.movie_ids, np.arange(101, 106))
+    assert bundle.global_mean == 3.0 and bundle.rating_scale == (1.0, 5.0)
+    expected = np.clip(3.0 + P[1] @ Q[2], 1, 5)
+    assert bundle.predict(np.array([2]), np.array([103]))[0] == pytest.approx(expected, abs=1e-5)
+    # Fallback: an unknown user gets μ + b_i (b_i is 0 here), unknown movie μ + b_u.
+    assert bundle.predict(np.array([999]), np.array([103]))[0] == pytest.approx(3.0)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (lambda p: (p / "movie_biases.npy").unlink(), "movie_biases.npy: missing"),
+        (lambda p: (p / "manifest.json").unlink(), "manifest.json: missing"),
+        (lambda p: (p / "manifest.json").write_text("{not json"), "manifest.json: not valid JSON"),
+        (lambda p: (p / "user_ids.npy").write_bytes((p / "user_ids.npy").read_bytes()[:-8] + b"\x00" * 8), "user_ids.npy: checksum mismatch"),
+    ],
+)
+def test_damaged_bundles_are_refused_naming_the_file(tmp_path, damage, message):
+    path = _random_bundle(tmp_path / "b")
+    damage(path)
+    with pytest.raises(BundleError, match=message):
+        Bundle.load(path)
+
+
+def _rewrite_file_and_manifest(path: Path, name: str, writer) -> None:
+    """Replace one file and fix its checksum, as a careless (or hostile) tool would."""
+    from embedder.bundle import sha256_file
+
+    writer(path / name)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"][name]["sha256"] = sha256_file(path / name)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def test_shape_mismatch_is_refused_even_with_a_valid_checksum(tmp_path):
+    path = _random_bundle(tmp_path / "b")
+    _rewrite_file_and_manifest(path, "movie_biases.npy", npy_writer(np.zeros(4, np.float32)))
+    with pytest.raises(BundleError, match="movie_biases.npy: has 4 rows, expected 9"):
+        Bundle.load(path)
+
+
+def test_object_arrays_are_refused(tmp_path):
+    path = _random_bundle(tmp_path / "b")
+    objects = np.array([{"evil": 1}] * 6, dtype=object)
+    _rewrite_file_and_manifest(path, "user_ids.npy", lambda p: np.save(p, objects, allow_pickle=True))
+    with pytest.raises(BundleError, match="user_ids.npy: cannot be loaded without pickle"):
+        Bundle.load(path)
+    with pytest.raises(BundleError, match="object array"):
+        npy_writer(objects)
+
+
+def test_wrong_schema_version_is_refused(tmp_path):
+    path = _random_bundle(tmp_path / "b")
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["schema_version"] = 99
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="schema_version 99"):
+        Bundle.load(path)
+
+
+def test_an_exception_between_files_leaves_the_previous_bundle(tmp_path):
+    path = _random_bundle(tmp_path / "b", seed=1)
+    before = Bundle.load(path).user_embeddings.copy()
+
+    def explode(_path):
+        raise RuntimeError("disk on fire")
+
+    files = {"user_embeddings.npy": npy_writer(np.zeros((6, 3), np.float32)), "movie_biases.npy": explode}
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        write_bundle(path, files, {"global_mean": 0.0, "rating_scale": [1, 5]})
+    with pytest.raises(RuntimeError, match="disk on fire"):
+        update_bundle(path, files, {})
+    assert np.array_equal(Bundle.load(path).user_embeddings, before)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b"], "temporary folders must be cleaned up"
+
+
+def test_a_killed_writer_leaves_the_previous_bundle(tmp_path):
+    path = _random_bundle(tmp_path / "b", seed=2)
+    before = Bundle.load(path).movie_embeddings.copy()
+    script = textwrap.dedent(
+        f"""
+        import sys, time
+        import numpy as np
+        sys.path.insert(0, {str(ROOT)!r})
+        from embedder.bundle import npy_writer, write_bundle
+
+        def stall(path):
+            print("writing", flush=True)
+            time.sleep(60)
+
+        files = {{"movie_embeddings.npy": npy_writer(np.zeros((9, 3), np.float32)), "seen.npz": stall}}
+        write_bundle({str(path)!r}, files, {{"global_mean": 0.0, "rating_scale": [1, 5]}})
+        """
+    )
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "writing"
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    assert np.array_equal(Bundle.load(path).movie_embeddings, before)
+    leftovers = [p.name for p in tmp_path.iterdir() if p.name != "b"]
+    assert all(name.startswith(".b.tmp-") for name in leftovers), leftovers
+
+
+def test_update_bundle_adds_files_and_keeps_the_rest(tmp_path):
+    path = _random_bundle(tmp_path / "b")
+    link = point_current(tmp_path / "current", path)
+    update_bundle(link, {"cluster_labels.npy": npy_writer(np.arange(9, dtype=np.int32))}, {"clusters": {"k": 3}})
+    bundle = Bundle.load(link)
+    assert bundle.path == path.resolve()
+    assert bundle.array("cluster_labels.npy").tolist() == list(range(9))
+    assert bundle.manifest["clusters"] == {"k": 3}
+    assert "updated" in bundle.manifest
+    assert os.readlink(link) == "b"
+
+
+def test_point_current_switches_the_link(tmp_path):
+    first = _random_bundle(tmp_path / "one", seed=1)
+    second = _random_bundle(tmp_path / "two", seed=2)
+    link = point_current(tmp_path / "current", first)
+    assert Bundle.load(link).path == first.resolve()
+    point_current(link, second)
+    assert Bundle.load(link).path == second.resolve()

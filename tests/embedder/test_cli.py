@@ -1,0 +1,81 @@
+"""The embedder command line: help, bad flags, train --out, evaluate."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from embedder.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def _run(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "embedder", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"]])
+def test_every_command_has_help(command):
+    result = _run(*command, "--help")
+    assert result.returncode == 0
+    assert "usage:" in result.stdout
+
+
+@pytest.mark.parametrize(
+    "flag, value, message",
+    [
+        ("--dim", "0", "must be at least 1, got 0"),
+        ("--epochs", "-1", "must be at least 1, got -1"),
+        ("--epochs", "ten", "expected a whole number, got 'ten'"),
+        ("--lr", "nan", "must be greater than 0"),
+        ("--reg", "-0.5", "must be at least 0"),
+    ],
+)
+def test_bad_flag_values_are_refused_naming_the_flag(flag, value, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", flag, value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and message in err
+
+
+def test_unknown_dataset_name_is_a_clear_error(capsys):
+    assert main(["train", "--data", "ml-7m", "--quiet"]) == 2
+    assert "ml-7m" in capsys.readouterr().err
+
+
+def test_missing_bundle_is_a_clear_error(tmp_path, capsys):
+    assert main(["evaluate", "--bundle", str(tmp_path / "nowhere")]) == 2
+    assert "nowhere" in capsys.readouterr().err
+
+
+def test_train_out_writes_there_and_leaves_current_alone(tmp_path, synthetic_csv):
+    artifacts = tmp_path / "artifacts"
+    out = tmp_path / "mine"
+    code = main(["train", "--data", synthetic_csv, "--out", str(out), "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--quiet"])
+    assert code == 0
+    assert (out / "manifest.json").is_file()
+    assert not (artifacts / "current").exists()
+
+
+def test_train_without_out_publishes_and_moves_current(tmp_path, synthetic_csv, capsys):
+    artifacts = tmp_path / "artifacts"
+    args = ["train", "--data", synthetic_csv, "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--quiet"]
+    assert main(args) == 0
+    first = (artifacts / "current").resolve()
+    assert main(args + ["--seed", "5"]) == 0
+    second = (artifacts / "current").resolve()
+    assert first != second and first.is_dir() and second.is_dir()
+    out = capsys.readouterr().out
+    assert "test RMSE" in out and "wall time" in out
+
+
+def test_evaluate_reproduces_the_manifest(tiny_bundle, capsys):
+    assert main(["evaluate", "--bundle", tiny_bundle, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    manifest = json.loads((Path(tiny_bundle) / "manifest.json").read_text())
+    assert report["metrics"]["test"]["rmse"] == pytest.approx(manifest["metrics"]["test"]["rmse"], abs=1e-6)
