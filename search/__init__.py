@@ -1,0 +1,35 @@
+"""Search over an exported bundle: exact top-K recommendations whose scores are the
+predicted ratings, "movies like this", and K-Means clusters.
+
+Only numpy, scipy, pandas, faiss and scikit-learn: never torch, so scripts and the
+web server start fast.  ``import search`` itself is cheap; faiss is loaded on the
+first use of :class:`Recommender`.
+
+    from search import Recommender
+    rec = Recommender.load("artifacts/current")
+    ids, scores = rec.recommend(42, k=10)
+
+Modules: ``vectors`` (bias augmentation), ``topk`` (blocked exact top-K),
+``index`` (faiss indexes), ``clusters`` (K-Means), ``build`` (``python -m search
+build``), ``recommender`` (the API), ``cli``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from embedder.vocab import UnknownIdError
+
+if TYPE_CHECKING:
+    from search.recommender import NotBuiltError, Recommender
+
+__all__ = ["NotBuiltError", "Recommender", "UnknownIdError"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so `import search` (e.g. by the CLI's --help) does not load faiss.
+    if name in ("Recommender", "NotBuiltError"):
+        from search import recommender
+
+        return getattr(recommender, name)
+    raise AttributeError(f"module 'search' has no attribute {name!r}")

@@ -1,0 +1,260 @@
+"""Command line: ``python -m search build|recommend|similar|clusters`` (DESIGN.md, "Command-line contract").
+
+Human-readable tables by default, ``--json`` for scripts.  User errors (unknown
+id, bad ``k``, ambiguous or unknown title, missing or unbuilt bundle) print one
+``error:`` line to stderr and exit 2, as argparse does for bad flags; never a
+traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+DEFAULT_BUNDLE = Path("artifacts") / "current"
+AMBIGUOUS_SHOWN = 15
+
+
+class AmbiguousTitle(ValueError):
+    """A title matches several movies; the message lists them with their ids."""
+
+
+def _bounded_int(low: int):
+    """An argparse type: a whole number >= ``low``, with a message naming the value."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        return value
+
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m search``."""
+    from search.index import INDEX_KINDS
+
+    parser = argparse.ArgumentParser(prog="python -m search", description=__doc__.splitlines()[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        sub = commands.add_parser(name, help=help, description=help)
+        sub.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle folder (default: %(default)s)")
+        return sub
+
+    build = command("build", "add the movie index, cosine index and K-Means clusters to a bundle")
+    build.add_argument("--clusters", type=_bounded_int(1), default=10, help="K-Means clusters (default: %(default)s)")
+    build.add_argument("--index", choices=INDEX_KINDS, default="flat", help="movie index: flat is exact (default: %(default)s)")
+    build.add_argument("--seed", type=_bounded_int(0), default=0, help="random seed (default: %(default)s)")
+    build.set_defaults(handler=run_build)
+
+    def ranking(sub: argparse.ArgumentParser) -> None:
+        sub.add_argument("-k", type=_bounded_int(1), default=10, help="how many (default: %(default)s)")
+        sub.add_argument("--min-ratings", type=_bounded_int(0), default=0, metavar="N", help="only movies with at least N ratings")
+        sub.add_argument("--json", action="store_true", help="print JSON")
+
+    recommend = command("recommend", "top-k movies for a user by predicted rating")
+    recommend.add_argument("--user", type=int, required=True, metavar="ID", help="MovieLens user id")
+    recommend.add_argument("--include-seen", action="store_true", help="also return movies the user rated in training")
+    ranking(recommend)
+    recommend.set_defaults(handler=run_recommend)
+
+    similar = command("similar", "movies like a movie (cosine of embeddings)")
+    similar.add_argument("--movie", required=True, metavar='ID|"title"', help="MovieLens movie id, or (part of) a title")
+    ranking(similar)
+    similar.set_defaults(handler=run_similar)
+
+    clusters = command("clusters", "the K-Means clusters, or one cluster's members")
+    clusters.add_argument("--cluster", type=_bounded_int(0), metavar="C", help="show this cluster and its members")
+    clusters.add_argument("--limit", type=_bounded_int(1), default=20, help="members shown with --cluster (default: %(default)s)")
+    clusters.add_argument("--json", action="store_true", help="print JSON")
+    clusters.set_defaults(handler=run_clusters)
+    return parser
+
+
+# --------------------------------------------------------------------------- output
+
+
+def _fmt(value: Any) -> str:
+    if value is None or (isinstance(value, float) and not math.isfinite(value)):
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.3f}"
+    return str(value)
+
+
+def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool]) -> str:
+    """A plain text table; titles and other long text columns are cut at 48 characters."""
+    cells = [[_fmt(v) if not isinstance(v, str) else (v if len(v) <= 48 else v[:47] + "…") for v in row] for row in rows]
+    widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
+
+    def line(values: Sequence[str]) -> str:
+        return "  ".join(v.rjust(w) if r else v.ljust(w) for v, w, r in zip(values, widths, right)).rstrip()
+
+    return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
+
+
+def _item_table(items: list[dict], score: str, extra: dict[str, Any] | None = None) -> str:
+    headers = ["#", "movie_id", score] + list(extra or {}) + ["title", "genres", "ratings", "mean", "cluster"]
+    right = [True, True, True] + [True] * len(extra or {}) + [False, False, True, True, True]
+    rows = []
+    for n, item in enumerate(items, 1):
+        added = [fn(item) for fn in (extra or {}).values()]
+        rows.append(
+            [n, item["movie_id"], item["score"], *added, item["title"], "|".join(item["genres"])]
+            + [item["rating_count"], item["mean_rating"], item["cluster"]]
+        )
+    return _table(headers, rows, right)
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2))
+
+
+# --------------------------------------------------------------------------- commands
+
+
+def run_build(args: argparse.Namespace) -> int:
+    """Build the search files of a bundle; progress on stderr, a summary on stdout."""
+    from search.build import build
+
+    manifest = build(args.bundle, n_clusters=args.clusters, index=args.index, seed=args.seed, log=lambda s: print(s, file=sys.stderr))
+    index, clusters = manifest["index"], manifest["clusters"]
+    print(f"built {args.bundle}: index {index['kind']} (recall@10 {index['recall_at_10']}), {clusters['k']} clusters")
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    from search.recommender import Recommender
+
+    return Recommender.load(args.bundle)
+
+
+def run_recommend(args: argparse.Namespace) -> int:
+    """Print a user's top-k movies."""
+    rec = _load(args)
+    ids, scores = rec.recommend(args.user, k=args.k, exclude_seen=not args.include_seen, min_ratings=args.min_ratings)
+    items = rec.items(ids, scores)
+    if args.json:
+        _print_json({"user_id": args.user, "items": items})
+        return 0
+    low, high = rec.bundle.rating_scale
+    seen = "seen movies included" if args.include_seen else "seen movies excluded"
+    print(
+        f"Top {len(items)} for user {args.user} ({rec.index_kind} index, {seen}); "
+        f"score = raw predicted rating, pred = clipped to {low:g}-{high:g}"
+    )
+    print(_item_table(items, "score", {"pred": lambda item: min(max(item["score"], low), high)}))
+    return 0
+
+
+def resolve_movie(rec, text: str) -> int:
+    """A ``--movie`` argument as a movie id: a known id, else a title.
+
+    A title is taken when it names one movie: a single match, or a single exact
+    match ("star wars" picks "Star Wars (1977)").  Several matches raise
+    :class:`AmbiguousTitle` listing them; none raises the unknown-movie KeyError.
+    """
+    from embedder.vocab import UnknownIdError
+
+    text = text.strip()
+    if text.lstrip("-").isdigit() and int(text) in rec.bundle.movie_vocab:
+        return int(text)
+    if not text:
+        raise ValueError("--movie is empty")
+    from search.recommender import _title_forms
+
+    matches = rec.find_movies(text, limit=len(rec.movie_ids))
+    if not matches:
+        raise UnknownIdError(f"unknown movie {text!r}: no id or title matches")
+    query = " ".join(text.lower().split())
+    exact = [m for m in matches if query in _title_forms(rec.movie(m)["title"])]
+    if len(matches) == 1 or len(exact) == 1:
+        return exact[0] if exact else matches[0]
+    lines = [f"{m:>8}  {rec.movie(m)['title']}" for m in matches[:AMBIGUOUS_SHOWN]]
+    more = f"\n  ... and {len(matches) - AMBIGUOUS_SHOWN} more" if len(matches) > AMBIGUOUS_SHOWN else ""
+    raise AmbiguousTitle(f"{text!r} matches {len(matches)} movies; pass one id with --movie:\n" + "\n".join(lines) + more)
+
+
+def run_similar(args: argparse.Namespace) -> int:
+    """Print the movies most like one movie."""
+    rec = _load(args)
+    movie_id = resolve_movie(rec, args.movie)
+    ids, scores = rec.similar(movie_id, k=args.k, min_ratings=args.min_ratings)
+    items = rec.items(ids, scores)
+    title = rec.movie(movie_id)["title"]
+    if args.json:
+        _print_json({"movie_id": movie_id, "title": title, "items": items})
+        return 0
+    if not items:
+        print(f"No similar movies for {title} (movie {movie_id}): it has no learnt embedding (no training ratings).")
+        return 0
+    print(f"Movies like {title} (movie {movie_id}); score = cosine similarity of embeddings")
+    print(_item_table(items, "cosine"))
+    return 0
+
+
+def run_clusters(args: argparse.Namespace) -> int:
+    """Print the cluster table, or one cluster and its members."""
+    rec = _load(args)
+    summaries = rec.clusters()
+    quality = {key: rec.bundle.manifest.get("clusters", {}).get(key) for key in ("k", "seed", "silhouette", "nmi_genres", "nmi_random")}
+    if args.cluster is None:
+        if args.json:
+            _print_json({"quality": quality, "clusters": summaries})
+            return 0
+        print(
+            f"{quality['k']} clusters (seed {quality['seed']}): silhouette {_fmt(quality['silhouette'])}, "
+            f"NMI with genres {_fmt(quality['nmi_genres'])} vs {_fmt(quality['nmi_random'])} for a random labelling"
+        )
+        rows = [
+            [s["cluster"], s["size"], s["mean_rating"], s["label"], "; ".join(m["title"] for m in s["top_movies"][:3])]
+            for s in summaries
+        ]
+        print(_table(["cluster", "size", "mean", "label", "most rated"], rows, [True, True, True, False, False]))
+        return 0
+    members = rec.cluster_members(args.cluster)
+    summary = summaries[args.cluster]
+    if args.json:
+        _print_json({**summary, "members": [rec.movie(m) for m in members]})
+        return 0
+    shown = [rec.movie(m) for m in members[: args.limit]]
+    print(f"Cluster {args.cluster}: {summary['size']} movies, mean rating {_fmt(summary['mean_rating'])}, about {summary['label']}")
+    genres = [[g["genre"], g["share"], g["catalogue_share"], g["lift"]] for g in summary["genres"][:8]]
+    print(_table(["genre", "share", "catalogue", "lift"], genres, [False, True, True, True]))
+    print(f"\nMost rated {len(shown)} of {len(members)}:")
+    rows = [[n, m["movie_id"], m["title"], "|".join(m["genres"]), m["rating_count"], m["mean_rating"]] for n, m in enumerate(shown, 1)]
+    print(_table(["#", "movie_id", "title", "genres", "ratings", "mean"], rows, [True, True, False, False, True, True]))
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; user errors print ``error: ...`` to stderr and return 2."""
+    from embedder.bundle import BundleError
+    from embedder.vocab import UnknownIdError
+
+    args = build_parser().parse_args(argv)
+    try:
+        return args.handler(args)
+    except (UnknownIdError, BundleError, ValueError, FileNotFoundError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # The reader went away (`... | head`): no traceback, and no second error
+        # when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,164 @@
+"""FAISS indexes over the bias-augmented movie rows: build, tune, save, load, search.
+
+``flat`` (the default) is an ``IndexFlatIP``: exact.  ``hnsw`` and ``ivf`` are
+approximate indexes for large catalogues.  Inner product is not a metric, so
+their search depth (``efSearch`` / ``nprobe``) is chosen by *measured* recall@10
+against exact search at build time, and recorded in the manifest (DESIGN.md,
+"Approximate indexes").  Their candidates are re-scored exactly by the caller,
+so a returned score is still the predicted rating.
+
+Indexes are stored with ``faiss.serialize_index`` / ``faiss.read_index``: no pickle.
+
+Tested in ``tests/search/test_index.py``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import faiss
+import numpy as np
+
+INDEX_KINDS = ("flat", "hnsw", "ivf")
+INDEX_FILE = "movie_index.faiss"
+COSINE_INDEX_FILE = "cosine_index.faiss"
+
+# Search depths tried, smallest first, until the measured recall reaches the target.
+_EF_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+@dataclass(frozen=True)
+class IndexConfig:
+    """How ``python -m search build`` makes the movie index."""
+
+    kind: str = "flat"
+    """``flat`` (exact), ``hnsw`` (graph, METRIC_INNER_PRODUCT) or ``ivf`` (inverted lists)."""
+    hnsw_m: int = 32
+    """HNSW links per node."""
+    ef_construction: int = 200
+    """HNSW build depth."""
+    nlist: int | None = None
+    """IVF lists; default about ``sqrt(n_movies)``, at least 39 training rows per list."""
+    target_recall: float = 0.95
+    """Search depth is raised until recall@10 against exact search reaches this."""
+    recall_queries: int = 1000
+    """Users sampled to measure recall."""
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in INDEX_KINDS:
+            raise ValueError(f"index kind must be one of {', '.join(INDEX_KINDS)}, got {self.kind!r}")
+
+
+def build_index(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
+    """An inner-product index over ``vectors`` (float32 rows), trained and filled."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    n, dim = vectors.shape
+    if config.kind == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif config.kind == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = config.ef_construction
+    else:
+        nlist = config.nlist or max(1, min(round(math.sqrt(n)), n // 39))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.seed = config.seed
+        index.train(vectors)
+    index.add(vectors)
+    return index
+
+
+def search_params(index: faiss.Index) -> dict[str, int]:
+    """The tunable search depth of an index, as stored in the manifest."""
+    if isinstance(index, faiss.IndexHNSW):
+        return {"efSearch": int(index.hnsw.efSearch)}
+    if isinstance(index, faiss.IndexIVF):
+        return {"nprobe": int(index.nprobe), "nlist": int(index.nlist)}
+    return {}
+
+
+def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:
+    """Set the search depth recorded in the manifest on a loaded index."""
+    if isinstance(index, faiss.IndexHNSW) and "efSearch" in params:
+        index.hnsw.efSearch = int(params["efSearch"])
+    if isinstance(index, faiss.IndexIVF) and "nprobe" in params:
+        index.nprobe = int(params["nprobe"])
+
+
+def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
+    """Mean fraction of each row of ``exact`` ids (-1 = none) present in ``found``."""
+    hits = total = 0
+    for f, e in zip(found, exact):
+        e = e[e >= 0]
+        hits += np.isin(e, f).sum()
+        total += e.size
+    return float(hits / total) if total else 1.0
+
+
+def tune_index(index: faiss.Index, queries: np.ndarray, exact_ids: np.ndarray, target: float) -> dict[str, Any]:
+    """Raise the search depth until recall@k against ``exact_ids`` reaches ``target``.
+
+    Returns the chosen parameters with the measured recall; an exact index
+    returns ``{"recall_at_10": 1.0}`` without searching.
+    """
+    k = exact_ids.shape[1]
+    if isinstance(index, faiss.IndexHNSW):
+        ladder = [{"efSearch": ef} for ef in _EF_LADDER if ef >= k] or [{"efSearch": k}]
+    elif isinstance(index, faiss.IndexIVF):
+        probes = sorted({min(index.nlist, 2**i) for i in range(int(math.log2(index.nlist)) + 2)})
+        ladder = [{"nprobe": p} for p in probes]
+    else:
+        return {f"recall_at_{k}": 1.0}
+    for params in ladder:
+        apply_params(index, params)
+        _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+        recall = recall_at(found, exact_ids)
+        if recall >= target:
+            break
+    return {**search_params(index), f"recall_at_{k}": round(recall, 4)}
+
+
+def index_bytes(index: faiss.Index) -> bytes:
+    """The index serialised by faiss (no pickle)."""
+    return faiss.serialize_index(index).tobytes()
+
+
+def read_index(path: str | Path) -> faiss.Index:
+    """An index written by :func:`index_bytes`."""
+    return faiss.read_index(str(path))
+
+
+def search_candidates(
+    index: faiss.Index,
+    queries: np.ndarray,
+    k: int,
+    allowed: np.ndarray | None = None,
+) -> np.ndarray:
+    """Approximate top-``k`` rows per query (-1 where fewer were found).
+
+    ``allowed`` (bool per row) restricts the search with a faiss ID selector, so
+    filtered-out rows do not crowd the candidates.  Search depth is raised to at
+    least ``k`` for this call only, which keeps concurrent searches independent.
+    """
+    queries = np.ascontiguousarray(queries, dtype=np.float32)
+    k = min(k, index.ntotal)
+    selector = bitmap = None
+    if allowed is not None:
+        bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
+        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+    if isinstance(index, faiss.IndexHNSW):
+        params = faiss.SearchParametersHNSW()
+        params.efSearch = max(int(index.hnsw.efSearch), k)
+    elif isinstance(index, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF()
+        params.nprobe = int(index.nprobe)
+    else:
+        params = faiss.SearchParameters()
+    if selector is not None:
+        params.sel = selector
+    # ``bitmap`` must outlive the search: the selector points into it.
+    _, found = index.search(queries, k, params=params)
+    return found

@@ -1,0 +1,569 @@
+"""The one object scripts and the web server load: recommend, similar, clusters.
+
+::
+
+    from search import Recommender
+    rec = Recommender.load("artifacts/current")
+    ids, scores = rec.recommend(42, k=10)          # raw predicted ratings, best first
+    ids, scores = rec.recommend([1, 2, 3], k=10)   # one batched call, (3, 10) arrays
+    for users, ids, scores in rec.recommend_all(k=10): ...
+    ids, scores = rec.similar(50, k=10)            # cosine, the movie itself excluded
+
+Ids are original MovieLens ids everywhere.  An unknown id raises
+:class:`UnknownIdError` (a ``KeyError``) whose message names it; a bad ``k``
+raises ``ValueError``.
+
+Which search runs:
+
+* one user, flat index: a numpy mat-vec over the movie rows, seen movies set to
+  ``-inf``, exact top-K.  On a catalogue of thousands this takes microseconds,
+  less than handing the query to faiss and its thread pool.
+* several users, flat index: :class:`search.topk.BlockedTopK`, exact.
+* ``hnsw``/``ivf`` bundles: the faiss index proposes candidates (``k`` plus the
+  user's seen count, so exclusion cannot starve the result), which are then
+  re-scored exactly: a score is always the predicted rating.
+
+The object holds no per-call state; one instance serves many threads.
+
+Tested in ``tests/search/test_recommender.py``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import threading
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from embedder.bundle import Bundle, BundleError
+from embedder.vocab import UnknownIdError
+from search.clusters import genre_lists
+from search.index import INDEX_FILE, apply_params, read_index, search_candidates
+from search.topk import ITEM_BLOCK, USER_BLOCK, BlockedTopK, topk_1d, topk_rows
+from search.validate import check_int, check_k, is_whole
+from search.vectors import item_vectors, normalize_rows, user_vectors
+
+DEFAULT_BUNDLE = os.path.join("artifacts", "current")
+BUILD_HINT = "run `python -m search build --bundle {path}` first"
+MEMBER_SORTS = ("popularity", "title", "rating")
+
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+_ARTICLE = re.compile(r"^(.*), (the|a|an|l'|le|la|les|il|el|der|die|das)$")
+
+
+class NotBuiltError(BundleError):
+    """The bundle has no search files yet (clusters); the message says how to build them."""
+
+
+def _norm_title(text: str) -> str:
+    return " ".join(str(text).lower().split())
+
+
+def _title_forms(title: str) -> tuple[str, ...]:
+    """A title as written, without its year, and with a trailing article moved to the front.
+
+    "Godfather, The (1972)" -> ("godfather, the (1972)", "godfather, the", "the godfather").
+    """
+    full = _norm_title(title)
+    bare = _YEAR.sub("", full)
+    forms = [full, bare]
+    moved = _ARTICLE.match(bare)
+    if moved:
+        forms.append(f"{moved.group(2)} {moved.group(1)}")
+    return tuple(dict.fromkeys(forms))
+
+
+def _as_ids(raw: Any, kind: str) -> tuple[np.ndarray, bool]:
+    """Ids as an int64 array and whether a scalar was given; ValueError for non-integers."""
+    scalar = np.ndim(raw) == 0
+    values = np.atleast_1d(np.asarray(raw))
+    if values.ndim != 1:
+        raise ValueError(f"{kind} ids must be a scalar or a 1-D array, got shape {values.shape}")
+    if values.dtype.kind in "iu":
+        return values.astype(np.int64), scalar
+    if values.dtype.kind == "f" and np.isfinite(values).all() and (values == np.round(values)).all():
+        return values.astype(np.int64), scalar
+    if values.size == 0:
+        return values.astype(np.int64), scalar
+    if values.dtype.kind == "f":
+        values = values[~(np.isfinite(values) & (values == np.round(values)))]
+    bad = values.flat[0]
+    bad = bad.item() if isinstance(bad, np.generic) else bad  # 'abc', not np.str_('abc')
+    raise ValueError(f"{kind} ids must be whole numbers, got {bad!r}")
+
+
+class Recommender:
+    """Recommendations, similar movies and clusters over one bundle, loaded once.
+
+    Build with :meth:`load` (a bundle folder) or :meth:`from_bundle`.
+
+    Attributes
+    ----------
+    bundle:
+        The verified :class:`embedder.bundle.Bundle`.
+    index_kind:
+        ``"flat"`` (exact) unless ``python -m search build --index hnsw|ivf`` made another.
+    """
+
+    def __init__(self, bundle: Bundle, *, user_block: int = USER_BLOCK, item_block: int = ITEM_BLOCK):
+        self.bundle = bundle
+        self._tiles = {"user_block": user_block, "item_block": item_block}
+        self._movie_vocab = bundle.movie_vocab
+        self._user_vocab = bundle.user_vocab
+        # One-id lookups are on the latency path of every web request: a dict
+        # answers in ~0.1 µs where a vectorised lookup costs ~10 µs of overhead.
+        self._user_row_of = {int(u): r for r, u in enumerate(bundle.user_ids.tolist())}
+        self._movie_row_of = {int(m): r for r, m in enumerate(bundle.movie_ids.tolist())}
+        self._items = item_vectors(bundle.movie_embeddings, bundle.movie_biases)
+        self._users = user_vectors(bundle.user_embeddings, bundle.user_biases, bundle.global_mean)
+        self._unit, self._zero = normalize_rows(bundle.movie_embeddings)
+        self._seen = sp.csr_matrix(bundle.seen)
+        self._counts = bundle.movies["rating_count"].to_numpy(np.int64)
+        self._engine = BlockedTopK(self._items, **self._tiles)
+        self._subsets: dict[int, tuple[np.ndarray, BlockedTopK]] = {}
+        self._subset_lock = threading.Lock()
+
+        info = bundle.manifest.get("index") or {}
+        self.index_kind: str = info.get("kind", "flat")
+        self._ann = None
+        if self.index_kind != "flat":
+            self._ann = read_index(bundle.file(info.get("file", INDEX_FILE)))
+            if self._ann.ntotal != len(self._items) or self._ann.d != self._items.shape[1]:
+                raise BundleError(f"{INDEX_FILE}: holds {self._ann.ntotal} x {self._ann.d}, expected {self._items.shape}")
+            apply_params(self._ann, info.get("params", {}))
+
+        self._labels = None
+        self._summaries = None
+        if bundle.has("cluster_labels.npy") and bundle.has("clusters.json"):
+            labels = bundle.array("cluster_labels.npy")
+            if labels.shape != (len(self._items),) or labels.dtype.kind not in "iu":
+                raise BundleError(f"cluster_labels.npy: expected {len(self._items)} integer labels, found {labels.dtype} {labels.shape}")
+            self._labels = labels.astype(np.int64)
+            self._summaries = bundle.json("clusters.json")
+
+    # ------------------------------------------------------------------ loading
+
+    @classmethod
+    def load(cls, path: str | os.PathLike = DEFAULT_BUNDLE, verify: bool = True, **tiles: int) -> Recommender:
+        """Load the bundle at ``path`` (checksums verified) and get ready to answer.
+
+        Works on a bundle fresh from training too: recommend and similar need
+        only the core arrays; clusters then raise :class:`NotBuiltError`.
+        ``user_block`` / ``item_block`` tune the tiles of batch searches
+        (:class:`search.topk.BlockedTopK`); the defaults were measured.
+        """
+        return cls(Bundle.load(path, verify=verify), **tiles)
+
+    @classmethod
+    def from_bundle(cls, bundle: Bundle, **tiles: int) -> Recommender:
+        """A recommender over an already loaded (or in-memory) bundle."""
+        return cls(bundle, **tiles)
+
+    def __repr__(self) -> str:
+        return f"Recommender({self.bundle.path}, {len(self.user_ids)} users, {len(self.movie_ids)} movies, index={self.index_kind})"
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        """Original ids of all users, in bundle row order."""
+        return self.bundle.user_ids
+
+    @property
+    def movie_ids(self) -> np.ndarray:
+        """Original ids of all movies, in bundle row order (ties are broken in this order)."""
+        return self.bundle.movie_ids
+
+    @property
+    def built(self) -> bool:
+        """Whether ``python -m search build`` has run on this bundle (clusters available)."""
+        return self._labels is not None
+
+    # ------------------------------------------------------------------ helpers
+
+    def _rows(self, raw: Any, kind: str) -> tuple[np.ndarray, bool]:
+        """Bundle rows of user or movie ids, and whether one id (not an array) was given."""
+        row_of, vocab = (self._user_row_of, self._user_vocab) if kind == "user" else (self._movie_row_of, self._movie_vocab)
+        if is_whole(raw):  # the one-id fast path of every web request
+            row = row_of.get(int(raw))
+            if row is None:
+                raise UnknownIdError(f"unknown {kind} {int(raw)}")
+            return np.array([row]), True
+        ids, scalar = _as_ids(raw, kind)
+        return vocab.numbers(ids, missing="error"), scalar
+
+    def _user_rows(self, user_ids: Any) -> tuple[np.ndarray, bool]:
+        return self._rows(user_ids, "user")
+
+    def _movie_row(self, movie_id: Any) -> int:
+        rows, scalar = self._rows(movie_id, "movie")
+        if not scalar:
+            raise ValueError(f"expected one movie id, got {len(rows)}")
+        return int(rows[0])
+
+    def _candidates(self, min_ratings: int) -> tuple[np.ndarray | None, BlockedTopK]:
+        """Movie rows with at least ``min_ratings`` ratings (None = all) and their engine."""
+        if min_ratings <= 0 or (self._counts >= min_ratings).all():
+            return None, self._engine
+        with self._subset_lock:
+            if min_ratings not in self._subsets:
+                rows = np.flatnonzero(self._counts >= min_ratings)
+                if len(self._subsets) >= 4:  # a few thresholds are in use at a time
+                    self._subsets.pop(next(iter(self._subsets)))
+                self._subsets[min_ratings] = (rows, BlockedTopK(self._items[rows], **self._tiles))
+            return self._subsets[min_ratings]
+
+    def _to_ids(self, rows: np.ndarray, scores: np.ndarray, candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Movie rows (or candidate positions; -1 = padding) to original ids."""
+        if candidates is not None:
+            rows = np.where(rows >= 0, candidates[np.maximum(rows, 0)], -1)
+        ids = np.where(rows >= 0, self.movie_ids[np.maximum(rows, 0)], -1)
+        return ids.astype(np.int64), scores.astype(np.float32)
+
+    # ------------------------------------------------------------------ recommend
+
+    def recommend(self, user_ids: Any, k: int = 10, exclude_seen: bool = True, min_ratings: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` movies by predicted rating for one user or a batch.
+
+        Parameters
+        ----------
+        user_ids:
+            One id (int) or an array of ids; a batch is one vectorised call.
+        k:
+            Movies per user, >= 1.  More than there are candidates returns what exists.
+        exclude_seen:
+            Leave out the movies the user rated in training.
+        min_ratings:
+            Only movies with at least this many ratings are candidates: a remedy
+            for obscure movies with a lucky bias ranking first.
+
+        Returns
+        -------
+        (movie_ids int64, scores float32)
+            Best first; a score is the raw predicted rating ``μ + b_u + b_i + p_u·q_i``.
+            One id gives 1-D arrays of up to ``k`` entries.  A batch gives
+            ``(n_users, min(k, n_candidates))`` arrays; a row whose user has fewer
+            unseen candidates is padded with id -1 and score ``-inf`` (with an
+            hnsw/ivf index, also a row for which the approximate search found
+            too few).  Ties are broken by the movies' order in the bundle.
+
+        Raises
+        ------
+        UnknownIdError
+            (a KeyError) for an id not in the bundle, naming it.
+        ValueError
+            For ``k < 1``, a non-integer ``k`` or id, or a negative ``min_ratings``.
+        """
+        k = check_k(k)
+        min_ratings = check_int(min_ratings, "min_ratings", 0)
+        rows, scalar = self._user_rows(user_ids)
+        if scalar and self._ann is None:
+            return self._recommend_one(int(rows[0]), k, exclude_seen, min_ratings)
+        candidates, engine = self._candidates(min_ratings)
+        if self._ann is not None:
+            cols, scores = self._recommend_ann(rows, k, exclude_seen, candidates)
+            ids, scores = self._to_ids(cols, scores, None)
+            if scalar:
+                keep = ids[0] >= 0
+                return ids[0][keep], scores[0][keep]
+            return ids, scores
+        exclude = self._exclusions(rows, candidates) if exclude_seen else None
+        cols, scores = engine.search(self._users[rows], k, exclude)
+        return self._to_ids(cols, scores, candidates)
+
+    def _exclusions(self, rows: np.ndarray | slice, candidates: np.ndarray | None) -> sp.csr_matrix:
+        seen = self._seen[rows]
+        return seen if candidates is None else seen[:, candidates]
+
+    def _recommend_one(self, row: int, k: int, exclude_seen: bool, min_ratings: int) -> tuple[np.ndarray, np.ndarray]:
+        scores = self._items @ self._users[row]
+        if exclude_seen:
+            scores[self._seen.indices[self._seen.indptr[row] : self._seen.indptr[row + 1]]] = -np.inf
+        return self._best_movies(scores, k, min_ratings)
+
+    def _best_movies(self, scores: np.ndarray, k: int, min_ratings: int) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k movie ids of one score per movie (-inf = left out), rarely rated ones left out too."""
+        if min_ratings > 0:
+            scores[self._counts < min_ratings] = -np.inf
+        cols, best = topk_1d(scores, k)
+        return self.movie_ids[cols], best
+
+    def _recommend_ann(self, rows: np.ndarray, k: int, exclude_seen: bool, candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate candidates from faiss, re-scored exactly; returns movie rows."""
+        n_movies = len(self._items)
+        allowed = None
+        if candidates is not None:
+            allowed = np.zeros(n_movies, bool)
+            allowed[candidates] = True
+        n_allowed = n_movies if candidates is None else len(candidates)
+        width = min(k, n_allowed)
+        out_rows = np.full((len(rows), width), -1, np.int64)
+        out_scores = np.full((len(rows), width), -np.inf, np.float32)
+        if width == 0:
+            return out_rows, out_scores
+        seen = self._seen[rows]
+        # Only seen movies that are candidates take places among the fetched ones.
+        n_seen = np.diff(self._exclusions(rows, candidates).indptr) if exclude_seen else np.zeros(len(rows), np.int64)
+        # Users are grouped by how many candidates they need (k plus their seen
+        # count, rounded up to a power of two), so one heavy rater does not make
+        # the whole batch search deep.
+        need = np.minimum(k + n_seen, n_allowed)
+        buckets = np.ceil(np.log2(np.maximum(need, 1))).astype(np.int64)
+        for bucket in np.unique(buckets):
+            fetch = int(min(2**bucket, n_allowed))
+            members = np.flatnonzero(buckets == bucket)
+            # Re-scoring gathers (users x fetch x dim) floats: keep that near 64 MiB.
+            step = max(1, (1 << 24) // (fetch * self._items.shape[1]))
+            for group in np.array_split(members, -(-len(members) // step)):
+                queries = self._users[rows[group]]
+                found = search_candidates(self._ann, queries, fetch, allowed)
+                scores = np.einsum("ijk,ik->ij", self._items[np.maximum(found, 0)], queries)
+                scores[found < 0] = -np.inf
+                if exclude_seen:
+                    scores[self._is_seen(seen[group], found)] = -np.inf
+                out_rows[group], out_scores[group] = topk_rows(scores, width, columns=found)
+        return out_rows, out_scores
+
+    @staticmethod
+    def _is_seen(seen: sp.csr_matrix, found: np.ndarray) -> np.ndarray:
+        """Boolean (rows x candidates): candidate ``found[i, j]`` is in row i of ``seen``."""
+        if seen.nnz == 0:
+            return np.zeros(found.shape, bool)
+        # One sorted key per (row, movie) pair turns the lookup into one searchsorted.
+        n_cols = seen.shape[1]
+        keys = np.repeat(np.arange(seen.shape[0], dtype=np.int64), np.diff(seen.indptr)) * n_cols + seen.indices
+        keys.sort()
+        query = np.arange(found.shape[0], dtype=np.int64)[:, None] * n_cols + np.maximum(found, 0)
+        pos = np.minimum(np.searchsorted(keys, query), len(keys) - 1)
+        return (keys[pos] == query) & (found >= 0)
+
+    def recommend_all(
+        self, k: int = 10, batch_size: int = 4096, exclude_seen: bool = True, min_ratings: int = 0
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Exact top-``k`` for every user, streamed in user blocks.
+
+        Yields
+        ------
+        (user_ids (b,), movie_ids (b, k'), scores (b, k'))
+            ``batch_size`` users per block in bundle order (the last may be
+            shorter), padded as in :meth:`recommend`.  The next block is computed
+            while the caller handles this one.  While the iterator is open, BLAS
+            runs single-threaded process-wide (see :mod:`search.topk`).
+        """
+        k = check_k(k)
+        min_ratings = check_int(min_ratings, "min_ratings", 0)
+        batch_size = check_int(batch_size, "batch_size", 1)
+        if self._ann is not None:
+            return self._recommend_all_ann(k, batch_size, exclude_seen, min_ratings)
+        candidates, engine = self._candidates(min_ratings)
+        exclude = self._exclusions(slice(None), candidates) if exclude_seen else None
+        return self._stream(engine, k, batch_size, exclude, candidates)
+
+    def _stream(self, engine, k, batch_size, exclude, candidates):
+        for start, cols, scores in engine.iter_search(self._users, k, exclude, batch_size=batch_size):
+            ids, scores = self._to_ids(cols, scores, candidates)
+            yield self.user_ids[start : start + len(ids)], ids, scores
+
+    def _recommend_all_ann(self, k, batch_size, exclude_seen, min_ratings):
+        for start in range(0, len(self.user_ids), batch_size):
+            users = self.user_ids[start : start + batch_size]
+            ids, scores = self.recommend(users, k, exclude_seen=exclude_seen, min_ratings=min_ratings)
+            yield users, ids, scores
+
+    # ------------------------------------------------------------------ similar
+
+    def similar(self, movie_id: Any, k: int = 10, min_ratings: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` movies most like ``movie_id`` by cosine of their embeddings.
+
+        The movie itself is excluded, and so are movies with a zero embedding
+        (no training ratings): they have no direction to compare.  A query movie
+        with a zero embedding therefore gets an empty result, not an arbitrary one.
+
+        Returns
+        -------
+        (movie_ids int64, cosines float32), best first, up to ``k`` long.
+        """
+        k = check_k(k)
+        min_ratings = check_int(min_ratings, "min_ratings", 0)
+        row = self._movie_row(movie_id)
+        if self._zero[row]:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        scores = self._unit @ self._unit[row]
+        scores[self._zero] = -np.inf
+        scores[row] = -np.inf
+        return self._best_movies(scores, k, min_ratings)
+
+    # ------------------------------------------------------------------ movies
+
+    @cached_property
+    def _title_table(self) -> pd.DataFrame:
+        forms = [_title_forms(t) for t in self.bundle.movies["title"].astype(str)]
+        return pd.DataFrame(
+            {
+                "forms": forms,
+                "joined": ["\x00".join(f) for f in forms],
+                "rating_count": self._counts,
+                "title": self.bundle.movies["title"].astype(str).str.lower().to_numpy(),
+                "row": np.arange(len(forms)),
+            }
+        )
+
+    def find_movies(self, query: str, limit: int = 10) -> list[int]:
+        """Movie ids whose title contains ``query``, case-insensitive, best first.
+
+        Order: an exact title (also without its year, or with a trailing article
+        moved to the front: "the godfather"), then titles starting with the
+        query, then the rest; within each, most rated first.
+        """
+        if not isinstance(query, str) or not query.strip():
+            raise ValueError("title query must be a non-empty string")
+        limit = check_int(limit, "limit", 1)
+        q = _norm_title(query)
+        table = self._title_table
+        hit = table["joined"].str.contains(q, regex=False).to_numpy()
+        found = table[hit]
+        rank = np.array(
+            [0 if q in forms else 1 if any(f.startswith(q) for f in forms) else 2 for forms in found["forms"]], dtype=np.int64
+        )
+        order = np.lexsort((found["row"].to_numpy(), found["title"].to_numpy(), -found["rating_count"].to_numpy(), rank))
+        return [int(self.movie_ids[r]) for r in found["row"].to_numpy()[order][:limit]]
+
+    def movie(self, movie_id: Any) -> dict:
+        """One movie as a JSON-ready dict: movie_id, title, genres (list), rating_count,
+        mean_rating (None without ratings) and cluster (None before ``build``)."""
+        return self._row_dict(self._movie_row(movie_id))
+
+    @cached_property
+    def _movie_rows(self) -> list[tuple]:
+        """Per movie, the JSON fields as plain Python values, built once on first use.
+
+        Reading a pandas frame cell by cell costs ~100 µs a row; a result page
+        needs its rows in microseconds.
+        """
+        movies = self.bundle.movies
+        means = movies["mean_rating"].to_numpy(np.float64)
+        labels = [None] * len(means) if self._labels is None else self._labels.tolist()
+        return [
+            (int(movie_id), str(title), genres, int(count), float(mean) if count > 0 and math.isfinite(mean) else None, label)
+            for movie_id, title, genres, count, mean, label in zip(
+                self.movie_ids.tolist(),
+                movies["title"].tolist(),
+                genre_lists(movies["genres"]),
+                self._counts.tolist(),
+                means.tolist(),
+                labels,
+            )
+        ]
+
+    def _row_dict(self, row: int) -> dict:
+        movie_id, title, genres, count, mean, cluster = self._movie_rows[row]
+        return {
+            "movie_id": movie_id,
+            "title": title,
+            "genres": list(genres),  # a fresh list: callers may modify their copy
+            "rating_count": count,
+            "mean_rating": mean,
+            "cluster": cluster,
+        }
+
+    def items(self, movie_ids: Any, scores: Any) -> list[dict]:
+        """JSON rows for a result, in order: :meth:`movie` fields plus ``score`` (float).
+
+        Padding entries (id -1) are dropped.  The CLI's ``--json`` and the web API
+        both use these rows.
+        """
+        ids = np.asarray(movie_ids).reshape(-1)
+        values = np.asarray(scores, dtype=np.float64).reshape(-1)
+        if ids.shape != values.shape:
+            raise ValueError(f"movie_ids and scores differ in length: {ids.shape[0]} vs {values.shape[0]}")
+        keep = ids >= 0
+        rows = self._movie_vocab.numbers(_as_ids(ids[keep], "movie")[0], missing="error")
+        return [{**self._row_dict(int(r)), "score": float(s)} for r, s in zip(rows, values[keep])]
+
+    def user_ratings(self, user_id: Any, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The user's training ratings, highest first (ties in bundle order).
+
+        Returns
+        -------
+        (movie_ids int64, ratings float32)
+        """
+        rows, scalar = self._user_rows(user_id)
+        if not scalar:
+            raise ValueError("user_ratings takes one user id")
+        row = int(rows[0])
+        lo, hi = self._seen.indptr[row], self._seen.indptr[row + 1]
+        cols = self._seen.indices[lo:hi].astype(np.int64)
+        ratings = self._seen.data[lo:hi].astype(np.float32)
+        order = np.lexsort((cols, -ratings))
+        if limit is not None:
+            order = order[: check_int(limit, "limit", 1)]
+        return self.movie_ids[cols[order]].astype(np.int64), ratings[order]
+
+    # ------------------------------------------------------------------ clusters
+
+    def _need_clusters(self) -> np.ndarray:
+        if self._labels is None:
+            raise NotBuiltError(f"this bundle has no clusters yet: {BUILD_HINT.format(path=self.bundle.path)}")
+        return self._labels
+
+    def cluster_of(self, movie_id: Any) -> int:
+        """The K-Means cluster of a movie (raises :class:`NotBuiltError` before ``build``)."""
+        labels = self._need_clusters()
+        return int(labels[self._movie_row(movie_id)])
+
+    def clusters(self) -> list[dict]:
+        """The cluster summaries of ``clusters.json`` (size, label, top movies, genre mix, mean rating)."""
+        self._need_clusters()
+        return self._summaries
+
+    def cluster_members(self, cluster: int, sort: str = "popularity") -> list[int]:
+        """Movie ids of one cluster, sorted by ``popularity`` (most rated first),
+        ``title`` or ``rating`` (highest mean rating first, unrated last)."""
+        labels = self._need_clusters()
+        if sort not in MEMBER_SORTS:
+            raise ValueError(f"sort must be one of {', '.join(MEMBER_SORTS)}, got {sort!r}")
+        n_clusters = len(self._summaries)
+        if not is_whole(cluster) or not 0 <= cluster < n_clusters:
+            raise UnknownIdError(f"unknown cluster {cluster} (clusters are 0..{n_clusters - 1})")
+        rows = np.flatnonzero(labels == cluster)
+        movies = self.bundle.movies
+        if sort == "popularity":
+            order = np.lexsort((rows, -self._counts[rows]))
+        elif sort == "title":
+            order = np.lexsort((rows, movies["title"].astype(str).str.lower().to_numpy()[rows]))
+        else:
+            means = movies["mean_rating"].to_numpy(np.float64)[rows]
+            means = np.where(np.isfinite(means) & (self._counts[rows] > 0), means, -np.inf)
+            order = np.lexsort((rows, -self._counts[rows], -means))
+        return [int(i) for i in self.movie_ids[rows[order]]]
+
+    # ------------------------------------------------------------------ summary
+
+    def summary(self) -> dict:
+        """Figures for a home page: dataset, sizes, test RMSE/MAE, index kind, clusters."""
+        manifest = self.bundle.manifest
+        test = (manifest.get("metrics") or {}).get("test") or {}
+        dataset = manifest.get("dataset") or {}
+        clusters = manifest.get("clusters") or {}
+        return {
+            "dataset": dataset.get("name"),
+            "n_users": len(self.user_ids),
+            "n_movies": len(self.movie_ids),
+            "n_ratings": int(self._seen.nnz),
+            "dim": int(self.bundle.dim),
+            "test_rmse": test.get("rmse"),
+            "test_mae": test.get("mae"),
+            "rating_scale": list(self.bundle.rating_scale),
+            "index": self.index_kind,
+            "built": self.built,
+            "n_clusters": len(self._summaries) if self._summaries is not None else None,
+            "silhouette": clusters.get("silhouette"),
+            "nmi_genres": clusters.get("nmi_genres"),
+            "nmi_random": clusters.get("nmi_random"),
+            "created": manifest.get("created"),
+        }

@@ -1,0 +1,305 @@
+"""The Recommender API: exact scores and top-K, exclusion, batches, similar, lookups, errors."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+
+from embedder.vocab import UnknownIdError
+from search import NotBuiltError, Recommender
+from tests.conftest import write_synthetic_bundle
+from tests.search.conftest import (
+    N_GROUPS,
+    PER_GROUP,
+    assert_exact_topk,
+    assert_same_topk,
+    brute_force_scores,
+)
+
+
+@pytest.fixture(scope="module")
+def rec(tiny_bundle):
+    return Recommender.load(tiny_bundle)
+
+
+@pytest.fixture(scope="module")
+def truth(tiny_bundle):
+    return brute_force_scores(tiny_bundle)
+
+
+def seen_rows(rec, user_row):
+    seen = rec.bundle.seen
+    return seen.indices[seen.indptr[user_row] : seen.indptr[user_row + 1]].tolist()
+
+
+# ---------------------------------------------------------------- scores and top-K
+
+
+def test_scores_are_predicted_ratings_for_random_pairs(rec, truth):
+    """Every returned (user, movie) score equals μ + b_u + b_i + p_u·q_i from the .npy files."""
+    rng = np.random.default_rng(0)
+    users = rng.choice(rec.user_ids, 40, replace=False)
+    ids, scores = rec.recommend(users, k=len(rec.movie_ids), exclude_seen=False)
+    rows = rec.bundle.user_vocab.numbers(users)
+    cols = rec.bundle.movie_vocab.numbers(ids.ravel()).reshape(ids.shape)
+    pick = rng.integers(0, ids.shape[1], size=(40, 25))
+    np.testing.assert_allclose(
+        np.take_along_axis(scores, pick, 1), truth[rows[:, None], np.take_along_axis(cols, pick, 1)], atol=1e-4
+    )
+
+
+@pytest.mark.parametrize("exclude_seen", [True, False])
+@pytest.mark.parametrize("k", [1, 10, 57])
+def test_topk_equals_brute_force(rec, truth, exclude_seen, k):
+    users = rec.user_ids[::7]
+    ids, scores = rec.recommend(users, k=k, exclude_seen=exclude_seen)
+    for n, user in enumerate(users):
+        row = rec.bundle.user_vocab.number(user)
+        excluded = seen_rows(rec, row) if exclude_seen else []
+        assert_exact_topk(ids[n], scores[n], truth[row], rec.movie_ids, k, excluded)
+        one_ids, one_scores = rec.recommend(int(user), k=k, exclude_seen=exclude_seen)
+        assert_exact_topk(one_ids, one_scores, truth[row], rec.movie_ids, k, excluded)
+
+
+def test_exclude_seen_never_returns_a_training_rating_and_stays_k_long(rec):
+    ids, _ = rec.recommend(rec.user_ids, k=10)
+    assert ids.shape == (len(rec.user_ids), 10)
+    assert (ids >= 0).all()
+    for n, user in enumerate(rec.user_ids):
+        seen_ids = set(rec.movie_ids[seen_rows(rec, n)].tolist())
+        assert not seen_ids & set(ids[n].tolist())
+
+
+def test_batch_and_single_user_agree(rec):
+    users = rec.user_ids[:50]
+    ids, scores = rec.recommend(users, k=10)
+    for n, user in enumerate(users):
+        one_ids, one_scores = rec.recommend(user, k=10)
+        assert one_ids.ndim == 1
+        assert_same_topk(one_ids[None], one_scores[None], ids[n : n + 1], scores[n : n + 1])
+
+
+def test_recommend_all_streams_every_user_and_equals_the_batch(rec):
+    blocks = list(rec.recommend_all(k=7, batch_size=64))
+    assert all(len(u) <= 64 for u, _, _ in blocks)
+    users = np.concatenate([u for u, _, _ in blocks])
+    assert np.array_equal(users, rec.user_ids)
+    ids = np.vstack([i for _, i, _ in blocks])
+    scores = np.vstack([s for _, _, s in blocks])
+    want_ids, want_scores = rec.recommend(rec.user_ids, k=7)
+    assert_same_topk(ids, scores, want_ids, want_scores)
+
+
+def test_min_ratings_restricts_candidates_exactly(rec, truth):
+    counts = rec.bundle.movies["rating_count"].to_numpy()
+    threshold = int(np.median(counts))
+    too_few = np.flatnonzero(counts < threshold).tolist()
+    users = rec.user_ids[:30]
+    ids, scores = rec.recommend(users, k=10, min_ratings=threshold)
+    streamed = list(rec.recommend_all(k=10, min_ratings=threshold))
+    assert_same_topk(streamed[0][1][:30], streamed[0][2][:30], ids, scores)
+    for n, user in enumerate(users):
+        row = rec.bundle.user_vocab.number(user)
+        excluded = set(too_few) | set(seen_rows(rec, row))
+        assert_exact_topk(ids[n], scores[n], truth[row], rec.movie_ids, 10, excluded)
+        one_ids, one_scores = rec.recommend(int(user), k=10, min_ratings=threshold)
+        assert_same_topk(one_ids[None], one_scores[None], ids[n : n + 1], scores[n : n + 1])
+
+
+def test_min_ratings_above_every_count_gives_empty_results(rec):
+    too_many = int(rec.bundle.movies["rating_count"].max()) + 1
+    assert rec.recommend(rec.user_ids[0], min_ratings=too_many)[0].shape == (0,)
+    assert rec.recommend(rec.user_ids[:3], min_ratings=too_many)[0].shape == (3, 0)
+    assert all(ids.shape[1] == 0 for _, ids, _ in rec.recommend_all(min_ratings=too_many))
+    assert rec.similar(rec.movie_ids[0], min_ratings=too_many)[0].shape == (0,)
+
+
+def test_k_larger_than_catalogue_returns_what_exists(rec):
+    n = len(rec.movie_ids)
+    ids, _ = rec.recommend(rec.user_ids[0], k=n + 100, exclude_seen=False)
+    assert len(ids) == n and len(set(ids.tolist())) == n
+    user = rec.user_ids[0]
+    unseen = n - len(seen_rows(rec, 0))
+    assert len(rec.recommend(user, k=n + 100)[0]) == unseen
+    batch_ids, batch_scores = rec.recommend([user], k=n + 100)
+    assert batch_ids.shape == (1, n)  # batch rows are padded to a common width
+    assert (batch_ids[0, unseen:] == -1).all() and np.isneginf(batch_scores[0, unseen:]).all()
+
+
+def test_ties_are_broken_by_catalogue_order(tmp_path):
+    """Identical movies: every path returns the first rows, in bundle order."""
+    path = tmp_path / "ties"
+    write_synthetic_bundle(path, np.ones((3, 2), np.float32), np.ones((20, 2), np.float32))
+    rec = Recommender.load(path)
+    first = rec.movie_ids[:5].tolist()
+    assert rec.recommend(1, k=5)[0].tolist() == first
+    assert rec.recommend([1, 2, 3], k=5)[0].tolist() == [first] * 3
+    assert np.vstack([i for _, i, _ in rec.recommend_all(k=5)]).tolist() == [first] * 3
+    assert rec.similar(rec.movie_ids[0], k=3)[0].tolist() == rec.movie_ids[1:4].tolist()
+
+
+def test_concurrent_reads_from_threads_agree(rec):
+    """The web server calls one Recommender from many threads."""
+    want = rec.recommend(rec.user_ids, k=5)[0]
+    singles_want = [rec.recommend(u, k=5)[0].tolist() for u in rec.user_ids[:20]]
+
+    def work(_):
+        return rec.recommend(rec.user_ids, k=5)[0], [rec.recommend(u, k=5)[0].tolist() for u in rec.user_ids[:20]]
+
+    with ThreadPoolExecutor(6) as pool:
+        results = list(pool.map(work, range(6)))  # a worker's exception is re-raised here
+    for batch, singles in results:
+        assert np.array_equal(batch, want)  # same call, same blocks: identical
+        assert singles == singles_want
+
+
+# ---------------------------------------------------------------- errors
+
+
+@pytest.mark.parametrize("call", ["single", "batch"])
+def test_unknown_user_is_a_key_error_naming_it(rec, call):
+    arg = 99999 if call == "single" else [rec.user_ids[0], 99999]
+    with pytest.raises(KeyError, match="unknown user 99999") as info:
+        rec.recommend(arg)
+    assert isinstance(info.value, UnknownIdError)
+
+
+def test_unknown_movie_is_a_key_error_naming_it(rec):
+    for call in (rec.similar, rec.movie, lambda m: rec.items([m], [1.0])):
+        with pytest.raises(UnknownIdError, match="unknown movie 424242"):
+            call(424242)
+
+
+@pytest.mark.parametrize("k", [0, -3, 1.5, "10", None])
+def test_bad_k_is_a_value_error_naming_k(rec, k):
+    with pytest.raises(ValueError, match="k must be"):
+        rec.recommend(rec.user_ids[0], k=k)
+    with pytest.raises(ValueError, match="k must be"):
+        rec.similar(rec.movie_ids[0], k=k)
+    with pytest.raises(ValueError, match="k must be"):
+        rec.recommend_all(k=k)
+
+
+def test_bad_arguments_are_value_errors(rec):
+    with pytest.raises(ValueError, match="min_ratings"):
+        rec.recommend(rec.user_ids[0], min_ratings=-1)
+    with pytest.raises(ValueError, match="batch_size"):
+        rec.recommend_all(batch_size=0)
+    with pytest.raises(ValueError, match="whole numbers, got 'abc'"):
+        rec.recommend("abc")
+    with pytest.raises(ValueError, match="whole numbers, got 1.5"):
+        rec.recommend(1.5)
+
+
+# ---------------------------------------------------------------- similar
+
+
+def test_similar_returns_same_group_movies_on_planted_data(planted_bundle, planted):
+    rec = Recommender.load(planted_bundle)
+    groups = planted["groups"]
+    for row in range(0, len(groups), 7):
+        ids, scores = rec.similar(rec.movie_ids[row], k=10)
+        rows = rec.bundle.movie_vocab.numbers(ids)
+        assert row not in rows.tolist()
+        assert (groups[rows] == groups[row]).all()
+        assert np.all(np.diff(scores) <= 0) and scores.max() <= 1 + 1e-5
+        unit = planted["movie_embeddings"] / np.linalg.norm(planted["movie_embeddings"], axis=1, keepdims=True)
+        np.testing.assert_allclose(scores, unit[rows] @ unit[row], atol=1e-5)
+
+
+def test_similar_min_ratings_and_k(planted_bundle, planted):
+    rec = Recommender.load(planted_bundle)
+    counts = planted["rating_counts"]
+    ids, _ = rec.similar(rec.movie_ids[0], k=PER_GROUP * N_GROUPS, min_ratings=150)
+    rows = rec.bundle.movie_vocab.numbers(ids)
+    assert (counts[rows] >= 150).all()
+    assert len(ids) == (counts >= 150).sum() - (counts[0] >= 150)
+
+
+def test_zero_norm_movies_do_not_break_similar(tmp_path):
+    movies = np.array([[1, 0], [0, 0], [0.9, 0.1], [0, 1], [0, 0]], np.float32)
+    path = tmp_path / "zeros"
+    write_synthetic_bundle(path, np.ones((2, 2), np.float32), movies)
+    rec = Recommender.load(path)
+    ids, scores = rec.similar(101, k=10)
+    assert ids.tolist() == [103, 104]  # zero-embedding movies 102 and 105 are never "similar"
+    assert np.isfinite(scores).all()
+    empty_ids, empty_scores = rec.similar(102, k=10)  # no direction: an empty answer, not arbitrary movies
+    assert empty_ids.size == 0 and empty_scores.size == 0
+
+
+# ---------------------------------------------------------------- lookups
+
+
+@pytest.fixture(scope="module")
+def titled(tmp_path_factory):
+    titles = [
+        "Star Wars (1977)",
+        "Star Trek: First Contact (1996)",
+        "Lone Star (1996)",
+        "Godfather, The (1972)",
+        "Godfather: Part II, The (1974)",
+        "Stargate (1994)",
+    ]
+    path = tmp_path_factory.mktemp("titled") / "bundle"
+    write_synthetic_bundle(
+        path,
+        np.ones((2, 3), np.float32),
+        np.eye(6, 3, dtype=np.float32),
+        titles=titles,
+        genres=["Action|Sci-Fi", "Sci-Fi", "Drama", "Crime|Drama", "", "Sci-Fi"],
+        rating_counts=np.array([500, 300, 50, 400, 200, 0]),
+    )
+    return Recommender.load(path)
+
+
+def test_find_movies_ranks_exact_then_prefix_then_popularity(titled):
+    assert titled.find_movies("STAR WARS") == [101]
+    assert titled.find_movies("star") == [101, 102, 106, 103]  # prefix by popularity, then contains
+    assert titled.find_movies("the godfather") == [104, 105]  # "Godfather, The" read as "The Godfather"
+    assert titled.find_movies("godfather") == [104, 105]
+    assert titled.find_movies("star", limit=2) == [101, 102]
+    assert titled.find_movies("no such film") == []
+    with pytest.raises(ValueError):
+        titled.find_movies("  ")
+
+
+def test_items_and_movie_rows_are_plain_json(titled):
+    ids, scores = titled.recommend(1, k=6)
+    items = titled.items(ids, scores)
+    assert [i["movie_id"] for i in items] == ids.tolist()
+    json.dumps(items)  # plain Python types only
+    first = items[0]
+    assert set(first) == {"movie_id", "title", "score", "genres", "rating_count", "mean_rating", "cluster"}
+    assert isinstance(first["score"], float) and isinstance(first["movie_id"], int)
+    assert first["cluster"] is None  # not built
+    stargate = titled.movie(106)
+    assert stargate["genres"] == ["Sci-Fi"] and stargate["rating_count"] == 0 and stargate["mean_rating"] is None
+    assert titled.movie(105)["genres"] == []
+    assert titled.items(np.array([101, -1]), np.array([4.0, -np.inf]))[0]["movie_id"] == 101  # padding dropped
+
+
+def test_user_ratings_highest_first(planted_bundle, planted):
+    rec = Recommender.load(planted_bundle)
+    ids, ratings = rec.user_ratings(rec.user_ids[3])
+    row = planted["seen"][3]
+    assert sorted(ids.tolist()) == sorted(rec.movie_ids[row.indices].tolist())
+    assert np.all(np.diff(ratings) <= 0)
+    assert len(rec.user_ratings(rec.user_ids[3], limit=2)[0]) == min(2, row.nnz)
+
+
+def test_summary_and_properties(rec):
+    summary = rec.summary()
+    json.dumps(summary)
+    assert summary["n_users"] == len(rec.user_ids) and summary["n_movies"] == len(rec.movie_ids)
+    assert summary["index"] == "flat" and summary["built"] is False and summary["n_clusters"] is None
+    assert summary["test_rmse"] > 0
+
+
+def test_clusters_before_build_say_how_to_build(rec):
+    for call in (rec.clusters, lambda: rec.cluster_of(rec.movie_ids[0]), lambda: rec.cluster_members(0)):
+        with pytest.raises(NotBuiltError, match="python -m search build"):
+            call()

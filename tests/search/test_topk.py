@@ -1,0 +1,153 @@
+"""The blocked exact top-K against brute-force numpy: ids, scores, ties, exclusion, padding."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from search.topk import BlockedTopK, topk_1d, topk_rows
+from search.validate import check_k
+
+
+def reference(queries, items, k, exclude=None):
+    """Brute force: full score matrix, -inf where excluded, stable sort (lower column first on ties)."""
+    scores = queries.astype(np.float64) @ items.astype(np.float64).T
+    if exclude is not None:
+        scores[exclude.nonzero()] = -np.inf
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    best = np.take_along_axis(scores, order, axis=1)
+    return np.where(np.isfinite(best), order, -1), best
+
+
+def grid_values(rng, shape, step=0.25):
+    """Values on a coarse grid: float32 sums of their products are exact, so ties are real ties."""
+    return (rng.integers(-8, 9, size=shape) * step).astype(np.float32)
+
+
+@pytest.mark.parametrize("user_block, item_block, head_size", [(1024, 512, 512), (256, 4096, 0), (7, 13, 30), (1, 1, 20), (64, 1000, 0)])
+@pytest.mark.parametrize("k", [1, 10, 500])
+def test_blocked_equals_brute_force_with_ties_and_exclusion(user_block, item_block, head_size, k):
+    rng = np.random.default_rng(user_block + item_block + k)
+    queries, items = grid_values(rng, (150, 6)), grid_values(rng, (300, 6))
+    exclude = sp.random(150, 300, density=0.3, format="csr", random_state=k)
+    engine = BlockedTopK(items, user_block=user_block, item_block=item_block, head_size=head_size)
+    cols, scores = engine.search(queries, k, exclude)
+    want_cols, want_scores = reference(queries, items, k, exclude)
+    assert np.array_equal(cols, want_cols)  # grid values: exact, ties included
+    np.testing.assert_array_equal(scores, want_scores.astype(np.float32))
+
+
+@pytest.mark.parametrize("head_size", [0, 256])
+def test_random_float_scores_match_brute_force(head_size):
+    """Rating-like scores (a shared per-item bias): most tiles are skipped, results stay exact."""
+    rng = np.random.default_rng(1)
+    queries = rng.normal(0, 0.3, size=(333, 20)).astype(np.float32)
+    items = rng.normal(0, 0.3, size=(5000, 20)).astype(np.float32)
+    queries[:, -1], items[:, -1] = 1.0, rng.normal(0, 1, 5000)
+    exclude = sp.random(333, 5000, density=0.05, format="csr", random_state=2)
+    engine = BlockedTopK(items, item_block=256, user_block=100, head_size=head_size)
+    cols, scores = engine.search(queries, 10, exclude)
+    want_cols, want_scores = reference(queries, items, 10, exclude)
+    np.testing.assert_allclose(scores, want_scores, atol=1e-4)
+    assert (cols == want_cols).mean() > 0.999  # float rounding may swap a near-tie
+
+
+def test_rows_with_too_few_candidates_are_padded():
+    items = np.eye(4, dtype=np.float32)
+    queries = np.ones((2, 4), np.float32)
+    exclude = sp.csr_matrix(np.array([[1, 1, 1, 0], [0, 0, 0, 0]]))
+    cols, scores = BlockedTopK(items).search(queries, 3, exclude)
+    assert cols.tolist() == [[3, -1, -1], [0, 1, 2]]
+    assert scores[0, 0] == 1 and np.isneginf(scores[0, 1:]).all()
+
+
+def test_k_larger_than_catalogue_returns_the_catalogue():
+    items = np.arange(12, dtype=np.float32).reshape(6, 2)
+    cols, _ = BlockedTopK(items).search(np.ones((1, 2), np.float32), 100)
+    assert cols.shape == (1, 6)
+    assert cols[0].tolist() == [5, 4, 3, 2, 1, 0]
+
+
+def test_all_ties_pick_the_first_rows():
+    items = np.ones((50, 3), np.float32)
+    cols, _ = BlockedTopK(items, item_block=7).search(np.ones((3, 3), np.float32), 5)
+    assert (cols == np.arange(5)).all()
+    assert topk_1d(np.ones(50, np.float32), 5)[0].tolist() == [0, 1, 2, 3, 4]
+
+
+def test_iter_search_streams_every_row_in_order_and_can_stop_early():
+    rng = np.random.default_rng(3)
+    queries, items = grid_values(rng, (1000, 4)), grid_values(rng, (200, 4))
+    engine = BlockedTopK(items, user_block=64)
+    whole, _ = engine.search(queries, 5)
+    blocks = list(engine.iter_search(queries, 5, batch_size=300))
+    assert [start for start, _, _ in blocks] == [0, 300, 600, 900]
+    assert np.array_equal(np.vstack([c for _, c, _ in blocks]), whole)
+    stream = engine.iter_search(queries, 5, batch_size=100)
+    next(stream)
+    stream.close()  # cancels the block in flight without error
+    assert np.array_equal(engine.search(queries, 5)[0], whole)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "3", None, True])
+def test_bad_k_is_a_value_error_naming_k(bad):
+    with pytest.raises(ValueError, match="k must be"):
+        check_k(bad)
+    with pytest.raises(ValueError, match="k must be"):
+        BlockedTopK(np.ones((3, 2), np.float32)).search(np.ones((1, 2), np.float32), bad)
+
+
+def test_shapes_are_checked():
+    engine = BlockedTopK(np.ones((3, 2), np.float32))
+    with pytest.raises(ValueError, match="queries must have shape"):
+        engine.search(np.ones((1, 5), np.float32), 1)
+    with pytest.raises(ValueError, match="exclude must have shape"):
+        engine.search(np.ones((2, 2), np.float32), 1, sp.csr_matrix((2, 4)))
+    with pytest.raises(ValueError, match="batch_size"):
+        next(engine.iter_search(np.ones((2, 2), np.float32), 1, batch_size=0))
+
+
+def test_topk_1d_drops_excluded_and_breaks_ties_by_index():
+    scores = np.array([1, 3, -np.inf, 3, 2, -np.inf], np.float32)
+    cols, best = topk_1d(scores, 10)
+    assert cols.tolist() == [1, 3, 4, 0]
+    assert best.tolist() == [3, 3, 2, 1]
+    assert topk_1d(scores, 1)[0].tolist() == [1]
+
+
+def test_topk_rows_pads_and_uses_given_columns():
+    scores = np.array([[0.5, -np.inf, 2.0], [1.0, 1.0, 1.0]], np.float32)
+    columns = np.array([[7, 8, 9], [30, 10, 20]])
+    cols, best = topk_rows(scores, 4, columns)
+    assert cols.tolist() == [[9, 7, -1, -1], [10, 20, 30, -1]]
+    assert np.isneginf(best[0, 2:]).all()
+
+
+@settings(max_examples=150, deadline=None)
+@given(
+    n_queries=st.integers(1, 40),
+    n_items=st.integers(1, 60),
+    k=st.integers(1, 70),
+    user_block=st.integers(1, 50),
+    item_block=st.integers(1, 70),
+    head_size=st.sampled_from([0, 2, 4, 7]),
+    density=st.floats(0, 1),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_blocked_search_is_exact(n_queries, n_items, k, user_block, item_block, head_size, density, seed):
+    """Exact ids and scores, ties included, whatever the tiles, head and exclusions."""
+    rng = np.random.default_rng(seed)
+    queries, items = grid_values(rng, (n_queries, 3), 1.0), grid_values(rng, (n_items, 3), 1.0)
+    queries[:, -1], items[:, -1] = 1.0, rng.integers(-6, 7, n_items)  # a shared "bias": rows get skipped
+    exclude = sp.csr_matrix(rng.random((n_queries, n_items)) < density)
+    engine = BlockedTopK(items, user_block=user_block, item_block=item_block, head_size=head_size)
+    cols, scores = engine.search(queries, k, exclude)
+    want_cols, want_scores = reference(queries, items, min(k, n_items), exclude)
+    assert np.array_equal(cols, want_cols)
+    np.testing.assert_array_equal(scores, want_scores.astype(np.float32))
+    for q in range(n_queries):  # the single-query path agrees too
+        one, _ = topk_1d(np.where(exclude[q].toarray()[0], -np.inf, queries[q] @ items.T), k)
+        assert one.tolist() == [c for c in cols[q] if c >= 0]
