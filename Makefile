@@ -1,11 +1,12 @@
-# Quick start: `make run` (set up, fetch ML-100K, train, export, index, serve)
+# Quick start: `make run` (set up, fetch ML-100K, train, export, build index and
+# clusters, serve the UI at http://127.0.0.1:8000)
 # and `make test` (set up, run the test suite).
 PY := .venv/bin/python
 BUNDLE ?= artifacts/current
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: setup run train test bench clean
+.PHONY: setup run train build test bench clean
 
 setup:
 	bash scripts/setup.sh
@@ -13,8 +14,11 @@ setup:
 train: setup
 	$(PY) -m embedder train
 
-run: train
-	@echo "trained; bundle at $(BUNDLE)"
+build: train
+	$(PY) -m search build --bundle $(BUNDLE)
+
+run: build
+	$(PY) -m web --bundle $(BUNDLE) --host $(HOST) --port $(PORT)
 
 test: setup
 	$(PY) -m pytest -q
@@ -22,6 +26,9 @@ test: setup
 bench: setup
 	EXTRAS=dev,bench bash scripts/setup.sh
 	$(PY) benchmarks/train_speed.py
+	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/retrieval.py
+	$(PY) benchmarks/web_load.py
 
 clean:
 	rm -rf .venv .pytest_cache

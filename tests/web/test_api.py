@@ -1,0 +1,223 @@
+"""The JSON API: every route's answer, checked against search.Recommender."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+ITEM_FIELDS = {"movie_id", "title", "score", "genres", "rating_count", "mean_rating", "cluster"}
+
+
+def get_json(client, url, status=200):
+    response = client.get(url)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+def some_user(rec) -> int:
+    return int(rec.user_ids[3])
+
+
+def some_movie(rec) -> int:
+    """A well-rated movie (it has a direction, so "movies like this" is not empty)."""
+    return int(rec.movie_ids[int(np.argmax(rec.bundle.movies["rating_count"].to_numpy()))])
+
+
+def test_recommendations_equal_the_recommender(client, rec):
+    user = some_user(rec)
+    body = get_json(client, f"/api/v1/users/{user}/recommendations?k=7")
+    ids, scores = rec.recommend(user, k=7)
+    assert body["user_id"] == user and body["k"] == 7 and body["include_seen"] is False
+    assert body["items"] == rec.items(ids, scores)  # the CLI --json rows, field for field
+    assert all(set(item) == ITEM_FIELDS for item in body["items"])
+    assert [i["score"] for i in body["items"]] == sorted((i["score"] for i in body["items"]), reverse=True)
+
+
+@pytest.mark.parametrize(
+    "url", ["/api/v1/users/{user}/recommendations?k=30", "/api/v1/movies/{movie}/similar?k=9", "/api/v1/movies?q=movie&limit=50", "/api/v1/clusters/3?sort=title"]
+)
+def test_list_answers_are_byte_for_byte_what_jsonify_writes(app, client, rec, url):
+    """The API writes list answers from cached item fragments; the text must be
+    exactly the JSON of the same answer as dicts."""
+    from flask import request
+
+    from web import answers
+
+    url = url.format(user=some_user(rec), movie=some_movie(rec))
+    body = client.get(url).get_data(as_text=True)
+    view = {"recommendations": answers.recommendations, "similar": answers.similar}
+    with app.test_request_context(url):
+        parts = request.path.split("/")
+        if parts[-1] in view:
+            answer = view[parts[-1]](parts[-2], request.args)
+        elif parts[-2] == "clusters":
+            answer = answers.cluster(parts[-1], request.args)
+        else:
+            answer = answers.search(request.args)
+        assert body == app.json.response(answer.as_dict()).get_data(as_text=True)
+    assert json.loads(body)["items"]
+
+
+def test_recommendations_default_k_and_include_seen(client, rec, app):
+    user = some_user(rec)
+    default = get_json(client, f"/api/v1/users/{user}/recommendations")
+    assert len(default["items"]) == app.config["K_DEFAULT"]
+    seen_movies = set(rec.user_ratings(user)[0].tolist())
+    assert not seen_movies & {i["movie_id"] for i in default["items"]}
+    for flag in ("true", "1", "TRUE"):
+        body = get_json(client, f"/api/v1/users/{user}/recommendations?k=50&include_seen={flag}")
+        ids, scores = rec.recommend(user, k=50, exclude_seen=False)
+        assert body["include_seen"] is True and body["items"] == rec.items(ids, scores)
+    body = get_json(client, f"/api/v1/users/{user}/recommendations?include_seen=0")
+    assert body["include_seen"] is False
+
+
+def test_similar_equals_the_recommender(client, rec):
+    movie = some_movie(rec)
+    body = get_json(client, f"/api/v1/movies/{movie}/similar?k=5")
+    ids, scores = rec.similar(movie, k=5)
+    assert body == {"movie_id": movie, "k": 5, "items": rec.items(ids, scores)}
+    assert len(body["items"]) == 5 and movie not in {i["movie_id"] for i in body["items"]}
+
+
+def test_k_cap_is_allowed_and_one_over_is_not(client, rec, app):
+    cap = app.config["K_MAX"]
+    user = some_user(rec)
+    assert get_json(client, f"/api/v1/users/{user}/recommendations?k={cap}")["k"] == cap
+    error = get_json(client, f"/api/v1/users/{user}/recommendations?k={cap + 1}", 400)
+    assert f"1 to {cap}" in error["error"]
+
+
+def test_title_search(client, rec):
+    title = rec.movie(some_movie(rec))["title"]
+    body = get_json(client, "/api/v1/movies?q=" + title[:5].lower())
+    ids = rec.find_movies(title[:5].lower(), limit=10)
+    assert [i["movie_id"] for i in body["items"]] == ids
+    assert body["items"] == [{**rec.movie(i), "score": None} for i in ids]
+    assert all(set(item) == ITEM_FIELDS for item in body["items"])
+    assert len(get_json(client, "/api/v1/movies?q=movie&limit=3")["items"]) <= 3
+    assert get_json(client, "/api/v1/movies?q=")["items"] == []
+    assert get_json(client, "/api/v1/movies?q=zzzz-no-such-title")["items"] == []
+
+
+def test_title_search_needs_q(client):
+    assert "q is required" in get_json(client, "/api/v1/movies", 400)["error"]
+
+
+def test_movie(client, rec):
+    movie = some_movie(rec)
+    assert get_json(client, f"/api/v1/movies/{movie}") == rec.movie(movie)
+
+
+def test_clusters(client, rec):
+    body = get_json(client, "/api/v1/clusters")
+    assert body == {"n_clusters": 4, "clusters": rec.clusters()}
+    assert sum(c["size"] for c in body["clusters"]) == len(rec.movie_ids)
+
+
+@pytest.mark.parametrize("sort", ["popularity", "title", "rating"])
+def test_cluster_members(client, rec, sort):
+    body = get_json(client, f"/api/v1/clusters/1?sort={sort}")
+    assert body["sort"] == sort and body["cluster"] == 1 and body["size"] == len(body["items"])
+    assert [i["movie_id"] for i in body["items"]] == rec.cluster_members(1, sort=sort)
+    assert all(i["cluster"] == 1 and i["score"] is None for i in body["items"])
+
+
+def test_cluster_default_sort_is_popularity(client):
+    body = get_json(client, "/api/v1/clusters/0")
+    counts = [i["rating_count"] for i in body["items"]]
+    assert body["sort"] == "popularity" and counts == sorted(counts, reverse=True)
+
+
+def test_model(client, rec):
+    body = get_json(client, "/api/v1/model")
+    assert body["summary"] == rec.summary()
+    assert body["metrics"]["test"]["rmse"] == pytest.approx(rec.summary()["test_rmse"])
+    with open(rec.bundle.path / "history.csv") as handle:
+        assert len(body["history"]) == sum(1 for _ in handle) - 1
+    assert {"epoch", "train_rmse", "val_rmse", "phase"} == set(body["history"][0])
+    assert body["history"][0]["phase"] == "validation"
+
+
+def test_healthz(client, rec):
+    assert get_json(client, "/api/v1/healthz") == {"status": "ok", "n_users": len(rec.user_ids), "n_movies": len(rec.movie_ids)}
+
+
+def test_unknown_query_parameters_are_400_naming_them(client, rec):
+    user = some_user(rec)
+    error = get_json(client, f"/api/v1/users/{user}/recommendations?k=3&includeSeen=1", 400)
+    assert "includeSeen" in error["error"] and "include_seen" in error["error"]
+    assert error["status"] == 400
+    get_json(client, "/api/v1/healthz?verbose=1", 400)
+
+
+def test_unknown_ids_are_json_404(client, rec):
+    missing = int(rec.user_ids.max()) + 1
+    error = get_json(client, f"/api/v1/users/{missing}/recommendations", 404)
+    assert error == {"error": f"unknown user {missing}", "status": 404}
+    assert "unknown movie" in get_json(client, "/api/v1/movies/999999/similar", 404)["error"]
+    assert "unknown movie" in get_json(client, "/api/v1/movies/999999", 404)["error"]
+    assert "unknown cluster" in get_json(client, "/api/v1/clusters/4", 404)["error"]
+
+
+def test_wrong_method_is_json_405(client):
+    response = client.post("/api/v1/healthz")
+    assert response.status_code == 405 and response.get_json()["status"] == 405
+    assert "GET" in response.headers["Allow"]
+
+
+def test_unbuilt_bundle_clusters_are_404_with_the_build_hint(unbuilt_app):
+    client = unbuilt_app.test_client()
+    for url in ("/api/v1/clusters", "/api/v1/clusters/0"):
+        error = get_json(client, url, 404)
+        assert "python -m search build" in error["error"]
+    rec = unbuilt_app.extensions["movie_web"].rec
+    user = int(rec.user_ids[0])
+    items = get_json(client, f"/api/v1/users/{user}/recommendations?k=3")["items"]
+    assert items and all(i["cluster"] is None for i in items)
+
+
+def test_openapi_lists_every_api_route(client, app):
+    response = client.get("/api/openapi.json")
+    assert response.status_code == 200
+    spec = json.loads(response.get_data(as_text=True))
+    assert spec["openapi"].startswith("3.")
+    routes = {
+        rule.rule.removeprefix("/api/v1").replace("<", "{").replace(">", "}")
+        for rule in app.url_map.iter_rules()
+        if rule.rule.startswith("/api/v1/")
+    }
+    assert set(spec["paths"]) == routes
+    k = next(p for p in spec["paths"]["/users/{user_id}/recommendations"]["get"]["parameters"] if p["name"] == "k")
+    assert k["schema"]["maximum"] == app.config["K_MAX"]
+    for path, operations in spec["paths"].items():
+        declared = {p["name"] for p in operations["get"]["parameters"] if p["in"] == "path"}
+        assert declared == {part[1:-1] for part in path.split("/") if part.startswith("{")}, path
+
+
+def test_openapi_item_schema_matches_the_answers(client, rec):
+    spec = client.get("/api/openapi.json").get_json()
+    item = spec["components"]["schemas"]["Item"]
+    assert set(item["required"]) == set(item["properties"]) == ITEM_FIELDS
+    movie = spec["components"]["schemas"]["Movie"]
+    assert set(movie["required"]) == set(rec.movie(some_movie(rec)))
+
+
+def test_a_bug_is_a_logged_500_without_internals(app, client, rec, monkeypatch, caplog):
+    """The catch-all: an unexpected error answers 500 in the area's form, with no traceback."""
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("secret internal detail")
+
+    monkeypatch.setattr(rec, "recommend", broken)
+    user = some_user(rec)
+    response = client.get(f"/api/v1/users/{user}/recommendations")
+    assert response.status_code == 500 and response.get_json()["status"] == 500
+    page = client.get(f"/users/{user}")
+    assert page.status_code == 500 and page.mimetype == "text/html"
+    for body in (response.get_data(as_text=True), page.get_data(as_text=True)):
+        assert "secret internal detail" not in body and "Traceback" not in body
+    assert "secret internal detail" in caplog.text  # logged for whoever runs the server

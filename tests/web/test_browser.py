@@ -1,0 +1,105 @@
+"""A real browser drives the UI: Playwright with Debian's headless chromium.
+
+Never downloads a browser: chromium comes from apt (``/usr/bin/chromium``, or
+``$CHROMIUM``) and is launched with ``executable_path``. Skipped when chromium
+or playwright is missing, unless ``REQUIRE_BROWSER=1`` (CI), where that fails.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+
+import numpy as np
+import pytest
+
+from tests.web.conftest import CHROMIUM
+
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+PHONE = {"width": 390, "height": 844}
+DESKTOP = {"width": 1280, "height": 900}
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    """The app served by werkzeug on a free 127.0.0.1 port, in a thread."""
+    from werkzeug.serving import make_server
+
+    httpd = make_server("127.0.0.1", 0, app, threaded=True)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_search_movie_similar_and_user_in_a_browser(browser, server, rec, tmp_path, viewport):
+    from playwright.sync_api import expect
+
+    counts = rec.bundle.movies["rating_count"].to_numpy()
+    movie = int(rec.movie_ids[int(np.argmax(counts))])
+    title = rec.movie(movie)["title"]
+    user = int(rec.user_ids[0])
+    context = browser.new_context(viewport=viewport)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    try:
+        # 1. type a title into the search box: suggestions appear as you type
+        page.goto(server + "/")
+        page.locator("#q").press_sequentially(title, delay=20)
+        suggestion = page.locator("#suggestions a", has_text=title).first
+        expect(suggestion).to_be_visible(timeout=10_000)
+        page.screenshot(path=str(tmp_path / "1-suggestions.png"), full_page=True)
+
+        # 2. open the movie
+        suggestion.click()
+        expect(page).to_have_url(re.compile(rf"/movies/{movie}$"))
+        expect(page.locator("h1")).to_have_text(title)
+
+        # 3. a non-empty "movies like this" list of links
+        similar = page.locator("#similar tbody tr")
+        expect(similar.first).to_be_visible()
+        assert similar.count() == 10
+        page.screenshot(path=str(tmp_path / "2-movie.png"), full_page=True)
+
+        # 4. a user page with recommendations, from the home page's user box
+        page.goto(server + "/")
+        page.locator("#user-id").fill(str(user))
+        page.locator("#user-id").press("Enter")
+        expect(page).to_have_url(re.compile(rf"/users/{user}$"))
+        recommendations = page.locator("#recommendations tbody tr")
+        expect(recommendations.first).to_be_visible()
+        assert recommendations.count() == 10
+        first = rec.items(*rec.recommend(user, k=1))[0]
+        expect(recommendations.first.locator("a").first).to_have_text(first["title"])
+
+        # 5. a screenshot
+        shot = tmp_path / "3-user.png"
+        page.screenshot(path=str(shot), full_page=True)
+        assert shot.stat().st_size > 10_000
+    finally:
+        context.close()
+    assert not errors, errors

@@ -1,0 +1,178 @@
+"""The HTML pages: every page renders what the issue asks for, with links."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+
+from tests.web.conftest import make_app
+from tests.web.test_api import some_movie, some_user
+
+
+def get_html(client, url, status=200) -> str:
+    response = client.get(url)
+    assert response.status_code == status, response.get_data(as_text=True)[:500]
+    assert response.mimetype == "text/html"
+    return response.get_data(as_text=True)
+
+
+def test_home_has_search_box_user_box_and_figures(client, rec):
+    html = get_html(client, "/")
+    assert 'id="q"' in html and 'data-suggest="/api/v1/movies"' in html and "suggest.js" in html
+    assert 'name="id"' in html and 'action="/users"' in html
+    summary = rec.summary()
+    assert f"{summary['test_rmse']:.4f}" in html
+    assert f"<dd>{summary['n_users']}</dd>" in html and f"<dd>{summary['n_movies']}</dd>" in html
+
+
+def test_static_files(client):
+    for name, kind in (("style.css", "text/css"), ("suggest.js", "text/javascript")):
+        response = client.get(f"/static/{name}")
+        assert response.status_code == 200 and response.mimetype == kind
+        response.close()
+    js = client.get("/static/suggest.js").get_data(as_text=True)
+    assert ".innerHTML" not in js and "textContent" in js
+
+
+def test_user_id_form_redirects(client, rec):
+    user = some_user(rec)
+    response = client.get(f"/users?id=%20{user}%20")
+    assert response.status_code == 302 and response.headers["Location"].endswith(f"/users/{user}")
+    get_html(client, "/users?id=abc", 404)
+    get_html(client, "/users", 404)
+
+
+def test_user_page_shows_recommendations_beside_own_ratings(client, rec):
+    user = some_user(rec)
+    html = get_html(client, f"/users/{user}?k=4")
+    ids, scores = rec.recommend(user, k=4)
+    recs = html.split('id="recommendations"')[1].split('id="rated"')[0]
+    low, high = rec.bundle.rating_scale
+    for movie_id, score in zip(ids, scores):
+        assert f'href="/movies/{movie_id}"' in recs
+        assert f">{min(max(score, low), high):.2f}<" in recs  # reported clipped to the scale
+        if score > high:
+            assert f'title="raw prediction {score:.2f}"' in recs
+    assert recs.count('href="/movies/') == 4
+    rated_ids, ratings = rec.user_ratings(user)
+    rated = html.split('id="rated"')[1]
+    assert f'href="/movies/{rated_ids[0]}"' in rated and f"{ratings[0]:.1f}" in rated
+    assert f"{len(rated_ids)} rating" in rated
+
+
+def test_user_page_include_seen_checkbox(client, rec):
+    user = some_user(rec)
+    html = get_html(client, f"/users/{user}?include_seen=1&k=3")
+    assert 'name="include_seen" value="1" checked' in html
+    ids, _ = rec.recommend(user, k=3, exclude_seen=False)
+    assert all(f'href="/movies/{i}"' in html for i in ids)
+
+
+def test_movie_page(client, rec):
+    movie = some_movie(rec)
+    info = rec.movie(movie)
+    html = get_html(client, f"/movies/{movie}?k=6")
+    assert f"<h1>{info['title']}</h1>" in html
+    assert ", ".join(info["genres"]) in html
+    assert f"<dd>{info['rating_count']}</dd>" in html and f"{info['mean_rating']:.2f}" in html
+    assert f'href="/clusters/{info["cluster"]}"' in html
+    similar = html.split('id="similar"')[1]
+    ids, scores = rec.similar(movie, k=6)
+    assert similar.count('href="/movies/') == 6
+    assert all(f'href="/movies/{i}"' in similar for i in ids)
+
+
+def test_search_page(client, rec):
+    title = rec.movie(some_movie(rec))["title"]
+    html = get_html(client, "/search?q=" + title[:6])
+    assert f'href="/movies/{some_movie(rec)}"' in html
+    assert "Type part of a title" in get_html(client, "/search")
+
+
+def test_clusters_page_and_map(client, rec):
+    html = get_html(client, "/clusters")
+    assert html.count('class="card cluster"') == 4
+    assert '<img src="/clusters/map.svg"' in html
+    for cluster in rec.clusters():
+        assert f'href="/clusters/{cluster["cluster"]}"' in html
+        assert f'href="/movies/{cluster["top_movies"][0]["movie_id"]}"' in html
+    response = client.get("/clusters/map.svg")
+    assert response.status_code == 200 and response.mimetype == "image/svg+xml"
+    svg = ET.fromstring(response.get_data())
+    paths = svg.findall(".//{http://www.w3.org/2000/svg}path")
+    assert len(paths) == 4
+    assert sum(p.get("d").count("M") for p in paths) == len(rec.movie_ids)
+
+
+def test_cluster_page_sorts(client, rec):
+    html = get_html(client, "/clusters/2")
+    members = rec.cluster_members(2)
+    positions = [html.index(f'href="/movies/{m}"') for m in members]
+    assert positions == sorted(positions)
+    titled = get_html(client, "/clusters/2?sort=title")
+    assert "<strong>title</strong>" in titled and 'href="/clusters/2?sort=popularity"' in titled
+
+
+def test_model_page(client, rec):
+    html = get_html(client, "/model")
+    assert '<img src="/model/training_curve.png"' in html
+    manifest = rec.bundle.manifest
+    assert f"{manifest['metrics']['test']['rmse']:.4f}" in html
+    assert f"{manifest['metrics']['val']['rmse']:.4f}" in html
+    assert html.count('<tr class="best">') == 1
+    png = client.get("/model/training_curve.png")
+    assert png.status_code == 200 and png.mimetype == "image/png"
+    assert png.get_data() == (rec.bundle.path / "training_curve.png").read_bytes()
+    png.close()
+
+
+def test_model_page_without_curve_or_history(tmp_path):
+    """A bundle written without training (no history.csv, no curve) still has a model page."""
+    from tests.conftest import write_synthetic_bundle
+
+    rng = np.random.default_rng(0)
+    write_synthetic_bundle(tmp_path / "b", rng.normal(size=(5, 3)), rng.normal(size=(8, 3)))
+    client = make_app(tmp_path / "b").test_client()
+    html = get_html(client, "/model")
+    assert "no training curve" in html
+    get_html(client, "/model/training_curve.png", 404)
+    assert client.get("/api/v1/model").get_json()["history"] == []
+
+
+@pytest.mark.parametrize("url", ["/users/99999", "/movies/99999", "/clusters/17", "/no/such/page"])
+def test_not_found_is_a_friendly_page(client, url):
+    html = get_html(client, url, 404)
+    assert "Back to the start page" in html and "Traceback" not in html
+
+
+def test_unbuilt_bundle_pages(unbuilt_app):
+    client = unbuilt_app.test_client()
+    rec = unbuilt_app.extensions["movie_web"].rec
+    for url in ("/clusters", "/clusters/0", "/clusters/map.svg"):
+        assert "python -m search build" in get_html(client, url, 404)
+    html = get_html(client, f"/movies/{some_movie(rec)}")
+    assert "not built" in html
+    get_html(client, f"/users/{some_user(rec)}")
+    assert "not built" in get_html(client, "/")
+
+
+def test_pages_fit_a_phone(client):
+    html = get_html(client, "/")
+    assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in html
+
+
+def test_pages_ignore_unknown_query_parameters(client, rec):
+    user = some_user(rec)
+    assert get_html(client, f"/users/{user}?utm_source=mail&k=3").count('href="/movies/') >= 3
+    get_html(client, "/?ref=x")
+
+
+def test_html_answers_carry_a_content_security_policy(client):
+    for url, status in (("/", 200), ("/movies/999999", 404)):
+        response = client.get(url)
+        assert response.status_code == status
+        assert "script-src 'self'" in response.headers["Content-Security-Policy"]
+        assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert "Content-Security-Policy" not in client.get("/api/v1/healthz").headers

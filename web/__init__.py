@@ -1,0 +1,127 @@
+"""Flask UI and JSON API over a bundle: recommendations, "movies like this", clusters.
+
+The web layer is thin: every answer comes from :class:`search.Recommender`, loaded
+once inside :func:`create_app` (never at import), and this package never imports
+torch.
+
+Configuration, from lowest to highest precedence:
+
+1. :data:`DEFAULTS` below;
+2. the ``config`` mapping given to :func:`create_app`;
+3. environment variables ``MOVIE_WEB_<KEY>`` (e.g. ``MOVIE_WEB_BUNDLE``,
+   ``MOVIE_WEB_K_MAX``), converted to the type of the default; a value that does
+   not convert stops the app with an error naming the variable;
+4. the ``overrides`` mapping given to :func:`create_app` (tests use it, so a
+   variable in someone's shell cannot point a test at another bundle).
+
+Only the keys of :data:`DEFAULTS` are read from the environment; any other key
+in a mapping is passed to Flask's config as it is (e.g. ``TESTING``).
+
+Production::
+
+    gunicorn -c python:web.gunicorn_conf "web:create_app()"
+
+or ``python -m web`` (the same server and defaults; ``--dev`` for Flask's
+development server). Both bind 127.0.0.1:8000 by default, with debug off.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Mapping
+
+from flask import Flask
+
+ENV_PREFIX = "MOVIE_WEB_"
+
+DEFAULTS: dict[str, Any] = {
+    # The bundle folder (or a link to one) to serve.
+    "BUNDLE": "artifacts/current",
+    # Number of answers when a request gives no k, and the most it may ask for.
+    "K_DEFAULT": 10,
+    "K_MAX": 100,
+    # Title search: answers by default / at most, and the longest query accepted.
+    "SEARCH_LIMIT_DEFAULT": 10,
+    "SEARCH_LIMIT_MAX": 50,
+    "MAX_QUERY_LENGTH": 200,
+    # How many of the user's own highest-rated movies the user page shows.
+    "USER_RATINGS_SHOWN": 20,
+    # Most points drawn on the cluster map (a fixed-seed sample beyond that).
+    "MAP_MAX_POINTS": 4000,
+}
+
+
+def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
+    """The DEFAULTS keys set in the environment, converted to the defaults' types."""
+    found: dict[str, Any] = {}
+    for key, default in DEFAULTS.items():
+        name = ENV_PREFIX + key
+        if name not in environ:
+            continue
+        raw = environ[name]
+        if isinstance(default, int):
+            try:
+                found[key] = int(raw)
+            except ValueError:
+                raise ValueError(f"{name}={raw!r}: must be an integer") from None
+        else:
+            found[key] = raw
+    return found
+
+
+def _check_config(config: Mapping[str, Any]) -> None:
+    """Stop at startup on limits that would make every request fail."""
+    for key in ("K_DEFAULT", "K_MAX", "SEARCH_LIMIT_DEFAULT", "SEARCH_LIMIT_MAX", "MAX_QUERY_LENGTH", "USER_RATINGS_SHOWN", "MAP_MAX_POINTS"):
+        if int(config[key]) < 1:
+            raise ValueError(f"{key} must be at least 1, got {config[key]}")
+    if config["K_DEFAULT"] > config["K_MAX"]:
+        raise ValueError(f"K_DEFAULT ({config['K_DEFAULT']}) is over K_MAX ({config['K_MAX']})")
+    if config["SEARCH_LIMIT_DEFAULT"] > config["SEARCH_LIMIT_MAX"]:
+        raise ValueError("SEARCH_LIMIT_DEFAULT is over SEARCH_LIMIT_MAX")
+
+
+def create_app(
+    config: Mapping[str, Any] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+    environ: Mapping[str, str] | None = None,
+) -> Flask:
+    """Build the app and load its bundle once.
+
+    Parameters
+    ----------
+    config:
+        Settings over :data:`DEFAULTS` (lowest but one precedence).
+    overrides:
+        Settings over everything, the environment included (for tests).
+    environ:
+        Where to read ``MOVIE_WEB_*`` from; ``os.environ`` by default.
+
+    Raises
+    ------
+    embedder.bundle.BundleError
+        If the bundle is missing or damaged; the message names the file.
+    """
+    from search import Recommender
+
+    from web import api, errors, pages
+    from web.state import WebState
+
+    app = Flask(__name__)
+    settings: dict[str, Any] = dict(DEFAULTS)
+    settings.update(config or {})
+    settings.update(_from_environment(os.environ if environ is None else environ))
+    settings.update(overrides or {})
+    _check_config(settings)
+    app.config.update(settings)
+    app.json.sort_keys = False  # keep the documented field order (and skip the sort)
+
+    recommender = Recommender.load(app.config["BUNDLE"])
+    compact = functools.partial(app.json.dumps, separators=(",", ":"))  # as jsonify writes outside debug
+    app.extensions["movie_web"] = WebState(recommender, app.config, compact)
+
+    errors.register(app)
+    app.register_blueprint(pages.bp)
+    app.register_blueprint(api.bp)
+    app.add_url_rule("/api/openapi.json", "openapi", api.openapi_document)
+    return app

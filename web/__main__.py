@@ -1,0 +1,98 @@
+"""``python -m web``: serve the UI and API with gunicorn (or Flask's dev server with ``--dev``).
+
+By default this runs the production server, gunicorn, with the settings of
+:mod:`web.gunicorn_conf` (2 workers x 4 threads, bound to 127.0.0.1:8000), so
+``python -m web`` and ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``
+behave the same. Debug is off unless ``--dev --debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Sequence
+
+
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"must be a port number (1 to 65535), got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser of ``python -m web``."""
+    from web import gunicorn_conf
+
+    parser = argparse.ArgumentParser(prog="python -m web", description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--bundle", help="bundle folder (default: $MOVIE_WEB_BUNDLE or artifacts/current)")
+    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 exposes it)")
+    parser.add_argument("--port", type=_port, default=8000, help="port (default: %(default)s)")
+    parser.add_argument("--workers", type=_positive, default=gunicorn_conf.workers, help="gunicorn worker processes (default: %(default)s)")
+    parser.add_argument("--threads", type=_positive, default=gunicorn_conf.threads, help="threads per worker (default: %(default)s)")
+    parser.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
+    parser.add_argument("--debug", action="store_true", help="with --dev: debugger and reloader (never on a shared network)")
+    return parser
+
+
+def _gunicorn(app, options: dict) -> None:
+    """Serve ``app`` (already built: gunicorn_conf preloads) with gunicorn in this process."""
+    from gunicorn.app.base import BaseApplication
+
+    from web import gunicorn_conf
+
+    class Server(BaseApplication):
+        def load_config(self) -> None:
+            settings = {key: getattr(gunicorn_conf, key) for key in dir(gunicorn_conf) if key in self.cfg.settings}
+            settings.update(options)
+            for key, value in settings.items():
+                self.cfg.set(key, value)
+
+        def load(self):
+            return app
+
+    Server().run()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the server until interrupted; 2 on bad arguments or a bad bundle."""
+    args = build_parser().parse_args(argv)
+    if args.debug and not args.dev:
+        build_parser().error("--debug needs --dev (gunicorn never runs the debugger)")
+    from web import create_app  # after build_parser: gunicorn_conf has set one BLAS thread
+
+    try:
+        # Built once here, before gunicorn forks its workers (the preload of
+        # gunicorn_conf), so a bad bundle is one clear line, not a traceback.
+        app = create_app({} if args.bundle is None else {"BUNDLE": args.bundle})
+    except ValueError as err:  # BundleError, or a bad MOVIE_WEB_* setting
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    server = "Flask development server" if args.dev else f"gunicorn, {args.workers} workers x {args.threads} threads"
+    print(
+        f"web: serving {app.config['BUNDLE']} ({server}); UI at http://{host}:{args.port}/, "
+        f"API at http://{host}:{args.port}/api/v1 (described at /api/openapi.json)",
+        file=sys.stderr,
+        flush=True,
+    )
+    if args.dev:
+        app.run(host=args.host, port=args.port, debug=args.debug, threaded=True)
+        return 0
+    _gunicorn(app, {"bind": [f"{host}:{args.port}"], "workers": args.workers, "threads": args.threads})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,119 @@
+"""The answers, shared by the pages and the API.
+
+Each function takes the raw path value and the query parameters, validates them
+(:mod:`web.params`), asks :class:`search.Recommender`, and returns the API
+route's answer: a dict, or a :class:`Ranked` list of movies that the API writes
+as JSON and the pages render as a dict. So both areas answer the same request
+with the same data and the same errors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Mapping
+
+import numpy as np
+
+from web import params
+from web.state import state
+
+# Query parameters each API route takes (anything else is a 400 there).
+ALLOWED = {
+    "recommendations": ("k", "include_seen"),
+    "similar": ("k",),
+    "search": ("q", "limit"),
+    "movie": (),
+    "clusters": (),
+    "cluster": ("sort",),
+    "model": (),
+    "healthz": (),
+}
+
+
+@dataclass(frozen=True)
+class Ranked:
+    """An answer that is a list of movies: its own fields, then ``items`` built
+    from ``ids`` and ``scores`` (None: every score is null)."""
+
+    head: dict
+    ids: np.ndarray | list[int]
+    scores: np.ndarray | None = None
+
+    def as_dict(self) -> dict:
+        """The answer with its item rows (what the pages render)."""
+        return {**self.head, "items": state().items(self.ids, self.scores)}
+
+    def to_json(self) -> str:
+        """The answer as JSON text, equal to the JSON of :meth:`as_dict`, built
+        from cached item fragments (the API's hot path)."""
+        head = state().dumps(self.head)
+        return head[:-1] + ("," if len(head) > 2 else "") + '"items":' + state().items_json(self.ids, self.scores) + "}"
+
+
+def recommendations(raw_user_id: str, args: Mapping[str, str]) -> Ranked:
+    """Top-k movies for a user by predicted rating (``score``: the raw prediction)."""
+    st = state()
+    user_id = params.parse_id(raw_user_id, "user")
+    k = params.parse_k(args, st.k_default, st.k_max)
+    include_seen = params.parse_bool(args, "include_seen", False)
+    ids, scores = st.rec.recommend(user_id, k=k, exclude_seen=not include_seen)
+    return Ranked({"user_id": user_id, "k": k, "include_seen": include_seen}, ids, scores)
+
+
+def similar(raw_movie_id: str, args: Mapping[str, str]) -> Ranked:
+    """The k movies most like one movie (``score``: cosine similarity), itself excluded."""
+    st = state()
+    movie_id = params.parse_id(raw_movie_id, "movie")
+    k = params.parse_k(args, st.k_default, st.k_max)
+    ids, scores = st.rec.similar(movie_id, k=k)
+    return Ranked({"movie_id": movie_id, "k": k}, ids, scores)
+
+
+def search(args: Mapping[str, str], required: bool = True) -> Ranked:
+    """Movies whose title contains ``q`` (case-insensitive), best match first; ``score`` is null."""
+    st = state()
+    query = params.parse_query(args, st.max_query, required=required)
+    limit = params.parse_int(args, "limit", st.search_default, 1, st.search_max)
+    ids = st.rec.find_movies(query, limit=limit) if query else []
+    return Ranked({"query": query, "limit": limit}, ids)
+
+
+def movie(raw_movie_id: str) -> dict:
+    """One movie's details (``rec.movie``)."""
+    return dict(state().item(params.parse_id(raw_movie_id, "movie")))
+
+
+def user_ratings(user_id: int, limit: int) -> tuple[list[dict], int]:
+    """A user's highest training ratings (``score``: the rating) and how many there are."""
+    st = state()
+    ids, ratings = st.rec.user_ratings(user_id)
+    return st.items(ids[:limit], ratings[:limit]), len(ids)
+
+
+def clusters() -> dict:
+    """Every cluster's summary from ``clusters.json`` (404 before ``search build``)."""
+    found = state().rec.clusters()
+    return {"n_clusters": len(found), "clusters": found}
+
+
+def cluster(raw_cluster: str, args: Mapping[str, str]) -> Ranked:
+    """One cluster's summary and all its movies in the asked order; ``score`` is null."""
+    st = state()
+    c = params.parse_id(raw_cluster, "cluster")
+    sort = params.parse_sort(args)
+    members = st.rec.cluster_members(c, sort=sort)  # UnknownIdError (404) outside 0..n-1
+    return Ranked({**st.rec.clusters()[c], "sort": sort}, members)
+
+
+def model() -> dict:
+    """The model's figures, the manifest's metrics and settings, and the per-epoch history."""
+    st = state()
+    manifest = st.rec.bundle.manifest
+    return {
+        "summary": st.summary,
+        "metrics": manifest.get("metrics") or {},
+        "training": manifest.get("training") or {},
+        "config": manifest.get("config") or {},
+        "clusters": {key: value for key, value in (manifest.get("clusters") or {}).items() if key != "sizes"},
+        "history": st.history,
+    }

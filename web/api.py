@@ -1,0 +1,93 @@
+"""The JSON API under ``/api/v1``, described by ``/api/openapi.json``.
+
+Every route takes only the query parameters listed in :data:`web.answers.ALLOWED`
+under its view's name; any other parameter is a 400 naming it (a typo must not
+be silently ignored). Errors are ``{"error": message, "status": code}``.
+"""
+
+from __future__ import annotations
+
+from functools import wraps
+
+from flask import Blueprint, current_app, request
+
+from web import answers, params
+from web.openapi import spec
+from web.state import state
+
+bp = Blueprint("api", __name__, url_prefix="/api/v1")
+
+
+def route(rule: str):
+    """GET ``rule``; the view takes only the query parameters ``ALLOWED[view name]``
+    (400 for others), and a :class:`~web.answers.Ranked` answer is written as JSON."""
+
+    def register(view):
+        allowed = answers.ALLOWED[view.__name__]
+
+        @wraps(view)
+        def checked(*args, **kwargs):
+            params.reject_unknown(request.args, allowed)
+            answer = view(*args, **kwargs)
+            if isinstance(answer, answers.Ranked):  # written from cached item fragments
+                return current_app.response_class(answer.to_json() + "\n", mimetype="application/json")
+            return answer
+
+        return bp.get(rule)(checked)
+
+    return register
+
+
+@route("/users/<user_id>/recommendations")
+def recommendations(user_id: str):
+    """Top-k movies for a user by predicted rating."""
+    return answers.recommendations(user_id, request.args)
+
+
+@route("/movies/<movie_id>/similar")
+def similar(movie_id: str):
+    """The k movies most like a movie (cosine similarity)."""
+    return answers.similar(movie_id, request.args)
+
+
+@route("/movies")
+def search():
+    """Movies whose title contains ``q``."""
+    return answers.search(request.args)
+
+
+@route("/movies/<movie_id>")
+def movie(movie_id: str):
+    """One movie."""
+    return answers.movie(movie_id)
+
+
+@route("/clusters")
+def clusters():
+    """Every cluster's summary."""
+    return answers.clusters()
+
+
+@route("/clusters/<c>")
+def cluster(c: str):
+    """One cluster's summary and all its movies."""
+    return answers.cluster(c, request.args)
+
+
+@route("/model")
+def model():
+    """The model's figures, metrics and training history."""
+    return answers.model()
+
+
+@route("/healthz")
+def healthz():
+    """Liveness: the bundle is loaded and answers."""
+    summary = state().summary
+    return {"status": "ok", "n_users": summary["n_users"], "n_movies": summary["n_movies"]}
+
+
+def openapi_document():
+    """The OpenAPI 3.1 description of this API (limits taken from the app's config)."""
+    st = state()
+    return spec(k_default=st.k_default, k_max=st.k_max, search_default=st.search_default, search_max=st.search_max, max_query=st.max_query)

@@ -1,0 +1,65 @@
+"""The cluster map as a small, hand-written SVG (no matplotlib at request time).
+
+Each cluster is one ``<path>`` of zero-length segments drawn with round caps,
+which renders as dots: about 12 bytes a movie instead of ~40 for ``<circle>``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+# Tableau 20 reordered so that the first ten are the strong tones.
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+    "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+)  # fmt: skip
+
+
+def colour(cluster: int) -> str:
+    """The colour of a cluster on the map and in its legend."""
+    return PALETTE[int(cluster) % len(PALETTE)]
+
+
+def cluster_map_svg(
+    coords: np.ndarray,
+    labels: np.ndarray,
+    *,
+    max_points: int = 4000,
+    width: int = 600,
+    height: int = 420,
+    seed: int = 0,
+) -> str:
+    """An SVG scatter of 2-D movie coordinates, one colour per cluster label.
+
+    Beyond ``max_points`` movies a fixed-seed sample is drawn, so the picture of
+    a large catalogue stays small. Non-finite coordinates are left out.
+    """
+    coords = np.asarray(coords, dtype=np.float64)
+    labels = np.asarray(labels).astype(np.int64, copy=False)
+    if coords.ndim != 2 or coords.shape[1] < 2 or len(coords) != len(labels):
+        raise ValueError(f"coords must be (n, 2) beside n labels, got {coords.shape} and {labels.shape}")
+    keep = np.flatnonzero(np.isfinite(coords[:, :2]).all(axis=1))
+    if len(keep) > max_points:
+        keep = np.sort(np.random.default_rng(seed).choice(keep, max_points, replace=False))
+    xy, labels = coords[keep, :2], labels[keep]
+    pad = 10.0
+    if len(xy):
+        low, high = xy.min(axis=0), xy.max(axis=0)
+        span = np.where(high > low, high - low, 1.0)
+        px = pad + (xy[:, 0] - low[0]) / span[0] * (width - 2 * pad)
+        py = height - pad - (xy[:, 1] - low[1]) / span[1] * (height - 2 * pad)  # y grows downwards
+    else:
+        px = py = np.empty(0)
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}">',
+        f'<rect width="{width}" height="{height}" fill="#fff"/>',
+        '<g fill="none" stroke-linecap="round" stroke-width="4.5" stroke-opacity="0.75">',
+    ]
+    for cluster in np.unique(labels):
+        rows = labels == cluster
+        dots = "".join(f"M{x:.1f} {y:.1f}h0" for x, y in zip(px[rows], py[rows]))
+        parts.append(f'<path stroke="{colour(cluster)}" d="{dots}"><title>cluster {int(cluster)}</title></path>')
+    parts.append("</g></svg>")
+    return "".join(parts)

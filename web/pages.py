@@ -1,0 +1,112 @@
+"""Server-rendered HTML pages (Jinja autoescaping on: titles and queries are escaped).
+
+Unknown query parameters are ignored here (browsers and link trackers add
+their own); bad values of known ones get the same 400 as on the API.
+"""
+
+from __future__ import annotations
+
+from flask import Blueprint, Response, redirect, render_template, request, send_file, url_for
+from werkzeug.exceptions import NotFound
+
+from web import answers, params
+from web.charts import colour
+from web.state import state
+
+bp = Blueprint("pages", __name__)
+
+
+# Defence in depth behind autoescaping: no inline or foreign scripts run even
+# if some text slipped through unescaped. Inline style attributes (the cluster
+# colour swatches) are allowed; images may be our own files or data: URLs.
+CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+
+
+@bp.after_app_request
+def _security_headers(response: Response) -> Response:
+    """CSP and nosniff on every HTML answer (pages and HTML error pages).
+
+    ``content_type`` is read as it is: ``mimetype`` would parse the header, a
+    measurable cost on every API answer, which has no use for these headers.
+    """
+    if response.content_type.startswith("text/html"):
+        response.headers["Content-Security-Policy"] = CSP
+        response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@bp.app_context_processor
+def _common() -> dict:
+    """Values every template may use (the footer shows the bundle's figures)."""
+    return {"summary": state().summary}
+
+
+@bp.get("/")
+def home():
+    """Title search with suggestions, a user-id box, and the model's figures."""
+    st = state()
+    return render_template("home.html", max_query=st.max_query, example_user=int(st.rec.user_ids[0]))
+
+
+@bp.get("/search")
+def search():
+    """Titles matching ``q``: the search box's answer when scripts are off."""
+    return render_template("search.html", max_query=state().max_query, **answers.search(request.args, required=False).as_dict())
+
+
+@bp.get("/users")
+def user_lookup():
+    """The user-id form's target: on to ``/users/<id>``."""
+    user_id = params.parse_id(request.args.get("id", "").strip(), "user")
+    return redirect(url_for("pages.user", user_id=user_id))
+
+
+@bp.get("/users/<user_id>")
+def user(user_id: str):
+    """A user's top-k recommendations beside the movies they rated highest."""
+    st = state()
+    answer = answers.recommendations(user_id, request.args).as_dict()
+    rated, n_rated = answers.user_ratings(answer["user_id"], st.user_ratings_shown)
+    return render_template("user.html", **answer, rated=rated, n_rated=n_rated, k_max=st.k_max)
+
+
+@bp.get("/movies/<movie_id>")
+def movie(movie_id: str):
+    """A movie's details and the movies most like it."""
+    answer = answers.similar(movie_id, request.args).as_dict()
+    return render_template("movie.html", movie=answers.movie(movie_id), **answer, k_max=state().k_max)
+
+
+@bp.get("/clusters")
+def clusters():
+    """Every cluster with its size, top movies and genre mix, and the cluster map."""
+    return render_template("clusters.html", **answers.clusters(), colour=colour)
+
+
+@bp.get("/clusters/map.svg")
+def cluster_map():
+    """The movie map (2-D PCA) coloured by cluster, drawn once per app."""
+    return Response(state().cluster_map(), mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=3600"})
+
+
+@bp.get("/clusters/<c>")
+def cluster(c: str):
+    """All movies of one cluster, sortable by popularity, title or rating."""
+    return render_template("cluster.html", **answers.cluster(c, request.args).as_dict(), sort_keys=params.SORT_KEYS)
+
+
+@bp.get("/model")
+def model():
+    """The training curve and the manifest's figures."""
+    answer = answers.model()
+    settings = answer.pop("config")  # not to shadow Flask's `config` in templates
+    return render_template("model.html", **answer, settings=settings, has_curve=state().training_curve is not None)
+
+
+@bp.get("/model/training_curve.png")
+def training_curve():
+    """The bundle's own training-curve picture (a fixed file name, never a path from the request)."""
+    path = state().training_curve
+    if path is None:
+        raise NotFound("this bundle has no training curve")
+    return send_file(path, mimetype="image/png", max_age=3600)

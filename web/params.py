@@ -1,0 +1,113 @@
+"""Parsing and validation of request parameters, in one place for pages and API.
+
+Every parser raises :class:`ParamError` (a 400) or :class:`NotFound` (a 404)
+with a message meant for the person who sent the request; nothing here lets
+bad input reach numpy or FAISS, where it could overflow or raise something that
+would become a 500.
+
+Rules (the OpenAPI document states the same):
+
+* ids in a path are ASCII integers that fit in int64 (MovieLens ids are
+  positive); anything else names no user or movie, so it is a 404;
+* ``k`` is an integer from 1 to ``K_MAX`` (default 100), else 400;
+* ``include_seen`` is one of true/false/1/0 (any case), else 400;
+* ``q`` is at most ``MAX_QUERY_LENGTH`` characters, else 400;
+* ``sort`` is one of popularity/title/rating, else 400;
+* unknown query parameters get a 400 on the API (a typo such as
+  ``includeSeen`` must not be silently ignored) and are ignored on HTML pages
+  (browsers and link trackers add their own).
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Iterable, Mapping
+
+from werkzeug.exceptions import BadRequest, NotFound
+
+INT64_MAX = 2**63 - 1
+_INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_TRUE = {"true", "1"}
+_FALSE = {"false", "0"}
+SORT_KEYS = ("popularity", "title", "rating")
+
+
+class ParamError(BadRequest):
+    """A query parameter with a bad value: answered with 400 and the message."""
+
+
+def parse_id(raw: str, kind: str) -> int:
+    """An id from a URL path; anything that is not an int64 names nothing (404)."""
+    if _INTEGER.fullmatch(raw) and len(raw) <= 20 and -INT64_MAX <= int(raw) <= INT64_MAX:
+        return int(raw)
+    shown = raw if len(raw) <= 40 else raw[:40] + "..."
+    raise NotFound(f"unknown {kind} {shown!r}: {kind} ids are integers")
+
+
+def parse_int(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
+    """An integer query parameter within ``[low, high]``; ``default`` when absent."""
+    raw = args.get(name)
+    if raw is None:
+        return default
+    raw = raw.strip()
+    if not _INTEGER.fullmatch(raw):
+        raise ParamError(f"{name} must be an integer from {low} to {high}, got {_shorten(raw)!r}")
+    # A very long digit string is out of range whatever it says; never int() it
+    # (Python refuses over 4300 digits, and nothing here needs that many).
+    value = int(raw) if len(raw) <= 20 else None
+    if value is None or not low <= value <= high:
+        raise ParamError(f"{name} must be an integer from {low} to {high}, got {_shorten(raw)}")
+    return value
+
+
+def parse_k(args: Mapping[str, str], default: int, cap: int) -> int:
+    """The number of answers ``k``: 1..cap."""
+    return parse_int(args, "k", default, 1, cap)
+
+
+def parse_bool(args: Mapping[str, str], name: str, default: bool = False) -> bool:
+    """A flag given as true/false/1/0 (any case); anything else is a 400."""
+    raw = args.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ParamError(f"{name} must be true, false, 1 or 0, got {_shorten(raw)!r}")
+
+
+def parse_query(args: Mapping[str, str], max_length: int, required: bool = True) -> str:
+    """The title query ``q``, stripped; missing is a 400 when ``required``."""
+    raw = args.get("q")
+    if raw is None:
+        if required:
+            raise ParamError("q is required: the text to look for in movie titles")
+        return ""
+    if len(raw) > max_length:
+        raise ParamError(f"q must be at most {max_length} characters, got {len(raw)}")
+    return raw.strip()
+
+
+def parse_sort(args: Mapping[str, str], default: str = "popularity") -> str:
+    """The order of a cluster's members: one of :data:`SORT_KEYS`."""
+    raw = args.get("sort")
+    if raw is None:
+        return default
+    if raw not in SORT_KEYS:
+        raise ParamError(f"sort must be one of {', '.join(SORT_KEYS)}, got {_shorten(raw)!r}")
+    return raw
+
+
+def reject_unknown(args: Iterable[str], allowed: Iterable[str]) -> None:
+    """400 for query parameters that the route does not take (API only)."""
+    allowed = tuple(allowed)
+    unknown = sorted(set(args) - set(allowed))
+    if unknown:
+        takes = ", ".join(allowed) if allowed else "no query parameters"
+        raise ParamError(f"unknown query parameter(s) {', '.join(map(repr, map(_shorten, unknown)))}; this route takes {takes}")
+
+
+def _shorten(text: str, limit: int = 40) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

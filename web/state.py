@@ -1,0 +1,144 @@
+"""What one app holds: the recommender, its limits, and figures computed once.
+
+Everything here is built when first asked for and then kept, so a request never
+reads the bundle from disk again (except the training curve image, which is
+streamed from the bundle's own file).
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import threading
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import numpy as np
+from flask import current_app
+
+from web.charts import cluster_map_svg
+
+
+class WebState:
+    """The recommender of one app and what the views derive from it."""
+
+    def __init__(self, recommender: Any, config: Mapping[str, Any], dumps: Callable[[Any], str]):
+        self.rec = recommender
+        self._dumps = dumps
+        self.k_default = int(config["K_DEFAULT"])
+        self.k_max = int(config["K_MAX"])
+        self.search_default = int(config["SEARCH_LIMIT_DEFAULT"])
+        self.search_max = int(config["SEARCH_LIMIT_MAX"])
+        self.max_query = int(config["MAX_QUERY_LENGTH"])
+        self.user_ratings_shown = int(config["USER_RATINGS_SHOWN"])
+        self.map_max_points = int(config["MAP_MAX_POINTS"])
+        self._lock = threading.Lock()
+        self._movies: dict[int, dict] = {}
+        self._json_heads: dict[int, str] = {}
+        self._map_svg: str | None = None
+
+    @cached_property
+    def summary(self) -> dict:
+        """The model's figures (``Recommender.summary()``), computed once."""
+        return self.rec.summary()
+
+    def item(self, movie_id: int) -> dict:
+        """``rec.movie(movie_id)``, kept after the first call (do not modify it)."""
+        try:
+            return self._movies[movie_id]
+        except KeyError:
+            row = self._movies[movie_id] = self.rec.movie(movie_id)
+            return row
+
+    @staticmethod
+    def _pairs(movie_ids, scores) -> list[tuple[int, float | None]]:
+        """(id, score) pairs as Python numbers, padding ids (-1) dropped."""
+        ids = np.asarray(movie_ids).reshape(-1).tolist()
+        values = [None] * len(ids) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
+        if len(values) != len(ids):
+            raise ValueError(f"movie_ids and scores differ in length: {len(ids)} vs {len(values)}")
+        return [(i, s) for i, s in zip(ids, values) if i >= 0]
+
+    def items(self, movie_ids, scores=None) -> list[dict]:
+        """The rows of ``rec.items(movie_ids, scores)``, built from cached movie rows.
+
+        ``rec.items`` builds each row from the movie table on every call, which
+        costs milliseconds; the rows are equal (a test holds this). Without
+        ``scores`` (title search, cluster members) ``score`` is None. Padding
+        ids (-1) are dropped, as ``rec.items`` does.
+        """
+        item = self.item
+        return [{**item(i), "score": s} for i, s in self._pairs(movie_ids, scores)]
+
+    def dumps(self, obj: Any) -> str:
+        """JSON text as the app's ``jsonify`` writes it."""
+        return self._dumps(obj)
+
+    def items_json(self, movie_ids, scores=None) -> str:
+        """The JSON text of ``self.items(movie_ids, scores)``, from cached fragments.
+
+        Encoding ten item dicts is a sizeable share of a request; each movie's
+        fields are encoded once, and only its score is written per request.
+        """
+        heads, dumps = self._json_heads, self._dumps
+        parts = []
+        for i, s in self._pairs(movie_ids, scores):
+            head = heads.get(i)
+            if head is None:
+                head = heads[i] = dumps(self.item(i))[:-1] + ',"score":'
+            parts.append(head + (repr(s) if s is not None and math.isfinite(s) else dumps(s)) + "}")
+        return "[" + ",".join(parts) + "]"
+
+    @cached_property
+    def history(self) -> list[dict]:
+        """Per-epoch train/validation RMSE from the bundle's ``history.csv`` (empty if none),
+        with the training phase of each row."""
+        path = self._bundle_file("history.csv")
+        if path is None:
+            return []
+        rows = []
+        with open(path, newline="", encoding="utf-8") as handle:
+            for row in csv.DictReader(handle):
+                try:
+                    rows.append(
+                        {
+                            "epoch": int(row["epoch"]),
+                            "train_rmse": float(row["train_rmse"]),
+                            "val_rmse": float(row["val_rmse"]) if row.get("val_rmse") not in (None, "") else None,
+                            # "validation" (early stopping), or "refit" (on all training data)
+                            "phase": row.get("phase") or "validation",
+                        }
+                    )
+                except (KeyError, TypeError, ValueError):
+                    continue  # a malformed line is left out of the picture, not a 500
+        return rows
+
+    @property
+    def training_curve(self) -> Path | None:
+        """The bundle's ``training_curve.png``, if it has one."""
+        return self._bundle_file("training_curve.png")
+
+    def _bundle_file(self, name: str) -> Path | None:
+        """A file the bundle's manifest lists (so its checksum was verified at load)."""
+        bundle = self.rec.bundle
+        return bundle.file(name) if bundle.has(name) else None
+
+    def cluster_map(self) -> str:
+        """The SVG picture of the movie map (``movie_map.npy``, 2-D PCA written by
+        ``search build``) coloured by cluster, drawn once.
+
+        Raises ``search.NotBuiltError`` (a 404) before the bundle is built.
+        """
+        self.rec.clusters()  # raises NotBuiltError with the hint to build
+        with self._lock:
+            if self._map_svg is None:
+                bundle = self.rec.bundle
+                labels = bundle.array("cluster_labels.npy")
+                self._map_svg = cluster_map_svg(bundle.array("movie_map.npy"), labels, max_points=self.map_max_points)
+        return self._map_svg
+
+
+def state() -> WebState:
+    """The :class:`WebState` of the current app."""
+    return current_app.extensions["movie_web"]
