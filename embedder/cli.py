@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import Sequence
 
 DEFAULT_ARTIFACTS = Path("artifacts")
+DEFAULT_MIN_RATINGS = 20
+"""embedder.evaluate.DEFAULT_MIN_RATINGS, repeated so that --help need not import
+pandas (tests/embedder/test_cli.py checks they agree)."""
 DEFAULT_BUNDLE = DEFAULT_ARTIFACTS / "current"
 
 
@@ -39,9 +42,24 @@ _positive_float = _bounded(float, 0, inclusive=False)
 _non_negative_float = _bounded(float, 0, inclusive=True)
 
 
+def _open_fraction(text: str) -> float:
+    """An argparse type: a number strictly between 0 and 0.5."""
+    value = _positive_float(text)
+    if value >= 0.5:
+        raise argparse.ArgumentTypeError(f"must be below 0.5, got {text}")
+    return value
+
+
+TRAIN_FLAGS = (
+    "method", "dim", "sample_dim", "sweeps", "sample_init_std", "burn_in", "epochs", "batch_size", "lr", "reg", "bias_reg",
+    "init_std", "val_fraction", "patience", "refit", "seed", "device", "threads",
+)
+"""TrainConfig fields set from the command line (flag = field with '-' for '_')."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m embedder``."""
-    from embedder.config import TrainConfig
+    from embedder.config import METHODS, TrainConfig
 
     defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
@@ -51,20 +69,30 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="ml-100k", help="'ml-100k' (default, fetched and cached) or a path to a MovieLens release / CSV")
     train.add_argument("--out", type=Path, help="write the bundle at this folder (leaves artifacts/current alone)")
     train.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="artifacts folder for versioned bundles and the 'current' link (default: %(default)s)")
-    train.add_argument("--dim", type=_positive_int, default=defaults.dim, help="embedding size (default: %(default)s)")
-    train.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help="maximum epochs (default: %(default)s)")
-    train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size, help="ratings per step (default: %(default)s)")
-    train.add_argument("--lr", type=_positive_float, default=defaults.lr, help="Adam learning rate (default: %(default)s)")
-    train.add_argument("--reg", type=_non_negative_float, default=defaults.reg, help="L2 on embeddings (default: %(default)s)")
-    train.add_argument("--bias-reg", type=_non_negative_float, default=defaults.bias_reg, help="L2 on biases (default: %(default)s)")
-    train.add_argument("--patience", type=_positive_int, default=defaults.patience, help="early-stopping patience in epochs (default: %(default)s)")
+    train.add_argument("--method", choices=list(METHODS), default=defaults.method, help="'gibbs': Bayesian MF by Gibbs sampling, the posterior mean exported; 'adam': one MAP fit with early stopping (default: %(default)s)")
+    train.add_argument("--dim", type=_positive_int, default=defaults.dim, help="exported embedding size (default: %(default)s)")
+    train.add_argument("--sample-dim", type=_positive_int, default=defaults.sample_dim, help="gibbs: factor size of each posterior sample (default: %(default)s)")
+    train.add_argument("--sweeps", type=_positive_int, default=defaults.sweeps, help="gibbs: sweeps of the validation chain (default: %(default)s)")
+    train.add_argument("--sample-init-std", type=_positive_float, default=defaults.sample_init_std, help="gibbs: std of the chain's initial factors (default: %(default)s)")
+    train.add_argument("--burn-in", type=_non_negative_int, default=defaults.burn_in, help="gibbs: sweeps left out of the mean (default: %(default)s)")
+    train.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help="adam: maximum epochs (default: %(default)s)")
+    train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size, help="adam: ratings per step (default: %(default)s)")
+    train.add_argument("--lr", type=_positive_float, default=defaults.lr, help="adam: learning rate (default: %(default)s)")
+    train.add_argument("--reg", type=_non_negative_float, default=defaults.reg, help="adam: L2 on embeddings (default: %(default)s)")
+    train.add_argument("--bias-reg", type=_non_negative_float, default=defaults.bias_reg, help="adam: L2 on biases (default: %(default)s)")
+    train.add_argument("--patience", type=_positive_int, default=defaults.patience, help="adam: early-stopping patience in epochs (default: %(default)s)")
+    train.add_argument("--init-std", type=_positive_float, default=defaults.init_std, help="adam: std of the embeddings' initialisation (default: %(default)s)")
+    train.add_argument("--val-fraction", type=_open_fraction, default=defaults.val_fraction, help="share of the training rows held out to pick the epoch/sweep count (default: %(default)s)")
+    train.add_argument("--refit", action=argparse.BooleanOptionalAction, default=defaults.refit, help="refit on all training rows for the chosen count; --no-refit exports the validation run's model, in half the time (default: %(default)s)")
     train.add_argument("--seed", type=_non_negative_int, default=defaults.seed, help="random seed (default: %(default)s)")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device, help="(default: %(default)s)")
+    train.add_argument("--threads", type=_non_negative_int, default=defaults.threads, help="CPU threads for torch while training, 0 = torch's default (default: %(default)s)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
-    train.set_defaults(handler=run_train)
+    train.set_defaults(handler=run_train, parser=train)
 
     evaluate = commands.add_parser("evaluate", help="recompute a bundle's figures on the canonical test split")
     evaluate.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle folder (default: %(default)s)")
+    evaluate.add_argument("--min-ratings", type=_non_negative_int, default=DEFAULT_MIN_RATINGS, help="recommendation floor shown next to no floor: only movies with at least this many training ratings (default: %(default)s)")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=run_evaluate)
     return parser
@@ -81,17 +109,11 @@ def run_train(args: argparse.Namespace) -> int:
     from embedder.vocab import Vocabulary
 
     started = time.perf_counter()
-    config = TrainConfig(
-        dim=args.dim,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        reg=args.reg,
-        bias_reg=args.bias_reg,
-        patience=args.patience,
-        seed=args.seed,
-        device=args.device,
-    )
+    try:
+        config = TrainConfig(**{name: getattr(args, name) for name in TRAIN_FLAGS})
+    except ValueError as err:  # a check across flags, e.g. --burn-in below --sweeps
+        field = str(err).split()[0]
+        args.parser.error(f"argument --{field.replace('_', '-')}: {err}")
     data = load_ratings(args.data, progress=not args.quiet)
     print(f"data: {data.name} from {data.source}: {len(data.ratings):,} ratings", file=sys.stderr)
     if data.duplicates_dropped:
@@ -118,24 +140,29 @@ def run_train(args: argparse.Namespace) -> int:
         point_current(args.artifacts / "current", path)
     test = manifest["metrics"]["test"]
     wall = time.perf_counter() - started
+    unit = manifest["training"]["unit"]
+    ndcg = manifest["evaluation"]["ranking"]["0"]["model"]["ndcg"]
     print(f"bundle: {path}" + ("" if args.out else f" (now {args.artifacts / 'current'})"))
     print(
-        f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  "
-        f"(best epoch {result.best_epoch}, training {result.seconds:.1f}s, wall time {wall:.1f}s)"
+        f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  NDCG@10 {ndcg:.4f}  "
+        f"({config.method}, best {unit} {result.best_epoch}, validation RMSE {result.validation_rmse:.4f}, "
+        f"training {result.seconds:.1f}s, wall time {wall:.1f}s)"
     )
     return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """Recompute the bundle's figures from its .npy files and the canonical split."""
-    from embedder.evaluate import evaluate_bundle
+    from embedder.evaluate import evaluate_bundle, format_report
 
-    report = evaluate_bundle(args.bundle)
+    report = evaluate_bundle(args.bundle, min_ratings=args.min_ratings)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
         for name, value in report["flat"].items():
             print(f"{name:<32} {value}")
+        print()
+        print(format_report(report["quality"]))
     return 0
 
 

@@ -5,50 +5,81 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
+METHODS = ("gibbs", "adam")
+
 
 @dataclass(frozen=True)
 class TrainConfig:
     """Hyper-parameters of :func:`embedder.train.train`.
 
-    The defaults are the tuned settings for MovieLens 100K (see the README for the
-    figures they reach). Every field is validated on construction, so a bad value
-    from the command line fails before any data is read.
+    The defaults were chosen on a validation part of MovieLens 100K's training rows
+    (``benchmarks/README.md`` lists what was tried and the figures reached). Fields
+    marked (gibbs) or (adam) are used by that method only. Every field is validated
+    on construction, so a bad value from the command line fails before any data is
+    read.
     """
 
+    method: str = "gibbs"
+    """How to fit the model. ``'gibbs'``: Bayesian MF by Gibbs sampling, exporting the
+    posterior mean (see :mod:`embedder.gibbs`); ``'adam'``: one point estimate, Adam on
+    MSE + L2 with early stopping. Both export the same kind of bundle."""
     dim: int = 64
-    """Embedding size d of p_u and q_i."""
+    """Embedding size d of the exported p_u and q_i. For ``'gibbs'`` the posterior mean
+    is truncated to this rank (its best rank-d approximation)."""
+    sample_dim: int = 16
+    """(gibbs) Factor size of each posterior sample."""
+    sweeps: int = 200
+    """(gibbs) Sweeps of the validation chain; the refit runs the best count."""
+    sample_init_std: float = 0.02
+    """(gibbs) Standard deviation of the normal initialisation of the chain's factors.
+    The mean includes the early sweeps, whose small factors act as a shrunk model: a
+    small start averages better (0.2 converges in fewer sweeps, to a worse mean)."""
+    burn_in: int = 0
+    """(gibbs) Sweeps discarded before averaging (early, smaller samples help the mean on
+    ML-100K, so none by default)."""
     epochs: int = 60
-    """Upper bound on training epochs; early stopping usually ends sooner."""
+    """(adam) Upper bound on training epochs; early stopping usually ends sooner."""
     batch_size: int = 1024
-    """Ratings per optimisation step."""
+    """(adam) Ratings per optimisation step."""
     lr: float = 0.005
-    """Adam learning rate."""
+    """(adam) Learning rate."""
     reg: float = 0.12
-    """L2 weight on the embeddings a batch touches (per rating)."""
+    """(adam) L2 weight on the embeddings a batch touches (per rating)."""
     bias_reg: float = 0.005
-    """L2 weight on the biases a batch touches (per rating)."""
+    """(adam) L2 weight on the biases a batch touches (per rating)."""
     init_std: float = 0.05
-    """Standard deviation of the normal initialisation of the embeddings."""
+    """(adam) Standard deviation of the normal initialisation of the embeddings."""
     val_fraction: float = 0.1
-    """Fraction of the TRAINING rows held out for early stopping."""
+    """Fraction of the TRAINING rows held out to choose the epoch (or sweep) count."""
     patience: int = 3
-    """Epochs without a validation improvement before stopping."""
+    """(adam) Epochs without a validation improvement before stopping."""
+    refit: bool = True
+    """After the validation run, fit again on all training rows (validation part
+    included) for the chosen epoch or sweep count, and export that model."""
     seed: int = 42
-    """Seed of the validation carve-out, the initialisation and the batch order."""
+    """Seed of the validation carve-out, the initialisation and the sampling/batch order."""
     device: str = "auto"
     """'cpu', 'cuda' or 'auto' (CUDA when available)."""
+    threads: int = 1
+    """CPU threads torch may use while training; 0 keeps torch's default (all cores).
+    The steps are small, and on a shared machine extra threads mostly wait on each
+    other: on 2 busy cores, 1 thread trained 4-10x faster than 2."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Free-form notes recorded with the config (not used by training)."""
 
     def __post_init__(self) -> None:
-        positive_ints = ("dim", "epochs", "batch_size")
-        for name in positive_ints:
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if not isinstance(self.patience, int) or self.patience < 1:
-            raise ValueError(f"patience must be a positive integer, got {self.patience!r}")
-        for name in ("lr", "init_std"):
+        if self.method not in METHODS:
+            raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {self.method!r}")
+        for name in ("dim", "sample_dim", "sweeps", "epochs", "batch_size", "patience"):
+            if not self._whole(getattr(self, name)) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        if not self._whole(self.burn_in) or not 0 <= self.burn_in < self.sweeps:
+            raise ValueError(f"burn_in must be a whole number below sweeps ({self.sweeps}), got {self.burn_in!r}")
+        if not self._whole(self.threads) or self.threads < 0:
+            raise ValueError(f"threads must be a whole number (0 = torch's default), got {self.threads!r}")
+        if not isinstance(self.refit, bool):
+            raise ValueError(f"refit must be True or False, got {self.refit!r}")
+        for name in ("lr", "init_std", "sample_init_std"):
             if not self._finite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
         for name in ("reg", "bias_reg"):
@@ -58,6 +89,10 @@ class TrainConfig:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction!r}")
         if self.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
+
+    @staticmethod
+    def _whole(value: Any) -> bool:
+        return isinstance(value, int) and not isinstance(value, bool)
 
     @staticmethod
     def _finite(value: Any) -> bool:

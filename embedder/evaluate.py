@@ -1,16 +1,282 @@
-"""Recompute a bundle's figures from its ``.npy`` files and the canonical split."""
+"""Quality figures of an exported model, from its arrays alone.
+
+:func:`quality_report` scores a model given as arrays (μ, biases, embeddings) on the
+canonical test part, next to baselines fitted on the same training ratings:
+
+* rating error (RMSE, MAE) of the model, the global mean, biases only and the
+  movie's mean rating (popularity);
+* top-K ranking (Precision, Recall, NDCG @ 10, catalogue coverage) with relevance
+  meaning a test rating ≥ 4 and candidates being the movies the user has not
+  rated in training, without and with a ``min_ratings`` floor (only movies with at
+  least that many training ratings are recommended: explicit-rating MF tends to
+  put obscure movies with a few high ratings first);
+* "movies like this": mean Jaccard agreement of the genre sets of each movie and
+  its 10 nearest neighbours (cosine of q_i), against random neighbours;
+* clusters (once ``python -m search build`` has added ``cluster_labels.npy``):
+  NMI of the cluster labels with each movie's most specific genre, against the
+  same labels shuffled.
+
+Export writes the report into the manifest at train time; :func:`evaluate_bundle`
+recomputes it from a bundle's files (``python -m embedder evaluate``).
+"""
 
 from __future__ import annotations
 
+from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from embedder.bundle import Bundle, BundleError
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from embedder import metrics
+from embedder.bundle import Bundle, BundleError, predict_ratings
 from embedder.data import load_ratings
-from embedder.split import canonical_split, rmse_mae
+from embedder.split import canonical_split
+
+K = 10
+"""Length of the ranked lists and neighbour lists."""
+RELEVANT_RATING = 4.0
+"""A test rating at least this high makes the movie relevant to the user."""
+DEFAULT_MIN_RATINGS = 20
+"""The floor reported next to no floor: recommend only movies with at least this
+many training ratings. On ML-100K it keeps about 60% of the catalogue."""
+MAX_USERS = 10_000
+"""Ranking is scored on at most this many users (a seeded sample; all on ML-100K)."""
+MAX_QUERIES = 5_000
+"""Neighbour agreement is scored on at most this many query movies."""
+BASELINE_REG = (15.0, 10.0)
+"""Damping of the biases-only baseline (user, movie), Surprise's BaselineOnly defaults."""
 
 
-def evaluate_bundle(path: str | Path) -> dict[str, Any]:
+@dataclass(frozen=True)
+class Factors:
+    """A model as arrays: ``r̂ = μ + b_u + b_i + p_u·q_i`` (embeddings may be 0 wide)."""
+
+    global_mean: float
+    user_embeddings: np.ndarray
+    movie_embeddings: np.ndarray
+    user_biases: np.ndarray
+    movie_biases: np.ndarray
+    rating_scale: tuple[float, float]
+
+    @classmethod
+    def biases(cls, global_mean: float, user_biases: np.ndarray, movie_biases: np.ndarray, scale) -> "Factors":
+        """A model without embeddings."""
+        empty = lambda n: np.zeros((n, 0), np.float32)
+        return cls(global_mean, empty(len(user_biases)), empty(len(movie_biases)), user_biases, movie_biases, scale)
+
+    @classmethod
+    def constant(cls, global_mean: float, n_users: int, n_movies: int, scale) -> "Factors":
+        """The global-mean baseline: μ for everyone."""
+        return cls.biases(global_mean, np.zeros(n_users, np.float32), np.zeros(n_movies, np.float32), scale)
+
+    def predict(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
+        """Clipped predictions; a row of -1 (unknown id) falls back as in the bundle."""
+        return predict_ratings(
+            self.global_mean, self.user_embeddings, self.movie_embeddings, self.user_biases, self.movie_biases,
+            user_rows, movie_rows, self.rating_scale,
+        )
+
+    def scores(self, user_rows: np.ndarray) -> np.ndarray:
+        """Raw predicted ratings of the given users for every movie (one row each)."""
+        interaction = self.user_embeddings[user_rows] @ self.movie_embeddings.T
+        return self.global_mean + self.user_biases[user_rows, None] + self.movie_biases[None, :] + interaction
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """The test ratings as row indexes (-1 for ids the model does not know)."""
+
+    users: np.ndarray
+    movies: np.ndarray
+    ratings: np.ndarray
+
+
+def fit_biases(seen: sp.csr_matrix, scale: tuple[float, float], iterations: int = 10) -> Factors:
+    """The biases-only baseline: damped alternating means of the training ratings.
+
+    ``b_i = Σ (r - μ - b_u) / (λ_i + n_i)``, ``b_u = Σ (r - μ - b_i) / (λ_u + n_u)``.
+    """
+    coo = seen.tocoo()
+    users, movies, ratings = coo.row, coo.col, coo.data.astype(np.float64)
+    mu = float(ratings.mean())
+    reg_user, reg_movie = BASELINE_REG
+    n_users, n_movies = seen.shape
+    bu, bi = np.zeros(n_users), np.zeros(n_movies)
+    count_user = np.bincount(users, minlength=n_users)
+    count_movie = np.bincount(movies, minlength=n_movies)
+    for _ in range(iterations):
+        bi = np.bincount(movies, ratings - mu - bu[users], n_movies) / (reg_movie + count_movie)
+        bu = np.bincount(users, ratings - mu - bi[movies], n_users) / (reg_user + count_user)
+    return Factors.biases(mu, bu.astype(np.float32), bi.astype(np.float32), scale)
+
+
+def movie_means(seen: sp.csr_matrix, scale: tuple[float, float]) -> Factors:
+    """The popularity baseline for ratings: each movie's mean training rating (μ if none)."""
+    mu = float(seen.data.mean())
+    counts = np.diff(seen.tocsc().indptr)
+    sums = np.asarray(seen.sum(0)).ravel()
+    bi = np.where(counts > 0, sums / np.maximum(counts, 1) - mu, 0.0)
+    return Factors.biases(mu, np.zeros(seen.shape[0], np.float32), bi.astype(np.float32), scale)
+
+
+def _sample(values: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    if len(values) <= limit:
+        return values
+    return np.sort(np.random.default_rng(seed).choice(values, limit, replace=False))
+
+
+def ranking_metrics(
+    scorer: Callable[[np.ndarray], np.ndarray],
+    seen: sp.csr_matrix,
+    test: HeldOut,
+    allowed: np.ndarray,
+    k: int = K,
+    seed: int = 0,
+    block: int = 2048,
+) -> dict[str, float]:
+    """Precision, Recall, NDCG @ k and catalogue coverage of ``scorer``'s top-k lists.
+
+    ``scorer(user_rows)`` returns a score for every movie; movies the user rated in
+    training (``seen``) and movies outside ``allowed`` are never recommended.
+    Users with at least one relevant test rating (≥ 4) are scored.
+    """
+    known = (test.users >= 0) & (test.movies >= 0) & (test.ratings >= RELEVANT_RATING)
+    rel_users, rel_movies = test.users[known], test.movies[known]
+    users = _sample(np.unique(rel_users), MAX_USERS, seed)
+    keep = np.isin(rel_users, users)
+    local = np.searchsorted(users, rel_users[keep])
+    recommended = np.empty((len(users), min(k, seen.shape[1])), dtype=np.int64)
+    for start in range(0, len(users), block):
+        rows = users[start : start + block]
+        scores = np.array(scorer(rows), dtype=np.float64)
+        scores[:, ~allowed] = -np.inf
+        rated = seen[rows]
+        scores[np.repeat(np.arange(len(rows)), np.diff(rated.indptr)), rated.indices] = -np.inf
+        recommended[start : start + block] = metrics.top_k(scores, k)
+    hits = metrics.hits_at_k(recommended, local, rel_movies[keep])
+    n_relevant = np.bincount(local, minlength=len(users))
+    return {
+        "precision": metrics.precision_at_k(hits),
+        "recall": metrics.recall_at_k(hits, n_relevant),
+        "ndcg": metrics.ndcg_at_k(hits, n_relevant),
+        "coverage": metrics.catalogue_coverage(recommended, seen.shape[1]),
+        "users": int(len(users)),
+    }
+
+
+def genre_sets(genres: pd.Series) -> list[frozenset]:
+    """Each movie's genres ('A|B|C') as a set; none (or '(no genres listed)') is the empty set."""
+    return [frozenset(g for g in str(text).split("|") if g and g != "(no genres listed)") for text in genres.fillna("")]
+
+
+def neighbour_agreement(
+    movie_embeddings: np.ndarray, genres: list[frozenset], candidates: np.ndarray, k: int = K, seed: int = 0
+) -> dict[str, float]:
+    """Mean genre Jaccard of each movie with its k nearest neighbours by cosine of q_i,
+    and with k random other movies, among the ``candidates`` (a boolean mask)."""
+    pool = np.flatnonzero(candidates & (np.linalg.norm(movie_embeddings, axis=1) > 0))
+    if len(pool) <= k:
+        return {"model": float("nan"), "random": float("nan"), "movies": int(len(pool))}
+    unit = movie_embeddings[pool] / np.linalg.norm(movie_embeddings[pool], axis=1, keepdims=True)
+    queries = _sample(np.arange(len(pool)), MAX_QUERIES, seed)
+    similarity = unit[queries] @ unit.T
+    similarity[np.arange(len(queries)), queries] = -np.inf  # never the movie itself
+    nearest = pool[metrics.top_k(similarity, k)]
+    rng = np.random.default_rng(seed)
+    # k distinct random others: draw from the pool without the query, shifting past it.
+    draws = np.stack([rng.choice(len(pool) - 1, k, replace=False) for _ in queries])
+    random_neighbours = pool[draws + (draws >= queries[:, None])]
+    return {
+        "model": metrics.mean_jaccard(pool[queries], nearest, genres),
+        "random": metrics.mean_jaccard(pool[queries], random_neighbours, genres),
+        "movies": int(len(queries)),
+    }
+
+
+def specific_genres(genres: list[frozenset]) -> np.ndarray:
+    """Each movie's most specific genre: its rarest in the catalogue (ties by name); '' for none.
+
+    The same label ``search`` uses for the NMI it stores in the manifest.
+    """
+    frequency = Counter(g for gs in genres for g in gs)
+    return np.array([min(gs, key=lambda g: (frequency[g], g)) if gs else "" for gs in genres])
+
+
+def cluster_agreement(labels: np.ndarray, genres: list[frozenset], seed: int = 0, shuffles: int = 10) -> dict[str, float]:
+    """NMI of cluster labels with each movie's most specific genre, against the same
+    labels shuffled (mean of ``shuffles`` permutations, which keep the cluster sizes)."""
+    target = specific_genres(genres)
+    rng = np.random.default_rng(seed)
+    return {
+        "clusters": int(len(np.unique(labels))),
+        "nmi": metrics.nmi(labels, target),
+        "random_nmi": float(np.mean([metrics.nmi(rng.permutation(labels), target) for _ in range(shuffles)])),
+    }
+
+
+def quality_report(
+    model: Factors,
+    seen: sp.csr_matrix,
+    movies: pd.DataFrame,
+    test: HeldOut,
+    min_ratings: int = DEFAULT_MIN_RATINGS,
+    cluster_labels: np.ndarray | None = None,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Every figure of the module docstring, as a JSON-ready dict.
+
+    ``seen`` holds the training ratings (users x movies) and ``movies`` the movie
+    table in row order (``genres``, ``rating_count``); baselines are fitted on ``seen``.
+    """
+    biases, popularity = fit_biases(seen, model.rating_scale), movie_means(seen, model.rating_scale)
+    baselines = {
+        "model": model,
+        "global_mean": Factors.constant(popularity.global_mean, *seen.shape, model.rating_scale),
+        "biases": biases,
+        "popularity": popularity,
+    }
+    rating = {name: metrics.rating_errors(f.predict(test.users, test.movies), test.ratings) for name, f in baselines.items()}
+    counts = movies["rating_count"].to_numpy()
+    counts_row = counts.astype(np.float64)
+    scorers = {"model": model.scores, "biases": biases.scores, "popularity": lambda rows: np.broadcast_to(counts_row, (len(rows), len(counts_row)))}
+    genres = genre_sets(movies["genres"])
+    floors = sorted({0, int(min_ratings)})
+    report: dict[str, Any] = {
+        "protocol": {
+            "k": K,
+            "relevant": f"test rating >= {RELEVANT_RATING:g}",
+            "candidates": "movies the user has not rated in training",
+            "min_ratings": int(min_ratings),
+            "baselines": "fitted on the same training ratings; biases damped (user 15, movie 10); popularity = movie mean rating / rating count",
+        },
+        "rating": rating,
+        "ranking": {
+            str(floor): {name: ranking_metrics(scorer, seen, test, counts >= floor, seed=seed) for name, scorer in scorers.items()}
+            for floor in floors
+        },
+        "similar": {str(floor): neighbour_agreement(model.movie_embeddings, genres, counts >= floor, seed=seed) for floor in floors},
+    }
+    if cluster_labels is not None:
+        report["clusters"] = cluster_agreement(np.asarray(cluster_labels), genres, seed)
+    else:
+        report["clusters"] = {"note": "no cluster_labels.npy yet: run python -m search build"}
+    return report
+
+
+def held_out_rows(test: pd.DataFrame, users, movies) -> HeldOut:
+    """Map a test frame's ids to rows of the given vocabularies (-1 when unknown)."""
+    return HeldOut(
+        users.numbers(test["user_id"].to_numpy(), missing="negative"),
+        movies.numbers(test["movie_id"].to_numpy(), missing="negative"),
+        test["rating"].to_numpy(np.float64),
+    )
+
+
+def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) -> dict[str, Any]:
     """Reload the bundle's dataset, re-split it canonically, and score the bundle.
 
     Predictions come from the stored arrays alone (``μ + b_u + b_i + p_u·q_i``,
@@ -25,10 +291,42 @@ def evaluate_bundle(path: str | Path) -> dict[str, Any]:
             f"the data at {dataset['data_arg']} ({data.checksum[:12]}…)"
         )
     train, test = canonical_split(data.ratings)
-    metrics = {
-        name: rmse_mae(bundle.predict(part["user_id"].to_numpy(), part["movie_id"].to_numpy()), part["rating"].to_numpy())
+    metrics_by_part = {
+        name: metrics.rating_errors(bundle.predict(part["user_id"].to_numpy(), part["movie_id"].to_numpy()), part["rating"].to_numpy())
         for name, part in (("train", train), ("test", test))
     }
-    flat = {f"{part}_{key}": round(value, 4) for part, values in metrics.items() for key, value in values.items()}
+    model = Factors(
+        bundle.global_mean, bundle.user_embeddings, bundle.movie_embeddings, bundle.user_biases, bundle.movie_biases, bundle.rating_scale
+    )
+    labels = bundle.array("cluster_labels.npy") if bundle.has("cluster_labels.npy") else None
+    quality = quality_report(model, bundle.seen, bundle.movies, held_out_rows(test, bundle.user_vocab, bundle.movie_vocab), min_ratings, labels)
+    flat = {f"{part}_{key}": round(value, 4) for part, values in metrics_by_part.items() for key, value in values.items()}
     flat["manifest_test_rmse"] = round(bundle.manifest["metrics"]["test"]["rmse"], 4)
-    return {"bundle": str(bundle.path), "dataset": dataset["name"], "metrics": metrics, "flat": flat}
+    return {"bundle": str(bundle.path), "dataset": dataset["name"], "metrics": metrics_by_part, "flat": flat, "quality": quality}
+
+
+def format_report(quality: dict[str, Any]) -> str:
+    """The quality report as plain-text tables."""
+    lines = [f"{'rating error (test)':<24}{'RMSE':>8}{'MAE':>8}"]
+    lines += [f"  {name:<22}{v['rmse']:>8.4f}{v['mae']:>8.4f}" for name, v in quality["rating"].items()]
+    protocol = quality["protocol"]
+    lines.append("")
+    lines.append(f"ranking @{protocol['k']} (relevant: {protocol['relevant']}; candidates: {protocol['candidates']})")
+    lines.append(f"  {'min_ratings':<12}{'scorer':<12}{'P@10':>8}{'R@10':>8}{'NDCG@10':>9}{'coverage':>10}")
+    for floor, rows in quality["ranking"].items():
+        for name, v in rows.items():
+            lines.append(f"  {floor:<12}{name:<12}{v['precision']:>8.4f}{v['recall']:>8.4f}{v['ndcg']:>9.4f}{v['coverage']:>10.3f}")
+    lines.append("")
+    lines.append(f"movies like this: mean genre Jaccard of the top-{protocol['k']} neighbours")
+    for floor, v in quality["similar"].items():
+        lines.append(f"  min_ratings {floor:<6} model {v['model']:.4f}   random {v['random']:.4f}   ({v['movies']} movies)")
+    lines.append("")
+    clusters = quality["clusters"]
+    if "nmi" in clusters:
+        lines.append(
+            f"clusters: NMI with the most specific genre {clusters['nmi']:.4f}   shuffled labels {clusters['random_nmi']:.4f}"
+            f"   ({clusters['clusters']} clusters)"
+        )
+    else:
+        lines.append(f"clusters: {clusters['note']}")
+    return "\n".join(lines)

@@ -13,17 +13,11 @@ import scipy.sparse as sp
 import torch
 
 from embedder import __version__
-from embedder.bundle import (
-    FileWriter,
-    bytes_writer,
-    movies_writer,
-    npy_writer,
-    predict_ratings,
-    seen_writer,
-    write_bundle,
-)
+from embedder.bundle import FileWriter, bytes_writer, movies_writer, npy_writer, seen_writer, write_bundle
 from embedder.config import TrainConfig
-from embedder.split import rmse_mae, validation_split
+from embedder.evaluate import DEFAULT_MIN_RATINGS, Factors, held_out_rows, quality_report
+from embedder.metrics import rating_errors
+from embedder.split import validation_split
 from embedder.train import TrainResult
 
 
@@ -50,24 +44,22 @@ def model_arrays(result: TrainResult) -> dict[str, np.ndarray]:
     return arrays
 
 
-def evaluate_arrays(
-    arrays: dict[str, np.ndarray],
-    global_mean: float,
-    result: TrainResult,
-    ratings: pd.DataFrame,
-) -> dict[str, float]:
-    """RMSE/MAE of the exported float32 arrays (clipped) on a ratings frame."""
-    predicted = predict_ratings(
+def exported_factors(arrays: dict[str, np.ndarray], global_mean: float, rating_scale: tuple[float, float]) -> Factors:
+    """The exported float32 arrays as a model that :mod:`embedder.evaluate` can score."""
+    return Factors(
         global_mean,
         arrays["user_embeddings.npy"],
         arrays["movie_embeddings.npy"],
         arrays["user_biases.npy"],
         arrays["movie_biases.npy"],
-        result.users.numbers(ratings["user_id"].to_numpy(), missing="negative"),
-        result.movies.numbers(ratings["movie_id"].to_numpy(), missing="negative"),
-        result.rating_scale,
+        rating_scale,
     )
-    return rmse_mae(predicted, ratings["rating"].to_numpy())
+
+
+def evaluate_arrays(factors: Factors, result: TrainResult, ratings: pd.DataFrame) -> dict[str, float]:
+    """RMSE/MAE of the exported arrays (clipped) on a ratings frame."""
+    rows = held_out_rows(ratings, result.users, result.movies)
+    return rating_errors(factors.predict(rows.users, rows.movies), rows.ratings)
 
 
 def movie_table(movies: pd.DataFrame, movie_ids: np.ndarray, train: pd.DataFrame) -> pd.DataFrame:
@@ -105,20 +97,37 @@ def model_state_bytes(result: TrainResult) -> bytes:
     return buffer.getvalue()
 
 
-def curve_png(history: pd.DataFrame, best_epoch: int) -> bytes:
-    """The training curve (train/val RMSE per epoch) as a PNG."""
+def history_table(result: TrainResult) -> pd.DataFrame:
+    """Both runs' per-epoch (per-sweep) rows, with a ``phase`` column: validation, refit."""
+    runs = [result.history.assign(phase="validation")]
+    if result.refit_history is not None:
+        runs.append(result.refit_history.assign(phase="refit"))
+    return pd.concat(runs, ignore_index=True)
+
+
+def curve_png(history: pd.DataFrame, best_epoch: int, unit: str = "epoch") -> bytes:
+    """The training curve (train/val RMSE per epoch or sweep) as a PNG.
+
+    ``history`` may carry a ``phase`` column (see :func:`history_table`); the
+    refit's training RMSE is drawn dashed.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    phases = history["phase"] if "phase" in history else pd.Series("validation", index=history.index)
+    first, refit = history[phases == "validation"], history[phases == "refit"]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
-    ax.plot(history["epoch"], history["train_rmse"], marker=".", label="train RMSE")
-    ax.plot(history["epoch"], history["val_rmse"], marker=".", label="validation RMSE")
-    ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best epoch ({best_epoch})")
-    ax.set_xlabel("epoch")
+    marker = "." if len(first) <= 60 else None  # dots only where they can be told apart
+    ax.plot(first["epoch"], first["train_rmse"], marker=marker, label="train RMSE")
+    ax.plot(first["epoch"], first["val_rmse"], marker=marker, label="validation RMSE")
+    if len(refit):
+        ax.plot(refit["epoch"], refit["train_rmse"], linestyle="--", label="train RMSE, refit on all rows")
+    ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best {unit} ({best_epoch})")
+    ax.set_xlabel(unit)
     ax.set_ylabel("RMSE")
-    ax.set_title("Training curve")
+    ax.set_title("Training curve" + (" (running posterior mean)" if unit == "sweep" else ""))
     ax.grid(alpha=0.3)
     ax.legend()
     fig.tight_layout()
@@ -161,21 +170,24 @@ def export_bundle(
     """
     arrays = model_arrays(result)
     global_mean = float(result.model.global_bias.detach())
+    factors = exported_factors(arrays, global_mean, result.rating_scale)
     _, val = validation_split(train, config.val_fraction, config.seed)
-    metrics = {
-        name: evaluate_arrays(arrays, global_mean, result, part)
-        for name, part in (("train", train), ("val", val), ("test", test))
-    }
+    metrics = {name: evaluate_arrays(factors, result, part) for name, part in (("train", train), ("val", val), ("test", test))}
     table = movie_table(movies, arrays["movie_ids.npy"], train)
-    history_csv = result.history.to_csv(index=False).encode()
+    seen = seen_matrix(result, train)
+    evaluation = quality_report(
+        factors, seen, table, held_out_rows(test, result.users, result.movies), DEFAULT_MIN_RATINGS, seed=config.seed
+    )
+    history = history_table(result)
+    unit = "sweep" if config.method == "gibbs" else "epoch"
     files: dict[str, FileWriter] = {name: npy_writer(array) for name, array in arrays.items()}
     files.update(
         {
             "movies.parquet": movies_writer(table),
-            "seen.npz": seen_writer(seen_matrix(result, train)),
+            "seen.npz": seen_writer(seen),
             "model.pt": bytes_writer(model_state_bytes(result)),
-            "history.csv": bytes_writer(history_csv),
-            "training_curve.png": bytes_writer(curve_png(result.history, result.best_epoch)),
+            "history.csv": bytes_writer(history.to_csv(index=False).encode()),
+            "training_curve.png": bytes_writer(curve_png(history, result.best_epoch, unit)),
         }
     )
     manifest = {
@@ -184,9 +196,15 @@ def export_bundle(
         "global_mean": global_mean,
         "config": config.to_dict(),
         "metrics": metrics,
+        "evaluation": evaluation,
         "training": {
+            "method": config.method,
             "best_epoch": result.best_epoch,
             "epochs_run": int(len(result.history)),
+            "unit": unit,
+            "validation_rmse": round(result.validation_rmse, 6),
+            "refit": result.refit_history is not None,
+            "val_in_training": result.refit_history is not None,
             "seconds": round(result.seconds, 3),
             "n_train": int(len(train)),
             "n_test": int(len(test)),

@@ -33,6 +33,14 @@ def test_every_command_has_help(command):
         ("--epochs", "ten", "expected a whole number, got 'ten'"),
         ("--lr", "nan", "must be greater than 0"),
         ("--reg", "-0.5", "must be at least 0"),
+        ("--sample-dim", "0", "must be at least 1, got 0"),
+        ("--sweeps", "2.5", "expected a whole number, got '2.5'"),
+        ("--burn-in", "-3", "must be at least 0, got -3"),
+        ("--val-fraction", "0.5", "must be below 0.5, got 0.5"),
+        ("--init-std", "0", "must be greater than 0"),
+        ("--sample-init-std", "-1", "must be greater than 0"),
+        ("--threads", "-1", "must be at least 0, got -1"),
+        ("--method", "sgd", "invalid choice: 'sgd'"),
     ],
 )
 def test_bad_flag_values_are_refused_naming_the_flag(flag, value, message, capsys):
@@ -41,6 +49,30 @@ def test_bad_flag_values_are_refused_naming_the_flag(flag, value, message, capsy
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert flag in err and message in err
+
+
+def test_a_burn_in_as_long_as_the_chain_is_refused_naming_the_flag(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--sweeps", "10", "--burn-in", "10"])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--burn-in" in err and "below sweeps (10)" in err
+
+
+def test_train_flags_reach_the_manifest(tmp_path, synthetic_csv):
+    out = tmp_path / "adam"
+    args = ["train", "--data", synthetic_csv, "--out", str(out), "--method", "adam", "--dim", "4", "--epochs", "2"]
+    assert main(args + ["--no-refit", "--init-std", "0.1", "--val-fraction", "0.2", "--threads", "0", "--quiet"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    config = manifest["config"]
+    assert (config["method"], config["refit"], config["init_std"], config["val_fraction"], config["threads"]) == ("adam", False, 0.1, 0.2, 0)
+    assert manifest["training"]["refit"] is False and manifest["training"]["unit"] == "epoch"
+
+
+def test_the_evaluate_floor_default_matches_the_evaluate_module():
+    from embedder import cli, evaluate
+
+    assert cli.DEFAULT_MIN_RATINGS == evaluate.DEFAULT_MIN_RATINGS
 
 
 def test_unknown_dataset_name_is_a_clear_error(capsys):
@@ -56,7 +88,7 @@ def test_missing_bundle_is_a_clear_error(tmp_path, capsys):
 def test_train_out_writes_there_and_leaves_current_alone(tmp_path, synthetic_csv):
     artifacts = tmp_path / "artifacts"
     out = tmp_path / "mine"
-    code = main(["train", "--data", synthetic_csv, "--out", str(out), "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--quiet"])
+    code = main(["train", "--data", synthetic_csv, "--out", str(out), "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--sweeps", "5", "--quiet"])
     assert code == 0
     assert (out / "manifest.json").is_file()
     assert not (artifacts / "current").exists()
@@ -64,7 +96,7 @@ def test_train_out_writes_there_and_leaves_current_alone(tmp_path, synthetic_csv
 
 def test_train_without_out_publishes_and_moves_current(tmp_path, synthetic_csv, capsys):
     artifacts = tmp_path / "artifacts"
-    args = ["train", "--data", synthetic_csv, "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--quiet"]
+    args = ["train", "--data", synthetic_csv, "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--sweeps", "5", "--quiet"]
     assert main(args) == 0
     first = (artifacts / "current").resolve()
     assert main(args + ["--seed", "5"]) == 0
@@ -79,3 +111,11 @@ def test_evaluate_reproduces_the_manifest(tiny_bundle, capsys):
     report = json.loads(capsys.readouterr().out)
     manifest = json.loads((Path(tiny_bundle) / "manifest.json").read_text())
     assert report["metrics"]["test"]["rmse"] == pytest.approx(manifest["metrics"]["test"]["rmse"], abs=1e-6)
+    assert report["quality"]["rating"]["model"]["rmse"] == pytest.approx(manifest["metrics"]["test"]["rmse"], abs=1e-6)
+
+
+def test_evaluate_prints_the_quality_tables_with_the_chosen_floor(tiny_bundle, capsys):
+    assert main(["evaluate", "--bundle", tiny_bundle, "--min-ratings", "50"]) == 0
+    out = capsys.readouterr().out
+    for text in ("test_rmse", "biases", "popularity", "NDCG@10", "coverage", "genre Jaccard", "min_ratings 50", "run python -m search build"):
+        assert text in out, text

@@ -1,4 +1,7 @@
-"""Training on synthetic low-rank data with a known answer."""
+"""Training with Adam (``method="adam"``) on synthetic low-rank data with a known answer.
+
+The Gibbs sampler, the default method, has its own tests in ``test_gibbs.py``.
+"""
 
 from __future__ import annotations
 
@@ -14,15 +17,19 @@ from tests.conftest import make_low_rank_ratings
 NOISE = 0.1
 
 
-@pytest.fixture(scope="module")
-def fitted():
+def fit_synthetic(config: TrainConfig, scale=(-10.0, 20.0)):
+    """Train on the canonical split of the default synthetic low-rank ratings."""
     frame, truth = make_low_rank_ratings(noise=NOISE)
     train_part, test_part = canonical_split(frame)
     users = Vocabulary.from_values(frame["user_id"], "user")
     movies = Vocabulary.from_values(frame["movie_id"], "movie")
-    config = TrainConfig(dim=8, epochs=60, reg=0.01, lr=0.01, patience=5, seed=1)
-    result = train(train_part, config, users, movies, (-10.0, 20.0), progress=False)
+    result = train(train_part, config, users, movies, scale, progress=False)
     return result, train_part, test_part, truth
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    return fit_synthetic(TrainConfig(method="adam", dim=8, epochs=60, reg=0.01, lr=0.01, patience=5, seed=1))
 
 
 def _predict(result, part):
@@ -59,7 +66,7 @@ def test_early_stopping_stops_before_the_epoch_cap():
     users = Vocabulary.from_values(frame["user_id"])
     movies = Vocabulary.from_values(frame["movie_id"])
     # No regularisation and a big model on tiny data: validation RMSE turns up early.
-    config = TrainConfig(dim=32, epochs=300, reg=0.0, bias_reg=0.0, lr=0.05, patience=2)
+    config = TrainConfig(method="adam", dim=32, epochs=300, reg=0.0, bias_reg=0.0, lr=0.05, patience=2)
     result = train(train_part, config, users, movies, (-10.0, 20.0), progress=False)
     assert len(result.history) < 300
     assert len(result.history) == result.best_epoch + 2
@@ -69,8 +76,17 @@ def test_same_seed_same_model():
     frame, _ = make_low_rank_ratings(n_users=50, n_movies=40, seed=4)
     users = Vocabulary.from_values(frame["user_id"])
     movies = Vocabulary.from_values(frame["movie_id"])
-    config = TrainConfig(dim=4, epochs=3, seed=7)
+    config = TrainConfig(method="adam", dim=4, epochs=3, seed=7)
     a = train(frame, config, users, movies, (-10.0, 20.0), progress=False)
     b = train(frame, config, users, movies, (-10.0, 20.0), progress=False)
     for name, tensor in a.model.state_dict().items():
         assert np.array_equal(tensor.numpy(), b.model.state_dict()[name].numpy()), name
+
+
+def test_refit_runs_the_best_epoch_count_on_all_training_rows(fitted):
+    result, train_part, _, _ = fitted
+    refit = result.refit_history
+    assert refit["epoch"].tolist() == list(range(1, result.best_epoch + 1))
+    assert refit["val_rmse"].isna().all()  # nothing is held out any more
+    assert result.trained_users.sum() == train_part["user_id"].nunique()
+    assert result.validation_rmse == pytest.approx(result.history["val_rmse"].min())

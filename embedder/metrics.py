@@ -1,0 +1,140 @@
+"""Quality metrics as plain numpy functions (no model, no bundle).
+
+Rating error: :func:`rmse`, :func:`mae` (both: :func:`rating_errors`). Top-K ranking, from a matrix of
+recommended item indexes (one row per user, best first): :func:`top_k`,
+:func:`hits_at_k`, :func:`precision_at_k`, :func:`recall_at_k`, :func:`ndcg_at_k`,
+:func:`catalogue_coverage`. Neighbours: :func:`mean_jaccard`. Clusters:
+:func:`nmi`. ``tests/embedder/test_metrics.py`` checks each against small cases
+worked out by hand.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import numpy as np
+
+
+def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """Root mean squared error."""
+    error = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+    return float(np.sqrt(np.mean(error**2)))
+
+
+def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
+    """Mean absolute error."""
+    error = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+    return float(np.mean(np.abs(error)))
+
+
+def rating_errors(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
+    """``{"rmse": …, "mae": …}``."""
+    return {"rmse": rmse(predicted, actual), "mae": mae(predicted, actual)}
+
+
+def top_k(scores: np.ndarray, k: int) -> np.ndarray:
+    """Column indexes of the ``k`` highest scores of each row, best first.
+
+    Excluded items should carry ``-inf`` (they come last). Within the top k, equal
+    scores keep index order; which of several items tied at the k-th place gets in
+    is arbitrary.
+    """
+    scores = np.asarray(scores)
+    n = scores.shape[1]
+    k = min(k, n)
+    if k < n:  # the k best in linear time, then rank only those
+        best = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
+    else:
+        best = np.tile(np.arange(n), (len(scores), 1))
+    order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
+    return np.take_along_axis(best, order, axis=1)
+
+
+def hits_at_k(recommended: np.ndarray, relevant_rows: np.ndarray, relevant_items: np.ndarray) -> np.ndarray:
+    """Boolean matrix: is ``recommended[r, j]`` relevant to row ``r``?
+
+    Relevance is given as pairs ``(relevant_rows[t], relevant_items[t])`` using the
+    same row numbering as ``recommended``.
+    """
+    recommended = np.asarray(recommended, dtype=np.int64)
+    n_items = int(max(recommended.max(initial=0), np.max(relevant_items, initial=0))) + 1
+    keys = np.asarray(relevant_rows, dtype=np.int64) * n_items + np.asarray(relevant_items, dtype=np.int64)
+    rows = np.arange(len(recommended), dtype=np.int64)[:, None]
+    return np.isin(rows * n_items + recommended, keys)
+
+
+def precision_at_k(hits: np.ndarray) -> float:
+    """Mean over rows of (relevant items in the top k) / k."""
+    hits = np.asarray(hits, dtype=bool)
+    return float(hits.sum(1).mean() / hits.shape[1])
+
+
+def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> float:
+    """Mean over rows of (relevant items in the top k) / (relevant items of the row).
+
+    Rows without relevant items are skipped (their recall is undefined).
+    """
+    hits, n_relevant = np.asarray(hits, dtype=bool), np.asarray(n_relevant)
+    keep = n_relevant > 0
+    return float((hits[keep].sum(1) / n_relevant[keep]).mean())
+
+
+def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> float:
+    """Mean over rows of DCG@k / ideal DCG@k with binary relevance.
+
+    ``DCG = Σ_j hit_j / log2(j + 2)`` over positions j = 0..k-1; the ideal ranking
+    puts ``min(k, n_relevant)`` hits first. Rows without relevant items are skipped.
+    """
+    hits, n_relevant = np.asarray(hits, dtype=bool), np.asarray(n_relevant)
+    keep = n_relevant > 0
+    hits, n_relevant = hits[keep], n_relevant[keep]
+    discounts = 1.0 / np.log2(np.arange(hits.shape[1]) + 2.0)
+    dcg = hits @ discounts
+    ideal = np.cumsum(discounts)[np.minimum(n_relevant, hits.shape[1]) - 1]
+    return float((dcg / ideal).mean())
+
+
+def catalogue_coverage(recommended: np.ndarray, n_items: int) -> float:
+    """Share of the catalogue's ``n_items`` that appear in at least one top-k list."""
+    return float(len(np.unique(np.asarray(recommended))) / n_items)
+
+
+def jaccard(a: frozenset | set, b: frozenset | set) -> float:
+    """|a ∩ b| / |a ∪ b|; two empty sets count as 0 (nothing to agree on)."""
+    union = len(a | b)
+    return len(a & b) / union if union else 0.0
+
+
+def mean_jaccard(queries: np.ndarray, neighbours: np.ndarray, sets: Sequence[frozenset]) -> float:
+    """Mean Jaccard similarity between each query's set and each of its neighbours' sets.
+
+    ``neighbours[r]`` lists the neighbour indexes of ``queries[r]``; ``sets[i]``
+    is item i's set (of genres, say).
+    """
+    values = [jaccard(sets[q], sets[n]) for q, row in zip(np.asarray(queries), np.asarray(neighbours), strict=True) for n in row]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _entropy(counts: np.ndarray) -> float:
+    p = counts[counts > 0] / counts.sum()
+    return float(-(p * np.log(p)).sum())
+
+
+def nmi(labels_a: np.ndarray, labels_b: np.ndarray) -> float:
+    """Normalized mutual information of two labelings, ``I(A;B) / ((H(A) + H(B)) / 2)``.
+
+    The arithmetic-mean normalisation (scikit-learn's default). 1 when the
+    labelings are the same partition, near 0 when they are independent; two
+    single-cluster labelings count as 1.
+    """
+    _, a = np.unique(np.asarray(labels_a), return_inverse=True)
+    _, b = np.unique(np.asarray(labels_b), return_inverse=True)
+    if len(a) != len(b):
+        raise ValueError(f"labelings differ in length: {len(a)} and {len(b)}")
+    joint = np.zeros((a.max() + 1, b.max() + 1))
+    np.add.at(joint, (a, b), 1)
+    h_a, h_b = _entropy(joint.sum(1)), _entropy(joint.sum(0))
+    if h_a == 0 and h_b == 0:
+        return 1.0
+    h_ab = _entropy(joint.ravel())
+    return float((h_a + h_b - h_ab) / ((h_a + h_b) / 2))

@@ -1,0 +1,85 @@
+"""The metric functions against small cases worked out by hand."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from embedder import metrics
+
+INF = float("inf")
+
+
+def test_rmse_and_mae():
+    predicted, actual = [1.0, 2.0, 3.0], [1.0, 2.0, 5.0]
+    assert metrics.rmse(predicted, actual) == pytest.approx(math.sqrt(4 / 3))
+    assert metrics.mae(predicted, actual) == pytest.approx(2 / 3)
+    assert metrics.rating_errors(predicted, actual) == {"rmse": pytest.approx(math.sqrt(4 / 3)), "mae": pytest.approx(2 / 3)}
+
+
+def test_top_k_ranks_best_first_and_puts_excluded_items_last():
+    scores = np.array([[0.1, 0.9, 0.5, -INF], [3.0, 3.0, 1.0, 2.0]])
+    assert metrics.top_k(scores, 2).tolist() == [[1, 2], [0, 1]]
+    assert metrics.top_k(scores, 4).tolist() == [[1, 2, 0, 3], [0, 1, 3, 2]]
+    assert metrics.top_k(scores, 9).shape == (2, 4)  # k is capped at the number of items
+
+
+def test_hits_at_k_marks_relevant_pairs_only():
+    recommended = np.array([[1, 2], [0, 1]])
+    # Row 0 likes item 2; row 1 likes items 3 and 0; item 1 is relevant to nobody.
+    hits = metrics.hits_at_k(recommended, np.array([0, 1, 1]), np.array([2, 3, 0]))
+    assert hits.tolist() == [[False, True], [True, False]]
+
+
+def test_precision_recall_ndcg_by_hand():
+    hits = np.array([[False, True, False], [True, True, False]])
+    n_relevant = np.array([2, 4])
+    assert metrics.precision_at_k(hits) == pytest.approx((1 / 3 + 2 / 3) / 2)
+    assert metrics.recall_at_k(hits, n_relevant) == pytest.approx((1 / 2 + 2 / 4) / 2)
+    # Row 0: DCG = 1/log2(3); ideal (2 relevant) = 1 + 1/log2(3).
+    # Row 1: DCG = 1 + 1/log2(3); ideal (4 relevant, k = 3) = 1 + 1/log2(3) + 1/2.
+    d2 = 1 / math.log2(3)
+    expected = (d2 / (1 + d2) + (1 + d2) / (1 + d2 + 0.5)) / 2
+    assert metrics.ndcg_at_k(hits, n_relevant) == pytest.approx(expected)
+    assert metrics.ndcg_at_k(np.array([[True, True, False]]), np.array([2])) == pytest.approx(1.0)
+
+
+def test_rows_without_relevant_items_are_skipped_by_recall_and_ndcg():
+    hits = np.array([[True, False], [False, False]])
+    assert metrics.recall_at_k(hits, np.array([1, 0])) == pytest.approx(1.0)
+    assert metrics.ndcg_at_k(hits, np.array([1, 0])) == pytest.approx(1.0)
+
+
+def test_catalogue_coverage():
+    assert metrics.catalogue_coverage(np.array([[1, 2], [0, 1]]), 10) == pytest.approx(0.3)
+
+
+def test_jaccard_and_its_mean_over_neighbours():
+    a, b, c = frozenset("AB"), frozenset("BC"), frozenset()
+    assert metrics.jaccard(a, b) == pytest.approx(1 / 3)
+    assert metrics.jaccard(a, a) == 1.0
+    assert metrics.jaccard(c, c) == 0.0
+    sets = [a, b, c, frozenset("A")]
+    # Query 0 with neighbours 1 and 3: (1/3 + 1/2) / 2; query 1 with 0 and 2: (1/3 + 0) / 2.
+    value = metrics.mean_jaccard(np.array([0, 1]), np.array([[1, 3], [0, 2]]), sets)
+    assert value == pytest.approx((1 / 3 + 1 / 2 + 1 / 3 + 0) / 4)
+
+
+def test_nmi_by_hand_and_against_scikit_learn():
+    from sklearn.metrics import normalized_mutual_info_score
+
+    assert metrics.nmi([0, 0, 1, 1], ["x", "x", "y", "y"]) == pytest.approx(1.0)  # same partition, other names
+    assert metrics.nmi([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(0.0, abs=1e-12)
+    # a = [0,0,1,1], b = [0,0,0,1]: H(a) = ln 2, H(b) = -(3/4 ln 3/4 + 1/4 ln 1/4),
+    # H(a,b) = -(1/2 ln 1/2 + 2 · 1/4 ln 1/4); NMI = (H(a) + H(b) - H(a,b)) / mean(H(a), H(b)).
+    h_a = math.log(2)
+    h_b = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
+    h_ab = -(0.5 * math.log(0.5) + 0.5 * math.log(0.25))
+    assert metrics.nmi([0, 0, 1, 1], [0, 0, 0, 1]) == pytest.approx((h_a + h_b - h_ab) / ((h_a + h_b) / 2))
+    rng = np.random.default_rng(0)
+    a, b = rng.integers(0, 5, 300), rng.integers(0, 7, 300)
+    assert metrics.nmi(a, b) == pytest.approx(normalized_mutual_info_score(a, b))
+    with pytest.raises(ValueError, match="length"):
+        metrics.nmi([0, 1], [0])
