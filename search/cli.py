@@ -17,27 +17,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from search.validate import whole_number_arg
+
 DEFAULT_BUNDLE = Path("artifacts") / "current"
 AMBIGUOUS_SHOWN = 15
 
 
 class AmbiguousTitle(ValueError):
     """A title matches several movies; the message lists them with their ids."""
-
-
-def _bounded_int(low: int):
-    """An argparse type: a whole number >= ``low``, with a message naming the value."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        return value
-
-    return parse
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -53,14 +40,14 @@ def build_parser() -> argparse.ArgumentParser:
         return sub
 
     build = command("build", "add the movie index, cosine index and K-Means clusters to a bundle")
-    build.add_argument("--clusters", type=_bounded_int(1), default=10, help="K-Means clusters (default: %(default)s)")
+    build.add_argument("--clusters", type=whole_number_arg(1), default=10, help="K-Means clusters (default: %(default)s)")
     build.add_argument("--index", choices=INDEX_KINDS, default="flat", help="movie index: flat is exact (default: %(default)s)")
-    build.add_argument("--seed", type=_bounded_int(0), default=0, help="random seed (default: %(default)s)")
+    build.add_argument("--seed", type=whole_number_arg(0), default=0, help="random seed (default: %(default)s)")
     build.set_defaults(handler=run_build)
 
     def ranking(sub: argparse.ArgumentParser) -> None:
-        sub.add_argument("-k", type=_bounded_int(1), default=10, help="how many (default: %(default)s)")
-        sub.add_argument("--min-ratings", type=_bounded_int(0), default=0, metavar="N", help="only movies with at least N ratings")
+        sub.add_argument("-k", type=whole_number_arg(1), default=10, help="how many (default: %(default)s)")
+        sub.add_argument("--min-ratings", type=whole_number_arg(0), default=0, metavar="N", help="only movies with at least N ratings")
         sub.add_argument("--json", action="store_true", help="print JSON")
 
     recommend = command("recommend", "top-k movies for a user by predicted rating")
@@ -75,8 +62,8 @@ def build_parser() -> argparse.ArgumentParser:
     similar.set_defaults(handler=run_similar)
 
     clusters = command("clusters", "the K-Means clusters, or one cluster's members")
-    clusters.add_argument("--cluster", type=_bounded_int(0), metavar="C", help="show this cluster and its members")
-    clusters.add_argument("--limit", type=_bounded_int(1), default=20, help="members shown with --cluster (default: %(default)s)")
+    clusters.add_argument("--cluster", type=whole_number_arg(0), metavar="C", help="show this cluster and its members")
+    clusters.add_argument("--limit", type=whole_number_arg(1), default=20, help="members shown with --cluster (default: %(default)s)")
     clusters.add_argument("--json", action="store_true", help="print JSON")
     clusters.set_defaults(handler=run_clusters)
     return parser

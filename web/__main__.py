@@ -9,26 +9,15 @@ behave the same. Debug is off unless ``--dev --debug``.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from typing import Sequence
 
-
-def _positive(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
+from search.validate import whole_number_arg
 
 
-def _port(text: str) -> int:
-    value = _positive(text)
-    if value > 65535:
-        raise argparse.ArgumentTypeError(f"must be a port number (1 to 65535), got {value}")
-    return value
+# 65535: the largest TCP port.
+_positive = whole_number_arg(1)
+_port = whole_number_arg(1, 65535)
 
 
 def build_parser() -> argparse.ArgumentParser:
