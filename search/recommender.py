@@ -471,19 +471,21 @@ class Recommender:
             "cluster": cluster,
         }
 
-    def items(self, movie_ids: Any, scores: Any) -> list[dict]:
-        """JSON rows for a result, in order: :meth:`movie` fields plus ``score`` (float).
+    def items(self, movie_ids: Any, scores: Any = None) -> list[dict]:
+        """JSON rows for a result, in order: :meth:`movie` fields plus ``score``
+        (a float; None for every row when ``scores`` is None, e.g. a title search).
 
         Padding entries (id -1) are dropped.  The CLI's ``--json`` and the web API
         both use these rows.
         """
-        ids = np.asarray(movie_ids).reshape(-1)
-        values = np.asarray(scores, dtype=np.float64).reshape(-1)
-        if ids.shape != values.shape:
-            raise ValueError(f"movie_ids and scores differ in length: {ids.shape[0]} vs {values.shape[0]}")
+        ids = np.asarray(movie_ids, dtype=np.int64).reshape(-1)
+        values = [None] * len(ids) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
+        if len(ids) != len(values):
+            raise ValueError(f"movie_ids and scores differ in length: {len(ids)} vs {len(values)}")
         keep = ids >= 0
         rows = self._movie_vocab.numbers(_as_ids(ids[keep], "movie")[0], missing="error")
-        return [{**self._row_dict(int(r)), "score": float(s)} for r, s in zip(rows, values[keep])]
+        kept = [value for value, wanted in zip(values, keep.tolist()) if wanted]
+        return [{**self._row_dict(int(r)), "score": s} for r, s in zip(rows.tolist(), kept)]
 
     def user_ratings(self, user_id: Any, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The user's training ratings, highest first (ties in bundle order).

@@ -41,7 +41,7 @@ class Ranked:
 
     def as_dict(self) -> dict:
         """The answer with its item rows (what the pages render)."""
-        return {**self.head, "items": state().items(self.ids, self.scores)}
+        return {**self.head, "items": state().rec.items(self.ids, self.scores)}
 
     def to_json(self) -> str:
         """The answer as JSON text, equal to the JSON of :meth:`as_dict`, built
@@ -80,14 +80,14 @@ def search(args: Mapping[str, str], required: bool = True) -> Ranked:
 
 def movie(raw_movie_id: str) -> dict:
     """One movie's details (``rec.movie``)."""
-    return dict(state().item(params.parse_id(raw_movie_id, "movie")))
+    return state().rec.movie(params.parse_id(raw_movie_id, "movie"))
 
 
 def user_ratings(user_id: int, limit: int) -> tuple[list[dict], int]:
     """A user's highest training ratings (``score``: the rating) and how many there are."""
     st = state()
     ids, ratings = st.rec.user_ratings(user_id)
-    return st.items(ids[:limit], ratings[:limit]), len(ids)
+    return st.rec.items(ids[:limit], ratings[:limit]), len(ids)
 
 
 def clusters() -> dict:

@@ -14,7 +14,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
 from flask import current_app
 
 from web.charts import cluster_map_svg
@@ -34,7 +33,6 @@ class WebState:
         self.user_ratings_shown = int(config["USER_RATINGS_SHOWN"])
         self.map_max_points = int(config["MAP_MAX_POINTS"])
         self._lock = threading.Lock()
-        self._movies: dict[int, dict] = {}
         self._json_heads: dict[int, str] = {}
         self._map_svg: str | None = None
 
@@ -43,51 +41,24 @@ class WebState:
         """The model's figures (``Recommender.summary()``), computed once."""
         return self.rec.summary()
 
-    def item(self, movie_id: int) -> dict:
-        """``rec.movie(movie_id)``, kept after the first call (do not modify it)."""
-        try:
-            return self._movies[movie_id]
-        except KeyError:
-            row = self._movies[movie_id] = self.rec.movie(movie_id)
-            return row
-
-    @staticmethod
-    def _pairs(movie_ids, scores) -> list[tuple[int, float | None]]:
-        """(id, score) pairs as Python numbers, padding ids (-1) dropped."""
-        ids = np.asarray(movie_ids).reshape(-1).tolist()
-        values = [None] * len(ids) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
-        if len(values) != len(ids):
-            raise ValueError(f"movie_ids and scores differ in length: {len(ids)} vs {len(values)}")
-        return [(i, s) for i, s in zip(ids, values) if i >= 0]
-
-    def items(self, movie_ids, scores=None) -> list[dict]:
-        """The rows of ``rec.items(movie_ids, scores)``, built from cached movie rows.
-
-        ``rec.items`` builds each row from the movie table on every call, which
-        costs milliseconds; the rows are equal (a test holds this). Without
-        ``scores`` (title search, cluster members) ``score`` is None. Padding
-        ids (-1) are dropped, as ``rec.items`` does.
-        """
-        item = self.item
-        return [{**item(i), "score": s} for i, s in self._pairs(movie_ids, scores)]
-
     def dumps(self, obj: Any) -> str:
         """JSON text as the app's ``jsonify`` writes it."""
         return self._dumps(obj)
 
     def items_json(self, movie_ids, scores=None) -> str:
-        """The JSON text of ``self.items(movie_ids, scores)``, from cached fragments.
+        """The JSON text of ``rec.items(movie_ids, scores)``, from cached fragments.
 
         Encoding ten item dicts is a sizeable share of a request; each movie's
         fields are encoded once, and only its score is written per request.
         """
         heads, dumps = self._json_heads, self._dumps
         parts = []
-        for i, s in self._pairs(movie_ids, scores):
-            head = heads.get(i)
+        for row in self.rec.items(movie_ids, scores):
+            movie_id, score = row.pop("movie_id"), row.pop("score")
+            head = heads.get(movie_id)
             if head is None:
-                head = heads[i] = dumps(self.item(i))[:-1] + ',"score":'
-            parts.append(head + (repr(s) if s is not None and math.isfinite(s) else dumps(s)) + "}")
+                head = heads[movie_id] = dumps({"movie_id": movie_id, **row})[:-1] + ',"score":'
+            parts.append(head + (repr(score) if score is not None and math.isfinite(score) else dumps(score)) + "}")
         return "[" + ",".join(parts) + "]"
 
     @cached_property

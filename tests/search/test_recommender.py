@@ -280,6 +280,11 @@ def test_items_and_movie_rows_are_plain_json(titled):
     assert stargate["genres"] == ["Sci-Fi"] and stargate["rating_count"] == 0 and stargate["mean_rating"] is None
     assert titled.movie(105)["genres"] == []
     assert titled.items(np.array([101, -1]), np.array([4.0, -np.inf]))[0]["movie_id"] == 101  # padding dropped
+    unscored = titled.items(np.array([103, -1, 101]))  # a title search has no scores
+    assert [(i["movie_id"], i["score"]) for i in unscored] == [(103, None), (101, None)]
+    assert [{**i, "score": None} for i in titled.items([103, 101], [1.0, 2.0])] == unscored
+    with pytest.raises(ValueError, match="differ in length"):
+        titled.items([101, 102], [1.0])
 
 
 def test_user_ratings_highest_first(planted_bundle, planted):
