@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
@@ -26,9 +25,3 @@ def validation_split(train: pd.DataFrame, fraction: float, seed: int) -> tuple[p
     """Carve a validation part out of the TRAINING rows (for early stopping only)."""
     fit, val = train_test_split(train, test_size=fraction, random_state=seed)
     return fit, val
-
-
-def rmse_mae(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    """RMSE and MAE of predictions against ratings."""
-    error = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
-    return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}

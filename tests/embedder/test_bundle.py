@@ -15,7 +15,8 @@ import pandas as pd
 import pytest
 
 from embedder.bundle import Bundle, BundleError, npy_writer, point_current, update_bundle, write_bundle
-from embedder.split import canonical_split, rmse_mae
+from embedder.metrics import rating_errors
+from embedder.split import canonical_split
 from tests.conftest import write_synthetic_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -52,7 +53,7 @@ def test_trained_bundle_round_trips_and_its_test_rmse_is_recomputable(tiny_bundl
         + np.where(known_u & known_m, np.einsum("ij,ij->i", P[u], Q[m]), 0)
     )
     predicted = np.clip(raw, *bundle.manifest["rating_scale"])
-    recomputed = rmse_mae(predicted, test["rating"].to_numpy())
+    recomputed = rating_errors(predicted, test["rating"].to_numpy())
     assert recomputed["rmse"] == pytest.approx(bundle.manifest["metrics"]["test"]["rmse"], abs=1e-5)
     assert recomputed["mae"] == pytest.approx(bundle.manifest["metrics"]["test"]["mae"], abs=1e-5)
     for name in ("history.csv", "training_curve.png", "model.pt", "movies.parquet", "seen.npz"):

@@ -9,7 +9,7 @@ import torch
 from embedder.config import TrainConfig
 from embedder.export import model_arrays
 from embedder.gibbs import GibbsSampler, LowRankSum, PosteriorMean, Ratings
-from embedder.split import rmse_mae
+from embedder.metrics import rating_errors
 from embedder.train import train
 from embedder.vocab import Vocabulary
 from tests.conftest import make_low_rank_ratings
@@ -26,7 +26,7 @@ def fitted():
 
 def test_posterior_mean_reaches_the_noise_floor_on_held_out_ratings(fitted):
     result, _, test_part = fitted
-    test_rmse = rmse_mae(_predict(result, test_part), test_part["rating"].to_numpy())["rmse"]
+    test_rmse = rating_errors(_predict(result, test_part), test_part["rating"].to_numpy())["rmse"]
     # The global mean is at ~0.78 here (see test_train.py); the noise floor is 0.1.
     assert test_rmse < 1.5 * NOISE, test_rmse
     assert result.model.user_factors.weight.shape == (300, 8)  # exported at rank dim, not sample_dim
