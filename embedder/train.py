@@ -11,6 +11,14 @@ carved out, the method runs on the rest while the validation RMSE is logged per
 epoch (per sweep), and the best count is kept. With ``config.refit`` the method
 then runs again on all training rows for that count, and that model is the one
 returned. The test part never reaches this module.
+
+For ``gibbs`` the refit does not wait for the validation run: the two chains run
+side by side, one per core, and the refit keeps (a cheap snapshot of) its
+posterior mean at each sweep where the validation RMSE improved. When the
+validation run ends, the refit's mean at the chosen sweep count is exactly what a
+refit started afterwards would have reached (each chain has its own seeded
+generators), in about half the wall time. Adam steps are too small to share a
+process with another run (they would mostly wait on the GIL), so Adam refits after.
 """
 
 from __future__ import annotations
@@ -18,7 +26,10 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import queue
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Callable, Iterator
 
@@ -27,6 +38,7 @@ import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
+from embedder.allocator import reuse_freed_memory
 from embedder.config import TrainConfig
 from embedder.gibbs import GibbsSampler, PosteriorMean, Ratings
 from embedder.model import CollaborativeFiltering
@@ -138,11 +150,44 @@ class _Log:
         return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
 
 
+class _Verdicts:
+    """The validation run's verdict on each sweep (did the validation RMSE improve?),
+    passed to a refit running alongside it on another thread."""
+
+    def __init__(self) -> None:
+        self._verdicts: queue.SimpleQueue[bool | None] = queue.SimpleQueue()
+        self._cancelled = threading.Event()
+
+    def publish(self, improved: bool) -> None:
+        """(validation run) The verdict on the next sweep."""
+        self._verdicts.put(improved)
+
+    def close(self) -> None:
+        """(validation run) No more verdicts: the run ended, or failed."""
+        self._verdicts.put(None)
+
+    def next(self) -> bool | None:
+        """(refit) The verdict on the sweep it just made; None once the validation run is over."""
+        return self._verdicts.get()
+
+    def cancel(self) -> None:
+        """(refit) Stop the validation run early: the refit failed, so nobody needs it."""
+        self._cancelled.set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancelled.is_set()
+
+
 @dataclass
 class _Task:
     """One run of a method: fit on ``fit``; with ``val``, pick the best count (at most
     the config's), else run exactly ``epochs``. ``keep_model`` False skips building
-    a model nobody will use (the validation run before a refit)."""
+    a model nobody will use (the validation run before a refit).
+
+    With ``verdicts`` the run is one of a pair on two threads: the validation run
+    publishes its verdict on every sweep, and the refit (no ``val``, no ``epochs``)
+    follows them and keeps its model at the last improving sweep."""
 
     fit: pd.DataFrame
     val: pd.DataFrame | None
@@ -154,6 +199,7 @@ class _Task:
     scale: tuple[float, float]
     device: torch.device
     progress: bool
+    verdicts: _Verdicts | None = None
 
     def log(self, unit: str, default_total: int, min_delta: float) -> _Log:
         return _Log(self.epochs or default_total, unit, self.progress, refit=self.val is None, min_delta=min_delta)
@@ -199,8 +245,18 @@ def _fit_adam(task: _Task) -> _Run:
 
 def _fit_gibbs(task: _Task) -> _Run:
     """Gibbs sampling; the running posterior mean is scored after every sweep. With a
-    validation part the mean at the best sweep is kept, else the mean after
-    ``task.epochs`` sweeps."""
+    validation part the mean at the best sweep is kept; a refit following the
+    validation run's verdicts keeps its mean at the last improving sweep; otherwise
+    the mean after ``task.epochs`` sweeps."""
+    if task.verdicts is None or task.val is None:
+        return _gibbs_chain(task)
+    try:
+        return _gibbs_chain(task)
+    finally:
+        task.verdicts.close()  # also on failure, so the refit never waits forever
+
+
+def _gibbs_chain(task: _Task) -> _Run:
     config, device = task.config, task.device
     ratings = Ratings.from_arrays(*_rows(task.fit, task.users, task.movies), device)
     sampler = GibbsSampler(len(task.users), len(task.movies), config.sample_dim, ratings, config.sample_init_std, config.seed)
@@ -213,8 +269,10 @@ def _fit_gibbs(task: _Task) -> _Run:
         held_out, val_mean = (vu, vm, vr), torch.zeros(len(vr), dtype=vr.dtype, device=device)
     fit_mean = torch.zeros_like(ratings.values)
     history = task.log("sweep", config.sweeps, min_delta=0.0)
-    best = None
+    best, best_epoch = None, None
     for sweep in history:
+        if task.verdicts is not None and task.verdicts.cancelled:
+            break
         sampler.sweep()
         if sweep <= config.burn_in:
             continue
@@ -227,14 +285,28 @@ def _fit_gibbs(task: _Task) -> _Run:
         if held_out is not None:
             val_mean += (sampler.predict(vu, vm) - val_mean) / count
             val_rmse = _clipped_rmse(val_mean, vr, task.scale)
-        if history.record(sweep, _clipped_rmse(fit_mean, ratings.values, task.scale), val_rmse) and mean is not None:
-            best = copy.deepcopy(mean)
-    best_epoch = history.best_epoch if held_out is not None else history.total
-    model = None
-    if mean is not None:
-        best = mean if held_out is None or best is None else best
-        model = _model_from_mean(best, len(task.users), len(task.movies), config.dim)
-    return _Run(model, history.frame(), best_epoch, history.best_val)
+        improved = _exchange(task, history.record(sweep, _clipped_rmse(fit_mean, ratings.values, task.scale), val_rmse))
+        if improved is None:
+            break
+        if improved:
+            best, best_epoch = (None if mean is None else mean.snapshot()), sweep
+    frame = history.frame()
+    if task.val is None and task.verdicts is not None and best_epoch is not None:
+        frame = frame[frame["epoch"] <= best_epoch]  # the sweeps the kept mean has seen
+    model = None if mean is None else _model_from_mean(best or mean, len(task.users), len(task.movies), config.dim)
+    return _Run(model, frame, best_epoch or history.total, history.best_val)
+
+
+def _exchange(task: _Task, improved: bool) -> bool | None:
+    """The verdict a run acts on after a sweep. A run on its own, or a validation
+    run (which publishes it), keeps its own; a refit beside a validation run takes
+    that run's verdict instead, None once the validation run is over."""
+    if task.verdicts is None:
+        return improved
+    if task.val is not None:
+        task.verdicts.publish(improved)
+        return improved
+    return task.verdicts.next()
 
 
 def _model_from_mean(mean: PosteriorMean, n_users: int, n_movies: int, dim: int) -> CollaborativeFiltering:
@@ -253,6 +325,27 @@ def _model_from_mean(mean: PosteriorMean, n_users: int, n_movies: int, dim: int)
 
 
 _METHODS: dict[str, Callable[[_Task], _Run]] = {"adam": _fit_adam, "gibbs": _fit_gibbs}
+_REFITS_ALONGSIDE = {"gibbs"}
+"""Methods whose refit runs beside the validation run (see the module docstring)."""
+
+
+def _validate_and_refit_together(
+    method: Callable[[_Task], _Run], fit: pd.DataFrame, val: pd.DataFrame, everything: pd.DataFrame, context: dict
+) -> tuple[_Run, _Run]:
+    """The validation run on a worker thread and the refit on this one, in step.
+
+    Returns (validation run, refit). The refit ends with the validation run; an
+    error in either is raised here, and a failed refit stops the validation run.
+    """
+    verdicts = _Verdicts()
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation-run") as pool:
+        validation = pool.submit(method, _Task(fit, val, None, False, verdicts=verdicts, **context))
+        try:
+            refit = method(_Task(everything, None, None, True, verdicts=verdicts, **context))
+        except BaseException:
+            verdicts.cancel()
+            raise
+        return validation.result(), refit
 
 
 @contextlib.contextmanager
@@ -286,19 +379,22 @@ def train(
     A validation part (``config.val_fraction`` of ``train_ratings``) is carved out
     to choose the epoch (sweep) count; with ``config.refit`` (the default) the
     method then runs again on all of ``train_ratings`` for that count. The test
-    part never reaches this function.
+    part never reaches this function. Training raises glibc's malloc thresholds
+    for the process (:mod:`embedder.allocator`).
     """
     device = resolve_device(config.device)
+    reuse_freed_memory()
     fit, val = validation_split(train_ratings, config.val_fraction, config.seed)
     method = _METHODS[config.method]
     started = time.perf_counter()
     context = dict(config=config, users=users, movies=movies, scale=rating_scale, device=device, progress=progress)
     with _torch_threads(config.threads):
-        first = method(_Task(fit, val, None, not config.refit, **context))
-        final, fitted, refit_history = first, fit, None
-        if config.refit:
-            final = method(_Task(train_ratings, None, first.best_epoch, True, **context))
-            fitted, refit_history = train_ratings, final.history
+        if config.refit and config.method in _REFITS_ALONGSIDE:
+            first, final = _validate_and_refit_together(method, fit, val, train_ratings, context)
+        else:
+            first = method(_Task(fit, val, None, not config.refit, **context))
+            final = method(_Task(train_ratings, None, first.best_epoch, True, **context)) if config.refit else first
+        fitted, refit_history = (train_ratings, final.history) if config.refit else (fit, None)
     seconds = time.perf_counter() - started
     return TrainResult(
         model=final.model,

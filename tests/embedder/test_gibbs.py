@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+
 import numpy as np
 import pytest
 import torch
@@ -10,6 +12,7 @@ from embedder.config import TrainConfig
 from embedder.export import model_arrays
 from embedder.gibbs import GibbsSampler, LowRankSum, PosteriorMean, Ratings
 from embedder.metrics import rating_errors
+import embedder.train as train_module
 from embedder.train import train
 from embedder.vocab import Vocabulary
 from tests.conftest import make_low_rank_ratings
@@ -146,3 +149,108 @@ def test_movies_without_training_ratings_are_exported_as_zero_rows():
     assert not result.trained_movies[row]
     assert np.all(arrays["movie_embeddings.npy"][row] == 0) and arrays["movie_biases.npy"][row] == 0
     assert arrays["movie_embeddings.npy"].dtype == np.float32
+
+
+def test_a_snapshot_keeps_the_mean_it_had_while_the_sum_is_compressed():
+    sampler, *_ = _small_sampler(seed=6)
+    mean = PosteriorMean(keep=4, cap=7)  # width 3 per draw: compressed every other add
+    for _ in range(3):
+        sampler.sweep()
+        mean.add(sampler.sample)
+    frozen = mean.snapshot()
+    before = [t.clone() if torch.is_tensor(t) else t for t in frozen.factors(rank=4)]
+    for _ in range(5):
+        sampler.sweep()
+        mean.add(sampler.sample)
+    after = frozen.factors(rank=4)
+    assert frozen.count == 3 and mean.count == 8
+    for old, new in zip(before, after):
+        assert np.array_equal(np.asarray(old), np.asarray(new))
+    assert not np.array_equal(mean.factors(rank=4)[3].numpy(), after[3].numpy())
+
+
+def test_low_rank_sum_of_repeated_factors_stays_exact():
+    # Ten identical columns pairs have rank 2: the bases must drop the null
+    # directions instead of dividing by them.
+    rng = np.random.default_rng(1)
+    A, B = torch.as_tensor(rng.normal(size=(9, 2))), torch.as_tensor(rng.normal(size=(7, 2)))
+    total = LowRankSum(keep=3, cap=5)
+    for _ in range(5):
+        total.add(A, B)
+    P, Q = total.truncated(3)
+    assert P.shape[1] <= 3 and torch.isfinite(P).all() and torch.isfinite(Q).all()
+    np.testing.assert_allclose((P @ Q.T).numpy(), 5 * (A @ B.T).numpy(), atol=1e-10)
+
+
+def _refit_frame(seed=8):
+    frame, _ = make_low_rank_ratings(n_users=60, n_movies=40, density=0.4, seed=seed)
+    return frame, Vocabulary.from_values(frame["user_id"]), Vocabulary.from_values(frame["movie_id"])
+
+
+def test_refit_beside_the_validation_run_equals_a_refit_after_it(monkeypatch):
+    frame, users, movies = _refit_frame()
+    config = TrainConfig(dim=4, sample_dim=3, sweeps=40, burn_in=2, seed=3)
+    together = train(frame, config, users, movies, SCALE, progress=False)
+    monkeypatch.setattr(train_module, "_REFITS_ALONGSIDE", set())  # validation first, then the refit
+    after = train(frame, config, users, movies, SCALE, progress=False)
+    assert together.best_epoch == after.best_epoch
+    for name, tensor in together.model.state_dict().items():
+        np.testing.assert_array_equal(tensor.numpy(), after.model.state_dict()[name].numpy(), err_msg=name)
+    # The refit's history stops at the chosen sweep, as the one run afterwards does.
+    assert together.refit_history["epoch"].tolist() == after.refit_history["epoch"].tolist()
+    assert together.refit_history["epoch"].tolist() == list(range(config.burn_in + 1, together.best_epoch + 1))
+    np.testing.assert_array_equal(together.refit_history["train_rmse"], after.refit_history["train_rmse"])
+
+
+def test_refit_beside_the_validation_run_keeps_the_mean_at_an_early_best_sweep(monkeypatch):
+    # Force the validation run's best to sweep 5 of 12 (its RMSE worsens after it):
+    # the refit must export the mean of its first 5 sweeps, not of all 12.
+    frame, users, movies = _refit_frame()
+    real_record = train_module._Log.record
+
+    def record(self, epoch, train_rmse, val_rmse):
+        if val_rmse is not None:
+            val_rmse = 1.0 + abs(epoch - 5)
+        return real_record(self, epoch, train_rmse, val_rmse)
+
+    monkeypatch.setattr(train_module._Log, "record", record)
+    config = TrainConfig(dim=4, sample_dim=3, sweeps=12, seed=4)
+    together = train(frame, config, users, movies, SCALE, progress=False)
+    assert together.best_epoch == 5 and together.refit_history["epoch"].tolist() == [1, 2, 3, 4, 5]
+    early = train(frame, TrainConfig(dim=4, sample_dim=3, sweeps=5, seed=4, refit=False), users, movies, SCALE, progress=False)
+    monkeypatch.setattr(train_module, "_REFITS_ALONGSIDE", set())
+    after = train(frame, config, users, movies, SCALE, progress=False)
+    for name, tensor in together.model.state_dict().items():
+        np.testing.assert_array_equal(tensor.numpy(), after.model.state_dict()[name].numpy(), err_msg=name)
+    assert not np.array_equal(together.model.user_factors.weight.detach().numpy(), early.model.user_factors.weight.detach().numpy())
+
+
+def test_a_failing_validation_run_fails_training_instead_of_hanging(monkeypatch):
+    def broken(self, users, movies):  # only the validation run scores held-out ratings
+        raise RuntimeError("validation run broke")
+
+    monkeypatch.setattr(GibbsSampler, "predict", broken)
+    frame, users, movies = _refit_frame()
+    with pytest.raises(RuntimeError, match="validation run broke"):
+        train(frame, TrainConfig(dim=4, sample_dim=3, sweeps=20), users, movies, SCALE, progress=False)
+
+
+def test_a_failing_refit_stops_the_validation_run(monkeypatch):
+    sweeps_by_thread: dict[str, int] = {}
+    real_sweep = GibbsSampler.sweep
+
+    def counted_sweep(self):
+        name = threading.current_thread().name
+        sweeps_by_thread[name] = sweeps_by_thread.get(name, 0) + 1
+        real_sweep(self)
+
+    def broken(self, sample):  # only the refit keeps a posterior mean
+        raise RuntimeError("refit broke")
+
+    monkeypatch.setattr(GibbsSampler, "sweep", counted_sweep)
+    monkeypatch.setattr(PosteriorMean, "add", broken)
+    frame, users, movies = _refit_frame()
+    with pytest.raises(RuntimeError, match="refit broke"):
+        train(frame, TrainConfig(dim=4, sample_dim=3, sweeps=5000), users, movies, SCALE, progress=False)
+    validation_sweeps = [count for name, count in sweeps_by_thread.items() if name.startswith("validation-run")]
+    assert validation_sweeps and validation_sweeps[0] < 5000
