@@ -1,7 +1,7 @@
 """``python -m web``: serve the UI and API with gunicorn (or Flask's dev server with ``--dev``).
 
 By default this runs the production server, gunicorn, with the settings of
-:mod:`web.gunicorn_conf` (2 workers x 4 threads, bound to 127.0.0.1:8000), so
+:mod:`web.gunicorn_conf` (2 gevent workers, bound to 127.0.0.1:8000), so
 ``python -m web`` and ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``
 behave the same. Debug is off unless ``--dev --debug``.
 """
@@ -18,6 +18,8 @@ from search.validate import whole_number_arg
 # 65535: the largest TCP port.
 _positive = whole_number_arg(1)
 _port = whole_number_arg(1, 65535)
+WORKER_CLASSES = ("gevent", "gthread", "sync")
+"""gunicorn worker classes offered by ``--worker-class`` (see web.gunicorn_conf for why gevent)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -29,7 +31,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s; 0.0.0.0 exposes it)")
     parser.add_argument("--port", type=_port, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--workers", type=_positive, default=gunicorn_conf.workers, help="gunicorn worker processes (default: %(default)s)")
-    parser.add_argument("--threads", type=_positive, default=gunicorn_conf.threads, help="threads per worker (default: %(default)s)")
+    parser.add_argument(
+        "--worker-class", choices=WORKER_CLASSES, default=gunicorn_conf.worker_class, help="gunicorn worker class (default: %(default)s)"
+    )
+    parser.add_argument("--threads", type=_positive, default=gunicorn_conf.threads, help="threads per gthread worker (default: %(default)s)")
     parser.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
     parser.add_argument("--debug", action="store_true", help="with --dev: debugger and reloader (never on a shared network)")
     return parser
@@ -69,7 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {err}", file=sys.stderr)
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
-    server = "Flask development server" if args.dev else f"gunicorn, {args.workers} workers x {args.threads} threads"
+    threads = f" x {args.threads} threads" if args.worker_class == "gthread" else ""
+    server = "Flask development server" if args.dev else f"gunicorn, {args.workers} {args.worker_class} workers{threads}"
     print(
         f"web: serving {app.config['BUNDLE']} ({server}); UI at http://{host}:{args.port}/, "
         f"API at http://{host}:{args.port}/api/v1 (described at /api/openapi.json)",
@@ -79,7 +85,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dev:
         app.run(host=args.host, port=args.port, debug=args.debug, threaded=True)
         return 0
-    _gunicorn(app, {"bind": [f"{host}:{args.port}"], "workers": args.workers, "threads": args.threads})
+    _gunicorn(app, {"bind": [f"{host}:{args.port}"], "workers": args.workers, "threads": args.threads, "worker_class": args.worker_class})
     return 0
 
 

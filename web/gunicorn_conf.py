@@ -2,44 +2,52 @@
 
 Use with ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``; ``python -m web``
 reads the same module. Every value can be overridden on the command line or
-with ``GUNICORN_CMD_ARGS``; ``WEB_CONCURRENCY`` and ``MOVIE_WEB_THREADS`` set
-the workers and threads, ``MOVIE_WEB_BIND`` the address.
+with ``GUNICORN_CMD_ARGS``; ``WEB_CONCURRENCY`` sets the workers,
+``MOVIE_WEB_WORKER_CLASS`` the worker class (``gevent`` or ``gthread``),
+``MOVIE_WEB_THREADS`` the threads of a ``gthread`` worker, ``MOVIE_WEB_BIND`` the
+address.
 
-Why these defaults: ``benchmarks/web_load.py --sweep`` on the 2-core machine,
-ML-100K bundle, wrk with 32 connections on the same cores (8 s per setting; the
-machine was shared, load average 5-7, so read the ranking, not the figures):
+Why these defaults (``benchmarks/web_load.py``, ML-100K bundle, wrk with 32
+keep-alive connections on the same 2 cores; the machine is shared, so compare
+figures measured in the same run):
 
-=================  =======  =======  ===========
-worker x threads    req/s   p50 ms   CPU ms/req
-=================  =======  =======  ===========
-gthread 2 x 4       1,581     17.6        0.82
-gthread 2 x 2       1,428     16.3        1.01
-gthread 4 x 1         951     26.0        1.16
-gthread 3 x 2       1,152     18.9        1.11
-gthread 2 x 1         695     36.9        1.08
-gthread 3 x 1         264    138.1        2.42
-sync 4 x 1            265    120.5        2.37
-=================  =======  =======  ===========
-
-* ``gthread`` workers keep connections alive; the ``sync`` worker closes every
-  connection after one response, and a new TCP connection per request costs
-  more than the request itself (2.4 ms of CPU per request above).
-* 2 workers, one per core: a request is mostly Python (HTTP parsing, routing,
-  JSON), which holds the GIL, so processes, not threads, give parallelism; a
-  third or fourth worker only adds context switches on 2 cores.
-* 4 threads per worker: with 1 thread a worker serves its keep-alive
-  connections one at a time and latency climbs; 4 kept both cores busy at the
-  lowest CPU cost per request; more only add GIL contention.
-* ``preload_app``: the bundle is loaded (and verified) once, in the master,
-  before forking, so a bad bundle stops the server at once with the error
-  naming the file, and the workers share its arrays' memory pages. No thread
-  pool (BLAS's or faiss's OpenMP) has run a parallel job before the fork.
-* One BLAS/OpenMP thread per process: a request's maths is one small
+* **2 workers, one per core.** A request is mostly Python (HTTP parsing,
+  routing, JSON), which holds the GIL, so processes, not threads, give
+  parallelism; more workers only add context switches on 2 cores.
+* **gevent workers.** A request costs the server 0.67–0.84 ms of CPU with them
+  against 0.88–1.13 ms with ``gthread`` (4 threads): a ``gthread`` worker hands
+  every request from its poll thread to a pool thread and back (a pipe write, two
+  epoll calls, blocking-mode toggles and GIL hand-offs between five threads:
+  15–30 system calls a request under ``strace``), where a gevent worker reads,
+  answers and writes on one thread (5). That is 20–35% more requests per second
+  on the same cores. The app does no I/O of its own while answering (numpy and
+  faiss run in memory), so a greenlet never blocks another for long.
+* **A yield after every request** (``post_request``): a gevent worker otherwise
+  keeps serving a connection whose next request is already waiting, and
+  starves the others (p50 4 ms but p99 300 ms in one run).
+* **``reuse_port``: one listening socket per worker**, and the kernel spreads new
+  connections evenly over them. With one shared socket, whichever worker wakes
+  first accepts: 29 of wrk's 32 connections went to one worker, doubling the
+  latency spread. As two sockets with ``SO_REUSEPORT`` could also share the port
+  with another copy of this server started by the same user, :func:`on_starting`
+  first checks that the port is free.
+* **``preload_app`` and ``gc.freeze()``** before forking: the bundle is loaded
+  (and verified) once, in the master, so a bad bundle stops the server at once
+  with the error naming the file, and the workers share its memory pages. Freezing
+  its ~100,000 objects keeps the garbage collector from walking them again: a
+  full collection in a worker took 54 ms, a stall for every request in flight.
+* **One BLAS/OpenMP thread per process:** a request's maths is one small
   matrix-vector product; letting BLAS split it across threads in every worker
   makes the workers fight over the 2 cores.
+* No access log by default: one log line per request is a measurable share of a
+  request. Turn it on with ``--access-logfile -``.
 """
 
+import errno
+import gc
+import logging
 import os
+import socket
 
 # Before numpy or faiss load (they read these once, at import).
 for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -47,17 +55,88 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 bind = [os.environ.get("MOVIE_WEB_BIND", "127.0.0.1:8000")]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "gthread"
+worker_class = os.environ.get("MOVIE_WEB_WORKER_CLASS", "gevent")
 threads = int(os.environ.get("MOVIE_WEB_THREADS", "4"))
+"""Threads per worker; used by ``gthread`` workers only."""
+reuse_port = True
 preload_app = True
 keepalive = 5
 timeout = 30
 graceful_timeout = 10
-# No access log by default: one log line per request is a measurable share of
-# a 1 ms request. Turn it on with --access-logfile -.
 accesslog = None
 errorlog = "-"
 loglevel = "info"
 # gunicorn 27's control socket (~/.gunicorn/gunicorn.ctl) is not used here, and
 # two servers on one machine would contend for its one path.
 control_socket_disable = True
+
+
+def check_port_free(address) -> None:
+    """Raise RuntimeError (gunicorn prints it and exits 1) if a TCP ``(host, port)``
+    already has a listener: with ``reuse_port`` the workers' binds would
+    otherwise join it silently. Unix socket paths are left to gunicorn."""
+    if not isinstance(address, tuple):
+        return
+    host, port = address[0], address[1]
+    if port == 0:
+        return  # a fresh port per socket: nothing to collide with
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        # SO_REUSEADDR (as gunicorn sets it) so that connections still in
+        # TIME_WAIT from an earlier run do not count; a listener still does.
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as err:
+            if err.errno == errno.EADDRINUSE:
+                raise RuntimeError(f"{host}:{port} is already in use (is another server running?)") from None
+            raise RuntimeError(f"cannot bind {host}:{port}: {err.strerror}") from None
+
+
+def on_starting(server) -> None:
+    """Refuse to start on a port another server listens on (see ``reuse_port``)."""
+    if server.cfg.reuse_port:
+        for address in server.cfg.address:
+            check_port_free(address)
+
+
+def when_ready(server) -> None:
+    # With reuse_port the workers bind, so gunicorn's own "Listening at" is empty.
+    server.log.info("Serving on %s (%s workers, %s)", ", ".join(server.cfg.bind), server.cfg.workers, server.cfg.worker_class_str)
+
+
+def pre_fork(server, worker) -> None:
+    """Move everything loaded so far out of the garbage collector's reach."""
+    gc.freeze()
+
+
+YIELD_SECONDS = 0.0001
+"""How long a gevent worker's connection steps aside after each request (see post_request)."""
+
+
+def post_request(worker, req, environ, resp) -> None:
+    """In a gevent worker, let every other connection with a request waiting go first.
+
+    A positive sleep, not ``sleep(0)``: gevent reschedules a zero sleep before the
+    event loop polls the sockets again, so connections whose next request was
+    already read kept the worker while the others waited (p99 30-170 ms over three
+    runs, against 22-25 ms with this).
+    """
+    if type(worker).__module__ == "gunicorn.workers.ggevent":
+        import gevent
+
+        gevent.sleep(YIELD_SECONDS)
+
+
+def worker_exit(server, worker) -> None:
+    """Leave logging with nothing to tidy at interpreter exit in a gevent worker.
+
+    gevent's monkey-patching turns logging's module lock into one that needs gevent's
+    thread module, which interpreter shutdown clears before the last log handlers are
+    collected; each collected handler then printed an "Exception ignored ...
+    TypeError" traceback as the worker stopped. Flushing and closing the handlers
+    now, and emptying logging's list of them, leaves nothing to remove later.
+    """
+    if type(worker).__module__ == "gunicorn.workers.ggevent":
+        logging.shutdown()
+        logging._handlerList.clear()  # read by logging's handler-removal callback

@@ -14,6 +14,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
+import numpy as np
 from flask import current_app
 
 from web.charts import cluster_map_svg
@@ -48,18 +49,32 @@ class WebState:
     def items_json(self, movie_ids, scores=None) -> str:
         """The JSON text of ``rec.items(movie_ids, scores)``, from cached fragments.
 
-        Encoding ten item dicts is a sizeable share of a request; each movie's
-        fields are encoded once, and only its score is written per request.
+        Building and encoding ten item dicts was a fifth of a request's time in the
+        app; each movie's fields are encoded once, on its first appearance, and only
+        its score is written per request. Padding ids (-1) are dropped, as ``items``
+        drops them.
         """
-        heads, dumps = self._json_heads, self._dumps
+        ids = np.asarray(movie_ids, dtype=np.int64).reshape(-1).tolist()
+        values = [None] * len(ids) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
+        if len(ids) != len(values):
+            raise ValueError(f"movie_ids and scores differ in length: {len(ids)} vs {len(values)}")
+        heads = self._json_heads
         parts = []
-        for row in self.rec.items(movie_ids, scores):
-            movie_id, score = row.pop("movie_id"), row.pop("score")
+        for movie_id, score in zip(ids, values):
+            if movie_id < 0:
+                continue
             head = heads.get(movie_id)
             if head is None:
-                head = heads[movie_id] = dumps({"movie_id": movie_id, **row})[:-1] + ',"score":'
-            parts.append(head + (repr(score) if score is not None and math.isfinite(score) else dumps(score)) + "}")
+                head = heads[movie_id] = self._json_head(movie_id)
+            # repr is how json writes a finite float; null, NaN and inf go through dumps.
+            parts.append(head + (repr(score) if score is not None and math.isfinite(score) else self._dumps(score)) + "}")
         return "[" + ",".join(parts) + "]"
+
+    def _json_head(self, movie_id: int) -> str:
+        """One item's JSON up to its score: ``{"movie_id":…,…,"score":``."""
+        (row,) = self.rec.items([movie_id])
+        del row["score"]
+        return self._dumps(row)[:-1] + ',"score":'
 
     @cached_property
     def history(self) -> list[dict]:

@@ -111,15 +111,20 @@ def wait_for(url: str, process: subprocess.Popen, seconds: float = 60) -> bytes:
     raise AssertionError(f"{url} did not answer in {seconds}s")
 
 
-def test_python_m_web_runs_gunicorn_on_localhost(built_bundle):
-    port = free_port()
-    process = subprocess.Popen(
-        [sys.executable, "-m", "web", "--bundle", built_bundle, "--port", str(port), "--workers", "1", "--threads", "2"],
+def _serve(bundle: str, port: int, *options: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "web", "--bundle", bundle, "--port", str(port), "--workers", "1", *options],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+@pytest.mark.parametrize("options", [(), ("--worker-class", "gthread", "--threads", "2")], ids=["gevent", "gthread"])
+def test_python_m_web_runs_gunicorn_on_localhost(built_bundle, options):
+    port = free_port()
+    process = _serve(built_bundle, port, *options)
     try:
         body = wait_for(f"http://127.0.0.1:{port}/api/v1/healthz", process)
         assert b'"status":"ok"' in body
@@ -129,7 +134,38 @@ def test_python_m_web_runs_gunicorn_on_localhost(built_bundle):
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert f"UI at http://127.0.0.1:{port}/" in stderr and "gunicorn" in stderr.lower()
-    assert "gthread" in stderr
+    assert f"Using worker: {options[1] if options else 'gevent'}" in stderr
+    # Stopping is clean: no traceback from a worker's interpreter shutdown.
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
+
+
+def test_a_second_server_on_the_same_port_is_refused(built_bundle):
+    # Each worker binds its own socket (reuse_port), which would let a second
+    # server share the port silently; it must fail and say why instead.
+    port = free_port()
+    first = _serve(built_bundle, port)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/api/v1/healthz", first)
+        second = _serve(built_bundle, port)
+        _, stderr = second.communicate(timeout=60)
+        assert second.returncode != 0
+        assert f"127.0.0.1:{port} is already in use" in stderr
+    finally:
+        first.terminate()
+        first.communicate(timeout=30)
+
+
+def test_port_check_accepts_a_free_port_and_refuses_a_taken_one():
+    from web.gunicorn_conf import check_port_free
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        taken = listener.getsockname()[1]
+        with pytest.raises(RuntimeError, match=f"127.0.0.1:{taken} is already in use"):
+            check_port_free(("127.0.0.1", taken))
+    check_port_free(("127.0.0.1", free_port()))  # no error
+    check_port_free("/tmp/some.sock")  # unix sockets are gunicorn's business
 
 
 def test_python_m_web_with_a_bad_bundle_exits_with_its_name(tmp_path):
@@ -144,7 +180,8 @@ def test_gunicorn_conf_defaults():
     from web import gunicorn_conf
 
     assert gunicorn_conf.bind == ["127.0.0.1:8000"]
-    assert gunicorn_conf.worker_class == "gthread" and gunicorn_conf.workers >= 1 and gunicorn_conf.threads >= 1
+    assert gunicorn_conf.worker_class == "gevent" and gunicorn_conf.workers >= 1 and gunicorn_conf.threads >= 1
+    assert gunicorn_conf.reuse_port and gunicorn_conf.preload_app
 
 
 # --------------------------------------------------------------------------- params
