@@ -20,10 +20,19 @@ generator included.
 wrk comes from apt (``apt-get install -y wrk``); the server is stopped at the
 end, whatever happens.
 
-Measured (``--repeat 3``, medians; the 2-core machine was shared with other
-jobs, load average up to 7, so both servers ran well below an idle machine):
-web 1,033 req/s, p50 28 ms, p99 65 ms, 0 errors; the peer 1,067 req/s, p50 27
-ms, p99 66 ms: 0.97x the peer, at 0.96 vs 0.92 ms of server CPU per request.
+Also measured, unless ``--no-floor``: the floor, the same server and app
+answering ``/api/v1/healthz`` (no search, a tiny body): what gunicorn, gevent
+and Flask alone allow on this machine.
+
+Measured (``--repeat 3``, medians, 2026-11-22 13:38 UTC, 2 shared cores, load
+average 2.1): web 2,221 req/s, p50 13.6 ms, p99 22.1 ms (runs: 23.7, 22.1,
+21.1), 0 errors over 136,000 requests, 0.81 ms of server CPU per request; the
+peer 2,469 req/s, p99 24.2 ms, 0.72 ms (web: 0.90x the peer); the floor 3,168
+req/s, p99 20.5 ms, 0.56 ms. The throughput and error targets are met; p99 is
+about 2 ms over 20 ms, where the bare peer (24 ms) and the empty /healthz
+request (20.5 ms) are too: on this machine the server stack, not the search,
+sets the tail. (Before gevent workers and reuse_port: web 1,520 req/s, p99
+56 ms; the gthread peer 1,819 req/s, p99 46 ms.)
 """
 
 from __future__ import annotations
@@ -273,13 +282,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--repeat", type=int, default=1, help="runs of each server, alternating; medians reported (default: %(default)s)")
     parser.add_argument("--sweep", action="store_true", help="also measure other workers x threads settings")
     parser.add_argument("--no-peer", action="store_true", help="skip the bare Flask + FAISS peer")
+    parser.add_argument("--no-floor", action="store_true", help="skip the floor: the same server answering /api/v1/healthz")
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
 
     from web import gunicorn_conf
 
-    default = (gunicorn_conf.worker_class, gunicorn_conf.workers, gunicorn_conf.threads)
+    # Threads only mean something to gthread workers; 1 elsewhere, as in SWEEP.
+    threads = gunicorn_conf.threads if gunicorn_conf.worker_class == "gthread" else 1
+    default = (gunicorn_conf.worker_class, gunicorn_conf.workers, threads)
     configs = [default] + ([c for c in SWEEP if c != default] if args.sweep else [])
     with tempfile.TemporaryDirectory(prefix="web-load-") as tmp:
         workdir = Path(tmp)
@@ -295,11 +307,16 @@ def main(argv: list[str] | None = None) -> int:
         results = {}
         for config in configs:
             label = _label(config)
-            peers, runs = [], []
+            peers, floors, runs = [], [], []
             for _ in range(args.repeat):  # peer and ours alternate, so drifting load hits both
                 if not args.no_peer:
                     peers.append(measure("peer_app:create()", peer_paths, config, peer_env, args, workdir))
                     print(row(f"peer: Flask+FAISS {label}", peers[-1], None), flush=True)
+                if config == default and not args.no_floor:
+                    # What the server stack alone allows: the same app answering a
+                    # request that does no work (no search, a tiny body).
+                    floors.append(measure("web:create_app()", ["/api/v1/healthz"], config, env, args, workdir))
+                    print(row(f"floor: web /healthz {label}", floors[-1], None), flush=True)
                 runs.append(measure("web:create_app()", app_paths, config, env, args, workdir))
                 print(row(f"web: recommend+similar {label}", runs[-1], peers[-1] if peers else None), flush=True)
             peer = median_result(peers) if peers else None
@@ -307,6 +324,8 @@ def main(argv: list[str] | None = None) -> int:
             if args.repeat > 1:
                 if peer:
                     print(row(f"peer median of {args.repeat}", peer, None))
+                if floors:
+                    print(row(f"floor median of {args.repeat}", median_result(floors), None))
                 print(row(f"web median of {args.repeat}", ours, peer), flush=True)
             results[config] = (ours, peer)
     ours, _ = results[default]

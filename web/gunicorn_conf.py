@@ -9,7 +9,20 @@ address.
 
 Why these defaults (``benchmarks/web_load.py``, ML-100K bundle, wrk with 32
 keep-alive connections on the same 2 cores; the machine is shared, so compare
-figures measured in the same run):
+figures measured in the same run). ``--sweep --duration 10``, every setting with
+``reuse_port``, 2026-11-22:
+
+=================  =======  =======  =======  ====================
+workers             req/s   p50 ms   p99 ms   server CPU ms/req
+=================  =======  =======  =======  ====================
+gevent 2            2,201     14.0     24.4        0.82
+gevent 3            1,820     14.8     46.1        0.99
+gevent 4            1,723     18.0     40.2        1.06
+gthread 2 x 2       1,709     18.2     49.8        1.02
+gthread 2 x 4       1,334     21.8     63.6        1.18
+gthread 3 x 2       1,630     19.0     51.5        1.12
+sync 4              1,839     16.3     54.4        0.93 (+ a new connection per request)
+=================  =======  =======  =======  ====================
 
 * **2 workers, one per core.** A request is mostly Python (HTTP parsing,
   routing, JSON), which holds the GIL, so processes, not threads, give
