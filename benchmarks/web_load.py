@@ -24,15 +24,14 @@ Also measured, unless ``--no-floor``: the floor, the same server and app
 answering ``/api/v1/healthz`` (no search, a tiny body): what gunicorn, gevent
 and Flask alone allow on this machine.
 
-Measured (``--repeat 3``, medians, 2026-11-22 13:38 UTC, 2 shared cores, load
-average 2.1): web 2,221 req/s, p50 13.6 ms, p99 22.1 ms (runs: 23.7, 22.1,
-21.1), 0 errors over 136,000 requests, 0.81 ms of server CPU per request; the
-peer 2,469 req/s, p99 24.2 ms, 0.72 ms (web: 0.90x the peer); the floor 3,168
-req/s, p99 20.5 ms, 0.56 ms. The throughput and error targets are met; p99 is
-about 2 ms over 20 ms, where the bare peer (24 ms) and the empty /healthz
-request (20.5 ms) are too: on this machine the server stack, not the search,
-sets the tail. (Before gevent workers and reuse_port: web 1,520 req/s, p99
-56 ms; the gthread peer 1,819 req/s, p99 46 ms.)
+Measured (``--repeat 3``, medians, 2026-11-22 14:01 UTC, 2 shared cores, load
+average 2.0), default ``web.workers.FairGeventWorker`` x 2: web 2,589 req/s,
+p50 11.8 ms, p99 25.0 ms (runs: 22.3, 25.0, 28.9), 0 errors over 155,000
+requests, 0.69 ms of server CPU per request; the peer on the same server 3,071
+req/s, p99 17.0 ms, 0.58 ms (web: 0.84x the peer); the floor 3,772 req/s, p99
+14.8 ms, 0.46 ms. The throughput and error targets are met; p99 is 2-9 ms over
+20 ms. Before this work (gthread 2x4, one shared socket): web 1,520 req/s, p99
+56 ms; the peer 1,819 req/s, p99 46 ms.
 """
 
 from __future__ import annotations
@@ -58,7 +57,11 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 TARGET = {"p99_ms": 20.0, "req_s": 2000.0, "errors": 0}
-SWEEP = [("gevent", 2, 1), ("gevent", 3, 1), ("gevent", 4, 1), ("gthread", 2, 2), ("gthread", 2, 4), ("gthread", 3, 2), ("sync", 4, 1)]
+FAIR = "web.workers.FairGeventWorker"
+SWEEP = [
+    (FAIR, 2, 1), (FAIR, 3, 1), ("gevent", 2, 1), ("gevent_pywsgi", 2, 1),
+    ("gthread", 2, 2), ("gthread", 2, 4), ("gthread", 3, 2), ("sync", 4, 1),
+]  # fmt: skip
 
 LUA = """
 local paths = {%(paths)s}
@@ -270,7 +273,8 @@ def row(name: str, result: dict, peer: dict | None) -> str:
 def _label(config: tuple[str, int, int]) -> str:
     """``gevent 2`` (workers), ``gthread 2x4`` (workers x threads: only gthread has threads)."""
     worker_class, workers, threads = config
-    return f"{worker_class} {workers}x{threads}" if worker_class == "gthread" else f"{worker_class} {workers}"
+    name = worker_class.rsplit(".", 1)[-1]  # FairGeventWorker, not its module path
+    return f"{name} {workers}x{threads}" if worker_class == "gthread" else f"{name} {workers}"
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,7 +1,7 @@
 """``python -m web``: serve the UI and API with gunicorn (or Flask's dev server with ``--dev``).
 
 By default this runs the production server, gunicorn, with the settings of
-:mod:`web.gunicorn_conf` (2 gevent workers, bound to 127.0.0.1:8000), so
+:mod:`web.gunicorn_conf` (2 gevent workers taking turns, bound to 127.0.0.1:8000), so
 ``python -m web`` and ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``
 behave the same. Debug is off unless ``--dev --debug``.
 """
@@ -18,8 +18,6 @@ from search.validate import whole_number_arg
 # 65535: the largest TCP port.
 _positive = whole_number_arg(1)
 _port = whole_number_arg(1, 65535)
-WORKER_CLASSES = ("gevent", "gthread", "sync")
-"""gunicorn worker classes offered by ``--worker-class`` (see web.gunicorn_conf for why gevent)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,7 +30,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--port", type=_port, default=8000, help="port (default: %(default)s)")
     parser.add_argument("--workers", type=_positive, default=gunicorn_conf.workers, help="gunicorn worker processes (default: %(default)s)")
     parser.add_argument(
-        "--worker-class", choices=WORKER_CLASSES, default=gunicorn_conf.worker_class, help="gunicorn worker class (default: %(default)s)"
+        "--worker-class",
+        default=gunicorn_conf.worker_class,
+        help="gunicorn worker class, e.g. gthread or gevent (default: %(default)s; why: web/gunicorn_conf.py)",
     )
     parser.add_argument("--threads", type=_positive, default=gunicorn_conf.threads, help="threads per gthread worker (default: %(default)s)")
     parser.add_argument("--dev", action="store_true", help="Flask's development server instead of gunicorn")
@@ -75,7 +75,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     host = f"[{args.host}]" if ":" in args.host else args.host
     threads = f" x {args.threads} threads" if args.worker_class == "gthread" else ""
-    server = "Flask development server" if args.dev else f"gunicorn, {args.workers} {args.worker_class} workers{threads}"
+    server = "Flask development server" if args.dev else f"gunicorn, {args.workers} x {args.worker_class}{threads}"
     print(
         f"web: serving {app.config['BUNDLE']} ({server}); UI at http://{host}:{args.port}/, "
         f"API at http://{host}:{args.port}/api/v1 (described at /api/openapi.json)",

@@ -3,41 +3,46 @@
 Use with ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``; ``python -m web``
 reads the same module. Every value can be overridden on the command line or
 with ``GUNICORN_CMD_ARGS``; ``WEB_CONCURRENCY`` sets the workers,
-``MOVIE_WEB_WORKER_CLASS`` the worker class (``gevent`` or ``gthread``),
+``MOVIE_WEB_WORKER_CLASS`` the worker class (any gunicorn accepts: ``gevent``,
+``gthread``, ...),
 ``MOVIE_WEB_THREADS`` the threads of a ``gthread`` worker, ``MOVIE_WEB_BIND`` the
 address.
 
 Why these defaults (``benchmarks/web_load.py``, ML-100K bundle, wrk with 32
 keep-alive connections on the same 2 cores; the machine is shared, so compare
-figures measured in the same run). ``--sweep --duration 10``, every setting with
-``reuse_port``, 2026-11-22:
+figures measured in the same run). ``--sweep --duration 10 --no-peer``, every
+setting with ``reuse_port``, 2026-11-22 13:58 UTC:
 
-=================  =======  =======  =======  ====================
-workers             req/s   p50 ms   p99 ms   server CPU ms/req
-=================  =======  =======  =======  ====================
-gevent 2            2,201     14.0     24.4        0.82
-gevent 3            1,820     14.8     46.1        0.99
-gevent 4            1,723     18.0     40.2        1.06
-gthread 2 x 2       1,709     18.2     49.8        1.02
-gthread 2 x 4       1,334     21.8     63.6        1.18
-gthread 3 x 2       1,630     19.0     51.5        1.12
-sync 4              1,839     16.3     54.4        0.93 (+ a new connection per request)
-=================  =======  =======  =======  ====================
+=========================  =======  =======  =======  ====================
+workers                     req/s   p50 ms   p99 ms   server CPU ms/req
+=========================  =======  =======  =======  ====================
+FairGeventWorker 2          2,560     12.3     20.4        0.70
+FairGeventWorker 3          2,498     11.1     27.9        0.72
+gevent 2                    2,147      1.8    391.7        0.83
+gevent_pywsgi 2             2,451     13.5    419.5        0.72
+gthread 2 x 2               1,598     18.3     45.1        1.07
+gthread 2 x 4               1,641     18.0     45.1        1.06
+gthread 3 x 2               1,625     16.9     52.6        1.13
+sync 4                      1,546     20.1     59.8        1.12 (+ a new connection per request)
+=========================  =======  =======  =======  ====================
 
 * **2 workers, one per core.** A request is mostly Python (HTTP parsing,
   routing, JSON), which holds the GIL, so processes, not threads, give
   parallelism; more workers only add context switches on 2 cores.
-* **gevent workers.** A request costs the server 0.67–0.84 ms of CPU with them
-  against 0.88–1.13 ms with ``gthread`` (4 threads): a ``gthread`` worker hands
-  every request from its poll thread to a pool thread and back (a pipe write, two
-  epoll calls, blocking-mode toggles and GIL hand-offs between five threads:
-  15–30 system calls a request under ``strace``), where a gevent worker reads,
-  answers and writes on one thread (5). That is 20–35% more requests per second
-  on the same cores. The app does no I/O of its own while answering (numpy and
-  faiss run in memory), so a greenlet never blocks another for long.
-* **A yield after every request** (``post_request``): a gevent worker otherwise
-  keeps serving a connection whose next request is already waiting, and
-  starves the others (p50 4 ms but p99 300 ms in one run).
+* **gevent, and gevent's WSGI server** (``web.workers.FairGeventWorker``). With
+  ``gthread`` workers (4 threads) a request cost the server 0.88–1.18 ms of CPU:
+  a ``gthread`` worker hands every request from its poll thread to a pool thread
+  and back (a pipe write, two epoll calls, blocking-mode toggles and GIL
+  hand-offs between five threads: 15–30 system calls a request under
+  ``strace``). A gevent worker reads, answers and writes on one thread (5 system
+  calls): 0.75–0.83 ms with gunicorn's request handling (``gevent``), 0.58–0.70
+  ms with ``gevent.pywsgi``'s (the default here). The app does no I/O of its own
+  while answering (numpy and faiss run in memory), so a greenlet never blocks
+  another for long.
+* **Connections take turns** (:mod:`web.workers`): a gevent worker otherwise keeps
+  serving a connection whose next request is already waiting, and starves the
+  others (p50 4 ms but p99 300 ms in one run). gunicorn's plain ``gevent`` and
+  ``gevent_pywsgi`` workers do not take turns.
 * **``reuse_port``: one listening socket per worker**, and the kernel spreads new
   connections evenly over them. With one shared socket, whichever worker wakes
   first accepts: 29 of wrk's 32 connections went to one worker, doubling the
@@ -68,7 +73,7 @@ for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
 
 bind = [os.environ.get("MOVIE_WEB_BIND", "127.0.0.1:8000")]
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = os.environ.get("MOVIE_WEB_WORKER_CLASS", "gevent")
+worker_class = os.environ.get("MOVIE_WEB_WORKER_CLASS", "web.workers.FairGeventWorker")
 threads = int(os.environ.get("MOVIE_WEB_THREADS", "4"))
 """Threads per worker; used by ``gthread`` workers only."""
 reuse_port = True
@@ -123,24 +128,6 @@ def pre_fork(server, worker) -> None:
     gc.freeze()
 
 
-YIELD_SECONDS = 0.0001
-"""How long a gevent worker's connection steps aside after each request (see post_request)."""
-
-
-def post_request(worker, req, environ, resp) -> None:
-    """In a gevent worker, let every other connection with a request waiting go first.
-
-    A positive sleep, not ``sleep(0)``: gevent reschedules a zero sleep before the
-    event loop polls the sockets again, so connections whose next request was
-    already read kept the worker while the others waited (p99 30-170 ms over three
-    runs, against 22-25 ms with this).
-    """
-    if type(worker).__module__ == "gunicorn.workers.ggevent":
-        import gevent
-
-        gevent.sleep(YIELD_SECONDS)
-
-
 def worker_exit(server, worker) -> None:
     """Leave logging with nothing to tidy at interpreter exit in a gevent worker.
 
@@ -150,6 +137,6 @@ def worker_exit(server, worker) -> None:
     TypeError" traceback as the worker stopped. Flushing and closing the handlers
     now, and emptying logging's list of them, leaves nothing to remove later.
     """
-    if type(worker).__module__ == "gunicorn.workers.ggevent":
+    if any(cls.__module__ == "gunicorn.workers.ggevent" for cls in type(worker).__mro__):
         logging.shutdown()
         logging._handlerList.clear()  # read by logging's handler-removal callback

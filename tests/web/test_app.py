@@ -121,7 +121,9 @@ def _serve(bundle: str, port: int, *options: str) -> subprocess.Popen:
     )
 
 
-@pytest.mark.parametrize("options", [(), ("--worker-class", "gthread", "--threads", "2")], ids=["gevent", "gthread"])
+@pytest.mark.parametrize(
+    "options", [(), ("--worker-class", "gevent"), ("--worker-class", "gthread", "--threads", "2")], ids=["default", "gevent", "gthread"]
+)
 def test_python_m_web_runs_gunicorn_on_localhost(built_bundle, options):
     port = free_port()
     process = _serve(built_bundle, port, *options)
@@ -134,7 +136,7 @@ def test_python_m_web_runs_gunicorn_on_localhost(built_bundle, options):
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert f"UI at http://127.0.0.1:{port}/" in stderr and "gunicorn" in stderr.lower()
-    assert f"Using worker: {options[1] if options else 'gevent'}" in stderr
+    assert f"Using worker: {options[1] if options else 'web.workers.FairGeventWorker'}" in stderr
     # Stopping is clean: no traceback from a worker's interpreter shutdown.
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
 
@@ -180,7 +182,7 @@ def test_gunicorn_conf_defaults():
     from web import gunicorn_conf
 
     assert gunicorn_conf.bind == ["127.0.0.1:8000"]
-    assert gunicorn_conf.worker_class == "gevent" and gunicorn_conf.workers >= 1 and gunicorn_conf.threads >= 1
+    assert gunicorn_conf.worker_class == "web.workers.FairGeventWorker" and gunicorn_conf.workers >= 1 and gunicorn_conf.threads >= 1
     assert gunicorn_conf.reuse_port and gunicorn_conf.preload_app
 
 
