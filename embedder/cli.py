@@ -83,10 +83,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=_positive_int, default=defaults.patience, help="adam: early-stopping patience in epochs (default: %(default)s)")
     train.add_argument("--init-std", type=_positive_float, default=defaults.init_std, help="adam: std of the embeddings' initialisation (default: %(default)s)")
     train.add_argument("--val-fraction", type=_open_fraction, default=defaults.val_fraction, help="share of the training rows held out to pick the epoch/sweep count (default: %(default)s)")
-    train.add_argument("--refit", action=argparse.BooleanOptionalAction, default=defaults.refit, help="refit on all training rows for the chosen count; --no-refit exports the validation run's model, in half the time (default: %(default)s)")
+    train.add_argument("--refit", action=argparse.BooleanOptionalAction, default=defaults.refit, help="refit on all training rows for the chosen count (gibbs: beside the validation run, on a second core); --no-refit exports the validation run's model (default: %(default)s)")
     train.add_argument("--seed", type=_non_negative_int, default=defaults.seed, help="random seed (default: %(default)s)")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device, help="(default: %(default)s)")
-    train.add_argument("--threads", type=_non_negative_int, default=defaults.threads, help="CPU threads for torch while training, 0 = torch's default (default: %(default)s)")
+    train.add_argument("--threads", type=_non_negative_int, default=defaults.threads, help="CPU threads for torch per training run (gibbs runs two side by side), 0 = torch's default (default: %(default)s)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=run_train, parser=train)
 

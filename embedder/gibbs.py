@@ -247,9 +247,9 @@ class LowRankSum:
     """A running sum of products ``Σ A_s B_sᵀ`` kept as one pair of factors.
 
     New factors are appended side by side; once the pair is wider than ``cap``
-    columns it is compressed exactly to its best rank-``keep`` approximation
-    (an orthonormal basis of each side, SVD of the small core), so memory stays bounded however
-    many samples are added.
+    columns it is compressed exactly to its best rank-``keep`` approximation (an
+    orthonormal basis of each side, SVD of the small core), so memory stays
+    bounded however many samples are added.
     """
 
     def __init__(self, keep: int, cap: int):

@@ -80,6 +80,16 @@ def _title_forms(title: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(forms))
 
 
+def result_pairs(movie_ids: Any, scores: Any = None) -> tuple[np.ndarray, list]:
+    """A result's movie ids (int64, flat, padding -1 kept) and its scores as Python
+    floats (all None when ``scores`` is None); ValueError if their lengths differ."""
+    ids = np.asarray(movie_ids, dtype=np.int64).reshape(-1)
+    values = [None] * len(ids) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
+    if len(ids) != len(values):
+        raise ValueError(f"movie_ids and scores differ in length: {len(ids)} vs {len(values)}")
+    return ids, values
+
+
 def _as_ids(raw: Any, kind: str) -> tuple[np.ndarray, bool]:
     """Ids as an int64 array and whether a scalar was given; ValueError for non-integers."""
     scalar = np.ndim(raw) == 0
@@ -478,10 +488,7 @@ class Recommender:
         Padding entries (id -1) are dropped.  The CLI's ``--json`` and the web API
         both use these rows.
         """
-        ids = np.asarray(movie_ids, dtype=np.int64).reshape(-1)
-        values = [None] * len(ids) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
-        if len(ids) != len(values):
-            raise ValueError(f"movie_ids and scores differ in length: {len(ids)} vs {len(values)}")
+        ids, values = result_pairs(movie_ids, scores)
         keep = ids >= 0
         rows = self._movie_vocab.numbers(_as_ids(ids[keep], "movie")[0], missing="error")
         kept = [value for value, wanted in zip(values, keep.tolist()) if wanted]

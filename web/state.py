@@ -14,8 +14,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-import numpy as np
 from flask import current_app
+
+from search.recommender import result_pairs
 
 from web.charts import cluster_map_svg
 
@@ -54,13 +55,10 @@ class WebState:
         its score is written per request. Padding ids (-1) are dropped, as ``items``
         drops them.
         """
-        ids = np.asarray(movie_ids, dtype=np.int64).reshape(-1).tolist()
-        values = [None] * len(ids) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
-        if len(ids) != len(values):
-            raise ValueError(f"movie_ids and scores differ in length: {len(ids)} vs {len(values)}")
+        ids, values = result_pairs(movie_ids, scores)
         heads = self._json_heads
         parts = []
-        for movie_id, score in zip(ids, values):
+        for movie_id, score in zip(ids.tolist(), values):
             if movie_id < 0:
                 continue
             head = heads.get(movie_id)
