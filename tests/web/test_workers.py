@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import socket
+import subprocess
+import sys
+import urllib.request
 
-from tests.web.test_app import _serve, free_port, wait_for
+from tests.web.test_app import REPO, _serve, free_port, wait_for
 
 PIPELINED = 100
 # A title search takes milliseconds; a hundred of them keep a worker busy for a
@@ -47,3 +51,20 @@ def test_a_connection_with_requests_queued_does_not_starve_another(built_bundle)
     finally:
         server.terminate()
         server.communicate(timeout=30)
+
+
+def test_the_access_log_still_records_requests_when_it_is_turned_on(built_bundle, tmp_path):
+    # The worker skips building log entries only while the access log is off.
+    port, log = free_port(), tmp_path / "access.log"
+    command = [sys.executable, "-m", "gunicorn", "-c", "python:web.gunicorn_conf", "--bind", f"127.0.0.1:{port}", "--workers", "1"]
+    command += ["--access-logfile", str(log), "web:create_app()"]
+    server = subprocess.Popen(command, cwd=REPO, env={**os.environ, "MOVIE_WEB_BUNDLE": built_bundle}, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/api/v1/healthz", server)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/movies/1", timeout=5) as response:
+            assert response.status == 200
+    finally:
+        server.terminate()
+        server.communicate(timeout=30)
+    lines = log.read_text().splitlines()
+    assert any('"GET /api/v1/movies/1 HTTP/1.1" 200' in line for line in lines), lines
