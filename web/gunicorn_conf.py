@@ -10,7 +10,7 @@ address.
 
 Why these defaults (``benchmarks/web_load.py``, ML-100K bundle, wrk with 32
 keep-alive connections on the same 2 cores; the machine is shared, so compare
-figures measured in the same run). ``--sweep --duration 10 --no-peer``, every
+figures measured in the same run). ``--sweep --duration 10 --no-peer --wrk-threads 1``, every
 setting with ``reuse_port``, 2026-11-22 13:58 UTC:
 
 =========================  =======  =======  =======  ====================
