@@ -29,21 +29,24 @@ Also measured, unless ``--no-floor``: the floor, the same server and app
 answering ``/api/v1/healthz`` (no search, a tiny body): what gunicorn, gevent
 and Flask alone allow on this machine.
 
-Measured (``--repeat 3``, medians, 2026-11-22 15:10-15:25 UTC, 2 shared cores, load
-average 2.0-2.5), default ``web.workers.FairGeventWorker`` x 2:
+Measured (``--repeat 3``, medians, 2 shared cores, load average 2.0-2.5),
+default ``web.workers.FairGeventWorker`` x 2, 2026-11-22:
 
 =====================  ==========================  ==========================
-wrk threads             2 (the default)             1
+wrk threads             2 (the default), 15:40 UTC  1, 15:10 UTC (*)
 =====================  ==========================  ==========================
-web                     2,870 req/s, p50 10.7 ms,   2,792 req/s, p50 10.2 ms,
-                        p99 18.7 ms (runs 18.7,     p99 20.6 ms (runs 22.5,
-                        14.8, 19.0), 0 errors       18.2, 20.6), 0 errors
-server CPU per request  0.62 ms (+ wrk 0.075)       0.64 ms (+ wrk 0.069)
-peer                    3,925 req/s, p99 13.7 ms    3,378 req/s, p99 16.6 ms
-floor (/healthz)        4,444 req/s, p99 12.6 ms    4,324 req/s, p99 13.2 ms
+web                     2,973 req/s, p50 9.6 ms,    2,792 req/s, p50 10.2 ms,
+                        p99 19.0 ms (runs 15.3,     p99 20.6 ms (runs 22.5,
+                        19.0, 19.8), 0 errors       18.2, 20.6), 0 errors
+server CPU per request  0.60 ms (+ wrk 0.070)       0.64 ms (+ wrk 0.069)
+peer                    3,780 req/s, p99 13.9 ms    3,378 req/s, p99 16.6 ms
+floor (/healthz)        4,860 req/s, p99 13.5 ms    4,324 req/s, p99 13.2 ms
 =====================  ==========================  ==========================
 
-With 2 wrk threads the target is met in every run (181,265 requests, none
+(*) before request headers were parsed without the email package
+(:mod:`web.workers`); with 2 threads at that time: 2,870 req/s, p99 18.7 ms.
+
+With 2 wrk threads the target is met in every run (180,678 requests, none
 failed); with 1, p99 is within a few ms of it either way. Throughput swings by
 a quarter from one hour to the next on this shared machine (the same code
 measured 2,508 req/s at p99 26 ms earlier the same day with 1 thread), so
