@@ -30,13 +30,13 @@ worker monkey-patches the standard library when a worker process starts.
 
 from __future__ import annotations
 
-import email.parser
+import io
 import re
 from http import client
 from typing import BinaryIO
 
 import gevent
-from gevent.pywsgi import OldMessage
+from gevent.pywsgi import OldMessage, headers_factory
 from gunicorn.workers.ggevent import GeventPyWSGIWorker, PyWSGIHandler
 
 TURN_SECONDS = 0.0001
@@ -104,8 +104,8 @@ def parse_request_headers(rfile: BinaryIO) -> OldMessage:
         message.status = "Line too long"
         return message
     message = plain_headers(lines)
-    if message is None:
-        message = email.parser.Parser(_class=OldMessage).parsestr(b"".join(lines).decode("iso-8859-1"))
+    if message is None:  # gevent's own parse, of the same lines
+        message = headers_factory(io.BytesIO(b"".join(lines)))
     return message
 
 
