@@ -51,7 +51,7 @@ def _open_fraction(text: str) -> float:
 
 
 TRAIN_FLAGS = (
-    "method", "dim", "sample_dim", "sweeps", "sample_init_std", "burn_in", "epochs", "batch_size", "lr", "reg", "bias_reg",
+    "method", "dim", "sample_dim", "sweeps", "warm_up", "warm_ridge", "tolerance", "min_sweeps", "sample_init_std", "burn_in", "epochs", "batch_size", "lr", "reg", "bias_reg",
     "init_std", "val_fraction", "patience", "refit", "seed", "device", "threads",
 )
 """TrainConfig fields set from the command line (flag = field with '-' for '_')."""
@@ -72,7 +72,11 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--method", choices=list(METHODS), default=defaults.method, help="'gibbs': Bayesian MF by Gibbs sampling, the posterior mean exported; 'adam': one MAP fit with early stopping (default: %(default)s)")
     train.add_argument("--dim", type=_positive_int, default=defaults.dim, help="exported embedding size (default: %(default)s)")
     train.add_argument("--sample-dim", type=_positive_int, default=defaults.sample_dim, help="gibbs: factor size of each posterior sample (default: %(default)s)")
-    train.add_argument("--sweeps", type=_positive_int, default=defaults.sweeps, help="gibbs: sweeps of the validation chain (default: %(default)s)")
+    train.add_argument("--sweeps", type=_positive_int, default=defaults.sweeps, help="gibbs: at most this many sampling sweeps (default: %(default)s)")
+    train.add_argument("--warm-up", type=_positive_int, default=defaults.warm_up, help="gibbs: at most this many least-squares passes before sampling (default: %(default)s)")
+    train.add_argument("--warm-ridge", type=_positive_float, default=defaults.warm_ridge, help="gibbs: ridge weight of the least-squares passes (default: %(default)s)")
+    train.add_argument("--tolerance", type=_positive_float, default=defaults.tolerance, help="gibbs: stop once doubling the samples would gain less RMSE than this (default: %(default)s)")
+    train.add_argument("--min-sweeps", type=_positive_int, default=defaults.min_sweeps, help="gibbs: sampling sweeps before the stopping rule applies (default: %(default)s)")
     train.add_argument("--sample-init-std", type=_positive_float, default=defaults.sample_init_std, help="gibbs: std of the chain's initial factors (default: %(default)s)")
     train.add_argument("--burn-in", type=_non_negative_int, default=defaults.burn_in, help="gibbs: sweeps left out of the mean (default: %(default)s)")
     train.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help="adam: maximum epochs (default: %(default)s)")
@@ -83,10 +87,10 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--patience", type=_positive_int, default=defaults.patience, help="adam: early-stopping patience in epochs (default: %(default)s)")
     train.add_argument("--init-std", type=_positive_float, default=defaults.init_std, help="adam: std of the embeddings' initialisation (default: %(default)s)")
     train.add_argument("--val-fraction", type=_open_fraction, default=defaults.val_fraction, help="share of the training rows held out to pick the epoch/sweep count (default: %(default)s)")
-    train.add_argument("--refit", action=argparse.BooleanOptionalAction, default=defaults.refit, help="refit on all training rows for the chosen count (gibbs: beside the validation run, on a second core); --no-refit exports the validation run's model (default: %(default)s)")
+    train.add_argument("--refit", action=argparse.BooleanOptionalAction, default=defaults.refit, help="fit the exported model on all training rows; --no-refit holds a validation part out and records its RMSE per sweep/epoch, exporting that run's model (default: %(default)s)")
     train.add_argument("--seed", type=_non_negative_int, default=defaults.seed, help="random seed (default: %(default)s)")
     train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device, help="(default: %(default)s)")
-    train.add_argument("--threads", type=_non_negative_int, default=defaults.threads, help="CPU threads for torch per training run (gibbs runs two side by side), 0 = torch's default (default: %(default)s)")
+    train.add_argument("--threads", type=_non_negative_int, default=defaults.threads, help="CPU threads for torch, 0 = torch's default, all cores (default: %(default)s)")
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=run_train, parser=train)
 
@@ -114,6 +118,10 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as err:  # a check across flags, e.g. --burn-in below --sweeps
         field = str(err).split()[0]
         args.parser.error(f"argument --{field.replace('_', '-')}: {err}")
+    if config.threads:
+        import torch
+
+        torch.set_num_threads(config.threads)  # the application's choice, made once here
     data = load_ratings(args.data, progress=not args.quiet)
     print(f"data: {data.name} from {data.source}: {len(data.ratings):,} ratings", file=sys.stderr)
     if data.duplicates_dropped:
@@ -145,10 +153,22 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"bundle: {path}" + ("" if args.out else f" (now {args.artifacts / 'current'})"))
     print(
         f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  NDCG@10 {ndcg:.4f}  "
-        f"({config.method}, best {unit} {result.best_epoch}, validation RMSE {result.validation_rmse:.4f}, "
+        f"({config.method}, {_run_summary(result, unit)}, "
         f"training {result.seconds:.1f}s, wall time {wall:.1f}s)"
     )
     return 0
+
+
+def _run_summary(result, unit: str) -> str:
+    """``'3 warm-up passes + 42 sweeps'`` or ``'best epoch 14, validation RMSE 0.9045'``."""
+    parts = []
+    if result.warm_up_passes:
+        parts.append(f"{result.warm_up_passes} warm-up passes + {result.best_epoch} {unit}s")
+    else:
+        parts.append(f"best {unit} {result.best_epoch}")
+    if math.isfinite(result.validation_rmse):
+        parts.append(f"validation RMSE {result.validation_rmse:.4f}")
+    return ", ".join(parts)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

@@ -28,17 +28,25 @@ class TrainConfig:
     is truncated to this rank (its best rank-d approximation)."""
     sample_dim: int = 16
     """(gibbs) Factor size of each posterior sample."""
-    sweeps: int = 150
-    """(gibbs) Sweeps of the validation chain; the refit (running beside it) keeps its
-    mean at the best count. Validation RMSE is flat from 150 to 200 sweeps (mean over
-    4 validation parts: 0.9014 at 150, 0.9012 at 175, 0.9013 at 200)."""
-    sample_init_std: float = 0.02
-    """(gibbs) Standard deviation of the normal initialisation of the chain's factors.
-    The mean includes the early sweeps, whose small factors act as a shrunk model: a
-    small start averages better (0.2 converges in fewer sweeps, to a worse mean)."""
+    sweeps: int = 300
+    """(gibbs) Upper bound on sampling sweeps; the chain normally stops sooner, once
+    its running mean has converged (see ``tolerance``)."""
+    warm_up: int = 3
+    """(gibbs) Upper bound on the alternating-least-squares passes that start the
+    chain near the posterior's mode; they stop once the training RMSE improves by
+    less than 0.001."""
+    warm_ridge: float = 25.0
+    """(gibbs) Ridge weight λ of the warm-up passes (``Σ (r - r̂)² + λ ‖row‖²``)."""
+    tolerance: float = 0.0003
+    """(gibbs) Stop sampling once doubling the samples would improve the RMSE of the
+    running mean by less than this (estimated from the samples' spread)."""
+    min_sweeps: int = 10
+    """(gibbs) Sampling sweeps averaged before the stopping rule may end the chain."""
+    sample_init_std: float = 0.1
+    """(gibbs) Standard deviation of the normal initialisation of the chain's factors
+    (before the warm-up passes)."""
     burn_in: int = 0
-    """(gibbs) Sweeps discarded before averaging (early, smaller samples help the mean on
-    ML-100K, so none by default)."""
+    """(gibbs) Sampling sweeps discarded before averaging."""
     epochs: int = 60
     """(adam) Upper bound on training epochs; early stopping usually ends sooner."""
     batch_size: int = 1024
@@ -56,25 +64,24 @@ class TrainConfig:
     patience: int = 3
     """(adam) Epochs without a validation improvement before stopping."""
     refit: bool = True
-    """After the validation run, fit again on all training rows (validation part
-    included) for the chosen epoch or sweep count, and export that model."""
+    """Fit the exported model on all training rows. (gibbs) one chain on all of them;
+    ``False`` runs the chain on the rows less a validation part and records the
+    validation RMSE per sweep. (adam) after the validation run that picks the epoch
+    count, fit again on all training rows for that count."""
     seed: int = 42
     """Seed of the validation carve-out, the initialisation and the sampling/batch order."""
     device: str = "auto"
     """'cpu', 'cuda' or 'auto' (CUDA when available)."""
-    threads: int = 1
-    """CPU threads each torch operation may use while training; 0 keeps torch's default
-    (all cores). With ``'gibbs'`` and ``refit`` two chains run side by side, so the
-    default 1 already keeps 2 cores busy.
-    The steps are small, and on a shared machine extra threads mostly wait on each
-    other: on 2 busy cores, 1 thread trained 4-10x faster than 2."""
+    threads: int = 0
+    """CPU threads for torch's operations, set by the command line before training
+    (library code leaves torch's setting alone); 0 keeps torch's default (all cores)."""
     extra: dict[str, Any] = field(default_factory=dict, compare=False)
     """Free-form notes recorded with the config (not used by training)."""
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {self.method!r}")
-        for name in ("dim", "sample_dim", "sweeps", "epochs", "batch_size", "patience"):
+        for name in ("dim", "sample_dim", "sweeps", "warm_up", "min_sweeps", "epochs", "batch_size", "patience"):
             if not self._whole(getattr(self, name)) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
         if not self._whole(self.burn_in) or not 0 <= self.burn_in < self.sweeps:
@@ -83,7 +90,7 @@ class TrainConfig:
             raise ValueError(f"threads must be a whole number (0 = torch's default), got {self.threads!r}")
         if not isinstance(self.refit, bool):
             raise ValueError(f"refit must be True or False, got {self.refit!r}")
-        for name in ("lr", "init_std", "sample_init_std"):
+        for name in ("lr", "init_std", "sample_init_std", "tolerance", "warm_ridge"):
             if not self._finite(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
         for name in ("reg", "bias_reg"):

@@ -11,9 +11,9 @@ Two ways in, one way out:
   file names, or a plain CSV file with named columns.
 
 Every layout has its own small parser that only turns files into raw frames; the
-checks (integer ids, numeric ratings within the scale, empty files, duplicates) live
-in one place, :func:`_build`, so every format fails the same way, with the file name
-and the line number in the message.
+checks (integer ids that fit int64, numeric ratings within the scale, empty files,
+duplicates) live in one place, :func:`embedder.ratings.build_ratings`, so every format
+fails the same way, with the file name and the line number in the message.
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from embedder.fetch import _load_default
-from embedder.formats import _load_path
+from embedder.fetch import load_default
+from embedder.formats import load_path
 from embedder.ratings import (
     DATASET_NAMES,
     ML100K_CHECKSUM,
@@ -71,7 +71,7 @@ def load_ratings(
     """
     if data is None or (isinstance(data, str) and data == "ml-100k"):
         cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        return _load_default(cache, progress=progress)
+        return load_default(cache, progress=progress)
     path = Path(data).expanduser()
     if isinstance(data, str) and data in DATASET_NAMES:
         raise DataError(_unknown_name_message(data, hint=path.exists()))
@@ -80,7 +80,7 @@ def load_ratings(
         if isinstance(data, str) and os.sep not in data and "/" not in data and not path.suffix:
             raise DataError(_unknown_name_message(data, hint=False))
         raise DataError(f"{path}: no such file or folder")
-    return _load_path(path)
+    return load_path(path)
 
 
 def _unknown_name_message(name: str, *, hint: bool) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import math
 import platform
 from pathlib import Path
 from typing import Any
@@ -98,8 +99,10 @@ def model_state_bytes(result: TrainResult) -> bytes:
 
 
 def history_table(result: TrainResult) -> pd.DataFrame:
-    """Both runs' per-epoch (per-sweep) rows, with a ``phase`` column: validation, refit."""
-    runs = [result.history.assign(phase="validation")]
+    """Every run's per-epoch (per-sweep) rows, with a ``phase`` column: ``training``
+    (one run on all training rows), or ``validation`` then ``refit``."""
+    one_run = result.fitted_all and result.refit_history is None
+    runs = [result.history.assign(phase="training" if one_run else "validation")]
     if result.refit_history is not None:
         runs.append(result.refit_history.assign(phase="refit"))
     return pd.concat(runs, ignore_index=True)
@@ -117,7 +120,7 @@ def curve_png(history: pd.DataFrame, best_epoch: int, unit: str = "epoch") -> by
     import matplotlib.pyplot as plt
 
     phases = history["phase"] if "phase" in history else pd.Series("validation", index=history.index)
-    first, refit = history[phases == "validation"], history[phases == "refit"]
+    first, refit = history[phases != "refit"], history[phases == "refit"]
     fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
     marker = "." if len(first) <= 60 else None  # dots only where they can be told apart
     ax.plot(first["epoch"], first["train_rmse"], marker=marker, label="train RMSE")
@@ -202,9 +205,10 @@ def export_bundle(
             "best_epoch": result.best_epoch,
             "epochs_run": int(len(result.history)),
             "unit": unit,
-            "validation_rmse": round(result.validation_rmse, 6),
-            "refit": result.refit_history is not None,
-            "val_in_training": result.refit_history is not None,
+            "validation_rmse": round(result.validation_rmse, 6) if math.isfinite(result.validation_rmse) else None,
+            "warm_up_passes": result.warm_up_passes,
+            "refit": config.refit,
+            "val_in_training": result.fitted_all,
             "seconds": round(result.seconds, 3),
             "n_train": int(len(train)),
             "n_test": int(len(test)),

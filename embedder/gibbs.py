@@ -30,7 +30,6 @@ whatever the number of samples.
 
 from __future__ import annotations
 
-import copy
 import math
 import warnings
 from dataclasses import dataclass
@@ -179,10 +178,18 @@ class GibbsSampler:
         as_tensor = lambda a: torch.as_tensor(a, dtype=DTYPE, device=self.device)
         return as_tensor(m), as_tensor(lam)
 
-    def _draw_side(self, side: _Side, own: torch.Tensor, other: torch.Tensor) -> torch.Tensor:
-        """Draw every row of ``own`` jointly given ``other``: a batched Gaussian."""
+    def _draw_side(self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float) -> torch.Tensor:
+        """Draw every row of ``own`` jointly given ``other``: a batched Gaussian.
+
+        With ``draw`` False, return the conditional mode under the ridge prior
+        ``N(0, 1/(α ridge))`` instead (an alternating-least-squares step; see :meth:`warm_up`).
+        """
         d, k = self.dim, self.dim + 1
-        m, lam = self._hyper(own)
+        if draw:
+            m, lam = self._hyper(own)
+        else:
+            m = torch.zeros(k, dtype=DTYPE, device=self.device)
+            lam = torch.full((k,), self.alpha * ridge, dtype=DTYPE, device=self.device)
         # A user's row is a linear regression of its ratings less μ and the movies'
         # biases on the features z_i = [q_i, 1] (for movies, swap the roles), so
         # all it needs are Σ z zᵀ and Σ (r - μ - b) z over its ratings: two sparse
@@ -203,19 +210,37 @@ class GibbsSampler:
         # and covariance L⁻ᵀ L⁻¹ = precision⁻¹: two triangular solves in all.
         chol = torch.linalg.cholesky(precision)
         half = torch.linalg.solve_triangular(chol, rhs.unsqueeze(2), upper=False)
-        return torch.linalg.solve_triangular(chol.mT, half + self._normal(side.n_rows, k, 1), upper=True).squeeze(2)
+        if draw:
+            half += self._normal(side.n_rows, k, 1)
+        return torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(2)
 
     def sweep(self) -> None:
         """One full pass: users, movies, μ, α (hyperparameters drawn with their side)."""
-        self.X = self._draw_side(self.users, self.X, self.Y)
-        self.Y = self._draw_side(self.movies, self.Y, self.X)
+        self._pass(draw=True)
+
+    def warm_up(self, ridge: float) -> None:
+        """One alternating-least-squares pass: each side's conditional mode under a
+        fixed ridge prior (``ridge``: the λ of ``Σ (r - r̂)² + λ ‖row‖²``), μ and α at
+        their conditional modes.
+
+        A chain started near zero moves slowly on large data (its hyperparameters
+        shrink the small rows further); a few of these passes put it near the
+        posterior's mode first, as Salakhutdinov & Mnih start BPMF from a MAP fit.
+        """
+        self._pass(draw=False, ridge=ridge)
+
+    def _pass(self, draw: bool, ridge: float = 0.0) -> None:
+        self.X = self._draw_side(self.users, self.X, self.Y, draw, ridge)
+        self.Y = self._draw_side(self.movies, self.Y, self.X, draw, ridge)
         r = self.ratings
         n = len(r)
         rest = self._interactions()
-        self.mu = float(self.rng.normal(float((r.values - rest).mean()), 1.0 / math.sqrt(self.alpha * n)))
+        shift = float((r.values - rest).mean())
+        self.mu = float(self.rng.normal(shift, 1.0 / math.sqrt(self.alpha * n))) if draw else shift
         self.residuals = r.values - rest - self.mu
         sse = float((self.residuals**2).sum())
-        self.alpha = float(self.rng.gamma(PRIOR_SHAPE + n / 2, 1.0 / (PRIOR_RATE + sse / 2)))
+        shape, rate = PRIOR_SHAPE + n / 2, PRIOR_RATE + sse / 2
+        self.alpha = float(self.rng.gamma(shape, 1.0 / rate)) if draw else shape / rate
 
     @property
     def sample(self) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -260,11 +285,7 @@ class LowRankSum:
         self.B: torch.Tensor | None = None
 
     def add(self, A: torch.Tensor, B: torch.Tensor) -> None:
-        """Add ``A Bᵀ`` to the sum.
-
-        The factors are replaced, never written into, so a shallow copy taken
-        earlier (:meth:`PosteriorMean.snapshot`) keeps the sum it had.
-        """
+        """Add ``A Bᵀ`` to the sum."""
         if self.A is None:
             self.A, self.B = A.clone(), B.clone()
         else:
@@ -296,24 +317,13 @@ class PosteriorMean:
         self.products = LowRankSum(keep, cap)
 
     def add(self, sample: tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
-        """Fold one draw (μ, b_u, b_i, P, Q) into the mean (out of place: see :meth:`snapshot`)."""
+        """Fold one draw (μ, b_u, b_i, P, Q) into the mean."""
         mu, bu, bi, P, Q = sample
         self.count += 1
         self.mu += mu
         self.user_bias = bu.clone() if self.user_bias is None else self.user_bias + bu
         self.movie_bias = bi.clone() if self.movie_bias is None else self.movie_bias + bi
         self.products.add(P, Q)
-
-    def snapshot(self) -> "PosteriorMean":
-        """The mean so far, unchanged by later :meth:`add` calls.
-
-        Cheap (no tensor is copied): ``add`` replaces the running tensors instead of
-        writing into them, so the snapshot can share them. Taken after every sweep
-        that improves the validation RMSE, so it must not cost a copy of the sum.
-        """
-        frozen = copy.copy(self)
-        frozen.products = copy.copy(self.products)
-        return frozen
 
     def factors(self, rank: int) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(μ, b_u, b_i, P, Q) of the mean, with P and Q zero-padded to width ``rank``."""

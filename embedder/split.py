@@ -2,26 +2,65 @@
 
 from __future__ import annotations
 
+import math
+
 import pandas as pd
 from sklearn.model_selection import train_test_split
+
+from embedder.ratings import DataError
 
 CANONICAL_TEST_SIZE = 0.2
 CANONICAL_RANDOM_STATE = 42
 
 
-def canonical_split(ratings: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+def canonical_split(ratings: pd.DataFrame, *, source: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``train_test_split(test_size=0.2, random_state=42)`` over rating rows in file order.
 
     Every figure this project reports (and the peers in ``benchmarks/``) uses
     exactly this split, so numbers are comparable.
+
+    Args:
+        ratings: The canonical ratings frame.
+        source: Where the ratings came from (:attr:`RatingsData.source`), named in
+            the error.
+
+    Raises:
+        DataError: Too few ratings for both parts to hold at least one.
     """
+    _check_splittable(len(ratings), CANONICAL_TEST_SIZE, "the train/test split", source)
     train, test = train_test_split(
         ratings, test_size=CANONICAL_TEST_SIZE, random_state=CANONICAL_RANDOM_STATE
     )
     return train, test
 
 
-def validation_split(train: pd.DataFrame, fraction: float, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Carve a validation part out of the TRAINING rows (for early stopping only)."""
+def validation_split(
+    train: pd.DataFrame, fraction: float, seed: int, *, source: str | None = None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Carve a validation part out of the TRAINING rows (for early stopping only).
+
+    Raises:
+        DataError: Too few training ratings for both parts to hold at least one.
+    """
+    _check_splittable(len(train), fraction, "the validation split of the training ratings", source)
     fit, val = train_test_split(train, test_size=fraction, random_state=seed)
     return fit, val
+
+
+def _check_splittable(rows: int, test_size: float, what: str, source: str | None) -> None:
+    """Say in our words what sklearn would say in its own: a part would be empty."""
+    if min(_parts(rows, test_size)) >= 1:
+        return
+    needed = next((n for n in range(rows + 1, 10_000) if min(_parts(n, test_size)) >= 1), None)
+    at_least = f"; it needs at least {needed}" if needed else ""
+    where = f"{source}: " if source else ""
+    raise DataError(
+        f"{where}{rows} rating(s) are too few for {what} ({test_size:g} held out): "
+        f"a part would be empty{at_least}"
+    )
+
+
+def _parts(rows: int, test_size: float) -> tuple[int, int]:
+    """(train, test) sizes as train_test_split computes them for a float ``test_size``."""
+    held_out = math.ceil(test_size * rows)
+    return math.floor((1.0 - test_size) * rows), held_out

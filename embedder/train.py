@@ -1,44 +1,38 @@
-"""Training: a validation run that picks the epoch (or sweep) count, then a refit.
+"""Training: fit the model on the training rows and return it with its history.
 
 Two methods fit the same model, ``r̂ = μ + b_u + b_i + p_u·q_i``:
 
 * ``gibbs`` (default): Bayesian MF by Gibbs sampling (:mod:`embedder.gibbs`); the
-  exported model is the posterior mean, truncated to rank ``config.dim``.
-* ``adam``: Adam on MSE + L2 on the touched rows, early stopping on validation RMSE.
+  exported model is the posterior mean, truncated to rank ``config.dim``. One chain
+  runs on all training rows: a few alternating-least-squares passes put it near the
+  posterior's mode, then it samples until the Monte Carlo error of the running mean
+  is small enough that more sweeps would barely change it (:class:`_Convergence`).
+  With ``refit=False`` the chain runs on the training rows less a validation part
+  instead, and records the validation RMSE of the running mean per sweep (a curve
+  to check the stopping rule against, at the cost of the held-out rows).
+* ``adam``: Adam on MSE + L2 on the touched rows, early stopping on validation RMSE
+  (a validation part is carved out), then, with ``refit``, a second run on all
+  training rows for the chosen epoch count.
 
-Either way a validation part (``config.val_fraction`` of the training rows) is
-carved out, the method runs on the rest while the validation RMSE is logged per
-epoch (per sweep), and the best count is kept. With ``config.refit`` the method
-then runs again on all training rows for that count, and that model is the one
-returned. The test part never reaches this module.
-
-For ``gibbs`` the refit does not wait for the validation run: the two chains run
-side by side, one per core, and the refit keeps (a cheap snapshot of) its
-posterior mean at each sweep where the validation RMSE improved. When the
-validation run ends, the refit's mean at the chosen sweep count is exactly what a
-refit started afterwards would have reached (each chain has its own seeded
-generators), in about half the wall time. Adam steps are too small to share a
-process with another run (they would mostly wait on the GIL), so Adam refits after.
+The test part never reaches this module. Training uses torch's own thread setting
+(all cores by default); it changes no process-wide state.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import logging
-import queue
-import threading
+import math
+import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 from tqdm.auto import tqdm
 
-from embedder.allocator import reuse_freed_memory
 from embedder.config import TrainConfig
 from embedder.gibbs import GibbsSampler, PosteriorMean, Ratings
 from embedder.model import CollaborativeFiltering
@@ -48,6 +42,8 @@ from embedder.vocab import Vocabulary
 log = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = ["epoch", "train_rmse", "val_rmse", "seconds"]
+PROGRESS_EVERY = 10
+"""Without a terminal, progress is one log line per this many epochs (sweeps)."""
 
 
 @dataclass
@@ -71,7 +67,11 @@ class TrainResult:
     validation_rmse: float = float("nan")
     """The best held-out validation RMSE of the validation run."""
     refit_history: pd.DataFrame | None = None
-    """The refit on all training rows (val_rmse empty), or None without a refit."""
+    """Adam's refit on all training rows (val_rmse empty), or None without one."""
+    fitted_all: bool = True
+    """Whether the model was fitted on all training rows (validation part included)."""
+    warm_up_passes: int = 0
+    """(gibbs) Alternating-least-squares passes run before sampling."""
 
 
 @dataclass
@@ -82,6 +82,7 @@ class _Run:
     history: pd.DataFrame
     best_epoch: int
     best_val: float
+    warm_up_passes: int = 0
 
 
 def resolve_device(name: str) -> torch.device:
@@ -117,28 +118,39 @@ def _rmse(model: CollaborativeFiltering, u, m, r, scale: tuple[float, float], ch
 
 
 class _Log:
-    """Per-epoch history rows, the progress bar and the early-stopping bookkeeping."""
+    """Per-epoch history rows, progress and the early-stopping bookkeeping.
 
-    def __init__(self, total: int, unit: str, progress: bool, refit: bool, min_delta: float):
+    Progress is a tqdm bar on a terminal; on a pipe or a log file, one line every
+    :data:`PROGRESS_EVERY` epochs (sweeps) instead of a bar's redraws.
+    """
+
+    def __init__(self, total: int, unit: str, progress: bool, desc: str, min_delta: float):
         self.min_delta = min_delta
         self.rows: list[dict] = []
         self.best_val, self.best_epoch, self.stale = float("inf"), 0, 0
-        self.unit, self.total = unit, total
-        desc = "refit on all training rows" if refit else "validation run"
-        self.bar = tqdm(range(1, total + 1), desc=desc, unit=unit, disable=not progress)
+        self.unit, self.total, self.desc = unit, total, desc
+        self.lines = progress and not sys.stderr.isatty()
+        self.bar = tqdm(range(1, total + 1), desc=desc, unit=unit, disable=not progress or self.lines)
         self.started = time.perf_counter()
 
     def __iter__(self):
         return iter(self.bar)
 
-    def record(self, epoch: int, train_rmse: float, val_rmse: float | None) -> bool:
+    def close(self) -> None:
+        self.bar.close()
+
+    def record(self, epoch: int, train_rmse: float, val_rmse: float | None, note: str = "") -> bool:
         """Add a row; True when validation RMSE improved on the best so far."""
         now = time.perf_counter()
         val = float("nan") if val_rmse is None else val_rmse
         self.rows.append({"epoch": epoch, "train_rmse": train_rmse, "val_rmse": val, "seconds": now - self.started})
         self.started = now
-        self.bar.set_postfix(train=f"{train_rmse:.4f}", **({} if val_rmse is None else {"val": f"{val_rmse:.4f}"}))
-        log.info("%s %d train_rmse %.4f val_rmse %.4f", self.unit, epoch, train_rmse, val)
+        shown = {"train": f"{train_rmse:.4f}", **({} if val_rmse is None else {"val": f"{val_rmse:.4f}"})}
+        self.bar.set_postfix(shown)
+        log.info("%s %d train_rmse %.4f val_rmse %.4f %s", self.unit, epoch, train_rmse, val, note)
+        if self.lines and epoch % PROGRESS_EVERY == 0:
+            values = " ".join(f"{name} {value}" for name, value in shown.items())
+            print(f"{self.desc}: {self.unit} {epoch} {values} {note}".rstrip(), file=sys.stderr, flush=True)
         improved = val_rmse is not None and val_rmse < self.best_val - self.min_delta
         if improved:
             self.best_val, self.best_epoch, self.stale = val_rmse, epoch, 0
@@ -150,44 +162,11 @@ class _Log:
         return pd.DataFrame(self.rows, columns=HISTORY_COLUMNS)
 
 
-class _Verdicts:
-    """The validation run's verdict on each sweep (did the validation RMSE improve?),
-    passed to a refit running alongside it on another thread."""
-
-    def __init__(self) -> None:
-        self._verdicts: queue.SimpleQueue[bool | None] = queue.SimpleQueue()
-        self._cancelled = threading.Event()
-
-    def publish(self, improved: bool) -> None:
-        """(validation run) The verdict on the next sweep."""
-        self._verdicts.put(improved)
-
-    def close(self) -> None:
-        """(validation run) No more verdicts: the run ended, or failed."""
-        self._verdicts.put(None)
-
-    def next(self) -> bool | None:
-        """(refit) The verdict on the sweep it just made; None once the validation run is over."""
-        return self._verdicts.get()
-
-    def cancel(self) -> None:
-        """(refit) Stop the validation run early: the refit failed, so nobody needs it."""
-        self._cancelled.set()
-
-    @property
-    def cancelled(self) -> bool:
-        return self._cancelled.is_set()
-
-
 @dataclass
 class _Task:
-    """One run of a method: fit on ``fit``; with ``val``, pick the best count (at most
-    the config's), else run exactly ``epochs``. ``keep_model`` False skips building
-    a model nobody will use (the validation run before a refit).
-
-    With ``verdicts`` the run is one of a pair on two threads: the validation run
-    publishes its verdict on every sweep, and the refit (no ``val``, no ``epochs``)
-    follows them and keeps its model at the last improving sweep."""
+    """One run of a method: fit on ``fit``; with ``val``, record the validation RMSE
+    (Adam also stops early on it); ``epochs`` fixes Adam's epoch count (a refit).
+    ``keep_model`` False skips building a model nobody will use."""
 
     fit: pd.DataFrame
     val: pd.DataFrame | None
@@ -199,10 +178,10 @@ class _Task:
     scale: tuple[float, float]
     device: torch.device
     progress: bool
-    verdicts: _Verdicts | None = None
 
     def log(self, unit: str, default_total: int, min_delta: float) -> _Log:
-        return _Log(self.epochs or default_total, unit, self.progress, refit=self.val is None, min_delta=min_delta)
+        desc = "refit on all training rows" if self.epochs else ("validation run" if self.val is not None else "training")
+        return _Log(self.epochs or default_total, unit, self.progress, desc, min_delta=min_delta)
 
 
 def _fit_adam(task: _Task) -> _Run:
@@ -237,79 +216,99 @@ def _fit_adam(task: _Task) -> _Run:
             best_state = copy.deepcopy(model.state_dict()) if task.keep_model else None
         elif held_out is not None and history.stale >= config.patience:
             break
+    history.close()
     if best_state is not None:
         model.load_state_dict(best_state)
     best_epoch = history.best_epoch if held_out is not None else len(history.rows)
     return _Run(model.cpu() if task.keep_model else None, history.frame(), best_epoch, history.best_val)
 
 
+class _Convergence:
+    """When the running posterior mean has converged: the stopping rule of the chain.
+
+    After S samples the mean's predictions carry Monte Carlo error of variance
+    ``v/S`` per rating (``v``: the samples' variance around their mean, measured
+    on the training ratings), which adds ``v/S`` to the expected squared error.
+    Doubling the samples would remove half of it, an RMSE gain of about
+    ``v / (4 S σ)`` at noise level ``σ``. The chain stops once that estimated
+    gain is below ``tolerance``: more data means a tighter posterior and fewer
+    sweeps; a small data set, more.
+    """
+
+    def __init__(self, n: int, device: torch.device, tolerance: float, min_samples: int):
+        self.tolerance, self.min_samples = tolerance, min_samples
+        self.count = 0
+        self.mean = torch.zeros(n, dtype=torch.float64, device=device)
+        self.squares = torch.zeros(n, dtype=torch.float64, device=device)
+
+    def add(self, predictions: torch.Tensor) -> None:
+        """Fold one sample's predictions at the training ratings in (Welford's update)."""
+        self.count += 1
+        delta = predictions - self.mean
+        self.mean += delta / self.count
+        self.squares += delta * (predictions - self.mean)
+
+    def gain(self, noise_std: float) -> float:
+        """Estimated RMSE gain of doubling the samples (inf before two samples)."""
+        if self.count < 2:
+            return math.inf
+        spread = float(self.squares.mean()) / (self.count - 1)
+        return spread / (4 * self.count * noise_std)
+
+    def converged(self, noise_std: float) -> bool:
+        return self.count >= self.min_samples and self.gain(noise_std) < self.tolerance
+
+
 def _fit_gibbs(task: _Task) -> _Run:
-    """Gibbs sampling; the running posterior mean is scored after every sweep. With a
-    validation part the mean at the best sweep is kept; a refit following the
-    validation run's verdicts keeps its mean at the last improving sweep; otherwise
-    the mean after ``task.epochs`` sweeps."""
-    if task.verdicts is None or task.val is None:
-        return _gibbs_chain(task)
-    try:
-        return _gibbs_chain(task)
-    finally:
-        task.verdicts.close()  # also on failure, so the refit never waits forever
-
-
-def _gibbs_chain(task: _Task) -> _Run:
+    """One chain: warm-up passes, then sweeps until :class:`_Convergence` says stop
+    (or ``config.sweeps``); the running posterior mean is the model."""
     config, device = task.config, task.device
     ratings = Ratings.from_arrays(*_rows(task.fit, task.users, task.movies), device)
     sampler = GibbsSampler(len(task.users), len(task.movies), config.sample_dim, ratings, config.sample_init_std, config.seed)
+    warm = _warm_up(sampler, config.warm_up, config.warm_ridge)
     # The running sum of P Qᵀ, cut back to the exported rank whenever it is wider than
-    # twice that (plus a sample). Keeping more along the way bought nothing on
-    # ML-100K (exported validation RMSE 0.8891 at 64, 0.8892 at 128), and a
-    # compression costs the square of the width.
+    # twice that (plus a sample): a compression costs the square of the width.
     mean = PosteriorMean(keep=config.dim, cap=2 * config.dim + config.sample_dim) if task.keep_model else None
-    count = 0
+    convergence = _Convergence(len(ratings), device, config.tolerance, config.min_sweeps)
     held_out = None
     if task.val is not None:
         vu, vm, vr = (torch.as_tensor(a, device=device) for a in _rows(task.val, task.users, task.movies))
         held_out, val_mean = (vu, vm, vr), torch.zeros(len(vr), dtype=vr.dtype, device=device)
-    fit_mean = torch.zeros_like(ratings.values)
     history = task.log("sweep", config.sweeps, min_delta=0.0)
-    best, best_epoch = None, None
     for sweep in history:
-        if task.verdicts is not None and task.verdicts.cancelled:
-            break
         sampler.sweep()
         if sweep <= config.burn_in:
             continue
-        count += 1
         if mean is not None:
             mean.add(sampler.sample)
-        # Running means of the predictions, for the history (fit rows: from the residuals).
-        fit_mean += (ratings.values - sampler.residuals - fit_mean) / count
+        convergence.add(ratings.values - sampler.residuals)
         val_rmse = None
         if held_out is not None:
-            val_mean += (sampler.predict(vu, vm) - val_mean) / count
+            val_mean += (sampler.predict(vu, vm) - val_mean) / convergence.count
             val_rmse = _clipped_rmse(val_mean, vr, task.scale)
-        improved = _exchange(task, history.record(sweep, _clipped_rmse(fit_mean, ratings.values, task.scale), val_rmse))
-        if improved is None:
+        gain = convergence.gain(1.0 / math.sqrt(sampler.alpha))
+        history.record(sweep, _clipped_rmse(convergence.mean, ratings.values, task.scale), val_rmse, f"gain {gain:.5f}")
+        if convergence.converged(1.0 / math.sqrt(sampler.alpha)):
             break
-        if improved:
-            best, best_epoch = (None if mean is None else mean.snapshot()), sweep
-    frame = history.frame()
-    if task.val is None and task.verdicts is not None and best_epoch is not None:
-        frame = frame[frame["epoch"] <= best_epoch]  # the sweeps the kept mean has seen
-    model = None if mean is None else _model_from_mean(best or mean, len(task.users), len(task.movies), config.dim)
-    return _Run(model, frame, best_epoch or history.total, history.best_val)
+    history.close()
+    model = None if mean is None else _model_from_mean(mean, len(task.users), len(task.movies), config.dim)
+    run = _Run(model, history.frame(), len(history.rows) + config.burn_in, history.best_val)
+    run.warm_up_passes = warm
+    return run
 
 
-def _exchange(task: _Task, improved: bool) -> bool | None:
-    """The verdict a run acts on after a sweep. A run on its own, or a validation
-    run (which publishes it), keeps its own; a refit beside a validation run takes
-    that run's verdict instead, None once the validation run is over."""
-    if task.verdicts is None:
-        return improved
-    if task.val is not None:
-        task.verdicts.publish(improved)
-        return improved
-    return task.verdicts.next()
+def _warm_up(sampler: GibbsSampler, passes: int, ridge: float) -> int:
+    """Alternating-least-squares passes until the training RMSE improves by less
+    than 0.001 (at most ``passes``); how many ran."""
+    previous = math.inf
+    for done in range(1, passes + 1):
+        sampler.warm_up(ridge)
+        rmse = float(sampler.residuals.square().mean().sqrt())
+        log.info("warm-up pass %d train_rmse %.4f", done, rmse)
+        if previous - rmse < 1e-3:
+            return done
+        previous = rmse
+    return passes
 
 
 def _model_from_mean(mean: PosteriorMean, n_users: int, n_movies: int, dim: int) -> CollaborativeFiltering:
@@ -328,39 +327,6 @@ def _model_from_mean(mean: PosteriorMean, n_users: int, n_movies: int, dim: int)
 
 
 _METHODS: dict[str, Callable[[_Task], _Run]] = {"adam": _fit_adam, "gibbs": _fit_gibbs}
-_REFITS_ALONGSIDE = {"gibbs"}
-"""Methods whose refit runs beside the validation run (see the module docstring)."""
-
-
-def _validate_and_refit_together(
-    method: Callable[[_Task], _Run], fit: pd.DataFrame, val: pd.DataFrame, everything: pd.DataFrame, context: dict
-) -> tuple[_Run, _Run]:
-    """The validation run on a worker thread and the refit on this one, in step.
-
-    Returns (validation run, refit). The refit ends with the validation run; an
-    error in either is raised here, and a failed refit stops the validation run.
-    """
-    verdicts = _Verdicts()
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="validation-run") as pool:
-        validation = pool.submit(method, _Task(fit, val, None, False, verdicts=verdicts, **context))
-        try:
-            refit = method(_Task(everything, None, None, True, verdicts=verdicts, **context))
-        except BaseException:
-            verdicts.cancel()
-            raise
-        return validation.result(), refit
-
-
-@contextlib.contextmanager
-def _torch_threads(threads: int) -> Iterator[None]:
-    """Limit torch's intra-op threads for the duration (0: leave them alone)."""
-    before = torch.get_num_threads()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _fitted_mask(rows: np.ndarray, size: int) -> np.ndarray:
@@ -379,25 +345,28 @@ def train(
 ) -> TrainResult:
     """Fit the model on the training rows with ``config.method``.
 
-    A validation part (``config.val_fraction`` of ``train_ratings``) is carved out
-    to choose the epoch (sweep) count; with ``config.refit`` (the default) the
-    method then runs again on all of ``train_ratings`` for that count. The test
-    part never reaches this function. Training raises glibc's malloc thresholds
-    for the process (:mod:`embedder.allocator`).
+    ``gibbs`` with ``config.refit`` (the default): one chain on all of
+    ``train_ratings``. Otherwise a validation part (``config.val_fraction`` of
+    ``train_ratings``) is carved out and its RMSE recorded per epoch (sweep); Adam
+    stops early on it and, with ``config.refit``, runs again on all training rows
+    for the chosen epoch count. The test part never reaches this function.
     """
     device = resolve_device(config.device)
-    reuse_freed_memory()
-    fit, val = validation_split(train_ratings, config.val_fraction, config.seed)
     method = _METHODS[config.method]
     started = time.perf_counter()
     context = dict(config=config, users=users, movies=movies, scale=rating_scale, device=device, progress=progress)
-    with _torch_threads(config.threads):
-        if config.refit and config.method in _REFITS_ALONGSIDE:
-            first, final = _validate_and_refit_together(method, fit, val, train_ratings, context)
-        else:
-            first = method(_Task(fit, val, None, not config.refit, **context))
-            final = method(_Task(train_ratings, None, first.best_epoch, True, **context)) if config.refit else first
-        fitted, refit_history = (train_ratings, final.history) if config.refit else (fit, None)
+    refit_history = None
+    if config.method == "gibbs" and config.refit:
+        fitted = train_ratings
+        first = final = method(_Task(train_ratings, None, None, True, **context))
+    else:
+        fitted, val = validation_split(train_ratings, config.val_fraction, config.seed)
+        first = method(_Task(fitted, val, None, not config.refit, **context))
+        final = first
+        if config.refit:
+            fitted = train_ratings
+            final = method(_Task(train_ratings, None, first.best_epoch, True, **context))
+            refit_history = final.history
     seconds = time.perf_counter() - started
     return TrainResult(
         model=final.model,
@@ -411,4 +380,6 @@ def train(
         trained_movies=_fitted_mask(movies.numbers(fitted["movie_id"].to_numpy()), len(movies)),
         validation_rmse=first.best_val,
         refit_history=refit_history,
+        fitted_all=fitted is train_ratings,
+        warm_up_passes=first.warm_up_passes,
     )

@@ -40,7 +40,8 @@ def zip_folder(folder: Path, dest: Path, top: str | None = None) -> Path:
 def assert_canonical(result: data.RatingsData) -> None:
     r, m = result.ratings, result.movies
     assert list(r.columns) == ["user_id", "movie_id", "rating", "timestamp"]
-    assert [str(t) for t in r.dtypes] == ["int64", "int64", "float32", "int64"]
+    # Ids are int32 when they fit (they do in every fixture), to halve their memory at 25M rows.
+    assert [str(t) for t in r.dtypes] == ["int32", "int32", "float32", "int64"]
     assert r.index.equals(pd.RangeIndex(len(r)))
     assert list(m.columns) == ["movie_id", "title", "genres"]
     assert m["movie_id"].dtype == np.int64
@@ -610,3 +611,137 @@ def test_offline_without_cache_says_so(tmp_path, monkeypatch):
     with pytest.raises(DataError, match="MOVIE_EMBEDDINGS_OFFLINE") as info:
         load_ratings(cache_dir=tmp_path)
     assert str(tmp_path) in str(info.value)
+
+
+# --------------------------------------------------------------------------- #
+# Scale and hostile input: compact dtypes, ids past int64, blank lines, zip caps
+# --------------------------------------------------------------------------- #
+
+
+def test_checksum_is_the_same_for_int32_ids_and_across_blocks(monkeypatch):
+    wide = pd.DataFrame({
+        "user_id": np.arange(10, dtype=np.int64), "movie_id": np.arange(10, 20, dtype=np.int64),
+        "rating": np.linspace(0.5, 5, 10, dtype=np.float32), "timestamp": np.arange(10, dtype=np.int64) * 7,
+    })
+    narrow = wide.astype({"user_id": np.int32, "movie_id": np.int32})
+    whole = ratings_checksum(wide)
+    assert ratings_checksum(narrow) == whole
+    monkeypatch.setattr("embedder.ratings._CHECKSUM_BLOCK", 3)  # several blocks, one uneven
+    assert ratings_checksum(narrow) == whole
+
+
+def test_ids_past_int32_stay_int64(tmp_path):
+    big = 2**40
+    path = write(tmp_path / "big.csv", f"user_id,movie_id,rating\n{big},{-big},3\n1,2,4\n")
+    result = load_ratings(path)
+    assert result.ratings["user_id"].dtype == np.int64 and result.ratings["movie_id"].dtype == np.int64
+    assert rows(result) == [(big, -big, 3.0, 0), (1, 2, 4.0, 0)]
+
+
+OUT_OF_RANGE = [str(2**63), str(2**64), str(2**70), "99999999999999999999999", str(-(2**63) - 1), "-" + "9" * 30]
+
+
+@pytest.mark.parametrize("value", OUT_OF_RANGE)
+def test_ids_past_int64_are_refused_not_wrapped(tmp_path, value):
+    path = write(tmp_path / "wrap.csv", f"user_id,movie_id,rating\n1,2,3\n{value},2,4\n")
+    message = raises_at("wrap.csv", 3, load_ratings, path)
+    assert f"user_id '{value}'" in message or f"user_id {value}" in message, message
+    assert "out of range" in message and "64-bit" in message
+
+
+@pytest.mark.parametrize("value", [str(2**63), "99999999999999999999999"])
+def test_ids_past_int64_are_refused_in_every_layout(tmp_path, ml100k_dir, value):
+    folder = tmp_path / "ml-25m"
+    write(folder / "ratings.csv", f"userId,movieId,rating,timestamp\n1,2,3,4\n2,{value},4,5\n")
+    assert "movie_id" in raises_at("ratings.csv", 3, load_ratings, folder)
+    write(ml100k_dir / "u.data", f"1\t2\t3\t4\n\n{value}\t2\t3\t4\n")
+    assert "out of range" in raises_at("u.data", 3, load_ratings, ml100k_dir)
+
+
+def test_a_huge_id_is_cut_short_in_the_message(tmp_path):
+    digits = "9" * 10_000_000
+    path = write(tmp_path / "huge.csv", f"user_id,movie_id,rating\n1,2,3\n{digits},2,4\n")
+    message = raises_at("huge.csv", 3, load_ratings, path)
+    assert "9" * 40 + "…" in message and "9" * 41 not in message
+    assert "out of range" in message and len(message) < 400
+
+
+def test_negative_movielens_ids_are_refused(tmp_path, caplog):
+    folder = tmp_path / "ml-latest-small"
+    write(folder / "ratings.csv", "userId,movieId,rating,timestamp\n1,2,3,4\n-1,2,4,5\n")
+    with caplog.at_level(logging.WARNING, logger="embedder.data"):
+        message = raises_at("ratings.csv", 3, load_ratings, folder)
+    assert "user_id -1 is negative" in message
+    assert "duplicate" not in caplog.text
+
+
+def test_negative_ids_in_a_plain_csv_load_without_a_false_duplicate_warning(tmp_path, caplog):
+    path = write(tmp_path / "neg.csv", "user_id,movie_id,rating\n-1,2,3\n-2,2,4\n")
+    with caplog.at_level(logging.WARNING, logger="embedder.data"):
+        result = load_ratings(path)
+    assert result.duplicates_dropped == 0 and len(result.ratings) == 2
+    assert "duplicate" not in caplog.text
+
+
+def test_blank_lines_cost_no_rows_and_still_count_for_line_numbers(tmp_path, ml100k_dir):
+    path = write(tmp_path / "blank.csv", "user_id,movie_id,rating\n" + "\n" * 200_000 + "1,2,3\n\n \n2,3,4\n")
+    result = load_ratings(path)
+    assert rows(result) == [(1, 2, 3.0, 0), (2, 3, 4.0, 0)]
+    write(path, "user_id,movie_id,rating\n\n\n1,2,3\n\n2,3,x\n")
+    assert "rating 'x'" in raises_at("blank.csv", 6, load_ratings, path)
+
+
+def test_single_colon_after_blank_lines_in_a_zip_names_the_line(tmp_path):
+    folder = tmp_path / "src"
+    write(folder / "ratings.dat", "1::2::3::4\n\n\n1::3::x::5\n")
+    zipped = zip_folder(folder, tmp_path / "ml-1m.zip", "ml-1m")
+    message = raises_at("ml-1m/ratings.dat", 4, load_ratings, zipped)
+    assert "ml-1m.zip" in message and "rating 'x'" in message
+
+
+def zip_bytes(dest: Path, name: str, content: bytes) -> Path:
+    with zipfile.ZipFile(dest, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        zf.writestr(name, content)
+    return dest
+
+
+def test_a_zip_bomb_of_blank_lines_is_refused_before_reading(tmp_path):
+    content = b"userId,movieId,rating,timestamp\n1,2,3,4\n" + b"\n" * (8 << 20)
+    bomb = zip_bytes(tmp_path / "ml-latest.zip", "ml-latest/ratings.csv", content)
+    assert bomb.stat().st_size < 100_000
+    message = raises_at("ml-latest/ratings.csv in", None, load_ratings, bomb)
+    assert "ml-latest.zip" in message and "100:1 limit" in message
+
+
+def test_a_zip_member_over_the_size_limit_is_refused(tmp_path, monkeypatch):
+    from embedder import formats
+
+    archive = zip_bytes(tmp_path / "ml-20m.zip", "ml-20m/ratings.csv", RATINGS_CSV.encode())
+    monkeypatch.setattr(formats, "MAX_MEMBER_BYTES", 64)
+    message = raises_at("ml-20m/ratings.csv in", None, load_ratings, archive)
+    assert "ml-20m.zip" in message and "over the 64-byte limit" in message
+
+
+def test_a_corrupt_zip_member_is_refused_naming_it(tmp_path):
+    archive = zip_bytes(tmp_path / "ml-20m.zip", "ml-20m/ratings.csv", RATINGS_CSV.encode())
+    blob = bytearray(archive.read_bytes())
+    at = blob.find(b"1112486027")
+    if at < 0:  # deflated: damage the compressed stream instead
+        at = 60
+    blob[at] ^= 0xFF
+    archive.write_bytes(bytes(blob))
+    raises_at("ml-20m.zip", None, load_ratings, archive)
+
+
+@pytest.mark.parametrize("count", [1])
+def test_too_few_ratings_for_the_split_say_so_naming_the_file(tmp_path, count):
+    from embedder.split import canonical_split, validation_split
+
+    path = write(tmp_path / "tiny.csv", "user_id,movie_id,rating\n" + "1,2,3\n" * count)
+    result = load_ratings(path)
+    with pytest.raises(DataError, match=r"tiny\.csv: 1 rating\(s\) are too few for the train/test split"):
+        canonical_split(result.ratings, source=result.source)
+    two = load_ratings(write(tmp_path / "two.csv", "user_id,movie_id,rating\n1,2,3\n1,3,4\n"))
+    train, _ = canonical_split(two.ratings, source=two.source)
+    with pytest.raises(DataError, match=r"two\.csv: 1 rating\(s\) are too few for the validation split"):
+        validation_split(train, 0.1, 0, source=two.source)

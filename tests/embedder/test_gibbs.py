@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import threading
-
 import numpy as np
 import pytest
 import torch
@@ -12,8 +10,7 @@ from embedder.config import TrainConfig
 from embedder.export import model_arrays
 from embedder.gibbs import GibbsSampler, LowRankSum, PosteriorMean, Ratings
 from embedder.metrics import rating_errors
-import embedder.train as train_module
-from embedder.train import train
+from embedder.train import _Convergence, train
 from embedder.vocab import Vocabulary
 from tests.conftest import make_low_rank_ratings
 from tests.embedder.test_train import NOISE, _predict, fit_synthetic
@@ -35,27 +32,57 @@ def test_posterior_mean_reaches_the_noise_floor_on_held_out_ratings(fitted):
     assert result.model.user_factors.weight.shape == (300, 8)  # exported at rank dim, not sample_dim
 
 
-def test_history_best_sweep_and_refit(fitted):
+def test_one_chain_on_all_training_rows_after_a_warm_up(fitted):
     result, train_part, _ = fitted
     history = result.history
     assert list(history.columns) == ["epoch", "train_rmse", "val_rmse", "seconds"]
-    assert history["epoch"].tolist() == list(range(1, 61))
-    best = history.loc[history["val_rmse"].idxmin()]
-    assert result.best_epoch == best["epoch"] and result.validation_rmse == pytest.approx(best["val_rmse"])
-    # The refit ran the chosen number of sweeps on all training rows, with nothing held out.
-    refit = result.refit_history
-    assert len(refit) == result.best_epoch and refit["val_rmse"].isna().all()
+    assert history["epoch"].tolist() == list(range(1, len(history) + 1)) and result.best_epoch == len(history)
+    assert history["val_rmse"].isna().all()  # nothing held out
+    assert result.refit_history is None and result.fitted_all
+    assert 1 <= result.warm_up_passes <= TrainConfig().warm_up
     assert result.trained_users.sum() == train_part["user_id"].nunique()
     assert result.trained_movies.sum() == train_part["movie_id"].nunique()
+
+
+def test_the_chain_stops_once_its_mean_has_converged():
+    frame, users, movies = _small_frame()
+    config = TrainConfig(dim=4, sample_dim=3, sweeps=5000, min_sweeps=10, tolerance=0.002, seed=2)
+    result = train(frame, config, users, movies, SCALE, progress=False)
+    assert config.min_sweeps <= result.best_epoch < 5000
+    stricter = train(frame, TrainConfig(dim=4, sample_dim=3, sweeps=5000, min_sweeps=10, tolerance=0.0005, seed=2), users, movies, SCALE, progress=False)
+    assert stricter.best_epoch > result.best_epoch  # a smaller tolerance takes more sweeps
+
+
+def test_the_convergence_estimate_is_the_monte_carlo_error_of_the_mean():
+    # Samples = truth + N(0, s²) noise: the mean's extra squared error is s²/S, so
+    # doubling S gains s²/(2S) in MSE, about s²/(4 S σ) in RMSE at noise σ.
+    rng = np.random.default_rng(0)
+    truth, s, sigma = rng.normal(size=20_000), 0.3, 0.8
+    convergence = _Convergence(len(truth), torch.device("cpu"), tolerance=1e-3, min_samples=5)
+    for _ in range(25):
+        convergence.add(torch.as_tensor(truth + rng.normal(0, s, len(truth))))
+    assert convergence.gain(sigma) == pytest.approx(s**2 / (4 * 25 * sigma), rel=0.03)
+    assert convergence.converged(sigma) == (s**2 / (4 * 25 * sigma) < 1e-3)
+
+
+def test_warm_up_passes_fit_the_training_ratings():
+    sampler, *_ = _small_sampler(seed=3)
+    start = float(((sampler.ratings.values - sampler.ratings.values.mean()) ** 2).mean().sqrt())
+    errors = []
+    for _ in range(3):
+        sampler.warm_up(ridge=5.0)
+        errors.append(float(sampler.residuals.square().mean().sqrt()))
+    assert errors[0] < start and errors[2] <= errors[1] <= errors[0]
 
 
 def test_without_refit_the_validation_run_is_returned():
     frame, _ = make_low_rank_ratings(n_users=40, n_movies=30, density=0.5, seed=5)
     users, movies = Vocabulary.from_values(frame["user_id"]), Vocabulary.from_values(frame["movie_id"])
-    config = TrainConfig(dim=4, sample_dim=2, sweeps=10, burn_in=3, refit=False)
+    config = TrainConfig(dim=4, sample_dim=2, sweeps=10, min_sweeps=10, burn_in=3, refit=False)
     result = train(frame, config, users, movies, SCALE, progress=False)
-    assert result.refit_history is None
+    assert result.refit_history is None and not result.fitted_all
     assert result.history["epoch"].tolist() == list(range(4, 11))  # burn-in sweeps are not averaged
+    assert result.history["val_rmse"].notna().all()  # the validation curve
     assert result.trained_users.sum() <= frame["user_id"].nunique()
 
 
@@ -84,7 +111,8 @@ def test_a_noise_free_draw_is_the_conditional_mean_worked_out_per_user(monkeypat
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float64)
     monkeypatch.setattr(sampler, "_hyper", lambda rows: (as_tensor(prior_mean), as_tensor(prior_precision)))
     monkeypatch.setattr(sampler, "_normal", lambda *shape: torch.zeros(shape, dtype=torch.float64))
-    X = sampler._draw_side(sampler.users, sampler.X, sampler.Y).numpy()
+    X = sampler._draw_side(sampler.users, sampler.X, sampler.Y, True, 0.0).numpy()
+    ridge = sampler._draw_side(sampler.users, sampler.X, sampler.Y, False, 5.0).numpy()  # a warm-up step
     Y, mu, alpha, d = sampler.Y.numpy(), sampler.mu, sampler.alpha, sampler.dim
     for user in (0, 7, 29):
         mine = u == user
@@ -93,6 +121,8 @@ def test_a_noise_free_draw_is_the_conditional_mean_worked_out_per_user(monkeypat
         precision = alpha * Z.T @ Z + np.diag(prior_precision)
         expected = np.linalg.solve(precision, alpha * Z.T @ target + prior_precision * prior_mean)
         np.testing.assert_allclose(X[user], expected, rtol=1e-5, atol=1e-6)
+        least_squares = np.linalg.solve(Z.T @ Z + 5.0 * np.eye(k), Z.T @ target)
+        np.testing.assert_allclose(ridge[user], least_squares, rtol=1e-5, atol=1e-6)
 
 
 def test_posterior_mean_is_the_mean_of_the_samples():
@@ -151,24 +181,6 @@ def test_movies_without_training_ratings_are_exported_as_zero_rows():
     assert arrays["movie_embeddings.npy"].dtype == np.float32
 
 
-def test_a_snapshot_keeps_the_mean_it_had_while_the_sum_is_compressed():
-    sampler, *_ = _small_sampler(seed=6)
-    mean = PosteriorMean(keep=4, cap=7)  # width 3 per draw: compressed every other add
-    for _ in range(3):
-        sampler.sweep()
-        mean.add(sampler.sample)
-    frozen = mean.snapshot()
-    before = [t.clone() if torch.is_tensor(t) else t for t in frozen.factors(rank=4)]
-    for _ in range(5):
-        sampler.sweep()
-        mean.add(sampler.sample)
-    after = frozen.factors(rank=4)
-    assert frozen.count == 3 and mean.count == 8
-    for old, new in zip(before, after):
-        assert np.array_equal(np.asarray(old), np.asarray(new))
-    assert not np.array_equal(mean.factors(rank=4)[3].numpy(), after[3].numpy())
-
-
 def test_low_rank_sum_of_repeated_factors_stays_exact():
     # Ten identical columns pairs have rank 2: the bases must drop the null
     # directions instead of dividing by them.
@@ -182,75 +194,6 @@ def test_low_rank_sum_of_repeated_factors_stays_exact():
     np.testing.assert_allclose((P @ Q.T).numpy(), 5 * (A @ B.T).numpy(), atol=1e-10)
 
 
-def _refit_frame(seed=8):
+def _small_frame(seed=8):
     frame, _ = make_low_rank_ratings(n_users=60, n_movies=40, density=0.4, seed=seed)
     return frame, Vocabulary.from_values(frame["user_id"]), Vocabulary.from_values(frame["movie_id"])
-
-
-def test_refit_beside_the_validation_run_equals_a_refit_after_it(monkeypatch):
-    frame, users, movies = _refit_frame()
-    config = TrainConfig(dim=4, sample_dim=3, sweeps=40, burn_in=2, seed=3)
-    together = train(frame, config, users, movies, SCALE, progress=False)
-    monkeypatch.setattr(train_module, "_REFITS_ALONGSIDE", set())  # validation first, then the refit
-    after = train(frame, config, users, movies, SCALE, progress=False)
-    assert together.best_epoch == after.best_epoch
-    for name, tensor in together.model.state_dict().items():
-        np.testing.assert_array_equal(tensor.numpy(), after.model.state_dict()[name].numpy(), err_msg=name)
-    # The refit's history stops at the chosen sweep, as the one run afterwards does.
-    assert together.refit_history["epoch"].tolist() == after.refit_history["epoch"].tolist()
-    assert together.refit_history["epoch"].tolist() == list(range(config.burn_in + 1, together.best_epoch + 1))
-    np.testing.assert_array_equal(together.refit_history["train_rmse"], after.refit_history["train_rmse"])
-
-
-def test_refit_beside_the_validation_run_keeps_the_mean_at_an_early_best_sweep(monkeypatch):
-    # Force the validation run's best to sweep 5 of 12 (its RMSE worsens after it):
-    # the refit must export the mean of its first 5 sweeps, not of all 12.
-    frame, users, movies = _refit_frame()
-    real_record = train_module._Log.record
-
-    def record(self, epoch, train_rmse, val_rmse):
-        if val_rmse is not None:
-            val_rmse = 1.0 + abs(epoch - 5)
-        return real_record(self, epoch, train_rmse, val_rmse)
-
-    monkeypatch.setattr(train_module._Log, "record", record)
-    config = TrainConfig(dim=4, sample_dim=3, sweeps=12, seed=4)
-    together = train(frame, config, users, movies, SCALE, progress=False)
-    assert together.best_epoch == 5 and together.refit_history["epoch"].tolist() == [1, 2, 3, 4, 5]
-    early = train(frame, TrainConfig(dim=4, sample_dim=3, sweeps=5, seed=4, refit=False), users, movies, SCALE, progress=False)
-    monkeypatch.setattr(train_module, "_REFITS_ALONGSIDE", set())
-    after = train(frame, config, users, movies, SCALE, progress=False)
-    for name, tensor in together.model.state_dict().items():
-        np.testing.assert_array_equal(tensor.numpy(), after.model.state_dict()[name].numpy(), err_msg=name)
-    assert not np.array_equal(together.model.user_factors.weight.detach().numpy(), early.model.user_factors.weight.detach().numpy())
-
-
-def test_a_failing_validation_run_fails_training_instead_of_hanging(monkeypatch):
-    def broken(self, users, movies):  # only the validation run scores held-out ratings
-        raise RuntimeError("validation run broke")
-
-    monkeypatch.setattr(GibbsSampler, "predict", broken)
-    frame, users, movies = _refit_frame()
-    with pytest.raises(RuntimeError, match="validation run broke"):
-        train(frame, TrainConfig(dim=4, sample_dim=3, sweeps=20), users, movies, SCALE, progress=False)
-
-
-def test_a_failing_refit_stops_the_validation_run(monkeypatch):
-    sweeps_by_thread: dict[str, int] = {}
-    real_sweep = GibbsSampler.sweep
-
-    def counted_sweep(self):
-        name = threading.current_thread().name
-        sweeps_by_thread[name] = sweeps_by_thread.get(name, 0) + 1
-        real_sweep(self)
-
-    def broken(self, sample):  # only the refit keeps a posterior mean
-        raise RuntimeError("refit broke")
-
-    monkeypatch.setattr(GibbsSampler, "sweep", counted_sweep)
-    monkeypatch.setattr(PosteriorMean, "add", broken)
-    frame, users, movies = _refit_frame()
-    with pytest.raises(RuntimeError, match="refit broke"):
-        train(frame, TrainConfig(dim=4, sample_dim=3, sweeps=5000), users, movies, SCALE, progress=False)
-    validation_sweeps = [count for name, count in sweeps_by_thread.items() if name.startswith("validation-run")]
-    assert validation_sweeps and validation_sweeps[0] < 5000

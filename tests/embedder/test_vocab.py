@@ -27,3 +27,13 @@ def test_unknown_ids_raise_a_key_error_naming_the_id_or_map_to_minus_one():
 def test_duplicate_ids_are_refused():
     with pytest.raises(ValueError, match="not unique"):
         Vocabulary(np.array([1, 2, 1]))
+
+
+def test_int32_ids_as_loaded_map_to_int64_rows_and_ids():
+    # embedder.data loads ids as int32 when they fit; the vocabulary widens them.
+    values = np.array([7, 3, 7, 2**31 - 1], dtype=np.int32)
+    vocab = Vocabulary.from_values(values, "movie")
+    assert vocab.ids.dtype == np.int64 and vocab.ids.tolist() == [3, 7, 2**31 - 1]
+    rows = vocab.numbers(values)
+    assert rows.dtype == np.int64 and rows.tolist() == [1, 0, 1, 2]
+    assert vocab.number(np.int32(3)) == 0 and np.int32(7) in vocab
