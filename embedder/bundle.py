@@ -230,6 +230,10 @@ def point_current(link: str | os.PathLike, target: str | os.PathLike) -> Path:
 # --------------------------------------------------------------------------- predicting
 
 
+PREDICT_BLOCK = 1 << 18
+"""Pairs predicted at a time by :func:`predict_ratings`."""
+
+
 def predict_ratings(
     global_mean: float,
     user_embeddings: np.ndarray,
@@ -250,17 +254,21 @@ def predict_ratings(
     """
     user_rows = np.asarray(user_rows, dtype=np.int64)
     movie_rows = np.asarray(movie_rows, dtype=np.int64)
-    known_user = user_rows >= 0
-    known_movie = movie_rows >= 0
-    u = np.where(known_user, user_rows, 0)
-    m = np.where(known_movie, movie_rows, 0)
-    dot = np.einsum("ij,ij->i", user_embeddings[u], movie_embeddings[m]) * (known_user & known_movie)
-    raw = (
-        np.float32(global_mean)
-        + user_biases[u] * known_user
-        + movie_biases[m] * known_movie
-        + dot.astype(np.float32)
-    ).astype(np.float32)
+    raw = np.empty(len(user_rows), dtype=np.float32)
+    # In blocks: the gathered embedding rows of 20M pairs would take gigabytes at once.
+    for start in range(0, len(raw), PREDICT_BLOCK):
+        block = slice(start, start + PREDICT_BLOCK)
+        known_user = user_rows[block] >= 0
+        known_movie = movie_rows[block] >= 0
+        u = np.where(known_user, user_rows[block], 0)
+        m = np.where(known_movie, movie_rows[block], 0)
+        dot = np.einsum("ij,ij->i", user_embeddings[u], movie_embeddings[m]) * (known_user & known_movie)
+        raw[block] = (
+            np.float32(global_mean)
+            + user_biases[u] * known_user
+            + movie_biases[m] * known_movie
+            + dot.astype(np.float32)
+        )
     return np.clip(raw, *rating_scale) if rating_scale is not None else raw
 
 

@@ -27,7 +27,6 @@ development server). Both bind 127.0.0.1:8000 by default, with debug off.
 
 from __future__ import annotations
 
-import json
 import os
 from typing import Any, Mapping
 
@@ -117,12 +116,7 @@ def create_app(
     app.json.sort_keys = False  # keep the documented field order (and skip the sort)
 
     recommender = Recommender.load(app.config["BUNDLE"])
-    # The JSON that jsonify writes outside debug, from one encoder built here:
-    # app.json.dumps builds a new encoder per call, a tenth of an API request.
-    compact = json.JSONEncoder(
-        default=app.json.default, ensure_ascii=app.json.ensure_ascii, sort_keys=app.json.sort_keys, separators=(",", ":")
-    ).encode
-    app.extensions["movie_web"] = WebState(recommender, app.config, compact)
+    app.extensions["movie_web"] = WebState(recommender, app.config)
 
     errors.register(app)
     app.register_blueprint(pages.bp)

@@ -1,7 +1,7 @@
 """``python -m web``: serve the UI and API with gunicorn (or Flask's dev server with ``--dev``).
 
 By default this runs the production server, gunicorn, with the settings of
-:mod:`web.gunicorn_conf` (2 gevent workers taking turns, bound to 127.0.0.1:8000), so
+:mod:`web.gunicorn_conf` (2 of gunicorn's own gevent workers, bound to 127.0.0.1:8000), so
 ``python -m web`` and ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``
 behave the same. Debug is off unless ``--dev --debug``.
 """

@@ -43,12 +43,6 @@ class Ranked:
         """The answer with its item rows (what the pages render)."""
         return {**self.head, "items": state().rec.items(self.ids, self.scores)}
 
-    def to_json(self) -> str:
-        """The answer as JSON text, equal to the JSON of :meth:`as_dict`, built
-        from cached item fragments (the API's hot path)."""
-        head = state().dumps(self.head)
-        return head[:-1] + ("," if len(head) > 2 else "") + '"items":' + state().items_json(self.ids, self.scores) + "}"
-
 
 def recommendations(raw_user_id: str, args: Mapping[str, str]) -> Ranked:
     """Top-k movies for a user by predicted rating (``score``: the raw prediction)."""

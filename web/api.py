@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, current_app, request
+from flask import Blueprint, jsonify, request
 
 from web import answers, params
 from web.openapi import spec
@@ -20,7 +20,8 @@ bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 def route(rule: str):
     """GET ``rule``; the view takes only the query parameters ``ALLOWED[view name]``
-    (400 for others), and a :class:`~web.answers.Ranked` answer is written as JSON."""
+    (400 for others); a :class:`~web.answers.Ranked` answer is written as JSON
+    with its item rows."""
 
     def register(view):
         allowed = answers.ALLOWED[view.__name__]
@@ -29,8 +30,8 @@ def route(rule: str):
         def checked(*args, **kwargs):
             params.reject_unknown(request.args, allowed)
             answer = view(*args, **kwargs)
-            if isinstance(answer, answers.Ranked):  # written from cached item fragments
-                return current_app.response_class(answer.to_json() + "\n", mimetype="application/json")
+            if isinstance(answer, answers.Ranked):
+                return jsonify(answer.as_dict())
             return answer
 
         return bp.get(rule)(checked)

@@ -1,86 +1,78 @@
 """gunicorn settings for the web app on a small machine (2 cores).
 
-Use with ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``; ``python -m web``
-reads the same module. Every value can be overridden on the command line or
-with ``GUNICORN_CMD_ARGS``; ``WEB_CONCURRENCY`` sets the workers,
-``MOVIE_WEB_WORKER_CLASS`` the worker class (any gunicorn accepts: ``gevent``,
-``gthread``, ...),
-``MOVIE_WEB_THREADS`` the threads of a ``gthread`` worker, ``MOVIE_WEB_BIND`` the
-address.
+Use with ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``;
+``python -m web`` and the repository's ``gunicorn.conf.py`` read the same
+module. These are plain values: override any of them on the command line or
+with ``GUNICORN_CMD_ARGS`` (e.g. ``--workers 4``). Importing this module
+changes nothing: no environment variable, no process-wide setting; the hooks
+below act only inside a running gunicorn.
 
-Why these defaults (``benchmarks/web_load.py``, ML-100K bundle, wrk with 32
-keep-alive connections on the same 2 cores; the machine is shared, so compare
-figures measured in the same run). ``--sweep --duration 10 --no-peer --wrk-threads 1``, every
-setting with ``reuse_port``, 2026-11-22 13:58 UTC:
+Why these values (figures: ``benchmarks/README.md``, ``web_load.py``):
 
-=========================  =======  =======  =======  ====================
-workers                     req/s   p50 ms   p99 ms   server CPU ms/req
-=========================  =======  =======  =======  ====================
-FairGeventWorker 2          2,560     12.3     20.4        0.70
-FairGeventWorker 3          2,498     11.1     27.9        0.72
-gevent 2                    2,147      1.8    391.7        0.83
-gevent_pywsgi 2             2,451     13.5    419.5        0.72
-gthread 2 x 2               1,598     18.3     45.1        1.07
-gthread 2 x 4               1,641     18.0     45.1        1.06
-gthread 3 x 2               1,625     16.9     52.6        1.13
-sync 4                      1,546     20.1     59.8        1.12 (+ a new connection per request)
-=========================  =======  =======  =======  ====================
-
-* **2 workers, one per core.** A request is mostly Python (HTTP parsing,
-  routing, JSON), which holds the GIL, so processes, not threads, give
-  parallelism; more workers only add context switches on 2 cores.
-* **gevent, and gevent's WSGI server** (``web.workers.FairGeventWorker``). With
-  ``gthread`` workers (4 threads) a request cost the server 0.88–1.18 ms of CPU:
-  a ``gthread`` worker hands every request from its poll thread to a pool thread
-  and back (a pipe write, two epoll calls, blocking-mode toggles and GIL
-  hand-offs between five threads: 15–30 system calls a request under
-  ``strace``). A gevent worker reads, answers and writes on one thread (5 system
-  calls): 0.75–0.83 ms with gunicorn's request handling (``gevent``), 0.58–0.70
-  ms with ``gevent.pywsgi``'s (the default here). The app does no I/O of its own
-  while answering (numpy and faiss run in memory), so a greenlet never blocks
-  another for long.
-* **Connections take turns** (:mod:`web.workers`): a gevent worker otherwise keeps
-  serving a connection whose next request is already waiting, and starves the
-  others (p50 4 ms but p99 300 ms in one run). gunicorn's plain ``gevent`` and
-  ``gevent_pywsgi`` workers do not take turns.
-* **``reuse_port``: one listening socket per worker**, and the kernel spreads new
-  connections evenly over them. With one shared socket, whichever worker wakes
-  first accepts: 29 of wrk's 32 connections went to one worker, doubling the
-  latency spread. As two sockets with ``SO_REUSEPORT`` could also share the port
-  with another copy of this server started by the same user, :func:`on_starting`
-  first checks that the port is free.
+* **gunicorn's own ``gevent`` worker**, so requests go through gunicorn's HTTP
+  parser (``gunicorn.http``), which rejects ambiguous framing (duplicate or
+  malformed ``Content-Length``, ``Content-Length`` with ``Transfer-Encoding``,
+  header lines without a colon, stray CRs) with a 400. (``gevent_pywsgi`` and
+  ``geventlet`` would hand parsing to another library.) A gevent worker reads,
+  answers and writes on one thread; ``gthread`` hands each request to a pool
+  thread and back, costing more CPU a request, and a pool thread blocks on a
+  half-sent request until the client gives up.
+* **Slow or half-open requests are cut off after** ``keepalive`` **seconds**:
+  gunicorn's gevent worker reads every request's line and headers under a
+  ``gevent.Timeout`` of ``keepalive``, so a slowloris client holds each of its
+  connections for at most that long, and each worker serves
+  ``worker_connections`` connections at once.
+* **Connections take turns** (:func:`post_request`): a gevent worker otherwise
+  keeps serving a connection whose next request is already in its buffer, and
+  the others queue behind it (p99 in the hundreds of ms under load, for this app
+  and the bare peer alike).
+* **2 workers, one per core.** A request is mostly Python, which holds the GIL;
+  more processes only add context switches on 2 cores.
+* **``reuse_port``: one listening socket per worker**, so the kernel spreads new
+  connections evenly. As ``SO_REUSEPORT`` would also let a second copy of this
+  server share the port silently, :func:`on_starting` first checks it is free.
 * **``preload_app`` and ``gc.freeze()``** before forking: the bundle is loaded
-  (and verified) once, in the master, so a bad bundle stops the server at once
-  with the error naming the file, and the workers share its memory pages. Freezing
-  its ~100,000 objects keeps the garbage collector from walking them again: a
-  full collection in a worker took 54 ms, a stall for every request in flight.
-* **One BLAS/OpenMP thread per process:** a request's maths is one small
-  matrix-vector product; letting BLAS split it across threads in every worker
-  makes the workers fight over the 2 cores.
-* No access log by default: one log line per request is a measurable share of a
-  request. Turn it on with ``--access-logfile -``.
+  and verified once, in the master (a bad bundle stops the server at once), the
+  workers share its pages, and the collector never walks its objects again.
+* **One faiss (OpenMP) thread per worker** (:func:`post_fork`): a request's
+  search is one small query; splitting it over threads in every worker makes
+  the workers fight over the 2 cores.
+* **Request limits** below the gunicorn defaults: the API's URLs and headers
+  are short, so a long request line or header block is refused early.
+* **Quiet logs:** a rejected request is one warning line (no traceback), and
+  there is no access log by default (``--access-logfile -`` turns it on).
 """
 
 import errno
 import gc
 import logging
-import os
 import socket
+import sys
 
-# Before numpy or faiss load (they read these once, at import).
-for _name in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-    os.environ.setdefault(_name, "1")
-
-bind = [os.environ.get("MOVIE_WEB_BIND", "127.0.0.1:8000")]
-workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = os.environ.get("MOVIE_WEB_WORKER_CLASS", "web.workers.FairGeventWorker")
-threads = int(os.environ.get("MOVIE_WEB_THREADS", "4"))
+bind = ["127.0.0.1:8000"]
+workers = 2
+worker_class = "gevent"
+worker_connections = 1000
+"""Connections one gevent worker serves at once (a slowloris client holds one
+for ``keepalive`` seconds at most)."""
+threads = 4
 """Threads per worker; used by ``gthread`` workers only."""
 reuse_port = True
 preload_app = True
+
+# The header-read timeout of gunicorn's gevent worker, and the idle time
+# allowed between requests on one connection.
 keepalive = 5
+# A worker that answers no heartbeat for this long (a request stuck in Python) is restarted.
 timeout = 30
 graceful_timeout = 10
+
+# The longest API URL (a search query of MAX_QUERY_LENGTH, percent-encoded) is
+# well under 2 KiB; browsers send about 20 headers.
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+
 accesslog = None
 errorlog = "-"
 loglevel = "info"
@@ -119,13 +111,40 @@ def on_starting(server) -> None:
 
 
 def when_ready(server) -> None:
-    # With reuse_port the workers bind, so gunicorn's own "Listening at" is empty.
+    """Say where the server listens (with ``reuse_port`` the workers bind, so
+    gunicorn's own "Listening at" line is empty)."""
     server.log.info("Serving on %s (%s workers, %s)", ", ".join(server.cfg.bind), server.cfg.workers, server.cfg.worker_class_str)
 
 
 def pre_fork(server, worker) -> None:
     """Move everything loaded so far out of the garbage collector's reach."""
     gc.freeze()
+
+
+def post_fork(server, worker) -> None:
+    """One OpenMP thread for faiss in each worker (the preloaded app loaded it)."""
+    faiss = sys.modules.get("faiss")
+    if faiss is not None:
+        faiss.omp_set_num_threads(1)
+
+
+TURN_SECONDS = 0.0001
+"""How long a gevent connection steps aside after each request: any positive
+time makes gevent poll every socket first (a zero sleep resumes before polling)."""
+
+
+def _is_gevent(worker) -> bool:
+    """Whether ``worker`` is one of gunicorn's gevent workers."""
+    return any(cls.__module__ == "gunicorn.workers.ggevent" for cls in type(worker).__mro__)
+
+
+def post_request(worker, req, environ, resp) -> None:
+    """In a gevent worker, let every other connection with a request waiting go
+    before this connection's next request."""
+    if _is_gevent(worker):
+        import gevent  # loaded already: the worker runs on it
+
+        gevent.sleep(TURN_SECONDS)
 
 
 def worker_exit(server, worker) -> None:
@@ -137,6 +156,6 @@ def worker_exit(server, worker) -> None:
     TypeError" traceback as the worker stopped. Flushing and closing the handlers
     now, and emptying logging's list of them, leaves nothing to remove later.
     """
-    if any(cls.__module__ == "gunicorn.workers.ggevent" for cls in type(worker).__mro__):
+    if _is_gevent(worker):
         logging.shutdown()
         logging._handlerList.clear()  # read by logging's handler-removal callback

@@ -158,7 +158,7 @@ def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, ma
                                     "epoch": integer,
                                     "train_rmse": number,
                                     "val_rmse": nullable("number"),
-                                    "phase": {**string, "description": "validation (early stopping) or refit (all training data)"},
+                                    "phase": {**string, "description": "training (one run on all training data), or validation (a held-out part) then refit (all training data)"},
                                 }
                             )
                         ),

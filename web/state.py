@@ -8,15 +8,12 @@ streamed from the bundle's own file).
 from __future__ import annotations
 
 import csv
-import math
 import threading
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 from flask import current_app
-
-from search.recommender import result_pairs
 
 from web.charts import cluster_map_svg
 
@@ -24,9 +21,8 @@ from web.charts import cluster_map_svg
 class WebState:
     """The recommender of one app and what the views derive from it."""
 
-    def __init__(self, recommender: Any, config: Mapping[str, Any], dumps: Callable[[Any], str]):
+    def __init__(self, recommender: Any, config: Mapping[str, Any]):
         self.rec = recommender
-        self._dumps = dumps
         self.k_default = int(config["K_DEFAULT"])
         self.k_max = int(config["K_MAX"])
         self.search_default = int(config["SEARCH_LIMIT_DEFAULT"])
@@ -35,44 +31,12 @@ class WebState:
         self.user_ratings_shown = int(config["USER_RATINGS_SHOWN"])
         self.map_max_points = int(config["MAP_MAX_POINTS"])
         self._lock = threading.Lock()
-        self._json_heads: dict[int, str] = {}
         self._map_svg: str | None = None
 
     @cached_property
     def summary(self) -> dict:
         """The model's figures (``Recommender.summary()``), computed once."""
         return self.rec.summary()
-
-    def dumps(self, obj: Any) -> str:
-        """JSON text as the app's ``jsonify`` writes it."""
-        return self._dumps(obj)
-
-    def items_json(self, movie_ids, scores=None) -> str:
-        """The JSON text of ``rec.items(movie_ids, scores)``, from cached fragments.
-
-        Building and encoding ten item dicts was a fifth of a request's time in the
-        app; each movie's fields are encoded once, on its first appearance, and only
-        its score is written per request. Padding ids (-1) are dropped, as ``items``
-        drops them.
-        """
-        ids, values = result_pairs(movie_ids, scores)
-        heads = self._json_heads
-        parts = []
-        for movie_id, score in zip(ids.tolist(), values):
-            if movie_id < 0:
-                continue
-            head = heads.get(movie_id)
-            if head is None:
-                head = heads[movie_id] = self._json_head(movie_id)
-            # repr is how json writes a finite float; null, NaN and inf go through dumps.
-            parts.append(head + (repr(score) if score is not None and math.isfinite(score) else self._dumps(score)) + "}")
-        return "[" + ",".join(parts) + "]"
-
-    def _json_head(self, movie_id: int) -> str:
-        """One item's JSON up to its score: ``{"movie_id":…,…,"score":``."""
-        (row,) = self.rec.items([movie_id])
-        del row["score"]
-        return self._dumps(row)[:-1] + ',"score":'
 
     @cached_property
     def history(self) -> list[dict]:
@@ -90,7 +54,7 @@ class WebState:
                             "epoch": int(row["epoch"]),
                             "train_rmse": float(row["train_rmse"]),
                             "val_rmse": float(row["val_rmse"]) if row.get("val_rmse") not in (None, "") else None,
-                            # "validation" (early stopping), or "refit" (on all training data)
+                            # "training" (one run on all training data), or "validation" then "refit"
                             "phase": row.get("phase") or "validation",
                         }
                     )

@@ -8,8 +8,11 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import sys
+import time
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -100,6 +103,60 @@ def xss_bundle(tmp_path_factory) -> str:
 def xss_app(xss_bundle):
     """The app over :func:`xss_bundle`."""
     return make_app(xss_bundle)
+
+
+# --------------------------------------------------------------------------- real server
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_for(url: str, process: subprocess.Popen, seconds: float = 60) -> bytes:
+    """The body of ``url`` once the server ``process`` answers it (AssertionError
+    if the server exits or does not answer in ``seconds``)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise AssertionError(f"server exited with {process.returncode}: {process.stderr.read()}")
+        try:
+            with urllib.request.urlopen(url, timeout=2) as response:
+                return response.read()
+        except OSError:
+            time.sleep(0.2)
+    raise AssertionError(f"{url} did not answer in {seconds}s")
+
+
+def serve(bundle: str, port: int, *options: str) -> subprocess.Popen:
+    """``python -m web`` (gunicorn with the production settings) on 127.0.0.1:``port``,
+    one worker unless ``options`` say otherwise."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "web", "--bundle", bundle, "--port", str(port), "--workers", "1", *options],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
+@pytest.fixture(scope="module")
+def live_server(built_bundle):
+    """A running production server over the built bundle: ``(base URL, port, process)``.
+
+    After the module's tests the server is stopped; its log must hold no traceback.
+    """
+    port = free_port()
+    process = serve(built_bundle, port)
+    try:
+        wait_for(f"http://127.0.0.1:{port}/api/v1/healthz", process)
+        yield f"http://127.0.0.1:{port}", port, process
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
 
 
 # --------------------------------------------------------------------------- browser gate

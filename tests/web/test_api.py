@@ -139,7 +139,7 @@ def test_model(client, rec):
     with open(rec.bundle.path / "history.csv") as handle:
         assert len(body["history"]) == sum(1 for _ in handle) - 1
     assert {"epoch", "train_rmse", "val_rmse", "phase"} == set(body["history"][0])
-    assert body["history"][0]["phase"] == "validation"
+    assert body["history"][0]["phase"] == "training"  # the default: one chain on all training rows
 
 
 def test_healthz(client, rec):

@@ -5,7 +5,6 @@ from __future__ import annotations
 import socket
 import subprocess
 import sys
-import time
 import urllib.request
 import xml.etree.ElementTree as ET
 
@@ -16,7 +15,7 @@ from hypothesis import strategies as st
 from werkzeug.exceptions import BadRequest, NotFound
 
 from embedder.bundle import BundleError
-from tests.web.conftest import REPO
+from tests.web.conftest import REPO, free_port, serve, wait_for
 from web import DEFAULTS, create_app, params
 from web.charts import cluster_map_svg
 
@@ -92,41 +91,12 @@ def test_cli_help_and_bad_flags():
         assert done.returncode == 2 and "error" in done.stderr, bad
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def wait_for(url: str, process: subprocess.Popen, seconds: float = 60) -> bytes:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited with {process.returncode}: {process.stderr.read()}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                return response.read()
-        except OSError:
-            time.sleep(0.2)
-    raise AssertionError(f"{url} did not answer in {seconds}s")
-
-
-def _serve(bundle: str, port: int, *options: str) -> subprocess.Popen:
-    return subprocess.Popen(
-        [sys.executable, "-m", "web", "--bundle", bundle, "--port", str(port), "--workers", "1", *options],
-        cwd=REPO,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-
-
 @pytest.mark.parametrize(
     "options", [(), ("--worker-class", "gevent"), ("--worker-class", "gthread", "--threads", "2")], ids=["default", "gevent", "gthread"]
 )
 def test_python_m_web_runs_gunicorn_on_localhost(built_bundle, options):
     port = free_port()
-    process = _serve(built_bundle, port, *options)
+    process = serve(built_bundle, port, *options)
     try:
         body = wait_for(f"http://127.0.0.1:{port}/api/v1/healthz", process)
         assert b'"status":"ok"' in body
@@ -136,7 +106,7 @@ def test_python_m_web_runs_gunicorn_on_localhost(built_bundle, options):
         process.terminate()
         _, stderr = process.communicate(timeout=30)
     assert f"UI at http://127.0.0.1:{port}/" in stderr and "gunicorn" in stderr.lower()
-    assert f"Using worker: {options[1] if options else 'web.workers.FairGeventWorker'}" in stderr
+    assert f"Using worker: {options[1] if options else 'gevent'}" in stderr
     # Stopping is clean: no traceback from a worker's interpreter shutdown.
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
 
@@ -145,10 +115,10 @@ def test_a_second_server_on_the_same_port_is_refused(built_bundle):
     # Each worker binds its own socket (reuse_port), which would let a second
     # server share the port silently; it must fail and say why instead.
     port = free_port()
-    first = _serve(built_bundle, port)
+    first = serve(built_bundle, port)
     try:
         wait_for(f"http://127.0.0.1:{port}/api/v1/healthz", first)
-        second = _serve(built_bundle, port)
+        second = serve(built_bundle, port)
         _, stderr = second.communicate(timeout=60)
         assert second.returncode != 0
         assert f"127.0.0.1:{port} is already in use" in stderr
@@ -182,7 +152,7 @@ def test_gunicorn_conf_defaults():
     from web import gunicorn_conf
 
     assert gunicorn_conf.bind == ["127.0.0.1:8000"]
-    assert gunicorn_conf.worker_class == "web.workers.FairGeventWorker" and gunicorn_conf.workers >= 1 and gunicorn_conf.threads >= 1
+    assert gunicorn_conf.worker_class == "gevent" and gunicorn_conf.workers >= 1 and gunicorn_conf.threads >= 1
     assert gunicorn_conf.reuse_port and gunicorn_conf.preload_app
 
 
