@@ -126,7 +126,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(f"data: {data.name} from {data.source}: {len(data.ratings):,} ratings", file=sys.stderr)
     if data.duplicates_dropped:
         print(f"data: {data.duplicates_dropped} duplicate (user, movie) rows dropped, the last kept", file=sys.stderr)
-    train_part, test_part = canonical_split(data.ratings)
+    train_part, test_part = canonical_split(data.ratings, source=data.source)
     users = Vocabulary.from_values(data.ratings["user_id"], "user")
     movies = Vocabulary.from_values(
         list(set(data.ratings["movie_id"].tolist()) | set(data.movies["movie_id"].tolist())), "movie"

@@ -290,7 +290,7 @@ def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) ->
             f"manifest.json: dataset checksum {dataset['checksum'][:12]}… does not match "
             f"the data at {dataset['data_arg']} ({data.checksum[:12]}…)"
         )
-    train, test = canonical_split(data.ratings)
+    train, test = canonical_split(data.ratings, source=data.source)
     metrics_by_part = {
         name: metrics.rating_errors(bundle.predict(part["user_id"].to_numpy(), part["movie_id"].to_numpy()), part["rating"].to_numpy())
         for name, part in (("train", train), ("test", test))

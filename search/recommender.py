@@ -46,7 +46,7 @@ from embedder.bundle import Bundle, BundleError
 from embedder.vocab import UnknownIdError
 from search.clusters import genre_lists
 from search.index import INDEX_FILE, apply_params, read_index, search_candidates
-from search.topk import ITEM_BLOCK, USER_BLOCK, BlockedTopK, topk_1d, topk_rows
+from search.topk import USER_BLOCK, BlockedTopK, topk_1d, topk_rows
 from search.validate import check_int, check_k, is_whole
 from search.vectors import item_vectors, normalize_rows, user_vectors
 
@@ -122,9 +122,9 @@ class Recommender:
         ``"flat"`` (exact) unless ``python -m search build --index hnsw|ivf`` made another.
     """
 
-    def __init__(self, bundle: Bundle, *, user_block: int = USER_BLOCK, item_block: int = ITEM_BLOCK):
+    def __init__(self, bundle: Bundle, *, user_block: int = USER_BLOCK):
         self.bundle = bundle
-        self._tiles = {"user_block": user_block, "item_block": item_block}
+        self._tiles = {"user_block": user_block}
         self._movie_vocab = bundle.movie_vocab
         self._user_vocab = bundle.user_vocab
         # One-id lookups are on the latency path of every web request: a dict
@@ -166,8 +166,8 @@ class Recommender:
 
         Works on a bundle fresh from training too: recommend and similar need
         only the core arrays; clusters then raise :class:`NotBuiltError`.
-        ``user_block`` / ``item_block`` tune the tiles of batch searches
-        (:class:`search.topk.BlockedTopK`); the defaults were measured.
+        ``user_block`` sets the users per GEMM of batch searches
+        (:class:`search.topk.BlockedTopK`); the default was measured.
         """
         return cls(Bundle.load(path, verify=verify), **tiles)
 
@@ -361,9 +361,7 @@ class Recommender:
         ------
         (user_ids (b,), movie_ids (b, k'), scores (b, k'))
             ``batch_size`` users per block in bundle order (the last may be
-            shorter), padded as in :meth:`recommend`.  The next block is computed
-            while the caller handles this one.  While the iterator is open, BLAS
-            runs single-threaded process-wide (see :mod:`search.topk`).
+            shorter), padded as in :meth:`recommend`.
         """
         k = check_k(k)
         min_ratings = check_int(min_ratings, "min_ratings", 0)

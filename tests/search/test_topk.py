@@ -8,7 +8,8 @@ import scipy.sparse as sp
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from search.topk import BlockedTopK, topk_1d, topk_rows
+import search.topk
+from search.topk import BlockedTopK, select_topk, topk_1d, topk_rows
 from search.validate import check_k
 
 
@@ -27,28 +28,30 @@ def grid_values(rng, shape, step=0.25):
     return (rng.integers(-8, 9, size=shape) * step).astype(np.float32)
 
 
-@pytest.mark.parametrize("user_block, item_block, head_size", [(1024, 512, 512), (256, 4096, 0), (7, 13, 30), (1, 1, 20), (64, 1000, 0)])
+@pytest.mark.parametrize("user_block, n_groups", [(1024, 1024), (256, 64), (7, 13), (1, 1), (64, 300)])
 @pytest.mark.parametrize("k", [1, 10, 500])
-def test_blocked_equals_brute_force_with_ties_and_exclusion(user_block, item_block, head_size, k):
-    rng = np.random.default_rng(user_block + item_block + k)
+def test_blocked_equals_brute_force_with_ties_and_exclusion(monkeypatch, user_block, n_groups, k):
+    monkeypatch.setattr(search.topk, "N_GROUPS", n_groups)
+    rng = np.random.default_rng(user_block + n_groups + k)
     queries, items = grid_values(rng, (150, 6)), grid_values(rng, (300, 6))
     exclude = sp.random(150, 300, density=0.3, format="csr", random_state=k)
-    engine = BlockedTopK(items, user_block=user_block, item_block=item_block, head_size=head_size)
+    engine = BlockedTopK(items, user_block=user_block)
     cols, scores = engine.search(queries, k, exclude)
     want_cols, want_scores = reference(queries, items, k, exclude)
     assert np.array_equal(cols, want_cols)  # grid values: exact, ties included
     np.testing.assert_array_equal(scores, want_scores.astype(np.float32))
 
 
-@pytest.mark.parametrize("head_size", [0, 256])
-def test_random_float_scores_match_brute_force(head_size):
-    """Rating-like scores (a shared per-item bias): most tiles are skipped, results stay exact."""
+@pytest.mark.parametrize("n_groups", [1024, 100])
+def test_random_float_scores_match_brute_force(monkeypatch, n_groups):
+    """Rating-like scores (a shared per-item bias), several slabs per row and a tail."""
+    monkeypatch.setattr(search.topk, "N_GROUPS", n_groups)
     rng = np.random.default_rng(1)
     queries = rng.normal(0, 0.3, size=(333, 20)).astype(np.float32)
     items = rng.normal(0, 0.3, size=(5000, 20)).astype(np.float32)
     queries[:, -1], items[:, -1] = 1.0, rng.normal(0, 1, 5000)
     exclude = sp.random(333, 5000, density=0.05, format="csr", random_state=2)
-    engine = BlockedTopK(items, item_block=256, user_block=100, head_size=head_size)
+    engine = BlockedTopK(items, user_block=100)
     cols, scores = engine.search(queries, 10, exclude)
     want_cols, want_scores = reference(queries, items, 10, exclude)
     np.testing.assert_allclose(scores, want_scores, atol=1e-4)
@@ -73,12 +76,13 @@ def test_k_larger_than_catalogue_returns_the_catalogue():
 
 def test_all_ties_pick_the_first_rows():
     items = np.ones((50, 3), np.float32)
-    cols, _ = BlockedTopK(items, item_block=7).search(np.ones((3, 3), np.float32), 5)
+    cols, _ = BlockedTopK(items, user_block=2).search(np.ones((3, 3), np.float32), 5)
     assert (cols == np.arange(5)).all()
     assert topk_1d(np.ones(50, np.float32), 5)[0].tolist() == [0, 1, 2, 3, 4]
 
 
 def test_iter_search_streams_every_row_in_order_and_can_stop_early():
+    """Blocks in order, the same rows as one search; closing the stream early is fine."""
     rng = np.random.default_rng(3)
     queries, items = grid_values(rng, (1000, 4)), grid_values(rng, (200, 4))
     engine = BlockedTopK(items, user_block=64)
@@ -88,7 +92,7 @@ def test_iter_search_streams_every_row_in_order_and_can_stop_early():
     assert np.array_equal(np.vstack([c for _, c, _ in blocks]), whole)
     stream = engine.iter_search(queries, 5, batch_size=100)
     next(stream)
-    stream.close()  # cancels the block in flight without error
+    stream.close()
     assert np.array_equal(engine.search(queries, 5)[0], whole)
 
 
@@ -132,18 +136,25 @@ def test_topk_rows_pads_and_uses_given_columns():
     n_items=st.integers(1, 60),
     k=st.integers(1, 70),
     user_block=st.integers(1, 50),
-    item_block=st.integers(1, 70),
-    head_size=st.sampled_from([0, 2, 4, 7]),
+    n_groups=st.integers(1, 70),
     density=st.floats(0, 1),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_property_blocked_search_is_exact(n_queries, n_items, k, user_block, item_block, head_size, density, seed):
-    """Exact ids and scores, ties included, whatever the tiles, head and exclusions."""
+def test_property_blocked_search_is_exact(n_queries, n_items, k, user_block, n_groups, density, seed):
+    """Exact ids and scores, ties included, whatever the blocks, groups and exclusions."""
+    search.topk.N_GROUPS, default = n_groups, search.topk.N_GROUPS  # hypothesis forbids monkeypatch
+    try:
+        check_property(n_queries, n_items, k, user_block, density, seed)
+    finally:
+        search.topk.N_GROUPS = default
+
+
+def check_property(n_queries, n_items, k, user_block, density, seed):
     rng = np.random.default_rng(seed)
     queries, items = grid_values(rng, (n_queries, 3), 1.0), grid_values(rng, (n_items, 3), 1.0)
     queries[:, -1], items[:, -1] = 1.0, rng.integers(-6, 7, n_items)  # a shared "bias": rows get skipped
     exclude = sp.csr_matrix(rng.random((n_queries, n_items)) < density)
-    engine = BlockedTopK(items, user_block=user_block, item_block=item_block, head_size=head_size)
+    engine = BlockedTopK(items, user_block=user_block)
     cols, scores = engine.search(queries, k, exclude)
     want_cols, want_scores = reference(queries, items, min(k, n_items), exclude)
     assert np.array_equal(cols, want_cols)
@@ -151,3 +162,48 @@ def test_property_blocked_search_is_exact(n_queries, n_items, k, user_block, ite
     for q in range(n_queries):  # the single-query path agrees too
         one, _ = topk_1d(np.where(exclude[q].toarray()[0], -np.inf, queries[q] @ items.T), k)
         assert one.tolist() == [c for c in cols[q] if c >= 0]
+
+
+@pytest.mark.parametrize("n_groups", [1024, 37])
+def test_users_who_have_seen_almost_everything(monkeypatch, n_groups):
+    """Rows with 0..k+2 unseen movies, ties on a coarse grid: exact, padded where short."""
+    monkeypatch.setattr(search.topk, "N_GROUPS", n_groups)
+    rng = np.random.default_rng(7)
+    n_items, k = 2000, 10
+    queries, items = grid_values(rng, (40, 4)), grid_values(rng, (n_items, 4))
+    seen = np.ones((40, n_items), bool)
+    for row in range(40):
+        unseen = rng.choice(n_items, row % (k + 3), replace=False)
+        seen[row, unseen] = False
+    seen[-5:] = rng.random((5, n_items)) < 0.5  # and a few ordinary users
+    exclude = sp.csr_matrix(seen)
+    cols, scores = BlockedTopK(items, user_block=16).search(queries, k, exclude)
+    want_cols, want_scores = reference(queries, items, k, exclude)
+    assert np.array_equal(cols, want_cols)
+    np.testing.assert_array_equal(scores, want_scores.astype(np.float32))
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    n_rows=st.integers(1, 20),
+    n_cols=st.integers(1, 400),
+    k=st.integers(1, 30),
+    n_groups=st.integers(1, 200),
+    levels=st.integers(1, 6),
+    excluded=st.floats(0, 1),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_select_equals_argsort(n_rows, n_cols, k, n_groups, levels, excluded, seed):
+    """select_topk equals a stable argsort of the masked scores, with many ties (few levels)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, levels, (n_rows, n_cols)).astype(np.float32)
+    scores[rng.random(scores.shape) < excluded] = -np.inf
+    search.topk.N_GROUPS, default = n_groups, search.topk.N_GROUPS
+    try:
+        cols, best = select_topk(scores, k)
+    finally:
+        search.topk.N_GROUPS = default
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    want = np.take_along_axis(scores, order, axis=1)
+    assert np.array_equal(cols, np.where(np.isfinite(want), order, -1))
+    np.testing.assert_array_equal(best, want)
