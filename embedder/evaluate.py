@@ -136,7 +136,7 @@ def ranking_metrics(
     allowed: np.ndarray,
     k: int = K,
     seed: int = 0,
-    block: int = 2048,
+    block: int = 512,
 ) -> dict[str, float]:
     """Precision, Recall, NDCG @ k and catalogue coverage of ``scorer``'s top-k lists.
 
