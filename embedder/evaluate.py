@@ -46,6 +46,7 @@ many training ratings. On ML-100K it keeps about 60% of the catalogue."""
 MAX_USERS = 10_000
 """Ranking is scored on at most this many users (a seeded sample; all on ML-100K)."""
 MAX_QUERIES = 5_000
+QUERY_BLOCK = 500
 """Neighbour agreement is scored on at most this many query movies."""
 BASELINE_REG = (15.0, 10.0)
 """Damping of the biases-only baseline (user, movie), Surprise's BaselineOnly defaults."""
@@ -183,9 +184,12 @@ def neighbour_agreement(
         return {"model": float("nan"), "random": float("nan"), "movies": int(len(pool))}
     unit = movie_embeddings[pool] / np.linalg.norm(movie_embeddings[pool], axis=1, keepdims=True)
     queries = _sample(np.arange(len(pool)), MAX_QUERIES, seed)
-    similarity = unit[queries] @ unit.T
-    similarity[np.arange(len(queries)), queries] = -np.inf  # never the movie itself
-    nearest = pool[metrics.top_k(similarity, k)]
+    nearest = np.empty((len(queries), k), dtype=np.int64)
+    for start in range(0, len(queries), QUERY_BLOCK):  # in blocks: 5,000 x 59k scores take over a GB
+        rows = queries[start : start + QUERY_BLOCK]
+        similarity = unit[rows] @ unit.T
+        similarity[np.arange(len(rows)), rows] = -np.inf  # never the movie itself
+        nearest[start : start + len(rows)] = pool[metrics.top_k(similarity, k)]
     rng = np.random.default_rng(seed)
     # k distinct random others: draw from the pool without the query, shifting past it.
     draws = np.stack([rng.choice(len(pool) - 1, k, replace=False) for _ in queries])
