@@ -1,4 +1,4 @@
-"""Command line: ``python -m embedder train|evaluate`` (DESIGN.md, "Command-line contract")."""
+"""Command line: ``python -m embedder train|evaluate`` (README.md, "Command line")."""
 
 from __future__ import annotations
 

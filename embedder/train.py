@@ -286,15 +286,14 @@ def _fit_gibbs(task: _Task) -> _Run:
         if held_out is not None:
             val_mean += (sampler.predict(vu, vm) - val_mean) / convergence.count
             val_rmse = _clipped_rmse(val_mean, vr, task.scale)
-        gain = convergence.gain(1.0 / math.sqrt(sampler.alpha))
-        history.record(sweep, _clipped_rmse(convergence.mean, ratings.values, task.scale), val_rmse, f"gain {gain:.5f}")
-        if convergence.converged(1.0 / math.sqrt(sampler.alpha)):
+        noise_std = 1.0 / math.sqrt(sampler.alpha)
+        note = f"gain {convergence.gain(noise_std):.5f}"
+        history.record(sweep, _clipped_rmse(convergence.mean, ratings.values, task.scale), val_rmse, note)
+        if convergence.converged(noise_std):
             break
     history.close()
     model = None if mean is None else _model_from_mean(mean, len(task.users), len(task.movies), config.dim)
-    run = _Run(model, history.frame(), len(history.rows) + config.burn_in, history.best_val)
-    run.warm_up_passes = warm
-    return run
+    return _Run(model, history.frame(), len(history.rows) + config.burn_in, history.best_val, warm_up_passes=warm)
 
 
 def _warm_up(sampler: GibbsSampler, passes: int, ridge: float) -> int:

@@ -1,4 +1,4 @@
-"""Command line: ``python -m search build|recommend|similar|clusters`` (DESIGN.md, "Command-line contract").
+"""Command line: ``python -m search build|recommend|similar|clusters`` (README.md, "Command line").
 
 Human-readable tables by default, ``--json`` for scripts.  User errors (unknown
 id, bad ``k``, ambiguous or unknown title, missing or unbuilt bundle) print one

@@ -3,8 +3,7 @@
 ``flat`` (the default) is an ``IndexFlatIP``: exact.  ``hnsw`` and ``ivf`` are
 approximate indexes for large catalogues.  Inner product is not a metric, so
 their search depth (``efSearch`` / ``nprobe``) is chosen by *measured* recall@10
-against exact search at build time, and recorded in the manifest (DESIGN.md,
-"Approximate indexes").  Their candidates are re-scored exactly by the caller,
+against exact search at build time, and recorded in the manifest.  Their candidates are re-scored exactly by the caller,
 so a returned score is still the predicted rating.
 
 Indexes are stored with ``faiss.serialize_index`` / ``faiss.read_index``: no pickle.
