@@ -103,14 +103,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Load data, split, train, export; print the test RMSE and wall time."""
-    from embedder.bundle import point_current
+    """Load data, split, train, export; print the test RMSE and wall time.
+
+    Under torchrun every process loads the data and trains its share of the
+    chain; the first (rank 0) alone exports the bundle and prints.
+    """
+    from embedder import distributed
     from embedder.config import TrainConfig
-    from embedder.data import load_ratings
-    from embedder.export import export_bundle
-    from embedder.split import canonical_split
-    from embedder.train import train
-    from embedder.vocab import Vocabulary
 
     started = time.perf_counter()
     try:
@@ -122,16 +121,44 @@ def run_train(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(config.threads)  # the application's choice, made once here
-    data = load_ratings(args.data, progress=not args.quiet)
-    print(f"data: {data.name} from {data.source}: {len(data.ratings):,} ratings", file=sys.stderr)
-    if data.duplicates_dropped:
-        print(f"data: {data.duplicates_dropped} duplicate (user, movie) rows dropped, the last kept", file=sys.stderr)
+    if not distributed.launched_by_torchrun():
+        return _train_and_export(args, config, distributed.Group(), started)
+    from embedder.train import resolve_device
+
+    if config.method != "gibbs":
+        args.parser.error(f"argument --method: {config.method!r} runs in one process; only 'gibbs' trains under torchrun")
+    group = distributed.join(resolve_device(config.device))  # the application's choice, made once here
+    try:
+        return _train_and_export(args, config, group, started)
+    finally:
+        distributed.leave()
+
+
+def _train_and_export(args: argparse.Namespace, config, group, started: float) -> int:
+    from embedder.bundle import point_current
+    from embedder.data import load_ratings
+    from embedder.export import export_bundle
+    from embedder.split import canonical_split
+    from embedder.train import train
+    from embedder.vocab import Vocabulary
+
+    first = group.rank == 0
+    if not first:
+        group.barrier()  # the first process fetches and caches the data; the others then read the cache
+    data = load_ratings(args.data, progress=not args.quiet and first)
+    if first:
+        group.barrier()
+        print(f"data: {data.name} from {data.source}: {len(data.ratings):,} ratings", file=sys.stderr)
+        if data.duplicates_dropped:
+            print(f"data: {data.duplicates_dropped} duplicate (user, movie) rows dropped, the last kept", file=sys.stderr)
     train_part, test_part = canonical_split(data.ratings, source=data.source)
     users = Vocabulary.from_values(data.ratings["user_id"], "user")
     movies = Vocabulary.from_values(
         list(set(data.ratings["movie_id"].tolist()) | set(data.movies["movie_id"].tolist())), "movie"
     )
-    result = train(train_part, config, users, movies, data.rating_scale, progress=not args.quiet)
+    result = train(train_part, config, users, movies, data.rating_scale, progress=not args.quiet and first, group=group)
+    if not first:
+        return 0
 
     stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
     dest = args.out if args.out is not None else args.artifacts / "bundles" / f"{data.name}-{stamp}"
@@ -154,7 +181,7 @@ def run_train(args: argparse.Namespace) -> int:
     print(
         f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  NDCG@10 {ndcg:.4f}  "
         f"({config.method}, {_run_summary(result, unit)}, "
-        f"training {result.seconds:.1f}s, wall time {wall:.1f}s)"
+        f"training {result.seconds:.1f}s{_processes(result)}, wall time {wall:.1f}s)"
     )
     return 0
 
@@ -169,6 +196,10 @@ def _run_summary(result, unit: str) -> str:
     if math.isfinite(result.validation_rmse):
         parts.append(f"validation RMSE {result.validation_rmse:.4f}")
     return ", ".join(parts)
+
+
+def _processes(result) -> str:
+    return f" on {result.world_size} processes" if result.world_size > 1 else ""
 
 
 def run_evaluate(args: argparse.Namespace) -> int:

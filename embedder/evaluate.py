@@ -35,6 +35,7 @@ from embedder import metrics
 from embedder.bundle import Bundle, BundleError, predict_ratings
 from embedder.data import load_ratings
 from embedder.split import canonical_split
+from search.topk import select_topk
 
 K = 10
 """Length of the ranked lists and neighbour lists."""
@@ -153,11 +154,11 @@ def ranking_metrics(
     recommended = np.empty((len(users), min(k, seen.shape[1])), dtype=np.int64)
     for start in range(0, len(users), block):
         rows = users[start : start + block]
-        scores = np.array(scorer(rows), dtype=np.float64)
+        scores = np.array(scorer(rows), dtype=np.float32)
         scores[:, ~allowed] = -np.inf
         rated = seen[rows]
         scores[np.repeat(np.arange(len(rows)), np.diff(rated.indptr)), rated.indices] = -np.inf
-        recommended[start : start + block] = metrics.top_k(scores, k)
+        recommended[start : start + block] = select_topk(scores, k)[0]
     hits = metrics.hits_at_k(recommended, local, rel_movies[keep])
     n_relevant = np.bincount(local, minlength=len(users))
     return {
@@ -189,7 +190,7 @@ def neighbour_agreement(
         rows = queries[start : start + QUERY_BLOCK]
         similarity = unit[rows] @ unit.T
         similarity[np.arange(len(rows)), rows] = -np.inf  # never the movie itself
-        nearest[start : start + len(rows)] = pool[metrics.top_k(similarity, k)]
+        nearest[start : start + len(rows)] = pool[select_topk(similarity, k)[0]]
     rng = np.random.default_rng(seed)
     # k distinct random others: draw from the pool without the query, shifting past it.
     draws = np.stack([rng.choice(len(pool) - 1, k, replace=False) for _ in queries])

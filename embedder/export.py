@@ -207,6 +207,7 @@ def export_bundle(
             "unit": unit,
             "validation_rmse": round(result.validation_rmse, 6) if math.isfinite(result.validation_rmse) else None,
             "warm_up_passes": result.warm_up_passes,
+            "world_size": result.world_size,
             "refit": config.refit,
             "val_in_training": result.fitted_all,
             "seconds": round(result.seconds, 3),

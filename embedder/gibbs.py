@@ -32,15 +32,20 @@ from __future__ import annotations
 
 import math
 import warnings
-from dataclasses import dataclass
 
 import numpy as np
 import torch
 
+from embedder.distributed import Group
+
 DTYPE = torch.float64
 STATS_DTYPE = torch.float32
-"""The sparse sums over ratings (most of a sweep's work) run in float32, twice as
-fast; the sums are turned back to float64 before the Cholesky factorizations."""
+"""The ratings and the sparse sums over them (most of a sweep's work) are float32:
+half the memory and twice as fast; the sums are turned back to float64 before the
+Cholesky factorizations."""
+BLOCK_ROWS = 16_384
+"""Rows of a side drawn together: their (d+1) x (d+1) precision matrices are a
+sweep's largest temporaries, so a side is drawn block by block."""
 PRIOR_SHAPE = 1.0
 """Shape a₀ of the Gamma hyperprior on each precision λ_j and on α."""
 PRIOR_RATE = 1.0
@@ -49,50 +54,49 @@ PRIOR_MEAN_WEIGHT = 1.0
 """γ₀: the prior on a dimension's mean m_j is N(0, 1/(γ₀ λ_j))."""
 
 
-@dataclass
-class Ratings:
-    """Ratings as row indexes and values on one device, sorted by user."""
-
-    users: torch.Tensor
-    movies: torch.Tensor
-    values: torch.Tensor
-
-    @classmethod
-    def from_arrays(cls, users: np.ndarray, movies: np.ndarray, values: np.ndarray, device: torch.device) -> "Ratings":
-        """Build from numpy rows and ratings (sorted by user, then movie)."""
-        order = np.lexsort((movies, users))
-        as_tensor = lambda a, dtype: torch.as_tensor(np.ascontiguousarray(a[order]), dtype=dtype, device=device)
-        return cls(as_tensor(users, torch.int64), as_tensor(movies, torch.int64), as_tensor(values, DTYPE))
-
-    def __len__(self) -> int:
-        return len(self.values)
-
-
 class _Side:
-    """One side's rows (users or movies) as sparse matrices over the ratings."""
+    """This process's rows of one side (users or movies) as sparse matrices over their ratings.
 
-    def __init__(self, ratings: Ratings, by_user: bool, n_rows: int, n_others: int):
-        rows, others = (ratings.users, ratings.movies) if by_user else (ratings.movies, ratings.users)
-        self.n_rows = n_rows
-        order = torch.argsort(rows, stable=True)  # ratings in this side's CSR order
-        crow = torch.zeros(n_rows + 1, dtype=torch.int64, device=rows.device)
-        counts = torch.bincount(rows, minlength=n_rows)
-        crow[1:] = torch.cumsum(counts, 0)
-        self.rated = counts > 0
-        """Rows with at least one rating; the others are drawn from the prior alone."""
-        self._crow, self._shape = crow, (n_rows, n_others)
-        self.others = others[order]
+    Rows ``first .. first + n_rows`` of the side (all of them in one process; a
+    shard under torchrun, see :mod:`embedder.distributed`), in CSR form: one
+    index array and two value arrays for all ratings, sliced without copies into
+    blocks of rows.
+    """
+
+    def __init__(self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, first: int, n_rows: int, n_others: int, device: torch.device):
+        self.first, self.n_rows, self.n_others = first, n_rows, n_others
+        # torch's stable sort of integer keys is a parallel radix sort, ~6x numpy's argsort here.
+        order = torch.sort(torch.as_tensor(rows), stable=True).indices.numpy()
+        counts = np.bincount(rows - first if first else rows, minlength=n_rows)
+        # int32 indexes halve the largest arrays; torch's CSR products take them as they are.
+        index = np.int32 if max(len(rows), n_others) < 2**31 else np.int64
+        crow = np.zeros(n_rows + 1, dtype=index)
+        np.cumsum(counts, out=crow[1:])
+        self.crow = torch.as_tensor(crow, device=device)
+        self.others = torch.as_tensor(others.astype(index, copy=False)[order], device=device)
         """For each rating in this side's CSR order, the row of the other side."""
-        self.pattern = self.with_values(torch.ones(len(rows), dtype=STATS_DTYPE, device=rows.device))
-        """1 where a row rated (was rated by) a column."""
-        self.ratings = self.with_values(ratings.values[order])
-        """The ratings themselves."""
+        self.values = torch.as_tensor(values[order], dtype=STATS_DTYPE, device=device)
+        """The ratings in this side's CSR order."""
+        self.ones = torch.ones(len(rows), dtype=STATS_DTYPE, device=device)
 
-    def with_values(self, values: torch.Tensor) -> torch.Tensor:
-        """A sparse CSR matrix with this side's pattern and ``values`` (in its CSR order)."""
+    def blocks(self):
+        """``(start, end)`` of consecutive blocks of :data:`BLOCK_ROWS` local rows."""
+        for start in range(0, self.n_rows, BLOCK_ROWS):
+            yield start, min(start + BLOCK_ROWS, self.n_rows)
+
+    def block(self, start: int, end: int, values: torch.Tensor) -> torch.Tensor:
+        """Local rows ``start:end`` as a sparse CSR matrix with ``values`` (in CSR order)."""
+        crow = self.crow[start : end + 1]
+        low, high = int(crow[0]), int(crow[-1])
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-            return torch.sparse_csr_tensor(self._crow, self.others, values, self._shape, check_invariants=False)
+            return torch.sparse_csr_tensor(
+                crow - low, self.others[low:high], values[low:high], (end - start, self.n_others), check_invariants=False
+            )
+
+    def span(self, start: int, end: int) -> slice:
+        """The ratings of local rows ``start:end``, as a slice of the CSR order."""
+        return slice(int(self.crow[start]), int(self.crow[end]))
 
 
 def _triangle_to_square(k: int) -> torch.Tensor:
@@ -113,31 +117,67 @@ class GibbsSampler:
         Vocabulary sizes.
     dim:
         Factor size d of each sample.
-    ratings:
-        The ratings to condition on.
+    users, movies, values:
+        The ratings to condition on: user rows, movie rows and ratings, one entry
+        per rating (any order).
     init_std:
         Standard deviation of the factors' normal initialisation (biases start at 0).
     seed:
-        Seed of the chain: same seed, same samples.
+        Seed of the chain: same seed (and process count), same samples.
+    device:
+        Where the tensors live.
+    group:
+        The processes sharing the chain (:mod:`embedder.distributed`); each draws
+        its shard of users and of movies, and keeps only the ratings of those rows.
     """
 
-    def __init__(self, n_users: int, n_movies: int, dim: int, ratings: Ratings, init_std: float, seed: int):
-        self.dim, self.ratings = dim, ratings
-        self.device = ratings.values.device
+    def __init__(
+        self,
+        n_users: int,
+        n_movies: int,
+        dim: int,
+        users: np.ndarray,
+        movies: np.ndarray,
+        values: np.ndarray,
+        init_std: float,
+        seed: int,
+        device: torch.device | str = "cpu",
+        group: Group | None = None,
+    ):
+        self.dim, self.device = dim, torch.device(device)
+        self.group = group or Group()
+        self.n_users, self.n_movies = n_users, n_movies
+        self.n_ratings = len(values)
         # Big draws (the rows) come from torch on the ratings' device; the few
-        # hyperparameter draws from numpy, whose Gamma sampler takes a seed.
+        # hyperparameter draws from numpy, whose Gamma sampler takes a seed. The
+        # initial rows and the hyperparameters are the same in every process (the
+        # processes must agree on them); each process's row noise is its own.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.users = _Side(ratings, True, n_users, n_movies)
-        self.movies = _Side(ratings, False, n_movies, n_users)
+        self.users = self._side(users, movies, values, n_users, n_movies)
+        self.movies = self._side(movies, users, values, n_movies, n_users)
+        self.user_rated = torch.as_tensor(np.bincount(users, minlength=n_users) > 0, device=self.device)
+        """Users with at least one rating; the others are drawn from the prior alone."""
+        self.movie_rated = torch.as_tensor(np.bincount(movies, minlength=n_movies) > 0, device=self.device)
         # Rows are [p_u, b_u] and [q_i, b_i]: the bias is one more coordinate.
         self.X = torch.zeros(n_users, dim + 1, dtype=DTYPE, device=self.device)
         self.Y = torch.zeros(n_movies, dim + 1, dtype=DTYPE, device=self.device)
         self.X[:, :dim] = self._normal(n_users, dim) * init_std
         self.Y[:, :dim] = self._normal(n_movies, dim) * init_std
-        self.mu = float(ratings.values.mean())
+        if self.group.rank:
+            self.generator.manual_seed(int(np.random.SeedSequence([seed, self.group.rank]).generate_state(1)[0]))
+        self.mu = float(values.mean(dtype=np.float64))
         self.alpha = 1.0
+        self.residuals = self.users.values - self.mu
+        """``r - r̂`` of the current sample at this process's ratings (in the user side's CSR order)."""
         self._square = _triangle_to_square(dim + 1).to(self.device)
+
+    def _side(self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, n_rows: int, n_others: int) -> _Side:
+        first, end = self.group.shard(n_rows)
+        if self.group.size > 1:
+            mine = (rows >= first) & (rows < end)
+            rows, others, values = rows[mine], others[mine], values[mine]
+        return _Side(rows, others, values, first, end - first, n_others, self.device)
 
     def _normal(self, *shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, dtype=DTYPE, device=self.device)
@@ -148,25 +188,35 @@ class GibbsSampler:
         A user or movie without ratings is exported as a zero row (the bundle's
         fallback), not as its draw from the prior, so it contributes nothing here.
         """
-        known_user = self.users.rated[users].unsqueeze(1).to(DTYPE)
-        known_movie = self.movies.rated[movies].unsqueeze(1).to(DTYPE)
+        known_user = self.user_rated[users].unsqueeze(1).to(DTYPE)
+        known_movie = self.movie_rated[movies].unsqueeze(1).to(DTYPE)
         x, y = self.X[users] * known_user, self.Y[movies] * known_movie
         d = self.dim
         return self.mu + x[:, d] + y[:, d] + (x[:, :d] * y[:, :d]).sum(-1)
 
-    def _interactions(self) -> torch.Tensor:
-        """``b_u + b_i + p_u·q_i`` of the current sample for every rating, in rating order.
+    def ratings(self) -> torch.Tensor:
+        """This process's ratings, in the order of :attr:`residuals`."""
+        return self.users.values
 
-        Computed only at the ratings (a sampled dense-dense product over the user
-        CSR, whose order is the ratings' order): ``[p_u, b_u, 1]·[q_i, 1, b_i]``.
+    def _interactions(self) -> torch.Tensor:
+        """``b_u + b_i + p_u·q_i`` of the current sample at this process's ratings
+        (in the user side's CSR order).
+
+        A sampled dense-dense product over each block of the user CSR, computed only
+        at the ratings: ``[p_u, b_u, 1]·[q_i, 1, b_i]``.
         """
-        d = self.dim
+        d, side = self.dim, self.users
         ones = lambda n: torch.ones(n, 1, dtype=DTYPE, device=self.device)
-        xa = torch.cat([self.X, ones(len(self.X))], 1)
-        ya = torch.cat([self.Y[:, :d], ones(len(self.Y)), self.Y[:, d:]], 1)
+        own = self.X[side.first : side.first + side.n_rows]
+        xa = torch.cat([own, ones(len(own))], 1).to(STATS_DTYPE)
+        ya = torch.cat([self.Y[:, :d], ones(len(self.Y)), self.Y[:, d:]], 1).to(STATS_DTYPE).mT.contiguous()
+        out = torch.empty(len(side.values), dtype=STATS_DTYPE, device=self.device)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-            return torch.sparse.sampled_addmm(self.users.ratings, xa, ya.mT.contiguous(), beta=0.0).values()
+            for start, end in side.blocks():
+                product = torch.sparse.sampled_addmm(side.block(start, end, side.ones), xa[start:end], ya, beta=0.0)
+                out[side.span(start, end)] = product.values()
+        return out
 
     def _hyper(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Draw (m, λ) per dimension from their Normal-Gamma posterior given the rows."""
@@ -179,10 +229,12 @@ class GibbsSampler:
         return as_tensor(m), as_tensor(lam)
 
     def _draw_side(self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float) -> torch.Tensor:
-        """Draw every row of ``own`` jointly given ``other``: a batched Gaussian.
+        """Draw this process's rows of ``own`` jointly given ``other``: a batched Gaussian.
 
-        With ``draw`` False, return the conditional mode under the ridge prior
-        ``N(0, 1/(α ridge))`` instead (an alternating-least-squares step; see :meth:`warm_up`).
+        ``own`` and ``other`` are the whole current matrices; the result holds the
+        rows of ``side`` only. With ``draw`` False, return the conditional mode
+        under the ridge prior ``N(0, 1/(α ridge))`` instead (an
+        alternating-least-squares step; see :meth:`warm_up`).
         """
         d, k = self.dim, self.dim + 1
         if draw:
@@ -192,27 +244,32 @@ class GibbsSampler:
             lam = torch.full((k,), self.alpha * ridge, dtype=DTYPE, device=self.device)
         # A user's row is a linear regression of its ratings less μ and the movies'
         # biases on the features z_i = [q_i, 1] (for movies, swap the roles), so
-        # all it needs are Σ z zᵀ and Σ (r - μ - b) z over its ratings: two sparse
-        # products, with the pattern and with the shifted ratings.
-        # z zᵀ is symmetric, so only its triangle is summed (z_j·z[j:] for each j).
+        # all it needs are Σ z zᵀ and Σ (r - μ - b_i) z = Σ r z - Σ (μ + b_i) z over
+        # its ratings: sparse products of the pattern with the columns of z zᵀ (its
+        # triangle only: z_j·z[j:] for each j) and (μ + b) z, and of the ratings with z.
         z = torch.cat([other[:, :d], torch.ones(len(other), 1, dtype=DTYPE, device=other.device)], 1)
-        z32 = z.to(STATS_DTYPE)
-        triangle = [z32[:, j : j + 1] * z32[:, j:] for j in range(k)]
-        stats = side.pattern @ torch.cat(triangle, 1)
-        # gather, not index_select: on CPU, index_select along columns took ~10x longer.
-        square = torch.gather(stats, 1, self._square.expand(side.n_rows, -1)).to(DTYPE)
-        precision = square.reshape(side.n_rows, k, k) * self.alpha
-        precision.diagonal(dim1=1, dim2=2).add_(lam)
-        # Σ (r - μ - b) z: the ratings less the other side's biases, as one sparse matrix.
-        targets = side.with_values(side.ratings.values() - self.mu - other[side.others, d])
-        rhs = self.alpha * (targets @ z) + lam * m
-        # With precision = L Lᵀ, the draw L⁻ᵀ (L⁻¹ rhs + ε) has mean precision⁻¹ rhs
-        # and covariance L⁻ᵀ L⁻¹ = precision⁻¹: two triangular solves in all.
-        chol = torch.linalg.cholesky(precision)
-        half = torch.linalg.solve_triangular(chol, rhs.unsqueeze(2), upper=False)
-        if draw:
-            half += self._normal(side.n_rows, k, 1)
-        return torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(2)
+        shifted = (z * (self.mu + other[:, d:])).to(STATS_DTYPE)
+        z = z.to(STATS_DTYPE)
+        columns = torch.cat([z[:, j : j + 1] * z[:, j:] for j in range(k)] + [shifted], 1)
+        n_triangle = columns.shape[1] - k
+        drawn = []
+        # Block by block: a block's k x k precision matrices are the largest temporaries.
+        for start, end in side.blocks():
+            sums = side.block(start, end, side.ones) @ columns
+            rhs = (side.block(start, end, side.values) @ z - sums[:, n_triangle:]).to(DTYPE)
+            rhs = self.alpha * rhs + lam * m
+            # gather, not index_select: on CPU, index_select along columns took ~10x longer.
+            square = torch.gather(sums[:, :n_triangle], 1, self._square.expand(end - start, -1)).to(DTYPE)
+            precision = square.reshape(end - start, k, k) * self.alpha
+            precision.diagonal(dim1=1, dim2=2).add_(lam)
+            # With precision = L Lᵀ, the draw L⁻ᵀ (L⁻¹ rhs + ε) has mean precision⁻¹ rhs
+            # and covariance L⁻ᵀ L⁻¹ = precision⁻¹: two triangular solves in all.
+            chol = torch.linalg.cholesky(precision)
+            half = torch.linalg.solve_triangular(chol, rhs.unsqueeze(2), upper=False)
+            if draw:
+                half += self._normal(end - start, k, 1)
+            drawn.append(torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(2))
+        return torch.cat(drawn) if drawn else own.new_zeros((0, k))
 
     def sweep(self) -> None:
         """One full pass: users, movies, μ, α (hyperparameters drawn with their side)."""
@@ -230,17 +287,24 @@ class GibbsSampler:
         self._pass(draw=False, ridge=ridge)
 
     def _pass(self, draw: bool, ridge: float = 0.0) -> None:
-        self.X = self._draw_side(self.users, self.X, self.Y, draw, ridge)
-        self.Y = self._draw_side(self.movies, self.Y, self.X, draw, ridge)
-        r = self.ratings
-        n = len(r)
-        rest = self._interactions()
-        shift = float((r.values - rest).mean())
+        self.X = self.group.gather(self._draw_side(self.users, self.X, self.Y, draw, ridge), self.n_users)
+        self.Y = self.group.gather(self._draw_side(self.movies, self.Y, self.X, draw, ridge), self.n_movies)
+        # μ and α from two sums over the ratings less the rest of the model, d = r - (b_u + b_i + p·q).
+        rest = self.ratings() - self._interactions()
+        n, total, squares = self.group.sum(
+            len(rest), rest.sum(dtype=torch.float64), rest.square().sum(dtype=torch.float64), device=self.device
+        )
+        shift = total / n
         self.mu = float(self.rng.normal(shift, 1.0 / math.sqrt(self.alpha * n))) if draw else shift
-        self.residuals = r.values - rest - self.mu
-        sse = float((self.residuals**2).sum())
+        self.residuals = rest.sub_(self.mu)
+        sse = max(squares - 2 * self.mu * total + n * self.mu**2, 0.0)
         shape, rate = PRIOR_SHAPE + n / 2, PRIOR_RATE + sse / 2
         self.alpha = float(self.rng.gamma(shape, 1.0 / rate)) if draw else shape / rate
+
+    def training_rmse(self) -> float:
+        """RMSE of the current sample at all training ratings (every process's)."""
+        n, squares = self.group.sum(len(self.residuals), self.residuals.square().sum(dtype=torch.float64), device=self.device)
+        return math.sqrt(squares / n)
 
     @property
     def sample(self) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:

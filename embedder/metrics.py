@@ -32,35 +32,18 @@ def rating_errors(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]
     return {"rmse": rmse(predicted, actual), "mae": mae(predicted, actual)}
 
 
-def top_k(scores: np.ndarray, k: int) -> np.ndarray:
-    """Column indexes of the ``k`` highest scores of each row, best first.
-
-    Excluded items should carry ``-inf`` (they come last). Within the top k, equal
-    scores keep index order; which of several items tied at the k-th place gets in
-    is arbitrary.
-    """
-    scores = np.asarray(scores)
-    n = scores.shape[1]
-    k = min(k, n)
-    if k < n:  # the k best in linear time, then rank only those
-        best = np.sort(np.argpartition(-scores, k - 1, axis=1)[:, :k], axis=1)
-    else:
-        best = np.tile(np.arange(n), (len(scores), 1))
-    order = np.argsort(-np.take_along_axis(scores, best, axis=1), axis=1, kind="stable")
-    return np.take_along_axis(best, order, axis=1)
-
-
 def hits_at_k(recommended: np.ndarray, relevant_rows: np.ndarray, relevant_items: np.ndarray) -> np.ndarray:
     """Boolean matrix: is ``recommended[r, j]`` relevant to row ``r``?
 
     Relevance is given as pairs ``(relevant_rows[t], relevant_items[t])`` using the
-    same row numbering as ``recommended``.
+    same row numbering as ``recommended``; an item of -1 pads a short list and is
+    never relevant.
     """
     recommended = np.asarray(recommended, dtype=np.int64)
     n_items = int(max(recommended.max(initial=0), np.max(relevant_items, initial=0))) + 1
     keys = np.asarray(relevant_rows, dtype=np.int64) * n_items + np.asarray(relevant_items, dtype=np.int64)
     rows = np.arange(len(recommended), dtype=np.int64)[:, None]
-    return np.isin(rows * n_items + recommended, keys)
+    return np.isin(rows * n_items + recommended, keys) & (recommended >= 0)
 
 
 def precision_at_k(hits: np.ndarray) -> float:
@@ -95,8 +78,10 @@ def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> float:
 
 
 def catalogue_coverage(recommended: np.ndarray, n_items: int) -> float:
-    """Share of the catalogue's ``n_items`` that appear in at least one top-k list."""
-    return float(len(np.unique(np.asarray(recommended))) / n_items)
+    """Share of the catalogue's ``n_items`` that appear in at least one top-k list
+    (-1 pads a short list)."""
+    recommended = np.asarray(recommended)
+    return float(len(np.unique(recommended[recommended >= 0])) / n_items)
 
 
 def jaccard(a: frozenset | set, b: frozenset | set) -> float:

@@ -34,7 +34,8 @@ import torch
 from tqdm.auto import tqdm
 
 from embedder.config import TrainConfig
-from embedder.gibbs import GibbsSampler, PosteriorMean, Ratings
+from embedder.distributed import Group
+from embedder.gibbs import GibbsSampler, PosteriorMean
 from embedder.model import CollaborativeFiltering
 from embedder.split import validation_split
 from embedder.vocab import Vocabulary
@@ -72,6 +73,8 @@ class TrainResult:
     """Whether the model was fitted on all training rows (validation part included)."""
     warm_up_passes: int = 0
     """(gibbs) Alternating-least-squares passes run before sampling."""
+    world_size: int = 1
+    """Processes that shared the chain (torchrun); 1 without."""
 
 
 @dataclass
@@ -95,13 +98,15 @@ def resolve_device(name: str) -> torch.device:
 
 
 def _rows(frame: pd.DataFrame, users: Vocabulary, movies: Vocabulary) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    ratings = np.array(frame["rating"].to_numpy(), dtype=np.float64)  # a writable copy
-    return users.numbers(frame["user_id"].to_numpy()), movies.numbers(frame["movie_id"].to_numpy()), ratings
+    """User rows, movie rows (int32: a vocabulary never nears 2³¹ ids) and float32 ratings."""
+    ratings = np.array(frame["rating"].to_numpy(), dtype=np.float32)  # a writable copy
+    rows = lambda vocabulary, column: vocabulary.numbers(frame[column].to_numpy()).astype(np.int32)
+    return rows(users, "user_id"), rows(movies, "movie_id"), ratings
 
 
 def _as_tensors(frame: pd.DataFrame, users: Vocabulary, movies: Vocabulary, device: torch.device):
     u, m, r = _rows(frame, users, movies)
-    return torch.as_tensor(u, device=device), torch.as_tensor(m, device=device), torch.as_tensor(r, dtype=torch.float32, device=device)
+    return torch.as_tensor(u, device=device), torch.as_tensor(m, device=device), torch.as_tensor(r, device=device)
 
 
 def _clipped_rmse(predicted: torch.Tensor, actual: torch.Tensor, scale: tuple[float, float]) -> float:
@@ -178,6 +183,7 @@ class _Task:
     scale: tuple[float, float]
     device: torch.device
     progress: bool
+    group: Group
 
     def log(self, unit: str, default_total: int, min_delta: float) -> _Log:
         desc = "refit on all training rows" if self.epochs else ("validation run" if self.val is not None else "training")
@@ -233,43 +239,56 @@ class _Convergence:
     ``v / (4 S σ)`` at noise level ``σ``. The chain stops once that estimated
     gain is below ``tolerance``: more data means a tighter posterior and fewer
     sweeps; a small data set, more.
+
+    Under torchrun each process holds its own ratings; ``group`` sums over them.
     """
 
-    def __init__(self, n: int, device: torch.device, tolerance: float, min_samples: int):
+    def __init__(self, n: int, device: torch.device, tolerance: float, min_samples: int, group: Group | None = None):
         self.tolerance, self.min_samples = tolerance, min_samples
+        self.group = group or Group()
         self.count = 0
-        self.mean = torch.zeros(n, dtype=torch.float64, device=device)
-        self.squares = torch.zeros(n, dtype=torch.float64, device=device)
+        self.mean = torch.zeros(n, dtype=torch.float32, device=device)
+        self.squares = torch.zeros(n, dtype=torch.float32, device=device)
 
     def add(self, predictions: torch.Tensor) -> None:
         """Fold one sample's predictions at the training ratings in (Welford's update)."""
         self.count += 1
         delta = predictions - self.mean
-        self.mean += delta / self.count
-        self.squares += delta * (predictions - self.mean)
+        self.mean.add_(delta, alpha=1.0 / self.count)
+        self.squares.addcmul_(delta, predictions - self.mean)
 
     def gain(self, noise_std: float) -> float:
         """Estimated RMSE gain of doubling the samples (inf before two samples)."""
+        n, total = self.group.sum(len(self.squares), self.squares.sum(dtype=torch.float64), device=self.squares.device)
         if self.count < 2:
             return math.inf
-        spread = float(self.squares.mean()) / (self.count - 1)
+        spread = total / n / (self.count - 1)
         return spread / (4 * self.count * noise_std)
 
     def converged(self, noise_std: float) -> bool:
         return self.count >= self.min_samples and self.gain(noise_std) < self.tolerance
 
+    def rmse(self, ratings: torch.Tensor, scale: tuple[float, float]) -> float:
+        """RMSE of the running mean (clipped to ``scale``) at the training ratings."""
+        errors = self.mean.clamp(*scale) - ratings
+        n, total = self.group.sum(len(errors), errors.square().sum(dtype=torch.float64), device=errors.device)
+        return math.sqrt(total / max(n, 1))
+
 
 def _fit_gibbs(task: _Task) -> _Run:
     """One chain: warm-up passes, then sweeps until :class:`_Convergence` says stop
     (or ``config.sweeps``); the running posterior mean is the model."""
-    config, device = task.config, task.device
-    ratings = Ratings.from_arrays(*_rows(task.fit, task.users, task.movies), device)
-    sampler = GibbsSampler(len(task.users), len(task.movies), config.sample_dim, ratings, config.sample_init_std, config.seed)
+    config, device, group = task.config, task.device, task.group
+    sampler = GibbsSampler(
+        len(task.users), len(task.movies), config.sample_dim, *_rows(task.fit, task.users, task.movies),
+        init_std=config.sample_init_std, seed=config.seed, device=device, group=group,
+    )
+    ratings = sampler.ratings()
     warm = _warm_up(sampler, config.warm_up, config.warm_ridge)
     # The running sum of P Qᵀ, cut back to the exported rank whenever it is wider than
     # twice that (plus a sample): a compression costs the square of the width.
     mean = PosteriorMean(keep=config.dim, cap=2 * config.dim + config.sample_dim) if task.keep_model else None
-    convergence = _Convergence(len(ratings), device, config.tolerance, config.min_sweeps)
+    convergence = _Convergence(len(ratings), device, config.tolerance, config.min_sweeps, group)
     held_out = None
     if task.val is not None:
         vu, vm, vr = (torch.as_tensor(a, device=device) for a in _rows(task.val, task.users, task.movies))
@@ -281,14 +300,14 @@ def _fit_gibbs(task: _Task) -> _Run:
             continue
         if mean is not None:
             mean.add(sampler.sample)
-        convergence.add(ratings.values - sampler.residuals)
+        convergence.add(ratings - sampler.residuals)
         val_rmse = None
         if held_out is not None:
             val_mean += (sampler.predict(vu, vm) - val_mean) / convergence.count
             val_rmse = _clipped_rmse(val_mean, vr, task.scale)
         noise_std = 1.0 / math.sqrt(sampler.alpha)
         note = f"gain {convergence.gain(noise_std):.5f}"
-        history.record(sweep, _clipped_rmse(convergence.mean, ratings.values, task.scale), val_rmse, note)
+        history.record(sweep, convergence.rmse(ratings, task.scale), val_rmse, note)
         if convergence.converged(noise_std):
             break
     history.close()
@@ -302,7 +321,7 @@ def _warm_up(sampler: GibbsSampler, passes: int, ridge: float) -> int:
     previous = math.inf
     for done in range(1, passes + 1):
         sampler.warm_up(ridge)
-        rmse = float(sampler.residuals.square().mean().sqrt())
+        rmse = sampler.training_rmse()
         log.info("warm-up pass %d train_rmse %.4f", done, rmse)
         if previous - rmse < 1e-3:
             return done
@@ -341,6 +360,7 @@ def train(
     movies: Vocabulary,
     rating_scale: tuple[float, float],
     progress: bool = True,
+    group: Group | None = None,
 ) -> TrainResult:
     """Fit the model on the training rows with ``config.method``.
 
@@ -349,11 +369,18 @@ def train(
     ``train_ratings``) is carved out and its RMSE recorded per epoch (sweep); Adam
     stops early on it and, with ``config.refit``, runs again on all training rows
     for the chosen epoch count. The test part never reaches this function.
+
+    ``group``: the processes sharing the chain under torchrun
+    (:mod:`embedder.distributed`); every one of them calls this function with the
+    same arguments and gets the same model. Only ``gibbs`` runs on several.
     """
     device = resolve_device(config.device)
+    group = group or Group()
+    if group.size > 1 and config.method != "gibbs":
+        raise ValueError(f"method {config.method!r} runs in one process; only 'gibbs' trains under torchrun")
     method = _METHODS[config.method]
     started = time.perf_counter()
-    context = dict(config=config, users=users, movies=movies, scale=rating_scale, device=device, progress=progress)
+    context = dict(config=config, users=users, movies=movies, scale=rating_scale, device=device, progress=progress, group=group)
     refit_history = None
     if config.method == "gibbs" and config.refit:
         fitted = train_ratings
@@ -381,4 +408,5 @@ def train(
         refit_history=refit_history,
         fitted_all=fitted is train_ratings,
         warm_up_passes=first.warm_up_passes,
+        world_size=group.size,
     )

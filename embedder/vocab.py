@@ -6,6 +6,11 @@ from typing import Literal
 
 import numpy as np
 
+TABLE_SPREAD = 8
+"""Ids are looked up in a table indexed by id (one gather instead of a binary
+search, ~10x faster on 20M ids) when they are non-negative and the largest is at
+most this many times their count (plus 1024); MovieLens ids are."""
+
 
 class UnknownIdError(KeyError):
     """An id that the vocabulary does not hold; the message names it."""
@@ -32,6 +37,10 @@ class Vocabulary:
         self._sorted_rows = order
         if len(ids) and (np.diff(self._sorted_ids) == 0).any():
             raise ValueError(f"{kind} ids are not unique")
+        self._table: np.ndarray | None = None
+        if len(ids) and 0 <= self._sorted_ids[0] and self._sorted_ids[-1] <= TABLE_SPREAD * len(ids) + 1024:
+            self._table = np.full(int(self._sorted_ids[-1]) + 1, -1, dtype=np.int64)
+            self._table[ids] = np.arange(len(ids))
 
     @classmethod
     def from_values(cls, values: np.ndarray, kind: str = "id") -> "Vocabulary":
@@ -63,12 +72,16 @@ class Vocabulary:
         raw_ids = np.asarray(raw_ids, dtype=np.int64)
         if len(self.ids) == 0:
             rows = np.full(raw_ids.shape, -1, dtype=np.int64)
+        elif self._table is not None:
+            top = len(self._table) - 1
+            rows = self._table[np.clip(raw_ids, 0, top)]
+            rows[(raw_ids < 0) | (raw_ids > top)] = -1
         else:
             pos = np.minimum(np.searchsorted(self._sorted_ids, raw_ids), len(self.ids) - 1)
             rows = np.where(self._sorted_ids[pos] == raw_ids, self._sorted_rows[pos], -1)
         if missing == "error" and (rows < 0).any():
             raise UnknownIdError(f"unknown {self.kind} {int(raw_ids[rows < 0].flat[0])}")
-        return rows.astype(np.int64)
+        return rows.astype(np.int64, copy=False)
 
     def term(self, row: int) -> int:
         """The original id at a row."""

@@ -9,7 +9,6 @@ import pytest
 
 from embedder import metrics
 
-INF = float("inf")
 
 
 def test_rmse_and_mae():
@@ -17,13 +16,6 @@ def test_rmse_and_mae():
     assert metrics.rmse(predicted, actual) == pytest.approx(math.sqrt(4 / 3))
     assert metrics.mae(predicted, actual) == pytest.approx(2 / 3)
     assert metrics.rating_errors(predicted, actual) == {"rmse": pytest.approx(math.sqrt(4 / 3)), "mae": pytest.approx(2 / 3)}
-
-
-def test_top_k_ranks_best_first_and_puts_excluded_items_last():
-    scores = np.array([[0.1, 0.9, 0.5, -INF], [3.0, 3.0, 1.0, 2.0]])
-    assert metrics.top_k(scores, 2).tolist() == [[1, 2], [0, 1]]
-    assert metrics.top_k(scores, 4).tolist() == [[1, 2, 0, 3], [0, 1, 3, 2]]
-    assert metrics.top_k(scores, 9).shape == (2, 4)  # k is capped at the number of items
 
 
 def test_hits_at_k_marks_relevant_pairs_only():
@@ -54,6 +46,13 @@ def test_rows_without_relevant_items_are_skipped_by_recall_and_ndcg():
 
 def test_catalogue_coverage():
     assert metrics.catalogue_coverage(np.array([[1, 2], [0, 1]]), 10) == pytest.approx(0.3)
+    assert metrics.catalogue_coverage(np.array([[1, -1], [0, -1]]), 10) == pytest.approx(0.2)  # padding
+
+
+def test_padding_is_never_a_hit():
+    # Row 1's padding (-1) must not read as row 0's last item.
+    hits = metrics.hits_at_k(np.array([[3, 0], [2, -1]]), np.array([0]), np.array([3]))
+    assert hits.tolist() == [[True, False], [False, False]]
 
 
 def test_jaccard_and_its_mean_over_neighbours():
