@@ -24,7 +24,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	EXTRAS=dev,bench bash scripts/setup.sh
+	EXTRAS=train,dev,bench bash scripts/setup.sh
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/retrieval.py

@@ -15,7 +15,9 @@ naming the offending file.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -275,13 +277,15 @@ def predict_ratings(
 # --------------------------------------------------------------------------- reading
 
 
-def load_npy(path: Path) -> np.ndarray:
-    """Load a ``.npy`` file without pickle; errors name the file."""
+def load_npy(path: Path, content: bytes | None = None) -> np.ndarray:
+    """Load a ``.npy`` file (or its ``content``, already read) without pickle; errors name the file."""
     try:
-        return np.load(path, allow_pickle=False)
-    except ValueError as err:  # numpy says "Object arrays cannot be loaded..."
-        raise BundleError(f"{path.name}: cannot be loaded without pickle ({err})") from err
-    except (OSError, EOFError) as err:
+        return np.load(path if content is None else io.BytesIO(content), allow_pickle=False)
+    except ValueError as err:
+        if "pickle" in str(err):  # numpy says "Object arrays cannot be loaded when allow_pickle=False"
+            raise BundleError(f"{path.name}: cannot be loaded without pickle ({err})") from err
+        raise BundleError(f"{path.name}: unreadable .npy file ({err})") from err
+    except (OSError, EOFError, MemoryError) as err:  # MemoryError: a header claiming a huge shape
         raise BundleError(f"{path.name}: unreadable .npy file ({err})") from err
 
 
@@ -300,7 +304,19 @@ def _read_manifest(folder: Path) -> dict:
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise BundleError(f"{MANIFEST}: schema_version {version!r}, this code reads {SCHEMA_VERSION}")
+    for name, entry in manifest["files"].items():
+        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
+            raise BundleError(f"{MANIFEST}: the entry of {str(name)[:80]!r} must be an object with a 'sha256' string")
+    if not _finite_number(manifest.get("global_mean")):
+        raise BundleError(f"{MANIFEST}: 'global_mean' must be a finite number, got {str(manifest.get('global_mean'))[:40]!r}")
+    scale = manifest.get("rating_scale")
+    if not (isinstance(scale, list) and len(scale) == 2 and all(map(_finite_number, scale)) and scale[0] < scale[1]):
+        raise BundleError(f"{MANIFEST}: 'rating_scale' must be [lowest, highest], two numbers, got {str(scale)[:40]}")
     return manifest
+
+
+def _finite_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 def _verify_checksums(folder: Path, manifest: dict) -> None:
@@ -311,6 +327,8 @@ def _verify_checksums(folder: Path, manifest: dict) -> None:
         path = folder / name
         if Path(name).name != name:
             raise BundleError(f"{name}: file names in {MANIFEST} must be plain names")
+        if path.is_symlink():  # a link could point anywhere, e.g. at /etc/passwd
+            raise BundleError(f"{name}: is a symbolic link; a bundle holds its own regular files")
         if not path.is_file():
             raise BundleError(f"{name}: missing from {folder}")
         if sha256_file(path) != entry.get("sha256"):
@@ -386,17 +404,32 @@ class Bundle:
             raise BundleError(f"{name}: not in this bundle ({self.path})")
         return self.path / name
 
+    def read_bytes(self, name: str) -> bytes:
+        """The content of a listed file, checked again against its checksum: a file
+        read after loading must still be the one that was verified (not replaced, not
+        a link out of the bundle)."""
+        path = self.file(name)
+        try:
+            handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
+            with os.fdopen(handle, "rb") as f:
+                content = f.read()
+        except OSError as err:
+            raise BundleError(f"{name}: unreadable after the bundle was loaded ({err.strerror})") from err
+        if hashlib.sha256(content).hexdigest() != self.manifest["files"][name]["sha256"]:
+            raise BundleError(f"{name}: checksum mismatch (the file changed after the bundle was loaded)")
+        return content
+
     def array(self, name: str) -> np.ndarray:
-        """An extra ``.npy`` file of the bundle (e.g. ``cluster_labels.npy``), loaded once."""
+        """An extra ``.npy`` file of the bundle (e.g. ``cluster_labels.npy``), verified and loaded once."""
         if name not in self._extra:
-            self._extra[name] = load_npy(self.file(name))
+            self._extra[name] = load_npy(self.file(name), self.read_bytes(name))
         return self._extra[name]
 
     def json(self, name: str) -> Any:
-        """A ``.json`` file of the bundle, parsed."""
+        """A ``.json`` file of the bundle, verified and parsed."""
         try:
-            return json.loads(self.file(name).read_text(encoding="utf-8"))
-        except json.JSONDecodeError as err:
+            return json.loads(self.read_bytes(name).decode("utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
             raise BundleError(f"{name}: not valid JSON ({err})") from err
 
     def predict(self, user_ids: np.ndarray, movie_ids: np.ndarray, clip: bool = True) -> np.ndarray:
@@ -441,9 +474,6 @@ class Bundle:
                 raise BundleError(f"{name}: ids are not unique")
         movies = _load_movies(folder / MOVIES_FILE, arrays["movie_ids.npy"])
         seen = _load_seen(folder / SEEN_FILE, (n_users, n_movies))
-        for key in ("global_mean", "rating_scale"):
-            if key not in manifest:
-                raise BundleError(f"{MANIFEST}: has no '{key}'")
         return cls(
             path=folder,
             manifest=manifest,

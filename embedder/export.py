@@ -1,4 +1,4 @@
-"""Export a trained model as a bundle (README.md, "The bundle")."""
+"""Export a trained model as a bundle (docs/design.md, "The bundle")."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The canonical train/test split (README.md, "Packages"), and the validation carve-out."""
+"""The canonical train/test split (docs/design.md, "Data flow"), and the validation carve-out."""
 
 from __future__ import annotations
 

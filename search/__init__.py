@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any
 from embedder.vocab import UnknownIdError
 
 if TYPE_CHECKING:
+    from embedder.bundle import BundleError
     from search.recommender import NotBuiltError, Recommender
 
-__all__ = ["NotBuiltError", "Recommender", "UnknownIdError"]
+__all__ = ["BundleError", "NotBuiltError", "Recommender", "UnknownIdError"]
 
 
 def __getattr__(name: str) -> Any:
@@ -32,4 +33,8 @@ def __getattr__(name: str) -> Any:
         from search import recommender
 
         return getattr(recommender, name)
+    if name == "BundleError":
+        from embedder.bundle import BundleError
+
+        return BundleError
     raise AttributeError(f"module 'search' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""Command line: ``python -m search build|recommend|similar|clusters`` (README.md, "Command line").
+"""Command line: ``python -m search build|recommend|similar|clusters`` (docs/design.md, "Command line").
 
 Human-readable tables by default, ``--json`` for scripts.  User errors (unknown
 id, bad ``k``, ambiguous or unknown title, missing or unbuilt bundle) print one
@@ -50,11 +50,14 @@ def build_parser() -> argparse.ArgumentParser:
         sub.add_argument("--min-ratings", type=whole_number_arg(0), default=0, metavar="N", help="only movies with at least N ratings")
         sub.add_argument("--json", action="store_true", help="print JSON")
 
-    recommend = command("recommend", "top-k movies for a user by predicted rating")
-    recommend.add_argument("--user", type=int, required=True, metavar="ID", help="MovieLens user id")
-    recommend.add_argument("--include-seen", action="store_true", help="also return movies the user rated in training")
+    recommend = command("recommend", "top-k movies for a user by predicted rating, or for a newcomer from their ratings")
+    who = recommend.add_mutually_exclusive_group(required=True)
+    who.add_argument("--user", type=int, metavar="ID", help="MovieLens user id")
+    who.add_argument("--rate", action="append", metavar='"MOVIE=RATING"', help='a newcomer\'s rating of a movie (id or title), e.g. --rate "Toy Story=5"; repeat it')
+    who.add_argument("--ratings", type=Path, metavar="FILE.csv", help="a newcomer's ratings: a CSV with columns movie (id or title) or movie_id, and rating")
+    recommend.add_argument("--include-seen", action="store_true", help="(--user) also return movies the user rated in training")
     ranking(recommend)
-    recommend.set_defaults(handler=run_recommend)
+    recommend.set_defaults(handler=run_recommend, parser=recommend)
 
     similar = command("similar", "movies like a movie (cosine of embeddings)")
     similar.add_argument("--movie", required=True, metavar='ID|"title"', help="MovieLens movie id, or (part of) a title")
@@ -128,21 +131,90 @@ def _load(args: argparse.Namespace):
 
 
 def run_recommend(args: argparse.Namespace) -> int:
-    """Print a user's top-k movies."""
+    """Print a user's top-k movies (a trained user, or a newcomer folded in)."""
+    if args.user is None and args.include_seen:
+        args.parser.error("argument --include-seen: applies to --user only (a newcomer's rated movies are always left out)")
     rec = _load(args)
+    if args.user is None:
+        return _recommend_newcomer(rec, args)
     ids, scores = rec.recommend(args.user, k=args.k, exclude_seen=not args.include_seen, min_ratings=args.min_ratings)
     items = rec.items(ids, scores)
     if args.json:
         _print_json({"user_id": args.user, "items": items})
         return 0
-    low, high = rec.bundle.rating_scale
     seen = "seen movies included" if args.include_seen else "seen movies excluded"
-    print(
-        f"Top {len(items)} for user {args.user} ({rec.index_kind} index, {seen}); "
-        f"score = raw predicted rating, pred = clipped to {low:g}-{high:g}"
-    )
-    print(_item_table(items, "score", {"pred": lambda item: min(max(item["score"], low), high)}))
+    print(f"Top {len(items)} for user {args.user} ({rec.index_kind} index, {seen}); {_score_note(rec)}")
+    print(_predicted_table(rec, items))
     return 0
+
+
+def _score_note(rec) -> str:
+    low, high = rec.bundle.rating_scale
+    return f"score = raw predicted rating, pred = clipped to {low:g}-{high:g}"
+
+
+def _predicted_table(rec, items: list[dict]) -> str:
+    low, high = rec.bundle.rating_scale
+    return _item_table(items, "score", {"pred": lambda item: min(max(item["score"], low), high)})
+
+
+def _recommend_newcomer(rec, args: argparse.Namespace) -> int:
+    """Fold the ``--rate`` / ``--ratings`` pairs in and print the newcomer's top-k."""
+    pairs = _rating_file(rec, args.ratings) if args.ratings else [_rating_flag(rec, text) for text in args.rate]
+    ids, scores = rec.recommend_for_ratings(pairs, k=args.k, min_ratings=args.min_ratings)
+    items = rec.items(ids, scores)
+    rated = [{"movie_id": movie_id, "rating": rating} for movie_id, rating in pairs]
+    if args.json:
+        _print_json({"ratings": rated, "fallback": not pairs, "items": items})
+        return 0
+    if not pairs:
+        print(f"No ratings given: the average user's top {len(items)} among movies with at least {max(args.min_ratings, rec.fallback_min_ratings)} ratings")
+    else:
+        shown = ", ".join(f"{rec.movie(m)['title']} = {r:g}" for m, r in pairs)
+        print(f"Top {len(items)} for a newcomer who rated {shown} (folded in, rated movies excluded); {_score_note(rec)}")
+    print(_predicted_table(rec, items))
+    return 0
+
+
+def _rating_flag(rec, text: str) -> tuple[int, float]:
+    """``"MOVIE=RATING"`` (MOVIE an id or a title) as ``(movie_id, rating)``."""
+    movie, sep, rating = text.rpartition("=")
+    if not sep or not movie.strip():
+        raise ValueError(f'--rate {text!r}: expected "MOVIE=RATING", e.g. "Toy Story=5"')
+    return resolve_movie(rec, movie), _rating_value(rating, f"--rate {text!r}")
+
+
+def _rating_value(text: str, where: str) -> float:
+    try:
+        return float(text)
+    except ValueError:
+        raise ValueError(f"{where}: the rating must be a number, got {text.strip()!r}") from None
+
+
+def _rating_file(rec, path: Path) -> list[tuple[int, float]]:
+    """A newcomer's ratings from a CSV (columns ``movie`` or ``movie_id``, and ``rating``)."""
+    import csv
+
+    from embedder.vocab import UnknownIdError
+
+    pairs = []
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            reader = csv.DictReader(f)
+            fields = reader.fieldnames or []
+            column = "movie_id" if "movie_id" in fields else "movie" if "movie" in fields else None
+            if column is None or "rating" not in fields:
+                raise ValueError(f"{path}: expected a header with columns movie (or movie_id) and rating, got {fields}")
+            for line, row in enumerate(reader, start=2):
+                try:
+                    pairs.append((resolve_movie(rec, row[column] or ""), _rating_value(row["rating"] or "", "rating")))
+                except UnknownIdError as err:
+                    raise UnknownIdError(f"{path}, line {line}: {err}") from None
+                except ValueError as err:
+                    raise ValueError(f"{path}, line {line}: {err}") from None
+    except UnicodeDecodeError:
+        raise ValueError(f"{path}: not UTF-8 text") from None
+    return pairs
 
 
 def resolve_movie(rec, text: str) -> int:

@@ -21,6 +21,8 @@ from typing import Any
 import faiss
 import numpy as np
 
+from embedder.bundle import BundleError
+
 INDEX_KINDS = ("flat", "hnsw", "ivf")
 INDEX_FILE = "movie_index.faiss"
 COSINE_INDEX_FILE = "cosine_index.faiss"
@@ -125,9 +127,12 @@ def index_bytes(index: faiss.Index) -> bytes:
     return faiss.serialize_index(index).tobytes()
 
 
-def read_index(path: str | Path) -> faiss.Index:
-    """An index written by :func:`index_bytes`."""
-    return faiss.read_index(str(path))
+def read_index(content: bytes, name: str = INDEX_FILE) -> faiss.Index:
+    """An index written by :func:`index_bytes`, from the file's verified content."""
+    try:
+        return faiss.deserialize_index(np.frombuffer(content, dtype=np.uint8))
+    except RuntimeError as err:  # faiss's message for a damaged file
+        raise BundleError(f"{name}: not a faiss index ({str(err).splitlines()[0][:200]})") from err
 
 
 def search_candidates(

@@ -8,6 +8,7 @@
     ids, scores = rec.recommend([1, 2, 3], k=10)   # one batched call, (3, 10) arrays
     for users, ids, scores in rec.recommend_all(k=10): ...
     ids, scores = rec.similar(50, k=10)            # cosine, the movie itself excluded
+    ids, scores = rec.recommend_for_ratings({1: 5, 50: 4}, k=10)   # a newcomer, folded in
 
 Ids are original MovieLens ids everywhere.  An unknown id raises
 :class:`UnknownIdError` (a ``KeyError``) whose message names it; a bad ``k``
@@ -45,6 +46,7 @@ import scipy.sparse as sp
 from embedder.bundle import Bundle, BundleError
 from embedder.vocab import UnknownIdError
 from search.clusters import genre_lists
+from search.foldin import NewUser, UserPrior, fold_in
 from search.index import INDEX_FILE, apply_params, read_index, search_candidates
 from search.topk import USER_BLOCK, BlockedTopK, topk_1d, topk_rows
 from search.validate import check_int, check_k, is_whole
@@ -144,7 +146,8 @@ class Recommender:
         self.index_kind: str = info.get("kind", "flat")
         self._ann = None
         if self.index_kind != "flat":
-            self._ann = read_index(bundle.file(info.get("file", INDEX_FILE)))
+            name = info.get("file", INDEX_FILE)
+            self._ann = read_index(bundle.read_bytes(name), name)
             if self._ann.ntotal != len(self._items) or self._ann.d != self._items.shape[1]:
                 raise BundleError(f"{INDEX_FILE}: holds {self._ann.ntotal} x {self._ann.d}, expected {self._items.shape}")
             apply_params(self._ann, info.get("params", {}))
@@ -382,6 +385,76 @@ class Recommender:
             users = self.user_ids[start : start + batch_size]
             ids, scores = self.recommend(users, k, exclude_seen=exclude_seen, min_ratings=min_ratings)
             yield users, ids, scores
+
+    # ------------------------------------------------------------------ newcomers
+
+    @cached_property
+    def _prior(self) -> UserPrior:
+        b = self.bundle
+        return UserPrior.from_model(b.user_embeddings, b.user_biases, b.movie_embeddings, b.movie_biases, b.global_mean, self._seen)
+
+    def fold_in(self, ratings: Any) -> NewUser:
+        """A user who is not in the bundle, from their ratings (see :mod:`search.foldin`).
+
+        ``ratings``: a mapping ``{movie_id: rating}`` or pairs ``(movie_id, rating)``;
+        it may be empty (then the answer is the average user, ``fallback`` True).
+
+        Raises
+        ------
+        UnknownIdError
+            Naming every movie id not in the bundle (none is silently dropped).
+        ValueError
+            For a rating outside the bundle's rating scale or not a number, an id
+            that is not an integer, or a movie rated twice.
+        """
+        pairs = list(ratings.items()) if isinstance(ratings, dict) else list(ratings)
+        low, high = self.bundle.rating_scale
+        ids, values = [], []
+        for pair in pairs:
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
+                raise ValueError(f"expected (movie_id, rating) pairs, got {pair!r}")
+            movie_id, rating = pair
+            if not is_whole(movie_id):
+                raise ValueError(f"movie ids must be integers, got {movie_id!r}")
+            if isinstance(rating, bool) or not isinstance(rating, (int, float, np.integer, np.floating)) or not low <= rating <= high:
+                raise ValueError(f"rating of movie {movie_id} must be a number from {low:g} to {high:g}, got {rating!r}")
+            ids.append(int(movie_id))
+            values.append(float(rating))
+        if len(set(ids)) != len(ids):
+            twice = sorted({i for i in ids if ids.count(i) > 1})
+            raise ValueError(f"movie {twice[0]} is rated more than once")
+        rows = self._movie_vocab.numbers(np.array(ids, np.int64), missing="negative")
+        if (rows < 0).any():
+            unknown = ", ".join(str(i) for i, r in zip(ids, rows.tolist()) if r < 0)
+            raise UnknownIdError(f"unknown movie{'s' if (rows < 0).sum() > 1 else ''} {unknown}")
+        ratings_array = np.array(values, np.float64)
+        embedding, bias = fold_in(self._prior, self.bundle.movie_embeddings, self.bundle.movie_biases, self.bundle.global_mean, rows, ratings_array)
+        return NewUser(np.array(ids, np.int64), ratings_array, rows, embedding.astype(np.float32), np.float32(bias), self.bundle.global_mean)
+
+    def recommend_for_ratings(self, ratings: Any, k: int = 10, min_ratings: int = 0) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` movies for a newcomer given their ratings, without retraining.
+
+        Folds the user in (:meth:`fold_in`, same errors) and ranks exactly like
+        :meth:`recommend` for a trained user: a score is the predicted rating and
+        the rated movies are left out. With no ratings (:attr:`NewUser.fallback`),
+        the average user's list among the more widely rated movies: only movies
+        with at least the median rating count of rated movies (or ``min_ratings``
+        if higher), so that a lucky bias from a few ratings does not lead.
+        """
+        k = check_k(k)
+        min_ratings = check_int(min_ratings, "min_ratings", 0)
+        user = self.fold_in(ratings)
+        if user.fallback:
+            min_ratings = max(min_ratings, self.fallback_min_ratings)
+        scores = self._items @ user.query
+        scores[user.movie_rows] = -np.inf
+        return self._best_movies(scores, k, min_ratings)
+
+    @cached_property
+    def fallback_min_ratings(self) -> int:
+        """The rating-count floor of :meth:`recommend_for_ratings` without ratings."""
+        rated = self._counts[self._counts > 0]
+        return int(np.median(rated)) if len(rated) else 0
 
     # ------------------------------------------------------------------ similar
 

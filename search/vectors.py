@@ -1,6 +1,6 @@
 """Bias-augmented vectors: an inner product that *is* the predicted rating.
 
-README.md, "Search from Python": a movie row ``x_i = [q_i, b_i, 1]`` and a
+docs/design.md, "Bias-augmented vectors": a movie row ``x_i = [q_i, b_i, 1]`` and a
 user query ``y_u = [p_u, 1, μ + b_u]`` give ``y_u · x_i = μ + b_u + b_i + p_u·q_i``,
 so any inner-product search over ``x`` ranks by predicted rating and returns the
 model's raw predictions as scores.  "Movies like this" uses cosine similarity,

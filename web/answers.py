@@ -14,12 +14,14 @@ from typing import Mapping
 
 import numpy as np
 
+from search import UnknownIdError
 from web import params
 from web.state import state
 
 # Query parameters each API route takes (anything else is a 400 there).
 ALLOWED = {
     "recommendations": ("k", "include_seen"),
+    "newcomer_recommendations": (),
     "similar": ("k",),
     "search": ("q", "limit"),
     "movie": (),
@@ -52,6 +54,20 @@ def recommendations(raw_user_id: str, args: Mapping[str, str]) -> Ranked:
     include_seen = params.parse_bool(args, "include_seen", False)
     ids, scores = st.rec.recommend(user_id, k=k, exclude_seen=not include_seen)
     return Ranked({"user_id": user_id, "k": k, "include_seen": include_seen}, ids, scores)
+
+
+def newcomer_recommendations(body: object) -> Ranked:
+    """Top-k movies for someone not in the bundle, from the ratings in ``body``
+    (folded in, no retraining); ``score`` is the raw predicted rating, rated movies
+    are left out. No ratings: the average user's list (``fallback`` true)."""
+    st = state()
+    pairs, k = params.parse_ratings_body(body, st.k_default, st.k_max)
+    try:
+        ids, scores = st.rec.recommend_for_ratings(pairs, k=k)
+    except (UnknownIdError, ValueError) as err:  # an unknown movie or a rating off the scale: the body is wrong
+        raise params.ParamError(str(err)) from None
+    ratings = [{"movie_id": movie_id, "rating": rating} for movie_id, rating in pairs]
+    return Ranked({"ratings": ratings, "k": k, "fallback": not pairs}, ids, scores)
 
 
 def similar(raw_movie_id: str, args: Mapping[str, str]) -> Ranked:

@@ -45,6 +45,14 @@ def recommendations(user_id: str):
     return answers.recommendations(user_id, request.args)
 
 
+@bp.post("/recommendations")
+def newcomer_recommendations():
+    """Top-k movies for a newcomer from the ratings in the JSON body."""
+    params.reject_unknown(request.args, answers.ALLOWED["newcomer_recommendations"])
+    body = request.get_json(silent=True)  # None when the body is not JSON: a 400 below
+    return jsonify(answers.newcomer_recommendations(body).as_dict())
+
+
 @route("/movies/<movie_id>/similar")
 def similar(movie_id: str):
     """The k movies most like a movie (cosine similarity)."""

@@ -7,6 +7,7 @@ routes the app has, and schemathesis-style checks run requests from it.
 from __future__ import annotations
 
 from web.answers import ALLOWED
+from web.params import MAX_BODY_RATINGS
 
 
 def _object(properties: dict, required: list[str] | None = None) -> dict:
@@ -69,6 +70,20 @@ def _operation(route: str, summary: str, parameters: list[dict], ok: dict, *, er
     }
 
 
+def _post_operation(route: str, summary: str, body: dict, ok: dict, *, errors: dict) -> dict:
+    """One POST operation with a JSON body and no query parameters."""
+    return {
+        "post": {
+            "operationId": route,
+            "summary": summary,
+            "description": "No query parameters (any is a 400). A body that is not as described is a 400 naming the field.",
+            "parameters": [],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": body}}},
+            "responses": {"200": ok, **errors},
+        }
+    }
+
+
 def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, max_query: int) -> dict:
     """The document, with the limits of the running app written in."""
     bad = {"400": _error("A bad or unknown query parameter; the message names it.")}
@@ -95,6 +110,33 @@ def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, ma
                 "Best first.",
             ),
             errors=missing,
+        ),
+        "/recommendations": _post_operation(
+            "newcomer_recommendations",
+            "Top-k movies for someone not in the bundle, from their ratings: folded in without retraining "
+            "(score = raw predicted rating, rated movies left out). No ratings: the average user's list among widely rated movies.",
+            {
+                **_object(
+                    {
+                        "ratings": {
+                            **_array(_object({"movie_id": {**integer, "format": "int64"}, "rating": number}, ["movie_id", "rating"])),
+                            "maxItems": MAX_BODY_RATINGS,
+                            "description": "Each movie once, ratings within the bundle's rating scale.",
+                        },
+                        "k": {"type": "integer", "minimum": 1, "maximum": k_max, "default": k_default},
+                    },
+                    ["ratings"],
+                ),
+                "additionalProperties": False,
+            },
+            _json(
+                _object(
+                    {"ratings": _array(_object({"movie_id": integer, "rating": number})), "k": integer, "fallback": {"type": "boolean"}, "items": items},
+                    ["ratings", "k", "fallback", "items"],
+                ),
+                "Best first.",
+            ),
+            errors={"400": _error("A bad body (an unknown movie, a rating off the scale, a movie twice, a bad k); the message names it.")},
         ),
         "/movies/{movie_id}/similar": _operation(
             "similar",

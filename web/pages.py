@@ -6,9 +6,12 @@ their own); bad values of known ones get the same 400 as on the API.
 
 from __future__ import annotations
 
-from flask import Blueprint, Response, redirect, render_template, request, send_file, url_for
+import io
+
+from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file, url_for
 from werkzeug.exceptions import NotFound
 
+from search import BundleError
 from web import answers, params
 from web.charts import colour
 from web.state import state
@@ -100,13 +103,17 @@ def model():
     """The training curve and the manifest's figures."""
     answer = answers.model()
     settings = answer.pop("config")  # not to shadow Flask's `config` in templates
-    return render_template("model.html", **answer, settings=settings, has_curve=state().training_curve is not None)
+    return render_template("model.html", **answer, settings=settings, has_curve=state().has_training_curve)
 
 
 @bp.get("/model/training_curve.png")
 def training_curve():
     """The bundle's own training-curve picture (a fixed file name, never a path from the request)."""
-    path = state().training_curve
-    if path is None:
+    if not state().has_training_curve:
         raise NotFound("this bundle has no training curve")
-    return send_file(path, mimetype="image/png", max_age=3600)
+    try:
+        picture = state().training_curve()
+    except BundleError as err:  # changed or removed since the server loaded the bundle: never serve it
+        current_app.logger.warning("not serving the training curve: %s", err)
+        raise NotFound("the training curve is not available (it changed after the bundle was loaded)") from None
+    return send_file(io.BytesIO(picture), mimetype="image/png", max_age=3600)

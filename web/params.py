@@ -13,6 +13,9 @@ Rules (the OpenAPI document states the same):
 * ``include_seen`` is one of true/false/1/0 (any case), else 400;
 * ``q`` is at most ``MAX_QUERY_LENGTH`` characters, else 400;
 * ``sort`` is one of popularity/title/rating, else 400;
+* a newcomer's body (``POST /recommendations``) is a JSON object with ``ratings``, a
+  list of at most ``MAX_BODY_RATINGS`` objects ``{"movie_id": int, "rating": number}``,
+  and optionally ``k``; anything else is a 400 naming the field;
 * unknown query parameters get a 400 on the API (a typo such as
   ``includeSeen`` must not be silently ignored) and are ignored on HTML pages
   (browsers and link trackers add their own).
@@ -30,6 +33,8 @@ _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0"}
 SORT_KEYS = ("popularity", "title", "rating")
+MAX_BODY_RATINGS = 1000
+"""Most ratings a newcomer's request may carry."""
 
 
 class ParamError(BadRequest):
@@ -98,6 +103,33 @@ def parse_sort(args: Mapping[str, str], default: str = "popularity") -> str:
     if raw not in SORT_KEYS:
         raise ParamError(f"sort must be one of {', '.join(SORT_KEYS)}, got {_shorten(raw)!r}")
     return raw
+
+
+def parse_ratings_body(body: object, k_default: int, k_max: int) -> tuple[list[tuple[int, float]], int]:
+    """A newcomer's request body as ``([(movie_id, rating), ...], k)``; ratings are
+    checked against the rating scale by the recommender."""
+    if not isinstance(body, dict):
+        raise ParamError('the body must be a JSON object such as {"ratings": [{"movie_id": 1, "rating": 5}], "k": 10}')
+    unknown = sorted(set(body) - {"ratings", "k"})
+    if unknown:
+        raise ParamError(f"unknown field(s) {', '.join(map(repr, map(_shorten, unknown)))}; the body takes ratings and k")
+    ratings = body.get("ratings")
+    if not isinstance(ratings, list) or len(ratings) > MAX_BODY_RATINGS:
+        raise ParamError(f"ratings must be a list of at most {MAX_BODY_RATINGS} objects {{\"movie_id\": int, \"rating\": number}}")
+    pairs = []
+    for n, entry in enumerate(ratings):
+        if not isinstance(entry, dict) or set(entry) != {"movie_id", "rating"}:
+            raise ParamError(f'ratings[{n}] must be an object with exactly "movie_id" and "rating"')
+        movie_id, rating = entry["movie_id"], entry["rating"]
+        if not isinstance(movie_id, int) or isinstance(movie_id, bool) or not -INT64_MAX <= movie_id <= INT64_MAX:
+            raise ParamError(f"ratings[{n}].movie_id must be an integer, got {_shorten(repr(movie_id))}")
+        if not isinstance(rating, (int, float)) or isinstance(rating, bool):
+            raise ParamError(f"ratings[{n}].rating must be a number, got {_shorten(repr(rating))}")
+        pairs.append((movie_id, float(rating)))
+    k = body.get("k", k_default)
+    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= k_max:
+        raise ParamError(f"k must be an integer from 1 to {k_max}, got {_shorten(repr(k))}")
+    return pairs, k
 
 
 def reject_unknown(args: Iterable[str], allowed: Iterable[str]) -> None:

@@ -8,13 +8,15 @@ streamed from the bundle's own file).
 from __future__ import annotations
 
 import csv
+import io
+import logging
 import threading
 from functools import cached_property
-from pathlib import Path
 from typing import Any, Mapping
 
 from flask import current_app
 
+from search import BundleError
 from web.charts import cluster_map_svg
 
 
@@ -42,35 +44,39 @@ class WebState:
     def history(self) -> list[dict]:
         """Per-epoch train/validation RMSE from the bundle's ``history.csv`` (empty if none),
         with the training phase of each row."""
-        path = self._bundle_file("history.csv")
-        if path is None:
+        bundle = self.rec.bundle
+        if not bundle.has("history.csv"):
+            return []
+        try:
+            text = bundle.read_bytes("history.csv").decode("utf-8")
+        except (BundleError, UnicodeDecodeError) as err:  # changed since loading, or not text: no history
+            logging.getLogger(__name__).warning("not showing the training history: %s", err)
             return []
         rows = []
-        with open(path, newline="", encoding="utf-8") as handle:
-            for row in csv.DictReader(handle):
-                try:
-                    rows.append(
-                        {
-                            "epoch": int(row["epoch"]),
-                            "train_rmse": float(row["train_rmse"]),
-                            "val_rmse": float(row["val_rmse"]) if row.get("val_rmse") not in (None, "") else None,
-                            # "training" (one run on all training data), or "validation" then "refit"
-                            "phase": row.get("phase") or "validation",
-                        }
-                    )
-                except (KeyError, TypeError, ValueError):
-                    continue  # a malformed line is left out of the picture, not a 500
+        for row in csv.DictReader(io.StringIO(text, newline="")):
+            try:
+                rows.append(
+                    {
+                        "epoch": int(row["epoch"]),
+                        "train_rmse": float(row["train_rmse"]),
+                        "val_rmse": float(row["val_rmse"]) if row.get("val_rmse") not in (None, "") else None,
+                        # "training" (one run on all training data), or "validation" then "refit"
+                        "phase": row.get("phase") or "validation",
+                    }
+                )
+            except (KeyError, TypeError, ValueError):
+                continue  # a malformed line is left out of the picture, not a 500
         return rows
 
     @property
-    def training_curve(self) -> Path | None:
-        """The bundle's ``training_curve.png``, if it has one."""
-        return self._bundle_file("training_curve.png")
+    def has_training_curve(self) -> bool:
+        """Whether the bundle lists a ``training_curve.png``."""
+        return self.rec.bundle.has("training_curve.png")
 
-    def _bundle_file(self, name: str) -> Path | None:
-        """A file the bundle's manifest lists (so its checksum was verified at load)."""
-        bundle = self.rec.bundle
-        return bundle.file(name) if bundle.has(name) else None
+    def training_curve(self) -> bytes:
+        """The picture's bytes, checked against the bundle's checksum (BundleError if it
+        changed or went away after loading)."""
+        return self.rec.bundle.read_bytes("training_curve.png")
 
     def cluster_map(self) -> str:
         """The SVG picture of the movie map (``movie_map.npy``, 2-D PCA written by

@@ -201,3 +201,54 @@ def test_point_current_switches_the_link(tmp_path):
     assert Bundle.load(link).path == first.resolve()
     point_current(link, second)
     assert Bundle.load(link).path == second.resolve()
+
+
+def _edit_manifest(path: Path, change) -> None:
+    manifest = json.loads((path / "manifest.json").read_text())
+    change(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _link_out(path: Path) -> None:
+    """Move a file out of the bundle and leave a link to it (its checksum still matches)."""
+    outside = path.parent / "outside.npy"
+    (path / "user_ids.npy").rename(outside)
+    (path / "user_ids.npy").symlink_to(outside)
+
+
+def _huge_header(path: Path) -> None:
+    header = (path / "user_biases.npy").read_bytes()
+    _rewrite_file_and_manifest(path, "user_biases.npy", lambda p: p.write_bytes(header.replace(b"(6,)", b"(10000000000000,)".ljust(4))))
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        (_link_out, "user_ids.npy: is a symbolic link"),
+        (lambda p: _edit_manifest(p, lambda m: m["files"].update({"user_ids.npy": "abc"})), "the entry of 'user_ids.npy' must be an object"),
+        (lambda p: _edit_manifest(p, lambda m: m.update(rating_scale=[5])), "'rating_scale' must be \\[lowest, highest\\]"),
+        (lambda p: _edit_manifest(p, lambda m: m.update(rating_scale=[5, 1])), "'rating_scale' must be"),
+        (lambda p: _edit_manifest(p, lambda m: m.update(global_mean="abc")), "manifest.json: 'global_mean' must be a finite number"),
+        (lambda p: _edit_manifest(p, lambda m: m.pop("global_mean")), "manifest.json: 'global_mean' must be a finite number"),
+        (_huge_header, "user_biases.npy: unreadable .npy file"),
+    ],
+)
+def test_malformed_bundles_are_one_error_naming_the_file(tmp_path, damage, message):
+    path = _random_bundle(tmp_path / "b")
+    damage(path)
+    with pytest.raises(BundleError, match=message):
+        Bundle.load(path)
+
+
+def test_files_read_after_loading_are_checked_again(tmp_path):
+    path = _random_bundle(tmp_path / "b")
+    update_bundle(path, {"notes.json": lambda p: p.write_text('{"a": 1}')}, {})
+    bundle = Bundle.load(path)
+    assert bundle.json("notes.json") == {"a": 1}
+    (path / "notes.json").write_text('{"a": 2}')
+    with pytest.raises(BundleError, match="notes.json: checksum mismatch"):
+        bundle.json("notes.json")
+    (path / "notes.json").unlink()
+    (path / "notes.json").symlink_to(path / "manifest.json")
+    with pytest.raises(BundleError, match="notes.json: unreadable after the bundle was loaded"):
+        bundle.read_bytes("notes.json")

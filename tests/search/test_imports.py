@@ -1,4 +1,4 @@
-"""``search`` never imports torch (README.md, "Packages": serving needs numpy + faiss only)."""
+"""``search`` never imports torch (docs/design.md, "Layout": serving needs numpy + faiss only)."""
 
 from __future__ import annotations
 

@@ -194,8 +194,9 @@ def test_openapi_lists_every_api_route(client, app):
     k = next(p for p in spec["paths"]["/users/{user_id}/recommendations"]["get"]["parameters"] if p["name"] == "k")
     assert k["schema"]["maximum"] == app.config["K_MAX"]
     for path, operations in spec["paths"].items():
-        declared = {p["name"] for p in operations["get"]["parameters"] if p["in"] == "path"}
-        assert declared == {part[1:-1] for part in path.split("/") if part.startswith("{")}, path
+        for operation in operations.values():
+            declared = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+            assert declared == {part[1:-1] for part in path.split("/") if part.startswith("{")}, path
 
 
 def test_openapi_item_schema_matches_the_answers(client, rec):
@@ -221,3 +222,59 @@ def test_a_bug_is_a_logged_500_without_internals(app, client, rec, monkeypatch, 
     for body in (response.get_data(as_text=True), page.get_data(as_text=True)):
         assert "secret internal detail" not in body and "Traceback" not in body
     assert "secret internal detail" in caplog.text  # logged for whoever runs the server
+
+
+def post_json(client, body, status=200, **kwargs):
+    response = client.post("/api/v1/recommendations", json=body, **kwargs)
+    assert response.status_code == status, response.get_data(as_text=True)
+    assert response.mimetype == "application/json"
+    return response.get_json()
+
+
+def test_newcomer_recommendations_equal_the_recommenders_fold_in(client, rec):
+    first, second = (int(m) for m in rec.movie_ids[:2])
+    low, high = rec.bundle.rating_scale
+    body = {"ratings": [{"movie_id": first, "rating": high}, {"movie_id": second, "rating": low}], "k": 4}
+    answer = post_json(client, body)
+    ids, scores = rec.recommend_for_ratings({first: high, second: low}, k=4)
+    assert [item["movie_id"] for item in answer["items"]] == ids.tolist()
+    assert [item["score"] for item in answer["items"]] == pytest.approx(scores.tolist(), abs=1e-6)
+    assert answer["ratings"] == body["ratings"] and answer["k"] == 4 and answer["fallback"] is False
+    assert set(answer["items"][0]) == ITEM_FIELDS
+
+
+def test_newcomer_without_ratings_gets_the_fallback(client, app):
+    answer = post_json(client, {"ratings": []})
+    assert answer["fallback"] is True and len(answer["items"]) == app.config["K_DEFAULT"]
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ([1, 2], "the body must be a JSON object"),
+        ({"ratings": [], "user": 3}, "unknown field(s) 'user'"),
+        ({"k": 3}, "ratings must be a list"),
+        ({"ratings": [{"movie_id": 1}]}, 'ratings[0] must be an object with exactly "movie_id" and "rating"'),
+        ({"ratings": [{"movie_id": "1", "rating": 4}]}, "ratings[0].movie_id must be an integer"),
+        ({"ratings": [{"movie_id": True, "rating": 4}]}, "ratings[0].movie_id must be an integer"),
+        ({"ratings": [{"movie_id": 2**70, "rating": 4}]}, "ratings[0].movie_id must be an integer"),
+        ({"ratings": [{"movie_id": 1, "rating": "4"}]}, "ratings[0].rating must be a number"),
+        ({"ratings": [{"movie_id": 1, "rating": 99}]}, "rating of movie 1 must be a number from"),
+        ({"ratings": [{"movie_id": 999999, "rating": 4}]}, "unknown movie 999999"),
+        ({"ratings": [{"movie_id": 1, "rating": 4}, {"movie_id": 1, "rating": 3}]}, "movie 1 is rated more than once"),
+        ({"ratings": [], "k": 0}, "k must be an integer from 1 to"),
+        ({"ratings": [{"movie_id": 1, "rating": 4}] * 1001}, "ratings must be a list of at most 1000"),
+    ],
+)
+def test_bad_newcomer_bodies_are_400_naming_the_problem(client, rec, body, message):
+    if 1 not in rec.bundle.movie_vocab:
+        pytest.skip("the test bundle has no movie 1")
+    error = post_json(client, body, 400)
+    assert message in error["error"] and error["status"] == 400
+
+
+def test_a_newcomer_body_that_is_not_json_is_400(client):
+    response = client.post("/api/v1/recommendations", data="ratings=1", content_type="text/plain")
+    assert response.status_code == 400 and "must be a JSON object" in response.get_json()["error"]
+    assert post_json(client, {"ratings": []}, 400, query_string={"k": 3})["error"].startswith("unknown query parameter")
+    assert client.get("/api/v1/recommendations").status_code == 405

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import xml.etree.ElementTree as ET
 
 import numpy as np
@@ -176,3 +177,16 @@ def test_html_answers_carry_a_content_security_policy(client):
         assert "script-src 'self'" in response.headers["Content-Security-Policy"]
         assert response.headers["X-Content-Type-Options"] == "nosniff"
     assert "Content-Security-Policy" not in client.get("/api/v1/healthz").headers
+
+
+def test_a_training_curve_changed_or_removed_after_loading_is_not_served(built_bundle, tmp_path):
+    copy = tmp_path / "bundle"
+    shutil.copytree(built_bundle, copy)
+    client = make_app(copy).test_client()
+    assert client.get("/model/training_curve.png").status_code == 200
+    (copy / "training_curve.png").write_bytes(b"not the picture that was verified")
+    assert client.get("/model/training_curve.png").status_code == 404
+    (copy / "training_curve.png").unlink()
+    (copy / "training_curve.png").symlink_to("/etc/passwd")
+    response = client.get("/model/training_curve.png")
+    assert response.status_code == 404 and b"root:" not in response.get_data()
