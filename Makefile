@@ -17,7 +17,10 @@ train: setup
 build: train
 	$(PY) -m search build --bundle $(BUNDLE)
 
-run: build
+# A second `make run` serves the bundle that is there (`make build` retrains).
+run: setup
+	@test -e $(BUNDLE)/manifest.json || $(MAKE) --no-print-directory build
+	@test -e $(BUNDLE)/cluster_labels.npy || $(PY) -m search build --bundle $(BUNDLE)
 	$(PY) -m web --bundle $(BUNDLE) --host $(HOST) --port $(PORT)
 
 test: setup

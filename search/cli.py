@@ -1,4 +1,4 @@
-"""Command line: ``python -m search build|recommend|similar|clusters`` (docs/design.md, "Command line").
+"""Command line: ``python -m search build|recommend|recommend-all|similar|clusters`` (docs/design.md, "Command line").
 
 Human-readable tables by default, ``--json`` for scripts.  User errors (unknown
 id, bad ``k``, ambiguous or unknown title, missing or unbuilt bundle) print one
@@ -58,6 +58,14 @@ def build_parser() -> argparse.ArgumentParser:
     recommend.add_argument("--include-seen", action="store_true", help="(--user) also return movies the user rated in training")
     ranking(recommend)
     recommend.set_defaults(handler=run_recommend, parser=recommend)
+
+    every = command("recommend-all", "every user's top-k to a parquet file (user_id, rank, movie_id, score), for batch jobs")
+    every.add_argument("-k", type=whole_number_arg(1), default=10, help="movies per user (default: %(default)s)")
+    every.add_argument("--min-ratings", type=whole_number_arg(0), default=0, metavar="N", help="only movies with at least N ratings")
+    every.add_argument("--out", type=Path, required=True, metavar="FILE.parquet", help="the parquet file to write (replaced when complete)")
+    every.add_argument("--shard", type=_shard, default=None, metavar="I/N", help="write only the I-th of N contiguous user shards (1-based), e.g. one per job of an array")
+    every.add_argument("--quiet", action="store_true", help="no progress lines")
+    every.set_defaults(handler=run_recommend_all)
 
     similar = command("similar", "movies like a movie (cosine of embeddings)")
     similar.add_argument("--movie", required=True, metavar='ID|"title"', help="MovieLens movie id, or (part of) a title")
@@ -217,6 +225,28 @@ def _rating_file(rec, path: Path) -> list[tuple[int, float]]:
     return pairs
 
 
+def _shard(text: str):
+    """An argparse type: ``I/N``."""
+    from search.batch import Shard
+
+    try:
+        return Shard.parse(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def run_recommend_all(args: argparse.Namespace) -> int:
+    """Write every user's (or one shard's) top-k to a parquet file."""
+    from search.batch import Shard, write_recommendations
+
+    rec = _load(args)
+    shard = args.shard or Shard()
+    done = write_recommendations(rec, args.out, k=args.k, min_ratings=args.min_ratings, shard=shard, progress=not args.quiet)
+    part = f" (shard {shard.index + 1}/{shard.count})" if shard.count > 1 else ""
+    print(f"wrote {done.rows:,} rows for {done.users:,} users{part} to {done.path} in {done.seconds:.1f}s")
+    return 0
+
+
 def resolve_movie(rec, text: str) -> int:
     """A ``--movie`` argument as a movie id: a known id, else a title.
 
@@ -231,13 +261,13 @@ def resolve_movie(rec, text: str) -> int:
         return int(text)
     if not text:
         raise ValueError("--movie is empty")
-    from search.recommender import _title_forms
+    from search.titles import title_forms
 
     matches = rec.find_movies(text, limit=len(rec.movie_ids))
     if not matches:
         raise UnknownIdError(f"unknown movie {text!r}: no id or title matches")
     query = " ".join(text.lower().split())
-    exact = [m for m in matches if query in _title_forms(rec.movie(m)["title"])]
+    exact = [m for m in matches if query in title_forms(rec.movie(m)["title"])]
     if len(matches) == 1 or len(exact) == 1:
         return exact[0] if exact else matches[0]
     lines = [f"{m:>8}  {rec.movie(m)['title']}" for m in matches[:AMBIGUOUS_SHOWN]]

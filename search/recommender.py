@@ -33,14 +33,12 @@ from __future__ import annotations
 
 import math
 import os
-import re
 import threading
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
 
 import numpy as np
-import pandas as pd
 import scipy.sparse as sp
 
 from embedder.bundle import Bundle, BundleError
@@ -48,6 +46,7 @@ from embedder.vocab import UnknownIdError
 from search.clusters import genre_lists
 from search.foldin import NewUser, UserPrior, fold_in
 from search.index import INDEX_FILE, apply_params, read_index, search_candidates
+from search.titles import TitleIndex
 from search.topk import USER_BLOCK, BlockedTopK, topk_1d, topk_rows
 from search.validate import check_int, check_k, is_whole
 from search.vectors import item_vectors, normalize_rows, user_vectors
@@ -56,30 +55,8 @@ DEFAULT_BUNDLE = os.path.join("artifacts", "current")
 BUILD_HINT = "run `python -m search build --bundle {path}` first"
 MEMBER_SORTS = ("popularity", "title", "rating")
 
-_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
-_ARTICLE = re.compile(r"^(.*), (the|a|an|l'|le|la|les|il|el|der|die|das)$")
-
-
 class NotBuiltError(BundleError):
     """The bundle has no search files yet (clusters); the message says how to build them."""
-
-
-def _norm_title(text: str) -> str:
-    return " ".join(str(text).lower().split())
-
-
-def _title_forms(title: str) -> tuple[str, ...]:
-    """A title as written, without its year, and with a trailing article moved to the front.
-
-    "Godfather, The (1972)" -> ("godfather, the (1972)", "godfather, the", "the godfather").
-    """
-    full = _norm_title(title)
-    bare = _YEAR.sub("", full)
-    forms = [full, bare]
-    moved = _ARTICLE.match(bare)
-    if moved:
-        forms.append(f"{moved.group(2)} {moved.group(1)}")
-    return tuple(dict.fromkeys(forms))
 
 
 def result_pairs(movie_ids: Any, scores: Any = None) -> tuple[np.ndarray, list]:
@@ -356,9 +333,9 @@ class Recommender:
         return (keys[pos] == query) & (found >= 0)
 
     def recommend_all(
-        self, k: int = 10, batch_size: int = 4096, exclude_seen: bool = True, min_ratings: int = 0
+        self, k: int = 10, batch_size: int = 4096, exclude_seen: bool = True, min_ratings: int = 0, rows: slice = slice(None)
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        """Exact top-``k`` for every user, streamed in user blocks.
+        """Exact top-``k`` for every user (or the users of bundle ``rows``), streamed in user blocks.
 
         Yields
         ------
@@ -369,20 +346,24 @@ class Recommender:
         k = check_k(k)
         min_ratings = check_int(min_ratings, "min_ratings", 0)
         batch_size = check_int(batch_size, "batch_size", 1)
+        if not isinstance(rows, slice) or rows.step not in (None, 1):
+            raise ValueError(f"rows must be a slice of consecutive bundle rows, got {rows!r}")
         if self._ann is not None:
-            return self._recommend_all_ann(k, batch_size, exclude_seen, min_ratings)
+            return self._recommend_all_ann(k, batch_size, exclude_seen, min_ratings, rows)
         candidates, engine = self._candidates(min_ratings)
-        exclude = self._exclusions(slice(None), candidates) if exclude_seen else None
-        return self._stream(engine, k, batch_size, exclude, candidates)
+        exclude = self._exclusions(rows, candidates) if exclude_seen else None
+        return self._stream(engine, k, batch_size, exclude, candidates, rows)
 
-    def _stream(self, engine, k, batch_size, exclude, candidates):
-        for start, cols, scores in engine.iter_search(self._users, k, exclude, batch_size=batch_size):
+    def _stream(self, engine, k, batch_size, exclude, candidates, rows):
+        user_ids = self.user_ids[rows]
+        for start, cols, scores in engine.iter_search(self._users[rows], k, exclude, batch_size=batch_size):
             ids, scores = self._to_ids(cols, scores, candidates)
-            yield self.user_ids[start : start + len(ids)], ids, scores
+            yield user_ids[start : start + len(ids)], ids, scores
 
-    def _recommend_all_ann(self, k, batch_size, exclude_seen, min_ratings):
-        for start in range(0, len(self.user_ids), batch_size):
-            users = self.user_ids[start : start + batch_size]
+    def _recommend_all_ann(self, k, batch_size, exclude_seen, min_ratings, rows):
+        user_ids = self.user_ids[rows]
+        for start in range(0, len(user_ids), batch_size):
+            users = user_ids[start : start + batch_size]
             ids, scores = self.recommend(users, k, exclude_seen=exclude_seen, min_ratings=min_ratings)
             yield users, ids, scores
 
@@ -482,37 +463,22 @@ class Recommender:
     # ------------------------------------------------------------------ movies
 
     @cached_property
-    def _title_table(self) -> pd.DataFrame:
-        forms = [_title_forms(t) for t in self.bundle.movies["title"].astype(str)]
-        return pd.DataFrame(
-            {
-                "forms": forms,
-                "joined": ["\x00".join(f) for f in forms],
-                "rating_count": self._counts,
-                "title": self.bundle.movies["title"].astype(str).str.lower().to_numpy(),
-                "row": np.arange(len(forms)),
-            }
-        )
+    def _titles(self) -> TitleIndex:
+        return TitleIndex(self.bundle.movies["title"].astype(str).tolist(), self._counts)
 
     def find_movies(self, query: str, limit: int = 10) -> list[int]:
-        """Movie ids whose title contains ``query``, case-insensitive, best first.
+        """Movie ids whose title matches ``query``, best first, at most ``limit``.
 
-        Order: an exact title (also without its year, or with a trailing article
-        moved to the front: "the godfather"), then titles starting with the
-        query, then the rest; within each, most rated first.
+        Forgiving (see :mod:`search.titles`): exact titles (also without the year, or
+        "the godfather" for "Godfather, The"), then prefixes, then containing, then
+        every word in any order ("godfather part 2", "12 monkeys"), then words run
+        together ("starwars"), then close spellings ("star wras"); within each, most
+        rated first.
         """
         if not isinstance(query, str) or not query.strip():
             raise ValueError("title query must be a non-empty string")
         limit = check_int(limit, "limit", 1)
-        q = _norm_title(query)
-        table = self._title_table
-        hit = table["joined"].str.contains(q, regex=False).to_numpy()
-        found = table[hit]
-        rank = np.array(
-            [0 if q in forms else 1 if any(f.startswith(q) for f in forms) else 2 for forms in found["forms"]], dtype=np.int64
-        )
-        order = np.lexsort((found["row"].to_numpy(), found["title"].to_numpy(), -found["rating_count"].to_numpy(), rank))
-        return [int(self.movie_ids[r]) for r in found["row"].to_numpy()[order][:limit]]
+        return [int(self.movie_ids[r]) for r in self._titles.find(query)[:limit]]
 
     def movie(self, movie_id: Any) -> dict:
         """One movie as a JSON-ready dict: movie_id, title, genres (list), rating_count,

@@ -80,12 +80,13 @@ def similar(raw_movie_id: str, args: Mapping[str, str]) -> Ranked:
 
 
 def search(args: Mapping[str, str], required: bool = True) -> Ranked:
-    """Movies whose title contains ``q`` (case-insensitive), best match first; ``score`` is null."""
+    """Movies whose title matches ``q`` (forgiving: see ``search.titles``), best match
+    first; ``score`` is null; ``more`` says whether matches beyond ``limit`` were left out."""
     st = state()
     query = params.parse_query(args, st.max_query, required=required)
     limit = params.parse_int(args, "limit", st.search_default, 1, st.search_max)
-    ids = st.rec.find_movies(query, limit=limit) if query else []
-    return Ranked({"query": query, "limit": limit}, ids)
+    ids = st.rec.find_movies(query, limit=limit + 1) if query else []
+    return Ranked({"query": query, "limit": limit, "more": len(ids) > limit}, ids[:limit])
 
 
 def movie(raw_movie_id: str) -> dict:

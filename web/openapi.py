@@ -150,7 +150,8 @@ def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, ma
         ),
         "/movies": _operation(
             "search",
-            "Title search: movies whose title contains q, case-insensitive; exact titles, then prefixes, then the rest, most rated first.",
+            "Title search, forgiving: exact titles, then prefixes, then titles containing q, then every word in any order "
+            "(numbers as digits), then words run together, then close spellings; most rated first within each.",
             [
                 _query("q", f"Part of a title, at most {max_query} characters; blank gives no items.", {"type": "string", "maxLength": max_query}, required=True),
                 _query(
@@ -159,7 +160,10 @@ def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, ma
                     {"type": "integer", "minimum": 1, "maximum": search_max, "default": search_default},
                 ),
             ],
-            _json(_object({"query": string, "limit": integer, "items": items}, ["query", "limit", "items"]), "Matches, best first (score is null)."),
+            _json(
+                _object({"query": string, "limit": integer, "more": {"type": "boolean"}, "items": items}, ["query", "limit", "more", "items"]),
+                "Matches, best first (score is null); more: there are matches beyond limit.",
+            ),
             errors=bad,
         ),
         "/movies/{movie_id}": _operation(

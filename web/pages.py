@@ -54,7 +54,9 @@ def home():
 @bp.get("/search")
 def search():
     """Titles matching ``q``: the search box's answer when scripts are off."""
-    return render_template("search.html", max_query=state().max_query, **answers.search(request.args, required=False).as_dict())
+    st = state()
+    answer = answers.search(request.args, required=False).as_dict()
+    return render_template("search.html", max_query=st.max_query, search_max=st.search_max, **answer)
 
 
 @bp.get("/users")

@@ -103,6 +103,16 @@ def test_title_search(client, rec):
     assert get_json(client, "/api/v1/movies?q=zzzz-no-such-title")["items"] == []
 
 
+def test_title_search_says_when_matches_were_left_out(client, rec):
+    every = rec.find_movies("movie", limit=1000)  # the tiny bundle's titles are "Movie N"
+    assert len(every) > 3
+    short = get_json(client, "/api/v1/movies?q=movie&limit=3")
+    assert short["more"] is True and [i["movie_id"] for i in short["items"]] == every[:3]
+    assert get_json(client, f"/api/v1/movies?q=movie&limit={min(len(every), 50)}")["more"] is (len(every) > 50)
+    page = client.get("/search?q=movie&limit=3").get_data(as_text=True)
+    assert "Showing the first 3 matches." in page
+
+
 def test_title_search_needs_q(client):
     assert "q is required" in get_json(client, "/api/v1/movies", 400)["error"]
 

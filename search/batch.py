@@ -1,0 +1,128 @@
+"""Every user's top-K for batch jobs: one parquet file, streamed block by block.
+
+``python -m search recommend-all --out FILE.parquet [--shard I/N]`` writes one
+row per (user, rank): ``user_id`` int64, ``rank`` int16 (1 = best), ``movie_id``
+int64, ``score`` float32 (the raw predicted rating, seen movies excluded). Users
+come in bundle order, block by block from :meth:`Recommender.recommend_all`, so
+memory stays at one block's scores whatever the number of users. A user with
+fewer unseen candidates than k has fewer rows.
+
+``--shard I/N`` writes only the I-th of N contiguous user shards (1-based), so N
+jobs (on one machine or several, each with the bundle) write N files that
+together hold every user once; a scheduler's array job maps its index to I.
+
+The file is written under a hidden name beside ``FILE`` and renamed into place
+when complete, so a reader never sees half a file.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+SCHEMA = pa.schema(
+    [("user_id", pa.int64()), ("rank", pa.int16()), ("movie_id", pa.int64()), ("score", pa.float32())]
+)
+MAX_K = 2**15 - 1
+"""``rank`` is int16."""
+
+
+@dataclass(frozen=True)
+class Shard:
+    """The ``index``-th (0-based) of ``count`` contiguous shards of the users."""
+
+    index: int = 0
+    count: int = 1
+
+    @classmethod
+    def parse(cls, text: str) -> "Shard":
+        """``"I/N"`` with 1 ≤ I ≤ N, as the command line takes it."""
+        parts = text.split("/")
+        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
+            raise ValueError(f"expected I/N such as 1/4, got {text!r}")
+        i, n = (int(p) for p in parts)
+        if not 1 <= i <= n:
+            raise ValueError(f"I/N needs 1 <= I <= N, got {text!r}")
+        return cls(i - 1, n)
+
+    def rows(self, n_users: int) -> slice:
+        """This shard's users as a slice of the bundle's rows."""
+        return slice(self.index * n_users // self.count, (self.index + 1) * n_users // self.count)
+
+
+@dataclass(frozen=True)
+class Written:
+    """What :func:`write_recommendations` wrote."""
+
+    path: Path
+    users: int
+    rows: int
+    seconds: float
+
+
+def write_recommendations(
+    rec,
+    out: str | os.PathLike,
+    k: int = 10,
+    min_ratings: int = 0,
+    shard: Shard = Shard(),
+    batch_size: int = 4096,
+    progress: bool = False,
+) -> Written:
+    """Write the top-``k`` of every user of ``shard`` to the parquet file ``out``.
+
+    ``rec``: a :class:`search.Recommender`. ``min_ratings``: only movies with at
+    least that many ratings are recommended. With ``progress``, a line on stderr
+    about every tenth of the users.
+    """
+    if not 1 <= k <= MAX_K:
+        raise ValueError(f"k must be from 1 to {MAX_K}, got {k}")
+    out = Path(out)
+    if out.is_dir():
+        raise ValueError(f"{out}: is a folder; give the parquet file to write")
+    if not out.parent.is_dir():
+        raise ValueError(f"{out.parent}: no such folder")
+    rows = shard.rows(len(rec.user_ids))
+    n_users = rows.stop - rows.start
+    started = time.perf_counter()
+    handle, staged = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    os.close(handle)
+    written, done, next_report = 0, 0, n_users / 10
+    try:
+        with pq.ParquetWriter(staged, SCHEMA) as writer:
+            for users, ids, scores in rec.recommend_all(k=k, batch_size=batch_size, min_ratings=min_ratings, rows=rows):
+                table = _block_table(users, ids, scores)
+                writer.write_table(table)
+                written += table.num_rows
+                done += len(users)
+                if progress and done >= next_report:
+                    print(f"recommend-all: {done:,}/{n_users:,} users", file=sys.stderr, flush=True)
+                    next_report += n_users / 10
+        os.replace(staged, out)
+    except BaseException:
+        Path(staged).unlink(missing_ok=True)
+        raise
+    return Written(out, n_users, written, time.perf_counter() - started)
+
+
+def _block_table(users: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> pa.Table:
+    """One block's rows, padding (id -1) left out."""
+    keep = ids >= 0
+    ranks = np.broadcast_to(np.arange(1, ids.shape[1] + 1, dtype=np.int16), ids.shape)
+    return pa.table(
+        {
+            "user_id": np.broadcast_to(users[:, None], ids.shape)[keep],
+            "rank": ranks[keep],
+            "movie_id": ids[keep],
+            "score": scores[keep].astype(np.float32),
+        },
+        schema=SCHEMA,
+    )

@@ -1,0 +1,113 @@
+"""Title search that forgives how people type titles.
+
+A query is matched against every title in tiers, best first:
+
+1. the whole title: as written, without its year, or with a trailing article moved
+   to the front ("the godfather" for "Godfather, The (1972)");
+2. a title starting with the query;
+3. a title containing the query;
+4. a title holding every word of the query in any order, after both are reduced
+   to plain words: lower case, punctuation dropped, "the/a/an/and/of" dropped,
+   Roman numerals and number words as digits ("godfather part 2" finds "Godfather:
+   Part II, The"; "12 monkeys" finds "Twelve Monkeys"; "monty python holy grail");
+5. the same words run together or split differently, from word start to word end
+   ("starwars" finds "Star Wars", not "It Could Happen to You" for "toy");
+6. only when nothing above matched, a close spelling (rapidfuzz's weighted ratio
+   of the plain words at least :data:`FUZZY_CUTOFF`: "star wras" finds "Star Wars"),
+   closest first.
+
+Within a tier the most rated movie comes first, then the title, then bundle order.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+from rapidfuzz import fuzz, process
+
+FUZZY_CUTOFF = 85
+"""Least weighted ratio (0-100) for a close spelling; 85 takes one swapped or
+wrong letter in a short title and leaves unrelated titles out."""
+
+_YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
+_ARTICLE = re.compile(r"^(.*), (the|a|an|l'|le|la|les|il|el|der|die|das)$")
+_WORD = re.compile(r"[^\W_]+")
+_DROPPED = {"the", "a", "an", "and", "of", "&"}
+_NUMBERS = {
+    **{w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())},
+    **{r: str(i) for i, r in enumerate("i ii iii iv v vi vii viii ix x".split(), start=1) if r not in ("i", "v", "x")},
+}
+"""Number words and Roman numerals read as digits (single-letter numerals are left
+alone: "I" and "X" are words in titles more often than numbers)."""
+
+
+def normalise(text: str) -> str:
+    """Lower case, whitespace collapsed."""
+    return " ".join(str(text).lower().split())
+
+
+def title_forms(title: str) -> tuple[str, ...]:
+    """A title as written, without its year, and with a trailing article moved to the front.
+
+    "Godfather, The (1972)" -> ("godfather, the (1972)", "godfather, the", "the godfather").
+    """
+    full = normalise(title)
+    bare = _YEAR.sub("", full)
+    forms = [full, bare]
+    moved = _ARTICLE.match(bare)
+    if moved:
+        forms.append(f"{moved.group(2)} {moved.group(1)}")
+    return tuple(dict.fromkeys(forms))
+
+
+def plain_words(text: str) -> list[str]:
+    """The words that matter: lower case, no punctuation, no articles, numbers as digits."""
+    words = (_NUMBERS.get(w, w) for w in _WORD.findall(str(text).lower()))
+    return [w for w in words if w not in _DROPPED]
+
+
+class TitleIndex:
+    """Every title of a catalogue, prepared once for :meth:`find`."""
+
+    def __init__(self, titles: Sequence[str], rating_counts: np.ndarray):
+        forms = [title_forms(t) for t in titles]
+        words = [plain_words(_YEAR.sub("", normalise(t))) for t in titles]
+        self._table = pd.DataFrame(
+            {
+                "forms": forms,
+                "joined": ["\x00".join(f) for f in forms],
+                "words": [" " + " ".join(w) + " " for w in words],
+                "rating_count": np.asarray(rating_counts),
+                "title": [normalise(t) for t in titles],
+                "row": np.arange(len(titles)),
+            }
+        )
+        self._plain = [" ".join(w) for w in words]
+
+    def find(self, query: str) -> np.ndarray:
+        """Rows of the titles matching ``query``, best first (see the module's tiers)."""
+        table = self._table
+        q = normalise(query)
+        tier = np.full(len(table), 99.0)
+        contains = table["joined"].str.contains(q, regex=False).to_numpy()
+        tier[contains] = [0 if q in forms else 1 if any(f.startswith(q) for f in forms) else 2 for forms in table["forms"][contains]]
+        words = plain_words(q)
+        if words:
+            every = np.ones(len(table), dtype=bool)
+            for word in words:
+                every &= table["words"].str.contains(f" {word} ", regex=False).to_numpy()
+            tier[every & (tier > 3)] = 3
+            # The query's letters with an optional space between any two, from a word's start to a word's end.
+            spaced = " " + " ?".join(re.escape(c) for c in "".join(words)) + " "
+            joined = table["words"].str.contains(spaced, regex=True).to_numpy()
+            tier[joined & (tier > 4)] = 4
+            if (tier < 99).sum() == 0:
+                close = process.extract(" ".join(words), self._plain, scorer=fuzz.WRatio, score_cutoff=FUZZY_CUTOFF, limit=None)
+                for _, score, row in close:  # closer spellings first within the tier
+                    tier[row] = 5 + (100 - score) / 1000
+        found = table[tier < 99]
+        order = np.lexsort((found["row"].to_numpy(), found["title"].to_numpy(), -found["rating_count"].to_numpy(), tier[tier < 99]))
+        return found["row"].to_numpy()[order]

@@ -1,0 +1,56 @@
+"""Forgiving title search (search/titles.py): each tier with a known answer."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from search.titles import TitleIndex, plain_words
+
+TITLES = [
+    "Star Wars (1977)",  # 0
+    "Star Trek: First Contact (1996)",  # 1
+    "Godfather: Part II, The (1974)",  # 2
+    "Godfather, The (1972)",  # 3
+    "Twelve Monkeys (1995)",  # 4
+    "Monty Python and the Holy Grail (1974)",  # 5
+    "It Could Happen to You (1994)",  # 6
+    "Toy Story (1995)",  # 7
+    "Schindler's List (1993)",  # 8
+    "Spider-Man (2002)",  # 9
+]
+COUNTS = np.array([500, 300, 200, 400, 250, 150, 80, 450, 300, 100])
+
+
+@pytest.fixture(scope="module")
+def index():
+    return TitleIndex(TITLES, COUNTS)
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("star wars", [0]),  # the whole title
+        ("the godfather", [3, 2]),  # "Godfather, The" read with its article in front; then containing
+        ("godfather part 2", [2]),  # every word, Roman numeral as a digit, punctuation ignored
+        ("12 monkeys", [4]),  # a number word as a digit
+        ("monty python holy grail", [5]),  # words in any order, "and the" dropped
+        ("starwars", [0]),  # words run together
+        ("spiderman", [9]),
+        ("schindlers list", [8]),
+        ("toy", [7]),  # not "It Could Happen to You": a run of letters must start and end at words
+        ("Star Wras", [0, 1]),  # a close spelling, closest first
+        ("xyzzy quux", []),
+    ],
+)
+def test_each_tier_finds_what_people_type(index, query, expected):
+    assert index.find(query).tolist() == expected
+
+
+def test_close_spellings_only_when_nothing_else_matches(index):
+    assert index.find("star").tolist() == [0, 1]  # prefixes; no fuzzy extras
+
+
+def test_plain_words():
+    assert plain_words("Godfather: Part II, The") == ["godfather", "part", "2"]
+    assert plain_words("I, Robot") == ["i", "robot"]  # a lone I stays a word
