@@ -70,6 +70,40 @@ def newcomer_recommendations(body: object) -> Ranked:
     return Ranked({"ratings": ratings, "k": k, "fallback": not pairs}, ids, scores)
 
 
+PAGE_RATINGS = 5
+"""Rating rows the newcomer page offers (and the most it takes)."""
+
+
+def newcomer_from_titles(args) -> Ranked:
+    """The newcomer page's answer: ``title`` and ``rating`` given in pairs (repeated
+    query parameters); each title is taken as its best match (``find_movies``).
+    Titles that match nothing are listed in ``not_found``; blank rows are skipped;
+    a later row for the same movie replaces an earlier one."""
+    st = state()
+    titles, ratings = args.getlist("title"), args.getlist("rating")
+    if len(titles) > PAGE_RATINGS or len(ratings) > PAGE_RATINGS:
+        raise params.ParamError(f"at most {PAGE_RATINGS} title and rating pairs")
+    k = params.parse_k(args, st.k_default, st.k_max)
+    chosen: dict[int, float] = {}
+    not_found, rows = [], []
+    for n, title in enumerate(titles):
+        title = title.strip()[: st.max_query]
+        if not title:
+            continue
+        rating = params.parse_number(ratings[n] if n < len(ratings) else "", f"rating {n + 1}")
+        found = st.rec.find_movies(title, limit=1)
+        if not found:
+            not_found.append(title)
+            continue
+        chosen[found[0]] = rating
+        rows.append({"query": title, "rating": rating, **st.rec.movie(found[0])})
+    try:
+        ids, scores = st.rec.recommend_for_ratings(chosen, k=k)
+    except ValueError as err:  # a rating off the scale
+        raise params.ParamError(str(err)) from None
+    return Ranked({"rated": rows, "not_found": not_found, "k": k, "fallback": not chosen}, ids, scores)
+
+
 def similar(raw_movie_id: str, args: Mapping[str, str]) -> Ranked:
     """The k movies most like one movie (``score``: cosine similarity), itself excluded."""
     st = state()

@@ -75,6 +75,15 @@ def user(user_id: str):
     return render_template("user.html", **answer, rated=rated, n_rated=n_rated, k_max=st.k_max)
 
 
+@bp.get("/for-me")
+def newcomer():
+    """Recommendations for someone not in the bundle, from a few titles they rate."""
+    st = state()
+    answer = answers.newcomer_from_titles(request.args).as_dict()
+    low, high = st.rec.bundle.rating_scale
+    return render_template("newcomer.html", **answer, rows=answers.PAGE_RATINGS, low=low, high=high, max_query=st.max_query)
+
+
 @bp.get("/movies/<movie_id>")
 def movie(movie_id: str):
     """A movie's details and the movies most like it."""

@@ -65,6 +65,17 @@ def parse_int(args: Mapping[str, str], name: str, default: int, low: int, high: 
     return value
 
 
+def parse_number(raw: str, name: str) -> float:
+    """A finite number given as text (a form field); anything else is a 400."""
+    try:
+        value = float(raw.strip()) if len(raw) <= 20 else None
+    except ValueError:
+        value = None
+    if value is None or value != value or value in (float("inf"), float("-inf")):
+        raise ParamError(f"{name} must be a number, got {_shorten(raw)!r}")
+    return value
+
+
 def parse_k(args: Mapping[str, str], default: int, cap: int) -> int:
     """The number of answers ``k``: 1..cap."""
     return parse_int(args, "k", default, 1, cap)

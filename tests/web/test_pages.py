@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import shutil
 import xml.etree.ElementTree as ET
 
@@ -190,3 +191,34 @@ def test_a_training_curve_changed_or_removed_after_loading_is_not_served(built_b
     (copy / "training_curve.png").symlink_to("/etc/passwd")
     response = client.get("/model/training_curve.png")
     assert response.status_code == 404 and b"root:" not in response.get_data()
+
+
+def test_the_newcomer_page_recommends_from_rated_titles(client, rec):
+    first, second = (rec.movie(int(m)) for m in rec.movie_ids[:2])
+    low, high = rec.bundle.rating_scale
+    query = {"title": [first["title"], second["title"], "zzzz no such film", ""], "rating": [str(high), str(low), "3", ""]}
+    page = client.get("/for-me", query_string=query)
+    assert page.status_code == 200
+    html = page.get_data(as_text=True)
+    expected, _ = rec.recommend_for_ratings({first["movie_id"]: high, second["movie_id"]: low}, k=10)
+    shown = [int(m) for m in re.findall(r'<td>\s*<a href="/movies/(\d+)"', html)]
+    assert shown == expected.tolist()
+    assert "No title matches zzzz no such film." in html and "for you" in html
+
+
+def test_the_newcomer_page_without_ratings_says_it_is_the_average_user(client):
+    html = client.get("/for-me").get_data(as_text=True)
+    assert "No ratings yet" in html and "for an average user" in html
+
+
+@pytest.mark.parametrize("query, message", [("title=x&rating=abc", "rating 1 must be a number"), ("title=x&rating=", "rating 1 must be a number")])
+def test_the_newcomer_page_names_a_bad_rating(client, rec, query, message):
+    title = rec.movie(int(rec.movie_ids[0]))["title"]
+    response = client.get("/for-me?" + query.replace("title=x", f"title={title}"))
+    assert response.status_code == 400 and message in response.get_data(as_text=True)
+
+
+def test_the_newcomer_page_refuses_a_rating_off_the_scale(client, rec):
+    title = rec.movie(int(rec.movie_ids[0]))["title"]
+    response = client.get("/for-me", query_string={"title": title, "rating": "99"})
+    assert response.status_code == 400 and "must be a number from" in response.get_data(as_text=True)
