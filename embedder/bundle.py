@@ -9,7 +9,8 @@ Writing is atomic: a bundle is assembled in a hidden temporary folder beside its
 destination and renamed into place in one step, so a crash never leaves a
 half-written bundle where a reader looks. Loading checks the manifest, the schema
 version, every file's sha256, dtypes and shapes, and raises :class:`BundleError`
-naming the offending file.
+naming the offending file. :mod:`embedder.artifacts` lists and prunes the
+versions ``train`` publishes in ``artifacts/bundles/``.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import math
 import os
 import shutil
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone

@@ -1,4 +1,4 @@
-"""Command line: ``python -m embedder train|evaluate`` (docs/design.md, "Command line")."""
+"""Command line: ``python -m embedder train|evaluate|bundles`` (docs/design.md, "Command line")."""
 
 from __future__ import annotations
 
@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--min-ratings", type=_non_negative_int, default=DEFAULT_MIN_RATINGS, help="recommendation floor shown next to no floor: only movies with at least this many training ratings (default: %(default)s)")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=run_evaluate)
+
+    bundles = commands.add_parser("bundles", help="list the published bundles; --keep N deletes older ones")
+    bundles.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="artifacts folder holding bundles/ and the 'current' link (default: %(default)s)")
+    bundles.add_argument("--keep", type=_positive_int, help="delete all but the N newest bundles (never the current one) and staging leftovers older than an hour")
+    bundles.add_argument("--json", action="store_true", help="print JSON")
+    bundles.set_defaults(handler=run_bundles)
     return parser
 
 
@@ -215,6 +221,98 @@ def run_evaluate(args: argparse.Namespace) -> int:
         print()
         print(format_report(report["quality"]))
     return 0
+
+
+def run_bundles(args: argparse.Namespace) -> int:
+    """List the bundles under ``artifacts/bundles``, or prune them with ``--keep``."""
+    from embedder.artifacts import list_bundles, prune_bundles
+
+    if args.keep is None:
+        rows = list_bundles(args.artifacts)
+        if args.json:
+            print(json.dumps([row.to_json() for row in rows], indent=2))
+        else:
+            print("\n".join(_listing_lines(rows, args.artifacts)))
+        return 0
+    result = prune_bundles(args.artifacts, args.keep)
+    if args.json:
+        print(json.dumps({"removed": [row.to_json() for row in result.removed], "kept": [row.to_json() for row in result.kept]}, indent=2))
+    else:
+        print("\n".join(_prune_lines(result, args.artifacts)))
+    return 0
+
+
+def _listing_lines(rows, artifacts: Path) -> list[str]:
+    """One line per entry of bundles/ (``<- current`` marks the live one), then the leftovers."""
+    from embedder.artifacts import BUNDLE, LEFTOVER, LINK
+
+    entries = [row for row in rows if row.kind != LEFTOVER]
+    leftovers = [row for row in rows if row.kind == LEFTOVER]
+    lines = [] if entries else [f"no bundles in {artifacts / 'bundles'}"]
+    width = max((len(row.name) for row in entries), default=0)
+    for row in entries:
+        if row.kind == BUNDLE:
+            detail = "no test RMSE" if row.test_rmse is None else f"test RMSE {row.test_rmse:.4f}"
+        elif row.kind == LINK:
+            detail = "link (not followed)"
+        else:
+            detail = "not a bundle"
+        marker = "  <- current" if row.current else ""
+        lines.append(f"{row.name:<{width}}  {_when(row.created)}  {_human_bytes(row.bytes):>8}  {detail}{marker}")
+    if leftovers:
+        named = ", ".join(f"{_relative(row.path, artifacts)} ({_age(row.created)} old)" for row in leftovers)
+        lines.append(f"staging leftovers: {named}")
+    return lines
+
+
+def _prune_lines(result, artifacts: Path) -> list[str]:
+    """What ``--keep`` removed, what it left on purpose, and the bundles kept."""
+    from embedder.artifacts import BUNDLE
+
+    lines = [f"removed {_relative(row.path, artifacts)} ({_what(row)})" for row in result.removed] or ["nothing removed"]
+    lines += [f"kept {_relative(row.path, artifacts)} ({_what(row)})" for row in result.kept if row.kind != BUNDLE]
+    kept = [row.name + (" (current)" if row.current else "") for row in result.kept if row.kind == BUNDLE]
+    lines.append(f"kept {len(kept)} bundle(s): {', '.join(kept) or 'none'}")
+    return lines
+
+
+def _what(row) -> str:
+    """A row's kind and, for what prune leaves alone, why."""
+    from embedder.artifacts import BUNDLE, LEFTOVER, LEFTOVER_MIN_AGE_S, LINK
+
+    if row.kind == BUNDLE:
+        return f"bundle created {_when(row.created)}, {_human_bytes(row.bytes)}"
+    if row.kind == LEFTOVER:
+        young = time.time() - row.created.timestamp() < LEFTOVER_MIN_AGE_S
+        return f"staging leftover, {_age(row.created)} old" + (": a writer may still be using it" if young else "")
+    return "a link: never followed" if row.kind == LINK else "not a bundle: never deleted"
+
+
+def _relative(path: Path, artifacts: Path) -> str:
+    return str(path.relative_to(artifacts))
+
+
+def _when(moment: datetime) -> str:
+    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _age(moment: datetime) -> str:
+    seconds = max(0.0, time.time() - moment.timestamp())
+    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
+        if seconds >= size:
+            return f"{seconds // size:.0f} {unit}"
+    return f"{seconds:.0f} s"
+
+
+def _human_bytes(count: int | None) -> str:
+    if count is None:
+        return "-"
+    value = float(count)
+    for unit in ("B", "kB", "MB"):
+        if value < 1000:
+            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1000
+    return f"{value:.1f} GB"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -212,12 +212,18 @@ def specific_genres(genres: list[frozenset]) -> np.ndarray:
 
 
 def cluster_agreement(labels: np.ndarray, genres: list[frozenset], seed: int = 0, shuffles: int = 10) -> dict[str, float]:
-    """NMI of cluster labels with each movie's most specific genre, against the same
-    labels shuffled (mean of ``shuffles`` permutations, which keep the cluster sizes)."""
-    target = specific_genres(genres)
+    """NMI of cluster labels with each movie's most specific genre (its rarest in the
+    whole catalogue), against the same labels shuffled (mean of ``shuffles``
+    permutations, which keep the cluster sizes), over clustered movies only: label -1
+    (a movie without training ratings, not clustered) is left out."""
+    labels = np.asarray(labels)
+    clustered = labels >= 0  # -1: a movie without training ratings, which search build does not cluster
+    target = specific_genres(genres)[clustered]
+    labels = labels[clustered]
     rng = np.random.default_rng(seed)
     return {
         "clusters": int(len(np.unique(labels))),
+        "unclustered": int((~clustered).sum()),
         "nmi": metrics.nmi(labels, target),
         "random_nmi": float(np.mean([metrics.nmi(rng.permutation(labels), target) for _ in range(shuffles)])),
     }

@@ -11,14 +11,18 @@ cosine_index.faiss    ``IndexFlatIP`` over L2-normalised ``q_i`` (zero rows stay
                       recomputes these vectors at load (milliseconds) and
                       searches them with numpy, which is exact and as fast for
                       one query
-cluster_labels.npy    int32 ``(n_movies,)``
-clusters.json         one summary per cluster (see :mod:`search.clusters`)
+cluster_labels.npy    int32 ``(n_movies,)``: the movie's cluster, or -1 for a movie
+                      with a zero embedding (no training ratings), which is
+                      not clustered (:mod:`search.clusters`)
+clusters.json         one summary per cluster, over clustered movies only (see
+                      :mod:`search.clusters`; labels are unique)
 movie_map.npy         float32 ``(n_movies, 2)``: 2-D PCA for a cluster map
 ===================== ============================================================
 
 Manifest keys added: ``index`` (kind, metric, shape, search parameters,
 measured recall@10) and ``clusters`` (k, seed, silhouette, nmi_genres,
-nmi_random, sizes, ...).
+nmi_random, sizes, unclustered: the movies labelled -1, ...); sizes and figures
+count clustered movies only.
 
 Tested in ``tests/search/test_build.py``.
 """
@@ -34,7 +38,7 @@ import faiss
 import numpy as np
 
 from embedder.bundle import Bundle, bytes_writer, json_writer, npy_writer, update_bundle
-from search.clusters import cluster_quality, cluster_summaries, kmeans_labels, movie_map
+from search.clusters import UNCLUSTERED, check_clusters, cluster_quality, cluster_summaries, kmeans_labels, movie_map
 from search.index import (
     COSINE_INDEX_FILE,
     INDEX_FILE,
@@ -44,7 +48,6 @@ from search.index import (
     tune_index,
 )
 from search.topk import BlockedTopK
-from search.validate import check_int
 from search.vectors import item_vectors, normalize_rows, user_vectors
 
 DEFAULT_CLUSTERS = 10
@@ -73,7 +76,8 @@ def build(
     path:
         Bundle folder, or a link to one (``artifacts/current``).
     n_clusters:
-        K-Means clusters, 1 to the number of movies.
+        K-Means clusters, 1 to the number of movies with a non-zero embedding
+        (movies without training ratings are not clustered).
     index:
         ``"flat"`` (exact, default), ``"hnsw"`` or ``"ivf"``, or an :class:`IndexConfig`.
     seed:
@@ -90,7 +94,8 @@ def build(
     config = index if isinstance(index, IndexConfig) else IndexConfig(kind=index, seed=seed)
     bundle = Bundle.load(path)
     n_movies = len(bundle.movie_ids)
-    n_clusters = check_int(n_clusters, "clusters", 1, n_movies)
+    unit, zero = normalize_rows(bundle.movie_embeddings)
+    n_clusters = check_clusters(n_clusters, zero)  # before the index: fail fast
 
     started = time.perf_counter()
     items = item_vectors(bundle.movie_embeddings, bundle.movie_biases)
@@ -101,7 +106,6 @@ def build(
     tuned = tune_index(movie_index, queries, exact, config.target_recall)
     say(f"index: {config.kind} over {n_movies:,} x {items.shape[1]} ({time.perf_counter() - started:.1f}s), {tuned}")
 
-    unit, zero = normalize_rows(bundle.movie_embeddings)
     cosine = faiss.IndexFlatIP(unit.shape[1])
     cosine.add(unit)
 
@@ -109,9 +113,11 @@ def build(
     labels = kmeans_labels(bundle.movie_embeddings, n_clusters, seed)
     summaries = cluster_summaries(labels, bundle.movies, n_clusters)
     quality = cluster_quality(bundle.movie_embeddings, labels, bundle.movies["genres"], seed)
+    unclustered = int(np.count_nonzero(labels == UNCLUSTERED))
     say(
         f"clusters: k={n_clusters} ({time.perf_counter() - started:.1f}s), silhouette {quality['silhouette']}, "
-        f"NMI with genres {quality['nmi_genres']} (random labelling {quality['nmi_random']})"
+        f"NMI with genres {quality['nmi_genres']} (random labelling {quality['nmi_random']}); "
+        f"{unclustered:,} movies without training ratings not clustered (label {UNCLUSTERED})"
     )
 
     manifest = {
@@ -130,9 +136,11 @@ def build(
         "clusters": {
             "k": n_clusters,
             "seed": int(seed),
-            "method": "scikit-learn KMeans on L2-normalised movie embeddings (n_init=5)",
+            "method": "scikit-learn KMeans on L2-normalised movie embeddings (n_init=5); "
+            "movies with a zero embedding (no training ratings) are not clustered (label -1)",
             **quality,
-            "sizes": np.bincount(labels, minlength=n_clusters).tolist(),
+            "sizes": np.bincount(labels[labels != UNCLUSTERED], minlength=n_clusters).tolist(),
+            "unclustered": unclustered,
         },
     }
     files = {

@@ -494,7 +494,7 @@ class Recommender:
         """
         movies = self.bundle.movies
         means = movies["mean_rating"].to_numpy(np.float64)
-        labels = [None] * len(means) if self._labels is None else self._labels.tolist()
+        labels = [None] * len(means) if self._labels is None else [None if c < 0 else c for c in self._labels.tolist()]
         return [
             (int(movie_id), str(title), genres, int(count), float(mean) if count > 0 and math.isfinite(mean) else None, label)
             for movie_id, title, genres, count, mean, label in zip(
@@ -557,10 +557,11 @@ class Recommender:
             raise NotBuiltError(f"this bundle has no clusters yet: {BUILD_HINT.format(path=self.bundle.path)}")
         return self._labels
 
-    def cluster_of(self, movie_id: Any) -> int:
-        """The K-Means cluster of a movie (raises :class:`NotBuiltError` before ``build``)."""
-        labels = self._need_clusters()
-        return int(labels[self._movie_row(movie_id)])
+    def cluster_of(self, movie_id: Any) -> int | None:
+        """The K-Means cluster of a movie; None for a movie without training ratings
+        (label -1: not clustered). Raises :class:`NotBuiltError` before ``build``."""
+        label = int(self._need_clusters()[self._movie_row(movie_id)])
+        return None if label < 0 else label
 
     def clusters(self) -> list[dict]:
         """The cluster summaries of ``clusters.json`` (size, label, top movies, genre mix, mean rating)."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -123,3 +125,23 @@ def write_synthetic_bundle(
         "dim": dim,
     }
     return write_bundle(path, files, manifest)
+
+
+def random_bundle(path, seed=0, n_users=6, n_movies=9, dim=3):
+    """A small bundle of random arrays (about 30% of the pairs rated 4) at ``path``."""
+    rng = np.random.default_rng(seed)
+    return write_synthetic_bundle(
+        path,
+        rng.normal(size=(n_users, dim)),
+        rng.normal(size=(n_movies, dim)),
+        rng.normal(size=n_users),
+        rng.normal(size=n_movies),
+        seen=(rng.random((n_users, n_movies)) < 0.3) * 4.0,
+    )
+
+
+def edit_manifest(path, change) -> None:
+    """Apply ``change`` to a bundle's manifest.json in place (checksums untouched)."""
+    manifest = json.loads((path / "manifest.json").read_text())
+    change(manifest)
+    (path / "manifest.json").write_text(json.dumps(manifest))

@@ -34,13 +34,14 @@ def cluster_map_svg(
     """An SVG scatter of 2-D movie coordinates, one colour per cluster label.
 
     Beyond ``max_points`` movies a fixed-seed sample is drawn, so the picture of
-    a large catalogue stays small. Non-finite coordinates are left out.
+    a large catalogue stays small. Non-finite coordinates are left out, and so are
+    movies with label -1 (no training ratings: not clustered, nothing to place).
     """
     coords = np.asarray(coords, dtype=np.float64)
     labels = np.asarray(labels).astype(np.int64, copy=False)
     if coords.ndim != 2 or coords.shape[1] < 2 or len(coords) != len(labels):
         raise ValueError(f"coords must be (n, 2) beside n labels, got {coords.shape} and {labels.shape}")
-    keep = np.flatnonzero(np.isfinite(coords[:, :2]).all(axis=1))
+    keep = np.flatnonzero(np.isfinite(coords[:, :2]).all(axis=1) & (labels >= 0))
     if len(keep) > max_points:
         keep = np.sort(np.random.default_rng(seed).choice(keep, max_points, replace=False))
     xy, labels = coords[keep, :2], labels[keep]

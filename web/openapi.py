@@ -229,12 +229,12 @@ def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, ma
         "genres": _array(string),
         "rating_count": integer,
         "mean_rating": nullable("number"),
-        "cluster": {**nullable("integer"), "description": "null before `python -m search build`"},
+        "cluster": {**nullable("integer"), "description": "null before `python -m search build`, or for a movie without training ratings (not clustered)"},
     }
     cluster = {
         "cluster": integer,
         "size": integer,
-        "label": {**string, "description": "its two genres of highest lift"},
+        "label": {**string, "description": "up to two genres over-represented in it (at least 15% of its movies, lift above 1), made unique with its most-rated title where two would read the same"},
         "mean_rating": nullable("number"),
         "top_movies": _array(_object({"movie_id": integer, "title": string, "rating_count": integer})),
         "genres": _array(_object({"genre": string, "share": number, "catalogue_share": number, "lift": number})),

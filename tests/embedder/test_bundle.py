@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +18,9 @@ import pytest
 from embedder.bundle import Bundle, BundleError, npy_writer, point_current, update_bundle, write_bundle
 from embedder.metrics import rating_errors
 from embedder.split import canonical_split
-from tests.conftest import write_synthetic_bundle
+from tests.conftest import edit_manifest, random_bundle, write_synthetic_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _random_bundle(path, seed=0, n_users=6, n_movies=9, dim=3):
-    rng = np.random.default_rng(seed)
-    return write_synthetic_bundle(
-        path,
-        rng.normal(size=(n_users, dim)),
-        rng.normal(size=(n_movies, dim)),
-        rng.normal(size=n_users),
-        rng.normal(size=n_movies),
-        seen=(rng.random((n_users, n_movies)) < 0.3) * 4.0,
-    )
 
 
 def test_trained_bundle_round_trips_and_its_test_rmse_is_recomputable(tiny_bundle, synthetic_csv):
@@ -95,7 +84,7 @@ def test_round_trip_of_arrays(tmp_path):
     ],
 )
 def test_damaged_bundles_are_refused_naming_the_file(tmp_path, damage, message):
-    path = _random_bundle(tmp_path / "b")
+    path = random_bundle(tmp_path / "b")
     damage(path)
     with pytest.raises(BundleError, match=message):
         Bundle.load(path)
@@ -112,14 +101,14 @@ def _rewrite_file_and_manifest(path: Path, name: str, writer) -> None:
 
 
 def test_shape_mismatch_is_refused_even_with_a_valid_checksum(tmp_path):
-    path = _random_bundle(tmp_path / "b")
+    path = random_bundle(tmp_path / "b")
     _rewrite_file_and_manifest(path, "movie_biases.npy", npy_writer(np.zeros(4, np.float32)))
     with pytest.raises(BundleError, match="movie_biases.npy: has 4 rows, expected 9"):
         Bundle.load(path)
 
 
 def test_object_arrays_are_refused(tmp_path):
-    path = _random_bundle(tmp_path / "b")
+    path = random_bundle(tmp_path / "b")
     objects = np.array([{"evil": 1}] * 6, dtype=object)
     _rewrite_file_and_manifest(path, "user_ids.npy", lambda p: np.save(p, objects, allow_pickle=True))
     with pytest.raises(BundleError, match="user_ids.npy: cannot be loaded without pickle"):
@@ -129,7 +118,7 @@ def test_object_arrays_are_refused(tmp_path):
 
 
 def test_wrong_schema_version_is_refused(tmp_path):
-    path = _random_bundle(tmp_path / "b")
+    path = random_bundle(tmp_path / "b")
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["schema_version"] = 99
     (path / "manifest.json").write_text(json.dumps(manifest))
@@ -138,7 +127,7 @@ def test_wrong_schema_version_is_refused(tmp_path):
 
 
 def test_an_exception_between_files_leaves_the_previous_bundle(tmp_path):
-    path = _random_bundle(tmp_path / "b", seed=1)
+    path = random_bundle(tmp_path / "b", seed=1)
     before = Bundle.load(path).user_embeddings.copy()
 
     def explode(_path):
@@ -154,7 +143,7 @@ def test_an_exception_between_files_leaves_the_previous_bundle(tmp_path):
 
 
 def test_a_killed_writer_leaves_the_previous_bundle(tmp_path):
-    path = _random_bundle(tmp_path / "b", seed=2)
+    path = random_bundle(tmp_path / "b", seed=2)
     before = Bundle.load(path).movie_embeddings.copy()
     script = textwrap.dedent(
         f"""
@@ -183,7 +172,7 @@ def test_a_killed_writer_leaves_the_previous_bundle(tmp_path):
 
 
 def test_update_bundle_adds_files_and_keeps_the_rest(tmp_path):
-    path = _random_bundle(tmp_path / "b")
+    path = random_bundle(tmp_path / "b")
     link = point_current(tmp_path / "current", path)
     update_bundle(link, {"cluster_labels.npy": npy_writer(np.arange(9, dtype=np.int32))}, {"clusters": {"k": 3}})
     bundle = Bundle.load(link)
@@ -195,18 +184,12 @@ def test_update_bundle_adds_files_and_keeps_the_rest(tmp_path):
 
 
 def test_point_current_switches_the_link(tmp_path):
-    first = _random_bundle(tmp_path / "one", seed=1)
-    second = _random_bundle(tmp_path / "two", seed=2)
+    first = random_bundle(tmp_path / "one", seed=1)
+    second = random_bundle(tmp_path / "two", seed=2)
     link = point_current(tmp_path / "current", first)
     assert Bundle.load(link).path == first.resolve()
     point_current(link, second)
     assert Bundle.load(link).path == second.resolve()
-
-
-def _edit_manifest(path: Path, change) -> None:
-    manifest = json.loads((path / "manifest.json").read_text())
-    change(manifest)
-    (path / "manifest.json").write_text(json.dumps(manifest))
 
 
 def _link_out(path: Path) -> None:
@@ -225,23 +208,23 @@ def _huge_header(path: Path) -> None:
     "damage, message",
     [
         (_link_out, "user_ids.npy: is a symbolic link"),
-        (lambda p: _edit_manifest(p, lambda m: m["files"].update({"user_ids.npy": "abc"})), "the entry of 'user_ids.npy' must be an object"),
-        (lambda p: _edit_manifest(p, lambda m: m.update(rating_scale=[5])), "'rating_scale' must be \\[lowest, highest\\]"),
-        (lambda p: _edit_manifest(p, lambda m: m.update(rating_scale=[5, 1])), "'rating_scale' must be"),
-        (lambda p: _edit_manifest(p, lambda m: m.update(global_mean="abc")), "manifest.json: 'global_mean' must be a finite number"),
-        (lambda p: _edit_manifest(p, lambda m: m.pop("global_mean")), "manifest.json: 'global_mean' must be a finite number"),
+        (lambda p: edit_manifest(p, lambda m: m["files"].update({"user_ids.npy": "abc"})), "the entry of 'user_ids.npy' must be an object"),
+        (lambda p: edit_manifest(p, lambda m: m.update(rating_scale=[5])), "'rating_scale' must be \\[lowest, highest\\]"),
+        (lambda p: edit_manifest(p, lambda m: m.update(rating_scale=[5, 1])), "'rating_scale' must be"),
+        (lambda p: edit_manifest(p, lambda m: m.update(global_mean="abc")), "manifest.json: 'global_mean' must be a finite number"),
+        (lambda p: edit_manifest(p, lambda m: m.pop("global_mean")), "manifest.json: 'global_mean' must be a finite number"),
         (_huge_header, "user_biases.npy: unreadable .npy file"),
     ],
 )
 def test_malformed_bundles_are_one_error_naming_the_file(tmp_path, damage, message):
-    path = _random_bundle(tmp_path / "b")
+    path = random_bundle(tmp_path / "b")
     damage(path)
     with pytest.raises(BundleError, match=message):
         Bundle.load(path)
 
 
 def test_files_read_after_loading_are_checked_again(tmp_path):
-    path = _random_bundle(tmp_path / "b")
+    path = random_bundle(tmp_path / "b")
     update_bundle(path, {"notes.json": lambda p: p.write_text('{"a": 1}')}, {})
     bundle = Bundle.load(path)
     assert bundle.json("notes.json") == {"a": 1}

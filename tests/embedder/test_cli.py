@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from embedder.cli import main
+from tests.embedder.test_artifacts import NEWEST_FIRST, OLD_LEFTOVERS, YOUNG_LEFTOVERS, make_artifacts
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -18,7 +20,7 @@ def _run(*args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "embedder", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
 
 
-@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"]])
+@pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["bundles"]])
 def test_every_command_has_help(command):
     result = _run(*command, "--help")
     assert result.returncode == 0
@@ -119,3 +121,91 @@ def test_evaluate_prints_the_quality_tables_with_the_chosen_floor(tiny_bundle, c
     out = capsys.readouterr().out
     for text in ("test_rmse", "biases", "popularity", "NDCG@10", "coverage", "genre Jaccard", "min_ratings 50", "run python -m search build"):
         assert text in out, text
+
+
+def test_bundles_lists_one_line_per_entry_then_the_leftovers(tmp_path, capsys):
+    artifacts = make_artifacts(tmp_path)
+    assert main(["bundles", "--artifacts", str(artifacts)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines[:-1]] == NEWEST_FIRST + ["notes", "alias"]
+    line = dict(zip(NEWEST_FIRST + ["notes", "alias"], lines))
+    assert "2026-04-01 00:00:00 UTC" in line["c-newest"] and line["c-newest"].endswith("test RMSE 0.9300")
+    assert "2025-12-01 00:00:00 UTC" in line["e-no-created"]
+    assert line["b-newer"].endswith("no test RMSE")
+    assert line["a-oldest"].endswith("test RMSE 0.9000  <- current")
+    assert sum("current" in text for text in lines[:-1]) == 1
+    assert line["notes"].endswith("not a bundle") and line["alias"].endswith("link (not followed)")
+    assert lines[-1].startswith("staging leftovers: ")
+    assert all(f"{name} (" in lines[-1] for name in OLD_LEFTOVERS | YOUNG_LEFTOVERS)
+    assert "bundles/.f-crashed.tmp-old00001 (2 h old)" in lines[-1] and ".old-" not in lines[-1]
+
+
+def test_bundles_json_is_a_list_of_the_same_rows(tmp_path, capsys):
+    artifacts = make_artifacts(tmp_path)
+    assert main(["bundles", "--artifacts", str(artifacts), "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert [row["name"] for row in rows[:7]] == NEWEST_FIRST + ["notes", "alias"]
+    first = rows[NEWEST_FIRST.index("a-oldest")]
+    assert first == {
+        "name": "a-oldest",
+        "path": str(artifacts / "bundles" / "a-oldest"),
+        "kind": "bundle",
+        "created": "2026-01-01T00:00:00+00:00",
+        "bytes": first["bytes"],
+        "test_rmse": pytest.approx(0.9),
+        "current": True,
+    }
+    assert first["bytes"] > 0 and rows[1]["test_rmse"] is None
+    assert [row["current"] for row in rows].count(True) == 1
+    assert {row["kind"] for row in rows[7:]} == {"staging leftover"} and len(rows) == 12
+
+
+def test_bundles_keep_prints_what_it_removed(tmp_path, capsys):
+    artifacts = make_artifacts(tmp_path)
+    assert main(["bundles", "--artifacts", str(artifacts), "--keep", "2"]) == 0
+    out = capsys.readouterr().out
+    for text in (
+        "removed bundles/d-middle (bundle created 2026-02-01 00:00:00 UTC, ",
+        "removed bundles/e-no-created (bundle created 2025-12-01 00:00:00 UTC, ",
+        "removed bundles/.f-crashed.tmp-old00001 (staging leftover, 2 h old)",
+        "removed .current.tmp-old00002 (staging leftover, 3 h old)",
+        "kept bundles/notes (not a bundle: never deleted)",
+        "kept bundles/alias (a link: never followed)",
+        "kept 3 bundle(s): c-newest, b-newer, a-oldest (current)",
+    ):
+        assert text in out, text
+    assert re.search(r"kept bundles/\.h-slow\.tmp-active01 \(staging leftover, \d+ s old: a writer may still be using it\)", out)
+    assert {path.name for path in (artifacts / "bundles").iterdir() if not path.name.startswith(".")} == {"c-newest", "b-newer", "a-oldest", "notes", "alias"}
+    assert main(["bundles", "--artifacts", str(artifacts), "--keep", "2"]) == 0
+    assert capsys.readouterr().out.startswith("nothing removed\n")
+
+
+def test_bundles_keep_json_names_the_removed_and_the_kept(tmp_path, capsys):
+    artifacts = make_artifacts(tmp_path)
+    assert main(["bundles", "--artifacts", str(artifacts), "--keep", "1", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    removed = {row["name"] for row in report["removed"]}
+    assert removed == {"b-newer", "d-middle", "e-no-created", ".f-crashed.tmp-old00001", ".current.tmp-old00002"}
+    assert [row["name"] for row in report["kept"] if row["kind"] == "bundle"] == ["c-newest", "a-oldest"]
+
+
+@pytest.mark.parametrize(
+    "value, message",
+    [("0", "must be at least 1, got 0"), ("-2", "must be at least 1, got -2"), ("two", "expected a whole number, got 'two'"), ("1.5", "expected a whole number, got '1.5'")],
+)
+def test_bundles_keep_refuses_a_bad_count_naming_the_flag(tmp_path, value, message, capsys):
+    artifacts = make_artifacts(tmp_path)
+    with pytest.raises(SystemExit) as exit_info:
+        main(["bundles", "--artifacts", str(artifacts), "--keep", value])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert "--keep" in err and message in err
+    assert {name for name in NEWEST_FIRST if (artifacts / "bundles" / name).is_dir()} == set(NEWEST_FIRST)
+
+
+@pytest.mark.parametrize("extra", [[], ["--keep", "1"], ["--json"]])
+def test_bundles_of_a_missing_artifacts_folder_is_one_error_line(tmp_path, extra, capsys):
+    assert main(["bundles", "--artifacts", str(tmp_path / "nowhere"), *extra]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("error: ") and captured.err.count("\n") == 1 and "nowhere" in captured.err

@@ -51,22 +51,27 @@ def planted() -> dict:
     return planted_arrays()
 
 
+def write_planted_bundle(path, arrays: dict) -> None:
+    """Write a bundle (not built) of :func:`planted_arrays`-shaped ``arrays`` at ``path``."""
+    write_synthetic_bundle(
+        path,
+        arrays["user_embeddings"],
+        arrays["movie_embeddings"],
+        arrays["user_biases"],
+        arrays["movie_biases"],
+        global_mean=3.4,
+        seen=arrays["seen"],
+        titles=arrays["titles"],
+        genres=arrays["genres"],
+        rating_counts=arrays["rating_counts"],
+    )
+
+
 @pytest.fixture(scope="session")
 def planted_bundle(tmp_path_factory, planted) -> str:
     """A bundle written straight from :func:`planted_arrays`; not built."""
     path = tmp_path_factory.mktemp("planted") / "bundle"
-    write_synthetic_bundle(
-        path,
-        planted["user_embeddings"],
-        planted["movie_embeddings"],
-        planted["user_biases"],
-        planted["movie_biases"],
-        global_mean=3.4,
-        seen=planted["seen"],
-        titles=planted["titles"],
-        genres=planted["genres"],
-        rating_counts=planted["rating_counts"],
-    )
+    write_planted_bundle(path, planted)
     return str(path)
 
 

@@ -13,7 +13,10 @@ import search.build as build_module
 from embedder.bundle import Bundle, sha256_file
 from search import Recommender
 from search.build import build
+from search.clusters import UNCLUSTERED
 from search.vectors import item_vectors
+from tests.search.conftest import N_GROUPS, PER_GROUP, built_copy, write_planted_bundle
+from tests.search.test_clusters import ZERO_AT, assert_planted_partition, planted_with_zero_rows
 
 ADDED = ["item_vectors.npy", "movie_index.faiss", "cosine_index.faiss", "cluster_labels.npy", "clusters.json", "movie_map.npy"]
 
@@ -33,7 +36,10 @@ def test_build_adds_checksummed_files_and_manifest_keys(built_tiny, tiny_bundle)
     assert labels.dtype == np.int32 and labels.shape == (n,)
     assert bundle.array("movie_map.npy").shape == (n, 2)
     clusters = bundle.manifest["clusters"]
-    assert {"k", "seed", "silhouette", "nmi_genres", "nmi_random"} <= set(clusters)
+    assert {"k", "seed", "silhouette", "nmi_genres", "nmi_random", "unclustered"} <= set(clusters)
+    zero = np.linalg.norm(bundle.movie_embeddings, axis=1) == 0
+    assert np.array_equal(labels == UNCLUSTERED, zero) and clusters["unclustered"] == int(zero.sum())
+    assert sum(clusters["sizes"]) == n - clusters["unclustered"]
     assert clusters["k"] == 4 and len(bundle.json("clusters.json")) == 4
     assert bundle.manifest["index"]["kind"] == "flat" and bundle.manifest["index"]["recall_at_10"] == 1.0
     # the original fixture is untouched
@@ -77,3 +83,72 @@ def test_build_refuses_bad_cluster_counts(tiny_bundle):
     for bad in (0, n + 1):
         with pytest.raises(ValueError, match="clusters must be a whole number between 1 and"):
             build(tiny_bundle, n_clusters=bad)
+
+
+@pytest.fixture(scope="module")
+def padded() -> dict:
+    """The planted arrays with movies that have no training ratings (zero rows) added."""
+    from tests.search.conftest import planted_arrays
+
+    return planted_with_zero_rows(planted_arrays())
+
+
+@pytest.fixture(scope="module")
+def padded_bundle(tmp_path_factory, padded) -> str:
+    """A bundle of :func:`padded`, not built."""
+    path = tmp_path_factory.mktemp("padded") / "bundle"
+    write_planted_bundle(path, padded)
+    return str(path)
+
+
+@pytest.fixture(scope="module")
+def built_padded(tmp_path_factory, padded_bundle) -> str:
+    return built_copy(padded_bundle, tmp_path_factory.mktemp("built") / "padded", n_clusters=N_GROUPS)
+
+
+def test_movies_without_ratings_are_not_clustered(built_padded, padded):
+    bundle = Bundle.load(built_padded)  # checksums verify
+    zero = padded["zero"]
+    labels = bundle.array("cluster_labels.npy")
+    assert labels.dtype == np.int32 and labels.shape == (len(zero),)
+    assert np.array_equal(labels == -1, zero)
+    assert_planted_partition(labels[~zero], padded["groups"][~zero])
+    clusters = bundle.manifest["clusters"]
+    assert clusters["unclustered"] == len(ZERO_AT)
+    assert clusters["sizes"] == [PER_GROUP] * N_GROUPS
+    assert clusters["nmi_genres"] == 1.0 and clusters["silhouette"] > 0.5
+    summaries = bundle.json("clusters.json")
+    assert [s["size"] for s in summaries] == clusters["sizes"]
+    assert sorted(s["label"] for s in summaries) == [f"G{g}" for g in range(N_GROUPS)]  # unique, and the planted genre
+    assert bundle.array("movie_map.npy").shape == (len(zero), 2)
+
+
+def test_the_recommender_reads_a_bundle_with_unclustered_movies(built_padded, padded):
+    rec = Recommender.load(built_padded)
+    zero_ids = set(rec.movie_ids[padded["zero"]].tolist())
+    members = [rec.cluster_members(c) for c in range(N_GROUPS)]
+    assert [len(m) for m in members] == [PER_GROUP] * N_GROUPS
+    assert not zero_ids & {m for ms in members for m in ms}
+    assert sum(s["size"] for s in rec.clusters()) == N_GROUPS * PER_GROUP
+    assert rec.summary()["n_clusters"] == N_GROUPS
+
+
+def test_the_recommender_reports_no_cluster_for_unclustered_movies(built_padded, padded):
+    rec = Recommender.load(built_padded)
+    zero_ids = rec.movie_ids[padded["zero"]].tolist()
+    clustered = int(rec.movie_ids[~padded["zero"]][0])
+    assert rec.cluster_of(clustered) in range(N_GROUPS)
+    assert [rec.cluster_of(m) for m in zero_ids] == [None] * len(zero_ids)
+    assert [rec.movie(m)["cluster"] for m in zero_ids] == [None] * len(zero_ids)
+    rows = rec.items([zero_ids[0], clustered, -1, zero_ids[-1]])
+    assert [r["cluster"] is None for r in rows] == [True, False, True]
+
+
+def test_build_counts_only_clustered_movies_for_k(tmp_path, padded_bundle):
+    path = tmp_path / "bundle"
+    shutil.copytree(padded_bundle, path)
+    before = {p.name: sha256_file(p) for p in path.iterdir()}
+    clustered = N_GROUPS * PER_GROUP
+    with pytest.raises(ValueError, match=f"between 1 and {clustered}, got {clustered + 1}: {len(ZERO_AT)} of {clustered + len(ZERO_AT)} movies have no training ratings"):
+        build(path, n_clusters=clustered + 1)
+    assert {p.name: sha256_file(p) for p in path.iterdir()} == before

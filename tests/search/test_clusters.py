@@ -7,10 +7,13 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse as sp
 from sklearn.metrics import normalized_mutual_info_score
 
 from search import Recommender, UnknownIdError
 from search.clusters import (
+    LABEL_MIN_SHARE,
+    UNCLUSTERED,
     cluster_quality,
     cluster_summaries,
     genre_lists,
@@ -19,6 +22,57 @@ from search.clusters import (
     specific_genre,
 )
 from tests.search.conftest import N_GROUPS, PER_GROUP
+
+# Zero rows are inserted before these rows of the planted arrays (np.insert positions):
+# first, inside a group, twice in a row across a group boundary, and last.
+ZERO_AT = [0, 41, 80, 80, 200]
+
+
+def planted_with_zero_rows(planted: dict, at: list[int] = ZERO_AT) -> dict:
+    """A copy of the planted arrays with movies that have no training ratings added:
+    zero embeddings, zero bias, no ratings in ``seen``, rating_count 0, and a genre
+    of their own ("Unrated") that no clustered movie has.
+
+    ``groups`` is -1 for the added rows, ``zero`` marks them.
+    """
+    n = len(planted["groups"])
+    source = np.insert(np.arange(n), at, -1)  # each new row's planted row, -1 for an added one
+    zero = source < 0
+    old = source.clip(0)
+    keep = lambda values, fill: np.where(zero.reshape((-1,) + (1,) * (np.ndim(values) - 1)), fill, np.asarray(values)[old])
+    coo = sp.coo_matrix(planted["seen"])
+    seen = sp.csr_matrix((coo.data, (coo.row, np.flatnonzero(~zero)[coo.col])), shape=(coo.shape[0], len(source)))
+    return {
+        **planted,
+        "zero": zero,
+        "groups": keep(planted["groups"], -1),
+        "movie_embeddings": keep(planted["movie_embeddings"], 0).astype(np.float32),
+        "movie_biases": keep(planted["movie_biases"], 0).astype(np.float32),
+        "seen": seen,
+        "titles": [f"Unrated movie {i} (2001)" if z else planted["titles"][o] for i, (z, o) in enumerate(zip(zero, old))],
+        "genres": ["Drama|Unrated" if z else planted["genres"][o] for z, o in zip(zero, old)],
+        "rating_counts": keep(planted["rating_counts"], 0).astype(np.int64),
+    }
+
+
+def assert_planted_partition(labels: np.ndarray, groups: np.ndarray) -> None:
+    """The labels are the planted groups, up to renaming: one cluster per group, whole."""
+    pairs = set(zip(labels.tolist(), groups.tolist()))
+    assert len(pairs) == N_GROUPS
+    assert {c for c, _ in pairs} == set(range(N_GROUPS)) and {g for _, g in pairs} == set(range(N_GROUPS))
+
+
+def movie_frame(genres: list[str], titles: list[str] | None = None, counts: list[int] | None = None) -> pd.DataFrame:
+    n = len(genres)
+    return pd.DataFrame(
+        {
+            "movie_id": np.arange(1, n + 1),
+            "title": titles or [f"Movie {i}" for i in range(n)],
+            "genres": genres,
+            "rating_count": counts if counts is not None else np.arange(n, 0, -1),
+            "mean_rating": np.full(n, 3.5),
+        }
+    )
 
 
 def test_kmeans_recovers_planted_groups(planted):
@@ -35,11 +89,25 @@ def test_kmeans_is_seeded_and_checks_k(planted):
             kmeans_labels(planted["movie_embeddings"], bad)
 
 
-def test_zero_rows_get_a_cluster_without_breaking_the_fit():
-    rng = np.random.default_rng(0)
-    vectors = np.vstack([rng.normal(size=(30, 4)), np.zeros((3, 4))]).astype(np.float32)
-    labels = kmeans_labels(vectors, 3)
-    assert labels.shape == (33,) and labels.min() >= 0 and labels.max() < 3
+def test_zero_rows_are_left_unclustered(planted):
+    padded = planted_with_zero_rows(planted)
+    zero = padded["zero"]
+    labels = kmeans_labels(padded["movie_embeddings"], N_GROUPS, seed=0)
+    assert labels.dtype == np.int32 and labels.shape == (len(zero),)
+    assert np.flatnonzero(labels == UNCLUSTERED).tolist() == np.flatnonzero(zero).tolist() == [0, 42, 82, 83, 204]
+    assert_planted_partition(labels[~zero], padded["groups"][~zero])
+    # the zero rows take no part in the fit: the others get what they get without them
+    np.testing.assert_array_equal(labels[~zero], kmeans_labels(planted["movie_embeddings"], N_GROUPS, seed=0))
+
+
+def test_k_is_checked_against_the_clustered_movies():
+    vectors = np.array([[1, 0], [0, 0], [0, 1], [-1, 0], [0, 0], [0, -1]], np.float32)
+    labels = kmeans_labels(vectors, 4)
+    assert labels[[1, 4]].tolist() == [UNCLUSTERED] * 2 and sorted(labels[[0, 2, 3, 5]].tolist()) == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match=r"clusters must be a whole number between 1 and 4, got 5: 2 of 6 movies have no training ratings"):
+        kmeans_labels(vectors, 5)
+    with pytest.raises(ValueError, match="3 of 3 movies have no training ratings"):
+        kmeans_labels(np.zeros((3, 2), np.float32), 1)
 
 
 def test_summaries_describe_each_cluster():
@@ -63,6 +131,72 @@ def test_summaries_describe_each_cluster():
     assert horror["share"] == 1.0 and horror["catalogue_share"] == 0.5 and horror["lift"] == 2.0
     assert first["label"].startswith("Horror")
     assert summaries[1]["mean_rating"] == 3.0  # the unrated movie does not count
+
+
+def test_summaries_and_labels_of_planted_groups_leave_unclustered_movies_out(planted):
+    padded = planted_with_zero_rows(planted)
+    zero = padded["zero"]
+    labels = kmeans_labels(padded["movie_embeddings"], N_GROUPS)
+    frame = movie_frame(padded["genres"], padded["titles"], padded["rating_counts"])
+    summaries = cluster_summaries(labels, frame, N_GROUPS)
+    assert [s["size"] for s in summaries] == [PER_GROUP] * N_GROUPS
+    for s in summaries:
+        group = padded["groups"][labels == s["cluster"]][0]
+        # Drama is every clustered movie's genre (lift 1): named by no label
+        assert s["label"] == f"G{group}"
+        shares = {g["genre"]: (g["share"], g["catalogue_share"], g["lift"]) for g in s["genres"]}
+        assert shares == {f"G{group}": (1.0, 1 / N_GROUPS, N_GROUPS), "Drama": (1.0, 1.0, 1.0)}  # "Unrated" nowhere
+        top = {m["movie_id"] for m in s["top_movies"]}
+        assert not top & set(frame["movie_id"][zero])
+    assert len({s["label"] for s in summaries}) == N_GROUPS
+
+
+def test_labels_name_only_genres_with_a_share_and_a_lift():
+    genres = (
+        ["Horror"] * 10 + ["War"] * 3 + ["Western"] * 2 + ["Drama"] * 5  # cluster 0: 20 movies
+        + ["Drama"] * 15 + ["Drama|Horror"] * 2 + ["War|Drama"] + ["Comedy"] * 2  # cluster 1: 20 movies
+        + [""] * 10  # cluster 2: no genres
+        + ["Horror|Western"] * 3  # not clustered: counted nowhere
+    )
+    labels = np.array([0] * 20 + [1] * 20 + [2] * 10 + [UNCLUSTERED] * 3)
+    first, second, third = cluster_summaries(labels, movie_frame(genres), 3)
+    mix = {g["genre"]: g for g in first["genres"]}
+    # over the 50 clustered movies: Horror 12, War 4, Western 2, Drama 23, Comedy 2
+    assert mix["Horror"]["catalogue_share"] == 0.24 and mix["Western"]["catalogue_share"] == 0.04
+    assert mix["War"]["share"] == LABEL_MIN_SHARE  # 3 of 20: named
+    assert mix["Western"]["lift"] == 2.5 > mix["Horror"]["lift"] > mix["War"]["lift"]  # but 10%: not named
+    assert mix["Drama"]["share"] == 0.25 and mix["Drama"]["lift"] < 1  # common, yet under-represented: not named
+    assert first["label"] == "Horror / War"
+    assert [g["genre"] for g in first["genres"]] == ["Horror", "War", "Western", "Drama"]  # the label's genres first
+    assert second["label"] == "Drama"  # Comedy: lift 2.5 but 10%
+    assert third["label"] == "(no genres)" and third["genres"] == []
+    spread = cluster_summaries(np.zeros(10, int), movie_frame([f"G{i}" for i in range(10)]), 1)
+    assert spread[0]["label"] == "(mixed genres)"
+
+
+def test_repeated_labels_are_told_apart_by_the_most_rated_title():
+    genres = ["Drama|Romance"] * 4 + ["Comedy"] * 4 + ["Drama|Romance"] * 4
+    labels = np.repeat([0, 1, 2], 4)
+    titles = ["Emma (1996)", "A", "B", "C", "D", "E", "F", "G", "H", "Birdcage, The (1996)", "I", "J"]
+    counts = [50, 10, 10, 10, 10, 10, 10, 10, 10, 60, 10, 10]
+    found = [s["label"] for s in cluster_summaries(labels, movie_frame(genres, titles, counts), 3)]
+    assert found == ["Drama / Romance, like Emma (1996)", "Comedy", "Drama / Romance, like Birdcage, The (1996)"]
+    same = ["Hamlet (1996)" if t in ("Emma (1996)", "Birdcage, The (1996)") else t for t in titles]
+    found = [s["label"] for s in cluster_summaries(labels, movie_frame(genres, same, counts), 3)]
+    assert found == ["Drama / Romance, like Hamlet (1996) (cluster 0)", "Comedy", "Drama / Romance, like Hamlet (1996) (cluster 2)"]
+    # deterministic: the same answer whatever the order the clusters are numbered in
+    swapped = np.repeat([2, 1, 0], 4)
+    found = [s["label"] for s in cluster_summaries(swapped, movie_frame(genres, titles, counts), 3)]
+    assert found == ["Drama / Romance, like Birdcage, The (1996)", "Comedy", "Drama / Romance, like Emma (1996)"]
+
+
+def test_quality_leaves_unclustered_movies_out(planted):
+    padded = planted_with_zero_rows(planted)
+    labels = kmeans_labels(padded["movie_embeddings"], N_GROUPS)
+    quality = cluster_quality(padded["movie_embeddings"], labels, pd.Series(padded["genres"]))
+    alone = cluster_quality(planted["movie_embeddings"], labels[~padded["zero"]], pd.Series(planted["genres"]))
+    assert quality == alone
+    assert quality["nmi_genres"] == 1.0  # the clusters are the planted groups
 
 
 def test_quality_against_a_random_labelling(planted):

@@ -222,3 +222,34 @@ def test_the_newcomer_page_refuses_a_rating_off_the_scale(client, rec):
     title = rec.movie(int(rec.movie_ids[0]))["title"]
     response = client.get("/for-me", query_string={"title": title, "rating": "99"})
     assert response.status_code == 400 and "must be a number from" in response.get_data(as_text=True)
+
+
+@pytest.fixture(scope="module")
+def unclustered_client(tmp_path_factory):
+    """An app over a built bundle with movies that have no training ratings (zero
+    embeddings), which ``search build`` leaves unclustered (label -1)."""
+    from search.build import build
+    from tests.search.conftest import planted_arrays, write_planted_bundle
+    from tests.search.test_clusters import planted_with_zero_rows
+
+    padded = planted_with_zero_rows(planted_arrays())
+    path = tmp_path_factory.mktemp("web-unclustered") / "bundle"
+    write_planted_bundle(path, padded)
+    build(path, n_clusters=5)
+    app = make_app(path)
+    return app.test_client(), app.extensions["movie_web"].rec, padded
+
+
+def test_pages_show_no_cluster_for_unclustered_movies(unclustered_client):
+    client, rec, padded = unclustered_client
+    unrated = int(rec.movie_ids[padded["zero"]][0])
+    html = get_html(client, f"/movies/{unrated}")
+    assert "none (no training ratings)" in html and "not built" not in html
+    assert "/clusters/-1" not in html
+    rated = int(rec.movie_ids[~padded["zero"]][0])
+    assert f'href="/clusters/{rec.movie(rated)["cluster"]}"' in get_html(client, f"/movies/{rated}")
+    found = get_html(client, "/search?q=Unrated")
+    assert found.count('href="/movies/') >= 5 and "/clusters/-1" not in found
+    assert found.count('<td class="num wide">–</td>') >= 5  # the cluster column
+    assert get_html(client, "/clusters").count('class="card cluster"') == 5
+    assert client.get("/clusters/map.svg").status_code == 200

@@ -1,0 +1,222 @@
+"""The bundles ``train`` publishes in ``artifacts/bundles/``: list them, prune old ones.
+
+``python -m embedder bundles [--keep N]``. Writers stage into hidden ``.*.tmp-*``
+entries and rename them into place (:mod:`embedder.bundle`), so an interrupted
+writer can leave such leftovers behind; they are listed, and removed once they are
+old enough that no writer can still be filling them.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import math
+import os
+import shutil
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Callable
+
+from embedder.bundle import MANIFEST, BundleError
+
+BUNDLES_FOLDER = "bundles"
+CURRENT_LINK = "current"
+LEFTOVER_MIN_AGE_S = 3600.0
+"""Staging leftovers younger than this are never removed: a writer may be filling them now."""
+
+BUNDLE, NOT_A_BUNDLE, LINK, LEFTOVER = "bundle", "not a bundle", "link", "staging leftover"
+
+
+@dataclass(frozen=True)
+class BundleRow:
+    """One entry found by :func:`list_bundles`.
+
+    ``kind`` is ``"bundle"`` (a folder with a readable ``manifest.json``), ``"not a
+    bundle"``, ``"link"`` (never followed) or ``"staging leftover"`` (a hidden
+    ``.*.tmp-*`` entry an interrupted writer left). ``created`` is the manifest's
+    ``created`` time, else the entry's modification time; for a leftover, the newest
+    modification time of anything in it (its last sign of a writer).
+    """
+
+    name: str
+    path: Path
+    kind: str
+    created: datetime
+    bytes: int | None
+    test_rmse: float | None = None
+    current: bool = False
+
+    def to_json(self) -> dict:
+        """The row as JSON-ready values."""
+        return {
+            "name": self.name,
+            "path": str(self.path),
+            "kind": self.kind,
+            "created": self.created.isoformat(timespec="seconds"),
+            "bytes": self.bytes,
+            "test_rmse": self.test_rmse,
+            "current": self.current,
+        }
+
+
+@dataclass(frozen=True)
+class PruneResult:
+    """What :func:`prune_bundles` deleted, and every row it left in place."""
+
+    removed: list[BundleRow]
+    kept: list[BundleRow]
+
+
+def list_bundles(artifacts: str | os.PathLike) -> list[BundleRow]:
+    """The entries of ``artifacts/bundles/``: bundles newest first, then links and
+    other entries, then the staging leftovers found there and in ``artifacts``
+    itself (oldest first). Hidden entries that are not leftovers are left out.
+
+    Raises
+    ------
+    BundleError
+        If ``artifacts`` is not a folder.
+    """
+    artifacts = Path(artifacts)
+    if not artifacts.is_dir():
+        raise BundleError(f"{artifacts}: no artifacts folder there (train one with `python -m embedder train`)")
+    folder = artifacts / BUNDLES_FOLDER
+    current = _current_target(artifacts)
+    visible = [entry for entry in _entries(folder) if not entry.name.startswith(".")]
+    rows = _still_there(lambda entry: _describe(entry, current), visible)
+    rows.sort(key=lambda row: (row.kind == BUNDLE, row.created, row.name), reverse=True)  # bundles first
+    hidden = [entry for parent in (folder, artifacts) for entry in _entries(parent) if _is_leftover(entry.name)]
+    return rows + sorted(_still_there(_describe_leftover, hidden), key=lambda row: row.created)
+
+
+def prune_bundles(artifacts: str | os.PathLike, keep: int) -> PruneResult:
+    """Delete all but the ``keep`` newest bundles, and staging leftovers older than
+    :data:`LEFTOVER_MIN_AGE_S`.
+
+    Never deleted: the bundle ``artifacts/current`` points at (kept in addition when
+    it is not among the newest), links (never followed), entries that are not
+    bundles, younger leftovers, and anything outside ``artifacts/bundles/`` except
+    the artifacts folder's own leftovers (``.current.tmp-*``).
+    """
+    if keep < 1:
+        raise ValueError(f"keep must be at least 1, got {keep}")
+    rows = list_bundles(artifacts)
+    bundles = [row for row in rows if row.kind == BUNDLE]  # newest first
+    cutoff = time.time() - LEFTOVER_MIN_AGE_S
+    doomed = [row for row in bundles[keep:] if not row.current]
+    doomed += [row for row in rows if row.kind == LEFTOVER and row.created.timestamp() < cutoff]
+    removed = [row for row in doomed if _remove(row)]
+    return PruneResult(removed=removed, kept=[row for row in rows if row not in removed])
+
+
+def _entries(folder: Path) -> list[Path]:
+    return sorted(folder.iterdir()) if folder.is_dir() else []
+
+
+def _still_there(describe: Callable[[Path], BundleRow], entries: list[Path]) -> list[BundleRow]:
+    rows = []
+    for entry in entries:
+        try:
+            rows.append(describe(entry))
+        except FileNotFoundError:  # a writer renamed its staging folder into place meanwhile
+            continue
+    return rows
+
+
+def _is_leftover(name: str) -> bool:
+    # The names _staging_folder and point_current give their temporary entries.
+    return fnmatch.fnmatchcase(name, ".*.tmp-*")
+
+
+def _current_target(artifacts: Path) -> Path | None:
+    link = artifacts / CURRENT_LINK
+    return link.resolve() if link.exists() else None
+
+
+def _mtime(path: Path) -> datetime:
+    return datetime.fromtimestamp(path.lstat().st_mtime, timezone.utc)
+
+
+def _describe(entry: Path, current: Path | None) -> BundleRow:
+    is_current = current is not None and entry.resolve() == current
+    if entry.is_symlink():
+        return BundleRow(entry.name, entry, LINK, _mtime(entry), None, current=is_current)
+    manifest = _manifest_or_none(entry)
+    if manifest is None:
+        return BundleRow(entry.name, entry, NOT_A_BUNDLE, _mtime(entry), _size(entry), current=is_current)
+    created = _parse_time(manifest.get("created")) or _mtime(entry)
+    return BundleRow(entry.name, entry, BUNDLE, created, _size(entry), _test_rmse(manifest), is_current)
+
+
+def _describe_leftover(entry: Path) -> BundleRow:
+    # A writer touches the files it writes, not the folder; the newest time inside is its last sign of life.
+    times = [entry.lstat().st_mtime]
+    if entry.is_dir() and not entry.is_symlink():
+        for root, dirs, files in os.walk(entry):
+            times += [_lstat_or_none(Path(root) / name, "st_mtime") or 0.0 for name in dirs + files]
+    newest = datetime.fromtimestamp(max(times), timezone.utc)
+    return BundleRow(entry.name, entry, LEFTOVER, newest, _size(entry))
+
+
+def _lstat_or_none(path: Path, attribute: str) -> float | None:
+    try:
+        return getattr(path.lstat(), attribute)
+    except OSError:  # removed meanwhile, e.g. by the writer that owns it
+        return None
+
+
+def _size(entry: Path) -> int:
+    """Bytes of the files under ``entry``, links not followed."""
+    if entry.is_symlink() or not entry.is_dir():
+        return entry.lstat().st_size
+    return int(sum(_lstat_or_none(Path(root) / name, "st_size") or 0 for root, _dirs, names in os.walk(entry) for name in names))
+
+
+def _manifest_or_none(folder: Path) -> dict | None:
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable or not JSON: not a bundle
+        return None
+    return manifest if isinstance(manifest, dict) else None
+
+
+def _parse_time(value: Any) -> datetime | None:
+    try:
+        moment = datetime.fromisoformat(value)
+    except (TypeError, ValueError):
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=timezone.utc)
+
+
+def _test_rmse(manifest: dict) -> float | None:
+    try:
+        value = manifest["metrics"]["test"]["rmse"]
+    except (KeyError, TypeError):
+        return None
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+
+
+def _remove(row: BundleRow) -> bool:
+    """Delete one bundle or leftover; False when it changed or vanished since it was listed."""
+    path = row.path
+    try:
+        if row.kind == LEFTOVER and (path.is_symlink() or not path.is_dir()):
+            path.unlink()  # e.g. .current.tmp-*: removes the link, never its target
+            return True
+        if path.is_symlink() or not path.is_dir():
+            return False
+        hidden = path
+        if row.kind == BUNDLE:
+            # Hide it first: a crash mid-delete then leaves a staging leftover for the
+            # next prune, never a half-deleted bundle under a name readers look for.
+            hidden = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+            os.rename(path, hidden)
+        shutil.rmtree(hidden)
+    except FileNotFoundError:
+        return False
+    except OSError as err:
+        raise BundleError(f"{path}: could not be removed ({err.strerror})") from err
+    return True

@@ -1,0 +1,143 @@
+"""Listing and pruning the published bundles (embedder/artifacts.py, ``python -m embedder bundles``)."""
+
+from __future__ import annotations
+
+import os
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from embedder.artifacts import BUNDLE, LEFTOVER, LINK, NOT_A_BUNDLE, list_bundles, prune_bundles
+from embedder.bundle import Bundle, BundleError, point_current
+from tests.conftest import edit_manifest, random_bundle
+
+
+NEWEST_FIRST = ["c-newest", "b-newer", "d-middle", "a-oldest", "e-no-created"]
+"""The bundles of make_artifacts by created time: names deliberately not in that order."""
+OLD_LEFTOVERS = {"bundles/.f-crashed.tmp-old00001", ".current.tmp-old00002"}
+YOUNG_LEFTOVERS = {"bundles/.g-writing.tmp-young001", "bundles/.h-slow.tmp-active01", ".current.tmp-young002"}
+
+
+def _set_mtime(path: Path, when: float) -> None:
+    os.utime(path, (when, when), follow_symlinks=False)
+
+
+def _timestamp(text: str) -> float:
+    return datetime.fromisoformat(text).timestamp()
+
+
+def make_artifacts(root: Path) -> Path:
+    """An artifacts folder as train leaves it after a few runs and crashes.
+
+    bundles/: five bundles, one without a ``created`` field (its folder's mtime,
+    2025-12-01, makes it the oldest) and one without metrics; ``current`` on
+    ``a-oldest``; ``notes`` (no manifest); ``alias``, a link to a 2020 bundle
+    outside; staging leftovers two or three hours old, young, and one with an old
+    folder but a file written just now; an aside folder ``.c-newest.old-*`` that is
+    not a leftover. artifacts/: the old and young ``.current.tmp-*`` links, notes.txt.
+    """
+    artifacts, now = root / "artifacts", time.time()
+    bundles = artifacts / "bundles"
+    created = {"a-oldest": "2026-01-01", "d-middle": "2026-02-01", "b-newer": "2026-03-01", "c-newest": "2026-04-01", "e-no-created": None}
+    for seed, (name, day) in enumerate(created.items()):
+        path = random_bundle(bundles / name, seed=seed)
+
+        def change(manifest, day=day, seed=seed):
+            manifest["metrics"]["test"]["rmse"] = 0.9 + seed / 100
+            manifest.pop("created")
+            if day:
+                manifest["created"] = f"{day}T00:00:00+00:00"
+
+        edit_manifest(path, change)
+    edit_manifest(bundles / "b-newer", lambda manifest: manifest.pop("metrics"))
+    _set_mtime(bundles / "e-no-created", _timestamp("2025-12-01T00:00:00+00:00"))
+    point_current(artifacts / "current", bundles / "a-oldest")
+    (bundles / "notes").mkdir()
+    (bundles / "notes" / "todo.txt").write_text("retrain\n")
+    _set_mtime(bundles / "notes", _timestamp("2025-06-01T00:00:00+00:00"))
+    elsewhere = random_bundle(root / "elsewhere", seed=9)
+    edit_manifest(elsewhere, lambda manifest: manifest.update(created="2020-01-01T00:00:00+00:00"))
+    (bundles / "alias").symlink_to(elsewhere)
+    _set_mtime(bundles / "alias", _timestamp("2025-05-01T00:00:00+00:00"))
+    for name, age in [(".f-crashed.tmp-old00001", 2), (".g-writing.tmp-young001", 0), (".h-slow.tmp-active01", 0), (".c-newest.old-1a2b3c4d", 5)]:
+        (bundles / name).mkdir()
+        (bundles / name / "user_ids.npy").write_bytes(b"partial")
+        _set_mtime(bundles / name / "user_ids.npy", now - age * 3600)
+        _set_mtime(bundles / name, now - 2 * 3600)  # a writer busy on a file does not touch its folder
+    (artifacts / ".current.tmp-old00002").symlink_to(elsewhere)  # removing it must not follow it
+    _set_mtime(artifacts / ".current.tmp-old00002", now - 3 * 3600)
+    (artifacts / ".current.tmp-young002").symlink_to("bundles/c-newest")
+    (artifacts / "notes.txt").write_text("keep me\n")
+    _set_mtime(artifacts / "notes.txt", now - 30 * 86400)
+    return artifacts
+
+
+def _names(folder: Path) -> set[str]:
+    return {path.name for path in folder.iterdir()}
+
+
+def test_list_bundles_describes_every_entry(tmp_path):
+    artifacts = make_artifacts(tmp_path)
+    rows = list_bundles(artifacts)
+    entries = [row for row in rows if row.kind != LEFTOVER]
+    assert [(row.name, row.kind) for row in entries] == [(name, BUNDLE) for name in NEWEST_FIRST] + [("notes", NOT_A_BUNDLE), ("alias", LINK)]
+    by_name = {row.name: row for row in entries}
+    assert by_name["c-newest"].created == datetime(2026, 4, 1, tzinfo=timezone.utc)
+    assert by_name["e-no-created"].created == datetime(2025, 12, 1, tzinfo=timezone.utc)  # the folder's mtime
+    assert [row.name for row in rows if row.current] == ["a-oldest"]
+    assert by_name["c-newest"].test_rmse == pytest.approx(0.93) and by_name["a-oldest"].test_rmse == pytest.approx(0.90)
+    assert by_name["b-newer"].test_rmse is None
+    folder = artifacts / "bundles" / "d-middle"
+    assert by_name["d-middle"].bytes == sum(path.stat().st_size for path in folder.iterdir())
+    assert by_name["alias"].bytes is None  # a link is not followed, not even to measure it
+    leftovers = {str(row.path.relative_to(artifacts)) for row in rows if row.kind == LEFTOVER}
+    assert leftovers == OLD_LEFTOVERS | YOUNG_LEFTOVERS  # .c-newest.old-* is no staging leftover
+
+
+@pytest.mark.parametrize("keep", [1, 2, 3, 10])
+def test_prune_keeps_the_newest_bundles_and_the_current_one(tmp_path, keep):
+    artifacts = make_artifacts(tmp_path)
+    result = prune_bundles(artifacts, keep)
+    kept = set(NEWEST_FIRST[:keep]) | {"a-oldest"}
+    assert {row.name for row in result.removed if row.kind == BUNDLE} == set(NEWEST_FIRST) - kept
+    visible = {name for name in _names(artifacts / "bundles") if not name.startswith(".")}
+    assert visible == kept | {"notes", "alias"}
+    assert Bundle.load(artifacts / "current").path == (artifacts / "bundles" / "a-oldest").resolve()
+
+
+def test_prune_spares_young_leftovers_non_bundles_links_and_everything_else(tmp_path):
+    artifacts = make_artifacts(tmp_path)
+    result = prune_bundles(artifacts, 1)
+    removed = {str(row.path.relative_to(artifacts)) for row in result.removed if row.kind == LEFTOVER}
+    assert removed == OLD_LEFTOVERS
+    hidden = {f"bundles/{name}" for name in _names(artifacts / "bundles") if name.startswith(".")}
+    assert hidden == {"bundles/.c-newest.old-1a2b3c4d"} | (YOUNG_LEFTOVERS - {".current.tmp-young002"})
+    assert _names(artifacts) == {"bundles", "current", ".current.tmp-young002", "notes.txt"}
+    assert (artifacts / "bundles" / "notes" / "todo.txt").read_text() == "retrain\n"
+    assert (artifacts / "bundles" / "alias").is_symlink()
+    assert Bundle.load(tmp_path / "elsewhere").manifest["created"].startswith("2020")  # neither link was followed
+    assert {row.name for row in result.kept if row.kind in (LINK, NOT_A_BUNDLE)} == {"alias", "notes"}
+
+
+def test_listing_a_missing_artifacts_folder_is_an_error_and_an_empty_one_lists_nothing(tmp_path):
+    with pytest.raises(BundleError, match="nowhere: no artifacts folder"):
+        list_bundles(tmp_path / "nowhere")
+    with pytest.raises(BundleError, match="nowhere: no artifacts folder"):
+        prune_bundles(tmp_path / "nowhere", 1)
+    (tmp_path / "empty").mkdir()
+    assert list_bundles(tmp_path / "empty") == []
+    with pytest.raises(ValueError, match="keep must be at least 1"):
+        prune_bundles(tmp_path / "empty", 0)
+
+
+def test_an_entry_that_vanishes_while_listing_is_skipped(tmp_path, monkeypatch):
+    import embedder.artifacts as artifacts_module
+
+    artifacts = make_artifacts(tmp_path)
+    entries = artifacts_module._entries
+    # As when a writer renames its staging folder into place between reading the folder and looking at it.
+    monkeypatch.setattr(artifacts_module, "_entries", lambda folder: entries(folder) + [folder / ".gone.tmp-1234", folder / "gone"])
+    names = {row.name for row in list_bundles(artifacts)}
+    assert "gone" not in names and ".gone.tmp-1234" not in names and set(NEWEST_FIRST) <= names
