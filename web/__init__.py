@@ -48,6 +48,9 @@ DEFAULTS: dict[str, Any] = {
     "USER_RATINGS_SHOWN": 20,
     # Most points drawn on the cluster map (a fixed-seed sample beyond that).
     "MAP_MAX_POINTS": 4000,
+    # How often (seconds) to check whether BUNDLE now points at another bundle and
+    # switch to it (web/reload.py); 0 never checks.
+    "RELOAD_SECONDS": 2.0,
 }
 
 
@@ -59,11 +62,12 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
         if name not in environ:
             continue
         raw = environ[name]
-        if isinstance(default, int):
+        if isinstance(default, (int, float)):
+            kind = type(default)
             try:
-                found[key] = int(raw)
+                found[key] = kind(raw)
             except ValueError:
-                raise ValueError(f"{name}={raw!r}: must be an integer") from None
+                raise ValueError(f"{name}={raw!r}: must be {'an integer' if kind is int else 'a number'}") from None
         else:
             found[key] = raw
     return found
@@ -78,6 +82,9 @@ def _check_config(config: Mapping[str, Any]) -> None:
         raise ValueError(f"K_DEFAULT ({config['K_DEFAULT']}) is over K_MAX ({config['K_MAX']})")
     if config["SEARCH_LIMIT_DEFAULT"] > config["SEARCH_LIMIT_MAX"]:
         raise ValueError("SEARCH_LIMIT_DEFAULT is over SEARCH_LIMIT_MAX")
+    reload = config["RELOAD_SECONDS"]
+    if isinstance(reload, bool) or not isinstance(reload, (int, float)) or not 0 <= reload < float("inf"):
+        raise ValueError(f"RELOAD_SECONDS must be a number of seconds, 0 or more, got {reload!r}")
 
 
 def create_app(
@@ -104,6 +111,7 @@ def create_app(
     from search import Recommender
 
     from web import api, errors, pages
+    from web.reload import BundleWatcher
     from web.state import WebState
 
     app = Flask(__name__)
@@ -117,6 +125,9 @@ def create_app(
 
     recommender = Recommender.load(app.config["BUNDLE"])
     app.extensions["movie_web"] = WebState(recommender, app.config)
+    watcher = BundleWatcher(app, float(app.config["RELOAD_SECONDS"]))
+    app.extensions["movie_web_watcher"] = watcher
+    app.before_request(lambda: watcher.before_request(app))
 
     errors.register(app)
     app.register_blueprint(pages.bp)

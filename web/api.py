@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from functools import wraps
 
-from flask import Blueprint, jsonify, request
+from flask import Blueprint, current_app, jsonify, request
 
 from web import answers, params
 from web.openapi import spec
@@ -91,9 +91,16 @@ def model():
 
 @route("/healthz")
 def healthz():
-    """Liveness: the bundle is loaded and answers."""
-    summary = state().summary
-    return {"status": "ok", "n_users": summary["n_users"], "n_movies": summary["n_movies"]}
+    """Liveness: the bundle is loaded and answers; which bundle, and the last one refused."""
+    st = state()
+    watcher = current_app.extensions["movie_web_watcher"]
+    return {
+        "status": "ok",
+        "n_users": st.summary["n_users"],
+        "n_movies": st.summary["n_movies"],
+        "bundle": str(st.rec.bundle.path),
+        "last_refusal": watcher.last_refusal,
+    }
 
 
 def openapi_document():

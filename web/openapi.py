@@ -217,9 +217,21 @@ def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, ma
         ),
         "/healthz": _operation(
             "healthz",
-            "Liveness: the bundle is loaded.",
+            "Liveness: the bundle is loaded; the folder being served, and the last bundle refused by a hot reload (null if none since).",
             [],
-            _json(_object({"status": {"const": "ok"}, "n_users": integer, "n_movies": integer}, ["status"]), "Serving."),
+            _json(
+                _object(
+                    {
+                        "status": {"const": "ok"},
+                        "n_users": integer,
+                        "n_movies": integer,
+                        "bundle": string,
+                        "last_refusal": {"type": ["object", "null"], "properties": {"bundle": string, "error": string, "at": string}},
+                    },
+                    ["status", "bundle", "last_refusal"],
+                ),
+                "Serving.",
+            ),
             errors=bad,
         ),
     }

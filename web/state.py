@@ -14,7 +14,7 @@ import threading
 from functools import cached_property
 from typing import Any, Mapping
 
-from flask import current_app
+from flask import current_app, g
 
 from search import BundleError
 from web.charts import cluster_map_svg
@@ -94,5 +94,6 @@ class WebState:
 
 
 def state() -> WebState:
-    """The :class:`WebState` of the current app."""
-    return current_app.extensions["movie_web"]
+    """The :class:`WebState` serving the current request (pinned when it began, so a
+    hot reload never mixes two bundles in one answer; see web/reload.py)."""
+    return g.get("movie_web") or current_app.extensions["movie_web"]

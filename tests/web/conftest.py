@@ -130,15 +130,16 @@ def wait_for(url: str, process: subprocess.Popen, seconds: float = 60) -> bytes:
     raise AssertionError(f"{url} did not answer in {seconds}s")
 
 
-def serve(bundle: str, port: int, *options: str) -> subprocess.Popen:
+def serve(bundle: str, port: int, *options: str, env_extra: dict[str, str] | None = None) -> subprocess.Popen:
     """``python -m web`` (gunicorn with the production settings) on 127.0.0.1:``port``,
-    one worker unless ``options`` say otherwise."""
+    one worker unless ``options`` say otherwise; ``env_extra`` adds to its environment."""
     return subprocess.Popen(
         [sys.executable, "-m", "web", "--bundle", bundle, "--port", str(port), "--workers", "1", *options],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        env={**os.environ, **(env_extra or {})},
     )
 
 

@@ -153,7 +153,13 @@ def test_model(client, rec):
 
 
 def test_healthz(client, rec):
-    assert get_json(client, "/api/v1/healthz") == {"status": "ok", "n_users": len(rec.user_ids), "n_movies": len(rec.movie_ids)}
+    assert get_json(client, "/api/v1/healthz") == {
+        "status": "ok",
+        "n_users": len(rec.user_ids),
+        "n_movies": len(rec.movie_ids),
+        "bundle": str(rec.bundle.path),
+        "last_refusal": None,
+    }
 
 
 def test_unknown_query_parameters_are_400_naming_them(client, rec):

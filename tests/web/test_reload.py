@@ -1,0 +1,110 @@
+"""Hot reload (web/reload.py): the app follows the `current` link to each new bundle,
+refuses a damaged one and keeps serving, and answers throughout."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+import urllib.request
+
+import pytest
+
+from embedder.bundle import Bundle, point_current
+from search import Recommender
+from tests.conftest import random_bundle
+from tests.web.conftest import free_port, make_app, serve, wait_for
+
+
+@pytest.fixture
+def artifacts(tmp_path):
+    """Three bundles: two good ones and one whose checksum no longer matches; current -> a."""
+    root = tmp_path / "artifacts"
+    good = {name: random_bundle(root / "bundles" / name, seed=seed, n_users=12, n_movies=20) for seed, name in enumerate("ab")}
+    bad = random_bundle(root / "bundles" / "bad", seed=5, n_users=12, n_movies=20)
+    (bad / "movie_biases.npy").write_bytes((bad / "movie_biases.npy").read_bytes()[:-4] + b"\0\0\0\0")
+    point_current(root / "current", good["a"])
+    return root, good, bad
+
+
+def _top(bundle_path, user: int) -> list[int]:
+    ids, _ = Recommender.load(bundle_path).recommend(user, k=5)
+    return ids.tolist()
+
+
+def test_the_app_follows_current_and_refuses_a_damaged_bundle(artifacts):
+    root, good, bad = artifacts
+    client = make_app(root / "current", RELOAD_SECONDS=1e-6).test_client()
+    user = int(Bundle.load(good["a"]).user_ids[0])
+    recommended = lambda: [i["movie_id"] for i in client.get(f"/api/v1/users/{user}/recommendations?k=5").get_json()["items"]]
+    health = lambda: client.get("/api/v1/healthz").get_json()
+    assert health()["bundle"] == str(good["a"]) and health()["last_refusal"] is None
+    assert recommended() == _top(good["a"], user)
+
+    point_current(root / "current", good["b"])
+    assert recommended() == _top(good["b"], user) != _top(good["a"], user)
+    assert health()["bundle"] == str(good["b"])
+
+    point_current(root / "current", bad)
+    assert recommended() == _top(good["b"], user)  # the damaged one is refused; b keeps serving
+    refusal = health()["last_refusal"]
+    assert health()["bundle"] == str(good["b"]) and refusal["bundle"] == str(bad) and "checksum mismatch" in refusal["error"]
+
+    point_current(root / "current", good["a"])
+    assert recommended() == _top(good["a"], user) and health()["last_refusal"] is None
+
+
+def test_without_reload_the_app_keeps_its_bundle(artifacts):
+    root, good, _ = artifacts
+    client = make_app(root / "current", RELOAD_SECONDS=0).test_client()
+    point_current(root / "current", good["b"])
+    assert client.get("/api/v1/healthz").get_json()["bundle"] == str(good["a"])
+
+
+@pytest.mark.parametrize("value", [-1, float("nan"), "soon", True])
+def test_a_bad_reload_setting_is_refused(artifacts, value):
+    root, *_ = artifacts
+    with pytest.raises(ValueError, match="RELOAD_SECONDS"):
+        make_app(root / "current", RELOAD_SECONDS=value)
+
+
+def test_a_live_server_switches_under_load_without_failing_a_request(artifacts):
+    root, good, bad = artifacts
+    port = free_port()
+    process = serve(str(root / "current"), port, "--workers", "2", env_extra={"MOVIE_WEB_RELOAD_SECONDS": "0.2"})
+    base = f"http://127.0.0.1:{port}/api/v1"
+    user = int(Bundle.load(good["a"]).user_ids[0])
+    failures, answers, stop = [], [], threading.Event()
+
+    def load() -> None:  # a bounded stream of requests from 4 clients until told to stop
+        for _ in range(400):
+            if stop.is_set():
+                return
+            try:
+                with urllib.request.urlopen(f"{base}/users/{user}/recommendations?k=5", timeout=10) as response:
+                    answers.append([i["movie_id"] for i in json.loads(response.read())["items"]])
+            except OSError as err:
+                failures.append(repr(err))
+
+    try:
+        wait_for(f"{base}/healthz", process)
+        clients = [threading.Thread(target=load) for _ in range(4)]
+        for c in clients:
+            c.start()
+        time.sleep(0.5)
+        point_current(root / "current", good["b"])
+        time.sleep(1.5)
+        point_current(root / "current", bad)
+        time.sleep(1.0)
+        stop.set()
+        for c in clients:
+            c.join(timeout=30)
+        healths = [json.loads(urllib.request.urlopen(f"{base}/healthz", timeout=10).read()) for _ in range(20)]
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert not failures, failures[:3]
+    assert _top(good["a"], user) in answers and answers[-1] == _top(good["b"], user)
+    assert {h["bundle"] for h in healths} == {str(good["b"])}
+    assert all(h["last_refusal"] and h["last_refusal"]["bundle"] == str(bad) for h in healths)
+    assert "Traceback" not in stderr and "not serving" in stderr
