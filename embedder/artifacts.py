@@ -147,7 +147,8 @@ def _describe(entry: Path, current: Path | None) -> BundleRow:
     manifest = _manifest_or_none(entry)
     if manifest is None:
         return BundleRow(entry.name, entry, NOT_A_BUNDLE, _mtime(entry), _size(entry), current=is_current)
-    created = _parse_time(manifest.get("created")) or _mtime(entry)
+    # A version made by update_bundle (e.g. search build) is as new as its update.
+    created = _parse_time(manifest.get("updated")) or _parse_time(manifest.get("created")) or _mtime(entry)
     return BundleRow(entry.name, entry, BUNDLE, created, _size(entry), _test_rmse(manifest), is_current)
 
 

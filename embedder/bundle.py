@@ -192,17 +192,27 @@ def update_bundle(
     files: Mapping[str, FileWriter],
     manifest_updates: Mapping[str, Any],
 ) -> Path:
-    """Add or replace files in an existing bundle, atomically.
+    """Add or replace files in an existing bundle, atomically; returns the folder
+    that holds the result.
 
     The bundle is verified first, copied (hard links where possible, since bundle
-    files are never modified in place) into a temporary sibling, the new files and
-    manifest fields are written there, and the copy is renamed over the original.
-    A link such as ``artifacts/current`` is followed: the folder it points to is
-    the one updated.
+    files are never modified in place) into a temporary sibling, and the new files
+    and manifest fields are written there. Then:
+
+    * ``path`` a link (such as ``artifacts/current``): the copy becomes a new
+      version beside the linked folder (``<name>+<UTC stamp>``) and the link is
+      moved to it in one step. The old version is left as it was (bundles are
+      immutable; ``python -m embedder bundles --keep N`` prunes), so a crash at any
+      moment leaves the link on one complete bundle, and a server following the
+      link switches to the new version.
+    * ``path`` a folder: the copy is renamed over it (the old one moved aside
+      first, then removed).
     """
-    real = Path(path).resolve()
+    link = Path(path)
+    real = link.resolve()
     bundle = Bundle.load(real)
-    staged = _staging_folder(real)
+    dest = real.with_name(f"{real.name.split('+')[0]}+{utc_stamp()}") if link.is_symlink() else real
+    staged = _staging_folder(dest)
     try:
         for name in bundle.manifest["files"]:
             if name in files:
@@ -213,11 +223,18 @@ def update_bundle(
                 shutil.copy2(real / name, staged / name)
         manifest = {**bundle.manifest, **manifest_updates, "updated": utc_now()}
         _fill_folder(staged, files, manifest)
-        _swap_into_place(staged, real)
+        _swap_into_place(staged, dest)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    return real
+    if link.is_symlink():
+        point_current(link, dest)
+    return dest
+
+
+def utc_stamp() -> str:
+    """A UTC time stamp for folder names, to the microsecond."""
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
 def point_current(link: str | os.PathLike, target: str | os.PathLike) -> Path:
@@ -294,6 +311,9 @@ def load_npy(path: Path, content: bytes | None = None) -> np.ndarray:
 def _read_manifest(folder: Path) -> dict:
     path = folder / MANIFEST
     if not folder.is_dir():
+        aside = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
+        if aside:  # _swap_into_place was interrupted between its two renames
+            raise BundleError(f"{folder}: missing; a replacement was interrupted and the previous bundle is at {aside[-1]} (rename it back)")
         raise BundleError(f"{folder}: no bundle folder there (train one with `python -m embedder train`)")
     if not path.is_file():
         raise BundleError(f"{MANIFEST}: missing in {folder}")

@@ -141,7 +141,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train_and_export(args: argparse.Namespace, config, group, started: float) -> int:
-    from embedder.bundle import point_current
+    from embedder.bundle import point_current, utc_stamp
     from embedder.data import load_ratings
     from embedder.export import export_bundle
     from embedder.split import canonical_split
@@ -166,8 +166,7 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     if not first:
         return 0
 
-    stamp = datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
-    dest = args.out if args.out is not None else args.artifacts / "bundles" / f"{data.name}-{stamp}"
+    dest = args.out if args.out is not None else args.artifacts / "bundles" / f"{data.name}-{utc_stamp()}"
     dataset = {
         "name": data.name,
         "data_arg": str(Path(args.data).resolve()) if Path(args.data).exists() else args.data,

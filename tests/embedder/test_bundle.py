@@ -171,16 +171,32 @@ def test_a_killed_writer_leaves_the_previous_bundle(tmp_path):
     assert all(name.startswith(".b.tmp-") for name in leftovers), leftovers
 
 
-def test_update_bundle_adds_files_and_keeps_the_rest(tmp_path):
+def test_update_through_a_link_publishes_a_new_version_and_leaves_the_old_one(tmp_path):
     path = random_bundle(tmp_path / "b")
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
     link = point_current(tmp_path / "current", path)
-    update_bundle(link, {"cluster_labels.npy": npy_writer(np.arange(9, dtype=np.int32))}, {"clusters": {"k": 3}})
+    new = update_bundle(link, {"cluster_labels.npy": npy_writer(np.arange(9, dtype=np.int32))}, {"clusters": {"k": 3}})
     bundle = Bundle.load(link)
-    assert bundle.path == path.resolve()
+    assert bundle.path == new.resolve() != path.resolve() and os.readlink(link) == new.name and new.name.startswith("b+")
     assert bundle.array("cluster_labels.npy").tolist() == list(range(9))
-    assert bundle.manifest["clusters"] == {"k": 3}
-    assert "updated" in bundle.manifest
-    assert os.readlink(link) == "b"
+    assert bundle.manifest["clusters"] == {"k": 3} and "updated" in bundle.manifest
+    assert {p.name: p.read_bytes() for p in path.iterdir()} == before  # the old version is untouched
+    assert (new / "user_ids.npy").stat().st_ino == (path / "user_ids.npy").stat().st_ino  # hard-linked
+    again = update_bundle(link, {}, {"note": 1})
+    assert again.name.startswith("b+") and again != new  # versions of b, not of b+...
+
+
+def test_update_of_a_folder_replaces_it_in_place(tmp_path):
+    path = random_bundle(tmp_path / "b")
+    assert update_bundle(path, {}, {"note": 1}) == path.resolve()
+    assert Bundle.load(path).manifest["note"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+
+
+def test_an_interrupted_replacement_says_where_the_old_bundle_is(tmp_path):
+    path = random_bundle(tmp_path / "b")
+    path.rename(tmp_path / ".b.old-1234abcd")  # as a crash between the two renames leaves it
+    with pytest.raises(BundleError, match=r"a replacement was interrupted and the previous bundle is at .*\.b\.old-1234abcd"):
+        Bundle.load(path)
 
 
 def test_point_current_switches_the_link(tmp_path):
