@@ -3,11 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import ast
+import inspect
 import json
+import re
 import logging
 import math
 import sys
+import textwrap
 import time
+from dataclasses import fields
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
@@ -38,30 +43,60 @@ def _bounded(convert: type, low: float, inclusive: bool):
 
 _positive_int = _bounded(int, 1, inclusive=True)
 _non_negative_int = _bounded(int, 0, inclusive=True)
-_positive_float = _bounded(float, 0, inclusive=False)
-_non_negative_float = _bounded(float, 0, inclusive=True)
 
 
-def _open_fraction(text: str) -> float:
-    """An argparse type: a number strictly between 0 and 0.5."""
-    value = _positive_float(text)
-    if value >= 0.5:
-        raise argparse.ArgumentTypeError(f"must be below 0.5, got {text}")
-    return value
+def _whole(text: str) -> int:
+    """An argparse type: an integer (the config checks its range)."""
+    try:
+        return int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
-TRAIN_FLAGS = (
-    "method", "dim", "sample_dim", "sweeps", "warm_up", "warm_ridge", "tolerance", "min_sweeps", "sample_init_std", "burn_in", "epochs", "batch_size", "lr", "reg", "bias_reg",
-    "init_std", "val_fraction", "patience", "refit", "seed", "device", "threads",
-)
-"""TrainConfig fields set from the command line (flag = field with '-' for '_')."""
+def _number(text: str) -> float:
+    """An argparse type: a number (the config checks its range)."""
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+
+
+def _field_docs(cls: type) -> dict[str, str]:
+    """Each dataclass field's docstring: the string literal under it in the class body."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
+    plain = lambda text: re.sub(r":\w+:`([^`]+)`", r"\1", " ".join(text.split())).replace("``", "")  # reST roles and literals
+    return {
+        node.target.id: plain(after.value.value)
+        for node, after in zip(body, body[1:])
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+        and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)
+    }
+
+
+def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
+    """One flag per config field (``--field-name``), typed by its default, helped by its
+    docstring; the config itself checks the values (see :func:`run_train`)."""
+    from embedder.config import CHOICES
+
+    docs, defaults = _field_docs(config_cls), config_cls()
+    for spec in fields(config_cls):
+        default = getattr(defaults, spec.name)
+        if not isinstance(default, (bool, int, float, str)):
+            continue  # free-form fields (extra) are not flags
+        options: dict = {"default": default, "help": docs.get(spec.name, "").replace("%", "%%") + " (default: %(default)s)"}
+        if isinstance(default, bool):
+            options["action"] = argparse.BooleanOptionalAction
+        elif spec.name in CHOICES:
+            options["choices"] = CHOICES[spec.name]
+        else:
+            options["type"] = {int: _whole, float: _number, str: str}[type(default)]
+        parser.add_argument("--" + spec.name.replace("_", "-"), **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m embedder``."""
-    from embedder.config import METHODS, TrainConfig
+    from embedder.config import TrainConfig
 
-    defaults = TrainConfig()
     parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -69,28 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="ml-100k", help="'ml-100k' (default, fetched and cached) or a path to a MovieLens release / CSV")
     train.add_argument("--out", type=Path, help="write the bundle at this folder (leaves artifacts/current alone)")
     train.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="artifacts folder for versioned bundles and the 'current' link (default: %(default)s)")
-    train.add_argument("--method", choices=list(METHODS), default=defaults.method, help="'gibbs': Bayesian MF by Gibbs sampling, the posterior mean exported; 'adam': one MAP fit with early stopping (default: %(default)s)")
-    train.add_argument("--dim", type=_positive_int, default=defaults.dim, help="exported embedding size (default: %(default)s)")
-    train.add_argument("--sample-dim", type=_positive_int, default=defaults.sample_dim, help="gibbs: factor size of each posterior sample (default: %(default)s)")
-    train.add_argument("--sweeps", type=_positive_int, default=defaults.sweeps, help="gibbs: at most this many sampling sweeps (default: %(default)s)")
-    train.add_argument("--warm-up", type=_positive_int, default=defaults.warm_up, help="gibbs: at most this many least-squares passes before sampling (default: %(default)s)")
-    train.add_argument("--warm-ridge", type=_positive_float, default=defaults.warm_ridge, help="gibbs: ridge weight of the least-squares passes (default: %(default)s)")
-    train.add_argument("--tolerance", type=_positive_float, default=defaults.tolerance, help="gibbs: stop once doubling the samples would gain less RMSE than this (default: %(default)s)")
-    train.add_argument("--min-sweeps", type=_positive_int, default=defaults.min_sweeps, help="gibbs: sampling sweeps before the stopping rule applies (default: %(default)s)")
-    train.add_argument("--sample-init-std", type=_positive_float, default=defaults.sample_init_std, help="gibbs: std of the chain's initial factors (default: %(default)s)")
-    train.add_argument("--burn-in", type=_non_negative_int, default=defaults.burn_in, help="gibbs: sweeps left out of the mean (default: %(default)s)")
-    train.add_argument("--epochs", type=_positive_int, default=defaults.epochs, help="adam: maximum epochs (default: %(default)s)")
-    train.add_argument("--batch-size", type=_positive_int, default=defaults.batch_size, help="adam: ratings per step (default: %(default)s)")
-    train.add_argument("--lr", type=_positive_float, default=defaults.lr, help="adam: learning rate (default: %(default)s)")
-    train.add_argument("--reg", type=_non_negative_float, default=defaults.reg, help="adam: L2 on embeddings (default: %(default)s)")
-    train.add_argument("--bias-reg", type=_non_negative_float, default=defaults.bias_reg, help="adam: L2 on biases (default: %(default)s)")
-    train.add_argument("--patience", type=_positive_int, default=defaults.patience, help="adam: early-stopping patience in epochs (default: %(default)s)")
-    train.add_argument("--init-std", type=_positive_float, default=defaults.init_std, help="adam: std of the embeddings' initialisation (default: %(default)s)")
-    train.add_argument("--val-fraction", type=_open_fraction, default=defaults.val_fraction, help="share of the training rows held out to pick the epoch/sweep count (default: %(default)s)")
-    train.add_argument("--refit", action=argparse.BooleanOptionalAction, default=defaults.refit, help="fit the exported model on all training rows; --no-refit holds a validation part out and records its RMSE per sweep/epoch, exporting that run's model (default: %(default)s)")
-    train.add_argument("--seed", type=_non_negative_int, default=defaults.seed, help="random seed (default: %(default)s)")
-    train.add_argument("--device", choices=["auto", "cpu", "cuda"], default=defaults.device, help="(default: %(default)s)")
-    train.add_argument("--threads", type=_non_negative_int, default=defaults.threads, help="CPU threads for torch, 0 = torch's default, all cores (default: %(default)s)")
+    _add_config_flags(train, TrainConfig)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=run_train, parser=train)
 
@@ -119,8 +133,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        config = TrainConfig(**{name: getattr(args, name) for name in TRAIN_FLAGS})
-    except ValueError as err:  # a check across flags, e.g. --burn-in below --sweeps
+        config = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig) if hasattr(args, spec.name)})
+    except ValueError as err:  # every range check, e.g. --dim 0 or --burn-in not below --sweeps
         field = str(err).split()[0]
         args.parser.error(f"argument --{field.replace('_', '-')}: {err}")
     if config.threads:

@@ -6,6 +6,9 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 METHODS = ("gibbs", "adam")
+DEVICES = ("auto", "cpu", "cuda")
+CHOICES = {"method": METHODS, "device": DEVICES}
+"""The fields that take one of a few words (the command line offers them as choices)."""
 
 
 @dataclass(frozen=True)
@@ -98,7 +101,7 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a non-negative number, got {getattr(self, name)!r}")
         if not self._finite(self.val_fraction) or not 0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction!r}")
-        if self.device not in ("auto", "cpu", "cuda"):
+        if self.device not in DEVICES:
             raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
     @staticmethod

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from embedder.cli import main
+from embedder.cli import build_parser, main
 from tests.embedder.test_artifacts import NEWEST_FIRST, OLD_LEFTOVERS, YOUNG_LEFTOVERS, make_artifacts
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,19 +30,21 @@ def test_every_command_has_help(command):
 @pytest.mark.parametrize(
     "flag, value, message",
     [
-        ("--dim", "0", "must be at least 1, got 0"),
-        ("--epochs", "-1", "must be at least 1, got -1"),
+        ("--dim", "0", "dim must be a positive integer, got 0"),
+        ("--epochs", "-1", "epochs must be a positive integer, got -1"),
         ("--epochs", "ten", "expected a whole number, got 'ten'"),
-        ("--lr", "nan", "must be greater than 0"),
-        ("--reg", "-0.5", "must be at least 0"),
-        ("--sample-dim", "0", "must be at least 1, got 0"),
+        ("--lr", "nan", "lr must be a positive number, got nan"),
+        ("--lr", "fast", "expected a number, got 'fast'"),
+        ("--reg", "-0.5", "reg must be a non-negative number, got -0.5"),
+        ("--sample-dim", "0", "sample_dim must be a positive integer, got 0"),
         ("--sweeps", "2.5", "expected a whole number, got '2.5'"),
-        ("--burn-in", "-3", "must be at least 0, got -3"),
-        ("--val-fraction", "0.5", "must be below 0.5, got 0.5"),
-        ("--init-std", "0", "must be greater than 0"),
-        ("--sample-init-std", "-1", "must be greater than 0"),
-        ("--threads", "-1", "must be at least 0, got -1"),
+        ("--burn-in", "-3", "burn_in must be a whole number below sweeps (300), got -3"),
+        ("--val-fraction", "0.5", "val_fraction must be in (0, 0.5), got 0.5"),
+        ("--init-std", "0", "init_std must be a positive number, got 0.0"),
+        ("--sample-init-std", "-1", "sample_init_std must be a positive number, got -1.0"),
+        ("--threads", "-1", "threads must be a whole number (0 = torch's default), got -1"),
         ("--method", "sgd", "invalid choice: 'sgd'"),
+        ("--device", "tpu", "invalid choice: 'tpu'"),
     ],
 )
 def test_bad_flag_values_are_refused_naming_the_flag(flag, value, message, capsys):
@@ -51,6 +53,22 @@ def test_bad_flag_values_are_refused_naming_the_flag(flag, value, message, capsy
     assert exit_info.value.code == 2
     err = capsys.readouterr().err
     assert flag in err and message in err
+
+
+def test_every_config_field_is_a_flag_with_its_docstring_as_help():
+    from dataclasses import fields
+
+    from embedder.config import TrainConfig
+
+    train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
+    flags = {action.dest: action for action in train._actions}
+    for spec in fields(TrainConfig):
+        if spec.name == "extra":
+            continue
+        assert spec.name in flags, spec.name
+        assert flags[spec.name].default == getattr(TrainConfig(), spec.name)
+    assert flags["tolerance"].help.startswith("(gibbs) Stop sampling once doubling the samples")
+    assert "``" not in "".join(a.help or "" for a in train._actions)
 
 
 def test_a_burn_in_as_long_as_the_chain_is_refused_naming_the_flag(capsys):
