@@ -122,6 +122,8 @@ def create_app(
     _check_config(settings)
     app.config.update(settings)
     app.json.sort_keys = False  # keep the documented field order (and skip the sort)
+    # "//api//v1" would otherwise redirect to a URL built from the request's Host header.
+    app.url_map.merge_slashes = False
 
     recommender = Recommender.load(app.config["BUNDLE"])
     app.extensions["movie_web"] = WebState(recommender, app.config)

@@ -30,6 +30,7 @@ from werkzeug.exceptions import BadRequest, NotFound
 
 INT64_MAX = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 _TRUE = {"true", "1"}
 _FALSE = {"false", "0"}
 SORT_KEYS = ("popularity", "title", "rating")
@@ -103,6 +104,8 @@ def parse_query(args: Mapping[str, str], max_length: int, required: bool = True)
         return ""
     if len(raw) > max_length:
         raise ParamError(f"q must be at most {max_length} characters, got {len(raw)}")
+    if _CONTROL.search(raw):  # e.g. %00, which no title holds and which would match the search's separators
+        raise ParamError("q must not contain control characters")
     return raw.strip()
 
 

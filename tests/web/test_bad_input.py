@@ -134,3 +134,21 @@ def test_title_search_never_500(client, q, limit):
     query = {"q": q} if limit is None else {"q": q, "limit": limit}
     check(client, "/api/v1/movies?" + urlencode(query))
     check(client, "/search?" + urlencode(query))
+
+
+def test_doubled_slashes_are_not_redirected_to_the_requests_host(client):
+    response = client.get("/api//v1//healthz", headers={"Host": "evil.example"})
+    assert response.status_code == 404 and "Location" not in response.headers
+
+
+@pytest.mark.parametrize("q", ["%00", "star%0Awars", "a%1Fb", "%7F"])
+def test_a_title_query_with_control_characters_is_a_400(client, q):
+    response = client.get(f"/api/v1/movies?q={q}")
+    assert response.status_code == 400 and "control characters" in response.get_json()["error"]
+
+
+@pytest.mark.parametrize("url", ["/api/v1/healthz", "/", "/static/style.css", "/api/v1/movies/0"])
+def test_every_answer_says_nosniff_and_a_same_origin_referrer_policy(client, url):
+    response = client.get(url)
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
