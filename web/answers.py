@@ -150,6 +150,18 @@ def cluster(raw_cluster: str, args: Mapping[str, str]) -> Ranked:
     return Ranked({**st.rec.clusters()[c], "sort": sort}, members)
 
 
+OTHER_METHOD_SETTINGS = {
+    "gibbs": {"epochs", "batch_size", "lr", "reg", "bias_reg", "init_std", "patience"},
+    "adam": {"sample_dim", "sweeps", "warm_up", "warm_ridge", "tolerance", "min_sweeps", "sample_init_std", "burn_in"},
+}
+"""Training settings that only the other method reads (TrainConfig marks them (adam) / (gibbs))."""
+
+
+def settings_used(settings: Mapping) -> set[str]:
+    """The settings the bundle's training method used (the page leaves the others out)."""
+    return set(settings) - OTHER_METHOD_SETTINGS.get(settings.get("method"), set())
+
+
 def model() -> dict:
     """The model's figures, the manifest's metrics and settings, and the per-epoch history."""
     st = state()
@@ -160,5 +172,6 @@ def model() -> dict:
         "training": manifest.get("training") or {},
         "config": manifest.get("config") or {},
         "clusters": {key: value for key, value in (manifest.get("clusters") or {}).items() if key != "sizes"},
+        "ranking": (manifest.get("evaluation") or {}).get("ranking") or {},
         "history": st.history,
     }

@@ -116,7 +116,8 @@ def model():
     """The training curve and the manifest's figures."""
     answer = answers.model()
     settings = answer.pop("config")  # not to shadow Flask's `config` in templates
-    return render_template("model.html", **answer, settings=settings, has_curve=state().has_training_curve)
+    used = answers.settings_used(settings)
+    return render_template("model.html", **answer, settings=settings, used_settings=used, has_curve=state().has_training_curve)
 
 
 @bp.get("/model/training_curve.png")

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from tests.web.conftest import make_app
+from web import answers
 from tests.web.test_api import some_movie, some_user
 
 
@@ -253,3 +254,24 @@ def test_pages_show_no_cluster_for_unclustered_movies(unclustered_client):
     assert found.count('<td class="num wide">–</td>') >= 5  # the cluster column
     assert get_html(client, "/clusters").count('class="card cluster"') == 5
     assert client.get("/clusters/map.svg").status_code == 200
+
+
+def test_model_page_puts_figures_first_and_says_when_popularity_ranks_better(client, rec):
+    html = get_html(client, "/model")
+    assert html.index("Figures") < html.index("RMSE per")  # the long table comes after the key figures
+    plain = rec.bundle.manifest["evaluation"]["ranking"]["0"]
+    assert ('id="ranking-note"' in html) == (plain["model"]["ndcg"] < plain["popularity"]["ndcg"])
+    assert f"{plain['popularity']['ndcg']:.3f}" in html
+    method = rec.bundle.manifest["config"]["method"]
+    hidden = answers.OTHER_METHOD_SETTINGS[method]
+    assert all(f"<dt>{name.replace('_', ' ')}</dt>" not in html for name in hidden)
+
+
+def test_the_settings_the_page_hides_are_the_ones_the_config_marks_for_the_other_method():
+    from embedder.cli import _field_docs
+    from embedder.config import TrainConfig
+
+    docs = _field_docs(TrainConfig)
+    for method, other in (("gibbs", "adam"), ("adam", "gibbs")):
+        marked = {name for name, doc in docs.items() if doc.startswith(f"({other})")}
+        assert answers.OTHER_METHOD_SETTINGS[method] == marked, method
