@@ -20,9 +20,9 @@ from web.state import state
 
 # Query parameters each API route takes (anything else is a 400 there).
 ALLOWED = {
-    "recommendations": ("k", "include_seen"),
+    "recommendations": ("k", "include_seen", "min_ratings"),
     "newcomer_recommendations": (),
-    "similar": ("k",),
+    "similar": ("k", "min_ratings"),
     "search": ("q", "limit"),
     "movie": (),
     "clusters": (),
@@ -52,8 +52,9 @@ def recommendations(raw_user_id: str, args: Mapping[str, str]) -> Ranked:
     user_id = params.parse_id(raw_user_id, "user")
     k = params.parse_k(args, st.k_default, st.k_max)
     include_seen = params.parse_bool(args, "include_seen", False)
-    ids, scores = st.rec.recommend(user_id, k=k, exclude_seen=not include_seen)
-    return Ranked({"user_id": user_id, "k": k, "include_seen": include_seen}, ids, scores)
+    min_ratings = params.parse_min_ratings(args)
+    ids, scores = st.rec.recommend(user_id, k=k, exclude_seen=not include_seen, min_ratings=min_ratings)
+    return Ranked({"user_id": user_id, "k": k, "include_seen": include_seen, "min_ratings": min_ratings}, ids, scores)
 
 
 def newcomer_recommendations(body: object) -> Ranked:
@@ -109,8 +110,9 @@ def similar(raw_movie_id: str, args: Mapping[str, str]) -> Ranked:
     st = state()
     movie_id = params.parse_id(raw_movie_id, "movie")
     k = params.parse_k(args, st.k_default, st.k_max)
-    ids, scores = st.rec.similar(movie_id, k=k)
-    return Ranked({"movie_id": movie_id, "k": k}, ids, scores)
+    min_ratings = params.parse_min_ratings(args)
+    ids, scores = st.rec.similar(movie_id, k=k, min_ratings=min_ratings)
+    return Ranked({"movie_id": movie_id, "k": k, "min_ratings": min_ratings}, ids, scores)
 
 
 def search(args: Mapping[str, str], required: bool = True) -> Ranked:

@@ -7,7 +7,7 @@ routes the app has, and schemathesis-style checks run requests from it.
 from __future__ import annotations
 
 from web.answers import ALLOWED
-from web.params import MAX_BODY_RATINGS
+from web.params import MAX_BODY_RATINGS, MAX_MIN_RATINGS
 
 
 def _object(properties: dict, required: list[str] | None = None) -> dict:
@@ -53,6 +53,15 @@ def _k(default: int, cap: int) -> dict:
         "k",
         f"How many answers: an integer from 1 to {cap} (default {default}); anything else is a 400.",
         {"type": "integer", "minimum": 1, "maximum": cap, "default": default},
+    )
+
+
+def _min_ratings() -> dict:
+    return _query(
+        "min_ratings",
+        f"Only movies with at least this many training ratings: an integer from 0 (default, all) to {MAX_MIN_RATINGS}; "
+        "a floor keeps obscure movies with a few lucky ratings out.",
+        {"type": "integer", "minimum": 0, "maximum": MAX_MIN_RATINGS, "default": 0},
     )
 
 
@@ -104,9 +113,13 @@ def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, ma
                     "Also recommend movies the user rated in training: true, false, 1 or 0 (default false).",
                     {"type": "string", "enum": ["true", "false", "1", "0"], "default": "false"},
                 ),
+                _min_ratings(),
             ],
             _json(
-                _object({"user_id": integer, "k": integer, "include_seen": {"type": "boolean"}, "items": items}, ["user_id", "k", "include_seen", "items"]),
+                _object(
+                    {"user_id": integer, "k": integer, "include_seen": {"type": "boolean"}, "min_ratings": integer, "items": items},
+                    ["user_id", "k", "include_seen", "min_ratings", "items"],
+                ),
                 "Best first.",
             ),
             errors=missing,
@@ -141,9 +154,9 @@ def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, ma
         "/movies/{movie_id}/similar": _operation(
             "similar",
             "The k movies most like a movie: cosine similarity of the embeddings, the movie itself excluded.",
-            [_path_id("movie_id", "MovieLens movie id"), _k(k_default, k_max)],
+            [_path_id("movie_id", "MovieLens movie id"), _k(k_default, k_max), _min_ratings()],
             _json(
-                _object({"movie_id": integer, "k": integer, "items": items}, ["movie_id", "k", "items"]),
+                _object({"movie_id": integer, "k": integer, "min_ratings": integer, "items": items}, ["movie_id", "k", "min_ratings", "items"]),
                 "Best first (score = cosine similarity). A movie without training ratings has no direction and gets no items.",
             ),
             errors=missing,

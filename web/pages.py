@@ -18,6 +18,9 @@ from web.state import state
 
 bp = Blueprint("pages", __name__)
 
+FEW_RATINGS = 10
+"""Below this many training ratings a movie page says its neighbours are uncertain."""
+
 
 # Defence in depth behind autoescaping: no inline or foreign scripts run even
 # if some text slipped through unescaped. Inline style attributes (the cluster
@@ -90,7 +93,7 @@ def newcomer():
 def movie(movie_id: str):
     """A movie's details and the movies most like it."""
     answer = answers.similar(movie_id, request.args).as_dict()
-    return render_template("movie.html", movie=answers.movie(movie_id), **answer, k_max=state().k_max)
+    return render_template("movie.html", movie=answers.movie(movie_id), **answer, k_max=state().k_max, few_ratings=FEW_RATINGS)
 
 
 @bp.get("/clusters")

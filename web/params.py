@@ -11,6 +11,7 @@ Rules (the OpenAPI document states the same):
   positive); anything else names no user or movie, so it is a 404;
 * ``k`` is an integer from 1 to ``K_MAX`` (default 100), else 400;
 * ``include_seen`` is one of true/false/1/0 (any case), else 400;
+* ``min_ratings`` is an integer from 0 to ``MAX_MIN_RATINGS``, else 400;
 * ``q`` is at most ``MAX_QUERY_LENGTH`` characters, else 400;
 * ``sort`` is one of popularity/title/rating, else 400;
 * a newcomer's body (``POST /recommendations``) is a JSON object with ``ratings``, a
@@ -75,6 +76,15 @@ def parse_number(raw: str, name: str) -> float:
     if value is None or value != value or value in (float("inf"), float("-inf")):
         raise ParamError(f"{name} must be a number, got {_shorten(raw)!r}")
     return value
+
+
+MAX_MIN_RATINGS = 1_000_000
+"""Largest ``min_ratings`` accepted (more than any movie has)."""
+
+
+def parse_min_ratings(args: Mapping[str, str]) -> int:
+    """``min_ratings``: only movies with at least this many training ratings (0 = all)."""
+    return parse_int(args, "min_ratings", 0, 0, MAX_MIN_RATINGS)
 
 
 def parse_k(args: Mapping[str, str], default: int, cap: int) -> int:

@@ -79,8 +79,22 @@ def test_similar_equals_the_recommender(client, rec):
     movie = some_movie(rec)
     body = get_json(client, f"/api/v1/movies/{movie}/similar?k=5")
     ids, scores = rec.similar(movie, k=5)
-    assert body == {"movie_id": movie, "k": 5, "items": rec.items(ids, scores)}
+    assert body == {"movie_id": movie, "k": 5, "min_ratings": 0, "items": rec.items(ids, scores)}
     assert len(body["items"]) == 5 and movie not in {i["movie_id"] for i in body["items"]}
+
+
+def test_a_ratings_floor_leaves_rarely_rated_movies_out(client, rec):
+    movie, user = some_movie(rec), some_user(rec)
+    counts = rec.bundle.movies.set_index("movie_id")["rating_count"]
+    floor = int(counts.median())
+    similar = get_json(client, f"/api/v1/movies/{movie}/similar?k=8&min_ratings={floor}")
+    ids, scores = rec.similar(movie, k=8, min_ratings=floor)
+    assert similar["min_ratings"] == floor and similar["items"] == rec.items(ids, scores)
+    assert all(counts[i["movie_id"]] >= floor for i in similar["items"])
+    body = get_json(client, f"/api/v1/users/{user}/recommendations?k=8&min_ratings={floor}")
+    assert all(counts[i["movie_id"]] >= floor for i in body["items"]) and body["min_ratings"] == floor
+    for bad in ("-1", "x", "1000001"):
+        assert "min_ratings must be an integer" in get_json(client, f"/api/v1/movies/{movie}/similar?min_ratings={bad}", 400)["error"]
 
 
 def test_k_cap_is_allowed_and_one_over_is_not(client, rec, app):

@@ -275,3 +275,13 @@ def test_the_settings_the_page_hides_are_the_ones_the_config_marks_for_the_other
     for method, other in (("gibbs", "adam"), ("adam", "gibbs")):
         marked = {name for name, doc in docs.items() if doc.startswith(f"({other})")}
         assert answers.OTHER_METHOD_SETTINGS[method] == marked, method
+
+
+def test_a_movie_page_with_few_ratings_says_its_neighbours_are_uncertain(client, rec):
+    counts = rec.bundle.movies.set_index("movie_id")["rating_count"]
+    few = counts[(counts > 0) & (counts < 10)]
+    many = counts[counts >= 10]
+    if len(few):
+        assert "its place among the others, and so this list, is uncertain" in get_html(client, f"/movies/{few.index[0]}")
+    html = get_html(client, f"/movies/{many.index[0]}?min_ratings=5")
+    assert "is uncertain" not in html and 'name="min_ratings" value="5"' in html
