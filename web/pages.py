@@ -77,7 +77,8 @@ def user(user_id: str):
     st = state()
     answer = answers.recommendations(user_id, request.args).as_dict()
     rated, n_rated = answers.user_ratings(answer["user_id"], st.user_ratings_shown)
-    return render_template("user.html", **answer, rated=rated, n_rated=n_rated, k_max=st.k_max)
+    seen = set(st.rec.user_ratings(answer["user_id"])[0].tolist()) if answer["include_seen"] else set()
+    return render_template("user.html", **answer, rated=rated, n_rated=n_rated, k_max=st.k_max, seen=seen)
 
 
 @bp.get("/for-me")

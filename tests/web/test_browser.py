@@ -73,6 +73,11 @@ def test_search_movie_similar_and_user_in_a_browser(browser, server, rec, tmp_pa
         suggestion = page.locator("#suggestions a", has_text=title).first
         expect(suggestion).to_be_visible(timeout=10_000)
         page.screenshot(path=str(tmp_path / "1-suggestions.png"), full_page=True)
+        page.locator("h1").click()  # a click outside closes the list
+        expect(page.locator("#suggestions")).to_be_hidden()
+        page.locator("#q").press("End")
+        page.locator("#q").press_sequentially(" ")  # typing again brings it back
+        expect(suggestion).to_be_visible(timeout=10_000)
 
         # 2. open the movie
         suggestion.click()

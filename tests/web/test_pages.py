@@ -285,3 +285,14 @@ def test_a_movie_page_with_few_ratings_says_its_neighbours_are_uncertain(client,
         assert "its place among the others, and so this list, is uncertain" in get_html(client, f"/movies/{few.index[0]}")
     html = get_html(client, f"/movies/{many.index[0]}?min_ratings=5")
     assert "is uncertain" not in html and 'name="min_ratings" value="5"' in html
+
+
+def test_with_seen_movies_included_the_user_page_marks_the_rated_ones(client, rec):
+    user = some_user(rec)
+    rated = set(rec.user_ratings(user)[0].tolist())
+    html = get_html(client, f"/users/{user}?include_seen=1&k=100")
+    recommendations = html[html.index('id="recommendations"') : html.index('id="rated"')]
+    marks = {int(m): bool(s) for m, s in re.findall(r'<a href="/movies/(\d+)">[^<]*</a>( <span class="seen")?', recommendations)}
+    assert marks and any(marks.values()) and not all(marks.values())
+    assert all(marked == (movie in rated) for movie, marked in marks.items())
+    assert 'class="seen"' not in get_html(client, f"/users/{user}?k=20")  # seen movies excluded: nothing to mark

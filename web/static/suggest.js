@@ -51,6 +51,10 @@
     if (e.key === "ArrowDown" && list.firstChild) { e.preventDefault(); list.firstChild.firstChild.focus(); }
     if (e.key === "Escape") clear();
   });
+  // A click or tap anywhere outside the box and the list closes it.
+  document.addEventListener("click", function (e) {
+    if (!list.hidden && e.target !== input && !list.contains(e.target)) clear();
+  });
   list.addEventListener("keydown", function (e) {
     var li = document.activeElement && document.activeElement.parentNode;
     if (!li || li.parentNode !== list) return;
