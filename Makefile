@@ -31,6 +31,7 @@ bench: setup
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/retrieval.py
+	$(PY) benchmarks/ann.py
 	$(PY) benchmarks/web_load.py
 
 clean:
