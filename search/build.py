@@ -131,6 +131,7 @@ def build(
             "params": {key: v for key, v in tuned.items() if not key.startswith("recall")},
             f"recall_at_{k}": tuned.get(f"recall_at_{k}", 1.0),
             "recall_queries": len(queries),
+            "target_recall": config.target_recall if config.kind != "flat" else None,
             "cosine": {"file": COSINE_INDEX_FILE, "zero_norm_movies": int(zero.sum())},
         },
         "clusters": {

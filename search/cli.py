@@ -42,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     build = command("build", "add the movie index, cosine index and K-Means clusters to a bundle")
     build.add_argument("--clusters", type=whole_number_arg(1), default=10, help="K-Means clusters (default: %(default)s)")
     build.add_argument("--index", choices=INDEX_KINDS, default="flat", help="movie index: flat is exact (default: %(default)s)")
+    build.add_argument("--recall", type=_recall, default=0.95, help="hnsw/ivf: raise the search depth until the measured recall@10 against exact search reaches this (default: %(default)s)")
     build.add_argument("--seed", type=whole_number_arg(0), default=0, help="random seed (default: %(default)s)")
     build.set_defaults(handler=run_build)
 
@@ -122,11 +123,24 @@ def _print_json(obj: Any) -> None:
 # --------------------------------------------------------------------------- commands
 
 
+def _recall(text: str) -> float:
+    """An argparse type: a recall target in (0, 1]."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+    return value
+
+
 def run_build(args: argparse.Namespace) -> int:
     """Build the search files of a bundle; progress on stderr, a summary on stdout."""
     from search.build import build
+    from search.index import IndexConfig
 
-    manifest = build(args.bundle, n_clusters=args.clusters, index=args.index, seed=args.seed, log=lambda s: print(s, file=sys.stderr))
+    config = IndexConfig(kind=args.index, target_recall=args.recall, seed=args.seed)
+    manifest = build(args.bundle, n_clusters=args.clusters, index=config, seed=args.seed, log=lambda s: print(s, file=sys.stderr))
     index, clusters = manifest["index"], manifest["clusters"]
     print(f"built {args.bundle}: index {index['kind']} (recall@10 {index['recall_at_10']}), {clusters['k']} clusters")
     return 0

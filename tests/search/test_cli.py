@@ -140,3 +140,20 @@ def test_unknown_user_in_a_real_process_has_no_traceback(built_tiny):
     result = subprocess_run("recommend", "--bundle", built_tiny, "--user", "99999")
     assert result.returncode == 2
     assert result.stderr.strip() == "error: unknown user 99999"
+
+
+def test_build_takes_a_recall_target_and_records_it(planted_bundle, tmp_path, capsys):
+    import json
+    import shutil
+
+    from search.cli import main as search_main
+
+    copy = tmp_path / "bundle"
+    shutil.copytree(planted_bundle, copy)
+    assert search_main(["build", "--bundle", str(copy), "--index", "hnsw", "--recall", "0.99", "--clusters", "3"]) == 0
+    index = json.loads((copy / "manifest.json").read_text())["index"]
+    assert index["target_recall"] == 0.99 and index["recall_at_10"] >= 0.99
+    for bad in ("0", "1.5", "most"):
+        with pytest.raises(SystemExit):
+            search_main(["build", "--bundle", str(copy), "--recall", bad])
+        assert "argument --recall" in capsys.readouterr().err
