@@ -265,8 +265,10 @@ class _Convergence:
         spread = total / n / (self.count - 1)
         return spread / (4 * self.count * noise_std)
 
-    def converged(self, noise_std: float) -> bool:
-        return self.count >= self.min_samples and self.gain(noise_std) < self.tolerance
+    def converged(self, gain: float) -> bool:
+        """Whether to stop, given this sweep's :meth:`gain` (computed once per sweep:
+        under torchrun it is a sum over every process)."""
+        return self.count >= self.min_samples and gain < self.tolerance
 
     def rmse(self, ratings: torch.Tensor, scale: tuple[float, float]) -> float:
         """RMSE of the running mean (clipped to ``scale``) at the training ratings."""
@@ -306,9 +308,10 @@ def _fit_gibbs(task: _Task) -> _Run:
             val_mean += (sampler.predict(vu, vm) - val_mean) / convergence.count
             val_rmse = _clipped_rmse(val_mean, vr, task.scale)
         noise_std = 1.0 / math.sqrt(sampler.alpha)
-        note = f"gain {convergence.gain(noise_std):.5f}"
+        gain = convergence.gain(noise_std)
+        note = f"gain {gain:.5f}"
         history.record(sweep, convergence.rmse(ratings, task.scale), val_rmse, note)
-        if convergence.converged(noise_std):
+        if convergence.converged(gain):
             break
     history.close()
     model = None if mean is None else _model_from_mean(mean, len(task.users), len(task.movies), config.dim)

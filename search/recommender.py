@@ -34,6 +34,7 @@ from __future__ import annotations
 import math
 import os
 import threading
+from collections import Counter
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
@@ -401,8 +402,8 @@ class Recommender:
                 raise ValueError(f"rating of movie {movie_id} must be a number from {low:g} to {high:g}, got {rating!r}")
             ids.append(int(movie_id))
             values.append(float(rating))
-        if len(set(ids)) != len(ids):
-            twice = sorted({i for i in ids if ids.count(i) > 1})
+        twice = sorted(movie for movie, n in Counter(ids).items() if n > 1)
+        if twice:
             raise ValueError(f"movie {twice[0]} is rated more than once")
         rows = self._movie_vocab.numbers(np.array(ids, np.int64), missing="negative")
         if (rows < 0).any():

@@ -62,7 +62,7 @@ def test_the_convergence_estimate_is_the_monte_carlo_error_of_the_mean():
     for _ in range(25):
         convergence.add(torch.as_tensor(truth + rng.normal(0, s, len(truth))))
     assert convergence.gain(sigma) == pytest.approx(s**2 / (4 * 25 * sigma), rel=0.03)
-    assert convergence.converged(sigma) == (s**2 / (4 * 25 * sigma) < 1e-3)
+    assert convergence.converged(convergence.gain(sigma)) == (s**2 / (4 * 25 * sigma) < 1e-3)
 
 
 def test_warm_up_passes_fit_the_training_ratings():
