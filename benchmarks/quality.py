@@ -1,4 +1,4 @@
-"""Side-by-side quality on MovieLens 100K's canonical split: this project, Surprise and Cornac.
+"""Side-by-side quality on a MovieLens release's canonical split: this project, Surprise, Cornac and myFM.
 
 Every model is fitted on the same training part (``embedder.split.canonical_split``
 of ``embedder.data.load_ratings()``) in the same run, and scored by the same code
@@ -11,11 +11,14 @@ of ``embedder.data.load_ratings()``) in the same run, and scored by the same cod
 
 The peers' fitted parameters are read into the same ``Factors`` form (μ, biases,
 user and movie vectors; SVD++'s implicit-feedback term is folded into the user
-vectors), so every model is ranked by identical code; a sample of Surprise's own
-predictions is checked against the mapped ones. Fit time is the wall time of the
-fit call alone; this project's includes its validation run and its refit.
+vectors, myFM's samples laid side by side), so every model is ranked by identical
+code; a sample of each peer's own predictions is checked against the mapped ones.
+Fit time is the wall time of the fit call alone; this project's includes its
+validation run and its refit.
 
-    .venv/bin/python benchmarks/quality.py [--skip-peers] [--json PATH]
+    .venv/bin/python benchmarks/quality.py [--data PATH] [--skip-peers] [--json PATH]
+
+``--data``: any release ``python -m embedder train --data`` reads (default: MovieLens 100K).
 
 The peers come with the ``bench`` extra: ``pip install -e '.[bench]'``.
 """
@@ -50,8 +53,8 @@ from embedder.vocab import Vocabulary  # noqa: E402
 class Split:
     """The canonical split, the vocabularies and what scoring needs, built once."""
 
-    def __init__(self):
-        data = load_ratings(progress=False)
+    def __init__(self, path: str | None = None):
+        data = load_ratings(path, progress=False)
         self.name, self.scale = data.name, data.rating_scale
         self.train, self.test = canonical_split(data.ratings)
         self.users = Vocabulary.from_values(data.ratings["user_id"], "user")
@@ -138,6 +141,56 @@ def cornac_mf(split: Split, k: int) -> tuple[Factors, float, dict]:
     return model, seconds, {"k": k, "epochs": 25}
 
 
+def _normalised(pattern: sp.csr_matrix) -> sp.csr_matrix:
+    """Each row of a 0/1 pattern scaled by ``|row|^-½`` (SVD++'s normalisation)."""
+    counts = np.asarray(pattern.sum(1)).ravel()
+    return sp.diags(1.0 / np.sqrt(np.maximum(counts, 1))) @ pattern
+
+
+def myfm_model(split: Split, implicit: bool, rank: int = 16, n_iter: int = 200) -> tuple[Factors, float, dict]:
+    """myFM's Bayesian factorization machine (Gibbs sampling), ids alone or with
+    who-rated-what: each rating also carries the movies its user rated and the users
+    who rated its movie (training part only), each set scaled by ``|set|^-½``.
+
+    Per sample, the FM's user-side features sum to one vector ``a_u`` and the movie
+    side's to ``b_i``, so the FM is ``w0 + (linear + within-side pairs)_u + (…)_i +
+    a_u·b_i``: a biased MF. The samples' vectors side by side (scaled by ``1/√S``)
+    are its posterior mean as one factorization, which the shared scoring ranks.
+    """
+    import myfm
+
+    n_users, n_movies = len(split.users), len(split.movies)
+    pattern = sp.csr_matrix((np.ones(split.seen.nnz), split.seen.indices, split.seen.indptr), shape=split.seen.shape)
+    sides = {
+        "user": [sp.identity(n_users, format="csr")] + ([_normalised(pattern)] if implicit else []),
+        "movie": [sp.identity(n_movies, format="csr")] + ([_normalised(pattern.T.tocsr())] if implicit else []),
+    }
+    features = {name: sp.hstack(blocks).tocsr() for name, blocks in sides.items()}
+    rows = held_out_rows(split.train, split.users, split.movies)
+    blocks = lambda users, movies: [myfm.RelationBlock(users, features["user"]), myfm.RelationBlock(movies, features["movie"])]
+    fm = myfm.MyFMRegressor(rank=rank, random_seed=42)
+    start = time.perf_counter()
+    fm.fit(None, rows.ratings.astype(np.float64), X_rel=blocks(rows.users, rows.movies), n_iter=n_iter,
+           group_shapes=[block.shape[1] for name in ("user", "movie") for block in sides[name]])
+    seconds = time.perf_counter() - start
+    V, w, w0 = fm.V_samples, fm.w_samples, fm.w0_samples
+    width = features["user"].shape[1]
+    vectors, biases = {}, {}
+    for name, X, cols in (("user", features["user"], slice(0, width)), ("movie", features["movie"], slice(width, None))):
+        a = np.stack([X @ v[cols] for v in V])  # (S, n, rank): the side's vector per sample
+        squares = np.stack([X.multiply(X) @ (v[cols] ** 2).sum(1) for v in V])  # Σ x_f² ‖v_f‖²
+        linear = np.stack([X @ wi[cols] for wi in w])
+        biases[name] = (linear + 0.5 * ((a**2).sum(2) - squares)).mean(0)
+        vectors[name] = np.concatenate(list(a), axis=1) / np.sqrt(len(V))
+    # The features are laid out on our rows already (one-hot of our user and movie rows).
+    model = Factors(float(np.mean(w0)), vectors["user"], vectors["movie"], biases["user"], biases["movie"], split.scale)
+    checked = held_out_rows(split.test.sample(500, random_state=0), split.users, split.movies)
+    theirs = np.clip(fm.predict(None, blocks(checked.users, checked.movies)), *split.scale)
+    if not np.allclose(model.predict(checked.users, checked.movies), theirs, atol=1e-4):
+        raise AssertionError("mapped myFM parameters disagree with myFM's own predictions")
+    return model, seconds, {"k": rank, "samples": len(V)}
+
+
 def table(rows: list[dict]) -> str:
     """The results as a Markdown table."""
     lines = [
@@ -154,13 +207,15 @@ def table(rows: list[dict]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--data", help="a MovieLens release (folder or zip; default: MovieLens 100K)")
     parser.add_argument("--skip-peers", action="store_true", help="only this project's models")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
     args = parser.parse_args()
 
-    split = Split()
+    split = Split(args.data)
     runs: list[tuple[str, Callable[[], tuple[Factors, float, dict]]]] = [
-        ("this project, default (Gibbs, posterior mean)", lambda: ours(split, TrainConfig())),
+        ("this project, default (Gibbs, posterior mean, who rated what on both sides)", lambda: ours(split, TrainConfig())),
+        ("this project, --implicit none (ids only)", lambda: ours(split, TrainConfig(implicit="none"))),
         ("this project, --method adam", lambda: ours(split, TrainConfig(method="adam"))),
     ]
     if not args.skip_peers:
@@ -169,6 +224,8 @@ def main() -> int:
             ("Surprise SVD++ (defaults)", lambda: surprise_model(split, "SVD++")),
             ("Cornac MF (README: k=10, 25 epochs)", lambda: cornac_mf(split, 10)),
             ("Cornac MF (k=128, 25 epochs)", lambda: cornac_mf(split, 128)),
+            ("myFM Bayesian FM, ids only (rank 16, 200 samples)", lambda: myfm_model(split, implicit=False)),
+            ("myFM Bayesian FM, + who rated what (rank 16, 200 samples)", lambda: myfm_model(split, implicit=True)),
         ]
     rows = []
     for name, run in runs:

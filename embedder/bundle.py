@@ -49,6 +49,15 @@ CORE_ARRAYS: dict[str, tuple[str, int]] = {
     "user_ids.npy": ("int64", 1),
     "movie_ids.npy": ("int64", 1),
 }
+IMPLICIT_ARRAYS: dict[str, tuple[str, int]] = {
+    "implicit_embeddings.npy": ("float32", 2),
+    "implicit_biases.npy": ("float32", 1),
+}
+"""Optional, with a model that has the users' implicit part: per movie, the row
+``[E_j, c_j]`` a user's vector gains (scaled by ``|N(u)|^-½``) for having rated
+it, in the basis of ``movie_embeddings.npy``. Only fold-in reads them; the
+exported user rows already include their implicit part."""
+IMPLICIT_EMBEDDINGS, IMPLICIT_BIASES = IMPLICIT_ARRAYS
 MOVIE_COLUMNS = ("movie_id", "title", "genres", "rating_count", "mean_rating")
 
 # A file writer takes the path to write to.
@@ -357,7 +366,7 @@ def _verify_checksums(folder: Path, manifest: dict) -> None:
 
 
 def _check_array(name: str, array: np.ndarray, rows: int | None = None, cols: int | None = None) -> None:
-    dtype, ndim = CORE_ARRAYS[name]
+    dtype, ndim = {**CORE_ARRAYS, **IMPLICIT_ARRAYS}[name]
     if array.dtype != np.dtype(dtype) or array.ndim != ndim:
         raise BundleError(f"{name}: expected {dtype} with {ndim} dimension(s), found {array.dtype} {array.shape}")
     if rows is not None and array.shape[0] != rows:
@@ -445,6 +454,16 @@ class Bundle:
         if name not in self._extra:
             self._extra[name] = load_npy(self.file(name), self.read_bytes(name))
         return self._extra[name]
+
+    def implicit_rows(self) -> tuple[np.ndarray, np.ndarray] | None:
+        """The users' implicit rows per movie (:data:`IMPLICIT_ARRAYS`), checked
+        against the core arrays, or None when the model has no implicit part."""
+        if not (self.has(IMPLICIT_EMBEDDINGS) and self.has(IMPLICIT_BIASES)):
+            return None
+        vectors, biases = self.array(IMPLICIT_EMBEDDINGS), self.array(IMPLICIT_BIASES)
+        _check_array(IMPLICIT_EMBEDDINGS, vectors, rows=len(self.movie_ids), cols=self.dim)
+        _check_array(IMPLICIT_BIASES, biases, rows=len(self.movie_ids))
+        return vectors, biases
 
     def json(self, name: str) -> Any:
         """A ``.json`` file of the bundle, verified and parsed."""

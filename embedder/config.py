@@ -7,7 +7,10 @@ from typing import Any
 
 METHODS = ("gibbs", "adam")
 DEVICES = ("auto", "cpu", "cuda")
-CHOICES = {"method": METHODS, "device": DEVICES}
+IMPLICIT = ("auto", "none", "users", "both")
+IMPLICIT_AUTO_LIMIT = 1_000_000
+"""``implicit='auto'`` means ``'both'`` up to this many training ratings, ``'none'`` above."""
+CHOICES = {"method": METHODS, "device": DEVICES, "implicit": IMPLICIT}
 """The fields that take one of a few words (the command line offers them as choices)."""
 
 
@@ -29,8 +32,16 @@ class TrainConfig:
     dim: int = 64
     """Embedding size d of the exported p_u and q_i. For ``'gibbs'`` the posterior mean
     is truncated to this rank (its best rank-d approximation)."""
-    sample_dim: int = 16
+    sample_dim: int = 10
     """(gibbs) Factor size of each posterior sample."""
+    implicit: str = "auto"
+    """(gibbs) Which rows also learn from who rated what (SVD++'s implicit part, see
+    :mod:`embedder.implicit`): ``'users'``: a user's vector adds the normalised sum
+    of one learned vector per movie they rated; ``'both'``: a movie's likewise
+    adds one per user who rated it; ``'none'``: plain biased MF; ``'auto'``:
+    ``'both'`` up to 1M training ratings (MovieLens 1M), ``'none'`` above, where
+    it would cost several times the rest of a sweep. The bundle holds the
+    composite vectors either way."""
     sweeps: int = 300
     """(gibbs) Upper bound on sampling sweeps; the chain normally stops sooner, once
     its running mean has converged (see ``tolerance``)."""
@@ -82,11 +93,12 @@ class TrainConfig:
     """Free-form notes recorded with the config (not used by training)."""
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"method must be one of {', '.join(map(repr, METHODS))}, got {self.method!r}")
         for name in ("dim", "sample_dim", "sweeps", "warm_up", "min_sweeps", "epochs", "batch_size", "patience"):
             if not self._whole(getattr(self, name)) or getattr(self, name) < 1:
                 raise ValueError(f"{name} must be a positive integer, got {getattr(self, name)!r}")
+        for name in CHOICES:
+            if getattr(self, name) not in CHOICES[name]:
+                raise ValueError(f"{name} must be one of {', '.join(map(repr, CHOICES[name]))}, got {getattr(self, name)!r}")
         if not self._whole(self.burn_in) or not 0 <= self.burn_in < self.sweeps:
             raise ValueError(f"burn_in must be a whole number below sweeps ({self.sweeps}), got {self.burn_in!r}")
         if not self._whole(self.threads) or self.threads < 0:
@@ -101,8 +113,6 @@ class TrainConfig:
                 raise ValueError(f"{name} must be a non-negative number, got {getattr(self, name)!r}")
         if not self._finite(self.val_fraction) or not 0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction!r}")
-        if self.device not in DEVICES:
-            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {self.device!r}")
 
     @staticmethod
     def _whole(value: Any) -> bool:
@@ -111,6 +121,12 @@ class TrainConfig:
     @staticmethod
     def _finite(value: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
+
+    def implicit_sides(self, n_ratings: int) -> str:
+        """What ``implicit`` means for ``n_ratings`` training ratings ('auto' resolved)."""
+        if self.implicit != "auto":
+            return self.implicit
+        return "both" if n_ratings <= IMPLICIT_AUTO_LIMIT else "none"
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""

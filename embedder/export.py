@@ -14,7 +14,16 @@ import scipy.sparse as sp
 import torch
 
 from embedder import __version__
-from embedder.bundle import FileWriter, bytes_writer, movies_writer, npy_writer, seen_writer, write_bundle
+from embedder.bundle import (
+    IMPLICIT_BIASES,
+    IMPLICIT_EMBEDDINGS,
+    FileWriter,
+    bytes_writer,
+    movies_writer,
+    npy_writer,
+    seen_writer,
+    write_bundle,
+)
 from embedder.config import TrainConfig
 from embedder.evaluate import DEFAULT_MIN_RATINGS, Factors, held_out_rows, quality_report
 from embedder.metrics import rating_errors
@@ -40,6 +49,13 @@ def model_arrays(result: TrainResult) -> dict[str, np.ndarray]:
     for name, mask in (("user", result.trained_users), ("movie", result.trained_movies)):
         arrays[f"{name}_embeddings.npy"][~mask] = 0.0
         arrays[f"{name}_biases.npy"][~mask] = 0.0
+    if result.implicit is not None:
+        # A movie nobody rated in training is in no one's N(u): its implicit row is a
+        # draw from the prior, and a newcomer who rates it gains nothing from it.
+        vectors, biases = (array.copy() for array in result.implicit)
+        vectors[~result.trained_movies] = 0.0
+        biases[~result.trained_movies] = 0.0
+        arrays[IMPLICIT_EMBEDDINGS], arrays[IMPLICIT_BIASES] = vectors, biases
     arrays["user_ids.npy"] = result.users.ids.astype(np.int64)
     arrays["movie_ids.npy"] = result.movies.ids.astype(np.int64)
     return arrays
@@ -208,6 +224,7 @@ def export_bundle(
             "validation_rmse": round(result.validation_rmse, 6) if math.isfinite(result.validation_rmse) else None,
             "warm_up_passes": result.warm_up_passes,
             "world_size": result.world_size,
+            "implicit": result.implicit_sides,
             "refit": config.refit,
             "val_in_training": result.fitted_all,
             "seconds": round(result.seconds, 3),

@@ -20,6 +20,13 @@ and the hyperparameters. The work per sweep is one sparse product with the
 outer products of the other side's rows (their ``(d+1)(d+2)/2`` distinct
 entries), so a sweep over ML-100K takes tens of milliseconds on one core.
 
+With ``implicit`` (the default setting draws both sides) a row also gets a part
+learned from who rated what, SVD++-style: a user's row is their own ``[p_u, b_u]``
+plus ``|N(u)|^-½ Σ_{j∈N(u)} [y_j, c_j]``, a movie's likewise over its raters
+(:mod:`embedder.implicit`). A sweep then draws, per side, the own rows with the
+implicit part as a known offset, then all the implicit rows jointly; everything
+else (μ, α, the mean, the export) sees only the composite rows.
+
 The posterior mean of ``p_u·q_i`` over S samples is ``Σ_s P_s Q_sᵀ / S``, itself a
 factorization (the samples side by side, scaled by ``1/√S``) of dimension ``S·d``.
 :class:`LowRankSum` keeps it compressed as it grows (exact: an orthonormal basis
@@ -37,6 +44,7 @@ import numpy as np
 import torch
 
 from embedder.distributed import Group
+from embedder.implicit import ImplicitRows
 
 DTYPE = torch.float64
 STATS_DTYPE = torch.float32
@@ -51,6 +59,9 @@ PRIOR_SHAPE = 1.0
 PRIOR_RATE = 1.0
 """Rate b₀ of the Gamma hyperprior on each precision λ_j and on α."""
 PRIOR_MEAN_WEIGHT = 1.0
+IMPLICIT_SIDES = {"none": (), "users": ("users",), "both": ("users", "movies")}
+"""The sides whose rows get an implicit part (:mod:`embedder.implicit`), by setting
+(``TrainConfig.implicit`` once 'auto' is resolved)."""
 """γ₀: the prior on a dimension's mean m_j is N(0, 1/(γ₀ λ_j))."""
 
 
@@ -129,6 +140,11 @@ class GibbsSampler:
     group:
         The processes sharing the chain (:mod:`embedder.distributed`); each draws
         its shard of users and of movies, and keeps only the ratings of those rows.
+    implicit:
+        Which sides' rows get an implicit part (a key of :data:`IMPLICIT_SIDES`):
+        a user's row becomes ``[p_u, b_u] + |N(u)|^-½ Σ_{j∈N(u)} [y_j, c_j]``, and
+        likewise a movie's (:mod:`embedder.implicit`). :attr:`X` and :attr:`Y` hold
+        the own rows, :attr:`Xc` and :attr:`Yc` the composites that predict.
     """
 
     def __init__(
@@ -143,6 +159,7 @@ class GibbsSampler:
         seed: int,
         device: torch.device | str = "cpu",
         group: Group | None = None,
+        implicit: str = "none",
     ):
         self.dim, self.device = dim, torch.device(device)
         self.group = group or Group()
@@ -171,6 +188,22 @@ class GibbsSampler:
         self.residuals = self.users.values - self.mu
         """``r - r̂`` of the current sample at this process's ratings (in the user side's CSR order)."""
         self._square = _triangle_to_square(dim + 1).to(self.device)
+        if implicit not in IMPLICIT_SIDES:
+            raise ValueError(f"implicit must be one of {', '.join(IMPLICIT_SIDES)}, got {implicit!r}")
+        self.implicit = {
+            name: ImplicitRows(
+                side.block(0, side.n_rows, side.ones), other.block(0, other.n_rows, other.ones),
+                side_size, other_size, dim + 1, self.group, DTYPE,
+            )
+            for name, side, other, side_size, other_size in (
+                ("users", self.users, self.movies, n_users, n_movies),
+                ("movies", self.movies, self.users, n_movies, n_users),
+            )
+            if name in IMPLICIT_SIDES[implicit]
+        }
+        """Each side's implicit rows, for the sides that have them."""
+        self.Xc, self.Yc = self.X, self.Y
+        self._stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
 
     def _side(self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, n_rows: int, n_others: int) -> _Side:
         first, end = self.group.shard(n_rows)
@@ -190,7 +223,7 @@ class GibbsSampler:
         """
         known_user = self.user_rated[users].unsqueeze(1).to(DTYPE)
         known_movie = self.movie_rated[movies].unsqueeze(1).to(DTYPE)
-        x, y = self.X[users] * known_user, self.Y[movies] * known_movie
+        x, y = self.Xc[users] * known_user, self.Yc[movies] * known_movie
         d = self.dim
         return self.mu + x[:, d] + y[:, d] + (x[:, :d] * y[:, :d]).sum(-1)
 
@@ -207,9 +240,9 @@ class GibbsSampler:
         """
         d, side = self.dim, self.users
         ones = lambda n: torch.ones(n, 1, dtype=DTYPE, device=self.device)
-        own = self.X[side.first : side.first + side.n_rows]
+        own = self.Xc[side.first : side.first + side.n_rows]
         xa = torch.cat([own, ones(len(own))], 1).to(STATS_DTYPE)
-        ya = torch.cat([self.Y[:, :d], ones(len(self.Y)), self.Y[:, d:]], 1).to(STATS_DTYPE).mT.contiguous()
+        ya = torch.cat([self.Yc[:, :d], ones(len(self.Yc)), self.Yc[:, d:]], 1).to(STATS_DTYPE).mT.contiguous()
         out = torch.empty(len(side.values), dtype=STATS_DTYPE, device=self.device)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
@@ -228,13 +261,19 @@ class GibbsSampler:
         as_tensor = lambda a: torch.as_tensor(a, dtype=DTYPE, device=self.device)
         return as_tensor(m), as_tensor(lam)
 
-    def _draw_side(self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float) -> torch.Tensor:
+    def _draw_side(
+        self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float,
+        offset: torch.Tensor | None = None, keep_stats: bool = False,
+    ) -> torch.Tensor:
         """Draw this process's rows of ``own`` jointly given ``other``: a batched Gaussian.
 
-        ``own`` and ``other`` are the whole current matrices; the result holds the
-        rows of ``side`` only. With ``draw`` False, return the conditional mode
-        under the ridge prior ``N(0, 1/(α ridge))`` instead (an
-        alternating-least-squares step; see :meth:`warm_up`).
+        ``own`` and ``other`` are the whole current matrices (``other`` composite);
+        the result holds the rows of ``side`` only. With ``draw`` False, return the
+        conditional mode under the ridge prior ``N(0, 1/(α ridge))`` instead (an
+        alternating-least-squares step; see :meth:`warm_up`). ``offset``: the
+        implicit part of this process's composite rows, which the own rows do not
+        explain. With ``keep_stats``, :attr:`_stats` keeps what the implicit
+        rows' draw needs (:meth:`_draw_implicit`).
         """
         d, k = self.dim, self.dim + 1
         if draw:
@@ -252,15 +291,23 @@ class GibbsSampler:
         z = z.to(STATS_DTYPE)
         columns = torch.cat([z[:, j : j + 1] * z[:, j:] for j in range(k)] + [shifted], 1)
         n_triangle = columns.shape[1] - k
-        drawn = []
+        drawn, stats = [], []
+        rating_noise = None
+        if keep_stats and draw:  # ε per rating, for the implicit rows' draw (Σ_i ε_ui z_i per row)
+            rating_noise = torch.randn(len(side.values), generator=self.generator, dtype=STATS_DTYPE, device=self.device)
         # Block by block: a block's k x k precision matrices are the largest temporaries.
         for start, end in side.blocks():
             sums = side.block(start, end, side.ones) @ columns
-            rhs = (side.block(start, end, side.values) @ z - sums[:, n_triangle:]).to(DTYPE)
-            rhs = self.alpha * rhs + lam * m
+            target = (side.block(start, end, side.values) @ z - sums[:, n_triangle:]).to(DTYPE)
             # gather, not index_select: on CPU, index_select along columns took ~10x longer.
             square = torch.gather(sums[:, :n_triangle], 1, self._square.expand(end - start, -1)).to(DTYPE)
-            precision = square.reshape(end - start, k, k) * self.alpha
+            gram = square.reshape(end - start, k, k)
+            rhs = target if offset is None else target - torch.bmm(gram, offset[start:end].unsqueeze(2)).squeeze(2)
+            rhs = self.alpha * rhs + lam * m
+            if keep_stats:
+                noise = None if rating_noise is None else (side.block(start, end, rating_noise) @ z).to(DTYPE)
+                stats.append((gram, target, noise))
+            precision = gram * self.alpha
             precision.diagonal(dim1=1, dim2=2).add_(lam)
             # With precision = L Lᵀ, the draw L⁻ᵀ (L⁻¹ rhs + ε) has mean precision⁻¹ rhs
             # and covariance L⁻ᵀ L⁻¹ = precision⁻¹: two triangular solves in all.
@@ -269,6 +316,14 @@ class GibbsSampler:
             if draw:
                 half += self._normal(end - start, k, 1)
             drawn.append(torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(2))
+        if keep_stats:
+            joined = lambda parts, shape: torch.cat(parts) if parts else own.new_zeros(shape)
+            noises = [noise for _, _, noise in stats]
+            self._stats = (
+                joined([g for g, _, _ in stats], (0, k, k)),
+                joined([t for _, t, _ in stats], (0, k)),
+                joined(noises, (0, k)) if draw else None,
+            )
         return torch.cat(drawn) if drawn else own.new_zeros((0, k))
 
     def sweep(self) -> None:
@@ -287,8 +342,8 @@ class GibbsSampler:
         self._pass(draw=False, ridge=ridge)
 
     def _pass(self, draw: bool, ridge: float = 0.0) -> None:
-        self.X = self.group.gather(self._draw_side(self.users, self.X, self.Y, draw, ridge), self.n_users)
-        self.Y = self.group.gather(self._draw_side(self.movies, self.Y, self.X, draw, ridge), self.n_movies)
+        self.X, self.Xc = self._update_side("users", self.users, self.X, self.Xc, self.Yc, draw, ridge)
+        self.Y, self.Yc = self._update_side("movies", self.movies, self.Y, self.Yc, self.Xc, draw, ridge)
         # μ and α from two sums over the ratings less the rest of the model, d = r - (b_u + b_i + p·q).
         rest = self.ratings() - self._interactions()
         n, total, squares = self.group.sum(
@@ -301,16 +356,55 @@ class GibbsSampler:
         shape, rate = PRIOR_SHAPE + n / 2, PRIOR_RATE + sse / 2
         self.alpha = float(self.rng.gamma(shape, 1.0 / rate)) if draw else shape / rate
 
+    def _update_side(
+        self, name: str, side: _Side, own: torch.Tensor, composite: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """New own rows of one side, then its implicit rows (if it has them):
+        ``(own, composite)`` for all rows."""
+        implicit = self.implicit.get(name)
+        mine = slice(side.first, side.first + side.n_rows)
+        offset = None if implicit is None else (composite - own)[mine]
+        drawn = self._draw_side(side, own, other, draw, ridge, offset, keep_stats=implicit is not None)
+        own = self.group.gather(drawn, len(own))
+        if implicit is None:
+            return own, own
+        self._draw_implicit(implicit, drawn, draw, ridge)
+        return own, own + implicit.contribution()
+
+    def _draw_implicit(self, implicit: ImplicitRows, drawn: torch.Tensor, draw: bool, ridge: float) -> None:
+        """Draw a side's implicit rows given its own rows just ``drawn`` (this
+        process's) and the statistics :meth:`_draw_side` kept."""
+        gram, target, noise_sums = self._stats
+        self._stats = None
+        # Σ_i e_ui z_i with e the ratings less all but the implicit part: Σ (r - μ - b_i) z - G x.
+        residual_sums = target - torch.bmm(gram, drawn.unsqueeze(2)).squeeze(2)
+        k = self.dim + 1
+        if draw:
+            m, lam = self._hyper(implicit.rows)
+            first, end = self.group.shard(implicit.n_others)
+            noise = self.group.gather(self._normal(end - first, k), implicit.n_others)
+        else:
+            m = torch.zeros(k, dtype=DTYPE, device=self.device)
+            lam = torch.full((k,), self.alpha * ridge, dtype=DTYPE, device=self.device)
+            noise = None
+        implicit.draw(gram, residual_sums, noise_sums, self.alpha, m, lam, noise)
+
     def training_rmse(self) -> float:
         """RMSE of the current sample at all training ratings (every process's)."""
         n, squares = self.group.sum(len(self.residuals), self.residuals.square().sum(dtype=torch.float64), device=self.device)
         return math.sqrt(squares / n)
 
     @property
+    def implicit_user_rows(self) -> torch.Tensor | None:
+        """The user side's implicit rows ``[y_j, c_j]`` (one per movie), or None without them."""
+        rows = self.implicit.get("users")
+        return None if rows is None else rows.rows
+
+    @property
     def sample(self) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """The current draw: (μ, b_u, b_i, P, Q)."""
+        """The current draw: (μ, b_u, b_i, P, Q), from the composite rows."""
         d = self.dim
-        return self.mu, self.X[:, d], self.Y[:, d], self.X[:, :d], self.Y[:, :d]
+        return self.mu, self.Xc[:, d], self.Yc[:, d], self.Xc[:, :d], self.Yc[:, :d]
 
 
 def _range_basis(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -371,23 +465,45 @@ class LowRankSum:
 
 
 class PosteriorMean:
-    """Running mean of the sampled μ, biases and ``P Qᵀ``."""
+    """Running mean of the sampled μ, biases and ``P Qᵀ``; with ``implicit``, also
+    of the user side's implicit rows (one ``[y_j, c_j]`` per movie) against the
+    movies, ``Σ y Qᵀ`` and ``c`` (see :meth:`implicit_rows`)."""
 
-    def __init__(self, keep: int, cap: int):
+    def __init__(self, keep: int, cap: int, implicit: bool = False):
         self.count = 0
         self.mu = 0.0
         self.user_bias: torch.Tensor | None = None
         self.movie_bias: torch.Tensor | None = None
         self.products = LowRankSum(keep, cap)
+        self.implicit_products = LowRankSum(keep, cap) if implicit else None
+        self.implicit_bias: torch.Tensor | None = None
 
-    def add(self, sample: tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]) -> None:
-        """Fold one draw (μ, b_u, b_i, P, Q) into the mean."""
+    def add(self, sample: tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], implicit_rows: torch.Tensor | None = None) -> None:
+        """Fold one draw (μ, b_u, b_i, P, Q) into the mean, with the user side's
+        implicit rows of the same draw when the mean keeps them."""
         mu, bu, bi, P, Q = sample
         self.count += 1
         self.mu += mu
         self.user_bias = bu.clone() if self.user_bias is None else self.user_bias + bu
         self.movie_bias = bi.clone() if self.movie_bias is None else self.movie_bias + bi
         self.products.add(P, Q)
+        if self.implicit_products is not None and implicit_rows is not None:
+            d = P.shape[1]
+            self.implicit_products.add(implicit_rows[:, :d], Q)
+            bias = implicit_rows[:, d]
+            self.implicit_bias = bias.clone() if self.implicit_bias is None else self.implicit_bias + bias
+
+    def implicit_rows(self, movie_factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The user side's implicit rows in the basis of the exported movie factors:
+        ``(E, c)`` with ``E q̂_i ≈`` the posterior mean of ``y_j·q_i`` (least squares
+        over all movies i), so a newcomer's row can add ``|N|^-½ Σ_{j∈N} [E_j, c_j]``
+        as a trained user's does (:mod:`search.foldin`)."""
+        if self.implicit_products is None or self.implicit_bias is None:
+            raise ValueError("this mean keeps no implicit rows")
+        A, B = self.implicit_products.A, self.implicit_products.B
+        gram = movie_factors.mT @ movie_factors
+        E = A @ (B.mT @ movie_factors) @ torch.linalg.pinv(gram, hermitian=True) / self.count
+        return E, self.implicit_bias / self.count
 
     def factors(self, rank: int) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(μ, b_u, b_i, P, Q) of the mean, with P and Q zero-padded to width ``rank``."""

@@ -75,6 +75,13 @@ class TrainResult:
     """(gibbs) Alternating-least-squares passes run before sampling."""
     world_size: int = 1
     """Processes that shared the chain (torchrun); 1 without."""
+    implicit_sides: str = "none"
+    """(gibbs) The sides that had an implicit part (``config.implicit`` resolved)."""
+    implicit: tuple[np.ndarray, np.ndarray] | None = None
+    """(gibbs, with the users' implicit part) One row ``[E_j, c_j]`` per movie, in the
+    basis of the exported movie vectors: a user's exported row is about their own
+    part plus ``|N(u)|^-½ Σ_{j∈N(u)}`` of these (see :meth:`PosteriorMean.implicit_rows`);
+    float32 vectors ``(n_movies, dim)`` and biases ``(n_movies,)``. None otherwise."""
 
 
 @dataclass
@@ -86,6 +93,7 @@ class _Run:
     best_epoch: int
     best_val: float
     warm_up_passes: int = 0
+    implicit: tuple[np.ndarray, np.ndarray] | None = None
 
 
 def resolve_device(name: str) -> torch.device:
@@ -284,12 +292,14 @@ def _fit_gibbs(task: _Task) -> _Run:
     sampler = GibbsSampler(
         len(task.users), len(task.movies), config.sample_dim, *_rows(task.fit, task.users, task.movies),
         init_std=config.sample_init_std, seed=config.seed, device=device, group=group,
+        implicit=config.implicit_sides(len(task.fit)),
     )
     ratings = sampler.ratings()
     warm = _warm_up(sampler, config.warm_up, config.warm_ridge)
     # The running sum of P Qᵀ, cut back to the exported rank whenever it is wider than
     # twice that (plus a sample): a compression costs the square of the width.
-    mean = PosteriorMean(keep=config.dim, cap=2 * config.dim + config.sample_dim) if task.keep_model else None
+    keeps_implicit = sampler.implicit_user_rows is not None
+    mean = PosteriorMean(keep=config.dim, cap=2 * config.dim + config.sample_dim, implicit=keeps_implicit) if task.keep_model else None
     convergence = _Convergence(len(ratings), device, config.tolerance, config.min_sweeps, group)
     held_out = None
     if task.val is not None:
@@ -301,7 +311,7 @@ def _fit_gibbs(task: _Task) -> _Run:
         if sweep <= config.burn_in:
             continue
         if mean is not None:
-            mean.add(sampler.sample)
+            mean.add(sampler.sample, sampler.implicit_user_rows)
         convergence.add(ratings - sampler.residuals)
         val_rmse = None
         if held_out is not None:
@@ -315,7 +325,11 @@ def _fit_gibbs(task: _Task) -> _Run:
             break
     history.close()
     model = None if mean is None else _model_from_mean(mean, len(task.users), len(task.movies), config.dim)
-    return _Run(model, history.frame(), len(history.rows) + config.burn_in, history.best_val, warm_up_passes=warm)
+    implicit = None
+    if model is not None and keeps_implicit:
+        vectors, biases = mean.implicit_rows(model.movie_factors.weight.detach().to(torch.float64))
+        implicit = (vectors.cpu().numpy().astype(np.float32), biases.cpu().numpy().astype(np.float32))
+    return _Run(model, history.frame(), len(history.rows) + config.burn_in, history.best_val, warm_up_passes=warm, implicit=implicit)
 
 
 def _warm_up(sampler: GibbsSampler, passes: int, ridge: float) -> int:
@@ -412,4 +426,6 @@ def train(
         fitted_all=fitted is train_ratings,
         warm_up_passes=first.warm_up_passes,
         world_size=group.size,
+        implicit_sides=config.implicit_sides(len(fitted)) if config.method == "gibbs" else "none",
+        implicit=final.implicit,
     )

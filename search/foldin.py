@@ -11,6 +11,13 @@ ratings: the model's own figures, read from the ``.npy`` files (numpy only, no
 torch). With no ratings the answer is the prior mean, an average user.
 The folded user is then scored like a trained one: the score of a movie is
 ``μ + b_u + b_i + p_u·q_i``, its predicted rating.
+
+With a model whose users have an implicit part (the bundle's optional
+``implicit_*.npy``), a user's row is their own part plus ``|N|^-½ Σ_{j∈N} [E_j, c_j]``
+over the movies N they rated. A newcomer's N is the movies they give, so that part
+is known before any solving: the regression above fits the own part to the
+ratings less it, under the prior of the trained users' own parts (their rows
+less their implicit parts), and the answer is the sum of the two.
 """
 
 from __future__ import annotations
@@ -28,9 +35,19 @@ MIN_VARIANCE = 1e-6
 """Floor of a prior variance, so a dimension every trained user shares stays solvable."""
 
 
+def implicit_parts(implicit: tuple[np.ndarray, np.ndarray], rated: sp.csr_matrix) -> np.ndarray:
+    """``|N(u)|^-½ Σ_{j∈N(u)} [E_j, c_j]`` for each row of ``rated`` (any CSR matrix
+    whose pattern is who rated what; a row without ratings gets zeros)."""
+    vectors, biases = implicit
+    rows = np.c_[vectors, biases].astype(np.float64)
+    pattern = sp.csr_matrix((np.ones(rated.nnz), rated.indices, rated.indptr), shape=rated.shape)
+    counts = np.diff(rated.indptr)
+    return (pattern @ rows) / np.sqrt(np.maximum(counts, 1))[:, None]
+
+
 @dataclass(frozen=True)
 class UserPrior:
-    """The prior over a new user's ``[p_u, b_u]`` and the rating noise."""
+    """The prior over a new user's own ``[p_u, b_u]`` and the rating noise."""
 
     mean: np.ndarray
     """``m``: mean of the trained users' rows, shape ``(d + 1,)``."""
@@ -38,6 +55,8 @@ class UserPrior:
     """``s²``: their per-dimension variance, shape ``(d + 1,)``."""
     noise: float
     """``σ²``: mean squared error of the model at training ratings."""
+    implicit: tuple[np.ndarray, np.ndarray] | None = None
+    """The users' implicit rows per movie ``(E, c)``, or None for a model without them."""
 
     @classmethod
     def from_model(
@@ -49,11 +68,15 @@ class UserPrior:
         global_mean: float,
         seen: sp.csr_matrix,
         seed: int = 0,
+        implicit: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> "UserPrior":
         """Estimate the prior from a model's arrays and its training ratings ``seen``
-        (CSR users x movies, values = ratings)."""
+        (CSR users x movies, values = ratings); ``implicit``: the users' implicit
+        rows per movie, when the model has them."""
         trained = np.diff(seen.indptr) > 0
         rows = np.c_[user_embeddings[trained], user_biases[trained]].astype(np.float64)
+        if implicit is not None:
+            rows -= implicit_parts(implicit, seen[trained])
         if len(rows) == 0:
             raise ValueError("the bundle has no trained users to take a prior from")
         coo = seen.tocoo()
@@ -69,7 +92,7 @@ class UserPrior:
             + np.einsum("ij,ij->i", user_embeddings[users].astype(np.float64), movie_embeddings[movies])
         )
         noise = float(np.mean((ratings - predicted) ** 2)) if len(ratings) else 1.0
-        return cls(rows.mean(0), np.maximum(rows.var(0), MIN_VARIANCE), max(noise, MIN_VARIANCE))
+        return cls(rows.mean(0), np.maximum(rows.var(0), MIN_VARIANCE), max(noise, MIN_VARIANCE), implicit)
 
 
 def fold_in(
@@ -80,13 +103,19 @@ def fold_in(
     movie_rows: np.ndarray,
     ratings: np.ndarray,
 ) -> tuple[np.ndarray, float]:
-    """A new user's ``(p_u, b_u)``: the posterior mean given their ratings of ``movie_rows``."""
+    """A new user's ``(p_u, b_u)``: the posterior mean given their ratings of
+    ``movie_rows`` (own part plus, with the prior's implicit rows, the implicit part)."""
     d = movie_embeddings.shape[1]
     Z = np.c_[movie_embeddings[movie_rows].astype(np.float64), np.ones(len(movie_rows))]
     targets = np.asarray(ratings, np.float64) - global_mean - movie_biases[movie_rows]
+    known = np.zeros(d + 1)
+    if prior.implicit is not None and len(movie_rows):
+        rated = sp.csr_matrix((np.ones(len(movie_rows)), (np.zeros(len(movie_rows), int), movie_rows)), shape=(1, len(movie_biases)))
+        known = implicit_parts(prior.implicit, rated)[0]
+        targets = targets - Z @ known
     precision = Z.T @ Z / prior.noise + np.diag(1.0 / prior.variance)
     rhs = Z.T @ targets / prior.noise + prior.mean / prior.variance
-    row = np.linalg.solve(precision, rhs)
+    row = np.linalg.solve(precision, rhs) + known
     return row[:d], float(row[d])
 
 

@@ -373,7 +373,9 @@ class Recommender:
     @cached_property
     def _prior(self) -> UserPrior:
         b = self.bundle
-        return UserPrior.from_model(b.user_embeddings, b.user_biases, b.movie_embeddings, b.movie_biases, b.global_mean, self._seen)
+        return UserPrior.from_model(
+            b.user_embeddings, b.user_biases, b.movie_embeddings, b.movie_biases, b.global_mean, self._seen, implicit=b.implicit_rows()
+        )
 
     def fold_in(self, ratings: Any) -> NewUser:
         """A user who is not in the bundle, from their ratings (see :mod:`search.foldin`).

@@ -154,7 +154,7 @@ def cluster(raw_cluster: str, args: Mapping[str, str]) -> Ranked:
 
 OTHER_METHOD_SETTINGS = {
     "gibbs": {"epochs", "batch_size", "lr", "reg", "bias_reg", "init_std", "patience"},
-    "adam": {"sample_dim", "sweeps", "warm_up", "warm_ridge", "tolerance", "min_sweeps", "sample_init_std", "burn_in"},
+    "adam": {"sample_dim", "implicit", "sweeps", "warm_up", "warm_ridge", "tolerance", "min_sweeps", "sample_init_std", "burn_in"},
 }
 """Training settings that only the other method reads (TrainConfig marks them (adam) / (gibbs))."""
 

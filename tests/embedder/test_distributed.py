@@ -41,16 +41,17 @@ def _free_port() -> int:
 
 
 def _sampler() -> GibbsSampler:
-    return GibbsSampler(N_USERS, N_MOVIES, DIM, *_ratings(), init_std=0.3, seed=5)
+    return GibbsSampler(N_USERS, N_MOVIES, DIM, *_ratings(), init_std=0.3, seed=5, implicit="both")
 
 
 def _run_chain(sampler: GibbsSampler) -> dict[str, np.ndarray]:
     sampler.warm_up(ridge=5.0)
     sampler.warm_up(ridge=5.0)
-    state = {"warm_X": sampler.X.numpy().copy(), "warm_Y": sampler.Y.numpy().copy(), "warm_rmse": sampler.training_rmse()}
+    # Composite rows: own rows plus the implicit parts, whose draws need every process.
+    state = {"warm_X": sampler.Xc.numpy().copy(), "warm_Y": sampler.Yc.numpy().copy(), "warm_rmse": sampler.training_rmse()}
     for _ in range(3):
         sampler.sweep()
-    state.update(X=sampler.X.numpy(), Y=sampler.Y.numpy(), mu=sampler.mu, alpha=sampler.alpha, rmse=sampler.training_rmse())
+    state.update(X=sampler.Xc.numpy(), Y=sampler.Yc.numpy(), mu=sampler.mu, alpha=sampler.alpha, rmse=sampler.training_rmse())
     return state
 
 

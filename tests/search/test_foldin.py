@@ -92,6 +92,38 @@ def test_the_closed_form_is_the_posterior_mean():
     np.testing.assert_allclose(gradient, 0, atol=1e-10)
 
 
+def test_with_implicit_rows_the_own_part_is_solved_and_the_implicit_part_added():
+    # The row is own + |N|^-½ Σ_{j∈N} [E_j, c_j]; the own part is the posterior mean
+    # for the ratings less what the implicit part already predicts.
+    rng = np.random.default_rng(1)
+    Q, b = rng.normal(size=(30, 4)), rng.normal(size=30)
+    E, c = rng.normal(size=(30, 4)), rng.normal(size=30)
+    prior = UserPrior(mean=rng.normal(size=5), variance=rng.uniform(0.5, 2, 5), noise=0.7, implicit=(E, c))
+    rows, ratings = np.array([1, 4, 9, 22]), rng.uniform(1, 5, 4)
+    p, bias = fold_in(prior, Q, b, 3.0, rows, ratings)
+    known = np.r_[E[rows].sum(0), c[rows].sum()] / 2.0  # |N| = 4
+    own = np.r_[p, bias] - known
+    Z = np.c_[Q[rows], np.ones(4)]
+    gradient = Z.T @ (Z @ (own + known) - (ratings - 3.0 - b[rows])) / prior.noise + (own - prior.mean) / prior.variance
+    np.testing.assert_allclose(gradient, 0, atol=1e-10)
+
+
+def test_the_prior_with_implicit_rows_is_the_spread_of_the_trained_users_own_parts():
+    rng = np.random.default_rng(2)
+    n_users, n_movies, d = 50, 20, 3
+    seen = sp.random(n_users, n_movies, density=0.3, format="csr", random_state=3, data_rvs=lambda n: rng.uniform(1, 5, n))
+    own = rng.normal(0.5, 0.2, (n_users, d + 1))
+    E, c = rng.normal(size=(n_movies, d)), rng.normal(size=n_movies)
+    N = (seen.toarray() > 0).astype(float)
+    implicit = N @ np.c_[E, c] / np.sqrt(np.maximum(N.sum(1, keepdims=True), 1))
+    rows = own + implicit
+    Q, b = rng.normal(size=(n_movies, d)), rng.normal(size=n_movies)
+    prior = UserPrior.from_model(rows[:, :d], rows[:, d], Q, b, 3.0, seen, implicit=(E, c))
+    trained = N.sum(1) > 0
+    np.testing.assert_allclose(prior.mean, own[trained].mean(0), atol=1e-10)
+    np.testing.assert_allclose(prior.variance, own[trained].var(0), rtol=1e-8)
+
+
 def test_no_ratings_is_the_average_user_among_widely_rated_movies(wide):
     rec, *_ = wide
     user = rec.fold_in({})
