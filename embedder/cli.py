@@ -214,6 +214,8 @@ def _run_summary(result, unit: str) -> str:
         parts.append(f"best {unit} {result.best_epoch}")
     if math.isfinite(result.validation_rmse):
         parts.append(f"validation RMSE {result.validation_rmse:.4f}")
+    if result.implicit_sides != "none":
+        parts.append(f"who rated what: {result.implicit_sides}")
     return ", ".join(parts)
 
 

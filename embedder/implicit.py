@@ -52,6 +52,8 @@ class ImplicitRows:
         Sizes of the two sides (all processes together).
     width:
         Row width k (factors plus the bias coordinate).
+    group, dtype:
+        The processes sharing the chain; the dtype of the rows and of the solves.
     """
 
     def __init__(self, pattern: torch.Tensor, transposed: torch.Tensor, n_rows: int, n_others: int, width: int, group: Group, dtype: torch.dtype):
