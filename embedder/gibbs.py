@@ -59,10 +59,10 @@ PRIOR_SHAPE = 1.0
 PRIOR_RATE = 1.0
 """Rate b₀ of the Gamma hyperprior on each precision λ_j and on α."""
 PRIOR_MEAN_WEIGHT = 1.0
+"""γ₀: the prior on a dimension's mean m_j is N(0, 1/(γ₀ λ_j))."""
 IMPLICIT_SIDES = {"none": (), "users": ("users",), "both": ("users", "movies")}
 """The sides whose rows get an implicit part (:mod:`embedder.implicit`), by setting
 (``TrainConfig.implicit`` once 'auto' is resolved)."""
-"""γ₀: the prior on a dimension's mean m_j is N(0, 1/(γ₀ λ_j))."""
 
 
 class _Side:
@@ -318,11 +318,10 @@ class GibbsSampler:
             drawn.append(torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(2))
         if keep_stats:
             joined = lambda parts, shape: torch.cat(parts) if parts else own.new_zeros(shape)
-            noises = [noise for _, _, noise in stats]
             self._stats = (
                 joined([g for g, _, _ in stats], (0, k, k)),
                 joined([t for _, t, _ in stats], (0, k)),
-                joined(noises, (0, k)) if draw else None,
+                joined([noise for _, _, noise in stats], (0, k)) if draw else None,
             )
         return torch.cat(drawn) if drawn else own.new_zeros((0, k))
 
