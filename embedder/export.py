@@ -27,7 +27,7 @@ from embedder.bundle import (
 from embedder.config import TrainConfig
 from embedder.evaluate import DEFAULT_MIN_RATINGS, Factors, held_out_rows, quality_report
 from embedder.metrics import rating_errors
-from embedder.split import validation_split
+from embedder.split import validation_part
 from embedder.train import TrainResult
 
 
@@ -190,7 +190,7 @@ def export_bundle(
     arrays = model_arrays(result)
     global_mean = float(result.model.global_bias.detach())
     factors = exported_factors(arrays, global_mean, result.rating_scale)
-    _, val = validation_split(train, config.val_fraction, config.seed)
+    val = validation_part(train, config.val_fraction, config.seed)
     metrics = {name: evaluate_arrays(factors, result, part) for name, part in (("train", train), ("val", val), ("test", test))}
     table = movie_table(movies, arrays["movie_ids.npy"], train)
     seen = seen_matrix(result, train)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 
 import pandas as pd
-from sklearn.model_selection import train_test_split
+from sklearn.model_selection import ShuffleSplit, train_test_split
 
 from embedder.ratings import DataError
 
@@ -45,6 +45,17 @@ def validation_split(
     _check_splittable(len(train), fraction, "the validation split of the training ratings", source)
     fit, val = train_test_split(train, test_size=fraction, random_state=seed)
     return fit, val
+
+
+def validation_part(train: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """The validation rows of :func:`validation_split`, without copying the rest.
+
+    ``train_test_split`` draws its rows with ``ShuffleSplit``; taking only the
+    held-out ones skips a copy of all the other training rows (18M at ML-25M size).
+    """
+    _check_splittable(len(train), fraction, "the validation split of the training ratings", None)
+    _, held_out = next(ShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(train))
+    return train.take(held_out)
 
 
 def _check_splittable(rows: int, test_size: float, what: str, source: str | None) -> None:

@@ -745,3 +745,15 @@ def test_too_few_ratings_for_the_split_say_so_naming_the_file(tmp_path, count):
     train, _ = canonical_split(two.ratings, source=two.source)
     with pytest.raises(DataError, match=r"two\.csv: 1 rating\(s\) are too few for the validation split"):
         validation_split(train, 0.1, 0, source=two.source)
+
+
+@pytest.mark.parametrize("n", [10, 1001, 54_321])
+def test_the_validation_part_is_the_validation_splits_held_out_rows(n):
+    from embedder.split import validation_part, validation_split
+
+    rng = np.random.default_rng(n)
+    frame = pd.DataFrame({"user_id": rng.integers(0, 100, n), "movie_id": rng.integers(0, 50, n), "rating": rng.random(n)})
+    frame = frame.iloc[rng.permutation(n)]  # an index out of order, as after the canonical split
+    for seed in (0, 42):
+        _, val = validation_split(frame, 0.1, seed)
+        pd.testing.assert_frame_equal(validation_part(frame, 0.1, seed), val)
