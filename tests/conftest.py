@@ -145,3 +145,11 @@ def edit_manifest(path, change) -> None:
     manifest = json.loads((path / "manifest.json").read_text())
     change(manifest)
     (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+def rewrite_file_and_manifest(path, name: str, writer) -> None:
+    """Replace one file of a bundle and fix its checksum, as a careless (or hostile) tool would."""
+    from embedder.bundle import sha256_file
+
+    writer(path / name)
+    edit_manifest(path, lambda manifest: manifest["files"][name].update(sha256=sha256_file(path / name)))

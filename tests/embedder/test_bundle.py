@@ -17,7 +17,7 @@ import pytest
 from embedder.bundle import Bundle, BundleError, npy_writer, point_current, update_bundle, write_bundle
 from embedder.metrics import rating_errors
 from embedder.split import canonical_split
-from tests.conftest import edit_manifest, random_bundle, write_synthetic_bundle
+from tests.conftest import edit_manifest, random_bundle, rewrite_file_and_manifest, write_synthetic_bundle
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -89,19 +89,9 @@ def test_damaged_bundles_are_refused_naming_the_file(tmp_path, damage, message):
         Bundle.load(path)
 
 
-def _rewrite_file_and_manifest(path: Path, name: str, writer) -> None:
-    """Replace one file and fix its checksum, as a careless (or hostile) tool would."""
-    from embedder.bundle import sha256_file
-
-    writer(path / name)
-    manifest = json.loads((path / "manifest.json").read_text())
-    manifest["files"][name]["sha256"] = sha256_file(path / name)
-    (path / "manifest.json").write_text(json.dumps(manifest))
-
-
 def test_shape_mismatch_is_refused_even_with_a_valid_checksum(tmp_path):
     path = random_bundle(tmp_path / "b")
-    _rewrite_file_and_manifest(path, "movie_biases.npy", npy_writer(np.zeros(4, np.float32)))
+    rewrite_file_and_manifest(path, "movie_biases.npy", npy_writer(np.zeros(4, np.float32)))
     with pytest.raises(BundleError, match="movie_biases.npy: has 4 rows, expected 9"):
         Bundle.load(path)
 
@@ -109,7 +99,7 @@ def test_shape_mismatch_is_refused_even_with_a_valid_checksum(tmp_path):
 def test_object_arrays_are_refused(tmp_path):
     path = random_bundle(tmp_path / "b")
     objects = np.array([{"evil": 1}] * 6, dtype=object)
-    _rewrite_file_and_manifest(path, "user_ids.npy", lambda p: np.save(p, objects, allow_pickle=True))
+    rewrite_file_and_manifest(path, "user_ids.npy", lambda p: np.save(p, objects, allow_pickle=True))
     with pytest.raises(BundleError, match="user_ids.npy: cannot be loaded without pickle"):
         Bundle.load(path)
     with pytest.raises(BundleError, match="object array"):
@@ -216,7 +206,7 @@ def _link_out(path: Path) -> None:
 
 def _huge_header(path: Path) -> None:
     header = (path / "user_biases.npy").read_bytes()
-    _rewrite_file_and_manifest(path, "user_biases.npy", lambda p: p.write_bytes(header.replace(b"(6,)", b"(10000000000000,)".ljust(4))))
+    rewrite_file_and_manifest(path, "user_biases.npy", lambda p: p.write_bytes(header.replace(b"(6,)", b"(10000000000000,)".ljust(4))))
 
 
 @pytest.mark.parametrize(

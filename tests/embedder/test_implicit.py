@@ -17,7 +17,7 @@ from embedder import implicit as implicit_module
 from embedder.implicit import conjugate_gradients
 from embedder.train import train
 from embedder.vocab import Vocabulary
-from tests.conftest import make_low_rank_ratings
+from tests.conftest import make_low_rank_ratings, rewrite_file_and_manifest
 
 N_USERS, N_MOVIES = 30, 20
 
@@ -235,14 +235,13 @@ def test_the_default_bundle_holds_checked_implicit_rows(tiny_bundle, tmp_path):
     import shutil
 
     from embedder.bundle import IMPLICIT_BIASES, Bundle, BundleError, npy_writer
-    from tests.embedder.test_bundle import _rewrite_file_and_manifest
 
     bundle = Bundle.load(tiny_bundle)
     vectors, biases = bundle.implicit_rows()
     assert vectors.shape == bundle.movie_embeddings.shape and biases.shape == bundle.movie_biases.shape
     assert vectors.dtype == biases.dtype == np.float32 and np.abs(vectors).sum() > 0
     damaged = Path(shutil.copytree(tiny_bundle, tmp_path / "damaged"))
-    _rewrite_file_and_manifest(damaged, IMPLICIT_BIASES, npy_writer(np.zeros(4, np.float32)))
+    rewrite_file_and_manifest(damaged, IMPLICIT_BIASES, npy_writer(np.zeros(4, np.float32)))
     with pytest.raises(BundleError, match=f"{IMPLICIT_BIASES}: has 4 rows, expected {len(biases)}"):
         Bundle.load(damaged).implicit_rows()
 
