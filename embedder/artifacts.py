@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import fnmatch
 import json
-import math
 import os
 import shutil
 import time
@@ -20,7 +19,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from embedder.bundle import MANIFEST, BundleError
+from embedder.bundle import MANIFEST, BundleError, finite_number
 
 BUNDLES_FOLDER = "bundles"
 CURRENT_LINK = "current"
@@ -197,7 +196,7 @@ def _test_rmse(manifest: dict) -> float | None:
         value = manifest["metrics"]["test"]["rmse"]
     except (KeyError, TypeError):
         return None
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) else None
+    return float(value) if finite_number(value) else None
 
 
 def _remove(row: BundleRow) -> bool:

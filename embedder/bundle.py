@@ -337,15 +337,16 @@ def _read_manifest(folder: Path) -> dict:
     for name, entry in manifest["files"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
             raise BundleError(f"{MANIFEST}: the entry of {str(name)[:80]!r} must be an object with a 'sha256' string")
-    if not _finite_number(manifest.get("global_mean")):
+    if not finite_number(manifest.get("global_mean")):
         raise BundleError(f"{MANIFEST}: 'global_mean' must be a finite number, got {str(manifest.get('global_mean'))[:40]!r}")
     scale = manifest.get("rating_scale")
-    if not (isinstance(scale, list) and len(scale) == 2 and all(map(_finite_number, scale)) and scale[0] < scale[1]):
+    if not (isinstance(scale, list) and len(scale) == 2 and all(map(finite_number, scale)) and scale[0] < scale[1]):
         raise BundleError(f"{MANIFEST}: 'rating_scale' must be [lowest, highest], two numbers, got {str(scale)[:40]}")
     return manifest
 
 
-def _finite_number(value: Any) -> bool:
+def finite_number(value: Any) -> bool:
+    """Whether ``value`` is a finite int or float (a bool is not a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 

@@ -46,16 +46,15 @@ def model_arrays(result: TrainResult) -> dict[str, np.ndarray]:
             "user_biases.npy": model.user_bias.weight.numpy()[:, 0].astype(np.float32),
             "movie_biases.npy": model.movie_bias.weight.numpy()[:, 0].astype(np.float32),
         }
-    for name, mask in (("user", result.trained_users), ("movie", result.trained_movies)):
-        arrays[f"{name}_embeddings.npy"][~mask] = 0.0
-        arrays[f"{name}_biases.npy"][~mask] = 0.0
+    masks = [("user", result.trained_users), ("movie", result.trained_movies)]
     if result.implicit is not None:
         # A movie nobody rated in training is in no one's N(u): its implicit row is a
         # draw from the prior, and a newcomer who rates it gains nothing from it.
-        vectors, biases = (array.copy() for array in result.implicit)
-        vectors[~result.trained_movies] = 0.0
-        biases[~result.trained_movies] = 0.0
-        arrays[IMPLICIT_EMBEDDINGS], arrays[IMPLICIT_BIASES] = vectors, biases
+        arrays[IMPLICIT_EMBEDDINGS], arrays[IMPLICIT_BIASES] = (array.copy() for array in result.implicit)
+        masks.append(("implicit", result.trained_movies))
+    for name, mask in masks:
+        arrays[f"{name}_embeddings.npy"][~mask] = 0.0
+        arrays[f"{name}_biases.npy"][~mask] = 0.0
     arrays["user_ids.npy"] = result.users.ids.astype(np.int64)
     arrays["movie_ids.npy"] = result.movies.ids.astype(np.int64)
     return arrays

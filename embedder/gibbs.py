@@ -203,7 +203,6 @@ class GibbsSampler:
         }
         """Each side's implicit rows, for the sides that have them."""
         self.Xc, self.Yc = self.X, self.Y
-        self._stats: tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None = None
 
     def _side(self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, n_rows: int, n_others: int) -> _Side:
         first, end = self.group.shard(n_rows)
@@ -261,19 +260,25 @@ class GibbsSampler:
         as_tensor = lambda a: torch.as_tensor(a, dtype=DTYPE, device=self.device)
         return as_tensor(m), as_tensor(lam)
 
-    def _draw_side(
-        self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float,
-        offset: torch.Tensor | None = None, keep_stats: bool = False,
-    ) -> torch.Tensor:
+    def _draw_side(self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float) -> torch.Tensor:
         """Draw this process's rows of ``own`` jointly given ``other``: a batched Gaussian.
 
         ``own`` and ``other`` are the whole current matrices (``other`` composite);
         the result holds the rows of ``side`` only. With ``draw`` False, return the
         conditional mode under the ridge prior ``N(0, 1/(α ridge))`` instead (an
-        alternating-least-squares step; see :meth:`warm_up`). ``offset``: the
-        implicit part of this process's composite rows, which the own rows do not
-        explain. With ``keep_stats``, :attr:`_stats` keeps what the implicit
-        rows' draw needs (:meth:`_draw_implicit`).
+        alternating-least-squares step; see :meth:`warm_up`).
+        """
+        return self._draw_rows(side, own, other, draw, ridge)[0]
+
+    def _draw_rows(
+        self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float,
+        offset: torch.Tensor | None = None, keep_stats: bool = False,
+    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None]:
+        """:meth:`_draw_side`, given ``offset``: the implicit part of this process's
+        composite rows, which the own rows do not explain. With ``keep_stats``, also
+        returns what the implicit rows' draw needs (:meth:`_draw_implicit`): each
+        row's Gram matrix ``Σ z zᵀ``, ``Σ (r - μ - b) z``, and (when drawing)
+        ``Σ ε z`` for standard normal ``ε`` per rating; else None.
         """
         d, k = self.dim, self.dim + 1
         if draw:
@@ -316,14 +321,15 @@ class GibbsSampler:
             if draw:
                 half += self._normal(end - start, k, 1)
             drawn.append(torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(2))
-        if keep_stats:
-            joined = lambda parts, shape: torch.cat(parts) if parts else own.new_zeros(shape)
-            self._stats = (
-                joined([g for g, _, _ in stats], (0, k, k)),
-                joined([t for _, t, _ in stats], (0, k)),
-                joined([noise for _, _, noise in stats], (0, k)) if draw else None,
-            )
-        return torch.cat(drawn) if drawn else own.new_zeros((0, k))
+        rows = torch.cat(drawn) if drawn else own.new_zeros((0, k))
+        if not keep_stats:
+            return rows, None
+        joined = lambda parts, shape: torch.cat(parts) if parts else own.new_zeros(shape)
+        return rows, (
+            joined([g for g, _, _ in stats], (0, k, k)),
+            joined([t for _, t, _ in stats], (0, k)),
+            joined([noise for _, _, noise in stats], (0, k)) if draw else None,
+        )
 
     def sweep(self) -> None:
         """One full pass: users, movies, μ, α (hyperparameters drawn with their side)."""
@@ -362,19 +368,18 @@ class GibbsSampler:
         ``(own, composite)`` for all rows."""
         implicit = self.implicit.get(name)
         mine = slice(side.first, side.first + side.n_rows)
-        offset = None if implicit is None else (composite - own)[mine]
-        drawn = self._draw_side(side, own, other, draw, ridge, offset, keep_stats=implicit is not None)
+        offset = None if implicit is None else composite[mine] - own[mine]
+        drawn, stats = self._draw_rows(side, own, other, draw, ridge, offset, keep_stats=implicit is not None)
         own = self.group.gather(drawn, len(own))
         if implicit is None:
             return own, own
-        self._draw_implicit(implicit, drawn, draw, ridge)
+        self._draw_implicit(implicit, drawn, stats, draw, ridge)
         return own, own + implicit.contribution()
 
-    def _draw_implicit(self, implicit: ImplicitRows, drawn: torch.Tensor, draw: bool, ridge: float) -> None:
+    def _draw_implicit(self, implicit: ImplicitRows, drawn: torch.Tensor, stats, draw: bool, ridge: float) -> None:
         """Draw a side's implicit rows given its own rows just ``drawn`` (this
-        process's) and the statistics :meth:`_draw_side` kept."""
-        gram, target, noise_sums = self._stats
-        self._stats = None
+        process's) and the ``stats`` :meth:`_draw_rows` kept."""
+        gram, target, noise_sums = stats
         # Σ_i e_ui z_i with e the ratings less all but the implicit part: Σ (r - μ - b_i) z - G x.
         residual_sums = target - torch.bmm(gram, drawn.unsqueeze(2)).squeeze(2)
         k = self.dim + 1

@@ -93,6 +93,7 @@ class _Run:
     best_epoch: int
     best_val: float
     warm_up_passes: int = 0
+    implicit_sides: str = "none"
     implicit: tuple[np.ndarray, np.ndarray] | None = None
 
 
@@ -289,10 +290,10 @@ def _fit_gibbs(task: _Task) -> _Run:
     """One chain: warm-up passes, then sweeps until :class:`_Convergence` says stop
     (or ``config.sweeps``); the running posterior mean is the model."""
     config, device, group = task.config, task.device, task.group
+    sides = config.implicit_sides(len(task.fit))
     sampler = GibbsSampler(
         len(task.users), len(task.movies), config.sample_dim, *_rows(task.fit, task.users, task.movies),
-        init_std=config.sample_init_std, seed=config.seed, device=device, group=group,
-        implicit=config.implicit_sides(len(task.fit)),
+        init_std=config.sample_init_std, seed=config.seed, device=device, group=group, implicit=sides,
     )
     ratings = sampler.ratings()
     warm = _warm_up(sampler, config.warm_up, config.warm_ridge)
@@ -329,7 +330,10 @@ def _fit_gibbs(task: _Task) -> _Run:
     if model is not None and keeps_implicit:
         vectors, biases = mean.implicit_rows(model.movie_factors.weight.detach().to(torch.float64))
         implicit = (vectors.cpu().numpy().astype(np.float32), biases.cpu().numpy().astype(np.float32))
-    return _Run(model, history.frame(), len(history.rows) + config.burn_in, history.best_val, warm_up_passes=warm, implicit=implicit)
+    return _Run(
+        model, history.frame(), len(history.rows) + config.burn_in, history.best_val,
+        warm_up_passes=warm, implicit_sides=sides, implicit=implicit,
+    )
 
 
 def _warm_up(sampler: GibbsSampler, passes: int, ridge: float) -> int:
@@ -426,6 +430,6 @@ def train(
         fitted_all=fitted is train_ratings,
         warm_up_passes=first.warm_up_passes,
         world_size=group.size,
-        implicit_sides=config.implicit_sides(len(fitted)) if config.method == "gibbs" else "none",
+        implicit_sides=final.implicit_sides,
         implicit=final.implicit,
     )

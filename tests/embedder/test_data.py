@@ -748,12 +748,17 @@ def test_too_few_ratings_for_the_split_say_so_naming_the_file(tmp_path, count):
 
 
 @pytest.mark.parametrize("n", [10, 1001, 54_321])
-def test_the_validation_part_is_the_validation_splits_held_out_rows(n):
+def test_the_validation_rows_are_the_ones_train_test_split_picks(n):
+    from sklearn.model_selection import train_test_split
+
     from embedder.split import validation_part, validation_split
 
     rng = np.random.default_rng(n)
     frame = pd.DataFrame({"user_id": rng.integers(0, 100, n), "movie_id": rng.integers(0, 50, n), "rating": rng.random(n)})
     frame = frame.iloc[rng.permutation(n)]  # an index out of order, as after the canonical split
     for seed in (0, 42):
-        _, val = validation_split(frame, 0.1, seed)
+        fit, val = train_test_split(frame, test_size=0.1, random_state=seed)
+        ours_fit, ours_val = validation_split(frame, 0.1, seed)
+        pd.testing.assert_frame_equal(ours_fit, fit)
+        pd.testing.assert_frame_equal(ours_val, val)
         pd.testing.assert_frame_equal(validation_part(frame, 0.1, seed), val)

@@ -83,8 +83,8 @@ def test_the_implicit_rows_warm_up_step_solves_the_dense_ridge_problem(exact_sol
     # Redo the user side's step by hand: the own rows are as drawn, so the implicit
     # rows must be the exact ridge solution given them and the movies.
     implicit = sampler.implicit["users"]
-    sampler._draw_side(sampler.users, sampler.X, sampler.Yc, False, 2.0, sampler.Xc - sampler.X, keep_stats=True)
-    sampler._draw_implicit(implicit, sampler.X, False, 2.0)
+    _, stats = sampler._draw_rows(sampler.users, sampler.X, sampler.Yc, False, 2.0, sampler.Xc - sampler.X, keep_stats=True)
+    sampler._draw_implicit(implicit, sampler.X, stats, False, 2.0)
     H, rhs = _dense_implicit_system(sampler, u, m, r, ridge=2.0)
     expected = np.linalg.solve(H, rhs).reshape(N_MOVIES, -1)
     np.testing.assert_allclose(implicit.rows.numpy(), expected, atol=1e-6)
@@ -99,8 +99,8 @@ def test_implicit_draws_have_the_conditional_mean_and_covariance(exact_solves):
     sampler._hyper = lambda rows: (prior_mean, prior_precision)
     draws = []
     for _ in range(3000):
-        sampler._draw_side(sampler.users, sampler.X, sampler.Yc, True, 0.0, sampler.Xc - sampler.X, keep_stats=True)
-        sampler._draw_implicit(implicit, sampler.X, True, 0.0)
+        _, stats = sampler._draw_rows(sampler.users, sampler.X, sampler.Yc, True, 0.0, sampler.Xc - sampler.X, keep_stats=True)
+        sampler._draw_implicit(implicit, sampler.X, stats, True, 0.0)
         draws.append(implicit.rows.numpy().ravel().copy())
     draws = np.array(draws)
     # The dense conditional: precision α JᵀJ + Λ, mean its inverse times α Jᵀe + Λm.
