@@ -84,8 +84,10 @@ class Factors:
 
     def scores(self, user_rows: np.ndarray) -> np.ndarray:
         """Raw predicted ratings of the given users for every movie (one row each)."""
-        interaction = self.user_embeddings[user_rows] @ self.movie_embeddings.T
-        return self.global_mean + self.user_biases[user_rows, None] + self.movie_biases[None, :] + interaction
+        scores = self.user_embeddings[user_rows] @ self.movie_embeddings.T
+        scores += (self.global_mean + self.user_biases[user_rows])[:, None]  # in place: no block-sized temporaries
+        scores += self.movie_biases
+        return scores
 
 
 @dataclass(frozen=True)
@@ -146,27 +148,45 @@ def ranking_metrics(
     training (``seen``) and movies outside ``allowed`` are never recommended.
     Users with at least one relevant test rating (≥ 4) are scored.
     """
+    return ranking_metrics_by_mask(scorer, seen, test, {"": allowed}, k, seed, block)[""]
+
+
+def ranking_metrics_by_mask(
+    scorer: Callable[[np.ndarray], np.ndarray],
+    seen: sp.csr_matrix,
+    test: HeldOut,
+    masks: dict[str, np.ndarray],
+    k: int = K,
+    seed: int = 0,
+    block: int = 512,
+) -> dict[str, dict[str, float]]:
+    """:func:`ranking_metrics` for each named ``allowed`` mask, from one pass of scores."""
     known = (test.users >= 0) & (test.movies >= 0) & (test.ratings >= RELEVANT_RATING)
     rel_users, rel_movies = test.users[known], test.movies[known]
     users = _sample(np.unique(rel_users), MAX_USERS, seed)
     keep = np.isin(rel_users, users)
     local = np.searchsorted(users, rel_users[keep])
-    recommended = np.empty((len(users), min(k, seen.shape[1])), dtype=np.int64)
+    recommended = {name: np.empty((len(users), min(k, seen.shape[1])), dtype=np.int64) for name in masks}
     for start in range(0, len(users), block):
         rows = users[start : start + block]
         scores = np.array(scorer(rows), dtype=np.float32)
-        scores[:, ~allowed] = -np.inf
         rated = seen[rows]
         scores[np.repeat(np.arange(len(rows)), np.diff(rated.indptr)), rated.indices] = -np.inf
-        recommended[start : start + block] = select_topk(scores, k)[0]
-    hits = metrics.hits_at_k(recommended, local, rel_movies[keep])
+        for name, allowed in masks.items():
+            candidates = scores if allowed.all() else np.where(allowed, scores, np.float32(-np.inf))
+            recommended[name][start : start + block] = select_topk(candidates, k)[0]
     n_relevant = np.bincount(local, minlength=len(users))
+    return {name: _ranking_figures(lists, local, rel_movies[keep], n_relevant, seen.shape[1]) for name, lists in recommended.items()}
+
+
+def _ranking_figures(recommended: np.ndarray, users: np.ndarray, movies: np.ndarray, n_relevant: np.ndarray, n_movies: int) -> dict[str, float]:
+    hits = metrics.hits_at_k(recommended, users, movies)
     return {
         "precision": metrics.precision_at_k(hits),
         "recall": metrics.recall_at_k(hits, n_relevant),
         "ndcg": metrics.ndcg_at_k(hits, n_relevant),
-        "coverage": metrics.catalogue_coverage(recommended, seen.shape[1]),
-        "users": int(len(users)),
+        "coverage": metrics.catalogue_coverage(recommended, n_movies),
+        "users": int(len(recommended)),
     }
 
 
@@ -265,10 +285,9 @@ def quality_report(
             "baselines": "fitted on the same training ratings; biases damped (user 15, movie 10); popularity = movie mean rating / rating count",
         },
         "rating": rating,
-        "ranking": {
-            str(floor): {name: ranking_metrics(scorer, seen, test, counts >= floor, seed=seed) for name, scorer in scorers.items()}
-            for floor in floors
-        },
+        "ranking": _by_floor(
+            {name: ranking_metrics_by_mask(scorer, seen, test, {str(f): counts >= f for f in floors}, seed=seed) for name, scorer in scorers.items()}
+        ),
         "similar": {str(floor): neighbour_agreement(model.movie_embeddings, genres, counts >= floor, seed=seed) for floor in floors},
     }
     if cluster_labels is not None:
@@ -276,6 +295,12 @@ def quality_report(
     else:
         report["clusters"] = {"note": "no cluster_labels.npy yet: run python -m search build"}
     return report
+
+
+def _by_floor(by_scorer: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
+    """``{scorer: {floor: figures}}`` turned into ``{floor: {scorer: figures}}``, the manifest's order."""
+    floors = next(iter(by_scorer.values()))
+    return {floor: {name: figures[floor] for name, figures in by_scorer.items()} for floor in floors}
 
 
 def held_out_rows(test: pd.DataFrame, users, movies) -> HeldOut:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.metadata
 import io
 import math
 import platform
@@ -158,7 +159,6 @@ def curve_png(history: pd.DataFrame, best_epoch: int, unit: str = "epoch") -> by
 def library_versions() -> dict[str, str]:
     """Versions of the libraries that made the bundle."""
     import scipy
-    import sklearn
 
     return {
         "embedder": __version__,
@@ -166,7 +166,7 @@ def library_versions() -> dict[str, str]:
         "numpy": np.__version__,
         "pandas": pd.__version__,
         "scipy": scipy.__version__,
-        "scikit-learn": sklearn.__version__,
+        "scikit-learn": importlib.metadata.version("scikit-learn"),  # installed, but not imported to train
         "torch": torch.__version__,
     }
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
-from sklearn.model_selection import ShuffleSplit, train_test_split
 
 from embedder.ratings import DataError
 
@@ -28,10 +28,8 @@ def canonical_split(ratings: pd.DataFrame, *, source: str | None = None) -> tupl
         DataError: Too few ratings for both parts to hold at least one.
     """
     _check_splittable(len(ratings), CANONICAL_TEST_SIZE, "the train/test split", source)
-    train, test = train_test_split(
-        ratings, test_size=CANONICAL_TEST_SIZE, random_state=CANONICAL_RANDOM_STATE
-    )
-    return train, test
+    train, test = _shuffled_rows(len(ratings), CANONICAL_TEST_SIZE, CANONICAL_RANDOM_STATE)
+    return ratings.take(train), ratings.take(test)
 
 
 def validation_split(
@@ -53,10 +51,19 @@ def validation_part(train: pd.DataFrame, fraction: float, seed: int) -> pd.DataF
 
 
 def _validation_rows(train: pd.DataFrame, fraction: float, seed: int, source: str | None):
-    """Positions of the fitted and the validation rows: the rows ``train_test_split``
-    picks (it draws them with the same ``ShuffleSplit``)."""
+    """Positions of the fitted and the validation rows: the rows ``train_test_split`` picks."""
     _check_splittable(len(train), fraction, "the validation split of the training ratings", source)
-    return next(ShuffleSplit(n_splits=1, test_size=fraction, random_state=seed).split(train))
+    return _shuffled_rows(len(train), fraction, seed)
+
+
+def _shuffled_rows(rows: int, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(train, test) row positions exactly as ``train_test_split(test_size=..., random_state=seed)``
+    draws them: its ``ShuffleSplit`` takes one ``RandomState(seed).permutation``, test
+    rows first. Done here because importing scikit-learn costs more than the split
+    itself at 2M ratings; ``tests/embedder/test_data.py`` checks both splits against it."""
+    n_train, n_test = _parts(rows, test_size)
+    permutation = np.random.RandomState(seed).permutation(rows)
+    return permutation[n_test : n_test + n_train], permutation[:n_test]
 
 
 def _check_splittable(rows: int, test_size: float, what: str, source: str | None) -> None:

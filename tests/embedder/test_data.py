@@ -748,13 +748,15 @@ def test_too_few_ratings_for_the_split_say_so_naming_the_file(tmp_path, count):
 
 
 @pytest.mark.parametrize("n", [10, 1001, 54_321])
-def test_the_validation_rows_are_the_ones_train_test_split_picks(n):
+def test_both_splits_are_the_rows_train_test_split_picks(n):
     from sklearn.model_selection import train_test_split
 
-    from embedder.split import validation_part, validation_split
+    from embedder.split import canonical_split, validation_part, validation_split
 
     rng = np.random.default_rng(n)
     frame = pd.DataFrame({"user_id": rng.integers(0, 100, n), "movie_id": rng.integers(0, 50, n), "rating": rng.random(n)})
+    for ours, theirs in zip(canonical_split(frame), train_test_split(frame, test_size=0.2, random_state=42)):
+        pd.testing.assert_frame_equal(ours, theirs)
     frame = frame.iloc[rng.permutation(n)]  # an index out of order, as after the canonical split
     for seed in (0, 42):
         fit, val = train_test_split(frame, test_size=0.1, random_state=seed)

@@ -22,6 +22,7 @@ from embedder.evaluate import (
     neighbour_agreement,
     quality_report,
     ranking_metrics,
+    ranking_metrics_by_mask,
     specific_genres,
 )
 
@@ -57,6 +58,19 @@ def test_a_min_ratings_floor_keeps_movies_below_it_out_of_the_lists():
     discount = 1 / math.log2(3)
     assert figures["precision"] == pytest.approx(0.5)
     assert figures["ndcg"] == pytest.approx(1 / (1 + discount))
+
+
+def test_several_masks_from_one_pass_equal_one_pass_per_mask():
+    rng = np.random.default_rng(3)
+    n_users, n_movies = 40, 30
+    model = Factors(3.5, rng.normal(size=(n_users, 4)).astype(np.float32), rng.normal(size=(n_movies, 4)).astype(np.float32),
+                    rng.normal(size=n_users).astype(np.float32), rng.normal(size=n_movies).astype(np.float32), SCALE)
+    seen = sp.random(n_users, n_movies, density=0.2, format="csr", random_state=3)
+    test = HeldOut(rng.integers(0, n_users, 200), rng.integers(0, n_movies, 200), rng.integers(1, 6, 200).astype(float))
+    masks = {"all": np.ones(n_movies, bool), "some": rng.random(n_movies) < 0.5}
+    together = ranking_metrics_by_mask(model.scores, seen, test, masks, k=5, block=7)
+    assert together == {name: ranking_metrics(model.scores, seen, test, mask, k=5, block=7) for name, mask in masks.items()}
+    assert together["all"] != together["some"]
 
 
 def test_biases_baseline_is_the_fixed_point_of_the_damped_means():
