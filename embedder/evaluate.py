@@ -152,7 +152,7 @@ def ranking_metrics(
 
 
 def ranking_metrics_by_mask(
-    scorer: Callable[[np.ndarray], np.ndarray],
+    scorer: Callable[[np.ndarray], np.ndarray] | np.ndarray,
     seen: sp.csr_matrix,
     test: HeldOut,
     masks: dict[str, np.ndarray],
@@ -160,23 +160,54 @@ def ranking_metrics_by_mask(
     seed: int = 0,
     block: int = 512,
 ) -> dict[str, dict[str, float]]:
-    """:func:`ranking_metrics` for each named ``allowed`` mask, from one pass of scores."""
+    """:func:`ranking_metrics` for each named ``allowed`` mask, from one pass of scores.
+
+    ``scorer`` may also be one score per movie, the same for every user (a
+    baseline such as popularity): each list is then the first ``k`` unseen movies
+    of one order, found without scoring every user.
+    """
     known = (test.users >= 0) & (test.movies >= 0) & (test.ratings >= RELEVANT_RATING)
     rel_users, rel_movies = test.users[known], test.movies[known]
     users = _sample(np.unique(rel_users), MAX_USERS, seed)
     keep = np.isin(rel_users, users)
     local = np.searchsorted(users, rel_users[keep])
-    recommended = {name: np.empty((len(users), min(k, seen.shape[1])), dtype=np.int64) for name in masks}
-    for start in range(0, len(users), block):
-        rows = users[start : start + block]
-        scores = np.array(scorer(rows), dtype=np.float32)
-        rated = seen[rows]
-        scores[np.repeat(np.arange(len(rows)), np.diff(rated.indptr)), rated.indices] = -np.inf
+    width = min(k, seen.shape[1])
+    recommended = {name: np.full((len(users), width), -1, dtype=np.int64) for name in masks}
+    if callable(scorer):
+        for start in range(0, len(users), block):
+            rows = users[start : start + block]
+            scores = np.array(scorer(rows), dtype=np.float32)
+            rated = seen[rows]
+            scores[np.repeat(np.arange(len(rows)), np.diff(rated.indptr)), rated.indices] = -np.inf
+            for name, allowed in masks.items():
+                candidates = scores if allowed.all() else np.where(allowed, scores, np.float32(-np.inf))
+                recommended[name][start : start + block] = select_topk(candidates, k)[0]
+    else:
+        order = np.argsort(-np.asarray(scorer, dtype=np.float32), kind="stable")  # ties: lower column first
         for name, allowed in masks.items():
-            candidates = scores if allowed.all() else np.where(allowed, scores, np.float32(-np.inf))
-            recommended[name][start : start + block] = select_topk(candidates, k)[0]
+            ranked = order[allowed[order]]
+            for start in range(0, len(users), block):
+                lists = _first_unseen(ranked, seen[users[start : start + block]], k)
+                recommended[name][start : start + block, : lists.shape[1]] = lists
     n_relevant = np.bincount(local, minlength=len(users))
     return {name: _ranking_figures(lists, local, rel_movies[keep], n_relevant, seen.shape[1]) for name, lists in recommended.items()}
+
+
+def _first_unseen(ranked: np.ndarray, rated: sp.csr_matrix, k: int) -> np.ndarray:
+    """Each row's first ``k`` movies of ``ranked`` that are not in its row of ``rated``
+    (-1 where fewer are left).  Only the first ``k`` + most-rated-in-block places can hold them."""
+    per_row = np.diff(rated.indptr)
+    depth = min(len(ranked), k + int(per_row.max(initial=0)))
+    place = np.full(rated.shape[1], depth, np.int64)  # movies past the depth (or not ranked) never matter
+    place[ranked[:depth]] = np.arange(depth)
+    rated_place = place[rated.indices]
+    inside = rated_place < depth
+    taken = np.zeros((rated.shape[0], depth), bool)
+    taken[np.repeat(np.arange(rated.shape[0]), per_row)[inside], rated_place[inside]] = True
+    first = np.argsort(taken, axis=1, kind="stable")[:, :k]  # untaken places first, in order
+    lists = ranked[first]
+    lists[np.take_along_axis(taken, first, axis=1)] = -1
+    return lists
 
 
 def _ranking_figures(recommended: np.ndarray, users: np.ndarray, movies: np.ndarray, n_relevant: np.ndarray, n_movies: int) -> dict[str, float]:
@@ -272,8 +303,8 @@ def quality_report(
     }
     rating = {name: metrics.rating_errors(f.predict(test.users, test.movies), test.ratings) for name, f in baselines.items()}
     counts = movies["rating_count"].to_numpy()
-    counts_row = counts.astype(np.float64)
-    scorers = {"model": model.scores, "biases": biases.scores, "popularity": lambda rows: np.broadcast_to(counts_row, (len(rows), len(counts_row)))}
+    # The baselines rank movies in one order for everyone: b_i (b_u is the same for all of a user's movies), counts.
+    scorers = {"model": model.scores, "biases": biases.movie_biases, "popularity": counts}
     genres = genre_sets(movies["genres"])
     floors = sorted({0, int(min_ratings)})
     report: dict[str, Any] = {

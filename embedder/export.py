@@ -130,17 +130,18 @@ def curve_png(history: pd.DataFrame, best_epoch: int, unit: str = "epoch") -> by
     ``history`` may carry a ``phase`` column (see :func:`history_table`); the
     refit's training RMSE is drawn dashed.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # A bare Figure draws with the Agg renderer without pyplot: no global backend
+    # switch, no figure registry, and a faster import.
+    from matplotlib.figure import Figure
 
     phases = history["phase"] if "phase" in history else pd.Series("validation", index=history.index)
     first, refit = history[phases != "refit"], history[phases == "refit"]
-    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    fig = Figure(figsize=(6, 3.6), dpi=100)
+    ax = fig.subplots()
     marker = "." if len(first) <= 60 else None  # dots only where they can be told apart
     ax.plot(first["epoch"], first["train_rmse"], marker=marker, label="train RMSE")
-    ax.plot(first["epoch"], first["val_rmse"], marker=marker, label="validation RMSE")
+    if first["val_rmse"].notna().any():  # a run on all training rows has no validation curve
+        ax.plot(first["epoch"], first["val_rmse"], marker=marker, label="validation RMSE")
     if len(refit):
         ax.plot(refit["epoch"], refit["train_rmse"], linestyle="--", label="train RMSE, refit on all rows")
     ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best {unit} ({best_epoch})")
@@ -148,11 +149,10 @@ def curve_png(history: pd.DataFrame, best_epoch: int, unit: str = "epoch") -> by
     ax.set_ylabel("RMSE")
     ax.set_title("Training curve" + (" (running posterior mean)" if unit == "sweep" else ""))
     ax.grid(alpha=0.3)
-    ax.legend()
+    ax.legend(loc="upper right")  # "best" searches every placement, the slowest step of the drawing
     fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
-    plt.close(fig)
     return buffer.getvalue()
 
 

@@ -73,6 +73,35 @@ def test_several_masks_from_one_pass_equal_one_pass_per_mask():
     assert together["all"] != together["some"]
 
 
+@pytest.mark.parametrize("seed", range(4))
+def test_one_order_for_everyone_gives_the_lists_of_scoring_every_user(seed):
+    rng = np.random.default_rng(seed)
+    n_users, n_movies = 60, 25
+    scores = rng.integers(0, 6, n_movies).astype(float)  # many ties: the lower movie comes first on both paths
+    seen = sp.random(n_users, n_movies, density=rng.choice([0.1, 0.6, 0.95]), format="csr", random_state=seed)
+    test = HeldOut(rng.integers(0, n_users, 300), rng.integers(0, n_movies, 300), rng.integers(1, 6, 300).astype(float))
+    masks = {"all": np.ones(n_movies, bool), "some": rng.random(n_movies) < 0.4, "none": np.zeros(n_movies, bool)}
+    every_user = lambda rows: np.broadcast_to(scores, (len(rows), n_movies))
+    for k in (1, 5, 30):
+        assert ranking_metrics_by_mask(scores, seen, test, masks, k=k, block=16) == ranking_metrics_by_mask(
+            every_user, seen, test, masks, k=k, block=16
+        )
+
+
+def test_first_unseen_of_one_order_matches_a_loop():
+    from embedder.evaluate import _first_unseen
+
+    rng = np.random.default_rng(7)
+    seen = sp.random(40, 30, density=0.5, format="csr", random_state=7)
+    ranked = rng.permutation(30)[:20]  # ten movies are not allowed
+    for k in (1, 4, 20, 25):
+        lists = _first_unseen(ranked, seen, k)
+        for row in range(40):
+            expected = [m for m in ranked if m not in set(seen[row].indices)][:k]
+            got = [m for m in lists[row] if m >= 0]
+            assert got == expected and (lists[row][len(got):] == -1).all()
+
+
 def test_biases_baseline_is_the_fixed_point_of_the_damped_means():
     rng = np.random.default_rng(0)
     dense = np.where(rng.random((12, 9)) < 0.5, rng.integers(1, 6, (12, 9)), 0).astype(float)
