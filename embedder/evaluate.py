@@ -227,20 +227,24 @@ def genre_sets(genres: pd.Series) -> list[frozenset]:
 
 
 def neighbour_agreement(
-    movie_embeddings: np.ndarray, genres: list[frozenset], candidates: np.ndarray, k: int = K, seed: int = 0
+    movie_embeddings: np.ndarray, seen: sp.spmatrix, genres: list[frozenset], candidates: np.ndarray, k: int = K, seed: int = 0
 ) -> dict[str, float]:
-    """Mean genre Jaccard of each movie with its k nearest neighbours by cosine of q_i,
-    and with k random other movies, among the ``candidates`` (a boolean mask)."""
-    pool = np.flatnonzero(candidates & (np.linalg.norm(movie_embeddings, axis=1) > 0))
+    """Mean genre Jaccard of each movie with its k nearest neighbours by the similarity
+    of "movies like this" (:mod:`search.similar`: cosine of q_i blended with the cosine
+    of who rated the movies in ``seen``, the training ratings), and with k random other
+    movies, among the ``candidates`` (a boolean mask) that can be compared (a nonzero
+    q_i and training ratings)."""
+    from search.similar import Similarity
+
+    similar = Similarity(movie_embeddings, seen)
+    pool = np.flatnonzero(candidates & similar.comparable)
     if len(pool) <= k:
         return {"model": float("nan"), "random": float("nan"), "movies": int(len(pool))}
-    unit = movie_embeddings[pool] / np.linalg.norm(movie_embeddings[pool], axis=1, keepdims=True)
     queries = _sample(np.arange(len(pool)), MAX_QUERIES, seed)
     nearest = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), QUERY_BLOCK):  # in blocks: 5,000 x 59k scores take over a GB
         rows = queries[start : start + QUERY_BLOCK]
-        similarity = unit[rows] @ unit.T
-        similarity[np.arange(len(rows)), rows] = -np.inf  # never the movie itself
+        similarity = similar.block_scores(pool[rows])[:, pool]  # the movie itself is -inf
         nearest[start : start + len(rows)] = pool[select_topk(similarity, k)[0]]
     rng = np.random.default_rng(seed)
     # k distinct random others: draw from the pool without the query, shifting past it.
@@ -319,7 +323,7 @@ def quality_report(
         "ranking": _by_floor(
             {name: ranking_metrics_by_mask(scorer, seen, test, {str(f): counts >= f for f in floors}, seed=seed) for name, scorer in scorers.items()}
         ),
-        "similar": {str(floor): neighbour_agreement(model.movie_embeddings, genres, counts >= floor, seed=seed) for floor in floors},
+        "similar": {str(floor): neighbour_agreement(model.movie_embeddings, seen, genres, counts >= floor, seed=seed) for floor in floors},
     }
     if cluster_labels is not None:
         report["clusters"] = cluster_agreement(np.asarray(cluster_labels), genres, seed)

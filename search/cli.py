@@ -68,7 +68,7 @@ def build_parser() -> argparse.ArgumentParser:
     every.add_argument("--quiet", action="store_true", help="no progress lines")
     every.set_defaults(handler=run_recommend_all)
 
-    similar = command("similar", "movies like a movie (cosine of embeddings)")
+    similar = command("similar", "movies like a movie (embeddings and who rated them, blended)")
     similar.add_argument("--movie", required=True, metavar='ID|"title"', help="MovieLens movie id, or (part of) a title")
     ranking(similar)
     similar.set_defaults(handler=run_similar)
@@ -291,6 +291,8 @@ def resolve_movie(rec, text: str) -> int:
 
 def run_similar(args: argparse.Namespace) -> int:
     """Print the movies most like one movie."""
+    from search.similar import EMBEDDING_WEIGHT
+
     rec = _load(args)
     movie_id = resolve_movie(rec, args.movie)
     ids, scores = rec.similar(movie_id, k=args.k, min_ratings=args.min_ratings)
@@ -300,10 +302,13 @@ def run_similar(args: argparse.Namespace) -> int:
         _print_json({"movie_id": movie_id, "title": title, "items": items})
         return 0
     if not items:
-        print(f"No similar movies for {title} (movie {movie_id}): it has no learnt embedding (no training ratings).")
+        print(f"No similar movies for {title} (movie {movie_id}): it has no training ratings (and no learnt embedding).")
         return 0
-    print(f"Movies like {title} (movie {movie_id}); score = cosine similarity of embeddings")
-    print(_item_table(items, "cosine"))
+    print(
+        f"Movies like {title} (movie {movie_id}); score = {EMBEDDING_WEIGHT:g} x cosine of the embeddings"
+        f" + {1 - EMBEDDING_WEIGHT:g} x cosine of who rated them in training"
+    )
+    print(_item_table(items, "score"))
     return 0
 
 

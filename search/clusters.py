@@ -1,9 +1,10 @@
 """K-Means clusters of movies, what each cluster is about, and how good they are.
 
 Movies are clustered by *direction* of taste: K-Means on L2-normalised ``q_i``,
-the space where "movies like this" (cosine) lives.  Raw embeddings would put
-rarely-rated movies, which regularisation shrinks towards zero, into one cluster
-of "obscure" movies whatever their content.
+the cosine space of the embeddings (one part of "movies like this",
+:mod:`search.similar`).  Raw embeddings would put rarely-rated movies, which
+regularisation shrinks towards zero, into one cluster of "obscure" movies
+whatever their content.
 
 Movies with a zero embedding (no training ratings: the model's documented
 fallback, see docs/design.md, "The bundle") have no direction and are **not

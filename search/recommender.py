@@ -7,7 +7,7 @@
     ids, scores = rec.recommend(42, k=10)          # raw predicted ratings, best first
     ids, scores = rec.recommend([1, 2, 3], k=10)   # one batched call, (3, 10) arrays
     for users, ids, scores in rec.recommend_all(k=10): ...
-    ids, scores = rec.similar(50, k=10)            # cosine, the movie itself excluded
+    ids, scores = rec.similar(50, k=10)            # search.similar's blend, the movie itself excluded
     ids, scores = rec.recommend_for_ratings({1: 5, 50: 4}, k=10)   # a newcomer, folded in
 
 Ids are original MovieLens ids everywhere.  An unknown id raises
@@ -47,10 +47,11 @@ from embedder.vocab import UnknownIdError
 from search.clusters import genre_lists
 from search.foldin import NewUser, UserPrior, fold_in
 from search.index import INDEX_FILE, apply_params, read_index, search_candidates
+from search.similar import Similarity
 from search.titles import TitleIndex
 from search.topk import USER_BLOCK, BlockedTopK, topk_1d, topk_rows
 from search.validate import check_int, check_k, is_whole
-from search.vectors import item_vectors, normalize_rows, user_vectors
+from search.vectors import item_vectors, user_vectors
 
 DEFAULT_BUNDLE = os.path.join("artifacts", "current")
 BUILD_HINT = "run `python -m search build --bundle {path}` first"
@@ -113,8 +114,8 @@ class Recommender:
         self._movie_row_of = {int(m): r for r, m in enumerate(bundle.movie_ids.tolist())}
         self._items = item_vectors(bundle.movie_embeddings, bundle.movie_biases)
         self._users = user_vectors(bundle.user_embeddings, bundle.user_biases, bundle.global_mean)
-        self._unit, self._zero = normalize_rows(bundle.movie_embeddings)
         self._seen = sp.csr_matrix(bundle.seen)
+        self._similarity = Similarity(bundle.movie_embeddings, self._seen)  # its index is built on first use
         self._counts = bundle.movies["rating_count"].to_numpy(np.int64)
         self._engine = BlockedTopK(self._items, **self._tiles)
         self._subsets: dict[int, tuple[np.ndarray, BlockedTopK]] = {}
@@ -443,25 +444,32 @@ class Recommender:
     # ------------------------------------------------------------------ similar
 
     def similar(self, movie_id: Any, k: int = 10, min_ratings: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` movies most like ``movie_id`` by cosine of their embeddings.
+        """The ``k`` movies most like ``movie_id`` (:mod:`search.similar`).
 
-        The movie itself is excluded, and so are movies with a zero embedding
-        (no training ratings): they have no direction to compare.  A query movie
-        with a zero embedding therefore gets an empty result, not an arbitrary one.
+        A score blends the cosine of the two movies' embeddings with the cosine
+        of who rated them in training (the number of users who rated both over
+        the geometric mean of their rating counts), weighted 0.25 and 0.75
+        (:data:`search.similar.EMBEDDING_WEIGHT`). The movie
+        itself is excluded, and so are movies with a zero embedding or without
+        training ratings: they have nothing to compare.  Such a query movie
+        therefore gets an empty result, not an arbitrary one.
 
         Returns
         -------
-        (movie_ids int64, cosines float32), best first, up to ``k`` long.
+        (movie_ids int64, scores float32), best first, up to ``k`` long; a score
+        is at most 1.
         """
         k = check_k(k)
         min_ratings = check_int(min_ratings, "min_ratings", 0)
         row = self._movie_row(movie_id)
-        if self._zero[row]:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        scores = self._unit @ self._unit[row]
-        scores[self._zero] = -np.inf
-        scores[row] = -np.inf
-        return self._best_movies(scores, k, min_ratings)
+        return self._best_movies(self._similarity.scores(row), k, min_ratings)
+
+    def warm(self) -> None:
+        """Build now what :meth:`similar` would build at its first call (the movie ->
+        raters index). A server that forks after loading (gunicorn's ``preload_app``)
+        calls it first, so that the workers share those pages instead of each
+        building its own copy."""
+        self._similarity.warm()
 
     # ------------------------------------------------------------------ movies
 

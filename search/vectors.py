@@ -3,8 +3,9 @@
 docs/design.md, "Bias-augmented vectors": a movie row ``x_i = [q_i, b_i, 1]`` and a
 user query ``y_u = [p_u, 1, μ + b_u]`` give ``y_u · x_i = μ + b_u + b_i + p_u·q_i``,
 so any inner-product search over ``x`` ranks by predicted rating and returns the
-model's raw predictions as scores.  "Movies like this" uses cosine similarity,
-i.e. inner products of L2-normalised ``q_i``.
+model's raw predictions as scores.  "Movies like this" uses the cosine of
+``q_i`` (inner products of L2-normalised rows) as one part of its blend
+(:mod:`search.similar`).
 
 Tested in ``tests/search/test_vectors.py``.
 """

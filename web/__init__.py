@@ -126,6 +126,9 @@ def create_app(
     app.url_map.merge_slashes = False
 
     recommender = Recommender.load(app.config["BUNDLE"])
+    # Under gunicorn's preload_app this runs in the master: workers forked after it
+    # share the similar-movies index instead of each building its own on first use.
+    recommender.warm()
     app.extensions["movie_web"] = WebState(recommender, app.config)
     watcher = BundleWatcher(app, float(app.config["RELOAD_SECONDS"]))
     app.extensions["movie_web_watcher"] = watcher

@@ -106,7 +106,8 @@ def newcomer_from_titles(args) -> Ranked:
 
 
 def similar(raw_movie_id: str, args: Mapping[str, str]) -> Ranked:
-    """The k movies most like one movie (``score``: cosine similarity), itself excluded."""
+    """The k movies most like one movie (``score``: search.similar's blend of the embeddings'
+    cosine and who-rated-what's), itself excluded."""
     st = state()
     movie_id = params.parse_id(raw_movie_id, "movie")
     k = params.parse_k(args, st.k_default, st.k_max)

@@ -55,7 +55,7 @@ def newcomer_recommendations():
 
 @route("/movies/<movie_id>/similar")
 def similar(movie_id: str):
-    """The k movies most like a movie (cosine similarity)."""
+    """The k movies most like a movie (embeddings and who rated them, blended: search.similar)."""
     return answers.similar(movie_id, request.args)
 
 

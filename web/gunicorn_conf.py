@@ -33,7 +33,9 @@ Why these values (figures: ``benchmarks/README.md``, ``web_load.py``):
   server share the port silently, :func:`on_starting` first checks it is free.
 * **``preload_app`` and ``gc.freeze()``** before forking: the bundle is loaded
   and verified once, in the master (a bad bundle stops the server at once), the
-  workers share its pages, and the collector never walks its objects again.
+  workers share its pages (and those of the similar-movies index, which
+  ``create_app`` builds there: ``Recommender.warm``), and the collector never
+  walks its objects again.
 * **One faiss (OpenMP) thread per worker** (:func:`post_fork`): a request's
   search is one small query; splitting it over threads in every worker makes
   the workers fight over the 2 cores.

@@ -6,6 +6,7 @@ routes the app has, and schemathesis-style checks run requests from it.
 
 from __future__ import annotations
 
+from search.similar import EMBEDDING_WEIGHT
 from web.answers import ALLOWED
 from web.params import MAX_BODY_RATINGS, MAX_MIN_RATINGS
 
@@ -153,11 +154,13 @@ def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, ma
         ),
         "/movies/{movie_id}/similar": _operation(
             "similar",
-            "The k movies most like a movie: cosine similarity of the embeddings, the movie itself excluded.",
+            f"The k movies most like a movie, the movie itself excluded: {EMBEDDING_WEIGHT:g} x the cosine of the two movies' "
+            f"embeddings + {1 - EMBEDDING_WEIGHT:g} x the cosine of who rated them in training (the users who rated both "
+            "/ sqrt(n_i n_j), n: a movie's training ratings).",
             [_path_id("movie_id", "MovieLens movie id"), _k(k_default, k_max), _min_ratings()],
             _json(
                 _object({"movie_id": integer, "k": integer, "min_ratings": integer, "items": items}, ["movie_id", "k", "min_ratings", "items"]),
-                "Best first (score = cosine similarity). A movie without training ratings has no direction and gets no items.",
+                "Best first (score = that blend, at most 1). A movie without training ratings has nothing to compare and gets no items.",
             ),
             errors=missing,
         ),

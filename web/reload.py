@@ -5,8 +5,9 @@ each bundle it publishes. Before a request, at most every ``RELOAD_SECONDS``, th
 app resolves that path; when it names another folder, the bundle there is loaded
 and verified (checksums, dtypes, shapes) and then swapped in as a whole, so a
 request sees one bundle from start to end. A bundle that fails verification is
-refused: the old one keeps serving, the refusal is logged once and reported by
-``/api/v1/healthz`` until a good bundle takes its place.
+refused, as is one whose loading fails in any other way: the old one keeps
+serving, the refusal is logged once and reported by ``/api/v1/healthz`` until a
+good bundle takes its place.
 
 Each gunicorn worker checks for itself; the request that notices a new bundle
 waits while it loads, and no request fails. ``RELOAD_SECONDS`` 0 turns checking off.
@@ -61,10 +62,14 @@ class BundleWatcher:
 
         try:
             recommender = Recommender.load(target)
-        except (BundleError, OSError) as err:
+            recommender.warm()  # while this request waits anyway, not on the first similar request
+        except Exception as err:  # noqa: BLE001 - whatever the new bundle does, the old one keeps serving
+            expected = isinstance(err, (BundleError, OSError))
+            error = str(err) if expected else f"{type(err).__name__}: {err}"
             self._refused = target
-            self.last_refusal = {"bundle": target, "error": str(err), "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
-            app.logger.warning("not serving %s, still serving %s: %s", target, self.serving, err)
+            self.last_refusal = {"bundle": target, "error": error, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            # A bundle that fails verification is one line; anything else is a bug worth its traceback.
+            app.logger.warning("not serving %s, still serving %s: %s", target, self.serving, error, exc_info=not expected)
             return
         app.extensions["movie_web"] = WebState(recommender, app.config)
         self.serving, self._refused, self.last_refusal = target, None, None

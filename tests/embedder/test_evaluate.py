@@ -125,14 +125,32 @@ def test_popularity_baseline_predicts_the_movie_mean():
     np.testing.assert_allclose(predicted, [4.0, 2.0, 10 / 3], rtol=1e-6)  # movie 1 has no ratings: μ
 
 
+# Users 0-2 rated the three "A" movies, users 3-5 the three "B" movies; nobody rated movie 6.
+GROUP_RATERS = sp.csr_matrix(np.kron(np.eye(2), np.ones((3, 3))) @ np.eye(6, 7) * 4.0)
+GENRES_AB = ["A", "A", "A", "B", "B", "B", "A|B"]
+
+
 def test_neighbours_that_share_genres_beat_random_ones():
     # Three "A" movies along one axis, three "B" movies along another, one untrained (zero) movie.
     Q = np.array([[1, 0.1], [1, 0], [1, -0.1], [0.1, 1], [0, 1], [-0.1, 1], [0, 0]], np.float32)
-    genres = genre_sets(pd.Series(["A", "A", "A", "B", "B", "B", "A|B"]))
-    figures = neighbour_agreement(Q, genres, np.ones(7, bool), k=2)
-    assert figures["movies"] == 6  # the zero vector is neither a query nor a neighbour
+    genres = genre_sets(pd.Series(GENRES_AB))
+    figures = neighbour_agreement(Q, GROUP_RATERS, genres, np.ones(7, bool), k=2)
+    assert figures["movies"] == 6  # the untrained movie is neither a query nor a neighbour
     assert figures["model"] == pytest.approx(1.0)
     assert figures["random"] < 0.75
+
+
+def test_neighbour_agreement_scores_the_blend_of_movies_like_this():
+    """Embeddings that pair each "A" movie with a "B" movie, but who rated what
+    follows the genres: the blend of search.similar (mostly who rated what) finds
+    the genre, as Recommender.similar does; the embeddings alone would not."""
+    Q = np.array([[1, 0], [0, 1], [-1, 0.1], [1, 0.01], [0.01, 1], [-1, 0.11], [0, 0]], np.float32)
+    genres = genre_sets(pd.Series(GENRES_AB))
+    figures = neighbour_agreement(Q, GROUP_RATERS, genres, np.ones(7, bool), k=1)
+    assert figures["model"] == pytest.approx(1.0)
+    embeddings_alone = neighbour_agreement(Q, sp.csr_matrix(np.eye(6, 7)), genres, np.ones(7, bool), k=1)
+    assert embeddings_alone["model"] == pytest.approx(0.0)  # no shared raters: the embeddings decide
+    assert embeddings_alone["random"] == figures["random"]  # the baseline does not depend on the similarity
 
 
 def test_most_specific_genre_is_the_rarest_with_ties_by_name():

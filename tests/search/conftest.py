@@ -10,6 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from embedder.vocab import Vocabulary
+from search.similar import EMBEDDING_WEIGHT
 from tests.conftest import write_synthetic_bundle
 
 N_GROUPS = 5
@@ -105,6 +106,16 @@ def brute_force_scores(path: str) -> np.ndarray:
     mu = json.loads((folder / "manifest.json").read_text())["global_mean"]
     biases = load("user_biases.npy")[:, None] + load("movie_biases.npy")[None, :]
     return mu + biases + load("user_embeddings.npy") @ load("movie_embeddings.npy").T
+
+
+def dense_blend(embeddings: np.ndarray, seen: sp.spmatrix) -> np.ndarray:
+    """search.similar's score of every pair, float64, from dense arrays; NaN where not defined."""
+    q = embeddings.astype(np.float64)
+    c = (seen.toarray() != 0).astype(np.float64)  # users x movies, who rated what
+    with np.errstate(invalid="ignore", divide="ignore"):
+        unit_q = q / np.linalg.norm(q, axis=1, keepdims=True)
+        unit_c = c / np.linalg.norm(c, axis=0, keepdims=True)
+    return EMBEDDING_WEIGHT * unit_q @ unit_q.T + (1 - EMBEDDING_WEIGHT) * unit_c.T @ unit_c
 
 
 def assert_exact_topk(ids_row, scores_row, reference_row, movie_ids, k, excluded=(), tol=1e-4) -> None:

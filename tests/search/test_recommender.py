@@ -7,6 +7,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
 from embedder.vocab import UnknownIdError
 from search import NotBuiltError, Recommender
@@ -17,6 +18,8 @@ from tests.search.conftest import (
     assert_exact_topk,
     assert_same_topk,
     brute_force_scores,
+    dense_blend,
+    write_planted_bundle,
 )
 
 
@@ -132,12 +135,14 @@ def test_k_larger_than_catalogue_returns_what_exists(rec):
 def test_ties_are_broken_by_catalogue_order(tmp_path):
     """Identical movies: every path returns the first rows, in bundle order."""
     path = tmp_path / "ties"
-    write_synthetic_bundle(path, np.ones((3, 2), np.float32), np.ones((20, 2), np.float32))
+    # Users 1-3 rated nothing; user 4 rated every movie, so who rated what ties too ("movies like this").
+    seen = np.vstack([np.zeros((3, 20)), np.ones((1, 20))]).astype(np.float32)
+    write_synthetic_bundle(path, np.ones((4, 2), np.float32), np.ones((20, 2), np.float32), seen=seen)
     rec = Recommender.load(path)
     first = rec.movie_ids[:5].tolist()
     assert rec.recommend(1, k=5)[0].tolist() == first
     assert rec.recommend([1, 2, 3], k=5)[0].tolist() == [first] * 3
-    assert np.vstack([i for _, i, _ in rec.recommend_all(k=5)]).tolist() == [first] * 3
+    assert np.vstack([i for _, i, _ in rec.recommend_all(k=5, rows=slice(0, 3))]).tolist() == [first] * 3
     assert rec.similar(rec.movie_ids[0], k=3)[0].tolist() == rec.movie_ids[1:4].tolist()
 
 
@@ -197,17 +202,26 @@ def test_bad_arguments_are_value_errors(rec):
 # ---------------------------------------------------------------- similar
 
 
-def test_similar_returns_same_group_movies_on_planted_data(planted_bundle, planted):
-    rec = Recommender.load(planted_bundle)
+def test_similar_returns_same_group_movies_on_planted_data(tmp_path, planted):
+    """A group's movies point alike and, here, are rated by the same users (each user
+    rates mostly the movies of one group): the neighbours are the movie's group.
+    (With the planted fixture's random raters, who rated what, which weighs 0.75,
+    would be noise.)"""
+    rng = np.random.default_rng(1)
     groups = planted["groups"]
+    n_users = len(planted["user_embeddings"])
+    chance = np.where((np.arange(n_users) % N_GROUPS)[:, None] == groups, 0.5, 0.05)
+    seen = sp.csr_matrix((rng.random(chance.shape) < chance) * rng.integers(1, 6, chance.shape).astype(np.float32))
+    write_planted_bundle(tmp_path / "bundle", {**planted, "seen": seen})
+    rec = Recommender.load(tmp_path / "bundle")
+    blend = dense_blend(planted["movie_embeddings"], seen)  # search.similar's score, float64
     for row in range(0, len(groups), 7):
         ids, scores = rec.similar(rec.movie_ids[row], k=10)
         rows = rec.bundle.movie_vocab.numbers(ids)
         assert row not in rows.tolist()
         assert (groups[rows] == groups[row]).all()
         assert np.all(np.diff(scores) <= 0) and scores.max() <= 1 + 1e-5
-        unit = planted["movie_embeddings"] / np.linalg.norm(planted["movie_embeddings"], axis=1, keepdims=True)
-        np.testing.assert_allclose(scores, unit[rows] @ unit[row], atol=1e-5)
+        np.testing.assert_allclose(scores, blend[row, rows], atol=1e-5)
 
 
 def test_similar_min_ratings_and_k(planted_bundle, planted):
@@ -221,8 +235,9 @@ def test_similar_min_ratings_and_k(planted_bundle, planted):
 
 def test_zero_norm_movies_do_not_break_similar(tmp_path):
     movies = np.array([[1, 0], [0, 0], [0.9, 0.1], [0, 1], [0, 0]], np.float32)
+    seen = np.array([[5, 0, 4, 3, 0], [4, 0, 4, 0, 0]], np.float32)  # as trained: zero rows were never rated
     path = tmp_path / "zeros"
-    write_synthetic_bundle(path, np.ones((2, 2), np.float32), movies)
+    write_synthetic_bundle(path, np.ones((2, 2), np.float32), movies, seen=seen)
     rec = Recommender.load(path)
     ids, scores = rec.similar(101, k=10)
     assert ids.tolist() == [103, 104]  # zero-embedding movies 102 and 105 are never "similar"

@@ -1,0 +1,109 @@
+"""search.similar: the blend against a float64 dense computation, exclusions, a planted neighbour."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+
+from search import Recommender
+from search.similar import EMBEDDING_WEIGHT, Similarity
+from tests.conftest import write_synthetic_bundle
+from tests.search.conftest import dense_blend
+
+
+def random_case(seed: int = 0, n_users: int = 60, n_movies: int = 40):
+    """Random embeddings and ratings, with a zero embedding, a movie nobody rated,
+    a movie with both, and users from one rating to almost all movies."""
+    rng = np.random.default_rng(seed)
+    embeddings = rng.normal(size=(n_movies, 5)).astype(np.float32)
+    per_user = rng.integers(1, n_movies, n_users)
+    rows = np.repeat(np.arange(n_users), per_user)
+    cols = np.concatenate([rng.choice(n_movies, n, replace=False) for n in per_user])
+    seen = sp.csr_matrix((rng.integers(1, 6, len(rows)).astype(np.float32), (rows, cols)), shape=(n_users, n_movies))
+    seen = seen.tolil()
+    seen[:, [3, 7]] = 0  # movies 3 and 7: no training ratings
+    seen = seen.tocsr()
+    seen.eliminate_zeros()
+    embeddings[[5, 7]] = 0  # movies 5 and 7: zero embeddings
+    return embeddings, seen
+
+
+def assert_matches_dense(scores: np.ndarray, rows: np.ndarray, truth: np.ndarray, comparable: np.ndarray) -> None:
+    for got, row in zip(scores, rows):
+        expected = np.where(comparable & comparable[row], truth[row], -np.inf)
+        expected[row] = -np.inf
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(np.isneginf(got), np.isneginf(expected))
+        np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk", [1 << 20, 7])  # co-raters counted in one part, or in many
+def test_one_movie_equals_the_dense_blend(chunk, monkeypatch):
+    monkeypatch.setattr("search.similar.CHUNK", chunk)
+    embeddings, seen = random_case()
+    similarity = Similarity(embeddings, seen)
+    truth = dense_blend(embeddings, seen)
+    comparable = np.isfinite(np.diag(truth))
+    assert np.flatnonzero(~comparable).tolist() == [3, 5, 7] == np.flatnonzero(~similarity.comparable).tolist()
+    rows = np.arange(len(embeddings))
+    assert_matches_dense(np.stack([similarity.scores(r) for r in rows]), rows, truth, comparable)
+
+
+@pytest.mark.parametrize("dense_share", [0.0, 0.3, 2.0])  # every user dense, some, none
+def test_a_block_equals_the_dense_blend(dense_share):
+    embeddings, seen = random_case(1)
+    similarity = Similarity(embeddings, seen, dense_share=dense_share)
+    heavy = (np.diff(seen.indptr) >= dense_share * seen.shape[1]).sum()
+    assert len(similarity._heavy[1]) == heavy  # the option is the one that ran
+    truth = dense_blend(embeddings, seen)
+    rows = np.array([0, 3, 5, 11, 2, 39, 11])  # any order, repeats, excluded queries
+    assert_matches_dense(similarity.block_scores(rows), rows, truth, np.isfinite(np.diag(truth)))
+
+
+def test_excluded_movies_are_never_returned(tmp_path):
+    embeddings, seen = random_case(2)
+    path = tmp_path / "random"
+    write_synthetic_bundle(path, np.ones((seen.shape[0], 5), np.float32), embeddings, seen=seen)
+    rec = Recommender.load(path)
+    excluded = set(rec.movie_ids[[3, 5, 7]].tolist())
+    truth = dense_blend(embeddings, seen)
+    for row in range(len(embeddings)):
+        ids, scores = rec.similar(rec.movie_ids[row], k=100)
+        if row in (3, 5, 7):  # no embedding or no ratings: nothing to compare
+            assert ids.shape == scores.shape == (0,)
+            continue
+        assert len(ids) == len(embeddings) - 4 and not excluded & set(ids.tolist())
+        rows = rec.bundle.movie_vocab.numbers(ids)
+        np.testing.assert_allclose(scores, truth[row, rows], atol=1e-5)
+        assert np.all(np.diff(scores) <= 0)
+
+
+def test_who_rated_what_decides_a_close_call(tmp_path):
+    """Movie 102 points almost exactly like 101 but none of 101's raters rated it;
+    103 points a little further away and has exactly 101's raters: 103 comes first,
+    where the embeddings alone would put 102 first."""
+    embeddings = np.array([[1, 0], [1, 0.05], [1, 0.3], [0, 1]], np.float32)
+    seen = sp.csr_matrix(np.array([[5, 0, 4, 3], [4, 0, 5, 0], [0, 3, 0, 4], [0, 4, 0, 0]], np.float32))
+    path = tmp_path / "planted"
+    write_synthetic_bundle(path, np.ones((4, 2), np.float32), embeddings, seen=seen)
+    rec = Recommender.load(path)
+    unit = embeddings / np.linalg.norm(embeddings, axis=1, keepdims=True)
+    assert unit[1] @ unit[0] > unit[2] @ unit[0]  # by the embeddings, 102 is closer
+    ids, scores = rec.similar(101, k=3)
+    assert ids.tolist() == [103, 104, 102]
+    cos_c = np.array([1.0, 1 / np.sqrt(2 * 2)])  # 103: both raters shared; 104: one of 101's two, n = 2
+    np.testing.assert_allclose(scores[:2], EMBEDDING_WEIGHT * (unit[[2, 3]] @ unit[0]) + (1 - EMBEDDING_WEIGHT) * cos_c, atol=1e-6)
+    np.testing.assert_allclose(scores[2], EMBEDDING_WEIGHT * (unit[1] @ unit[0]), atol=1e-6)  # no shared rater
+
+
+def test_the_index_is_built_on_first_use_or_by_warm(tmp_path):
+    embeddings, seen = random_case(3)
+    path = tmp_path / "lazy"
+    write_synthetic_bundle(path, np.ones((seen.shape[0], 5), np.float32), embeddings, seen=seen)
+    rec = Recommender.load(path)
+    assert "_raters" not in vars(rec._similarity)  # loading builds nothing for similar
+    rec.recommend(int(rec.user_ids[0]))
+    assert "_raters" not in vars(rec._similarity)
+    rec.warm()
+    assert {"_raters", "_unit"} <= set(vars(rec._similarity)) and "_heavy" not in vars(rec._similarity)
