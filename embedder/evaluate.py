@@ -11,7 +11,8 @@ canonical test part, next to baselines fitted on the same training ratings:
   least that many training ratings are recommended: explicit-rating MF tends to
   put obscure movies with a few high ratings first);
 * "movies like this": mean Jaccard agreement of the genre sets of each movie and
-  its 10 nearest neighbours (cosine of q_i), against random neighbours;
+  its 10 nearest neighbours (:mod:`search.similar`, what ``Recommender.similar``
+  answers), against random neighbours;
 * clusters (once ``python -m search build`` has added ``cluster_labels.npy``):
   NMI of the cluster labels with each movie's most specific genre, against the
   same labels shuffled.
@@ -35,6 +36,7 @@ from embedder import metrics
 from embedder.bundle import Bundle, BundleError, predict_ratings
 from embedder.data import load_ratings
 from embedder.split import canonical_split
+from search.similar import Similarity
 from search.topk import select_topk
 
 K = 10
@@ -46,9 +48,10 @@ DEFAULT_MIN_RATINGS = 20
 many training ratings. On ML-100K it keeps about 60% of the catalogue."""
 MAX_USERS = 10_000
 """Ranking is scored on at most this many users (a seeded sample; all on ML-100K)."""
-MAX_QUERIES = 5_000
+MAX_QUERIES = 2_000
 QUERY_BLOCK = 500
-"""Neighbour agreement is scored on at most this many query movies."""
+"""Neighbour agreement is scored on at most this many query movies (a seeded sample;
+all on ML-100K): a query's co-raters cost the summed rating counts of its raters."""
 BASELINE_REG = (15.0, 10.0)
 """Damping of the biases-only baseline (user, movie), Surprise's BaselineOnly defaults."""
 
@@ -227,19 +230,16 @@ def genre_sets(genres: pd.Series) -> list[frozenset]:
 
 
 def neighbour_agreement(
-    movie_embeddings: np.ndarray, seen: sp.spmatrix, genres: list[frozenset], candidates: np.ndarray, k: int = K, seed: int = 0
-) -> dict[str, float]:
+    similar: Similarity, genres: list[frozenset], candidates: np.ndarray, k: int = K, seed: int = 0
+) -> dict[str, float | None]:
     """Mean genre Jaccard of each movie with its k nearest neighbours by the similarity
     of "movies like this" (:mod:`search.similar`: cosine of q_i blended with the cosine
-    of who rated the movies in ``seen``, the training ratings), and with k random other
-    movies, among the ``candidates`` (a boolean mask) that can be compared (a nonzero
-    q_i and training ratings)."""
-    from search.similar import Similarity
-
-    similar = Similarity(movie_embeddings, seen)
+    of who rated the movies in training), and with k random other movies, among the
+    ``candidates`` (a boolean mask) that can be compared (a nonzero q_i and training
+    ratings). ``None`` for both when there are no more than k such movies."""
     pool = np.flatnonzero(candidates & similar.comparable)
     if len(pool) <= k:
-        return {"model": float("nan"), "random": float("nan"), "movies": int(len(pool))}
+        return {"model": None, "random": None, "movies": int(len(pool))}
     queries = _sample(np.arange(len(pool)), MAX_QUERIES, seed)
     nearest = np.empty((len(queries), k), dtype=np.int64)
     for start in range(0, len(queries), QUERY_BLOCK):  # in blocks: 5,000 x 59k scores take over a GB
@@ -310,6 +310,7 @@ def quality_report(
     # The baselines rank movies in one order for everyone: b_i (b_u is the same for all of a user's movies), counts.
     scorers = {"model": model.scores, "biases": biases.movie_biases, "popularity": counts}
     genres = genre_sets(movies["genres"])
+    similar = Similarity(model.movie_embeddings, seen)
     floors = sorted({0, int(min_ratings)})
     report: dict[str, Any] = {
         "protocol": {
@@ -323,7 +324,7 @@ def quality_report(
         "ranking": _by_floor(
             {name: ranking_metrics_by_mask(scorer, seen, test, {str(f): counts >= f for f in floors}, seed=seed) for name, scorer in scorers.items()}
         ),
-        "similar": {str(floor): neighbour_agreement(model.movie_embeddings, seen, genres, counts >= floor, seed=seed) for floor in floors},
+        "similar": {str(floor): neighbour_agreement(similar, genres, counts >= floor, seed=seed) for floor in floors},
     }
     if cluster_labels is not None:
         report["clusters"] = cluster_agreement(np.asarray(cluster_labels), genres, seed)
@@ -390,7 +391,10 @@ def format_report(quality: dict[str, Any]) -> str:
     lines.append("")
     lines.append(f"movies like this: mean genre Jaccard of the top-{protocol['k']} neighbours")
     for floor, v in quality["similar"].items():
-        lines.append(f"  min_ratings {floor:<6} model {v['model']:.4f}   random {v['random']:.4f}   ({v['movies']} movies)")
+        if v["model"] is None:
+            lines.append(f"  min_ratings {floor:<6} too few movies to compare ({v['movies']})")
+        else:
+            lines.append(f"  min_ratings {floor:<6} model {v['model']:.4f}   random {v['random']:.4f}   ({v['movies']} movies)")
     lines.append("")
     clusters = quality["clusters"]
     if "nmi" in clusters:

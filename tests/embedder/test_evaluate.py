@@ -26,6 +26,8 @@ from embedder.evaluate import (
     specific_genres,
 )
 
+from search.similar import Similarity
+
 SCALE = (1.0, 5.0)
 
 
@@ -134,7 +136,7 @@ def test_neighbours_that_share_genres_beat_random_ones():
     # Three "A" movies along one axis, three "B" movies along another, one untrained (zero) movie.
     Q = np.array([[1, 0.1], [1, 0], [1, -0.1], [0.1, 1], [0, 1], [-0.1, 1], [0, 0]], np.float32)
     genres = genre_sets(pd.Series(GENRES_AB))
-    figures = neighbour_agreement(Q, GROUP_RATERS, genres, np.ones(7, bool), k=2)
+    figures = neighbour_agreement(Similarity(Q, GROUP_RATERS), genres, np.ones(7, bool), k=2)
     assert figures["movies"] == 6  # the untrained movie is neither a query nor a neighbour
     assert figures["model"] == pytest.approx(1.0)
     assert figures["random"] < 0.75
@@ -146,11 +148,18 @@ def test_neighbour_agreement_scores_the_blend_of_movies_like_this():
     the genre, as Recommender.similar does; the embeddings alone would not."""
     Q = np.array([[1, 0], [0, 1], [-1, 0.1], [1, 0.01], [0.01, 1], [-1, 0.11], [0, 0]], np.float32)
     genres = genre_sets(pd.Series(GENRES_AB))
-    figures = neighbour_agreement(Q, GROUP_RATERS, genres, np.ones(7, bool), k=1)
+    figures = neighbour_agreement(Similarity(Q, GROUP_RATERS), genres, np.ones(7, bool), k=1)
     assert figures["model"] == pytest.approx(1.0)
-    embeddings_alone = neighbour_agreement(Q, sp.csr_matrix(np.eye(6, 7)), genres, np.ones(7, bool), k=1)
+    embeddings_alone = neighbour_agreement(Similarity(Q, sp.csr_matrix(np.eye(6, 7))), genres, np.ones(7, bool), k=1)
     assert embeddings_alone["model"] == pytest.approx(0.0)  # no shared raters: the embeddings decide
     assert embeddings_alone["random"] == figures["random"]  # the baseline does not depend on the similarity
+
+
+def test_too_few_movies_to_compare_is_null_not_nan():
+    Q = np.eye(3, dtype=np.float32)
+    figures = neighbour_agreement(Similarity(Q, sp.csr_matrix(np.ones((2, 3)))), genre_sets(pd.Series(["A"] * 3)), np.ones(3, bool), k=10)
+    assert figures == {"model": None, "random": None, "movies": 3}
+    json.dumps(figures, allow_nan=False)  # manifest.json is strict JSON
 
 
 def test_most_specific_genre_is_the_rarest_with_ties_by_name():
