@@ -23,7 +23,6 @@ recomputes it from a bundle's files (``python -m embedder evaluate``).
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -36,6 +35,7 @@ from embedder import metrics
 from embedder.bundle import Bundle, BundleError, predict_ratings
 from embedder.data import load_ratings
 from embedder.split import canonical_split
+from search.clusters import UNCLUSTERED, genre_lists, genre_nmi
 from search.similar import Similarity
 from search.topk import select_topk
 
@@ -225,8 +225,8 @@ def _ranking_figures(recommended: np.ndarray, users: np.ndarray, movies: np.ndar
 
 
 def genre_sets(genres: pd.Series) -> list[frozenset]:
-    """Each movie's genres ('A|B|C') as a set; none (or '(no genres listed)') is the empty set."""
-    return [frozenset(g for g in str(text).split("|") if g and g != "(no genres listed)") for text in genres.fillna("")]
+    """Each movie's genres ('A|B|C') as a set (:func:`search.clusters.genre_lists`)."""
+    return [frozenset(names) for names in genre_lists(genres)]
 
 
 def neighbour_agreement(
@@ -257,30 +257,19 @@ def neighbour_agreement(
     }
 
 
-def specific_genres(genres: list[frozenset]) -> np.ndarray:
-    """Each movie's most specific genre: its rarest in the catalogue (ties by name); '' for none.
-
-    The same label ``search`` uses for the NMI it stores in the manifest.
-    """
-    frequency = Counter(g for gs in genres for g in gs)
-    return np.array([min(gs, key=lambda g: (frequency[g], g)) if gs else "" for gs in genres])
-
-
-def cluster_agreement(labels: np.ndarray, genres: list[frozenset], seed: int = 0, shuffles: int = 10) -> dict[str, float]:
-    """NMI of cluster labels with each movie's most specific genre (its rarest in the
-    whole catalogue), against the same labels shuffled (mean of ``shuffles``
-    permutations, which keep the cluster sizes), over clustered movies only: label -1
-    (a movie without training ratings, not clustered) is left out."""
+def cluster_agreement(labels: np.ndarray, genres: pd.Series, seed: int = 0) -> dict[str, float | int]:
+    """NMI of cluster labels with each movie's most specific genre, against the same
+    labels shuffled (:func:`search.clusters.genre_nmi`, which ``search build`` stores in
+    the manifest), over clustered movies only: label -1 (a movie without training
+    ratings, not clustered) is left out."""
     labels = np.asarray(labels)
-    clustered = labels >= 0  # -1: a movie without training ratings, which search build does not cluster
-    target = specific_genres(genres)[clustered]
-    labels = labels[clustered]
-    rng = np.random.default_rng(seed)
+    nmi, random_nmi = genre_nmi(labels, genres, seed)
+    clustered = labels[labels != UNCLUSTERED]
     return {
-        "clusters": int(len(np.unique(labels))),
-        "unclustered": int((~clustered).sum()),
-        "nmi": metrics.nmi(labels, target),
-        "random_nmi": float(np.mean([metrics.nmi(rng.permutation(labels), target) for _ in range(shuffles)])),
+        "clusters": int(len(np.unique(clustered))),
+        "unclustered": int(len(labels) - len(clustered)),
+        "nmi": nmi,
+        "random_nmi": random_nmi,
     }
 
 
@@ -327,7 +316,7 @@ def quality_report(
         "similar": {str(floor): neighbour_agreement(similar, genres, counts >= floor, seed=seed) for floor in floors},
     }
     if cluster_labels is not None:
-        report["clusters"] = cluster_agreement(np.asarray(cluster_labels), genres, seed)
+        report["clusters"] = cluster_agreement(np.asarray(cluster_labels), movies["genres"], seed)
     else:
         report["clusters"] = {"note": "no cluster_labels.npy yet: run python -m search build"}
     return report

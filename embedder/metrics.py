@@ -1,11 +1,11 @@
 """Quality metrics as plain numpy functions (no model, no bundle).
 
 Rating error: :func:`rmse`, :func:`mae` (both: :func:`rating_errors`). Top-K ranking, from a matrix of
-recommended item indexes (one row per user, best first): :func:`top_k`,
-:func:`hits_at_k`, :func:`precision_at_k`, :func:`recall_at_k`, :func:`ndcg_at_k`,
-:func:`catalogue_coverage`. Neighbours: :func:`mean_jaccard`. Clusters:
-:func:`nmi`. ``tests/embedder/test_metrics.py`` checks each against small cases
-worked out by hand.
+recommended item indexes (one row per user, best first): :func:`hits_at_k`,
+:func:`precision_at_k`, :func:`recall_at_k`, :func:`ndcg_at_k`,
+:func:`catalogue_coverage`. Neighbours: :func:`mean_jaccard`. (Clusters are scored
+with scikit-learn's NMI: ``search.clusters.genre_nmi``.)
+``tests/embedder/test_metrics.py`` checks each against small cases worked out by hand.
 """
 
 from __future__ import annotations
@@ -98,28 +98,3 @@ def mean_jaccard(queries: np.ndarray, neighbours: np.ndarray, sets: Sequence[fro
     """
     values = [jaccard(sets[q], sets[n]) for q, row in zip(np.asarray(queries), np.asarray(neighbours), strict=True) for n in row]
     return float(np.mean(values)) if values else float("nan")
-
-
-def _entropy(counts: np.ndarray) -> float:
-    p = counts[counts > 0] / counts.sum()
-    return float(-(p * np.log(p)).sum())
-
-
-def nmi(labels_a: np.ndarray, labels_b: np.ndarray) -> float:
-    """Normalized mutual information of two labelings, ``I(A;B) / ((H(A) + H(B)) / 2)``.
-
-    The arithmetic-mean normalisation (scikit-learn's default). 1 when the
-    labelings are the same partition, near 0 when they are independent; two
-    single-cluster labelings count as 1.
-    """
-    _, a = np.unique(np.asarray(labels_a), return_inverse=True)
-    _, b = np.unique(np.asarray(labels_b), return_inverse=True)
-    if len(a) != len(b):
-        raise ValueError(f"labelings differ in length: {len(a)} and {len(b)}")
-    joint = np.zeros((a.max() + 1, b.max() + 1))
-    np.add.at(joint, (a, b), 1)
-    h_a, h_b = _entropy(joint.sum(1)), _entropy(joint.sum(0))
-    if h_a == 0 and h_b == 0:
-        return 1.0
-    h_ab = _entropy(joint.ravel())
-    return float((h_a + h_b - h_ab) / ((h_a + h_b) / 2))

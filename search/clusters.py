@@ -102,6 +102,25 @@ def specific_genre(genres: list[list[str]]) -> list[str]:
     return [min(gs, key=lambda g: (freq[g], g)) if gs else "" for gs in genres]
 
 
+def genre_nmi(labels: np.ndarray, genres: pd.Series, seed: int = 0) -> tuple[float, float]:
+    """NMI of cluster ``labels`` with each movie's most specific genre, and the mean
+    NMI of :data:`RANDOM_LABELLINGS` shuffles of the labels (a shuffle keeps the
+    cluster sizes, which NMI is sensitive to), over the clustered movies only.
+
+    The most specific genre is the rarest in the whole catalogue, clustered or not.
+    """
+    from sklearn.metrics import normalized_mutual_info_score
+
+    labels = np.asarray(labels)
+    keep = labels != UNCLUSTERED
+    target = np.asarray(specific_genre(genre_lists(genres)), dtype=object)[keep]
+    labels = labels[keep]
+    rng = np.random.default_rng(seed)
+    nmi = float(normalized_mutual_info_score(target, labels))
+    shuffled = [normalized_mutual_info_score(target, rng.permutation(labels)) for _ in range(RANDOM_LABELLINGS)]
+    return nmi, float(np.mean(shuffled))
+
+
 def _clean_float(value: float) -> float | None:
     return None if value is None or not math.isfinite(value) else float(value)
 
@@ -180,12 +199,12 @@ def cluster_quality(embeddings: np.ndarray, labels: np.ndarray, genres: pd.Serie
     """Silhouette (cosine space, sampled) and NMI with genres beside a random baseline,
     over the clustered movies (label :data:`UNCLUSTERED` left out).
 
-    Each movie's most specific genre is its rarest in the whole catalogue, the
-    same target ``embedder.evaluate`` uses, then restricted to the clustered movies.
+    The NMI is :func:`genre_nmi`'s, which ``embedder.evaluate`` reports too.
     """
-    from sklearn.metrics import normalized_mutual_info_score, silhouette_score
+    from sklearn.metrics import silhouette_score
 
     labels = np.asarray(labels)
+    nmi, random = genre_nmi(labels, genres, seed)
     keep = labels != UNCLUSTERED
     unit, _ = normalize_rows(embeddings)
     unit, labels = unit[keep], labels[keep]
@@ -194,11 +213,6 @@ def cluster_quality(embeddings: np.ndarray, labels: np.ndarray, genres: pd.Serie
     if 2 <= n_labels <= len(labels) - 1:
         sample = min(len(labels), SILHOUETTE_SAMPLE)
         silhouette = float(silhouette_score(unit, labels, sample_size=sample, random_state=seed))
-    target = np.asarray(specific_genre(genre_lists(genres)), dtype=object)[keep]
-    rng = np.random.default_rng(seed)
-    nmi = float(normalized_mutual_info_score(target, labels))
-    # A permutation keeps the cluster sizes, which NMI is sensitive to.
-    random = float(np.mean([normalized_mutual_info_score(target, rng.permutation(labels)) for _ in range(RANDOM_LABELLINGS)]))
     return {
         "silhouette": _clean_float(silhouette),
         "silhouette_space": "l2-normalised movie embeddings, euclidean",

@@ -23,7 +23,6 @@ from embedder.evaluate import (
     quality_report,
     ranking_metrics,
     ranking_metrics_by_mask,
-    specific_genres,
 )
 
 from search.similar import Similarity
@@ -162,15 +161,9 @@ def test_too_few_movies_to_compare_is_null_not_nan():
     json.dumps(figures, allow_nan=False)  # manifest.json is strict JSON
 
 
-def test_most_specific_genre_is_the_rarest_with_ties_by_name():
-    genres = genre_sets(pd.Series(["Drama|War", "Drama", "Comedy|Drama", "Comedy", "", "(no genres listed)"]))
-    # Drama 3, Comedy 2, War 1: War, Drama, Comedy (rarer than Drama), Comedy, none, none.
-    assert specific_genres(genres).tolist() == ["War", "Drama", "Comedy", "Comedy", "", ""]
-
-
 def test_clusters_that_follow_the_most_specific_genre_have_nmi_one():
     # Rarest genres: War, War, Comedy, Comedy, Horror, Horror (Drama is the commonest).
-    genres = genre_sets(pd.Series(["War|Drama", "War", "Comedy", "Comedy|Drama", "Horror", "Horror|Drama"] * 5))
+    genres = pd.Series(["War|Drama", "War", "Comedy", "Comedy|Drama", "Horror", "Horror|Drama"] * 5)
     figures = cluster_agreement(np.array([0, 0, 1, 1, 2, 2] * 5), genres)
     assert figures["clusters"] == 3
     assert figures["nmi"] == pytest.approx(1.0)

@@ -64,21 +64,3 @@ def test_jaccard_and_its_mean_over_neighbours():
     # Query 0 with neighbours 1 and 3: (1/3 + 1/2) / 2; query 1 with 0 and 2: (1/3 + 0) / 2.
     value = metrics.mean_jaccard(np.array([0, 1]), np.array([[1, 3], [0, 2]]), sets)
     assert value == pytest.approx((1 / 3 + 1 / 2 + 1 / 3 + 0) / 4)
-
-
-def test_nmi_by_hand_and_against_scikit_learn():
-    from sklearn.metrics import normalized_mutual_info_score
-
-    assert metrics.nmi([0, 0, 1, 1], ["x", "x", "y", "y"]) == pytest.approx(1.0)  # same partition, other names
-    assert metrics.nmi([0, 0, 1, 1], [0, 1, 0, 1]) == pytest.approx(0.0, abs=1e-12)
-    # a = [0,0,1,1], b = [0,0,0,1]: H(a) = ln 2, H(b) = -(3/4 ln 3/4 + 1/4 ln 1/4),
-    # H(a,b) = -(1/2 ln 1/2 + 2 · 1/4 ln 1/4); NMI = (H(a) + H(b) - H(a,b)) / mean(H(a), H(b)).
-    h_a = math.log(2)
-    h_b = -(0.75 * math.log(0.75) + 0.25 * math.log(0.25))
-    h_ab = -(0.5 * math.log(0.5) + 0.5 * math.log(0.25))
-    assert metrics.nmi([0, 0, 1, 1], [0, 0, 0, 1]) == pytest.approx((h_a + h_b - h_ab) / ((h_a + h_b) / 2))
-    rng = np.random.default_rng(0)
-    a, b = rng.integers(0, 5, 300), rng.integers(0, 7, 300)
-    assert metrics.nmi(a, b) == pytest.approx(normalized_mutual_info_score(a, b))
-    with pytest.raises(ValueError, match="length"):
-        metrics.nmi([0, 1], [0])
