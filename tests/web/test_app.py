@@ -154,6 +154,9 @@ def test_gunicorn_conf_defaults():
     assert gunicorn_conf.bind == ["127.0.0.1:8000"]
     assert gunicorn_conf.worker_class == "gevent" and gunicorn_conf.workers >= 1 and gunicorn_conf.threads >= 1
     assert gunicorn_conf.reuse_port and gunicorn_conf.preload_app
+    # Request limits and the header-read timeout; tests/web/test_server.py sends requests at and over them.
+    assert (gunicorn_conf.limit_request_line, gunicorn_conf.limit_request_fields, gunicorn_conf.limit_request_field_size) == (4094, 50, 8190)
+    assert gunicorn_conf.keepalive == 5 and gunicorn_conf.worker_connections == 1000
 
 
 # --------------------------------------------------------------------------- params
