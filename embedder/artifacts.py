@@ -3,12 +3,14 @@
 ``python -m embedder bundles [--keep N]``. Writers stage into hidden ``.*.tmp-*``
 entries and rename them into place (:mod:`embedder.bundle`), so an interrupted
 writer can leave such leftovers behind; they are listed, and removed once they are
-old enough that no writer can still be filling them.
+old enough that no writer can still be filling them (the next publish into the
+same folder removes them too). A bundle that a link here points to (``current``,
+or a folder that a replacement turned into a link to its new version) is never
+removed.
 """
 
 from __future__ import annotations
 
-import fnmatch
 import json
 import os
 import shutil
@@ -19,12 +21,10 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from embedder.bundle import MANIFEST, BundleError, finite_number
+from embedder.bundle import LEFTOVER_MIN_AGE_S, MANIFEST, BundleError, finite_number, is_leftover, leftover_time
 
 BUNDLES_FOLDER = "bundles"
 CURRENT_LINK = "current"
-LEFTOVER_MIN_AGE_S = 3600.0
-"""Staging leftovers younger than this are never removed: a writer may be filling them now."""
 
 BUNDLE, NOT_A_BUNDLE, LINK, LEFTOVER = "bundle", "not a bundle", "link", "staging leftover"
 
@@ -87,7 +87,7 @@ def list_bundles(artifacts: str | os.PathLike) -> list[BundleRow]:
     visible = [entry for entry in _entries(folder) if not entry.name.startswith(".")]
     rows = _still_there(lambda entry: _describe(entry, current), visible)
     rows.sort(key=lambda row: (row.kind == BUNDLE, row.created, row.name), reverse=True)  # bundles first
-    hidden = [entry for parent in (folder, artifacts) for entry in _entries(parent) if _is_leftover(entry.name)]
+    hidden = [entry for parent in (folder, artifacts) for entry in _entries(parent) if is_leftover(entry.name)]
     return rows + sorted(_still_there(_describe_leftover, hidden), key=lambda row: row.created)
 
 
@@ -95,8 +95,9 @@ def prune_bundles(artifacts: str | os.PathLike, keep: int) -> PruneResult:
     """Delete all but the ``keep`` newest bundles, and staging leftovers older than
     :data:`LEFTOVER_MIN_AGE_S`.
 
-    Never deleted: the bundle ``artifacts/current`` points at (kept in addition when
-    it is not among the newest), links (never followed), entries that are not
+    Never deleted: the bundle ``artifacts/current`` points at and any bundle another
+    link in ``artifacts/`` or ``artifacts/bundles/`` points at (kept in addition
+    when not among the newest), links (never followed), entries that are not
     bundles, younger leftovers, and anything outside ``artifacts/bundles/`` except
     the artifacts folder's own leftovers (``.current.tmp-*``).
     """
@@ -105,7 +106,8 @@ def prune_bundles(artifacts: str | os.PathLike, keep: int) -> PruneResult:
     rows = list_bundles(artifacts)
     bundles = [row for row in rows if row.kind == BUNDLE]  # newest first
     cutoff = time.time() - LEFTOVER_MIN_AGE_S
-    doomed = [row for row in bundles[keep:] if not row.current]
+    linked = _link_targets(Path(artifacts))
+    doomed = [row for row in bundles[keep:] if not row.current and row.path.resolve() not in linked]
     doomed += [row for row in rows if row.kind == LEFTOVER and row.created.timestamp() < cutoff]
     removed = [row for row in doomed if _remove(row)]
     return PruneResult(removed=removed, kept=[row for row in rows if row not in removed])
@@ -125,9 +127,11 @@ def _still_there(describe: Callable[[Path], BundleRow], entries: list[Path]) -> 
     return rows
 
 
-def _is_leftover(name: str) -> bool:
-    # The names _staging_folder and point_current give their temporary entries.
-    return fnmatch.fnmatchcase(name, ".*.tmp-*")
+def _link_targets(artifacts: Path) -> set[Path]:
+    """The folders that the links in ``artifacts`` and ``artifacts/bundles`` (hidden
+    ones too: a link about to become ``current``) point to, through any chain of links."""
+    links = [entry for parent in (artifacts, artifacts / BUNDLES_FOLDER) for entry in _entries(parent) if entry.is_symlink()]
+    return {link.resolve() for link in links}
 
 
 def _current_target(artifacts: Path) -> Path | None:
@@ -152,12 +156,7 @@ def _describe(entry: Path, current: Path | None) -> BundleRow:
 
 
 def _describe_leftover(entry: Path) -> BundleRow:
-    # A writer touches the files it writes, not the folder; the newest time inside is its last sign of life.
-    times = [entry.lstat().st_mtime]
-    if entry.is_dir() and not entry.is_symlink():
-        for root, dirs, files in os.walk(entry):
-            times += [_lstat_or_none(Path(root) / name, "st_mtime") or 0.0 for name in dirs + files]
-    newest = datetime.fromtimestamp(max(times), timezone.utc)
+    newest = datetime.fromtimestamp(leftover_time(entry), timezone.utc)
     return BundleRow(entry.name, entry, LEFTOVER, newest, _size(entry))
 
 

@@ -6,28 +6,36 @@ scipy only (never torch), so ``search`` and ``web`` use it to read bundles and t
 add their own files without pulling in the training stack.
 
 Writing is atomic: a bundle is assembled in a hidden temporary folder beside its
-destination and renamed into place in one step, so a crash never leaves a
-half-written bundle where a reader looks. Loading checks the manifest, the schema
-version, every file's sha256, dtypes and shapes, and raises :class:`BundleError`
-naming the offending file. :mod:`embedder.artifacts` lists and prunes the
-versions ``train`` publishes in ``artifacts/bundles/``.
+destination and put in place in one step (a rename, a link moved, or a folder
+exchanged with a link: :func:`write_bundle`), so a crash never leaves a
+half-written bundle, or none, where a reader looks. Loading checks the manifest,
+the schema version, every file's sha256, dtypes and shapes, opens every file
+without following links, and raises :class:`BundleError` naming the offending
+file. :mod:`embedder.artifacts` lists and prunes the versions ``train`` publishes
+in ``artifacts/bundles/``.
 """
 
 from __future__ import annotations
 
+import ctypes
+import errno
+import glob
 import hashlib
 import io
 import json
 import math
 import os
+import re
 import shutil
+import stat
 import tempfile
+import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Mapping
+from typing import IO, Any, Callable, Mapping
 
 import numpy as np
 import pandas as pd
@@ -97,12 +105,42 @@ def npy_writer(array: np.ndarray) -> FileWriter:
 
 
 def json_writer(obj: Any) -> FileWriter:
-    """A writer that saves ``obj`` as indented JSON."""
+    """A writer that saves ``obj`` as indented, strict JSON (see :func:`strict_json`)."""
 
     def write(path: Path) -> None:
-        path.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n", encoding="utf-8")
+        path.write_text(strict_json(obj, path.name) + "\n", encoding="utf-8")
 
     return write
+
+
+def strict_json(obj: Any, name: str) -> str:
+    """``obj`` as indented JSON, refusing NaN and infinities: JSON has no such numbers
+    (``json.dumps`` would write a bare ``NaN`` that strict readers reject).
+
+    Raises
+    ------
+    BundleError
+        Naming the file ``name`` and the key of the first number that is not finite.
+    """
+    try:
+        return json.dumps(obj, indent=2, allow_nan=False)
+    except ValueError as err:
+        found = _non_finite(obj)
+        if found is None:
+            raise
+        raise BundleError(f"{name}: {found[0] or 'the value'} is {found[1]}; JSON holds finite numbers only") from err
+
+
+def _non_finite(obj: Any, key: str = "") -> tuple[str, float] | None:
+    """The dotted key and value of the first NaN or infinite float in ``obj``, or None."""
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return key, obj
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for inner, value in items:
+        found = _non_finite(value, f"{key}.{inner}" if key else str(inner))
+        if found is not None:
+            return found
+    return None
 
 
 def bytes_writer(data: bytes) -> FileWriter:
@@ -122,9 +160,63 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _staging_folder(dest: Path) -> Path:
-    """A hidden temporary folder beside ``dest`` (same file system, so rename is atomic)."""
-    staged = Path(tempfile.mkdtemp(prefix=f".{dest.name}.tmp-", dir=dest.parent))
+LEFTOVER_MIN_AGE_S = 3600.0
+"""Staging leftovers younger than this are never removed: a writer may be filling them now."""
+_LEFTOVER_NAME = re.compile(r"\..+\.tmp-[a-z0-9_]{8}")
+
+
+def is_leftover(name: str) -> bool:
+    """Whether ``name`` is one the writers here give their temporary entries
+    (``.<name>.tmp-<8 characters>``), which an interrupted writer leaves behind."""
+    return _LEFTOVER_NAME.fullmatch(name) is not None
+
+
+def leftover_time(entry: Path) -> float:
+    """The newest modification time in a leftover, links not followed: its writer's
+    last sign of life (a writer touches the files it writes, not their folder)."""
+    times = [entry.lstat().st_mtime]
+    if entry.is_dir() and not entry.is_symlink():
+        for root, dirs, names in os.walk(entry):
+            for name in dirs + names:
+                try:
+                    times.append((Path(root) / name).lstat().st_mtime)
+                except OSError:  # removed meanwhile, e.g. by the writer that owns it
+                    pass
+    return max(times)
+
+
+def remove_old_leftovers(folder: Path, prefix: str = ".", min_age: float = LEFTOVER_MIN_AGE_S) -> list[Path]:
+    """Remove what interrupted writers left in ``folder`` (entries named ``prefix...``
+    that :func:`is_leftover`): temporary links, and staging folders holding only
+    files, older than ``min_age`` seconds; a younger one may belong to a writer at
+    work. Best effort: what cannot be removed stays for ``bundles --keep``."""
+    cutoff = time.time() - min_age
+    removed = []
+    try:
+        entries = [entry for entry in folder.iterdir() if entry.name.startswith(prefix) and is_leftover(entry.name)]
+    except OSError:
+        return removed
+    for entry in entries:
+        try:
+            if leftover_time(entry) >= cutoff:
+                continue
+            if entry.is_symlink():
+                entry.unlink()
+            elif entry.is_dir() and all(child.is_file() and not child.is_symlink() for child in entry.iterdir()):
+                shutil.rmtree(entry)
+            else:
+                continue  # not one of ours: a staging folder holds plain files only
+        except OSError:  # gone meanwhile (another writer cleaning up), or not ours to remove
+            continue
+        removed.append(entry)
+    return removed
+
+
+def _staging_folder(home: Path) -> Path:
+    """A hidden temporary folder beside ``home`` (same file system, so rename is
+    atomic), made after removing what earlier interrupted writers left there."""
+    remove_old_leftovers(home.parent)
+    staged = Path(tempfile.mkdtemp(prefix=f".{home.name}.tmp-", dir=home.parent))
     staged.chmod(0o755)  # mkdtemp makes it private; a bundle is meant to be shared
     return staged
 
@@ -140,27 +232,107 @@ def _fill_folder(folder: Path, files: Mapping[str, FileWriter], manifest: dict) 
             os.fsync(handle.fileno())
         checksums[name] = {"sha256": sha256_file(target), "bytes": target.stat().st_size}
     manifest = dict(manifest, files=dict(sorted(checksums.items())))
+    text = strict_json(manifest, MANIFEST)
     with open(folder / MANIFEST, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(manifest, indent=2) + "\n")
+        handle.write(text + "\n")
         handle.flush()
         os.fsync(handle.fileno())
     _fsync_dir(folder)
 
 
-def _swap_into_place(staged: Path, dest: Path) -> None:
-    """Rename ``staged`` to ``dest``; an existing ``dest`` folder is moved aside
-    first and removed only after the new one is in place."""
-    if not dest.exists() and not dest.is_symlink():
-        os.rename(staged, dest)
-    elif dest.is_symlink():
-        # Replace a link in one step: make the new link beside it, then rename over.
-        raise BundleError(f"{dest}: is a link; write to a real folder or use update_bundle")
-    else:
-        aside = dest.with_name(f".{dest.name}.old-{uuid.uuid4().hex[:8]}")
-        os.rename(dest, aside)
-        os.rename(staged, dest)
-        shutil.rmtree(aside, ignore_errors=True)
+_AT_FDCWD, _RENAME_EXCHANGE = -100, 2
+_NO_EXCHANGE = {errno.EINVAL, errno.ENOSYS, errno.ENOTSUP, errno.EOPNOTSUPP}
+"""What renameat2 answers where the system or the file system cannot exchange."""
+
+
+def _exchange(first: Path, second: Path) -> None:
+    """Swap the names ``first`` and ``second`` in one atomic step (Linux ``renameat2``
+    with ``RENAME_EXCHANGE``); OSError ENOSYS where the C library lacks it."""
+    try:
+        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2
+    except (OSError, AttributeError):  # not Linux, or a C library older than glibc 2.28
+        raise OSError(errno.ENOSYS, "renameat2 is not available") from None
+    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    if renameat2(_AT_FDCWD, os.fsencode(first), _AT_FDCWD, os.fsencode(second), _RENAME_EXCHANGE) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(first), None, str(second))
+
+
+def _home(dest: Path) -> Path:
+    """The folder a new bundle for ``dest`` is made beside: the one a link at ``dest``
+    points to (versions sit together), else ``dest`` itself."""
+    if dest.is_symlink():
+        target = dest.resolve()
+        if target.parent.is_dir():
+            return target
+    return dest
+
+
+def _new_version(home: Path, *taken: Path) -> Path:
+    """A free version name beside ``home``: ``<name>+<UTC stamp>``, ``<name>`` without an earlier stamp."""
+    while True:
+        version = home.with_name(f"{home.name.split('+')[0]}+{utc_stamp()}")
+        if version not in taken and not os.path.lexists(version):
+            return version
+
+
+def check_replaceable(dest: Path) -> None:
+    """Refuse to replace what is not a bundle: a user's folder or file named by mistake
+    (BundleError); nothing there, an empty folder, a link or a bundle folder pass."""
+    if dest.is_symlink() or not os.path.lexists(dest):
+        return
+    if not dest.is_dir():
+        raise BundleError(f"{dest}: is a file, not a bundle folder; refusing to replace it")
+    if not (dest / MANIFEST).is_file() and any(dest.iterdir()):
+        raise BundleError(f"{dest}: is a folder but not a bundle (no {MANIFEST}); refusing to replace it")
+
+
+def _publish(staged: Path, dest: Path, home: Path) -> Path:
+    """Put the complete folder ``staged`` (made beside ``home``) at ``dest`` in one
+    atomic step; returns the folder that now holds it (docs/design.md, "The bundle").
+
+    * Nothing at ``dest``, or an empty folder: ``staged`` is renamed to it.
+    * ``dest`` a link (such as ``artifacts/current``): ``staged`` becomes a new
+      version beside the folder it points to, and the link is moved to it.
+    * ``dest`` a bundle folder: ``staged`` becomes a new version beside it, and
+      ``dest`` is exchanged with a link to that version (``renameat2``); the old
+      content stays beside it as the previous version, until pruned.
+
+    Versions are never changed once published, so a reader (or a server lazily
+    reading a file) of the old one is never disturbed, and one following ``dest``
+    notices the new one.
+    """
+    if dest.is_symlink():
+        version = _new_version(home)
+        os.rename(staged, version)
+        _fsync_dir(version.parent)
+        point_current(dest, version)
+        return version
+    if not os.path.lexists(dest) or (dest.is_dir() and not any(dest.iterdir())):
+        os.rename(staged, dest)  # over an empty folder too
+        _fsync_dir(dest.parent)
+        return dest
+    check_replaceable(dest)
+    old = _new_version(dest)
+    new = _new_version(dest, old)
+    os.rename(staged, new)
+    link = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    os.symlink(new.name, link)
+    try:
+        _exchange(link, dest)  # dest: now the link to the new version; link: the old folder
+    except OSError as err:
+        os.unlink(link)
+        if err.errno not in _NO_EXCHANGE:
+            os.rename(new, staged)  # for the caller to clean up
+            raise
+        # No exchange on this system: two renames, with a moment between them when
+        # dest is missing (Bundle.load then names the versions beside it).
+        os.rename(dest, old)
+        point_current(dest, new)
+        return new
+    os.rename(link, old)
     _fsync_dir(dest.parent)
+    return new
 
 
 def write_bundle(dest: str | os.PathLike, files: Mapping[str, FileWriter], manifest: dict) -> Path:
@@ -169,8 +341,12 @@ def write_bundle(dest: str | os.PathLike, files: Mapping[str, FileWriter], manif
     Parameters
     ----------
     dest:
-        The bundle folder. Its parent is created if needed. An existing bundle
-        there is replaced only once the new one is complete.
+        The bundle's path. Its parent is created if needed. What is there is
+        replaced only once the new bundle is complete, in one step: a link moves
+        to a new version beside the folder it points to; a bundle folder becomes
+        a link to a new version ``<dest>+<UTC stamp>`` beside it, its old content
+        kept as the previous version (:func:`_publish`). Anything else that is
+        not empty is refused.
     files:
         File name -> writer (see :func:`npy_writer`, :func:`json_writer`).
     manifest:
@@ -180,15 +356,17 @@ def write_bundle(dest: str | os.PathLike, files: Mapping[str, FileWriter], manif
     Returns
     -------
     Path
-        The bundle folder.
+        ``dest``, which now loads the new bundle.
     """
-    dest = Path(dest)
+    dest = Path(os.path.abspath(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
-    staged = _staging_folder(dest)
+    check_replaceable(dest)
+    home = _home(dest)
+    staged = _staging_folder(home)
     try:
         base = {"schema_version": SCHEMA_VERSION, "created": utc_now()}
         _fill_folder(staged, files, {**base, **manifest, "files": {}})
-        _swap_into_place(staged, dest)
+        _publish(staged, dest, home)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
@@ -200,44 +378,41 @@ def update_bundle(
     files: Mapping[str, FileWriter],
     manifest_updates: Mapping[str, Any],
 ) -> Path:
-    """Add or replace files in an existing bundle, atomically; returns the folder
-    that holds the result.
+    """Add or replace files in an existing bundle, atomically; returns the new
+    version folder that holds the result.
 
     The bundle is verified first, copied (hard links where possible, since bundle
-    files are never modified in place) into a temporary sibling, and the new files
-    and manifest fields are written there. Then:
+    files are never modified in place) into a temporary folder beside it, and the
+    new files and manifest fields are written there. The copy is then published
+    at ``path`` as by :func:`write_bundle`, as a new version:
 
-    * ``path`` a link (such as ``artifacts/current``): the copy becomes a new
-      version beside the linked folder (``<name>+<UTC stamp>``) and the link is
-      moved to it in one step. The old version is left as it was (bundles are
-      immutable; ``python -m embedder bundles --keep N`` prunes), so a crash at any
-      moment leaves the link on one complete bundle, and a server following the
-      link switches to the new version.
-    * ``path`` a folder: the copy is renamed over it (the old one moved aside
-      first, then removed).
+    * ``path`` a link (such as ``artifacts/current``): the version is made beside
+      the linked folder (``<name>+<UTC stamp>``) and the link moved to it.
+    * ``path`` a folder: the version is made beside it, and ``path`` becomes a
+      link to it in one step; the old content is kept as the previous version.
+
+    Old versions are left as they were (``python -m embedder bundles --keep N``
+    prunes), so a crash at any moment leaves ``path`` on one complete bundle, and
+    a server following ``path`` switches to the new version.
     """
-    link = Path(path)
-    real = link.resolve()
-    bundle = Bundle.load(real)
-    dest = real.with_name(f"{real.name.split('+')[0]}+{utc_stamp()}") if link.is_symlink() else real
-    staged = _staging_folder(dest)
+    path = Path(os.path.abspath(path))
+    bundle = Bundle.load(path)
+    home = _home(path)
+    staged = _staging_folder(home)
     try:
         for name in bundle.manifest["files"]:
             if name in files:
                 continue
             try:
-                os.link(real / name, staged / name)
+                os.link(bundle.path / name, staged / name)
             except OSError:
-                shutil.copy2(real / name, staged / name)
+                shutil.copy2(bundle.path / name, staged / name)
         manifest = {**bundle.manifest, **manifest_updates, "updated": utc_now()}
         _fill_folder(staged, files, manifest)
-        _swap_into_place(staged, dest)
+        return _publish(staged, path, home)
     except BaseException:
         shutil.rmtree(staged, ignore_errors=True)
         raise
-    if link.is_symlink():
-        point_current(link, dest)
-    return dest
 
 
 def utc_stamp() -> str:
@@ -246,13 +421,18 @@ def utc_stamp() -> str:
 
 
 def point_current(link: str | os.PathLike, target: str | os.PathLike) -> Path:
-    """Atomically make the symlink ``link`` point at ``target`` (relative link)."""
+    """Atomically make the symlink ``link`` point at ``target`` (relative link).
+
+    Temporary links that earlier interrupted calls left beside ``link`` are
+    removed once old enough (:func:`remove_old_leftovers`)."""
     link, target = Path(link), Path(target)
     link.parent.mkdir(parents=True, exist_ok=True)
+    remove_old_leftovers(link.parent, prefix=f".{link.name}.tmp-")
     relative = os.path.relpath(target.resolve(), link.parent.resolve())
     temp = link.with_name(f".{link.name}.tmp-{uuid.uuid4().hex[:8]}")
     os.symlink(relative, temp)
     os.replace(temp, link)
+    _fsync_dir(link.parent)
     return link
 
 
@@ -304,10 +484,11 @@ def predict_ratings(
 # --------------------------------------------------------------------------- reading
 
 
-def load_npy(path: Path, content: bytes | None = None) -> np.ndarray:
-    """Load a ``.npy`` file (or its ``content``, already read) without pickle; errors name the file."""
+def load_npy(path: Path, source: bytes | IO[bytes] | None = None) -> np.ndarray:
+    """Load a ``.npy`` file (or its content ``source``: bytes already read, or an open
+    file) without pickle; errors name the file."""
     try:
-        return np.load(path if content is None else io.BytesIO(content), allow_pickle=False)
+        return np.load(path if source is None else io.BytesIO(source) if isinstance(source, bytes) else source, allow_pickle=False)
     except ValueError as err:
         if "pickle" in str(err):  # numpy says "Object arrays cannot be loaded when allow_pickle=False"
             raise BundleError(f"{path.name}: cannot be loaded without pickle ({err})") from err
@@ -316,18 +497,77 @@ def load_npy(path: Path, content: bytes | None = None) -> np.ndarray:
         raise BundleError(f"{path.name}: unreadable .npy file ({err})") from err
 
 
-def _read_manifest(folder: Path) -> dict:
-    path = folder / MANIFEST
-    if not folder.is_dir():
-        aside = sorted(folder.parent.glob(f".{folder.name}.old-*")) if folder.parent.is_dir() else []
-        if aside:  # _swap_into_place was interrupted between its two renames
-            raise BundleError(f"{folder}: missing; a replacement was interrupted and the previous bundle is at {aside[-1]} (rename it back)")
-        raise BundleError(f"{folder}: no bundle folder there (train one with `python -m embedder train`)")
-    if not path.is_file():
-        raise BundleError(f"{MANIFEST}: missing in {folder}")
+def open_in_bundle(folder: Path, name: str) -> IO[bytes]:
+    """Open the file ``name`` of the bundle ``folder`` for reading: a regular file,
+    never through a symbolic link (``O_NOFOLLOW``, so the check and the open are one
+    step and a link swapped in between is refused too).
+
+    Raises
+    ------
+    BundleError
+        Naming the file: missing, a link, not a regular file, or unreadable.
+    """
+    flags = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0)  # O_NONBLOCK: a FIFO cannot hang us
     try:
-        manifest = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        fd = os.open(folder / name, flags)
+    except OSError as err:
+        if err.errno == errno.ENOENT:
+            raise BundleError(f"{name}: missing from {folder}") from err
+        if err.errno == errno.ELOOP:
+            raise BundleError(f"{name}: is a symbolic link; a bundle holds its own regular files") from err
+        raise BundleError(f"{name}: unreadable ({err.strerror})") from err
+    handle = os.fdopen(fd, "rb")
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        handle.close()
+        raise BundleError(f"{name}: not a regular file")
+    return handle
+
+
+def _sha256_of(handle: IO[bytes], chunk: int = 1 << 20) -> str:
+    digest = hashlib.sha256()
+    while block := handle.read(chunk):
+        digest.update(block)
+    return digest.hexdigest()
+
+
+def strict_loads(text: str, name: str) -> Any:
+    """Parse strict JSON: ``NaN``, ``Infinity`` and numbers too large for a float are
+    refused (BundleError naming the file ``name``), as is text that is not JSON."""
+
+    def refuse(constant: str) -> float:
+        raise BundleError(f"{name}: {constant[:40]} is not a finite number; JSON holds finite numbers only")
+
+    def number(text: str) -> float:
+        value = float(text)
+        return value if math.isfinite(value) else refuse(text)
+
+    try:
+        return json.loads(text, parse_constant=refuse, parse_float=number)
+    except json.JSONDecodeError as err:
+        raise BundleError(f"{name}: not valid JSON ({err})") from err
+
+
+def _missing_folder(folder: Path) -> str:
+    """Why there is no bundle at ``folder``, naming the versions beside it when a
+    replacement without an atomic exchange was interrupted (:func:`_publish`)."""
+    base = folder.name.split("+")[0]
+    versions = sorted(p.name for p in folder.parent.glob(f"{glob.escape(base)}+*") if p.is_dir()) if folder.parent.is_dir() else []
+    if versions and not os.path.lexists(folder):
+        return (
+            f"{folder}: missing; a replacement was interrupted, and the versions beside it are {', '.join(versions)} "
+            f"(the newest is the new bundle: ln -s {versions[-1]} {folder})"
+        )
+    return f"{folder}: no bundle folder there (train one with `python -m embedder train`)"
+
+
+def _read_manifest(folder: Path) -> dict:
+    if not folder.is_dir():
+        raise BundleError(_missing_folder(folder))
+    with open_in_bundle(folder, MANIFEST) as handle:
+        data = handle.read()
+    try:
+        manifest = strict_loads(data.decode("utf-8"), MANIFEST)
+    except UnicodeDecodeError as err:
         raise BundleError(f"{MANIFEST}: not valid JSON ({err})") from err
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise BundleError(f"{MANIFEST}: has no 'files' table")
@@ -337,33 +577,92 @@ def _read_manifest(folder: Path) -> dict:
     for name, entry in manifest["files"].items():
         if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
             raise BundleError(f"{MANIFEST}: the entry of {str(name)[:80]!r} must be an object with a 'sha256' string")
+        if Path(name).name != name or name in (".", "..", MANIFEST):
+            raise BundleError(f"{str(name)[:80]}: file names in {MANIFEST} must be plain names")
     if not finite_number(manifest.get("global_mean")):
         raise BundleError(f"{MANIFEST}: 'global_mean' must be a finite number, got {str(manifest.get('global_mean'))[:40]!r}")
     scale = manifest.get("rating_scale")
     if not (isinstance(scale, list) and len(scale) == 2 and all(map(finite_number, scale)) and scale[0] < scale[1]):
         raise BundleError(f"{MANIFEST}: 'rating_scale' must be [lowest, highest], two numbers, got {str(scale)[:40]}")
+    _check_sections(manifest)
     return manifest
+
+
+SECTIONS = ("dataset", "config", "training", "metrics", "evaluation", "index", "clusters")
+"""Manifest parts that are objects whenever present; readers index into them."""
+
+
+def _check_sections(manifest: dict) -> None:
+    """The manifest parts that the readers use have the types they expect; a wrong
+    one would fail later, as a traceback or a 500 on every page that shows it."""
+
+    def need(ok: bool, key: str, what: str, value: Any) -> None:
+        if not ok:
+            shown = json.dumps(value, ensure_ascii=False)
+            raise BundleError(f"{MANIFEST}: '{key}' must be {what}, got {shown[:40] + ('…' if len(shown) > 40 else '')}")
+
+    number = lambda value: value is None or finite_number(value)  # noqa: E731
+    text = lambda value: value is None or isinstance(value, str)  # noqa: E731
+    for key in SECTIONS:
+        need(key not in manifest or isinstance(manifest[key], dict), key, "an object", manifest.get(key))
+    for key in ("created", "updated"):
+        need(text(manifest.get(key)), key, "a string", manifest.get(key))
+    index, dataset, config = (manifest.get(key, {}) for key in ("index", "dataset", "config"))
+    for key in ("kind", "file"):
+        need(text(index.get(key)), f"index.{key}", "a string", index.get(key))
+    need(isinstance(index.get("params", {}), dict), "index.params", "an object", index.get("params"))
+    need(text(dataset.get("name")), "dataset.name", "a string", dataset.get("name"))
+    need(text(config.get("method")), "config.method", "a string", config.get("method"))
+    for part, figures in manifest.get("metrics", {}).items():
+        need(isinstance(figures, dict), f"metrics.{part}", "an object", figures)
+        for key in ("rmse", "mae"):
+            need(number(figures.get(key)), f"metrics.{part}.{key}", "a number or null", figures.get(key))
+    ranking = manifest.get("evaluation", {}).get("ranking", {})
+    need(isinstance(ranking, dict), "evaluation.ranking", "an object", ranking)
+    for floor, rankers in ranking.items():
+        need(isinstance(rankers, dict), f"evaluation.ranking.{floor}", "an object", rankers)
+        for ranker, figures in rankers.items():
+            ok = isinstance(figures, dict) and all(map(number, figures.values()))
+            need(ok, f"evaluation.ranking.{floor}.{ranker}", "an object of numbers", figures)
+    for key in ("k", "silhouette", "nmi_genres", "nmi_random"):
+        need(number(manifest.get("clusters", {}).get(key)), f"clusters.{key}", "a number or null", manifest.get("clusters", {}).get(key))
+
+
+def check_cluster_summaries(summaries: Any, name: str = "clusters.json") -> list[dict]:
+    """``summaries`` (the parsed ``clusters.json`` that ``search build`` writes, one
+    summary per cluster: :func:`search.clusters.cluster_summaries`) has the shape the
+    readers use; BundleError naming the file and the first bad entry otherwise."""
+
+    def need(ok: bool, where: str, what: str) -> None:
+        if not ok:
+            raise BundleError(f"{name}: {where} must be {what}")
+
+    whole = lambda value: isinstance(value, int) and not isinstance(value, bool)  # noqa: E731
+    number = lambda value: value is None or finite_number(value)  # noqa: E731
+    need(isinstance(summaries, list), "the file", "a list of cluster summaries")
+    for c, summary in enumerate(summaries):
+        need(isinstance(summary, dict), f"entry {c}", "an object")
+        need(summary.get("cluster") == c and whole(summary.get("cluster")), f"entry {c}'s 'cluster'", f"its position, {c}")
+        need(whole(summary.get("size")) and summary["size"] >= 0, f"cluster {c}'s 'size'", "a count")
+        need(isinstance(summary.get("label"), str), f"cluster {c}'s 'label'", "a string")
+        need(number(summary.get("mean_rating")), f"cluster {c}'s 'mean_rating'", "a number or null")
+        movies, genres = summary.get("top_movies"), summary.get("genres")
+        need(isinstance(movies, list) and all(
+            isinstance(m, dict) and whole(m.get("movie_id")) and isinstance(m.get("title"), str) and whole(m.get("rating_count")) for m in movies
+        ), f"cluster {c}'s 'top_movies'", "a list of {movie_id, title, rating_count}")
+        need(isinstance(genres, list) and all(
+            isinstance(g, dict) and isinstance(g.get("genre"), str) and all(finite_number(g.get(k)) for k in ("share", "catalogue_share", "lift")) for g in genres
+        ), f"cluster {c}'s 'genres'", "a list of {genre, share, catalogue_share, lift}")
+    return summaries
+
+
+JSON_CHECKS: dict[str, Callable[[Any], Any]] = {"clusters.json": check_cluster_summaries}
+"""The JSON files of a bundle whose shape :meth:`Bundle.json` checks after parsing."""
 
 
 def finite_number(value: Any) -> bool:
     """Whether ``value`` is a finite int or float (a bool is not a number here)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-def _verify_checksums(folder: Path, manifest: dict) -> None:
-    for name in CORE_ARRAYS.keys() | {MOVIES_FILE, SEEN_FILE}:
-        if name not in manifest["files"]:
-            raise BundleError(f"{name}: not listed in {MANIFEST}")
-    for name, entry in manifest["files"].items():
-        path = folder / name
-        if Path(name).name != name:
-            raise BundleError(f"{name}: file names in {MANIFEST} must be plain names")
-        if path.is_symlink():  # a link could point anywhere, e.g. at /etc/passwd
-            raise BundleError(f"{name}: is a symbolic link; a bundle holds its own regular files")
-        if not path.is_file():
-            raise BundleError(f"{name}: missing from {folder}")
-        if sha256_file(path) != entry.get("sha256"):
-            raise BundleError(f"{name}: checksum mismatch (the file changed after the bundle was written)")
 
 
 def _check_array(name: str, array: np.ndarray, rows: int | None = None, cols: int | None = None) -> None:
@@ -439,13 +738,13 @@ class Bundle:
         """The content of a listed file, checked again against its checksum: a file
         read after loading must still be the one that was verified (not replaced, not
         a link out of the bundle)."""
-        path = self.file(name)
+        self.file(name)  # listed
         try:
-            handle = os.open(path, os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0))
-            with os.fdopen(handle, "rb") as f:
-                content = f.read()
-        except OSError as err:
-            raise BundleError(f"{name}: unreadable after the bundle was loaded ({err.strerror})") from err
+            with open_in_bundle(self.path, name) as handle:
+                content = handle.read()
+        except (BundleError, OSError) as err:
+            reason = str(err).removeprefix(f"{name}: ")
+            raise BundleError(f"{name}: unreadable after the bundle was loaded ({reason})") from err
         if hashlib.sha256(content).hexdigest() != self.manifest["files"][name]["sha256"]:
             raise BundleError(f"{name}: checksum mismatch (the file changed after the bundle was loaded)")
         return content
@@ -467,11 +766,14 @@ class Bundle:
         return vectors, biases
 
     def json(self, name: str) -> Any:
-        """A ``.json`` file of the bundle, verified and parsed."""
+        """A ``.json`` file of the bundle, verified, parsed as strict JSON, and for the
+        files of :data:`JSON_CHECKS` checked for shape."""
         try:
-            return json.loads(self.read_bytes(name).decode("utf-8"))
-        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            text = self.read_bytes(name).decode("utf-8")
+        except UnicodeDecodeError as err:
             raise BundleError(f"{name}: not valid JSON ({err})") from err
+        value = strict_loads(text, name)
+        return JSON_CHECKS[name](value) if name in JSON_CHECKS else value
 
     def predict(self, user_ids: np.ndarray, movie_ids: np.ndarray, clip: bool = True) -> np.ndarray:
         """Predicted ratings for paired original ids; see :func:`predict_ratings`."""
@@ -498,9 +800,24 @@ class Bundle:
         """
         folder = Path(path).resolve()
         manifest = _read_manifest(folder)
-        if verify:
-            _verify_checksums(folder, manifest)
-        arrays = {name: load_npy(folder / name) for name in CORE_ARRAYS}
+        listed = manifest["files"]
+        for name in CORE_ARRAYS.keys() | {MOVIES_FILE, SEEN_FILE}:
+            if name not in listed:
+                raise BundleError(f"{name}: not listed in {MANIFEST}")
+        # Each file is opened once, without following links: the bytes checked are the bytes parsed.
+        parsed: dict[str, Any] = {}
+        for name in [*CORE_ARRAYS, MOVIES_FILE, SEEN_FILE, *(listed if verify else ())]:
+            if name in parsed:
+                continue
+            with open_in_bundle(folder, name) as handle:
+                if verify and _sha256_of(handle) != listed[name]["sha256"]:
+                    raise BundleError(f"{name}: checksum mismatch (the file changed after the bundle was written)")
+                handle.seek(0)
+                if name in CORE_ARRAYS:
+                    parsed[name] = load_npy(folder / name, handle)
+                else:  # the other listed files are only checked here
+                    parsed[name] = _PARSERS[name](handle) if name in _PARSERS else None
+        arrays = {name: parsed[name] for name in CORE_ARRAYS}
         n_users = arrays["user_ids.npy"].shape[0] if arrays["user_ids.npy"].ndim == 1 else None
         n_movies = arrays["movie_ids.npy"].shape[0] if arrays["movie_ids.npy"].ndim == 1 else None
         _check_array("user_ids.npy", arrays["user_ids.npy"])
@@ -513,9 +830,9 @@ class Bundle:
         for name in ("user_ids.npy", "movie_ids.npy"):
             if len(np.unique(arrays[name])) != len(arrays[name]):
                 raise BundleError(f"{name}: ids are not unique")
-        movies = _load_movies(folder / MOVIES_FILE, arrays["movie_ids.npy"])
-        seen = _load_seen(folder / SEEN_FILE, (n_users, n_movies))
-        return cls(
+        movies = _check_movies(parsed[MOVIES_FILE], arrays["movie_ids.npy"])
+        seen = _check_seen(parsed[SEEN_FILE], (n_users, n_movies))
+        bundle = cls(
             path=folder,
             manifest=manifest,
             user_embeddings=arrays["user_embeddings.npy"],
@@ -527,28 +844,40 @@ class Bundle:
             movies=movies,
             seen=seen,
         )
+        for name in JSON_CHECKS.keys() & listed.keys():
+            bundle.json(name)  # small files that readers index into: refused now, not as a 500 later
+        return bundle
 
 
-def _load_movies(path: Path, movie_ids: np.ndarray) -> pd.DataFrame:
+def _read_movies(handle: IO[bytes]) -> pd.DataFrame:
     try:
-        movies = pd.read_parquet(path)
+        return pd.read_parquet(handle)
     except Exception as err:  # pyarrow raises several types for a damaged file
-        raise BundleError(f"{path.name}: unreadable ({err})") from err
+        raise BundleError(f"{MOVIES_FILE}: unreadable ({err})") from err
+
+
+def _read_seen(handle: IO[bytes]) -> Any:
+    try:
+        return sp.load_npz(handle)  # allow_pickle=False inside scipy
+    except Exception as err:
+        raise BundleError(f"{SEEN_FILE}: unreadable sparse matrix ({err})") from err
+
+
+_PARSERS = {MOVIES_FILE: _read_movies, SEEN_FILE: _read_seen}
+
+
+def _check_movies(movies: pd.DataFrame, movie_ids: np.ndarray) -> pd.DataFrame:
     missing = [c for c in MOVIE_COLUMNS if c not in movies.columns]
     if missing:
-        raise BundleError(f"{path.name}: missing columns {missing}")
+        raise BundleError(f"{MOVIES_FILE}: missing columns {missing}")
     if len(movies) != len(movie_ids) or not np.array_equal(movies["movie_id"].to_numpy(np.int64), movie_ids):
-        raise BundleError(f"{path.name}: rows do not match movie_ids.npy")
+        raise BundleError(f"{MOVIES_FILE}: rows do not match movie_ids.npy")
     return movies
 
 
-def _load_seen(path: Path, shape: tuple[int | None, int | None]) -> sp.csr_matrix:
-    try:
-        seen = sp.load_npz(path)  # allow_pickle=False inside scipy
-    except Exception as err:
-        raise BundleError(f"{path.name}: unreadable sparse matrix ({err})") from err
+def _check_seen(seen: Any, shape: tuple[int | None, int | None]) -> sp.csr_matrix:
     if seen.shape != shape:
-        raise BundleError(f"{path.name}: shape {seen.shape}, expected {shape}")
+        raise BundleError(f"{SEEN_FILE}: shape {seen.shape}, expected {shape}")
     return seen.tocsr()
 
 

@@ -155,7 +155,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train_and_export(args: argparse.Namespace, config, group, started: float) -> int:
-    from embedder.bundle import point_current, utc_stamp
+    from embedder.bundle import Bundle, BundleError, check_replaceable, point_current, utc_stamp
     from embedder.data import load_ratings
     from embedder.export import export_bundle
     from embedder.split import canonical_split
@@ -163,6 +163,8 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     from embedder.vocab import Vocabulary
 
     first = group.rank == 0
+    if args.out is not None:
+        check_replaceable(Path(args.out))  # now, not after the training
     if not first:
         group.barrier()  # the first process fetches and caches the data; the others then read the cache
     data = load_ratings(args.data, progress=not args.quiet and first)
@@ -190,6 +192,11 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         "duplicates_dropped": int(data.duplicates_dropped),
     }
     path, manifest = export_bundle(dest, result, config, dataset, data.movies, train_part, test_part)
+    try:
+        Bundle.load(path)  # as every reader will: a bundle that does not load is never made current
+    except BundleError as err:
+        kept = "" if args.out else f"; {args.artifacts / 'current'} was left as it was"
+        raise BundleError(f"{path}: the bundle just written does not load ({err}){kept}") from err
     if args.out is None:
         point_current(args.artifacts / "current", path)
     test = manifest["metrics"]["test"]

@@ -237,6 +237,11 @@ def build_ratings(raw: RawRatings, source: str) -> RatingsData:
     else:
         _check_scale(columns["rating"], rows, scale, raw.name, raw.ratings_src)
     columns, dropped = _drop_duplicates(columns, rows, raw.ratings_src)
+    if raw.scale is None and scale[0] == scale[1] and len(columns["rating"]) > 1:  # one rating: the split says "too few"
+        raise DataError(
+            f"{raw.ratings_src.label}: every rating is {scale[0]:g}, so there is nothing to learn "
+            "and no rating scale (a plain CSV takes its scale from its lowest and highest rating)"
+        )
     columns["user_id"] = compact_ids(columns["user_id"])
     columns["movie_id"] = compact_ids(columns["movie_id"])
     # Built once, at the end, around the arrays (no copy): copies of 25M-row frames add up.

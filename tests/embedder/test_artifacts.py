@@ -141,3 +141,25 @@ def test_an_entry_that_vanishes_while_listing_is_skipped(tmp_path, monkeypatch):
     monkeypatch.setattr(artifacts_module, "_entries", lambda folder: entries(folder) + [folder / ".gone.tmp-1234", folder / "gone"])
     names = {row.name for row in list_bundles(artifacts)}
     assert "gone" not in names and ".gone.tmp-1234" not in names and set(NEWEST_FIRST) <= names
+
+
+def test_prune_never_removes_what_a_link_points_at(tmp_path):
+    """After `search build --bundle bundles/a-oldest` (the folder current named), a-oldest
+    is a link to its new version and current reaches it through that link; a link of the
+    user's own in artifacts/ protects its bundle too."""
+    from embedder.bundle import update_bundle
+
+    artifacts = make_artifacts(tmp_path)
+    bundles = artifacts / "bundles"
+    new = update_bundle(bundles / "a-oldest", {}, {"note": "built"})
+    (artifacts / "best").symlink_to("bundles/d-middle")
+    rows = {row.name: row for row in list_bundles(artifacts)}
+    assert rows["a-oldest"].kind == LINK and rows[new.name].current and rows[new.name].kind == BUNDLE
+    result = prune_bundles(artifacts, 1)
+    kept = {row.name for row in result.kept if row.kind == BUNDLE}
+    # The newest is the current one; d-middle is linked from best, c-newest from .current.tmp-young002
+    # (a link a writer may be about to make current).
+    assert kept == {new.name, "d-middle", "c-newest"}
+    assert not (bundles / ".f-crashed.tmp-old00001").exists()  # the publish cleared the old leftover already
+    assert Bundle.load(artifacts / "current").manifest["note"] == "built" and Bundle.load(bundles / "a-oldest").path == new
+    assert Bundle.load(artifacts / "best").path == (bundles / "d-middle").resolve()

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from embedder.bundle import Bundle, BundleError, npy_writer, point_current, update_bundle, write_bundle
+import embedder.bundle as bundle_module
+from embedder.bundle import Bundle, BundleError, json_writer, npy_writer, point_current, update_bundle, write_bundle
 from embedder.metrics import rating_errors
 from embedder.split import canonical_split
 from tests.conftest import edit_manifest, random_bundle, rewrite_file_and_manifest, write_synthetic_bundle
@@ -85,6 +89,31 @@ def _huge_header(path: Path) -> None:
     rewrite_file_and_manifest(path, "user_biases.npy", lambda p: p.write_bytes(header.replace(b"(6,)", b"(10000000000000,)".ljust(4))))
 
 
+def _manifest_link_out(path: Path) -> None:
+    """A valid manifest, moved out of the bundle and linked back in."""
+    outside = path.parent / "outside.json"
+    (path / "manifest.json").rename(outside)
+    (path / "manifest.json").symlink_to(outside)
+
+
+def _fifo(path: Path) -> None:
+    (path / "user_ids.npy").unlink()
+    os.mkfifo(path / "user_ids.npy")  # opened without blocking, then refused
+
+
+def _manifest_text(old: str, new: str):
+    return lambda path: (path / "manifest.json").write_text((path / "manifest.json").read_text().replace(old, new, 1))
+
+
+def _clusters(content: str):
+    """Add clusters (as search build would) whose clusters.json holds ``content``, checksum fixed."""
+    labels = npy_writer(np.zeros(9, np.int64))
+    return lambda path: update_bundle(path, {"cluster_labels.npy": labels, "clusters.json": lambda f: f.write_text(content)}, {})
+
+
+GOOD_SUMMARY = {"cluster": 0, "size": 9, "label": "Drama", "mean_rating": 3.5, "top_movies": [{"movie_id": 101, "title": "Movie 101", "rating_count": 10}], "genres": []}
+
+
 @pytest.mark.parametrize(
     "damage, message",
     [
@@ -99,6 +128,27 @@ def _huge_header(path: Path) -> None:
         (lambda p: edit_manifest(p, lambda m: m.update(global_mean="abc")), "manifest.json: 'global_mean' must be a finite number"),
         (lambda p: edit_manifest(p, lambda m: m.pop("global_mean")), "manifest.json: 'global_mean' must be a finite number"),
         (_huge_header, "user_biases.npy: unreadable .npy file"),
+        (_manifest_link_out, "manifest.json: is a symbolic link"),
+        (_fifo, "user_ids.npy: not a regular file"),
+        (lambda p: edit_manifest(p, lambda m: m["files"].update({"../x": {"sha256": "0"}})), "../x: file names in manifest.json must be plain names"),
+        (_manifest_text('"global_mean": 3.5', '"global_mean": NaN'), "manifest.json: NaN is not a finite number"),
+        (_manifest_text('"global_mean": 3.5', '"global_mean": 1e999'), "manifest.json: 1e999 is not a finite number"),
+        (lambda p: edit_manifest(p, lambda m: m.update(index=[1])), "manifest.json: 'index' must be an object, got \\[1\\]"),
+        (lambda p: edit_manifest(p, lambda m: m.update(index={"kind": "hnsw", "params": 3})), "manifest.json: 'index.params' must be an object"),
+        (lambda p: edit_manifest(p, lambda m: m.update(metrics="x")), "manifest.json: 'metrics' must be an object"),
+        (lambda p: edit_manifest(p, lambda m: m.update(metrics={"test": {"rmse": "low"}})), "manifest.json: 'metrics.test.rmse' must be a number or null"),
+        (lambda p: edit_manifest(p, lambda m: m.update(dataset=[1])), "manifest.json: 'dataset' must be an object"),
+        (lambda p: edit_manifest(p, lambda m: m.update(training=5)), "manifest.json: 'training' must be an object"),
+        (lambda p: edit_manifest(p, lambda m: m.update(config={"method": ["gibbs"]})), "manifest.json: 'config.method' must be a string"),
+        (lambda p: edit_manifest(p, lambda m: m.update(evaluation={"ranking": {"0": {"model": {"ndcg": "high"}}}})), "manifest.json: 'evaluation.ranking.0.model' must be an object of numbers"),
+        (lambda p: edit_manifest(p, lambda m: m.update(clusters=None)), "manifest.json: 'clusters' must be an object, got null"),
+        (_clusters('{"0": 5}'), "clusters.json: the file must be a list of cluster summaries"),
+        (_clusters("[5]"), "clusters.json: entry 0 must be an object"),
+        (_clusters(json.dumps([{**GOOD_SUMMARY, "size": "nine"}])), "clusters.json: cluster 0's 'size' must be a count"),
+        (_clusters(json.dumps([{**GOOD_SUMMARY, "cluster": 3}])), "clusters.json: entry 0's 'cluster' must be its position"),
+        (_clusters(json.dumps([{**GOOD_SUMMARY, "genres": [{"genre": "Drama", "share": "all"}]}])), "clusters.json: cluster 0's 'genres' must be a list"),
+        (_clusters('[{"cluster": 0, "mean_rating": NaN}]'), "clusters.json: NaN is not a finite number"),
+        (_clusters("{bad"), "clusters.json: not valid JSON"),
     ],
 )
 def test_damaged_or_malformed_bundles_are_one_error_naming_the_file(tmp_path, damage, message):
@@ -106,6 +156,23 @@ def test_damaged_or_malformed_bundles_are_one_error_naming_the_file(tmp_path, da
     damage(path)
     with pytest.raises(BundleError, match=message):
         Bundle.load(path)
+
+
+def test_well_formed_clusters_load(tmp_path):
+    path = random_bundle(tmp_path / "b")
+    _clusters(json.dumps([GOOD_SUMMARY]))(path)
+    assert Bundle.load(path).json("clusters.json") == [GOOD_SUMMARY]
+
+
+def test_a_manifest_is_written_as_strict_json_or_not_at_all(tmp_path):
+    path = random_bundle(tmp_path / "b", seed=1)
+    before = (path / "manifest.json").read_bytes()
+    figures = {"evaluation": {"similar": {"20": {"model": float("nan")}}}}
+    with pytest.raises(BundleError, match=r"manifest.json: evaluation.similar.20.model is nan; JSON holds finite numbers only"):
+        update_bundle(path, {}, figures)
+    with pytest.raises(BundleError, match=r"notes.json: a.1 is inf"):
+        update_bundle(path, {"notes.json": json_writer({"a": [0, float("inf")]})}, {})
+    assert (path / "manifest.json").read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["b"]
 
 
 def test_shape_mismatch_is_refused_even_with_a_valid_checksum(tmp_path):
@@ -194,19 +261,141 @@ def test_update_through_a_link_publishes_a_new_version_and_leaves_the_old_one(tm
     assert again.name.startswith("b+") and again != new  # versions of b, not of b+...
 
 
-def test_update_of_a_folder_replaces_it_in_place(tmp_path):
-    path = random_bundle(tmp_path / "b")
-    assert update_bundle(path, {}, {"note": 1}) == path.resolve()
-    assert Bundle.load(path).manifest["note"] == 1 and sorted(p.name for p in tmp_path.iterdir()) == ["b"]
+def _versions(folder: Path, name: str) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.startswith(name + "+"))
 
 
-def test_an_interrupted_replacement_says_where_the_old_bundle_is(tmp_path):
+def test_update_of_a_folder_makes_it_a_link_to_a_new_version_and_keeps_the_old(tmp_path):
     path = random_bundle(tmp_path / "b")
-    path.rename(tmp_path / ".b.old-1234abcd")  # as a crash between the two renames leaves it
-    with pytest.raises(BundleError, match=r"a replacement was interrupted and the previous bundle is at .*\.b\.old-1234abcd"):
+    before = {p.name: p.read_bytes() for p in path.iterdir()}
+    new = update_bundle(path, {}, {"note": 1})
+    old, newest = _versions(tmp_path, "b")
+    assert new == tmp_path / newest and path.is_symlink() and os.readlink(path) == newest
+    assert Bundle.load(path).manifest["note"] == 1 and Bundle.load(path).path == new
+    assert {p.name: p.read_bytes() for p in (tmp_path / old).iterdir()} == before  # the old content, kept as it was
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b", old, newest]  # nothing hidden left behind
+    again = update_bundle(path, {}, {"note": 2})  # b is a link now: a plain link move
+    assert again.name.startswith("b+") and Bundle.load(path).manifest["note"] == 2 and len(_versions(tmp_path, "b")) == 3
+
+
+def test_writing_over_a_bundle_folder_or_a_link_publishes_a_new_version(tmp_path):
+    path = random_bundle(tmp_path / "X", seed=1)
+    assert not path.is_symlink()  # a first write makes a plain folder
+    assert random_bundle(tmp_path / "X", seed=2) == tmp_path / "X"
+    assert path.is_symlink() and Bundle.load(path).user_embeddings.tolist() == Bundle.load(random_bundle(tmp_path / "check", seed=2)).user_embeddings.tolist()
+    random_bundle(tmp_path / "X", seed=3)  # over the link: a new version beside the one it pointed to
+    versions = _versions(tmp_path, "X")
+    assert len(versions) == 3 and os.readlink(path) == versions[-1]
+    seeds = [Bundle.load(tmp_path / name).user_embeddings[0, 0] for name in versions]
+    assert seeds == [Bundle.load(random_bundle(tmp_path / f"s{seed}", seed=seed)).user_embeddings[0, 0] for seed in (1, 2, 3)]
+
+
+def test_a_folder_that_is_not_a_bundle_is_never_replaced(tmp_path):
+    (tmp_path / "photos").mkdir()
+    (tmp_path / "photos" / "cat.jpg").write_bytes(b"cat")
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(BundleError, match="photos: is a folder but not a bundle \\(no manifest.json\\); refusing to replace it"):
+        random_bundle(tmp_path / "photos")
+    with pytest.raises(BundleError, match="file: is a file, not a bundle folder"):
+        random_bundle(tmp_path / "file")
+    assert (tmp_path / "photos" / "cat.jpg").read_bytes() == b"cat" and sorted(p.name for p in tmp_path.iterdir()) == ["file", "photos"]
+    (tmp_path / "empty").mkdir()
+    assert Bundle.load(random_bundle(tmp_path / "empty")).path == tmp_path / "empty"  # an empty folder is filled in one rename
+
+
+CRASH = """
+import os, sys
+sys.path.insert(0, {root!r})
+import embedder.bundle as bundle
+from tests.conftest import random_bundle
+
+calls = [0]
+
+def crash_after(step):  # do the step, then die as a kill -9 would when it is the Nth
+    def run(*args):
+        step(*args)
+        calls[0] += 1
+        if calls[0] == {n}:
+            os._exit(9)
+    return run
+
+os.rename, os.replace, bundle._exchange = crash_after(os.rename), crash_after(os.replace), crash_after(bundle._exchange)
+"""
+
+PUBLISH = {
+    # train --out X, X an existing bundle folder
+    "write over a folder": "random_bundle({x!r}, seed=4)",
+    # search build --bundle <the folder current points at>
+    "update the folder behind current": "bundle.update_bundle({x!r}, {{}}, {{'note': 'new'}})",
+    # search build through current
+    "update through current": "bundle.update_bundle({current!r}, {{}}, {{'note': 'new'}})",
+}
+
+
+def _is_new(bundle: Bundle, old: Bundle) -> bool:
+    return bundle.manifest.get("note") == "new" or not np.array_equal(bundle.user_embeddings, old.user_embeddings)
+
+
+@pytest.mark.parametrize("how", PUBLISH)
+def test_a_crash_between_the_steps_of_a_replacement_leaves_the_old_or_the_new_bundle(tmp_path, how):
+    """os._exit right after each rename, link move or exchange of a publish: the
+    named path and ``current`` load a complete bundle, the old one or the new one."""
+    outcomes = []
+    for n in range(1, 5):
+        root = tmp_path / str(n)
+        x = random_bundle(root / "bundles" / "X", seed=3, n_users=12, n_movies=20)
+        current = point_current(root / "current", x)
+        old = Bundle.load(x)
+        script = CRASH.format(root=str(ROOT), n=n) + PUBLISH[how].format(x=str(x), current=str(current))
+        code = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120)
+        assert code.returncode in (0, 9), code.stderr
+        loaded = {str(path): Bundle.load(path) for path in (x, current)}  # raises unless complete
+        states = {_is_new(bundle, old) for bundle in loaded.values()}
+        if how != "update through current":
+            assert len(states) == 1  # current follows the folder it named
+        else:
+            assert not _is_new(loaded[str(x)], old)  # published beside X, which stays as it was
+        outcomes.append(("new" if _is_new(loaded[str(current)], old) else "old", code.returncode))
+    assert ("old", 9) in outcomes and ("new", 9) in outcomes and outcomes[-1] == ("new", 0), outcomes
+
+
+def test_without_an_atomic_exchange_a_replacement_still_completes_and_an_interruption_names_the_versions(tmp_path, monkeypatch):
+    def unsupported(first, second):
+        raise OSError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(bundle_module, "_exchange", unsupported)
+    path = random_bundle(tmp_path / "b", seed=1)
+    new = update_bundle(path, {}, {"note": 1})
+    assert path.is_symlink() and Bundle.load(path).path == new and len(_versions(tmp_path, "b")) == 2
+    path.unlink()  # as a crash between the two renames of this fallback leaves it
+    name = re.escape(new.name)
+    with pytest.raises(BundleError, match=rf"b: missing; a replacement was interrupted, and the versions beside it are b\+.*, {name} \(the newest is the new bundle: ln -s {name} "):
         Bundle.load(path)
 
 
+def test_a_publish_removes_old_staging_leftovers_and_spares_young_ones(tmp_path):
+    bundles = tmp_path / "bundles"
+    random_bundle(bundles / "a")
+    old_time = time.time() - 2 * 3600
+    leftovers = {}
+    for name, age in [(".old.tmp-abcd1234", old_time), (".young.tmp-efgh5678", time.time()), (".busy.tmp-ijkl9012", old_time)]:
+        (bundles / name).mkdir()
+        (bundles / name / "user_ids.npy").write_bytes(b"partial")
+        os.utime(bundles / name / "user_ids.npy", (age, age))
+        os.utime(bundles / name, (old_time, old_time))
+        leftovers[name] = bundles / name
+    os.utime(leftovers[".busy.tmp-ijkl9012"] / "user_ids.npy")  # a writer at work on an old folder
+    (bundles / ".nested.tmp-mnop3456" / "sub").mkdir(parents=True)  # not ours: staging folders are flat
+    (bundles / ".notes.tmp-x").mkdir()  # not our naming
+    (tmp_path / ".current.tmp-qrst7890").symlink_to("bundles/a")
+    (tmp_path / ".current.tmp-uvwx1234").symlink_to("bundles/a")
+    for name in (".current.tmp-qrst7890", ".nested.tmp-mnop3456", ".notes.tmp-x"):
+        entry = tmp_path / name if name.startswith(".current") else bundles / name
+        os.utime(entry, (old_time, old_time), follow_symlinks=False)
+    random_bundle(bundles / "b")  # the next publish into the same folder
+    point_current(tmp_path / "current", bundles / "b")
+    assert sorted(p.name for p in bundles.iterdir()) == [".busy.tmp-ijkl9012", ".nested.tmp-mnop3456", ".notes.tmp-x", ".young.tmp-efgh5678", "a", "b"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".current.tmp-uvwx1234", "bundles", "current"]
 def test_point_current_switches_the_link(tmp_path):
     first = random_bundle(tmp_path / "one", seed=1)
     second = random_bundle(tmp_path / "two", seed=2)

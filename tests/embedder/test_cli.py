@@ -227,3 +227,45 @@ def test_bundles_of_a_missing_artifacts_folder_is_one_error_line(tmp_path, extra
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1 and "nowhere" in captured.err
+
+
+def test_a_written_bundle_that_does_not_load_is_never_made_current(tmp_path, synthetic_csv, monkeypatch, capsys):
+    import embedder.export as export
+    from embedder.bundle import Bundle
+
+    artifacts = tmp_path / "artifacts"
+    train = ["train", "--data", synthetic_csv, "--artifacts", str(artifacts), "--dim", "4", "--sample-dim", "2", "--sweeps", "20", "--quiet"]
+    assert main(train) == 0
+    before = Bundle.load(artifacts / "current").path
+    written = export.export_bundle
+
+    def damaged(*args, **kwargs):  # as a bug in the writer would leave it
+        path, manifest = written(*args, **kwargs)
+        (path / "movie_biases.npy").write_bytes(b"not the array")
+        return path, manifest
+
+    monkeypatch.setattr(export, "export_bundle", damaged)
+    capsys.readouterr()
+    assert main(train) == 2
+    err = capsys.readouterr().err
+    assert "the bundle just written does not load (movie_biases.npy: checksum mismatch" in err
+    assert err.splitlines()[-1].startswith("error: ") and err.splitlines()[-1].endswith(f"{artifacts / 'current'} was left as it was")
+    assert Bundle.load(artifacts / "current").path == before
+
+
+def test_constant_ratings_are_refused_before_training(tmp_path, capsys):
+    data = tmp_path / "same.csv"
+    data.write_text("user_id,movie_id,rating\n" + "".join(f"{u},{m},4\n" for u in range(1, 21) for m in range(1, 31)))
+    assert main(["train", "--data", str(data), "--artifacts", str(tmp_path / "artifacts"), "--quiet"]) == 2
+    assert "same.csv: every rating is 4, so there is nothing to learn" in capsys.readouterr().err
+    assert not (tmp_path / "artifacts").exists()
+
+
+def test_out_naming_a_folder_that_is_not_a_bundle_is_refused_before_training(tmp_path, synthetic_csv, capsys):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    (photos / "cat.jpg").write_bytes(b"cat")
+    assert main(["train", "--data", synthetic_csv, "--out", str(photos), "--quiet"]) == 2
+    captured = capsys.readouterr()
+    assert "photos: is a folder but not a bundle (no manifest.json); refusing to replace it" in captured.err
+    assert "data:" not in captured.err and sorted(p.name for p in tmp_path.iterdir()) == ["photos"]

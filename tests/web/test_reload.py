@@ -7,6 +7,7 @@ import json
 import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
@@ -52,6 +53,30 @@ def test_the_app_follows_current_and_refuses_a_damaged_bundle(artifacts):
 
     point_current(root / "current", good["a"])
     assert recommended() == _top(good["a"], user) and health()["last_refusal"] is None
+
+
+def test_a_bundle_whose_loading_fails_unexpectedly_is_refused_without_failing_requests(artifacts, monkeypatch, caplog):
+    """Not a BundleError (a bug, or a malformed file no check knows yet): still a refusal, never a 500."""
+    root, good, _ = artifacts
+    client = make_app(root / "current", RELOAD_SECONDS=1e-6).test_client()
+    user = int(Bundle.load(good["a"]).user_ids[0])
+    expected = _top(good["a"], user)
+    loading = Recommender.load.__func__
+
+    def load(cls, path, *args, **kwargs):
+        if Path(path).resolve() == good["b"].resolve():
+            raise AttributeError("'list' object has no attribute 'get'")
+        return loading(cls, path, *args, **kwargs)
+
+    monkeypatch.setattr(Recommender, "load", classmethod(load))
+    point_current(root / "current", good["b"])
+    for _ in range(3):
+        response = client.get(f"/api/v1/users/{user}/recommendations?k=5")
+        assert response.status_code == 200 and [i["movie_id"] for i in response.get_json()["items"]] == expected
+    health = client.get("/api/v1/healthz").get_json()
+    assert health["bundle"] == str(good["a"]) and health["last_refusal"]["bundle"] == str(good["b"])
+    assert health["last_refusal"]["error"] == "AttributeError: 'list' object has no attribute 'get'"
+    assert sum("not serving" in record.getMessage() for record in caplog.records) == 1  # logged once, not per request
 
 
 def test_without_reload_the_app_keeps_its_bundle(artifacts):
