@@ -13,7 +13,8 @@ random_state=42)`` over the rows in file order), RMSE clipped to the rating scal
 ``--ratings 100k`` uses MovieLens 100K; other sizes (``2M``, ``5M``, ``25M``) use
 MovieLens-shaped synthetic ratings from ``benchmarks/synth.py``, generated once into
 ``--cache`` and reused. Absolute times on a shared machine drift; the ratios
-printed are measured in the same run.
+printed are measured in the same run, and ``--repeats N`` runs N interleaved rounds
+and compares the medians (the spread of the rounds is printed too).
 
     .venv/bin/python benchmarks/train_speed.py --ratings 5M
 """
@@ -28,7 +29,10 @@ import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from pathlib import Path
+
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -106,6 +110,7 @@ def main() -> int:
     parser.add_argument("--ratings", default="100k", help="'100k' (MovieLens 100K) or a synthetic size such as 2M, 5M, 25M")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "movie-embeddings-synth", help="where synthetic sets are kept (default: %(default)s)")
     parser.add_argument("--skip-peers", action="store_true", help="time this project only")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved rounds; medians are compared (default: %(default)s)")
     parser.add_argument("--cornac-child", metavar="DATA", help=argparse.SUPPRESS)
     parser.add_argument("--epochs", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--reg", type=float, help=argparse.SUPPRESS)
@@ -124,20 +129,36 @@ def main() -> int:
         label = (f"synthetic {truth['ratings']:,} ratings, {truth['users']:,} users x {truth['movies']:,} movies, "
                  f"oracle RMSE {truth['oracle_rmse']:.4f}")
     print(f"{label}; {os.cpu_count()} cpus, {platform.machine()}, Python {platform.python_version()}", flush=True)
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        rows.append(ours(data, Path(tmp) / "bundle"))
+    contenders = [lambda: ours(data, Path(tmp) / f"bundle-{uuid.uuid4().hex[:8]}")]
     if not args.skip_peers:
-        rows += [cornac(data, epochs, reg, name) for name, (epochs, reg) in CORNAC_RUNS.items()]
+        contenders += [lambda e=epochs, r=reg, n=name: cornac(data, e, r, n) for name, (epochs, reg) in CORNAC_RUNS.items()]
+    rounds = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for round_no in range(args.repeats):  # interleaved, so a slow spell of the machine hits every contender
+            rounds.append([run() for run in contenders])
+            if args.repeats > 1:
+                print(f"round {round_no + 1}: " + ", ".join(f"{row['wall']:.1f}s" for row in rounds[-1]), flush=True)
+    rows = [_summary([r[c] for r in rounds]) for c in range(len(contenders))]
+    if args.repeats > 1:
+        print(f"wall s: the median of {args.repeats} rounds (their range)")
     print(f"{'run':<36} {'wall s':>7} {'peak RSS':>9} {'test RMSE':>9}  detail")
     for row in rows:
-        print(f"{row['name']:<36} {row['wall']:>7.1f} {row['rss'] / 2**30:>7.2f}Gi {row['rmse']:>9.4f}  {row['detail']}")
+        print(f"{row['name']:<36} {row['wall']:>7.1f}{row['range']} {row['rss'] / 2**30:>7.2f}Gi {row['rmse']:>9.4f}  {row['detail']}")
     if len(rows) > 1:
-        best = min(rows[1:], key=lambda row: row["rmse"])
-        mine = rows[0]
+        best_at = min(range(1, len(rows)), key=lambda c: rows[c]["rmse"])
+        best, mine = rows[best_at], rows[0]
+        ratios = sorted(r[0]["wall"] / r[best_at]["wall"] for r in rounds)
+        each = f"; per round {', '.join(f'{x:.2f}x' for x in ratios)}" if len(ratios) > 1 else ""
         print(f"vs Cornac's best ({best['name']}): RMSE {mine['rmse'] - best['rmse']:+.4f} (target <= -0.005), "
-              f"wall time {mine['wall'] / best['wall']:.2f}x (target <= 1.00x)")
+              f"wall time {mine['wall'] / best['wall']:.2f}x (target <= 1.00x){each}")
     return 0
+
+
+def _summary(runs: list[dict]) -> dict:
+    """One contender over the rounds: median wall time (with its range), largest peak RSS."""
+    walls = sorted(run["wall"] for run in runs)
+    shown = f" ({walls[0]:.1f}-{walls[-1]:.1f})" if len(walls) > 1 else ""
+    return {**runs[0], "wall": float(np.median(walls)), "range": shown, "rss": max(run["rss"] for run in runs)}
 
 
 if __name__ == "__main__":
