@@ -5,7 +5,8 @@
     .venv/bin/python benchmarks/retrieval.py --quick         # smoke run, seconds
 
 Part 1, ML-100K (``--bundle``, default artifacts/current): single-user
-``recommend`` latency p50/p99 in process (beside a one-query faiss search), and
+``recommend`` latency p50/p99 in process (beside a one-query faiss search), a
+newcomer's ``recommend_for_ratings`` with 10 ratings (fold-in and top-10), and
 the all-users top-10 time.
 
 Part 2, a synthetic catalogue of ML-25M's shape (160k users x 60k movies,
@@ -272,6 +273,13 @@ def check_exact(rec: Recommender, k: int, n_check: int, seed: int) -> str:
 # --------------------------------------------------------------------------- parts
 
 
+def ten_ratings(rec: Recommender, user_id: int, rng: np.random.Generator) -> dict[int, float]:
+    """Ten of a bundle user's training ratings, as a newcomer would give them ({movie id: rating})."""
+    row = rec.bundle.seen[rec.bundle.user_vocab.numbers(np.array([user_id]))[0]]
+    picked = rng.choice(len(row.indices), min(10, len(row.indices)), replace=False)
+    return {int(rec.movie_ids[row.indices[p]]): float(row.data[p]) for p in picked}
+
+
 def part_ml100k(path: Path, k: int, repeats: int, samples: int, seed: int) -> None:
     print(f"== ML-100K bundle {path} ==")
     try:
@@ -290,11 +298,20 @@ def part_ml100k(path: Path, k: int, repeats: int, samples: int, seed: int) -> No
     for _ in range(50):  # warm caches and thread pools
         rec.recommend(int(users[0]), k=k)
         index.search(queries[:1], k)
-    lat = {"recommend(user) [numpy mat-vec, seen excluded]": [], "faiss IndexFlatIP.search, 1 query, no exclusion": []}
-    for u, q in zip(users, queries):
+    newcomers = [ten_ratings(rec, int(u), rng) for u in users]  # a newcomer rates 10 of a real user's movies
+    rec.recommend_for_ratings(newcomers[0], k=k)
+    lat = {
+        "recommend(user) [numpy mat-vec, seen excluded]": [],
+        "recommend_for_ratings(10 ratings) [fold-in + top-k]": [],
+        "faiss IndexFlatIP.search, 1 query, no exclusion": [],
+    }
+    for u, q, ratings in zip(users, queries, newcomers):
         t = time.perf_counter()
         rec.recommend(int(u), k=k)
         lat["recommend(user) [numpy mat-vec, seen excluded]"].append(time.perf_counter() - t)
+        t = time.perf_counter()
+        rec.recommend_for_ratings(ratings, k=k)
+        lat["recommend_for_ratings(10 ratings) [fold-in + top-k]"].append(time.perf_counter() - t)
         t = time.perf_counter()
         index.search(q[None], k)
         lat["faiss IndexFlatIP.search, 1 query, no exclusion"].append(time.perf_counter() - t)

@@ -499,6 +499,31 @@ def load_npy(path: Path, source: bytes | IO[bytes] | None = None) -> np.ndarray:
         raise BundleError(f"{path.name}: unreadable .npy file ({err})") from err
 
 
+_NPY_HEADER_READERS = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
+
+
+def map_npy(path: Path, handle: IO[bytes]) -> np.ndarray:
+    """A read-only memory map of the ``.npy`` file open as ``handle`` (from its start),
+    as a plain ndarray: its pages are the operating system's file cache, which every
+    process mapping the file shares. Mapping the open file, not the path, keeps the
+    file checked (a regular file, not a link) the file mapped. Bundle files are
+    never changed in place (new versions are new files), so the map stays what was
+    verified. Errors name the file."""
+    try:
+        version = np.lib.format.read_magic(handle)
+        if version not in _NPY_HEADER_READERS:
+            raise ValueError(f"unsupported .npy format version {version}")
+        shape, fortran, dtype = _NPY_HEADER_READERS[version](handle)
+        if dtype.hasobject:
+            raise BundleError(f"{path.name}: cannot be loaded without pickle (an object array)")
+        if math.prod(shape) == 0:  # an empty file region cannot be mapped
+            return np.empty(shape, dtype)
+        mapped = np.memmap(handle, dtype=dtype, mode="r", offset=handle.tell(), shape=shape, order="F" if fortran else "C")
+    except (ValueError, OSError, EOFError) as err:  # e.g. a header claiming more than the file holds
+        raise BundleError(f"{path.name}: unreadable .npy file ({err})") from err
+    return mapped.view(np.ndarray)
+
+
 def open_in_bundle(folder: Path, name: str) -> IO[bytes]:
     """Open the file ``name`` of the bundle ``folder`` for reading: a regular file,
     never through a symbolic link (``O_NOFOLLOW``, so the check and the open are one
@@ -791,8 +816,12 @@ class Bundle:
         )
 
     @classmethod
-    def load(cls, path: str | os.PathLike, verify: bool = True) -> "Bundle":
+    def load(cls, path: str | os.PathLike, verify: bool = True, mmap: bool = False) -> "Bundle":
         """Load and verify the bundle at ``path`` (a folder or a link to one).
+
+        ``mmap``: the core ``.npy`` arrays are read-only memory maps of the verified
+        files (:func:`map_npy`) instead of copies in this process's memory, so
+        processes serving the same bundle share them (the server loads this way).
 
         Raises
         ------
@@ -816,7 +845,7 @@ class Bundle:
                     raise BundleError(f"{name}: checksum mismatch (the file changed after the bundle was written)")
                 handle.seek(0)
                 if name in CORE_ARRAYS:
-                    parsed[name] = load_npy(folder / name, handle)
+                    parsed[name] = (map_npy if mmap else load_npy)(folder / name, handle)
                 else:  # the other listed files are only checked here
                     parsed[name] = _PARSERS[name](handle) if name in _PARSERS else None
         arrays = {name: parsed[name] for name in CORE_ARRAYS}

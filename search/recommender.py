@@ -143,15 +143,16 @@ class Recommender:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def load(cls, path: str | os.PathLike = DEFAULT_BUNDLE, verify: bool = True, **tiles: int) -> Recommender:
+    def load(cls, path: str | os.PathLike = DEFAULT_BUNDLE, verify: bool = True, mmap: bool = False, **tiles: int) -> Recommender:
         """Load the bundle at ``path`` (checksums verified) and get ready to answer.
 
         Works on a bundle fresh from training too: recommend and similar need
         only the core arrays; clusters then raise :class:`NotBuiltError`.
-        ``user_block`` sets the users per GEMM of batch searches
-        (:class:`search.topk.BlockedTopK`); the default was measured.
+        ``mmap`` maps the core arrays instead of reading them (see
+        :meth:`embedder.bundle.Bundle.load`). ``user_block`` sets the users per
+        GEMM of batch searches (:class:`search.topk.BlockedTopK`); the default was measured.
         """
-        return cls(Bundle.load(path, verify=verify), **tiles)
+        return cls(Bundle.load(path, verify=verify, mmap=mmap), **tiles)
 
     @classmethod
     def from_bundle(cls, bundle: Bundle, **tiles: int) -> Recommender:

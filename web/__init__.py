@@ -125,7 +125,7 @@ def create_app(
     # "//api//v1" would otherwise redirect to a URL built from the request's Host header.
     app.url_map.merge_slashes = False
 
-    recommender = Recommender.load(app.config["BUNDLE"])
+    recommender = Recommender.load(app.config["BUNDLE"], mmap=True)  # workers share the mapped arrays
     # Under gunicorn's preload_app this runs in the master: workers forked after it
     # share the similar-movies index instead of each building its own on first use.
     recommender.warm()

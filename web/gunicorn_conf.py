@@ -21,7 +21,10 @@ Why these values (figures: ``benchmarks/README.md``, ``web_load.py``):
   gunicorn's gevent worker reads every request's line and headers under a
   ``gevent.Timeout`` of ``keepalive``, so a slowloris client holds each of its
   connections for at most that long, and each worker serves
-  ``worker_connections`` connections at once.
+  ``worker_connections`` connections at once. Above that, each worker's worth of
+  half-open connections queued ahead delays a new request by one ``keepalive``:
+  hence gunicorn's own default of 2 s rather than 5 (measured in
+  benchmarks/README.md, "Web load").
 * **Connections take turns** (:func:`post_request`): a gevent worker otherwise
   keeps serving a connection whose next request is already in its buffer, and
   the others queue behind it (p99 in the hundreds of ms under load, for this app
@@ -39,8 +42,10 @@ Why these values (figures: ``benchmarks/README.md``, ``web_load.py``):
 * **One faiss (OpenMP) thread per worker** (:func:`post_fork`): a request's
   search is one small query; splitting it over threads in every worker makes
   the workers fight over the 2 cores.
-* **Request limits** below the gunicorn defaults: the API's URLs and headers
-  are short, so a long request line or header block is refused early.
+* **Request limits:** at most 50 header lines (gunicorn allows 100; browsers
+  send about 20), a request line of 4094 bytes and header lines of 8190 bytes
+  (gunicorn's defaults, set here so that they are deliberate); beyond them a
+  request gets one 431 or 414.
 * **Quiet logs:** a rejected request is one warning line (no traceback), and
   there is no access log by default (``--access-logfile -`` turns it on).
 """
@@ -64,7 +69,7 @@ preload_app = True
 
 # The header-read timeout of gunicorn's gevent worker, and the idle time
 # allowed between requests on one connection.
-keepalive = 5
+keepalive = 2
 # A worker that answers no heartbeat for this long (a request stuck in Python) is restarted.
 timeout = 30
 graceful_timeout = 10

@@ -61,7 +61,7 @@ class BundleWatcher:
         from web.state import WebState
 
         try:
-            recommender = Recommender.load(target)
+            recommender = Recommender.load(target, mmap=True)
             recommender.warm()  # while this request waits anyway, not on the first similar request
         except Exception as err:  # noqa: BLE001 - whatever the new bundle does, the old one keeps serving
             expected = isinstance(err, (BundleError, OSError))

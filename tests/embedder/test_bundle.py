@@ -151,11 +151,26 @@ GOOD_SUMMARY = {"cluster": 0, "size": 9, "label": "Drama", "mean_rating": 3.5, "
         (_clusters("{bad"), "clusters.json: not valid JSON"),
     ],
 )
-def test_damaged_or_malformed_bundles_are_one_error_naming_the_file(tmp_path, damage, message):
+@pytest.mark.parametrize("mmap", [False, True], ids=["read", "mapped"])
+def test_damaged_or_malformed_bundles_are_one_error_naming_the_file(tmp_path, damage, message, mmap):
     path = random_bundle(tmp_path / "b")
     damage(path)
     with pytest.raises(BundleError, match=message):
-        Bundle.load(path)
+        Bundle.load(path, mmap=mmap)
+
+
+def test_a_mapped_bundle_holds_the_same_arrays_read_only(tmp_path):
+    path = random_bundle(tmp_path / "b")
+    read, mapped = Bundle.load(path), Bundle.load(path, mmap=True)
+    for name in ("user_embeddings", "movie_embeddings", "user_biases", "movie_biases", "user_ids", "movie_ids"):
+        copy, shared = getattr(read, name), getattr(mapped, name)
+        assert type(shared) is np.ndarray and shared.dtype == copy.dtype and np.array_equal(shared, copy)
+        assert not shared.flags.writeable and isinstance(shared.base, np.memmap)
+        with pytest.raises(ValueError, match="read-only"):
+            shared[...] = 0
+    pairs = np.array([0, 1]), np.array([1, 0])
+    assert np.array_equal(mapped.predict(mapped.user_ids[pairs[0]], mapped.movie_ids[pairs[1]]),
+                          read.predict(read.user_ids[pairs[0]], read.movie_ids[pairs[1]]))
 
 
 def test_well_formed_clusters_load(tmp_path):

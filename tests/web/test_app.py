@@ -156,7 +156,7 @@ def test_gunicorn_conf_defaults():
     assert gunicorn_conf.reuse_port and gunicorn_conf.preload_app
     # Request limits and the header-read timeout; tests/web/test_server.py sends requests at and over them.
     assert (gunicorn_conf.limit_request_line, gunicorn_conf.limit_request_fields, gunicorn_conf.limit_request_field_size) == (4094, 50, 8190)
-    assert gunicorn_conf.keepalive == 5 and gunicorn_conf.worker_connections == 1000
+    assert gunicorn_conf.keepalive == 2 and gunicorn_conf.worker_connections == 1000
 
 
 # --------------------------------------------------------------------------- params
