@@ -15,7 +15,11 @@ process's ``/proc/PID/smaps_rollup``:
 
 The peer, measured in the same run: the same server with ``preload_app`` off,
 so that each worker loads (and verifies) its own copy of the bundle, as a
-server without preloading would.
+server without preloading would. A third run serves the bundle through a link,
+publishes a second version of it (files hard-linked, as ``search build`` does)
+and measures after every worker has switched to it (hot reload): each worker
+then holds what it built from the new version, while the mapped arrays stay
+shared.
 
 Target (issue "Large catalogues and batch export"): with 2 workers on a
 25M-rating bundle, each worker's USS ≤ 150 MB and the server answering within 5 s.
@@ -116,14 +120,44 @@ def _memory(pid: int) -> dict[str, float]:
     return {"rss": fields["Rss"], "pss": fields["Pss"], "uss": fields["Private_Clean"] + fields["Private_Dirty"]}
 
 
-def measure(bundle: Path, workers: int, preload: bool) -> dict:
-    """Start one server, exercise it, read its processes' memory, stop it."""
+def _serving(base: str) -> str:
+    with urllib.request.urlopen(f"{base}/api/v1/healthz", timeout=60) as answer:
+        return json.loads(answer.read())["bundle"]
+
+
+def _hot_reload(base: str, link: Path, bundle: Path, folder: Path) -> float:
+    """Publish a second version of ``bundle`` (its files hard-linked, as ``search build``
+    links unchanged files) behind ``link``; seconds until 20 health checks in a row,
+    spread over the workers, name it."""
+    version = folder / "version-2"
+    version.mkdir()
+    for name in os.listdir(bundle):
+        os.link(bundle / name, version / name)
+    started = time.perf_counter()
+    os.symlink(version, folder / "next")
+    os.replace(folder / "next", link)
+    in_a_row = 0
+    while in_a_row < 20:
+        if time.perf_counter() - started > START_LIMIT_S:
+            raise SystemExit("the workers did not switch to the new version in time")
+        in_a_row = in_a_row + 1 if Path(_serving(base)).name == version.name else 0
+        time.sleep(0.05)
+    return time.perf_counter() - started
+
+
+def measure(bundle: Path, workers: int, preload: bool, reload: bool = False) -> dict:
+    """Start one server, exercise it, read its processes' memory, stop it; with
+    ``reload``, publish a new version meanwhile and measure after the switch."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    env = {**os.environ, "MOVIE_WEB_BUNDLE": str(bundle)}
-    with tempfile.TemporaryDirectory() as folder:
+    with tempfile.TemporaryDirectory(dir=bundle.parent) as folder:  # beside the bundle: hard links need one file system
+        served = bundle
+        if reload:
+            served = Path(folder) / "current"
+            os.symlink(bundle.resolve(), served)
+        env = {**os.environ, "MOVIE_WEB_BUNDLE": str(served)}
         if preload:
-            command = [sys.executable, "-m", "web", "--bundle", str(bundle), "--port", str(port), "--workers", str(workers)]
+            command = [sys.executable, "-m", "web", "--bundle", str(served), "--port", str(port), "--workers", str(workers)]
         else:
             config = Path(folder) / "no_preload.py"
             config.write_text("from web.gunicorn_conf import *  # noqa: F401,F403\npreload_app = False\n")
@@ -136,16 +170,22 @@ def measure(bundle: Path, workers: int, preload: bool) -> dict:
             while len(_children(process.pid)) < workers:
                 time.sleep(0.05)
             statuses = _exercise(base, bundle)
+            switched = None
+            if reload:
+                switched = _hot_reload(base, served, bundle, Path(folder))
+                for code, count in _exercise(base, bundle).items():
+                    statuses[code] = statuses.get(code, 0) + count
             master = _memory(process.pid)
             children = [_memory(pid) for pid in _children(process.pid)]
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
-    return {"ready_s": ready, "master": master, "workers": children, "statuses": statuses}
+    return {"ready_s": ready, "master": master, "workers": children, "statuses": statuses, "switched_s": switched}
 
 
 def _row(name: str, run: dict) -> list[str]:
-    lines = [f"{name}: answering after {run['ready_s']:.1f} s; answers {run['statuses']}"]
+    switched = f"; every worker serving the new version {run['switched_s']:.1f} s after it was published" if run["switched_s"] else ""
+    lines = [f"{name}: answering after {run['ready_s']:.1f} s; answers {run['statuses']}{switched}"]
     lines.append(f"  {'process':10} {'RSS MiB':>9} {'PSS MiB':>9} {'USS MiB':>9}")
     for label, mem in [("master", run["master"])] + [(f"worker {i + 1}", m) for i, m in enumerate(run["workers"])]:
         lines.append(f"  {label:10} {mem['rss']:9.1f} {mem['pss']:9.1f} {mem['uss']:9.1f}")
@@ -162,8 +202,11 @@ def main() -> int:
     print(f"bundle {args.bundle} ({shapes}); {os.cpu_count()} cpus")
     ours = measure(args.bundle, args.workers, preload=True)
     peer = measure(args.bundle, args.workers, preload=False)
-    for line in _row("this project (preload in the master, workers share its pages)", ours) + _row(
-        "peer: preload_app off (each worker loads its own copy)", peer
+    reloaded = measure(args.bundle, args.workers, preload=True, reload=True)
+    for line in (
+        _row("this project (preload in the master, workers share its pages and the mapped arrays)", ours)
+        + _row("peer: preload_app off (each worker loads its own copy; the arrays are still mapped)", peer)
+        + _row("this project after a hot reload (each worker loads the new version itself)", reloaded)
     ):
         print(line)
     worst = max(w["uss"] for w in ours["workers"])

@@ -5,5 +5,12 @@ train (``embedder.model``, ``embedder.train``, ``embedder.export``), so
 ``embedder.bundle`` and ``embedder.vocab`` serve torch-free readers.
 """
 
-__all__ = ["__version__"]
+from pathlib import Path
+
+__all__ = ["DEFAULT_ARTIFACTS", "DEFAULT_BUNDLE", "__version__"]
 __version__ = "0.1.0"
+
+DEFAULT_ARTIFACTS = Path("artifacts")
+"""Where ``train`` publishes versioned bundles (``bundles/``) and the ``current`` link."""
+DEFAULT_BUNDLE = DEFAULT_ARTIFACTS / "current"
+"""The bundle every command and the server use unless told otherwise."""

@@ -17,11 +17,11 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Sequence
 
-DEFAULT_ARTIFACTS = Path("artifacts")
+from embedder import DEFAULT_ARTIFACTS, DEFAULT_BUNDLE
+
 DEFAULT_MIN_RATINGS = 20
 """embedder.evaluate.DEFAULT_MIN_RATINGS, repeated so that --help need not import
 pandas (tests/embedder/test_cli.py checks they agree)."""
-DEFAULT_BUNDLE = DEFAULT_ARTIFACTS / "current"
 
 
 def _bounded(convert: type, low: float, inclusive: bool):

@@ -17,9 +17,9 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from embedder import DEFAULT_BUNDLE
 from search.validate import whole_number_arg
 
-DEFAULT_BUNDLE = Path("artifacts") / "current"
 AMBIGUOUS_SHOWN = 15
 
 

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 import scipy.sparse as sp
 
+from embedder import DEFAULT_BUNDLE
 from embedder.bundle import Bundle, BundleError
 from embedder.vocab import UnknownIdError
 from search.clusters import genre_lists
@@ -53,7 +54,6 @@ from search.topk import USER_BLOCK, BlockedTopK, topk_1d, topk_rows
 from search.validate import check_int, check_k, is_whole
 from search.vectors import item_vectors, user_vectors
 
-DEFAULT_BUNDLE = os.path.join("artifacts", "current")
 BUILD_HINT = "run `python -m search build --bundle {path}` first"
 MEMBER_SORTS = ("popularity", "title", "rating")
 

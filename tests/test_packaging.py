@@ -64,7 +64,8 @@ def _serving_imports() -> set[str]:
         for module in _imports(path):
             top = module.split(".")[0]
             if top == "embedder":
-                todo.append(ROOT / (module.replace(".", "/") + ".py"))
+                package = ROOT / module.replace(".", "/")
+                todo.append(package / "__init__.py" if package.is_dir() else package.with_suffix(".py"))
             elif top not in OURS and top not in sys.stdlib_module_names:
                 third_party.add(top)
     return third_party

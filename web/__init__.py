@@ -32,11 +32,13 @@ from typing import Any, Mapping
 
 from flask import Flask
 
+from embedder import DEFAULT_BUNDLE
+
 ENV_PREFIX = "MOVIE_WEB_"
 
 DEFAULTS: dict[str, Any] = {
     # The bundle folder (or a link to one) to serve.
-    "BUNDLE": "artifacts/current",
+    "BUNDLE": str(DEFAULT_BUNDLE),
     # Number of answers when a request gives no k, and the most it may ask for.
     "K_DEFAULT": 10,
     "K_MAX": 100,

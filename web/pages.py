@@ -49,11 +49,20 @@ def _common() -> dict:
     return {"summary": state().summary}
 
 
+@bp.app_template_global()
+def cluster_name(c: int) -> str:
+    """A cluster's label for the pages (its number before ``search build``); a
+    template global, so the macros imported by every page can call it."""
+    return state().cluster_names.get(int(c), str(c))
+
+
 @bp.get("/")
 def home():
-    """Title search with suggestions, a user-id box, and the model's figures."""
+    """Title search with suggestions, a user-id box, the rate-a-few-movies entry,
+    something to browse (most rated and best rated movies, the clusters by name),
+    and the model's figures."""
     st = state()
-    return render_template("home.html", max_query=st.max_query, example_user=int(st.rec.user_ids[0]))
+    return render_template("home.html", max_query=st.max_query, example_user=int(st.rec.user_ids[0]), **answers.browse())
 
 
 @bp.get("/search")
@@ -77,7 +86,8 @@ def user(user_id: str):
     st = state()
     answer = answers.recommendations(user_id, request.args).as_dict()
     rated, n_rated = answers.user_ratings(answer["user_id"], st.user_ratings_shown)
-    seen = set(st.rec.user_ratings(answer["user_id"])[0].tolist()) if answer["include_seen"] else set()
+    # Already-rated movies in the list are marked with the user's own rating.
+    seen = dict(zip(*(a.tolist() for a in st.rec.user_ratings(answer["user_id"])))) if answer["include_seen"] else {}
     return render_template("user.html", **answer, rated=rated, n_rated=n_rated, k_max=st.k_max, seen=seen)
 
 

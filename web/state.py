@@ -16,7 +16,7 @@ from typing import Any, Mapping
 
 from flask import current_app, g
 
-from search import BundleError
+from search import BundleError, NotBuiltError
 from web.charts import cluster_map_svg
 
 
@@ -67,6 +67,15 @@ class WebState:
             except (KeyError, TypeError, ValueError):
                 continue  # a malformed line is left out of the picture, not a 500
         return rows
+
+    @cached_property
+    def cluster_names(self) -> dict[int, str]:
+        """Each cluster's label (``clusters.json``), so pages name clusters instead of
+        numbering them; empty before ``search build``."""
+        try:
+            return {int(c["cluster"]): str(c["label"]) for c in self.rec.clusters()}
+        except NotBuiltError:
+            return {}
 
     @property
     def has_training_curve(self) -> bool:

@@ -251,7 +251,7 @@ def test_pages_show_no_cluster_for_unclustered_movies(unclustered_client):
     assert f'href="/clusters/{rec.movie(rated)["cluster"]}"' in get_html(client, f"/movies/{rated}")
     found = get_html(client, "/search?q=Unrated")
     assert found.count('href="/movies/') >= 5 and "/clusters/-1" not in found
-    assert found.count('<td class="num wide">–</td>') >= 5  # the cluster column
+    assert found.count('<td class="wide">–</td>') >= 5  # the cluster column
     assert get_html(client, "/clusters").count('class="card cluster"') == 5
     assert client.get("/clusters/map.svg").status_code == 200
 
@@ -296,3 +296,31 @@ def test_with_seen_movies_included_the_user_page_marks_the_rated_ones(client, re
     assert marks and any(marks.values()) and not all(marks.values())
     assert all(marked == (movie in rated) for movie, marked in marks.items())
     assert 'class="seen"' not in get_html(client, f"/users/{user}?k=20")  # seen movies excluded: nothing to mark
+    own = dict(zip(*(a.tolist() for a in rec.user_ratings(user))))
+    shown = {int(m): float(r) for m, r in re.findall(r'<a href="/movies/(\d+)">[^<]*</a> <span class="seen"[^>]*>✓ rated ([\d.]+)</span>', recommendations)}
+    assert shown and all(rating == pytest.approx(own[movie], abs=0.05) for movie, rating in shown.items())
+
+
+def test_clusters_are_named_not_numbered(client, rec):
+    movie = some_movie(rec)
+    label = next(c["label"] for c in rec.clusters() if c["cluster"] == rec.cluster_of(movie))
+    html = get_html(client, f"/movies/{movie}")
+    assert f'<a href="/clusters/{rec.cluster_of(movie)}">{label}</a>' in html.replace("&amp;", "&")
+    similar = html.split('id="similar"')[1]
+    first = int(rec.similar(movie, k=1)[0][0])
+    assert f'<a href="/clusters/{rec.cluster_of(first)}">' in similar
+
+
+def test_the_home_page_has_something_to_browse(client, rec):
+    html = get_html(client, "/")
+    browse = html[html.index('id="browse"') : html.index("<h2>The model</h2>")]
+    movies = rec.bundle.movies
+    most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True]).movie_id.head(answers.BROWSE_SHOWN)
+    most_part, best_part = browse.split("<h2>Best rated</h2>")
+    assert re.findall(r'href="/movies/(\d+)"', most_part) == [str(m) for m in most]
+    floor = int(re.search(r"at least (\d+) ratings", best_part).group(1))
+    best = [int(m) for m in re.findall(r'href="/movies/(\d+)"', best_part)]
+    assert len(best) == min(answers.BROWSE_SHOWN, int((movies.rating_count >= floor).sum()))
+    means = movies.set_index("movie_id").loc[best]
+    assert (means.rating_count >= floor).all() and means.mean_rating.is_monotonic_decreasing
+    assert all(f'href="/clusters/{c["cluster"]}"' in browse for c in rec.clusters())
