@@ -23,7 +23,7 @@ ALLOWED = {
     "recommendations": ("k", "include_seen", "min_ratings"),
     "newcomer_recommendations": (),
     "similar": ("k", "min_ratings"),
-    "search": ("q", "limit"),
+    "search": ("q", "limit", "offset"),
     "movie": (),
     "clusters": (),
     "cluster": ("sort",),
@@ -117,13 +117,17 @@ def similar(raw_movie_id: str, args: Mapping[str, str]) -> Ranked:
 
 
 def search(args: Mapping[str, str], required: bool = True) -> Ranked:
-    """Movies whose title matches ``q`` (forgiving: see ``search.titles``), best match
-    first; ``score`` is null; ``more`` says whether matches beyond ``limit`` were left out."""
+    """One page of the movies whose title matches ``q`` (forgiving: see
+    ``search.titles``), best match first: ``limit`` of them from ``offset``;
+    ``total`` counts every match and ``more`` says whether any come after this page;
+    ``score`` is null."""
     st = state()
     query = params.parse_query(args, st.max_query, required=required)
     limit = params.parse_int(args, "limit", st.search_default, 1, st.search_max)
-    ids = st.rec.find_movies(query, limit=limit + 1) if query else []
-    return Ranked({"query": query, "limit": limit, "more": len(ids) > limit}, ids[:limit])
+    offset = params.parse_int(args, "offset", 0, 0, len(st.rec.movie_ids))
+    matches = st.rec.find_movies(query, limit=len(st.rec.movie_ids)) if query else []
+    head = {"query": query, "limit": limit, "offset": offset, "total": len(matches), "more": offset + limit < len(matches)}
+    return Ranked(head, matches[offset : offset + limit])
 
 
 def movie(raw_movie_id: str) -> dict:

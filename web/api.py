@@ -106,4 +106,4 @@ def healthz():
 def openapi_document():
     """The OpenAPI 3.1 description of this API (limits taken from the app's config)."""
     st = state()
-    return spec(k_default=st.k_default, k_max=st.k_max, search_default=st.search_default, search_max=st.search_max, max_query=st.max_query)
+    return spec(k_default=st.k_default, k_max=st.k_max, search_default=st.search_default, search_max=st.search_max, max_query=st.max_query, n_movies=len(st.rec.movie_ids))

@@ -94,8 +94,8 @@ def _post_operation(route: str, summary: str, body: dict, ok: dict, *, errors: d
     }
 
 
-def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, max_query: int) -> dict:
-    """The document, with the limits of the running app written in."""
+def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, max_query: int, n_movies: int) -> dict:
+    """The document, with the limits of the running app (and its bundle) written in."""
     bad = {"400": _error("A bad or unknown query parameter; the message names it.")}
     missing = {**bad, "404": _error("Unknown id.")}
     not_built = "the bundle has no clusters yet (`python -m search build`)"
@@ -175,10 +175,18 @@ def spec(*, k_default: int, k_max: int, search_default: int, search_max: int, ma
                     f"Most answers: 1 to {search_max} (default {search_default}).",
                     {"type": "integer", "minimum": 1, "maximum": search_max, "default": search_default},
                 ),
+                _query(
+                    "offset",
+                    f"Matches to skip, for the next page: 0 to {n_movies} (the number of movies; default 0).",
+                    {"type": "integer", "minimum": 0, "maximum": n_movies, "default": 0},
+                ),
             ],
             _json(
-                _object({"query": string, "limit": integer, "more": {"type": "boolean"}, "items": items}, ["query", "limit", "more", "items"]),
-                "Matches, best first (score is null); more: there are matches beyond limit.",
+                _object(
+                    {"query": string, "limit": integer, "offset": integer, "total": integer, "more": {"type": "boolean"}, "items": items},
+                    ["query", "limit", "offset", "total", "more", "items"],
+                ),
+                "One page of matches, best first (score is null); total: every match; more: there are matches after this page.",
             ),
             errors=bad,
         ),

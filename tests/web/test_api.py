@@ -124,7 +124,26 @@ def test_title_search_says_when_matches_were_left_out(client, rec):
     assert short["more"] is True and [i["movie_id"] for i in short["items"]] == every[:3]
     assert get_json(client, f"/api/v1/movies?q=movie&limit={min(len(every), 50)}")["more"] is (len(every) > 50)
     page = client.get("/search?q=movie&limit=3").get_data(as_text=True)
-    assert "Showing the first 3 matches." in page
+    assert f"{len(every)} matches; 1–3 shown." in page and 'rel="next" href="/search?q=movie&amp;limit=3&amp;offset=3"' in page
+
+
+def test_title_search_pages_through_every_match_once(client, rec):
+    every = rec.find_movies("movie", limit=1000)
+    pages, offset = [], 0
+    while True:
+        answer = get_json(client, f"/api/v1/movies?q=movie&limit=7&offset={offset}")
+        assert answer["total"] == len(every) and answer["offset"] == offset
+        pages.append([i["movie_id"] for i in answer["items"]])
+        if not answer["more"]:
+            break
+        offset += 7
+    assert sum(pages, []) == every and all(len(p) == 7 for p in pages[:-1])
+    assert get_json(client, f"/api/v1/movies?q=movie&offset={len(every)}")["items"] == []
+    last = client.get(f"/search?q=movie&limit=7&offset={offset}").get_data(as_text=True)
+    assert 'rel="prev"' in last and 'rel="next"' not in last
+    assert f'<td class="rank">{offset + 1}</td>' in last  # ranks go on from the pages before
+    for bad in ("-1", "x", str(len(rec.movie_ids) + 1)):
+        assert client.get(f"/api/v1/movies?q=movie&offset={bad}").status_code == 400
 
 
 def test_title_search_needs_q(client):
