@@ -107,3 +107,12 @@ def test_the_index_is_built_on_first_use_or_by_warm(tmp_path):
     assert "_raters" not in vars(rec._similarity)
     rec.warm()
     assert {"_raters", "_unit"} <= set(vars(rec._similarity)) and "_heavy" not in vars(rec._similarity)
+
+
+def test_the_row_gather_is_scipys_row_slicing():
+    from search.similar import _row_positions
+
+    seen = sp.random(30, 12, density=0.3, format="csr", random_state=4)
+    for rows in ([], [3], [0, 29, 5, 5, 17], list(range(30))):
+        rows = np.array(rows, np.int32)
+        np.testing.assert_array_equal(seen.indices[_row_positions(seen.indptr, rows)], seen[rows].indices)
