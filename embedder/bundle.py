@@ -76,13 +76,10 @@ class BundleError(ValueError):
     """A bundle is missing, corrupt or inconsistent; the message names the file."""
 
 
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+def sha256_file(path: Path) -> str:
     """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
     with open(path, "rb") as handle:
-        while block := handle.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
+        return _sha256_of(handle)
 
 
 def utc_now() -> str:
@@ -551,15 +548,17 @@ def open_in_bundle(folder: Path, name: str) -> IO[bytes]:
 
 
 def _sha256_of(handle: IO[bytes], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of an open file, from where it stands, read in chunks."""
     digest = hashlib.sha256()
     while block := handle.read(chunk):
         digest.update(block)
     return digest.hexdigest()
 
 
-def strict_loads(text: str, name: str) -> Any:
-    """Parse strict JSON: ``NaN``, ``Infinity`` and numbers too large for a float are
-    refused (BundleError naming the file ``name``), as is text that is not JSON."""
+def strict_loads(data: bytes, name: str) -> Any:
+    """Parse strict JSON from UTF-8 ``data``: ``NaN``, ``Infinity`` and numbers too
+    large for a float are refused (BundleError naming the file ``name``), as is
+    anything that is not JSON."""
 
     def refuse(constant: str) -> float:
         raise BundleError(f"{name}: {constant[:40]} is not a finite number; JSON holds finite numbers only")
@@ -569,8 +568,8 @@ def strict_loads(text: str, name: str) -> Any:
         return value if math.isfinite(value) else refuse(text)
 
     try:
-        return json.loads(text, parse_constant=refuse, parse_float=number)
-    except json.JSONDecodeError as err:
+        return json.loads(data.decode("utf-8"), parse_constant=refuse, parse_float=number)
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
         raise BundleError(f"{name}: not valid JSON ({err})") from err
 
 
@@ -591,11 +590,7 @@ def _read_manifest(folder: Path) -> dict:
     if not folder.is_dir():
         raise BundleError(_missing_folder(folder))
     with open_in_bundle(folder, MANIFEST) as handle:
-        data = handle.read()
-    try:
-        manifest = strict_loads(data.decode("utf-8"), MANIFEST)
-    except UnicodeDecodeError as err:
-        raise BundleError(f"{MANIFEST}: not valid JSON ({err})") from err
+        manifest = strict_loads(handle.read(), MANIFEST)
     if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
         raise BundleError(f"{MANIFEST}: has no 'files' table")
     version = manifest.get("schema_version")
@@ -628,7 +623,7 @@ def _check_sections(manifest: dict) -> None:
             shown = json.dumps(value, ensure_ascii=False)
             raise BundleError(f"{MANIFEST}: '{key}' must be {what}, got {shown[:40] + ('…' if len(shown) > 40 else '')}")
 
-    number = lambda value: value is None or finite_number(value)  # noqa: E731
+    number = _number_or_null
     text = lambda value: value is None or isinstance(value, str)  # noqa: E731
     for key in SECTIONS:
         need(key not in manifest or isinstance(manifest[key], dict), key, "an object", manifest.get(key))
@@ -665,7 +660,7 @@ def check_cluster_summaries(summaries: Any, name: str = "clusters.json") -> list
             raise BundleError(f"{name}: {where} must be {what}")
 
     whole = lambda value: isinstance(value, int) and not isinstance(value, bool)  # noqa: E731
-    number = lambda value: value is None or finite_number(value)  # noqa: E731
+    number = _number_or_null
     need(isinstance(summaries, list), "the file", "a list of cluster summaries")
     for c, summary in enumerate(summaries):
         need(isinstance(summary, dict), f"entry {c}", "an object")
@@ -685,6 +680,11 @@ def check_cluster_summaries(summaries: Any, name: str = "clusters.json") -> list
 
 JSON_CHECKS: dict[str, Callable[[Any], Any]] = {"clusters.json": check_cluster_summaries}
 """The JSON files of a bundle whose shape :meth:`Bundle.json` checks after parsing."""
+
+
+def _number_or_null(value: Any) -> bool:
+    """Whether ``value`` is JSON null or a finite number (figures that may be missing)."""
+    return value is None or finite_number(value)
 
 
 def finite_number(value: Any) -> bool:
@@ -795,11 +795,7 @@ class Bundle:
     def json(self, name: str) -> Any:
         """A ``.json`` file of the bundle, verified, parsed as strict JSON, and for the
         files of :data:`JSON_CHECKS` checked for shape."""
-        try:
-            text = self.read_bytes(name).decode("utf-8")
-        except UnicodeDecodeError as err:
-            raise BundleError(f"{name}: not valid JSON ({err})") from err
-        value = strict_loads(text, name)
+        value = strict_loads(self.read_bytes(name), name)
         return JSON_CHECKS[name](value) if name in JSON_CHECKS else value
 
     def predict(self, user_ids: np.ndarray, movie_ids: np.ndarray, clip: bool = True) -> np.ndarray:

@@ -154,19 +154,20 @@ def browse() -> dict:
     """What the home page offers to browse: the most rated movies, the best rated
     (by mean training rating) among widely rated ones, and the clusters by name
     (empty before ``search build``)."""
-    movies = state().rec.bundle.movies
+    rec = state().rec
+    movies = rec.bundle.movies
     counts = movies["rating_count"].to_numpy()
     floor = max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if (counts > 0).any() else 20
     most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True], kind="stable").head(BROWSE_SHOWN)
     widely = movies[counts >= floor].sort_values(["mean_rating", "movie_id"], ascending=[False, True], kind="stable")
     best = widely.head(BROWSE_SHOWN)
     try:
-        found = state().rec.clusters()
+        found = rec.clusters()
     except NotBuiltError:
         found = []
     return {
-        "most_rated": state().rec.items(most["movie_id"].to_numpy()),
-        "best_rated": state().rec.items(best["movie_id"].to_numpy()),
+        "most_rated": rec.items(most["movie_id"].to_numpy()),
+        "best_rated": rec.items(best["movie_id"].to_numpy()),
         "best_rated_floor": floor,
         "browse_clusters": [{"cluster": c["cluster"], "label": c["label"], "size": c["size"]} for c in found],
     }
