@@ -5,8 +5,8 @@
 Catalogue: movie rows that look like trained embeddings, not i.i.d. noise (on
 which no index beats brute force): clustered directions in a low-dimensional
 subspace of d=64, norms and biases that grow with log-popularity, bias
-augmented as the product indexes them (``search.vectors.item_vectors``: d+2
-columns). Queries: user rows drawn the same way (``user_vectors``).
+augmented as the product indexes them (``embedder.factors.MFModel.item_vectors``:
+d+2 columns). Queries: user rows drawn the same way (``user_vectors``).
 
 For each index, built with the product's own code (``search.index.build_index``
 and the settings ``python -m search build --index hnsw|ivf`` uses), the search
@@ -32,8 +32,8 @@ sys.path.insert(0, str(ROOT))
 
 import faiss  # noqa: E402
 
+from embedder.factors import MFModel  # noqa: E402
 from search.index import IndexConfig, apply_params, build_index, index_bytes, recall_at  # noqa: E402
-from search.vectors import item_vectors, user_vectors  # noqa: E402
 
 DIM, SUBSPACE, CLUSTERS, K = 64, 16, 200, 10
 SIZES = {"100k": 100_000, "1M": 1_000_000}
@@ -52,7 +52,9 @@ def catalogue(n_movies: int, n_queries: int, seed: int) -> tuple[np.ndarray, np.
     biases = 0.3 * np.log1p(popularity) - 0.5 + 0.2 * rng.normal(size=n_movies)
     users = (rng.normal(size=(n_queries, SUBSPACE)) @ basis.T) * 0.6 / np.sqrt(SUBSPACE)
     user_biases = 0.3 * rng.normal(size=n_queries)
-    return item_vectors(movies.astype(np.float32), biases.astype(np.float32)), user_vectors(users.astype(np.float32), user_biases.astype(np.float32), 3.5)
+    as32 = lambda array: array.astype(np.float32)  # noqa: E731
+    model = MFModel(3.5, as32(users), as32(movies), as32(user_biases), as32(biases), (0.5, 5.0))
+    return model.item_vectors(), model.user_vectors()
 
 
 def qps(index: faiss.Index, queries: np.ndarray, single: int) -> tuple[float, float]:

@@ -9,10 +9,11 @@ of ``embedder.data.load_ratings()``) in the same run, and scored by the same cod
 * NDCG@10 with relevance meaning a test rating ≥ 4 and candidates being the
   movies the user has not rated in training.
 
-The peers' fitted parameters are read into the same ``Factors`` form (μ, biases,
-user and movie vectors; SVD++'s implicit-feedback term is folded into the user
-vectors, myFM's samples laid side by side), so every model is ranked by identical
-code; a sample of each peer's own predictions is checked against the mapped ones.
+The peers' fitted parameters are read into the same model object
+(``embedder.factors.MFModel``: μ, biases, user and movie vectors; SVD++'s
+implicit-feedback term is folded into the user vectors, myFM's samples laid side
+by side), so every model is ranked by identical code; a sample of each peer's own
+predictions is checked against the mapped ones.
 Fit time is the wall time of the fit call alone; this project's includes its
 validation run and its refit.
 
@@ -42,8 +43,8 @@ import scipy.sparse as sp  # noqa: E402
 
 from embedder.config import TrainConfig  # noqa: E402
 from embedder.data import load_ratings  # noqa: E402
-from embedder.evaluate import Factors, HeldOut, held_out_rows, ranking_metrics  # noqa: E402
-from embedder.export import exported_factors, model_arrays  # noqa: E402
+from embedder.evaluate import HeldOut, held_out_rows, ranking_metrics  # noqa: E402
+from embedder.factors import MFModel  # noqa: E402
 from embedder.metrics import rating_errors  # noqa: E402
 from embedder.split import canonical_split  # noqa: E402
 from embedder.train import train  # noqa: E402
@@ -65,7 +66,7 @@ class Split:
         rows = held_out_rows(self.train, self.users, self.movies)
         self.seen = sp.csr_matrix((rows.ratings, (rows.users, rows.movies)), shape=(len(self.users), len(self.movies)))
 
-    def factors(self, mu, user_index: dict, movie_index: dict, P, Q, bu, bi) -> Factors:
+    def factors(self, mu, user_index: dict, movie_index: dict, P, Q, bu, bi) -> MFModel:
         """A peer's parameters laid out on our rows; rows it never saw stay zero (the fallback)."""
         arrays = {}
         for name, vocab, index_map, vectors, biases in (("user", self.users, user_index, P, bu), ("movie", self.movies, movie_index, Q, bi)):
@@ -76,26 +77,26 @@ class Split:
             bias = np.zeros(len(vocab), np.float32)
             bias[known] = np.asarray(biases).ravel()[index[known]]
             arrays[name] = (rows, bias)
-        return Factors(float(mu), arrays["user"][0], arrays["movie"][0], arrays["user"][1], arrays["movie"][1], self.scale)
+        (users, user_biases), (movies, movie_biases) = arrays["user"], arrays["movie"]
+        return MFModel(float(mu), users, movies, user_biases, movie_biases, self.scale, self.users, self.movies)
 
 
-def score(split: Split, model: Factors) -> dict:
+def score(split: Split, model: MFModel) -> dict:
     """RMSE, MAE and the ranking figures of a model on the test part."""
     errors = rating_errors(model.predict(split.held_out.users, split.held_out.movies), split.held_out.ratings)
     ranking = ranking_metrics(model.scores, split.seen, split.held_out, allowed=np.ones(len(split.movies), bool))
     return {**errors, "ndcg": ranking["ndcg"], "precision": ranking["precision"], "coverage": ranking["coverage"]}
 
 
-def ours(split: Split, config: TrainConfig) -> tuple[Factors, float, dict]:
+def ours(split: Split, config: TrainConfig) -> tuple[MFModel, float, dict]:
     """This project's training; returns the exported model, the fit time and notes."""
     start = time.perf_counter()
     result = train(split.train, config, split.users, split.movies, split.scale, progress=False)
     seconds = time.perf_counter() - start
-    model = exported_factors(model_arrays(result), float(result.model.global_bias.detach()), split.scale)
-    return model, seconds, {"validation_rmse": round(result.validation_rmse, 4), "best": result.best_epoch}
+    return result.model, seconds, {"validation_rmse": round(result.validation_rmse, 4), "best": result.best_epoch}
 
 
-def surprise_model(split: Split, algorithm: str) -> tuple[Factors, float, dict]:
+def surprise_model(split: Split, algorithm: str) -> tuple[MFModel, float, dict]:
     """Surprise's SVD or SVD++ with their default settings."""
     from surprise import SVD, Dataset, Reader, SVDpp
 
@@ -117,7 +118,7 @@ def surprise_model(split: Split, algorithm: str) -> tuple[Factors, float, dict]:
     return model, seconds, {"k": algo.n_factors, "epochs": algo.n_epochs}
 
 
-def _check_against(model: Factors, split: Split, predict: Callable[[int, int], float], n: int = 500) -> None:
+def _check_against(model: MFModel, split: Split, predict: Callable[[int, int], float], n: int = 500) -> None:
     """The mapped parameters must predict what the peer itself predicts."""
     sample = split.test.sample(n, random_state=0)
     theirs = np.array([predict(u, m) for u, m in zip(sample["user_id"], sample["movie_id"], strict=True)])
@@ -127,7 +128,7 @@ def _check_against(model: Factors, split: Split, predict: Callable[[int, int], f
         raise AssertionError(f"mapped parameters disagree with the peer (max diff {np.abs(mine - theirs).max():.2e})")
 
 
-def cornac_mf(split: Split, k: int) -> tuple[Factors, float, dict]:
+def cornac_mf(split: Split, k: int) -> tuple[MFModel, float, dict]:
     """Cornac's biased MF with its README settings (k=10 there), at dimension k."""
     import cornac
 
@@ -147,7 +148,7 @@ def _normalised(pattern: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(1.0 / np.sqrt(np.maximum(counts, 1))) @ pattern
 
 
-def myfm_model(split: Split, implicit: bool, rank: int = 16, n_iter: int = 200) -> tuple[Factors, float, dict]:
+def myfm_model(split: Split, implicit: bool, rank: int = 16, n_iter: int = 200) -> tuple[MFModel, float, dict]:
     """myFM's Bayesian factorization machine (Gibbs sampling), ids alone or with
     who-rated-what: each rating also carries the movies its user rated and the users
     who rated its movie (training part only), each set scaled by ``|set|^-½``.
@@ -183,7 +184,7 @@ def myfm_model(split: Split, implicit: bool, rank: int = 16, n_iter: int = 200) 
         biases[name] = (linear + 0.5 * ((a**2).sum(2) - squares)).mean(0)
         vectors[name] = np.concatenate(list(a), axis=1) / np.sqrt(len(V))
     # The features are laid out on our rows already (one-hot of our user and movie rows).
-    model = Factors(float(np.mean(w0)), vectors["user"], vectors["movie"], biases["user"], biases["movie"], split.scale)
+    model = MFModel(float(np.mean(w0)), vectors["user"], vectors["movie"], biases["user"], biases["movie"], split.scale, split.users, split.movies)
     checked = held_out_rows(split.test.sample(500, random_state=0), split.users, split.movies)
     theirs = np.clip(fm.predict(None, blocks(checked.users, checked.movies)), *split.scale)
     if not np.allclose(model.predict(checked.users, checked.movies), theirs, atol=1e-4):
@@ -213,7 +214,7 @@ def main() -> int:
     args = parser.parse_args()
 
     split = Split(args.data)
-    runs: list[tuple[str, Callable[[], tuple[Factors, float, dict]]]] = [
+    runs: list[tuple[str, Callable[[], tuple[MFModel, float, dict]]]] = [
         ("this project, default (Gibbs, posterior mean, who rated what on both sides)", lambda: ours(split, TrainConfig())),
         ("this project, --implicit none (ids only)", lambda: ours(split, TrainConfig(implicit="none"))),
         ("this project, --method adam", lambda: ours(split, TrainConfig(method="adam"))),

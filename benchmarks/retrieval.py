@@ -56,12 +56,13 @@ sys.path.insert(0, str(ROOT))
 import faiss
 
 from embedder.bundle import Bundle, BundleError
+from embedder.factors import MFModel
+from embedder.vocab import Vocabulary
 from search import Recommender
 from threadpoolctl import threadpool_limits
 
 from search.batch import write_recommendations
 from search.topk import USER_BLOCK
-from search.vectors import item_vectors, user_vectors
 
 ML25M_USERS, ML25M_MOVIES, DIM = 162_541, 59_047, 64
 
@@ -174,8 +175,7 @@ def faiss_flat(queries: np.ndarray, items: np.ndarray, k: int) -> Callable[[], o
 
 def vectors(rec: Recommender) -> tuple[np.ndarray, np.ndarray]:
     """(user queries, movie rows): the bias-augmented vectors the recommender searches."""
-    b = rec.bundle
-    return user_vectors(b.user_embeddings, b.user_biases, b.global_mean), item_vectors(b.movie_embeddings, b.movie_biases)
+    return rec.bundle.model.user_vectors(), rec.bundle.model.item_vectors()
 
 
 def drain(rec: Recommender, k: int, exclude_seen: bool, batch_size: int = 4096) -> int:
@@ -235,12 +235,16 @@ def synthetic_bundle(n_users: int, n_movies: int, dim: int, seed: int) -> Bundle
     return Bundle(
         path=Path("<synthetic>"),
         manifest={"global_mean": 3.5, "rating_scale": [0.5, 5.0], "dataset": {"name": "synthetic ML-25M shape"}, "files": {}},
-        user_embeddings=users,
-        movie_embeddings=movies,
-        user_biases=rng.normal(0, 0.3, n_users).astype(np.float32),
-        movie_biases=rng.normal(0, 0.3, n_movies).astype(np.float32),
-        user_ids=np.arange(1, n_users + 1, dtype=np.int64),
-        movie_ids=ids,
+        model=MFModel(
+            3.5,
+            users,
+            movies,
+            rng.normal(0, 0.3, n_users).astype(np.float32),
+            rng.normal(0, 0.3, n_movies).astype(np.float32),
+            (0.5, 5.0),
+            Vocabulary(np.arange(1, n_users + 1, dtype=np.int64), "user"),
+            Vocabulary(ids, "movie"),
+        ),
         movies=table,
         seen=seen,
     )
@@ -257,8 +261,8 @@ def check_exact(rec: Recommender, k: int, n_check: int, seed: int) -> str:
             got[int(r)] = ids[r - start]
         start += len(users)
     b = rec.bundle
-    items = item_vectors(b.movie_embeddings, b.movie_biases).astype(np.float64)
-    queries = user_vectors(b.user_embeddings, b.user_biases, b.global_mean).astype(np.float64)
+    items = b.model.item_vectors().astype(np.float64)
+    queries = b.model.user_vectors().astype(np.float64)
     bad = 0
     for r in check:
         scores = items @ queries[r]

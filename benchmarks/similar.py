@@ -23,6 +23,7 @@ import search.similar
 from embedder.bundle import Bundle
 from embedder.evaluate import DEFAULT_MIN_RATINGS, genre_sets, neighbour_agreement
 from search import Recommender
+from search.similar import Similarity, neighbour_table
 
 SEED = 42
 WEIGHTS = (1.0, 0.75, 0.5, 0.25, 0.0)
@@ -42,7 +43,8 @@ def main() -> None:
     bundle = Bundle.load(args.bundle)
     genres = genre_sets(bundle.movies["genres"])
     counts = bundle.movies["rating_count"].to_numpy()
-    agreement = lambda floor: neighbour_agreement(bundle.movie_embeddings, bundle.seen, genres, counts >= floor, seed=SEED)
+    # A new Similarity per call: the weight is read when scoring, and each sweep step sets it.
+    agreement = lambda floor: neighbour_agreement(Similarity(bundle.model.movie_embeddings, bundle.seen), genres, counts >= floor, seed=SEED)
     if not args.cost:
         chosen = search.similar.EMBEDDING_WEIGHT
         print(f"{'weight of cos(q)':>16}  {'floor 20: model / random = ratio':>34}  {'floor 0: ratio':>14}")
@@ -68,6 +70,10 @@ def main() -> None:
             rec.similar(movie, k=10)
             times.append(time.perf_counter() - started)
         print(f"similar, {name} movie ({counts[row]:,} ratings): {min(times) * 1e3:.1f} ms")
+    started = time.perf_counter()
+    table = neighbour_table(rec._similarity)
+    print(f"neighbour_table (what search build stores): {time.perf_counter() - started:.1f} s, "
+          f"{sum(a.nbytes for a in table) / 2**20:.0f} MiB")
     for floor in (0, DEFAULT_MIN_RATINGS):
         started = time.perf_counter()
         figures = agreement(floor)

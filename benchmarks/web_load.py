@@ -83,14 +83,13 @@ import numpy as np
 from flask import Flask, abort
 
 from embedder.bundle import Bundle
-from search.vectors import item_vectors, user_vectors
 
 
 def create():
     bundle = Bundle.load(%(bundle)r)
     index = faiss.IndexFlatIP(bundle.dim + 2)
-    index.add(item_vectors(bundle.movie_embeddings, bundle.movie_biases))
-    users = user_vectors(bundle.user_embeddings, bundle.user_biases, bundle.global_mean)
+    index.add(bundle.model.item_vectors())
+    users = bundle.model.user_vectors()
     rows = {int(u): r for r, u in enumerate(bundle.user_ids)}
     movie_ids = bundle.movie_ids
     app = Flask("peer")

@@ -2,7 +2,8 @@
 
 Importing this package is cheap: torch is imported only by the modules that
 train (``embedder.model``, ``embedder.train``, ``embedder.export``), so
-``embedder.bundle`` and ``embedder.vocab`` serve torch-free readers.
+``embedder.bundle``, ``embedder.factors`` (the model object) and ``embedder.vocab``
+serve torch-free readers.
 """
 
 from pathlib import Path

@@ -33,7 +33,6 @@ import time
 import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from functools import cached_property
 from pathlib import Path
 from typing import IO, Any, Callable, Mapping
 
@@ -41,6 +40,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from embedder.factors import MFModel
 from embedder.vocab import Vocabulary
 
 SCHEMA_VERSION = 1
@@ -433,53 +433,6 @@ def point_current(link: str | os.PathLike, target: str | os.PathLike) -> Path:
     return link
 
 
-# --------------------------------------------------------------------------- predicting
-
-
-PREDICT_BLOCK = 1 << 14
-"""Pairs predicted at a time by :func:`predict_ratings`: the gathered embedding rows
-of a block (4 MiB at d=64) stay in cache for the dot products, which made it about
-twice as fast as blocks 16 times larger (benchmarks/README.md, "Training at scale")."""
-
-
-def predict_ratings(
-    global_mean: float,
-    user_embeddings: np.ndarray,
-    movie_embeddings: np.ndarray,
-    user_biases: np.ndarray,
-    movie_biases: np.ndarray,
-    user_rows: np.ndarray,
-    movie_rows: np.ndarray,
-    rating_scale: tuple[float, float] | None,
-) -> np.ndarray:
-    """``μ + b_u + b_i + p_u·q_i`` in float32 for paired rows, clipped when a scale is given.
-
-    The fallback for an id the model has not learnt: a row of ``-1`` (unknown id)
-    contributes a zero embedding and a zero bias, so an unknown user is predicted
-    ``μ + b_i``, an unknown movie ``μ + b_u`` and both ``μ``. Users and movies
-    with no training ratings are exported with zero rows, so they get exactly this
-    fallback from the stored vectors too.
-    """
-    user_rows = np.asarray(user_rows, dtype=np.int64)
-    movie_rows = np.asarray(movie_rows, dtype=np.int64)
-    raw = np.empty(len(user_rows), dtype=np.float32)
-    # In blocks: the gathered embedding rows of 20M pairs would take gigabytes at once.
-    for start in range(0, len(raw), PREDICT_BLOCK):
-        block = slice(start, start + PREDICT_BLOCK)
-        known_user = user_rows[block] >= 0
-        known_movie = movie_rows[block] >= 0
-        u = np.where(known_user, user_rows[block], 0)
-        m = np.where(known_movie, movie_rows[block], 0)
-        dot = np.einsum("ij,ij->i", user_embeddings[u], movie_embeddings[m]) * (known_user & known_movie)
-        raw[block] = (
-            np.float32(global_mean)
-            + user_biases[u] * known_user
-            + movie_biases[m] * known_movie
-            + dot.astype(np.float32)
-        )
-    return np.clip(raw, *rating_scale) if rating_scale is not None else raw
-
-
 # --------------------------------------------------------------------------- reading
 
 
@@ -708,48 +661,49 @@ def _check_array(name: str, array: np.ndarray, rows: int | None = None, cols: in
 class Bundle:
     """A loaded, verified bundle.
 
-    Attributes hold the core arrays (row ``r`` of ``user_embeddings`` belongs to
-    user ``user_ids[r]``, the original MovieLens id), the movie table, the
-    training-ratings matrix ``seen`` (CSR, users x movies) and the manifest.
+    ``model`` is the model of the core arrays (:class:`embedder.factors.MFModel`:
+    row ``r`` of its user arrays belongs to user ``user_ids[r]``, the original
+    MovieLens id); beside it the movie table, the training-ratings matrix ``seen``
+    (CSR, users x movies) and the manifest.
     """
 
     path: Path
     manifest: dict
-    user_embeddings: np.ndarray
-    movie_embeddings: np.ndarray
-    user_biases: np.ndarray
-    movie_biases: np.ndarray
-    user_ids: np.ndarray
-    movie_ids: np.ndarray
+    model: MFModel
+    """μ, biases and embeddings (memory maps with ``Bundle.load(mmap=True)``) and both vocabularies."""
     movies: pd.DataFrame
     seen: sp.csr_matrix
     _extra: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
-    def global_mean(self) -> float:
-        """μ, the global bias of the model."""
-        return float(self.manifest["global_mean"])
-
-    @property
     def rating_scale(self) -> tuple[float, float]:
         """(lowest, highest) rating of the dataset; reported predictions are clipped to it."""
-        low, high = self.manifest["rating_scale"]
-        return float(low), float(high)
+        return self.model.rating_scale
 
-    @cached_property
+    @property
     def user_vocab(self) -> Vocabulary:
         """User id <-> row."""
-        return Vocabulary(self.user_ids, "user")
+        return self.model.user_vocab
 
-    @cached_property
+    @property
     def movie_vocab(self) -> Vocabulary:
         """Movie id <-> row."""
-        return Vocabulary(self.movie_ids, "movie")
+        return self.model.movie_vocab
+
+    @property
+    def user_ids(self) -> np.ndarray:
+        """Original ids of the users, in row order (``user_ids.npy``)."""
+        return self.model.user_vocab.ids
+
+    @property
+    def movie_ids(self) -> np.ndarray:
+        """Original ids of the movies, in row order (``movie_ids.npy``)."""
+        return self.model.movie_vocab.ids
 
     @property
     def dim(self) -> int:
         """Embedding size d."""
-        return int(self.movie_embeddings.shape[1])
+        return self.model.dim
 
     def has(self, name: str) -> bool:
         """Whether the bundle lists file ``name``."""
@@ -799,17 +753,8 @@ class Bundle:
         return JSON_CHECKS[name](value) if name in JSON_CHECKS else value
 
     def predict(self, user_ids: np.ndarray, movie_ids: np.ndarray, clip: bool = True) -> np.ndarray:
-        """Predicted ratings for paired original ids; see :func:`predict_ratings`."""
-        return predict_ratings(
-            self.global_mean,
-            self.user_embeddings,
-            self.movie_embeddings,
-            self.user_biases,
-            self.movie_biases,
-            self.user_vocab.numbers(user_ids, missing="negative"),
-            self.movie_vocab.numbers(movie_ids, missing="negative"),
-            self.rating_scale if clip else None,
-        )
+        """Predicted ratings for paired original ids; see :meth:`MFModel.predict_ids`."""
+        return self.model.predict_ids(user_ids, movie_ids, clip)
 
     @classmethod
     def load(cls, path: str | os.PathLike, verify: bool = True, mmap: bool = False) -> "Bundle":
@@ -854,23 +799,26 @@ class Bundle:
         _check_array("user_embeddings.npy", arrays["user_embeddings.npy"], rows=n_users, cols=dim)
         _check_array("user_biases.npy", arrays["user_biases.npy"], rows=n_users)
         _check_array("movie_biases.npy", arrays["movie_biases.npy"], rows=n_movies)
-        for name in ("user_ids.npy", "movie_ids.npy"):
-            if len(np.unique(arrays[name])) != len(arrays[name]):
-                raise BundleError(f"{name}: ids are not unique")
+        vocab = {}
+        for kind in ("user", "movie"):
+            try:
+                vocab[kind] = Vocabulary(arrays[f"{kind}_ids.npy"], kind)
+            except ValueError as err:  # the shape is checked above: the ids repeat
+                raise BundleError(f"{kind}_ids.npy: ids are not unique") from err
         movies = _check_movies(parsed[MOVIES_FILE], arrays["movie_ids.npy"])
         seen = _check_seen(parsed[SEEN_FILE], (n_users, n_movies))
-        bundle = cls(
-            path=folder,
-            manifest=manifest,
-            user_embeddings=arrays["user_embeddings.npy"],
-            movie_embeddings=arrays["movie_embeddings.npy"],
-            user_biases=arrays["user_biases.npy"],
-            movie_biases=arrays["movie_biases.npy"],
-            user_ids=arrays["user_ids.npy"],
-            movie_ids=arrays["movie_ids.npy"],
-            movies=movies,
-            seen=seen,
+        low, high = manifest["rating_scale"]
+        model = MFModel(
+            float(manifest["global_mean"]),
+            arrays["user_embeddings.npy"],
+            arrays["movie_embeddings.npy"],
+            arrays["user_biases.npy"],
+            arrays["movie_biases.npy"],
+            (float(low), float(high)),
+            vocab["user"],
+            vocab["movie"],
         )
+        bundle = cls(path=folder, manifest=manifest, model=model, movies=movies, seen=seen)
         for name in JSON_CHECKS.keys() & listed.keys():
             bundle.json(name)  # small files that readers index into: refused now, not as a 500 later
         return bundle

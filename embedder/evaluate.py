@@ -1,6 +1,6 @@
 """Quality figures of an exported model, from its arrays alone.
 
-:func:`quality_report` scores a model given as arrays (μ, biases, embeddings) on the
+:func:`quality_report` scores a model (:class:`embedder.factors.MFModel`) on the
 canonical test part, next to baselines fitted on the same training ratings:
 
 * rating error (RMSE, MAE) of the model, the global mean, biases only and the
@@ -32,8 +32,9 @@ import pandas as pd
 import scipy.sparse as sp
 
 from embedder import metrics
-from embedder.bundle import Bundle, BundleError, predict_ratings
+from embedder.bundle import Bundle, BundleError
 from embedder.data import load_ratings
+from embedder.factors import MFModel
 from embedder.split import canonical_split
 from search.clusters import UNCLUSTERED, genre_lists, genre_nmi
 from search.similar import Similarity
@@ -61,43 +62,6 @@ BASELINE_REG = (15.0, 10.0)
 
 
 @dataclass(frozen=True)
-class Factors:
-    """A model as arrays: ``r̂ = μ + b_u + b_i + p_u·q_i`` (embeddings may be 0 wide)."""
-
-    global_mean: float
-    user_embeddings: np.ndarray
-    movie_embeddings: np.ndarray
-    user_biases: np.ndarray
-    movie_biases: np.ndarray
-    rating_scale: tuple[float, float]
-
-    @classmethod
-    def biases(cls, global_mean: float, user_biases: np.ndarray, movie_biases: np.ndarray, scale) -> "Factors":
-        """A model without embeddings."""
-        empty = lambda n: np.zeros((n, 0), np.float32)
-        return cls(global_mean, empty(len(user_biases)), empty(len(movie_biases)), user_biases, movie_biases, scale)
-
-    @classmethod
-    def constant(cls, global_mean: float, n_users: int, n_movies: int, scale) -> "Factors":
-        """The global-mean baseline: μ for everyone."""
-        return cls.biases(global_mean, np.zeros(n_users, np.float32), np.zeros(n_movies, np.float32), scale)
-
-    def predict(self, user_rows: np.ndarray, movie_rows: np.ndarray) -> np.ndarray:
-        """Clipped predictions; a row of -1 (unknown id) falls back as in the bundle."""
-        return predict_ratings(
-            self.global_mean, self.user_embeddings, self.movie_embeddings, self.user_biases, self.movie_biases,
-            user_rows, movie_rows, self.rating_scale,
-        )
-
-    def scores(self, user_rows: np.ndarray) -> np.ndarray:
-        """Raw predicted ratings of the given users for every movie (one row each)."""
-        scores = self.user_embeddings[user_rows] @ self.movie_embeddings.T
-        scores += (self.global_mean + self.user_biases[user_rows])[:, None]  # in place: no block-sized temporaries
-        scores += self.movie_biases
-        return scores
-
-
-@dataclass(frozen=True)
 class HeldOut:
     """The test ratings as row indexes (-1 for ids the model does not know)."""
 
@@ -106,7 +70,7 @@ class HeldOut:
     ratings: np.ndarray
 
 
-def fit_biases(seen: sp.csr_matrix, scale: tuple[float, float], iterations: int = 10) -> Factors:
+def fit_biases(seen: sp.csr_matrix, scale: tuple[float, float], iterations: int = 10) -> MFModel:
     """The biases-only baseline: damped alternating means of the training ratings.
 
     ``b_i = Σ (r - μ - b_u) / (λ_i + n_i)``, ``b_u = Σ (r - μ - b_i) / (λ_u + n_u)``.
@@ -122,16 +86,16 @@ def fit_biases(seen: sp.csr_matrix, scale: tuple[float, float], iterations: int 
     for _ in range(iterations):
         bi = np.bincount(movies, ratings - mu - bu[users], n_movies) / (reg_movie + count_movie)
         bu = np.bincount(users, ratings - mu - bi[movies], n_users) / (reg_user + count_user)
-    return Factors.biases(mu, bu.astype(np.float32), bi.astype(np.float32), scale)
+    return MFModel.biases(mu, bu.astype(np.float32), bi.astype(np.float32), scale)
 
 
-def movie_means(seen: sp.csr_matrix, scale: tuple[float, float]) -> Factors:
+def movie_means(seen: sp.csr_matrix, scale: tuple[float, float]) -> MFModel:
     """The popularity baseline for ratings: each movie's mean training rating (μ if none)."""
     mu = float(seen.data.mean())
     counts = np.diff(seen.tocsc().indptr)
     sums = np.asarray(seen.sum(0)).ravel()
     bi = np.where(counts > 0, sums / np.maximum(counts, 1) - mu, 0.0)
-    return Factors.biases(mu, np.zeros(seen.shape[0], np.float32), bi.astype(np.float32), scale)
+    return MFModel.biases(mu, np.zeros(seen.shape[0], np.float32), bi.astype(np.float32), scale)
 
 
 def _sample(values: np.ndarray, limit: int, seed: int) -> np.ndarray:
@@ -278,7 +242,7 @@ def cluster_agreement(labels: np.ndarray, genres: pd.Series, seed: int = 0) -> d
 
 
 def quality_report(
-    model: Factors,
+    model: MFModel,
     seen: sp.csr_matrix,
     movies: pd.DataFrame,
     test: HeldOut,
@@ -294,7 +258,7 @@ def quality_report(
     biases, popularity = fit_biases(seen, model.rating_scale), movie_means(seen, model.rating_scale)
     baselines = {
         "model": model,
-        "global_mean": Factors.constant(popularity.global_mean, *seen.shape, model.rating_scale),
+        "global_mean": MFModel.constant(popularity.global_mean, *seen.shape, model.rating_scale),
         "biases": biases,
         "popularity": popularity,
     }
@@ -356,15 +320,13 @@ def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) ->
             f"the data at {dataset['data_arg']} ({data.checksum[:12]}…)"
         )
     train, test = canonical_split(data.ratings, source=data.source)
+    model = bundle.model
     metrics_by_part = {
-        name: metrics.rating_errors(bundle.predict(part["user_id"].to_numpy(), part["movie_id"].to_numpy()), part["rating"].to_numpy())
+        name: metrics.rating_errors(model.predict_ids(part["user_id"].to_numpy(), part["movie_id"].to_numpy()), part["rating"].to_numpy())
         for name, part in (("train", train), ("test", test))
     }
-    model = Factors(
-        bundle.global_mean, bundle.user_embeddings, bundle.movie_embeddings, bundle.user_biases, bundle.movie_biases, bundle.rating_scale
-    )
     labels = bundle.array("cluster_labels.npy") if bundle.has("cluster_labels.npy") else None
-    quality = quality_report(model, bundle.seen, bundle.movies, held_out_rows(test, bundle.user_vocab, bundle.movie_vocab), min_ratings, labels)
+    quality = quality_report(model, bundle.seen, bundle.movies, held_out_rows(test, model.user_vocab, model.movie_vocab), min_ratings, labels)
     flat = {f"{part}_{key}": round(value, 4) for part, values in metrics_by_part.items() for key, value in values.items()}
     flat["manifest_test_rmse"] = round(bundle.manifest["metrics"]["test"]["rmse"], 4)
     return {"bundle": str(bundle.path), "dataset": dataset["name"], "metrics": metrics_by_part, "flat": flat, "quality": quality}

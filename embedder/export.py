@@ -26,57 +26,39 @@ from embedder.bundle import (
     write_bundle,
 )
 from embedder.config import TrainConfig
-from embedder.evaluate import DEFAULT_MIN_RATINGS, Factors, held_out_rows, quality_report
+from embedder.evaluate import DEFAULT_MIN_RATINGS, held_out_rows, quality_report
+from embedder.factors import MFModel
 from embedder.metrics import rating_errors
 from embedder.split import validation_part
 from embedder.train import TrainResult
 
 
 def model_arrays(result: TrainResult) -> dict[str, np.ndarray]:
-    """The model's parameters as float32 arrays, untrained rows zeroed.
-
-    A user or movie with no rating in the fitted part never received a gradient,
-    so its row is still the random initialisation; zeroing it makes the stored
-    vectors give exactly the documented fallback (``μ + b_i`` or ``μ + b_u``).
-    """
+    """The bundle's ``.npy`` files: the fitted model's arrays (untrained rows already
+    zeroed: :func:`embedder.train.fitted_model`), its ids and, with the users'
+    implicit part, the implicit rows (those of movies without training ratings zeroed)."""
     model = result.model
-    with torch.no_grad():
-        arrays = {
-            "user_embeddings.npy": model.user_factors.weight.numpy().astype(np.float32),
-            "movie_embeddings.npy": model.movie_factors.weight.numpy().astype(np.float32),
-            "user_biases.npy": model.user_bias.weight.numpy()[:, 0].astype(np.float32),
-            "movie_biases.npy": model.movie_bias.weight.numpy()[:, 0].astype(np.float32),
-        }
-    masks = [("user", result.trained_users), ("movie", result.trained_movies)]
+    arrays = {
+        "user_embeddings.npy": model.user_embeddings,
+        "movie_embeddings.npy": model.movie_embeddings,
+        "user_biases.npy": model.user_biases,
+        "movie_biases.npy": model.movie_biases,
+    }
     if result.implicit is not None:
         # A movie nobody rated in training is in no one's N(u): its implicit row is a
         # draw from the prior, and a newcomer who rates it gains nothing from it.
         arrays[IMPLICIT_EMBEDDINGS], arrays[IMPLICIT_BIASES] = (array.copy() for array in result.implicit)
-        masks.append(("implicit", result.trained_movies))
-    for name, mask in masks:
-        arrays[f"{name}_embeddings.npy"][~mask] = 0.0
-        arrays[f"{name}_biases.npy"][~mask] = 0.0
-    arrays["user_ids.npy"] = result.users.ids.astype(np.int64)
-    arrays["movie_ids.npy"] = result.movies.ids.astype(np.int64)
+        arrays[IMPLICIT_EMBEDDINGS][~result.trained_movies] = 0.0
+        arrays[IMPLICIT_BIASES][~result.trained_movies] = 0.0
+    arrays["user_ids.npy"] = model.user_vocab.ids.astype(np.int64)
+    arrays["movie_ids.npy"] = model.movie_vocab.ids.astype(np.int64)
     return arrays
 
 
-def exported_factors(arrays: dict[str, np.ndarray], global_mean: float, rating_scale: tuple[float, float]) -> Factors:
-    """The exported float32 arrays as a model that :mod:`embedder.evaluate` can score."""
-    return Factors(
-        global_mean,
-        arrays["user_embeddings.npy"],
-        arrays["movie_embeddings.npy"],
-        arrays["user_biases.npy"],
-        arrays["movie_biases.npy"],
-        rating_scale,
-    )
-
-
-def evaluate_arrays(factors: Factors, result: TrainResult, ratings: pd.DataFrame) -> dict[str, float]:
-    """RMSE/MAE of the exported arrays (clipped) on a ratings frame."""
-    rows = held_out_rows(ratings, result.users, result.movies)
-    return rating_errors(factors.predict(rows.users, rows.movies), rows.ratings)
+def evaluate_arrays(model: MFModel, ratings: pd.DataFrame) -> dict[str, float]:
+    """RMSE/MAE of the exported model (clipped) on a ratings frame."""
+    rows = held_out_rows(ratings, model.user_vocab, model.movie_vocab)
+    return rating_errors(model.predict(rows.users, rows.movies), rows.ratings)
 
 
 def movie_table(movies: pd.DataFrame, movie_ids: np.ndarray, train: pd.DataFrame) -> pd.DataFrame:
@@ -105,7 +87,7 @@ def seen_matrix(result: TrainResult, train: pd.DataFrame) -> sp.csr_matrix:
 def model_state_bytes(result: TrainResult) -> bytes:
     """``model.pt``: the state dict and id maps, all tensors (loadable with weights_only=True)."""
     payload = {
-        "state_dict": result.model.state_dict(),
+        "state_dict": result.module.state_dict(),
         "user_ids": torch.from_numpy(result.users.ids.copy()),
         "movie_ids": torch.from_numpy(result.movies.ids.copy()),
     }
@@ -186,15 +168,14 @@ def export_bundle(
     arrays, clipped to the rating scale, so anyone can recompute them from the
     ``.npy`` files alone.
     """
+    model = result.model
     arrays = model_arrays(result)
-    global_mean = float(result.model.global_bias.detach())
-    factors = exported_factors(arrays, global_mean, result.rating_scale)
     val = validation_part(train, config.val_fraction, config.seed)
-    metrics = {name: evaluate_arrays(factors, result, part) for name, part in (("train", train), ("val", val), ("test", test))}
+    metrics = {name: evaluate_arrays(model, part) for name, part in (("train", train), ("val", val), ("test", test))}
     table = movie_table(movies, arrays["movie_ids.npy"], train)
     seen = seen_matrix(result, train)
     evaluation = quality_report(
-        factors, seen, table, held_out_rows(test, result.users, result.movies), DEFAULT_MIN_RATINGS, seed=config.seed
+        model, seen, table, held_out_rows(test, result.users, result.movies), DEFAULT_MIN_RATINGS, seed=config.seed
     )
     history = history_table(result)
     unit = "sweep" if config.method == "gibbs" else "epoch"
@@ -211,7 +192,7 @@ def export_bundle(
     manifest = {
         "dataset": dataset,
         "rating_scale": list(result.rating_scale),
-        "global_mean": global_mean,
+        "global_mean": model.global_mean,
         "config": config.to_dict(),
         "metrics": metrics,
         "evaluation": evaluation,

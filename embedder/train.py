@@ -35,6 +35,7 @@ from tqdm.auto import tqdm
 
 from embedder.config import TrainConfig
 from embedder.distributed import Group
+from embedder.factors import MFModel
 from embedder.gibbs import GibbsSampler, PosteriorMean
 from embedder.model import CollaborativeFiltering
 from embedder.split import validation_split
@@ -51,7 +52,12 @@ PROGRESS_EVERY = 10
 class TrainResult:
     """A trained model with the vocabularies and per-epoch history it came with."""
 
-    model: CollaborativeFiltering
+    model: MFModel
+    """The fitted model as float32 arrays with both vocabularies, the rows of users
+    and movies without ratings in the fitted rows zeroed (:func:`fitted_model`): what
+    the bundle stores and every figure is computed from."""
+    module: CollaborativeFiltering
+    """The same parameters as a torch module, untrained rows as trained (``model.pt``)."""
     users: Vocabulary
     movies: Vocabulary
     history: pd.DataFrame
@@ -374,6 +380,32 @@ def _fitted_mask(rows: np.ndarray, size: int) -> np.ndarray:
     return mask
 
 
+def fitted_model(
+    module: CollaborativeFiltering,
+    users: Vocabulary,
+    movies: Vocabulary,
+    trained_users: np.ndarray,
+    trained_movies: np.ndarray,
+    rating_scale: tuple[float, float],
+) -> MFModel:
+    """The module's parameters as an :class:`MFModel` of float32 copies, untrained rows zeroed.
+
+    A user or movie with no rating in the fitted part never received a gradient
+    (or a draw from data), so its row is still the initialisation; zeroing it makes
+    the model give exactly the documented fallback (``μ + b_i`` or ``μ + b_u``).
+    """
+    user_embeddings, movie_embeddings, user_biases, movie_biases = (
+        table.weight.detach().cpu().numpy().astype(np.float32)  # a copy: the module keeps its rows
+        for table in (module.user_factors, module.movie_factors, module.user_bias, module.movie_bias)
+    )
+    for embeddings, biases, trained in ((user_embeddings, user_biases, trained_users), (movie_embeddings, movie_biases, trained_movies)):
+        embeddings[~trained] = 0.0
+        biases[~trained] = 0.0
+    return MFModel(
+        float(module.global_bias.detach()), user_embeddings, movie_embeddings, user_biases[:, 0], movie_biases[:, 0], rating_scale, users, movies
+    )
+
+
 def train(
     train_ratings: pd.DataFrame,
     config: TrainConfig,
@@ -415,16 +447,19 @@ def train(
             final = method(_Task(train_ratings, None, first.best_epoch, True, **context))
             refit_history = final.history
     seconds = time.perf_counter() - started
+    trained_users = _fitted_mask(users.numbers(fitted["user_id"].to_numpy()), len(users))
+    trained_movies = _fitted_mask(movies.numbers(fitted["movie_id"].to_numpy()), len(movies))
     return TrainResult(
-        model=final.model,
+        model=fitted_model(final.model, users, movies, trained_users, trained_movies, rating_scale),
+        module=final.model,
         users=users,
         movies=movies,
         history=first.history,
         best_epoch=first.best_epoch,
         seconds=seconds,
         rating_scale=rating_scale,
-        trained_users=_fitted_mask(users.numbers(fitted["user_id"].to_numpy()), len(users)),
-        trained_movies=_fitted_mask(movies.numbers(fitted["movie_id"].to_numpy()), len(movies)),
+        trained_users=trained_users,
+        trained_movies=trained_movies,
         validation_rmse=first.best_val,
         refit_history=refit_history,
         fitted_all=fitted is train_ratings,

@@ -38,6 +38,7 @@ import faiss
 import numpy as np
 
 from embedder.bundle import Bundle, bytes_writer, json_writer, npy_writer, update_bundle
+from embedder.factors import MFModel
 from search.clusters import UNCLUSTERED, check_clusters, cluster_quality, cluster_summaries, kmeans_labels, movie_map
 from search.index import (
     COSINE_INDEX_FILE,
@@ -48,15 +49,15 @@ from search.index import (
     tune_index,
 )
 from search.topk import BlockedTopK
-from search.vectors import item_vectors, normalize_rows, user_vectors
+from search.vectors import normalize_rows
 
 DEFAULT_CLUSTERS = 10
 RECALL_K = 10
 
 
-def _recall_queries(bundle: Bundle, config: IndexConfig) -> np.ndarray:
+def _recall_queries(model: MFModel, config: IndexConfig) -> np.ndarray:
     """A seeded sample of user query vectors for measuring recall."""
-    users = user_vectors(bundle.user_embeddings, bundle.user_biases, bundle.global_mean)
+    users = model.user_vectors()
     rng = np.random.default_rng(config.seed)
     take = min(len(users), config.recall_queries)
     return users[np.sort(rng.choice(len(users), take, replace=False))]
@@ -93,14 +94,15 @@ def build(
     say = log or (lambda line: None)
     config = index if isinstance(index, IndexConfig) else IndexConfig(kind=index, seed=seed)
     bundle = Bundle.load(path)
+    model = bundle.model
     n_movies = len(bundle.movie_ids)
-    unit, zero = normalize_rows(bundle.movie_embeddings)
+    unit, zero = normalize_rows(model.movie_embeddings)
     n_clusters = check_clusters(n_clusters, zero)  # before the index: fail fast
 
     started = time.perf_counter()
-    items = item_vectors(bundle.movie_embeddings, bundle.movie_biases)
+    items = model.item_vectors()
     movie_index = build_index(items, config)
-    queries = _recall_queries(bundle, config)
+    queries = _recall_queries(model, config)
     k = min(RECALL_K, n_movies)
     exact, _ = BlockedTopK(items).search(queries, k)
     tuned = tune_index(movie_index, queries, exact, config.target_recall)
@@ -110,9 +112,9 @@ def build(
     cosine.add(unit)
 
     started = time.perf_counter()
-    labels = kmeans_labels(bundle.movie_embeddings, n_clusters, seed)
+    labels = kmeans_labels(model.movie_embeddings, n_clusters, seed)
     summaries = cluster_summaries(labels, bundle.movies, n_clusters)
-    quality = cluster_quality(bundle.movie_embeddings, labels, bundle.movies["genres"], seed)
+    quality = cluster_quality(model.movie_embeddings, labels, bundle.movies["genres"], seed)
     unclustered = int(np.count_nonzero(labels == UNCLUSTERED))
     say(
         f"clusters: k={n_clusters} ({time.perf_counter() - started:.1f}s), silhouette {quality['silhouette']}, "
@@ -150,7 +152,7 @@ def build(
         COSINE_INDEX_FILE: bytes_writer(index_bytes(cosine)),
         "cluster_labels.npy": npy_writer(labels.astype(np.int32)),
         "clusters.json": json_writer(summaries),
-        "movie_map.npy": npy_writer(movie_map(bundle.movie_embeddings, seed)),
+        "movie_map.npy": npy_writer(movie_map(model.movie_embeddings, seed)),
     }
     update_bundle(Path(path), files, manifest)
     return manifest

@@ -7,8 +7,8 @@ regression of ``r - μ - b_i`` on ``z_i = [q_i, 1]`` over the movies they rated:
 
 The prior ``N(m, diag(s²))`` is the spread of the trained users' rows in the
 bundle and ``σ²`` the model's mean squared error at a sample of its training
-ratings: the model's own figures, read from the ``.npy`` files (numpy only, no
-torch). With no ratings the answer is the prior mean, an average user.
+ratings: the model's own figures (:class:`embedder.factors.MFModel`, numpy only,
+no torch). With no ratings the answer is the prior mean, an average user.
 The folded user is then scored like a trained one: the score of a movie is
 ``μ + b_u + b_i + p_u·q_i``, its predicted rating.
 
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from search.vectors import user_vectors
+from embedder.factors import MFModel
 
 NOISE_SAMPLE = 100_000
 """Training ratings used to estimate σ² (a seeded sample; all of them when fewer)."""
@@ -60,21 +60,13 @@ class UserPrior:
 
     @classmethod
     def from_model(
-        cls,
-        user_embeddings: np.ndarray,
-        user_biases: np.ndarray,
-        movie_embeddings: np.ndarray,
-        movie_biases: np.ndarray,
-        global_mean: float,
-        seen: sp.csr_matrix,
-        seed: int = 0,
-        implicit: tuple[np.ndarray, np.ndarray] | None = None,
+        cls, model: MFModel, seen: sp.csr_matrix, seed: int = 0, implicit: tuple[np.ndarray, np.ndarray] | None = None
     ) -> "UserPrior":
-        """Estimate the prior from a model's arrays and its training ratings ``seen``
-        (CSR users x movies, values = ratings); ``implicit``: the users' implicit
-        rows per movie, when the model has them."""
+        """Estimate the prior from a model and its training ratings ``seen`` (CSR users
+        x movies, values = ratings); ``implicit``: the users' implicit rows per movie,
+        when the model has them."""
         trained = np.diff(seen.indptr) > 0
-        rows = np.c_[user_embeddings[trained], user_biases[trained]].astype(np.float64)
+        rows = np.c_[model.user_embeddings[trained], model.user_biases[trained]].astype(np.float64)
         if implicit is not None:
             rows -= implicit_parts(implicit, seen[trained])
         if len(rows) == 0:
@@ -85,32 +77,20 @@ class UserPrior:
             users, movies, ratings = coo.row[pick], coo.col[pick], coo.data[pick]
         else:
             users, movies, ratings = coo.row, coo.col, coo.data
-        predicted = (
-            global_mean
-            + user_biases[users].astype(np.float64)
-            + movie_biases[movies]
-            + np.einsum("ij,ij->i", user_embeddings[users].astype(np.float64), movie_embeddings[movies])
-        )
+        predicted = model.predict(users, movies, clip=False).astype(np.float64)
         noise = float(np.mean((ratings - predicted) ** 2)) if len(ratings) else 1.0
         return cls(rows.mean(0), np.maximum(rows.var(0), MIN_VARIANCE), max(noise, MIN_VARIANCE), implicit)
 
 
-def fold_in(
-    prior: UserPrior,
-    movie_embeddings: np.ndarray,
-    movie_biases: np.ndarray,
-    global_mean: float,
-    movie_rows: np.ndarray,
-    ratings: np.ndarray,
-) -> tuple[np.ndarray, float]:
-    """A new user's ``(p_u, b_u)``: the posterior mean given their ratings of
-    ``movie_rows`` (own part plus, with the prior's implicit rows, the implicit part)."""
-    d = movie_embeddings.shape[1]
-    Z = np.c_[movie_embeddings[movie_rows].astype(np.float64), np.ones(len(movie_rows))]
-    targets = np.asarray(ratings, np.float64) - global_mean - movie_biases[movie_rows]
+def fold_in(prior: UserPrior, model: MFModel, movie_rows: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, float]:
+    """A new user's ``(p_u, b_u)``: the posterior mean given their ratings of the
+    model's ``movie_rows`` (own part plus, with the prior's implicit rows, the implicit part)."""
+    d = model.dim
+    Z = np.c_[model.movie_embeddings[movie_rows].astype(np.float64), np.ones(len(movie_rows))]
+    targets = np.asarray(ratings, np.float64) - model.global_mean - model.movie_biases[movie_rows]
     known = np.zeros(d + 1)
     if prior.implicit is not None and len(movie_rows):
-        rated = sp.csr_matrix((np.ones(len(movie_rows)), (np.zeros(len(movie_rows), int), movie_rows)), shape=(1, len(movie_biases)))
+        rated = sp.csr_matrix((np.ones(len(movie_rows)), (np.zeros(len(movie_rows), int), movie_rows)), shape=(1, len(model.movie_biases)))
         known = implicit_parts(prior.implicit, rated)[0]
         targets = targets - Z @ known
     precision = Z.T @ Z / prior.noise + np.diag(1.0 / prior.variance)
@@ -132,15 +112,11 @@ class NewUser:
     """``p_u`` (float32)."""
     bias: float
     """``b_u``."""
-    global_mean: float
+    query: np.ndarray
+    """The bias-augmented query ``[p_u, 1, μ + b_u]`` (float32, :meth:`MFModel.query_vector`):
+    its inner product with a movie's index row is the predicted rating."""
 
     @property
     def fallback(self) -> bool:
         """No ratings: the row is the prior mean, an average user."""
         return len(self.movie_ids) == 0
-
-    @property
-    def query(self) -> np.ndarray:
-        """The bias-augmented query ``[p_u, 1, μ + b_u]`` (float32): its inner product
-        with a movie's index row is the predicted rating."""
-        return user_vectors(self.embedding[None, :], np.array([self.bias], np.float32), self.global_mean)[0]

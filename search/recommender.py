@@ -52,7 +52,6 @@ from search.similar import Similarity
 from search.titles import TitleIndex
 from search.topk import USER_BLOCK, BlockedTopK, topk_1d, topk_rows
 from search.validate import check_int, check_k, is_whole
-from search.vectors import item_vectors, user_vectors
 
 BUILD_HINT = "run `python -m search build --bundle {path}` first"
 MEMBER_SORTS = ("popularity", "title", "rating")
@@ -112,10 +111,10 @@ class Recommender:
         # answers in ~0.1 µs where a vectorised lookup costs ~10 µs of overhead.
         self._user_row_of = {int(u): r for r, u in enumerate(bundle.user_ids.tolist())}
         self._movie_row_of = {int(m): r for r, m in enumerate(bundle.movie_ids.tolist())}
-        self._items = item_vectors(bundle.movie_embeddings, bundle.movie_biases)
-        self._users = user_vectors(bundle.user_embeddings, bundle.user_biases, bundle.global_mean)
+        self._items = bundle.model.item_vectors()
+        self._users = bundle.model.user_vectors()
         self._seen = sp.csr_matrix(bundle.seen)
-        self._similarity = Similarity(bundle.movie_embeddings, self._seen)  # its index is built on first use
+        self._similarity = Similarity(bundle.model.movie_embeddings, self._seen)  # its index is built on first use
         self._counts = bundle.movies["rating_count"].to_numpy(np.int64)
         self._engine = BlockedTopK(self._items, **self._tiles)
         self._subsets: dict[int, tuple[np.ndarray, BlockedTopK]] = {}
@@ -374,10 +373,7 @@ class Recommender:
 
     @cached_property
     def _prior(self) -> UserPrior:
-        b = self.bundle
-        return UserPrior.from_model(
-            b.user_embeddings, b.user_biases, b.movie_embeddings, b.movie_biases, b.global_mean, self._seen, implicit=b.implicit_rows()
-        )
+        return UserPrior.from_model(self.bundle.model, self._seen, implicit=self.bundle.implicit_rows())
 
     def fold_in(self, ratings: Any) -> NewUser:
         """A user who is not in the bundle, from their ratings (see :mod:`search.foldin`).
@@ -414,8 +410,10 @@ class Recommender:
             unknown = ", ".join(str(i) for i, r in zip(ids, rows.tolist()) if r < 0)
             raise UnknownIdError(f"unknown movie{'s' if (rows < 0).sum() > 1 else ''} {unknown}")
         ratings_array = np.array(values, np.float64)
-        embedding, bias = fold_in(self._prior, self.bundle.movie_embeddings, self.bundle.movie_biases, self.bundle.global_mean, rows, ratings_array)
-        return NewUser(np.array(ids, np.int64), ratings_array, rows, embedding.astype(np.float32), np.float32(bias), self.bundle.global_mean)
+        model = self.bundle.model
+        embedding, bias = fold_in(self._prior, model, rows, ratings_array)
+        embedding, bias = embedding.astype(np.float32), np.float32(bias)
+        return NewUser(np.array(ids, np.int64), ratings_array, rows, embedding, bias, model.query_vector(embedding, bias))
 
     def recommend_for_ratings(self, ratings: Any, k: int = 10, min_ratings: int = 0) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` movies for a newcomer given their ratings, without retraining.

@@ -68,9 +68,9 @@ def test_round_trip_of_arrays(tmp_path):
     rng = np.random.default_rng(0)
     P, Q = rng.normal(size=(4, 2)), rng.normal(size=(5, 2))
     bundle = Bundle.load(write_synthetic_bundle(tmp_path / "b", P, Q, global_mean=3.0))
-    assert np.array_equal(bundle.user_embeddings, P.astype(np.float32))
+    assert np.array_equal(bundle.model.user_embeddings, P.astype(np.float32))
     assert np.array_equal(bundle.movie_ids, np.arange(101, 106))
-    assert bundle.global_mean == 3.0 and bundle.rating_scale == (1.0, 5.0)
+    assert bundle.model.global_mean == 3.0 and bundle.rating_scale == (1.0, 5.0)
     expected = np.clip(3.0 + P[1] @ Q[2], 1, 5)
     assert bundle.predict(np.array([2]), np.array([103]))[0] == pytest.approx(expected, abs=1e-5)
     # Fallback: an unknown user gets μ + b_i (b_i is 0 here), unknown movie μ + b_u.
@@ -149,6 +149,7 @@ GOOD_SUMMARY = {"cluster": 0, "size": 9, "label": "Drama", "mean_rating": 3.5, "
         (_clusters(json.dumps([{**GOOD_SUMMARY, "genres": [{"genre": "Drama", "share": "all"}]}])), "clusters.json: cluster 0's 'genres' must be a list"),
         (_clusters('[{"cluster": 0, "mean_rating": NaN}]'), "clusters.json: NaN is not a finite number"),
         (_clusters("{bad"), "clusters.json: not valid JSON"),
+        (lambda p: rewrite_file_and_manifest(p, "movie_ids.npy", npy_writer(np.r_[101, np.arange(101, 109)])), "movie_ids.npy: ids are not unique"),
     ],
 )
 @pytest.mark.parametrize("mmap", [False, True], ids=["read", "mapped"])
@@ -163,7 +164,9 @@ def test_a_mapped_bundle_holds_the_same_arrays_read_only(tmp_path):
     path = random_bundle(tmp_path / "b")
     read, mapped = Bundle.load(path), Bundle.load(path, mmap=True)
     for name in ("user_embeddings", "movie_embeddings", "user_biases", "movie_biases", "user_ids", "movie_ids"):
-        copy, shared = getattr(read, name), getattr(mapped, name)
+        # The model and its vocabularies hold the mapped arrays themselves, not copies.
+        owner = (lambda bundle: bundle) if name.endswith("_ids") else (lambda bundle: bundle.model)
+        copy, shared = getattr(owner(read), name), getattr(owner(mapped), name)
         assert type(shared) is np.ndarray and shared.dtype == copy.dtype and np.array_equal(shared, copy)
         assert not shared.flags.writeable and isinstance(shared.base, np.memmap)
         with pytest.raises(ValueError, match="read-only"):
@@ -218,7 +221,7 @@ def test_wrong_schema_version_is_refused(tmp_path):
 
 def test_an_exception_between_files_leaves_the_previous_bundle(tmp_path):
     path = random_bundle(tmp_path / "b", seed=1)
-    before = Bundle.load(path).user_embeddings.copy()
+    before = Bundle.load(path).model.user_embeddings.copy()
 
     def explode(_path):
         raise RuntimeError("disk on fire")
@@ -228,13 +231,13 @@ def test_an_exception_between_files_leaves_the_previous_bundle(tmp_path):
         write_bundle(path, files, {"global_mean": 0.0, "rating_scale": [1, 5]})
     with pytest.raises(RuntimeError, match="disk on fire"):
         update_bundle(path, files, {})
-    assert np.array_equal(Bundle.load(path).user_embeddings, before)
+    assert np.array_equal(Bundle.load(path).model.user_embeddings, before)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b"], "temporary folders must be cleaned up"
 
 
 def test_a_killed_writer_leaves_the_previous_bundle(tmp_path):
     path = random_bundle(tmp_path / "b", seed=2)
-    before = Bundle.load(path).movie_embeddings.copy()
+    before = Bundle.load(path).model.movie_embeddings.copy()
     script = textwrap.dedent(
         f"""
         import sys, time
@@ -256,7 +259,7 @@ def test_a_killed_writer_leaves_the_previous_bundle(tmp_path):
     finally:
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
-    assert np.array_equal(Bundle.load(path).movie_embeddings, before)
+    assert np.array_equal(Bundle.load(path).model.movie_embeddings, before)
     leftovers = [p.name for p in tmp_path.iterdir() if p.name != "b"]
     assert all(name.startswith(".b.tmp-") for name in leftovers), leftovers
 
@@ -297,12 +300,12 @@ def test_writing_over_a_bundle_folder_or_a_link_publishes_a_new_version(tmp_path
     path = random_bundle(tmp_path / "X", seed=1)
     assert not path.is_symlink()  # a first write makes a plain folder
     assert random_bundle(tmp_path / "X", seed=2) == tmp_path / "X"
-    assert path.is_symlink() and Bundle.load(path).user_embeddings.tolist() == Bundle.load(random_bundle(tmp_path / "check", seed=2)).user_embeddings.tolist()
+    assert path.is_symlink() and Bundle.load(path).model.user_embeddings.tolist() == Bundle.load(random_bundle(tmp_path / "check", seed=2)).model.user_embeddings.tolist()
     random_bundle(tmp_path / "X", seed=3)  # over the link: a new version beside the one it pointed to
     versions = _versions(tmp_path, "X")
     assert len(versions) == 3 and os.readlink(path) == versions[-1]
-    seeds = [Bundle.load(tmp_path / name).user_embeddings[0, 0] for name in versions]
-    assert seeds == [Bundle.load(random_bundle(tmp_path / f"s{seed}", seed=seed)).user_embeddings[0, 0] for seed in (1, 2, 3)]
+    seeds = [Bundle.load(tmp_path / name).model.user_embeddings[0, 0] for name in versions]
+    assert seeds == [Bundle.load(random_bundle(tmp_path / f"s{seed}", seed=seed)).model.user_embeddings[0, 0] for seed in (1, 2, 3)]
 
 
 def test_a_folder_that_is_not_a_bundle_is_never_replaced(tmp_path):
@@ -348,7 +351,7 @@ PUBLISH = {
 
 
 def _is_new(bundle: Bundle, old: Bundle) -> bool:
-    return bundle.manifest.get("note") == "new" or not np.array_equal(bundle.user_embeddings, old.user_embeddings)
+    return bundle.manifest.get("note") == "new" or not np.array_equal(bundle.model.user_embeddings, old.model.user_embeddings)
 
 
 @pytest.mark.parametrize("how", PUBLISH)

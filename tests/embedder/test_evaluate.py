@@ -12,7 +12,6 @@ import pytest
 import scipy.sparse as sp
 
 from embedder.evaluate import (
-    Factors,
     HeldOut,
     cluster_agreement,
     evaluate_bundle,
@@ -24,6 +23,7 @@ from embedder.evaluate import (
     ranking_metrics,
     ranking_metrics_by_mask,
 )
+from embedder.factors import MFModel
 
 from search.similar import Similarity
 
@@ -32,7 +32,7 @@ SCALE = (1.0, 5.0)
 
 def _planted():
     """Two users, five movies ranked 0 > 1 > 2 > 3 > 4 by everyone."""
-    model = Factors.biases(3.0, np.zeros(2, np.float32), np.array([2.0, 1.5, 1.0, 0.5, 0.0], np.float32), SCALE)
+    model = MFModel.biases(3.0, np.zeros(2, np.float32), np.array([2.0, 1.5, 1.0, 0.5, 0.0], np.float32), SCALE)
     seen = sp.csr_matrix((np.array([4.0, 4.0]), ([0, 1], [0, 1])), shape=(2, 5))  # user 0 saw movie 0, user 1 movie 1
     # User 0 likes movies 2 and 4 (ratings >= 4), not 3; user 1 likes nothing, so is not scored.
     test = HeldOut(np.array([0, 0, 0, 1]), np.array([2, 4, 3, 0]), np.array([5.0, 4.0, 2.0, 3.0]))
@@ -64,7 +64,7 @@ def test_a_min_ratings_floor_keeps_movies_below_it_out_of_the_lists():
 def test_several_masks_from_one_pass_equal_one_pass_per_mask():
     rng = np.random.default_rng(3)
     n_users, n_movies = 40, 30
-    model = Factors(3.5, rng.normal(size=(n_users, 4)).astype(np.float32), rng.normal(size=(n_movies, 4)).astype(np.float32),
+    model = MFModel(3.5, rng.normal(size=(n_users, 4)).astype(np.float32), rng.normal(size=(n_movies, 4)).astype(np.float32),
                     rng.normal(size=n_users).astype(np.float32), rng.normal(size=n_movies).astype(np.float32), SCALE)
     seen = sp.random(n_users, n_movies, density=0.2, format="csr", random_state=3)
     test = HeldOut(rng.integers(0, n_users, 200), rng.integers(0, n_movies, 200), rng.integers(1, 6, 200).astype(float))

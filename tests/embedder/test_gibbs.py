@@ -29,7 +29,7 @@ def test_posterior_mean_reaches_the_noise_floor_on_held_out_ratings(fitted):
     test_rmse = rating_errors(_predict(result, test_part), test_part["rating"].to_numpy())["rmse"]
     # The global mean is at ~0.78 here (see test_train.py); the noise floor is 0.1.
     assert test_rmse < 1.5 * NOISE, test_rmse
-    assert result.model.user_factors.weight.shape == (300, 8)  # exported at rank dim, not sample_dim
+    assert result.module.user_factors.weight.shape == result.model.user_embeddings.shape == (300, 8)  # exported at rank dim, not sample_dim
 
 
 def test_one_chain_on_all_training_rows_after_a_warm_up(fitted):
@@ -92,8 +92,8 @@ def test_same_seed_same_chain():
     config = TrainConfig(dim=4, sample_dim=3, sweeps=8, seed=7)
     a = train(frame, config, users, movies, SCALE, progress=False)
     b = train(frame, config, users, movies, SCALE, progress=False)
-    for name, tensor in a.model.state_dict().items():
-        assert np.array_equal(tensor.numpy(), b.model.state_dict()[name].numpy()), name
+    for name, tensor in a.module.state_dict().items():
+        assert np.array_equal(tensor.numpy(), b.module.state_dict()[name].numpy()), name
 
 
 def _small_sampler(seed=0, dim=3):
@@ -179,6 +179,9 @@ def test_movies_without_training_ratings_are_exported_as_zero_rows():
     assert not result.trained_movies[row]
     assert np.all(arrays["movie_embeddings.npy"][row] == 0) and arrays["movie_biases.npy"][row] == 0
     assert arrays["movie_embeddings.npy"].dtype == np.float32
+    # The model training returns is those arrays: it predicts the fallback μ + b_u there.
+    assert arrays["movie_embeddings.npy"] is result.model.movie_embeddings
+    assert result.model.predict(np.array([0]), np.array([row]), clip=False)[0] == pytest.approx(result.model.global_mean + result.model.user_biases[0])
 
 
 def test_low_rank_sum_of_repeated_factors_stays_exact():

@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from embedder.config import TrainConfig
-from embedder.export import exported_factors, model_arrays
 from embedder.gibbs import GibbsSampler, PosteriorMean
 from embedder import implicit as implicit_module
 from embedder.implicit import conjugate_gradients
@@ -174,7 +173,7 @@ def test_a_case_only_who_rated_what_can_answer_is_learned(implicit, bound):
     movies = Vocabulary.from_values(both["movie_id"], "movie")
     config = TrainConfig(dim=8, sample_dim=4, implicit=implicit, seed=0, min_sweeps=20)
     result = train(train_part, config, users, movies, (1.0, 5.0), progress=False)
-    model = exported_factors(model_arrays(result), float(result.model.global_bias.detach()), (1.0, 5.0))
+    model = result.model
     rows_u = users.numbers(test_part["user_id"].to_numpy())
     rows_m = movies.numbers(test_part["movie_id"].to_numpy())
     rmse = float(np.sqrt(np.mean((model.predict(rows_u, rows_m) - test_part["rating"].to_numpy()) ** 2)))
@@ -219,8 +218,9 @@ def test_a_newcomer_gains_the_implicit_part_of_the_movies_they_rated(implicit_bu
     loved, hated = np.arange(31, 46), np.arange(46, 61)  # groups C1 and C2, as ids
     for recommender, expect_a_lean in ((with_implicit, True), (without, False)):
         user = recommender.fold_in(newcomer)
-        predicted = lambda ids: float(np.mean([recommender.bundle.global_mean + user.bias
-                                               + recommender.bundle.movie_biases[r] + recommender.bundle.movie_embeddings[r] @ user.embedding
+        model = recommender.bundle.model
+        predicted = lambda ids: float(np.mean([model.global_mean + user.bias
+                                               + model.movie_biases[r] + model.movie_embeddings[r] @ user.embedding
                                                for r in recommender.bundle.movie_vocab.numbers(ids)]))
         lean = predicted(loved) - predicted(hated)
         if expect_a_lean:
@@ -238,7 +238,7 @@ def test_the_default_bundle_holds_checked_implicit_rows(tiny_bundle, tmp_path):
 
     bundle = Bundle.load(tiny_bundle)
     vectors, biases = bundle.implicit_rows()
-    assert vectors.shape == bundle.movie_embeddings.shape and biases.shape == bundle.movie_biases.shape
+    assert vectors.shape == bundle.model.movie_embeddings.shape and biases.shape == bundle.model.movie_biases.shape
     assert vectors.dtype == biases.dtype == np.float32 and np.abs(vectors).sum() > 0
     damaged = Path(shutil.copytree(tiny_bundle, tmp_path / "damaged"))
     rewrite_file_and_manifest(damaged, IMPLICIT_BIASES, npy_writer(np.zeros(4, np.float32)))

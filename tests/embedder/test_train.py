@@ -39,7 +39,7 @@ def _predict(result, part):
     u = torch.as_tensor(result.users.numbers(part["user_id"].to_numpy()))
     m = torch.as_tensor(result.movies.numbers(part["movie_id"].to_numpy()))
     with torch.no_grad():
-        return result.model(u, m).numpy()
+        return result.module(u, m).numpy()
 
 
 def test_reaches_the_noise_floor_on_held_out_ratings(fitted):
@@ -53,7 +53,8 @@ def test_reaches_the_noise_floor_on_held_out_ratings(fitted):
 
 def test_global_bias_starts_at_the_training_mean_and_history_is_recorded(fitted):
     result, train_part, _, truth = fitted
-    assert abs(float(result.model.global_bias.detach()) - truth["mu"]) < 0.5
+    assert abs(float(result.module.global_bias.detach()) - truth["mu"]) < 0.5
+    assert result.model.global_mean == float(result.module.global_bias.detach())
     history = result.history
     assert list(history.columns) == ["epoch", "train_rmse", "val_rmse", "seconds"]
     assert 1 <= result.best_epoch <= len(history)
@@ -80,8 +81,8 @@ def test_same_seed_same_model():
     config = TrainConfig(method="adam", dim=4, epochs=3, seed=7)
     a = train(frame, config, users, movies, (-10.0, 20.0), progress=False)
     b = train(frame, config, users, movies, (-10.0, 20.0), progress=False)
-    for name, tensor in a.model.state_dict().items():
-        assert np.array_equal(tensor.numpy(), b.model.state_dict()[name].numpy()), name
+    for name, tensor in a.module.state_dict().items():
+        assert np.array_equal(tensor.numpy(), b.module.state_dict()[name].numpy()), name
 
 
 def test_refit_runs_the_best_epoch_count_on_all_training_rows(fitted):

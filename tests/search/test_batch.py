@@ -19,8 +19,9 @@ def rec(planted_bundle):
 
 def _brute_force(rec: Recommender, k: int) -> pd.DataFrame:
     """Top-k of every user from float64 predictions over all unseen movies."""
-    b = rec.bundle
-    scores = b.global_mean + b.user_biases[:, None].astype(np.float64) + b.movie_biases[None, :] + b.user_embeddings.astype(np.float64) @ b.movie_embeddings.T
+    b, model = rec.bundle, rec.bundle.model
+    scores = (model.global_mean + model.user_biases[:, None].astype(np.float64) + model.movie_biases[None, :]
+              + model.user_embeddings.astype(np.float64) @ model.movie_embeddings.T)
     scores[b.seen.toarray() != 0] = -np.inf
     rows = []
     for u, row in enumerate(scores):

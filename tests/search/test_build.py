@@ -14,7 +14,6 @@ from embedder.bundle import Bundle, sha256_file
 from search import Recommender
 from search.build import build
 from search.clusters import UNCLUSTERED
-from search.vectors import item_vectors
 from tests.search.conftest import N_GROUPS, PER_GROUP, built_copy, write_planted_bundle
 from tests.search.test_clusters import ZERO_AT, assert_planted_partition, planted_with_zero_rows
 
@@ -29,7 +28,7 @@ def test_build_adds_checksummed_files_and_manifest_keys(built_tiny, tiny_bundle)
     n = len(bundle.movie_ids)
     index = faiss.read_index(str(bundle.file("movie_index.faiss")))
     assert isinstance(index, faiss.IndexFlatIP) and index.ntotal == n and index.d == bundle.dim + 2
-    np.testing.assert_array_equal(bundle.array("item_vectors.npy"), item_vectors(bundle.movie_embeddings, bundle.movie_biases))
+    np.testing.assert_array_equal(bundle.array("item_vectors.npy"), bundle.model.item_vectors())
     cosine = faiss.read_index(str(bundle.file("cosine_index.faiss")))
     assert cosine.ntotal == n and cosine.d == bundle.dim
     labels = bundle.array("cluster_labels.npy")
@@ -37,7 +36,7 @@ def test_build_adds_checksummed_files_and_manifest_keys(built_tiny, tiny_bundle)
     assert bundle.array("movie_map.npy").shape == (n, 2)
     clusters = bundle.manifest["clusters"]
     assert {"k", "seed", "silhouette", "nmi_genres", "nmi_random", "unclustered"} <= set(clusters)
-    zero = np.linalg.norm(bundle.movie_embeddings, axis=1) == 0
+    zero = np.linalg.norm(bundle.model.movie_embeddings, axis=1) == 0
     assert np.array_equal(labels == UNCLUSTERED, zero) and clusters["unclustered"] == int(zero.sum())
     assert sum(clusters["sizes"]) == n - clusters["unclustered"]
     assert clusters["k"] == 4 and len(bundle.json("clusters.json")) == 4

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from embedder.factors import MFModel
 from embedder.vocab import UnknownIdError
 from search.cli import main
 from search.foldin import UserPrior, fold_in
@@ -15,6 +16,11 @@ from search.recommender import Recommender
 from tests.conftest import write_synthetic_bundle
 
 MU = 3.0
+
+
+def _movies_only(Q, b, mu=3.0):
+    """A model of the movie side alone (fold-in reads no trained user)."""
+    return MFModel(mu, np.zeros((0, Q.shape[1])), Q, np.zeros(0), b, (1.0, 5.0))
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +91,7 @@ def test_the_closed_form_is_the_posterior_mean():
     Q, b = rng.normal(size=(30, 4)), rng.normal(size=30)
     prior = UserPrior(mean=rng.normal(size=5), variance=rng.uniform(0.5, 2, 5), noise=0.7)
     rows, ratings = np.array([1, 4, 9, 22]), rng.uniform(1, 5, 4)
-    p, bias = fold_in(prior, Q, b, 3.0, rows, ratings)
+    p, bias = fold_in(prior, _movies_only(Q, b), rows, ratings)
     x = np.r_[p, bias]
     Z = np.c_[Q[rows], np.ones(4)]
     gradient = Z.T @ (Z @ x - (ratings - 3.0 - b[rows])) / prior.noise + (x - prior.mean) / prior.variance
@@ -100,7 +106,7 @@ def test_with_implicit_rows_the_own_part_is_solved_and_the_implicit_part_added()
     E, c = rng.normal(size=(30, 4)), rng.normal(size=30)
     prior = UserPrior(mean=rng.normal(size=5), variance=rng.uniform(0.5, 2, 5), noise=0.7, implicit=(E, c))
     rows, ratings = np.array([1, 4, 9, 22]), rng.uniform(1, 5, 4)
-    p, bias = fold_in(prior, Q, b, 3.0, rows, ratings)
+    p, bias = fold_in(prior, _movies_only(Q, b), rows, ratings)
     known = np.r_[E[rows].sum(0), c[rows].sum()] / 2.0  # |N| = 4
     own = np.r_[p, bias] - known
     Z = np.c_[Q[rows], np.ones(4)]
@@ -118,7 +124,7 @@ def test_the_prior_with_implicit_rows_is_the_spread_of_the_trained_users_own_par
     implicit = N @ np.c_[E, c] / np.sqrt(np.maximum(N.sum(1, keepdims=True), 1))
     rows = own + implicit
     Q, b = rng.normal(size=(n_movies, d)), rng.normal(size=n_movies)
-    prior = UserPrior.from_model(rows[:, :d], rows[:, d], Q, b, 3.0, seen, implicit=(E, c))
+    prior = UserPrior.from_model(MFModel(3.0, rows[:, :d], Q, rows[:, d], b, (1.0, 5.0)), seen, implicit=(E, c))
     trained = N.sum(1) > 0
     np.testing.assert_allclose(prior.mean, own[trained].mean(0), atol=1e-10)
     np.testing.assert_allclose(prior.variance, own[trained].var(0), rtol=1e-8)
@@ -201,7 +207,8 @@ def test_a_trained_user_folded_in_from_their_own_training_ratings_gets_about_the
         user = rec.fold_in(ratings)
         mine = test[test["user_id"] == user_id]
         movies = bundle.movie_vocab.numbers(mine["movie_id"].to_numpy())
-        raw = user.global_mean + user.bias + bundle.movie_biases[movies] + bundle.movie_embeddings[movies] @ user.embedding
+        model = bundle.model
+        raw = model.global_mean + user.bias + model.movie_biases[movies] + model.movie_embeddings[movies] @ user.embedding
         folded.append(np.clip(raw, *bundle.rating_scale))
         trained.append(bundle.predict(mine["user_id"].to_numpy(), mine["movie_id"].to_numpy()))
     assert len(bundle.user_ids) == 300 and np.mean(overlaps) >= 0.6

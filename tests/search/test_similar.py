@@ -7,9 +7,9 @@ import pytest
 import scipy.sparse as sp
 
 from search import Recommender
-from search.similar import EMBEDDING_WEIGHT, Similarity
+from search.similar import EMBEDDING_WEIGHT, Similarity, neighbour_table
 from tests.conftest import write_synthetic_bundle
-from tests.search.conftest import dense_blend
+from tests.search.conftest import assert_exact_topk, dense_blend
 
 
 def random_case(seed: int = 0, n_users: int = 60, n_movies: int = 40):
@@ -59,6 +59,25 @@ def test_a_block_equals_the_dense_blend(dense_share):
     truth = dense_blend(embeddings, seen)
     rows = np.array([0, 3, 5, 11, 2, 39, 11])  # any order, repeats, excluded queries
     assert_matches_dense(similarity.block_scores(rows), rows, truth, np.isfinite(np.diag(truth)))
+
+
+@pytest.mark.parametrize("width, block", [(6, 7), (39, 40), (45, 3)])  # a few, all others, wider than the catalogue
+def test_the_neighbour_table_holds_each_movies_exact_top_k(width, block):
+    embeddings, seen = random_case(2)
+    truth = dense_blend(embeddings, seen)
+    comparable = np.isfinite(np.diag(truth))
+    rows, scores = neighbour_table(Similarity(embeddings, seen), width=width, block=block)
+    assert rows.shape == scores.shape == (len(embeddings), width) and rows.dtype == np.int32
+    movie_ids = np.arange(len(embeddings)) * 10 + 1
+    for row in range(len(embeddings)):
+        reference = np.where(comparable & comparable[row], truth[row], -np.inf)
+        reference[row] = -np.inf
+        found = rows[row] >= 0
+        # every comparable movie but itself, or width of them; then padding
+        assert found.sum() == min(width, max(0, comparable.sum() - 1) if comparable[row] else 0)
+        assert not found[found.sum() :].any() and np.isneginf(scores[row][~found]).all()
+        ids = np.where(found, movie_ids[rows[row]], -1)
+        assert_exact_topk(ids, scores[row], reference, movie_ids, width, excluded=np.flatnonzero(np.isneginf(reference)))
 
 
 def test_excluded_movies_are_never_returned(tmp_path):

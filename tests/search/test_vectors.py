@@ -5,14 +5,13 @@ from __future__ import annotations
 import numpy as np
 
 from embedder.bundle import Bundle
-from search.vectors import item_vectors, normalize_rows, user_vectors
+from search.vectors import normalize_rows
 from tests.search.conftest import brute_force_scores
 
 
 def test_augmented_inner_product_is_the_predicted_rating(tiny_bundle):
     bundle = Bundle.load(tiny_bundle)
-    users = user_vectors(bundle.user_embeddings, bundle.user_biases, bundle.global_mean)
-    items = item_vectors(bundle.movie_embeddings, bundle.movie_biases)
+    users, items = bundle.model.user_vectors(), bundle.model.item_vectors()
     assert users.dtype == items.dtype == np.float32
     assert users.shape[1] == items.shape[1] == bundle.dim + 2
     truth = brute_force_scores(tiny_bundle)
