@@ -1,10 +1,11 @@
 """The answers, shared by the pages and the API.
 
-Each function takes the raw path value and the query parameters, validates them
-(:mod:`web.params`), asks :class:`search.Recommender`, and returns the API
-route's answer: a dict, or a :class:`Ranked` list of movies that the API writes
-as JSON and the pages render as a dict. So both areas answer the same request
-with the same data and the same errors.
+Each function takes the raw path value and the query parameters, checks them
+with the state's request models (:mod:`web.params`), asks
+:class:`search.Recommender`, and returns the API route's answer: a dict, or a
+:class:`Ranked` list of movies that the API writes as JSON and the pages render
+as a dict. So both areas answer the same request with the same data and the
+same errors. (What the answers hold is declared in :mod:`web.openapi`.)
 """
 
 from __future__ import annotations
@@ -17,19 +18,6 @@ import numpy as np
 from search import NotBuiltError, UnknownIdError
 from web import params
 from web.state import state
-
-# Query parameters each API route takes (anything else is a 400 there).
-ALLOWED = {
-    "recommendations": ("k", "include_seen", "min_ratings"),
-    "newcomer_recommendations": (),
-    "similar": ("k", "min_ratings"),
-    "search": ("q", "limit", "offset"),
-    "movie": (),
-    "clusters": (),
-    "cluster": ("sort",),
-    "model": (),
-    "healthz": (),
-}
 
 
 @dataclass(frozen=True)
@@ -50,11 +38,9 @@ def recommendations(raw_user_id: str, args: Mapping[str, str]) -> Ranked:
     """Top-k movies for a user by predicted rating (``score``: the raw prediction)."""
     st = state()
     user_id = params.parse_id(raw_user_id, "user")
-    k = params.parse_k(args, st.k_default, st.k_max)
-    include_seen = params.parse_bool(args, "include_seen", False)
-    min_ratings = params.parse_min_ratings(args)
-    ids, scores = st.rec.recommend(user_id, k=k, exclude_seen=not include_seen, min_ratings=min_ratings)
-    return Ranked({"user_id": user_id, "k": k, "include_seen": include_seen, "min_ratings": min_ratings}, ids, scores)
+    query = params.parse(st.requests.recommendations, args)
+    ids, scores = st.rec.recommend(user_id, k=query.k, exclude_seen=not query.include_seen, min_ratings=query.min_ratings)
+    return Ranked({"user_id": user_id, "k": query.k, "include_seen": query.include_seen, "min_ratings": query.min_ratings}, ids, scores)
 
 
 def newcomer_recommendations(body: object) -> Ranked:
@@ -62,17 +48,14 @@ def newcomer_recommendations(body: object) -> Ranked:
     (folded in, no retraining); ``score`` is the raw predicted rating, rated movies
     are left out. No ratings: the average user's list (``fallback`` true)."""
     st = state()
-    pairs, k = params.parse_ratings_body(body, st.k_default, st.k_max)
+    query = params.parse(st.requests.newcomer_body, body)
+    pairs = [(r.movie_id, r.rating) for r in query.ratings]
     try:
-        ids, scores = st.rec.recommend_for_ratings(pairs, k=k)
+        ids, scores = st.rec.recommend_for_ratings(pairs, k=query.k)
     except (UnknownIdError, ValueError) as err:  # an unknown movie or a rating off the scale: the body is wrong
         raise params.ParamError(str(err)) from None
     ratings = [{"movie_id": movie_id, "rating": rating} for movie_id, rating in pairs]
-    return Ranked({"ratings": ratings, "k": k, "fallback": not pairs}, ids, scores)
-
-
-PAGE_RATINGS = 5
-"""Rating rows the newcomer page offers (and the most it takes)."""
+    return Ranked({"ratings": ratings, "k": query.k, "fallback": not pairs}, ids, scores)
 
 
 def newcomer_from_titles(args) -> Ranked:
@@ -81,17 +64,14 @@ def newcomer_from_titles(args) -> Ranked:
     Titles that match nothing are listed in ``not_found``; blank rows are skipped;
     a later row for the same movie replaces an earlier one."""
     st = state()
-    titles, ratings = args.getlist("title"), args.getlist("rating")
-    if len(titles) > PAGE_RATINGS or len(ratings) > PAGE_RATINGS:
-        raise params.ParamError(f"at most {PAGE_RATINGS} title and rating pairs")
-    k = params.parse_k(args, st.k_default, st.k_max)
+    query = params.parse(st.requests.newcomer_page, {**args.to_dict(), "title": args.getlist("title"), "rating": args.getlist("rating")})
     chosen: dict[int, float] = {}
     not_found, rows = [], []
-    for n, title in enumerate(titles):
+    for n, title in enumerate(query.title):
         title = title.strip()[: st.max_query]
         if not title:
             continue
-        rating = params.parse_number(ratings[n] if n < len(ratings) else "", f"rating {n + 1}")
+        rating = params.parse_number(query.rating[n] if n < len(query.rating) else "", f"rating {n + 1}")
         found = st.rec.find_movies(title, limit=1)
         if not found:
             not_found.append(title)
@@ -99,10 +79,10 @@ def newcomer_from_titles(args) -> Ranked:
         chosen[found[0]] = rating
         rows.append({"query": title, "rating": rating, **st.rec.movie(found[0])})
     try:
-        ids, scores = st.rec.recommend_for_ratings(chosen, k=k)
+        ids, scores = st.rec.recommend_for_ratings(chosen, k=query.k)
     except ValueError as err:  # a rating off the scale
         raise params.ParamError(str(err)) from None
-    return Ranked({"rated": rows, "not_found": not_found, "k": k, "fallback": not chosen}, ids, scores)
+    return Ranked({"rated": rows, "not_found": not_found, "k": query.k, "fallback": not chosen}, ids, scores)
 
 
 def similar(raw_movie_id: str, args: Mapping[str, str]) -> Ranked:
@@ -110,10 +90,9 @@ def similar(raw_movie_id: str, args: Mapping[str, str]) -> Ranked:
     cosine and who-rated-what's), itself excluded."""
     st = state()
     movie_id = params.parse_id(raw_movie_id, "movie")
-    k = params.parse_k(args, st.k_default, st.k_max)
-    min_ratings = params.parse_min_ratings(args)
-    ids, scores = st.rec.similar(movie_id, k=k, min_ratings=min_ratings)
-    return Ranked({"movie_id": movie_id, "k": k, "min_ratings": min_ratings}, ids, scores)
+    query = params.parse(st.requests.similar, args)
+    ids, scores = st.rec.similar(movie_id, k=query.k, min_ratings=query.min_ratings)
+    return Ranked({"movie_id": movie_id, "k": query.k, "min_ratings": query.min_ratings}, ids, scores)
 
 
 def search(args: Mapping[str, str], required: bool = True) -> Ranked:
@@ -122,11 +101,10 @@ def search(args: Mapping[str, str], required: bool = True) -> Ranked:
     ``total`` counts every match and ``more`` says whether any come after this page;
     ``score`` is null."""
     st = state()
-    query = params.parse_query(args, st.max_query, required=required)
-    limit = params.parse_int(args, "limit", st.search_default, 1, st.search_max)
-    offset = params.parse_int(args, "offset", 0, 0, len(st.rec.movie_ids))
-    matches = st.rec.find_movies(query, limit=len(st.rec.movie_ids)) if query else []
-    head = {"query": query, "limit": limit, "offset": offset, "total": len(matches), "more": offset + limit < len(matches)}
+    query = params.parse(st.requests.search if required else st.requests.search_page, args)
+    q, limit, offset = query.q, query.limit, query.offset
+    matches = st.rec.find_movies(q, limit=len(st.rec.movie_ids)) if q else []
+    head = {"query": q, "limit": limit, "offset": offset, "total": len(matches), "more": offset + limit < len(matches)}
     return Ranked(head, matches[offset : offset + limit])
 
 
@@ -183,7 +161,7 @@ def cluster(raw_cluster: str, args: Mapping[str, str]) -> Ranked:
     """One cluster's summary and all its movies in the asked order; ``score`` is null."""
     st = state()
     c = params.parse_id(raw_cluster, "cluster")
-    sort = params.parse_sort(args)
+    sort = params.parse(st.requests.cluster, args).sort
     members = st.rec.cluster_members(c, sort=sort)  # UnknownIdError (404) outside 0..n-1
     return Ranked({**st.rec.clusters()[c], "sort": sort}, members)
 

@@ -1,8 +1,9 @@
 """The JSON API under ``/api/v1``, described by ``/api/openapi.json``.
 
-Every route takes only the query parameters listed in :data:`web.answers.ALLOWED`
-under its view's name; any other parameter is a 400 naming it (a typo must not
-be silently ignored). Errors are ``{"error": message, "status": code}``.
+Every route takes only the query parameters that its model declares (the
+attribute of :class:`web.params.Requests` named like the view); any other
+parameter is a 400 naming it (a typo must not be silently ignored). Errors are
+``{"error": message, "status": code}``.
 """
 
 from __future__ import annotations
@@ -12,23 +13,22 @@ from functools import wraps
 from flask import Blueprint, current_app, jsonify, request
 
 from web import answers, params
-from web.openapi import spec
 from web.state import state
 
 bp = Blueprint("api", __name__, url_prefix="/api/v1")
 
 
 def route(rule: str):
-    """GET ``rule``; the view takes only the query parameters ``ALLOWED[view name]``
+    """GET ``rule``; the view takes only the query parameters of its model
     (400 for others); a :class:`~web.answers.Ranked` answer is written as JSON
     with its item rows."""
 
     def register(view):
-        allowed = answers.ALLOWED[view.__name__]
+        name = view.__name__
 
         @wraps(view)
         def checked(*args, **kwargs):
-            params.reject_unknown(request.args, allowed)
+            params.reject_unknown(request.args, getattr(state().requests, name))
             answer = view(*args, **kwargs)
             if isinstance(answer, answers.Ranked):
                 return jsonify(answer.as_dict())
@@ -48,7 +48,7 @@ def recommendations(user_id: str):
 @bp.post("/recommendations")
 def newcomer_recommendations():
     """Top-k movies for a newcomer from the ratings in the JSON body."""
-    params.reject_unknown(request.args, answers.ALLOWED["newcomer_recommendations"])
+    params.reject_unknown(request.args, state().requests.newcomer_recommendations)
     body = request.get_json(silent=True)  # None when the body is not JSON: a 400 below
     return jsonify(answers.newcomer_recommendations(body).as_dict())
 
@@ -104,6 +104,5 @@ def healthz():
 
 
 def openapi_document():
-    """The OpenAPI 3.1 description of this API (limits taken from the app's config)."""
-    st = state()
-    return spec(k_default=st.k_default, k_max=st.k_max, search_default=st.search_default, search_max=st.search_max, max_query=st.max_query, n_movies=len(st.rec.movie_ids))
+    """The OpenAPI 3.1 description of this API (limits taken from the app's config and bundle)."""
+    return state().openapi

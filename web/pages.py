@@ -97,7 +97,7 @@ def newcomer():
     st = state()
     answer = answers.newcomer_from_titles(request.args).as_dict()
     low, high = st.rec.bundle.rating_scale
-    return render_template("newcomer.html", **answer, rows=answers.PAGE_RATINGS, low=low, high=high, max_query=st.max_query)
+    return render_template("newcomer.html", **answer, rows=params.PAGE_RATINGS, low=low, high=high, max_query=st.max_query)
 
 
 @bp.get("/movies/<movie_id>")

@@ -1,42 +1,40 @@
-"""Parsing and validation of request parameters, in one place for pages and API.
+"""What a request may carry, declared once: pydantic models of each route's query
+parameters and of the newcomer's JSON body (:class:`Requests`). The views check
+requests with them and the OpenAPI document (:mod:`web.openapi`) is generated from
+them, so every limit is written here and nowhere else.
 
-Every parser raises :class:`ParamError` (a 400) or :class:`NotFound` (a 404)
-with a message meant for the person who sent the request; nothing here lets
-bad input reach numpy or FAISS, where it could overflow or raise something that
-would become a 500.
-
-Rules (the OpenAPI document states the same):
-
-* ids in a path are ASCII integers that fit in int64 (MovieLens ids are
-  positive); anything else names no user or movie, so it is a 404;
-* ``k`` is an integer from 1 to ``K_MAX`` (default 100), else 400;
-* ``include_seen`` is one of true/false/1/0 (any case), else 400;
-* ``min_ratings`` is an integer from 0 to ``MAX_MIN_RATINGS``, else 400;
-* ``q`` is at most ``MAX_QUERY_LENGTH`` characters, else 400;
-* ``sort`` is one of popularity/title/rating, else 400;
-* a newcomer's body (``POST /recommendations``) is a JSON object with ``ratings``, a
-  list of at most ``MAX_BODY_RATINGS`` objects ``{"movie_id": int, "rating": number}``,
-  and optionally ``k``; anything else is a 400 naming the field;
-* unknown query parameters get a 400 on the API (a typo such as
-  ``includeSeen`` must not be silently ignored) and are ignored on HTML pages
-  (browsers and link trackers add their own).
+A bad value is a :class:`ParamError` (400) whose message names the parameter and
+what it must be; an id in a path that is not an int64 names nothing (404). Nothing
+here lets bad input reach numpy or FAISS, where it could overflow or raise
+something that would become a 500. The rules are stricter than pydantic's own
+coercions, which would take ``"1.0"``, ``"1_000"``, a non-ASCII digit or a JSON
+``true`` as an integer, so each kind of value has a validator of its own.
+Unknown query parameters get a 400 on the API (a typo such as ``includeSeen``
+must not be silently ignored) and are ignored on HTML pages (browsers and link
+trackers add their own).
 """
 
-from __future__ import annotations
-
+# No `from __future__ import annotations`: the models' field types are built at
+# run time from each app's limits, and pydantic reads them as objects.
 import re
-from typing import Iterable, Mapping
+from typing import Annotated, Any, Callable, Iterable, Literal, Mapping, TypeVar, get_args
 
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic_core import PydanticCustomError
+from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, NotFound
 
 INT64_MAX = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_TRUE = {"true", "1"}
-_FALSE = {"false", "0"}
-SORT_KEYS = ("popularity", "title", "rating")
+SortKey = Literal["popularity", "title", "rating"]
+SORT_KEYS: tuple[str, ...] = get_args(SortKey)
+MAX_MIN_RATINGS = 1_000_000
+"""Largest ``min_ratings`` accepted (more than any movie has)."""
 MAX_BODY_RATINGS = 1000
 """Most ratings a newcomer's request may carry."""
+PAGE_RATINGS = 5
+"""Rating rows the newcomer page offers (and the most it takes)."""
 
 
 class ParamError(BadRequest):
@@ -47,24 +45,7 @@ def parse_id(raw: str, kind: str) -> int:
     """An id from a URL path; anything that is not an int64 names nothing (404)."""
     if _INTEGER.fullmatch(raw) and len(raw) <= 20 and -INT64_MAX <= int(raw) <= INT64_MAX:
         return int(raw)
-    shown = raw if len(raw) <= 40 else raw[:40] + "..."
-    raise NotFound(f"unknown {kind} {shown!r}: {kind} ids are integers")
-
-
-def parse_int(args: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    """An integer query parameter within ``[low, high]``; ``default`` when absent."""
-    raw = args.get(name)
-    if raw is None:
-        return default
-    raw = raw.strip()
-    if not _INTEGER.fullmatch(raw):
-        raise ParamError(f"{name} must be an integer from {low} to {high}, got {_shorten(raw)!r}")
-    # A very long digit string is out of range whatever it says; never int() it
-    # (Python refuses over 4300 digits, and nothing here needs that many).
-    value = int(raw) if len(raw) <= 20 else None
-    if value is None or not low <= value <= high:
-        raise ParamError(f"{name} must be an integer from {low} to {high}, got {_shorten(raw)}")
-    return value
+    raise NotFound(f"unknown {kind} {_shorten(raw)!r}: {kind} ids are integers")
 
 
 def parse_number(raw: str, name: str) -> float:
@@ -78,91 +59,253 @@ def parse_number(raw: str, name: str) -> float:
     return value
 
 
-MAX_MIN_RATINGS = 1_000_000
-"""Largest ``min_ratings`` accepted (more than any movie has)."""
+# --------------------------------------------------------------------------- rules of single values
+# Each type below is checked by its own function first, which raises
+# _invalid("must ..."); parse() puts the parameter's name (or its path in the body,
+# e.g. ratings[0].movie_id) in front. The Field beside it (bounds, description) is
+# what the JSON schema states; pydantic checks it again after the function.
 
 
-def parse_min_ratings(args: Mapping[str, str]) -> int:
-    """``min_ratings``: only movies with at least this many training ratings (0 = all)."""
-    return parse_int(args, "min_ratings", 0, 0, MAX_MIN_RATINGS)
+def _invalid(message: str) -> PydanticCustomError:
+    # The message goes in as a value, so braces in what the client sent are not a template.
+    return PydanticCustomError("invalid", "{message}", {"message": message})
 
 
-def parse_k(args: Mapping[str, str], default: int, cap: int) -> int:
-    """The number of answers ``k``: 1..cap."""
-    return parse_int(args, "k", default, 1, cap)
+def _rule(kind: Any, check: Callable[[Any], Any], **field: Any) -> Any:
+    """The type ``kind``, checked by ``check`` before pydantic checks ``Field(**field)``."""
+    return Annotated[kind, Field(**field), BeforeValidator(check)]
 
 
-def parse_bool(args: Mapping[str, str], name: str, default: bool = False) -> bool:
-    """A flag given as true/false/1/0 (any case); anything else is a 400."""
-    raw = args.get(name)
-    if raw is None:
-        return default
+def _text_integer(low: int, high: int, description: str) -> Any:
+    """An integer query parameter from ``low`` to ``high``."""
+    rule = f"must be an integer from {low} to {high}, got"
+
+    def check(raw: str) -> int:
+        text = raw.strip()
+        if not _INTEGER.fullmatch(text):
+            raise _invalid(f"{rule} {_shorten(text)!r}")
+        # A very long digit string is out of range whatever it says; never int() it
+        # (Python refuses over 4300 digits, and nothing here needs that many).
+        if len(text) > 20 or not low <= int(text) <= high:
+            raise _invalid(f"{rule} {_shorten(text)}")
+        return int(text)
+
+    return _rule(int, check, ge=low, le=high, description=description)
+
+
+MinRatings = _text_integer(
+    0, MAX_MIN_RATINGS, "only movies with at least this many training ratings (0: all); a floor keeps obscure movies with a few lucky ratings out"
+)
+
+
+def _flag(raw: str) -> bool:
     value = raw.strip().lower()
-    if value in _TRUE:
+    if value in ("true", "1"):
         return True
-    if value in _FALSE:
+    if value in ("false", "0"):
         return False
-    raise ParamError(f"{name} must be true, false, 1 or 0, got {_shorten(raw)!r}")
+    raise _invalid(f"must be true, false, 1 or 0, got {_shorten(raw)!r}")
 
 
-def parse_query(args: Mapping[str, str], max_length: int, required: bool = True) -> str:
-    """The title query ``q``, stripped; missing is a 400 when ``required``."""
-    raw = args.get("q")
-    if raw is None:
-        if required:
-            raise ParamError("q is required: the text to look for in movie titles")
-        return ""
-    if len(raw) > max_length:
-        raise ParamError(f"q must be at most {max_length} characters, got {len(raw)}")
-    if _CONTROL.search(raw):  # e.g. %00, which no title holds and which would match the search's separators
-        raise ParamError("q must not contain control characters")
-    return raw.strip()
+Flag = _rule(bool, _flag)
 
 
-def parse_sort(args: Mapping[str, str], default: str = "popularity") -> str:
-    """The order of a cluster's members: one of :data:`SORT_KEYS`."""
-    raw = args.get("sort")
-    if raw is None:
-        return default
+def _sort(raw: str) -> str:
     if raw not in SORT_KEYS:
-        raise ParamError(f"sort must be one of {', '.join(SORT_KEYS)}, got {_shorten(raw)!r}")
+        raise _invalid(f"must be one of {', '.join(SORT_KEYS)}, got {_shorten(raw)!r}")
     return raw
 
 
-def parse_ratings_body(body: object, k_default: int, k_max: int) -> tuple[list[tuple[int, float]], int]:
-    """A newcomer's request body as ``([(movie_id, rating), ...], k)``; ratings are
-    checked against the rating scale by the recommender."""
-    if not isinstance(body, dict):
-        raise ParamError('the body must be a JSON object such as {"ratings": [{"movie_id": 1, "rating": 5}], "k": 10}')
-    unknown = sorted(set(body) - {"ratings", "k"})
-    if unknown:
-        raise ParamError(f"unknown field(s) {', '.join(map(repr, map(_shorten, unknown)))}; the body takes ratings and k")
-    ratings = body.get("ratings")
-    if not isinstance(ratings, list) or len(ratings) > MAX_BODY_RATINGS:
-        raise ParamError(f"ratings must be a list of at most {MAX_BODY_RATINGS} objects {{\"movie_id\": int, \"rating\": number}}")
-    pairs = []
-    for n, entry in enumerate(ratings):
-        if not isinstance(entry, dict) or set(entry) != {"movie_id", "rating"}:
-            raise ParamError(f'ratings[{n}] must be an object with exactly "movie_id" and "rating"')
-        movie_id, rating = entry["movie_id"], entry["rating"]
-        if not isinstance(movie_id, int) or isinstance(movie_id, bool) or not -INT64_MAX <= movie_id <= INT64_MAX:
-            raise ParamError(f"ratings[{n}].movie_id must be an integer, got {_shorten(repr(movie_id))}")
-        if not isinstance(rating, (int, float)) or isinstance(rating, bool):
-            raise ParamError(f"ratings[{n}].rating must be a number, got {_shorten(repr(rating))}")
-        pairs.append((movie_id, float(rating)))
-    k = body.get("k", k_default)
-    if not isinstance(k, int) or isinstance(k, bool) or not 1 <= k <= k_max:
-        raise ParamError(f"k must be an integer from 1 to {k_max}, got {_shorten(repr(k))}")
-    return pairs, k
+Sort = _rule(SortKey, _sort, description="order of the movies: popularity (most rated first), title, or rating (highest mean first)")
 
 
-def reject_unknown(args: Iterable[str], allowed: Iterable[str]) -> None:
-    """400 for query parameters that the route does not take (API only)."""
-    allowed = tuple(allowed)
-    unknown = sorted(set(args) - set(allowed))
-    if unknown:
-        takes = ", ".join(allowed) if allowed else "no query parameters"
-        raise ParamError(f"unknown query parameter(s) {', '.join(map(repr, map(_shorten, unknown)))}; this route takes {takes}")
+def _title_query(max_length: int, description: str) -> Any:
+    """Text to look for in titles, stripped."""
+
+    def check(raw: str) -> str:
+        if len(raw) > max_length:
+            raise _invalid(f"must be at most {max_length} characters, got {len(raw)}")
+        if _CONTROL.search(raw):  # e.g. %00, which no title holds and which would match the search's separators
+            raise _invalid("must not contain control characters")
+        return raw.strip()
+
+    return _rule(str, check, max_length=max_length, description=description)
+
+
+def _page_rows(values: list[str]) -> list[str]:
+    if len(values) > PAGE_RATINGS:
+        raise _invalid(f"must be given at most {PAGE_RATINGS} times, got {len(values)}")
+    return values
+
+
+PageRows = _rule(list[str], _page_rows)
+
+
+def _json_integer(low: int, high: int, description: str, what: str | None = None) -> Any:
+    """A JSON integer from ``low`` to ``high`` (a bool, a float or a string is not one);
+    ``what`` names it in the message (default: the range)."""
+    rule = f"must be {what or f'an integer from {low} to {high}'}, got"
+
+    def check(value: Any) -> int:
+        if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+            raise _invalid(f"{rule} {_shorten(repr(value))}")
+        return value
+
+    return _rule(int, check, ge=low, le=high, description=description)
+
+
+MovieId = _json_integer(-INT64_MAX, INT64_MAX, "MovieLens movie id", what="an integer")
+
+
+def _json_number(value: Any) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool):
+        raise _invalid(f"must be a number, got {_shorten(repr(value))}")
+    return float(value)  # NaN and infinity pass: the recommender refuses them with the rating scale
+
+
+RatingValue = _rule(float, _json_number, description="within the bundle's rating scale")
+
+
+# --------------------------------------------------------------------------- models
+
+
+class Query(BaseModel):
+    """The query parameters of a route; this base takes none.
+
+    Unknown names are ignored here, as the pages want; the API refuses them
+    first (:func:`reject_unknown`), before the path's id is looked at.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+
+class Rating(BaseModel):
+    """One rating in a newcomer's body."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    movie_id: MovieId
+    rating: RatingValue
+
+    @model_validator(mode="before")
+    @classmethod
+    def _exact_fields(cls, value: Any) -> Any:
+        if not isinstance(value, dict) or value.keys() != cls.model_fields.keys():
+            raise _invalid('must be an object with exactly "movie_id" and "rating"')
+        return value
+
+
+class Requests:
+    """The request models of one app state, with its limits written in.
+
+    Built once per loaded bundle (``offset`` goes up to its number of movies).
+    Each API route has an attribute named like its view: the model of its query
+    parameters (:class:`Query` for a route without any). ``newcomer_body`` is the
+    body of ``POST /recommendations``; ``search_page`` and ``newcomer_page`` are
+    what those two pages take.
+    """
+
+    def __init__(self, *, k_default: int, k_max: int, search_default: int, search_max: int, max_query: int, n_movies: int):
+        K = _text_integer(1, k_max, "how many answers")
+        QueryText = _title_query(max_query, "the text to look for in movie titles")
+        Limit = _text_integer(1, search_max, "most answers")
+        Offset = _text_integer(0, n_movies, "matches to skip, for the next page")
+        BodyK = _json_integer(1, k_max, "how many answers")
+
+        class Recommendations(Query):
+            k: K = k_default
+            include_seen: Annotated[Flag, Field(description="also recommend movies the user rated in training: true, false, 1 or 0")] = False
+            min_ratings: MinRatings = 0
+
+        class Similar(Query):
+            k: K = k_default
+            min_ratings: MinRatings = 0
+
+        class Search(Query):
+            q: QueryText
+            limit: Limit = search_default
+            offset: Offset = 0
+
+        class SearchPage(Search):
+            q: QueryText = ""  # the page without a query shows the empty search box
+
+        class Cluster(Query):
+            sort: Sort = "popularity"
+
+        class NewcomerPage(Query):
+            title: PageRows = []
+            rating: PageRows = []
+            k: K = k_default
+
+        class NewcomerBody(BaseModel):
+            """A newcomer's ratings, and how many answers they want."""
+
+            model_config = ConfigDict(extra="forbid", frozen=True)
+
+            ratings: Annotated[list[Rating], Field(max_length=MAX_BODY_RATINGS, description="each movie once")]
+            k: BodyK = k_default
+
+            @model_validator(mode="before")
+            @classmethod
+            def _shape(cls, body: Any) -> Any:
+                # Whole-body messages, so they name the fields themselves.
+                if not isinstance(body, dict):
+                    raise _invalid('the body must be a JSON object such as {"ratings": [{"movie_id": 1, "rating": 5}], "k": 10}')
+                unknown = sorted(body.keys() - cls.model_fields.keys())
+                if unknown:
+                    raise _invalid(f"unknown field(s) {_names(unknown)}; the body takes {' and '.join(cls.model_fields)}")
+                if not isinstance(body.get("ratings"), list) or len(body["ratings"]) > MAX_BODY_RATINGS:
+                    raise _invalid(f'ratings must be a list of at most {MAX_BODY_RATINGS} objects {{"movie_id": int, "rating": number}}')
+                return body
+
+        # The API routes' query parameters, by view name.
+        self.recommendations = Recommendations
+        self.similar = Similar
+        self.search = Search
+        self.cluster = Cluster
+        self.movie = self.clusters = self.model = self.healthz = self.newcomer_recommendations = Query
+        # The newcomer's body, and what two pages take.
+        self.newcomer_body = NewcomerBody
+        self.search_page = SearchPage
+        self.newcomer_page = NewcomerPage
+
+
+# --------------------------------------------------------------------------- checking
+
+_Model = TypeVar("_Model", bound=BaseModel)
+
+
+def parse(model: type[_Model], values: Any) -> _Model:
+    """``values`` (a request's query arguments, or its JSON body) checked by ``model``;
+    :class:`ParamError` naming the first bad parameter otherwise.
+
+    Of a repeated query parameter the first value counts (as ``args.get`` gives);
+    a field that takes them all is given its list by the caller.
+    """
+    if isinstance(values, MultiDict):
+        values = values.to_dict()
+    try:
+        return model.model_validate(values)
+    except ValidationError as err:
+        error = err.errors(include_url=False)[0]
+    loc = error["loc"]
+    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    if error["type"] == "missing":  # a query field without a default, such as q (the body's are checked before)
+        raise ParamError(f"{path} is required: {model.model_fields[path].description}")
+    raise ParamError(f"{path} {error['msg']}" if path else error["msg"])
+
+
+def reject_unknown(args: Mapping[str, str], model: type[Query]) -> None:
+    """400 for query parameters that ``model`` does not declare (API only)."""
+    fields = model.model_fields
+    if args.keys() <= fields.keys():  # the usual case, without building a set
+        return
+    takes = ", ".join(fields) or "no query parameters"
+    raise ParamError(f"unknown query parameter(s) {_names(sorted(args.keys() - fields.keys()))}; this route takes {takes}")
+
+
+def _names(names: Iterable[str]) -> str:
+    return ", ".join(repr(_shorten(name)) for name in names)
 
 
 def _shorten(text: str, limit: int = 40) -> str:

@@ -18,6 +18,8 @@ from flask import current_app, g
 
 from search import BundleError, NotBuiltError
 from web.charts import cluster_map_svg
+from web.openapi import spec
+from web.params import Requests
 
 
 class WebState:
@@ -32,6 +34,15 @@ class WebState:
         self.max_query = int(config["MAX_QUERY_LENGTH"])
         self.user_ratings_shown = int(config["USER_RATINGS_SHOWN"])
         self.map_max_points = int(config["MAP_MAX_POINTS"])
+        self.requests = Requests(
+            k_default=self.k_default,
+            k_max=self.k_max,
+            search_default=self.search_default,
+            search_max=self.search_max,
+            max_query=self.max_query,
+            n_movies=len(recommender.movie_ids),
+        )
+        """What requests to this state may carry (web/params.py), checked by the views and documented by :attr:`openapi`."""
         self._lock = threading.Lock()
         self._map_svg: str | None = None
 
@@ -39,6 +50,11 @@ class WebState:
     def summary(self) -> dict:
         """The model's figures (``Recommender.summary()``), computed once."""
         return self.rec.summary()
+
+    @cached_property
+    def openapi(self) -> dict:
+        """The OpenAPI document of the API, generated once from :attr:`requests`."""
+        return spec(self.requests)
 
     @cached_property
     def history(self) -> list[dict]:

@@ -10,13 +10,10 @@ import xml.etree.ElementTree as ET
 
 import numpy as np
 import pytest
-from hypothesis import given
-from hypothesis import strategies as st
-from werkzeug.exceptions import BadRequest, NotFound
 
 from embedder.bundle import BundleError
 from tests.web.conftest import REPO, free_port, serve, wait_for
-from web import DEFAULTS, create_app, params
+from web import DEFAULTS, create_app
 from web.charts import cluster_map_svg
 
 
@@ -157,48 +154,6 @@ def test_gunicorn_conf_defaults():
     # Request limits and the header-read timeout; tests/web/test_server.py sends requests at and over them.
     assert (gunicorn_conf.limit_request_line, gunicorn_conf.limit_request_fields, gunicorn_conf.limit_request_field_size) == (4094, 50, 8190)
     assert gunicorn_conf.keepalive == 2 and gunicorn_conf.worker_connections == 1000
-
-
-# --------------------------------------------------------------------------- params
-
-
-@given(st.text(max_size=40))
-def test_parse_id_gives_an_int64_or_404(raw):
-    try:
-        value = params.parse_id(raw, "movie")
-    except NotFound:
-        return
-    assert -(2**63) < value < 2**63 and raw.strip("+-").isascii() and raw.lstrip("+-").isdigit()
-
-
-@given(st.one_of(st.text(max_size=40), st.integers().map(str)))
-def test_parse_k_gives_an_int_in_range_or_400(raw):
-    try:
-        value = params.parse_k({"k": raw}, 10, 100)
-    except BadRequest as err:
-        assert "k must be an integer from 1 to 100" in err.description
-        return
-    assert 1 <= value <= 100
-
-
-def test_parse_examples():
-    assert params.parse_k({}, 10, 100) == 10
-    assert params.parse_k({"k": " 007 "}, 10, 100) == 7
-    for bad in ("0", "-1", "abc", "1.5", "1e3", "101", "٣", str(10**30), "9" * 10_000):
-        with pytest.raises(BadRequest):
-            params.parse_k({"k": bad}, 10, 100)
-    assert [params.parse_bool({"x": v}, "x") for v in ("true", "1", "TRUE", "false", "0", "False")] == [True] * 3 + [False] * 3
-    for bad in ("", "yes", "2"):
-        with pytest.raises(BadRequest):
-            params.parse_bool({"x": bad}, "x")
-    assert params.parse_query({"q": "  Toy "}, 200) == "Toy"
-    with pytest.raises(BadRequest, match="at most 5"):
-        params.parse_query({"q": "x" * 6}, 5)
-    with pytest.raises(BadRequest, match="'typo'"):
-        params.reject_unknown({"k": "1", "typo": "2"}, ("k",))
-    params.reject_unknown({"k": "1"}, ("k",))
-    with pytest.raises(NotFound):
-        params.parse_id(str(2**63), "user")
 
 
 # --------------------------------------------------------------------------- chart
