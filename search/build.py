@@ -17,12 +17,18 @@ cluster_labels.npy    int32 ``(n_movies,)``: the movie's cluster, or -1 for a mo
 clusters.json         one summary per cluster, over clustered movies only (see
                       :mod:`search.clusters`; labels are unique)
 movie_map.npy         float32 ``(n_movies, 2)``: 2-D PCA for a cluster map
+similar_movies.npy    int32 ``(n_movies, TABLE_WIDTH)``: each movie's most similar
+                      movies (rows), best first, -1 padded
+                      (:func:`search.similar.neighbour_table`), so "movies like
+                      this" is a lookup instead of a count over every co-rater
+similar_scores.npy    float32, the same shape: their similarities (``-inf`` padded)
 ===================== ============================================================
 
 Manifest keys added: ``index`` (kind, metric, shape, search parameters,
-measured recall@10) and ``clusters`` (k, seed, silhouette, nmi_genres,
-nmi_random, sizes, unclustered: the movies labelled -1, ...); sizes and figures
-count clustered movies only.
+measured recall@10), ``clusters`` (k, seed, silhouette, nmi_genres,
+nmi_random, sizes, unclustered: the movies labelled -1, ...; sizes and figures
+count clustered movies only) and ``similar`` (the table's files, width and blend
+weight).
 
 Tested in ``tests/search/test_build.py``.
 """
@@ -48,6 +54,7 @@ from search.index import (
     index_bytes,
     tune_index,
 )
+from search.similar import EMBEDDING_WEIGHT, SIMILAR_FILES, Similarity, neighbour_table
 from search.topk import BlockedTopK
 from search.vectors import normalize_rows
 
@@ -122,6 +129,10 @@ def build(
         f"{unclustered:,} movies without training ratings not clustered (label {UNCLUSTERED})"
     )
 
+    started = time.perf_counter()
+    neighbours, similarities = neighbour_table(Similarity(model.movie_embeddings, bundle.seen))
+    say(f"movies like this: the {neighbours.shape[1]} most similar of each movie ({time.perf_counter() - started:.1f}s)")
+
     manifest = {
         "index": {
             "kind": config.kind,
@@ -145,6 +156,11 @@ def build(
             "sizes": np.bincount(labels[labels != UNCLUSTERED], minlength=n_clusters).tolist(),
             "unclustered": unclustered,
         },
+        "similar": {
+            "files": list(SIMILAR_FILES),
+            "width": int(neighbours.shape[1]),
+            "embedding_weight": EMBEDDING_WEIGHT,
+        },
     }
     files = {
         "item_vectors.npy": npy_writer(items),
@@ -153,6 +169,8 @@ def build(
         "cluster_labels.npy": npy_writer(labels.astype(np.int32)),
         "clusters.json": json_writer(summaries),
         "movie_map.npy": npy_writer(movie_map(model.movie_embeddings, seed)),
+        SIMILAR_FILES[0]: npy_writer(neighbours),
+        SIMILAR_FILES[1]: npy_writer(similarities),
     }
     update_bundle(Path(path), files, manifest)
     return manifest

@@ -48,9 +48,9 @@ from embedder.vocab import UnknownIdError
 from search.clusters import genre_lists
 from search.foldin import NewUser, UserPrior, fold_in
 from search.index import INDEX_FILE, apply_params, read_index, search_candidates
-from search.similar import Similarity
+from search.similar import SIMILAR_FILES, Similarity
 from search.titles import TitleIndex
-from search.topk import USER_BLOCK, BlockedTopK, topk_1d, topk_rows
+from search.topk import BlockedTopK, topk_1d, topk_rows
 from search.validate import check_int, check_k, is_whole
 
 BUILD_HINT = "run `python -m search build --bundle {path}` first"
@@ -102,9 +102,8 @@ class Recommender:
         ``"flat"`` (exact) unless ``python -m search build --index hnsw|ivf`` made another.
     """
 
-    def __init__(self, bundle: Bundle, *, user_block: int = USER_BLOCK):
+    def __init__(self, bundle: Bundle):
         self.bundle = bundle
-        self._tiles = {"user_block": user_block}
         self._movie_vocab = bundle.movie_vocab
         self._user_vocab = bundle.user_vocab
         # One-id lookups are on the latency path of every web request: a dict
@@ -115,8 +114,9 @@ class Recommender:
         self._users = bundle.model.user_vectors()
         self._seen = sp.csr_matrix(bundle.seen)
         self._similarity = Similarity(bundle.model.movie_embeddings, self._seen)  # its index is built on first use
+        self._neighbours = _neighbour_table(bundle)
         self._counts = bundle.movies["rating_count"].to_numpy(np.int64)
-        self._engine = BlockedTopK(self._items, **self._tiles)
+        self._engine = BlockedTopK(self._items)
         self._subsets: dict[int, tuple[np.ndarray, BlockedTopK]] = {}
         self._subset_lock = threading.Lock()
 
@@ -142,21 +142,20 @@ class Recommender:
     # ------------------------------------------------------------------ loading
 
     @classmethod
-    def load(cls, path: str | os.PathLike = DEFAULT_BUNDLE, verify: bool = True, mmap: bool = False, **tiles: int) -> Recommender:
+    def load(cls, path: str | os.PathLike = DEFAULT_BUNDLE, verify: bool = True, mmap: bool = False) -> Recommender:
         """Load the bundle at ``path`` (checksums verified) and get ready to answer.
 
         Works on a bundle fresh from training too: recommend and similar need
         only the core arrays; clusters then raise :class:`NotBuiltError`.
         ``mmap`` maps the core arrays instead of reading them (see
-        :meth:`embedder.bundle.Bundle.load`). ``user_block`` sets the users per
-        GEMM of batch searches (:class:`search.topk.BlockedTopK`); the default was measured.
+        :meth:`embedder.bundle.Bundle.load`).
         """
-        return cls(Bundle.load(path, verify=verify, mmap=mmap), **tiles)
+        return cls(Bundle.load(path, verify=verify, mmap=mmap))
 
     @classmethod
-    def from_bundle(cls, bundle: Bundle, **tiles: int) -> Recommender:
+    def from_bundle(cls, bundle: Bundle) -> Recommender:
         """A recommender over an already loaded (or in-memory) bundle."""
-        return cls(bundle, **tiles)
+        return cls(bundle)
 
     def __repr__(self) -> str:
         return f"Recommender({self.bundle.path}, {len(self.user_ids)} users, {len(self.movie_ids)} movies, index={self.index_kind})"
@@ -207,7 +206,7 @@ class Recommender:
                 rows = np.flatnonzero(self._counts >= min_ratings)
                 if len(self._subsets) >= 4:  # a few thresholds are in use at a time
                     self._subsets.pop(next(iter(self._subsets)))
-                self._subsets[min_ratings] = (rows, BlockedTopK(self._items[rows], **self._tiles))
+                self._subsets[min_ratings] = (rows, BlockedTopK(self._items[rows]))
             return self._subsets[min_ratings]
 
     def _to_ids(self, rows: np.ndarray, scores: np.ndarray, candidates: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
@@ -461,7 +460,26 @@ class Recommender:
         k = check_k(k)
         min_ratings = check_int(min_ratings, "min_ratings", 0)
         row = self._movie_row(movie_id)
+        stored = self._stored_similar(row, k, min_ratings)
+        if stored is not None:
+            return stored
         return self._best_movies(self._similarity.scores(row), k, min_ratings)
+
+    def _stored_similar(self, row: int, k: int, min_ratings: int) -> tuple[np.ndarray, np.ndarray] | None:
+        """:meth:`similar` from the bundle's neighbour table (``search build``), or None
+        when there is none or the floor leaves fewer than ``k`` of its entries. Every
+        movie missing from a row scores at most as high as the row's last entry, so
+        the first ``k`` that pass the floor are the answer."""
+        if self._neighbours is None:
+            return None
+        rows, scores = self._neighbours[0][row], self._neighbours[1][row]
+        listed = rows >= 0
+        complete = not listed[-1]  # padded: the row holds every movie this one can be compared with
+        keep = listed & (self._counts[rows] >= min_ratings) if min_ratings > 0 else listed
+        picked = np.flatnonzero(keep)[:k]
+        if len(picked) < k and not complete:
+            return None
+        return self.movie_ids[rows[picked]], scores[picked]
 
     def warm(self) -> None:
         """Build now what :meth:`similar` would build at its first call (the movie ->
@@ -624,3 +642,19 @@ class Recommender:
             "nmi_random": clusters.get("nmi_random"),
             "created": manifest.get("created"),
         }
+
+
+def _neighbour_table(bundle: Bundle) -> tuple[np.ndarray, np.ndarray] | None:
+    """The bundle's "movies like this" table (rows int32, scores float32), checked, or
+    None before ``search build`` (or in a bundle built before it stored one)."""
+    if not all(bundle.has(name) for name in SIMILAR_FILES):
+        return None
+    rows, scores = (bundle.array(name) for name in SIMILAR_FILES)
+    n_movies = len(bundle.movie_ids)
+    if rows.ndim != 2 or rows.shape[0] != n_movies or rows.shape[1] == 0 or rows.dtype != np.int32:
+        raise BundleError(f"{SIMILAR_FILES[0]}: expected int32 ({n_movies}, width), found {rows.dtype} {rows.shape}")
+    if scores.shape != rows.shape or scores.dtype != np.float32:
+        raise BundleError(f"{SIMILAR_FILES[1]}: expected float32 {rows.shape}, found {scores.dtype} {scores.shape}")
+    if rows.size and not (-1 <= rows.min() and rows.max() < n_movies):
+        raise BundleError(f"{SIMILAR_FILES[0]}: rows must be -1 or from 0 to {n_movies - 1}")
+    return rows, scores

@@ -191,13 +191,17 @@ class Similarity:
 TABLE_WIDTH = 100
 """Neighbours per movie in the table ``search build`` stores: the web's largest ``k``."""
 
+SIMILAR_FILES = ("similar_movies.npy", "similar_scores.npy")
+"""The table in a built bundle: each movie's neighbours (int32 rows) and their similarities."""
+
 TABLE_BLOCK = 500
 """Query movies scored at once while building the table: a block's scores take
 ``4 × TABLE_BLOCK × n_movies`` bytes (118 MB at ML-25M's 59k movies)."""
 
 
-def neighbour_table(similarity: Similarity, width: int = TABLE_WIDTH, block: int = TABLE_BLOCK) -> tuple[np.ndarray, np.ndarray]:
-    """Every movie's ``width`` most similar movies, best first (ties: lower row).
+def neighbour_table(similarity: Similarity, width: int | None = None, block: int = TABLE_BLOCK) -> tuple[np.ndarray, np.ndarray]:
+    """Every movie's ``width`` (default :data:`TABLE_WIDTH`) most similar movies,
+    best first (ties: lower row).
 
     Returns ``(rows int32, scores float32)``, both ``(n_movies, width)``; a movie
     with fewer comparable movies is padded with row -1 and score ``-inf`` (so a
@@ -205,7 +209,7 @@ def neighbour_table(similarity: Similarity, width: int = TABLE_WIDTH, block: int
     :meth:`Similarity.block_scores` a block of movies at a time, so the whole
     catalogue costs GEMMs instead of one scattered count per movie.
     """
-    n = similarity.n_movies
+    n, width = similarity.n_movies, TABLE_WIDTH if width is None else width
     rows = np.full((n, width), -1, np.int32)
     scores = np.full((n, width), -np.inf, np.float32)
     for start in range(0, n, block):

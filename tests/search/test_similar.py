@@ -6,10 +6,11 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
+from embedder.bundle import BundleError
 from search import Recommender
 from search.similar import EMBEDDING_WEIGHT, Similarity, neighbour_table
 from tests.conftest import write_synthetic_bundle
-from tests.search.conftest import assert_exact_topk, dense_blend
+from tests.search.conftest import assert_exact_topk, assert_same_topk, dense_blend
 
 
 def random_case(seed: int = 0, n_users: int = 60, n_movies: int = 40):
@@ -96,6 +97,44 @@ def test_excluded_movies_are_never_returned(tmp_path):
         rows = rec.bundle.movie_vocab.numbers(ids)
         np.testing.assert_allclose(scores, truth[row, rows], atol=1e-5)
         assert np.all(np.diff(scores) <= 0)
+
+
+def test_a_built_bundle_answers_from_its_table_as_the_live_count_would(tmp_path, monkeypatch):
+    """After ``search build`` every query (k up to the table's width, floors that
+    leave enough and floors that do not) equals the live computation."""
+    from search.build import build
+
+    monkeypatch.setattr("search.similar.TABLE_WIDTH", 8)  # narrower than the catalogue: floors must fall back
+    embeddings, seen = random_case(3)
+    path = tmp_path / "random"
+    counts = np.diff(seen.tocsc().indptr)
+    write_synthetic_bundle(path, np.ones((seen.shape[0], 5), np.float32), embeddings, seen=seen, rating_counts=counts)
+    build(path, n_clusters=2)
+    rec = Recommender.load(path)
+    assert rec._neighbours is not None and rec._neighbours[0].shape == (len(embeddings), 8)
+    asked = answered = 0
+    for row in range(len(embeddings)):
+        for k in (1, 5, 8):
+            for floor in (0, int(np.median(counts)), int(counts.max())):
+                asked += 1
+                answered += rec._stored_similar(row, k, floor) is not None
+                live = rec._best_movies(rec._similarity.scores(row), k, floor)
+                got = rec.similar(rec.movie_ids[row], k=k, min_ratings=floor)
+                assert_same_topk(got[0][None], got[1][None], live[0][None], live[1][None])
+    assert 0 < answered < asked  # the table answered most, the high floors fell back
+
+
+def test_a_neighbour_table_naming_a_movie_out_of_range_is_refused(tmp_path):
+    from embedder.bundle import update_bundle, npy_writer
+    from search.similar import SIMILAR_FILES
+
+    embeddings, seen = random_case(4)
+    path = tmp_path / "random"
+    write_synthetic_bundle(path, np.ones((seen.shape[0], 5), np.float32), embeddings, seen=seen)
+    table = np.full((len(embeddings), 3), len(embeddings), np.int32)  # one past the last row
+    update_bundle(path, {SIMILAR_FILES[0]: npy_writer(table), SIMILAR_FILES[1]: npy_writer(np.zeros(table.shape, np.float32))}, {})
+    with pytest.raises(BundleError, match="similar_movies.npy: rows must be -1 or from 0 to 39"):
+        Recommender.load(path)
 
 
 def test_who_rated_what_decides_a_close_call(tmp_path):
