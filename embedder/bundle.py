@@ -673,6 +673,9 @@ class Bundle:
     """μ, biases and embeddings (memory maps with ``Bundle.load(mmap=True)``) and both vocabularies."""
     movies: pd.DataFrame
     seen: sp.csr_matrix
+    mapped: bool = False
+    """Whether the arrays are read-only memory maps (``Bundle.load(mmap=True)``), the
+    extra ones read by :meth:`array` included."""
     _extra: dict[str, np.ndarray] = field(default_factory=dict, repr=False)
 
     @property
@@ -731,10 +734,23 @@ class Bundle:
         return content
 
     def array(self, name: str) -> np.ndarray:
-        """An extra ``.npy`` file of the bundle (e.g. ``cluster_labels.npy``), verified and loaded once."""
+        """An extra ``.npy`` file of the bundle (e.g. ``cluster_labels.npy``), verified and
+        loaded once; memory-mapped like the core arrays in a bundle loaded with ``mmap``."""
         if name not in self._extra:
-            self._extra[name] = load_npy(self.file(name), self.read_bytes(name))
+            self._extra[name] = self._mapped_array(name) if self.mapped else load_npy(self.file(name), self.read_bytes(name))
         return self._extra[name]
+
+    def _mapped_array(self, name: str) -> np.ndarray:
+        """A listed ``.npy`` file as a read-only map of the file whose checksum was just checked."""
+        self.file(name)  # listed
+        try:
+            with open_in_bundle(self.path, name) as handle:
+                if _sha256_of(handle) != self.manifest["files"][name]["sha256"]:
+                    raise BundleError(f"{name}: checksum mismatch (the file changed after the bundle was loaded)")
+                handle.seek(0)
+                return map_npy(self.path / name, handle)
+        except OSError as err:
+            raise BundleError(f"{name}: unreadable after the bundle was loaded ({err})") from err
 
     def implicit_rows(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The users' implicit rows per movie (:data:`IMPLICIT_ARRAYS`), checked
@@ -818,7 +834,7 @@ class Bundle:
             vocab["user"],
             vocab["movie"],
         )
-        bundle = cls(path=folder, manifest=manifest, model=model, movies=movies, seen=seen)
+        bundle = cls(path=folder, manifest=manifest, model=model, movies=movies, seen=seen, mapped=mmap)
         for name in JSON_CHECKS.keys() & listed.keys():
             bundle.json(name)  # small files that readers index into: refused now, not as a 500 later
         return bundle

@@ -176,6 +176,20 @@ def test_a_mapped_bundle_holds_the_same_arrays_read_only(tmp_path):
                           read.predict(read.user_ids[pairs[0]], read.movie_ids[pairs[1]]))
 
 
+@pytest.mark.parametrize("mmap", [False, True], ids=["read", "mapped"])
+def test_extra_arrays_are_checked_when_read_and_mapped_in_a_mapped_bundle(tmp_path, mmap):
+    path = random_bundle(tmp_path / "b")
+    labels = np.arange(len(Bundle.load(path).movie_ids), dtype=np.int32)
+    update_bundle(path, {"labels.npy": npy_writer(labels), "other.npy": npy_writer(labels)}, {})
+    bundle = Bundle.load(path, mmap=mmap)
+    array = bundle.array("labels.npy")
+    assert np.array_equal(array, labels) and bundle.array("labels.npy") is array  # read once
+    assert isinstance(array.base, np.memmap) == mmap and array.flags.writeable == (not mmap)
+    np.save(path / "other.npy", labels[::-1].copy())  # changed after loading
+    with pytest.raises(BundleError, match="other.npy: checksum mismatch"):
+        bundle.array("other.npy")
+
+
 def test_well_formed_clusters_load(tmp_path):
     path = random_bundle(tmp_path / "b")
     _clusters(json.dumps([GOOD_SUMMARY]))(path)
