@@ -554,10 +554,16 @@ class Recommender:
         both use these rows.
         """
         ids, values = result_pairs(movie_ids, scores)
-        keep = ids >= 0
-        rows = self._movie_vocab.numbers(_as_ids(ids[keep], "movie")[0], missing="error")
-        kept = [value for value, wanted in zip(values, keep.tolist()) if wanted]
-        return [{**self._row_dict(int(r)), "score": s} for r, s in zip(rows.tolist(), kept)]
+        rows = []
+        for movie_id, score in zip(ids.tolist(), values):
+            if movie_id < 0:  # -1 pads a short result
+                continue
+            # One dictionary lookup an id: a result is a few rows, and this is on every web answer.
+            row = self._movie_row_of.get(movie_id)
+            if row is None:
+                raise UnknownIdError(f"unknown movie {movie_id}")
+            rows.append({**self._row_dict(row), "score": score})
+        return rows
 
     def user_ratings(self, user_id: Any, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The user's training ratings, highest first (ties in bundle order).

@@ -30,6 +30,10 @@ from search.validate import check_int, check_k
 USER_BLOCK = 512
 # Strided groups per row in the select: many more than k keeps the gathered part small.
 N_GROUPS = 512
+# One vector up to this long (a catalogue like ML-100K's) takes the partition path of
+# topk_1d: fewer numpy calls than the grouped select, the web's one-user path
+# (benchmarks/README.md, "Web load").
+SMALL_1D = 4096
 
 
 def select_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -86,9 +90,20 @@ def topk_1d(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     Same rules as :func:`select_topk`, but the result is shorter instead of padded.
     Returns ``(indexes int64, scores float32)``.
     """
-    cols, vals = select_topk(np.asarray(scores, np.float32)[None], k)
-    found = cols[0] >= 0
-    return cols[0][found], vals[0][found]
+    scores = np.asarray(scores, np.float32).reshape(-1)
+    if len(scores) > SMALL_1D:
+        cols, vals = select_topk(scores[None], k)
+        found = cols[0] >= 0
+        return cols[0][found], vals[0][found]
+    # A short vector: one partition finds the k-th best value, then every entry
+    # reaching it (ties included) is sorted by score, then index.
+    n, k = len(scores), min(k, len(scores))
+    if k == 0:
+        return np.empty(0, np.int64), np.empty(0, np.float32)
+    kth = scores[np.argpartition(scores, n - k)[n - k :]].min()
+    cols = np.flatnonzero(scores >= kth if kth > -np.inf else scores > -np.inf)
+    cols = cols[np.lexsort((cols, -scores[cols]))[:k]]
+    return cols, scores[cols]
 
 
 def topk_rows(scores: np.ndarray, k: int, columns: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:

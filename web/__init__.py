@@ -113,17 +113,18 @@ def create_app(
     from search import Recommender
 
     from web import api, errors, pages
+    from web.jsonio import OrjsonProvider
     from web.reload import BundleWatcher
     from web.state import WebState
 
     app = Flask(__name__)
+    app.json = OrjsonProvider(app)
     settings: dict[str, Any] = dict(DEFAULTS)
     settings.update(config or {})
     settings.update(_from_environment(os.environ if environ is None else environ))
     settings.update(overrides or {})
     _check_config(settings)
     app.config.update(settings)
-    app.json.sort_keys = False  # keep the documented field order (and skip the sort)
     # "//api//v1" would otherwise redirect to a URL built from the request's Host header.
     app.url_map.merge_slashes = False
 

@@ -207,3 +207,18 @@ def test_property_select_equals_argsort(n_rows, n_cols, k, n_groups, levels, exc
     want = np.take_along_axis(scores, order, axis=1)
     assert np.array_equal(cols, np.where(np.isfinite(want), order, -1))
     np.testing.assert_array_equal(best, want)
+
+
+@pytest.mark.parametrize("n", [1, 7, 1682, 4096, 4097, 20000])  # both sides of topk_1d's switch
+def test_topk_1d_equals_the_grouped_select_with_ties_and_exclusions(n):
+    rng = np.random.default_rng(n)
+    for trial in range(20):
+        scores = rng.integers(0, 3 if trial % 2 else 1000, n).astype(np.float32)
+        scores[rng.random(n) < (0.99 if trial == 5 else 0.3)] = -np.inf
+        for k in (1, 10, 100):
+            cols, best = topk_1d(scores, k)
+            ref_cols, ref_best = select_topk(scores[None], k)
+            found = ref_cols[0] >= 0
+            assert cols.dtype == np.int64 and best.dtype == np.float32
+            assert cols.tolist() == ref_cols[0][found].tolist() and best.tolist() == ref_best[0][found].tolist()
+
