@@ -2,76 +2,14 @@
 
 from __future__ import annotations
 
-import os
-import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from embedder.artifacts import BUNDLE, LEFTOVER, LINK, NOT_A_BUNDLE, list_bundles, prune_bundles
-from embedder.bundle import Bundle, BundleError, point_current
-from tests.conftest import edit_manifest, random_bundle
-
-
-NEWEST_FIRST = ["c-newest", "b-newer", "d-middle", "a-oldest", "e-no-created"]
-"""The bundles of make_artifacts by created time: names deliberately not in that order."""
-OLD_LEFTOVERS = {"bundles/.f-crashed.tmp-old00001", ".current.tmp-old00002"}
-YOUNG_LEFTOVERS = {"bundles/.g-writing.tmp-young001", "bundles/.h-slow.tmp-active01", ".current.tmp-young002"}
-
-
-def _set_mtime(path: Path, when: float) -> None:
-    os.utime(path, (when, when), follow_symlinks=False)
-
-
-def _timestamp(text: str) -> float:
-    return datetime.fromisoformat(text).timestamp()
-
-
-def make_artifacts(root: Path) -> Path:
-    """An artifacts folder as train leaves it after a few runs and crashes.
-
-    bundles/: five bundles, one without a ``created`` field (its folder's mtime,
-    2025-12-01, makes it the oldest) and one without metrics; ``current`` on
-    ``a-oldest``; ``notes`` (no manifest); ``alias``, a link to a 2020 bundle
-    outside; staging leftovers two or three hours old, young, and one with an old
-    folder but a file written just now; an aside folder ``.c-newest.old-*`` that is
-    not a leftover. artifacts/: the old and young ``.current.tmp-*`` links, notes.txt.
-    """
-    artifacts, now = root / "artifacts", time.time()
-    bundles = artifacts / "bundles"
-    created = {"a-oldest": "2026-01-01", "d-middle": "2026-02-01", "b-newer": "2026-03-01", "c-newest": "2026-04-01", "e-no-created": None}
-    for seed, (name, day) in enumerate(created.items()):
-        path = random_bundle(bundles / name, seed=seed)
-
-        def change(manifest, day=day, seed=seed):
-            manifest["metrics"]["test"]["rmse"] = 0.9 + seed / 100
-            manifest.pop("created")
-            if day:
-                manifest["created"] = f"{day}T00:00:00+00:00"
-
-        edit_manifest(path, change)
-    edit_manifest(bundles / "b-newer", lambda manifest: manifest.pop("metrics"))
-    _set_mtime(bundles / "e-no-created", _timestamp("2025-12-01T00:00:00+00:00"))
-    point_current(artifacts / "current", bundles / "a-oldest")
-    (bundles / "notes").mkdir()
-    (bundles / "notes" / "todo.txt").write_text("retrain\n")
-    _set_mtime(bundles / "notes", _timestamp("2025-06-01T00:00:00+00:00"))
-    elsewhere = random_bundle(root / "elsewhere", seed=9)
-    edit_manifest(elsewhere, lambda manifest: manifest.update(created="2020-01-01T00:00:00+00:00"))
-    (bundles / "alias").symlink_to(elsewhere)
-    _set_mtime(bundles / "alias", _timestamp("2025-05-01T00:00:00+00:00"))
-    for name, age in [(".f-crashed.tmp-old00001", 2), (".g-writing.tmp-young001", 0), (".h-slow.tmp-active01", 0), (".c-newest.old-1a2b3c4d", 5)]:
-        (bundles / name).mkdir()
-        (bundles / name / "user_ids.npy").write_bytes(b"partial")
-        _set_mtime(bundles / name / "user_ids.npy", now - age * 3600)
-        _set_mtime(bundles / name, now - 2 * 3600)  # a writer busy on a file does not touch its folder
-    (artifacts / ".current.tmp-old00002").symlink_to(elsewhere)  # removing it must not follow it
-    _set_mtime(artifacts / ".current.tmp-old00002", now - 3 * 3600)
-    (artifacts / ".current.tmp-young002").symlink_to("bundles/c-newest")
-    (artifacts / "notes.txt").write_text("keep me\n")
-    _set_mtime(artifacts / "notes.txt", now - 30 * 86400)
-    return artifacts
+from embedder.bundle import Bundle, BundleError
+from tests.embedder.conftest import NEWEST_FIRST, OLD_LEFTOVERS, YOUNG_LEFTOVERS, make_artifacts
 
 
 def _names(folder: Path) -> set[str]:

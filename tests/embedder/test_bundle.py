@@ -21,9 +21,7 @@ import embedder.bundle as bundle_module
 from embedder.bundle import Bundle, BundleError, json_writer, npy_writer, point_current, update_bundle, write_bundle
 from embedder.metrics import rating_errors
 from embedder.split import canonical_split
-from tests.conftest import edit_manifest, random_bundle, rewrite_file_and_manifest, write_synthetic_bundle
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT, edit_manifest, random_bundle, rewrite_file_and_manifest, write_synthetic_bundle
 
 
 def test_trained_bundle_round_trips_and_its_test_rmse_is_recomputable(tiny_bundle, synthetic_csv):

@@ -11,9 +11,8 @@ from pathlib import Path
 import pytest
 
 from embedder.cli import build_parser, main
-from tests.embedder.test_artifacts import NEWEST_FIRST, OLD_LEFTOVERS, YOUNG_LEFTOVERS, make_artifacts
-
-ROOT = Path(__file__).resolve().parents[2]
+from tests.conftest import ROOT
+from tests.embedder.conftest import NEWEST_FIRST, OLD_LEFTOVERS, YOUNG_LEFTOVERS, make_artifacts
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:

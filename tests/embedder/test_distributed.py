@@ -22,16 +22,14 @@ import torch.multiprocessing as mp
 
 from embedder.distributed import Group
 from embedder.gibbs import GibbsSampler
-from tests.conftest import make_low_rank_ratings
+from tests.conftest import ROOT
+from tests.embedder.conftest import low_rank_rows
 
-ROOT = Path(__file__).resolve().parents[2]
 N_USERS, N_MOVIES, DIM = 37, 23, 3  # odd sizes: the last shard is shorter
 
 
 def _ratings():
-    frame, _ = make_low_rank_ratings(n_users=N_USERS, n_movies=N_MOVIES, density=0.5, seed=11)
-    u, m = frame["user_id"].to_numpy() - 1, frame["movie_id"].to_numpy() - 1
-    return u, m, frame["rating"].to_numpy(np.float32)
+    return low_rank_rows(N_USERS, N_MOVIES, density=0.5, seed=11)
 
 
 def _free_port() -> int:

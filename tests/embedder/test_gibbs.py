@@ -1,4 +1,6 @@
-"""The Gibbs sampler (the default method) on synthetic data with a known answer."""
+"""The Gibbs sampler (the default method) on synthetic data with a known answer: its
+maths, its stopping rule, its chain. What every method gives is tested in
+``test_contract.py``."""
 
 from __future__ import annotations
 
@@ -7,41 +9,19 @@ import pytest
 import torch
 
 from embedder.config import TrainConfig
-from embedder.export import model_arrays
 from embedder.gibbs import GibbsSampler, LowRankSum, PosteriorMean
-from embedder.metrics import rating_errors
 from embedder.train import _Convergence, train
-from embedder.vocab import Vocabulary
 from tests.conftest import make_low_rank_ratings
-from tests.embedder.test_train import NOISE, _predict, fit_synthetic
-
-SCALE = (-10.0, 20.0)
+from tests.embedder.conftest import SCALE, low_rank_rows, vocabularies
 
 
-@pytest.fixture(scope="module")
-def fitted():
-    result, train_part, test_part, _ = fit_synthetic(TrainConfig(method="gibbs", dim=8, sample_dim=4, sweeps=60, seed=1), SCALE)
-    return result, train_part, test_part
-
-
-def test_posterior_mean_reaches_the_noise_floor_on_held_out_ratings(fitted):
-    result, _, test_part = fitted
-    test_rmse = rating_errors(_predict(result, test_part), test_part["rating"].to_numpy())["rmse"]
-    # The global mean is at ~0.78 here (see test_train.py); the noise floor is 0.1.
-    assert test_rmse < 1.5 * NOISE, test_rmse
-    assert result.module.user_factors.weight.shape == result.model.user_embeddings.shape == (300, 8)  # exported at rank dim, not sample_dim
-
-
-def test_one_chain_on_all_training_rows_after_a_warm_up(fitted):
-    result, train_part, _ = fitted
+def test_one_chain_on_all_training_rows_after_a_warm_up(gibbs_fit):
+    result = gibbs_fit.result
     history = result.history
-    assert list(history.columns) == ["epoch", "train_rmse", "val_rmse", "seconds"]
     assert history["epoch"].tolist() == list(range(1, len(history) + 1)) and result.best_epoch == len(history)
     assert history["val_rmse"].isna().all()  # nothing held out
     assert result.refit_history is None and result.fitted_all
     assert 1 <= result.warm_up_passes <= TrainConfig().warm_up
-    assert result.trained_users.sum() == train_part["user_id"].nunique()
-    assert result.trained_movies.sum() == train_part["movie_id"].nunique()
 
 
 def test_the_chain_stops_once_its_mean_has_converged():
@@ -77,7 +57,7 @@ def test_warm_up_passes_fit_the_training_ratings():
 
 def test_without_refit_the_validation_run_is_returned():
     frame, _ = make_low_rank_ratings(n_users=40, n_movies=30, density=0.5, seed=5)
-    users, movies = Vocabulary.from_values(frame["user_id"]), Vocabulary.from_values(frame["movie_id"])
+    users, movies = vocabularies(frame)
     config = TrainConfig(dim=4, sample_dim=2, sweeps=10, min_sweeps=10, burn_in=3, refit=False)
     result = train(frame, config, users, movies, SCALE, progress=False)
     assert result.refit_history is None and not result.fitted_all
@@ -86,20 +66,8 @@ def test_without_refit_the_validation_run_is_returned():
     assert result.trained_users.sum() <= frame["user_id"].nunique()
 
 
-def test_same_seed_same_chain():
-    frame, _ = make_low_rank_ratings(n_users=50, n_movies=40, seed=4)
-    users, movies = Vocabulary.from_values(frame["user_id"]), Vocabulary.from_values(frame["movie_id"])
-    config = TrainConfig(dim=4, sample_dim=3, sweeps=8, seed=7)
-    a = train(frame, config, users, movies, SCALE, progress=False)
-    b = train(frame, config, users, movies, SCALE, progress=False)
-    for name, tensor in a.module.state_dict().items():
-        assert np.array_equal(tensor.numpy(), b.module.state_dict()[name].numpy()), name
-
-
 def _small_sampler(seed=0, dim=3):
-    frame, _ = make_low_rank_ratings(n_users=30, n_movies=20, density=0.6, seed=seed)
-    u, m = frame["user_id"].to_numpy() - 1, frame["movie_id"].to_numpy() - 1
-    r = frame["rating"].to_numpy(np.float32)
+    u, m, r = low_rank_rows(30, 20, density=0.6, seed=seed)
     return GibbsSampler(30, 20, dim, u, m, r, init_std=0.3, seed=seed), u, m, r
 
 
@@ -168,22 +136,6 @@ def test_low_rank_sum_is_exact_within_its_rank_and_optimal_beyond():
         LowRankSum(keep=4, cap=4)
 
 
-def test_movies_without_training_ratings_are_exported_as_zero_rows():
-    frame, _ = make_low_rank_ratings(n_users=30, n_movies=20, density=0.6, seed=3)
-    users = Vocabulary.from_values(frame["user_id"])
-    movies = Vocabulary.from_values(np.r_[frame["movie_id"].unique(), [999]])  # 999 has no ratings
-    config = TrainConfig(dim=4, sample_dim=2, sweeps=5)
-    result = train(frame, config, users, movies, SCALE, progress=False)
-    arrays = model_arrays(result)
-    row = movies.number(999)
-    assert not result.trained_movies[row]
-    assert np.all(arrays["movie_embeddings.npy"][row] == 0) and arrays["movie_biases.npy"][row] == 0
-    assert arrays["movie_embeddings.npy"].dtype == np.float32
-    # The model training returns is those arrays: it predicts the fallback μ + b_u there.
-    assert arrays["movie_embeddings.npy"] is result.model.movie_embeddings
-    assert result.model.predict(np.array([0]), np.array([row]), clip=False)[0] == pytest.approx(result.model.global_mean + result.model.user_biases[0])
-
-
 def test_low_rank_sum_of_repeated_factors_stays_exact():
     # Ten identical columns pairs have rank 2: the bases must drop the null
     # directions instead of dividing by them.
@@ -199,4 +151,4 @@ def test_low_rank_sum_of_repeated_factors_stays_exact():
 
 def _small_frame(seed=8):
     frame, _ = make_low_rank_ratings(n_users=60, n_movies=40, density=0.4, seed=seed)
-    return frame, Vocabulary.from_values(frame["user_id"]), Vocabulary.from_values(frame["movie_id"])
+    return frame, *vocabularies(frame)

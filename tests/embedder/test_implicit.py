@@ -15,16 +15,14 @@ from embedder.gibbs import GibbsSampler, PosteriorMean
 from embedder import implicit as implicit_module
 from embedder.implicit import conjugate_gradients
 from embedder.train import train
-from embedder.vocab import Vocabulary
-from tests.conftest import make_low_rank_ratings, rewrite_file_and_manifest
+from tests.conftest import rewrite_file_and_manifest
+from tests.embedder.conftest import low_rank_rows, vocabularies
 
 N_USERS, N_MOVIES = 30, 20
 
 
 def _small(implicit: str = "both", seed: int = 0, dim: int = 2):
-    frame, _ = make_low_rank_ratings(n_users=N_USERS, n_movies=N_MOVIES, density=0.5, seed=seed)
-    u, m = frame["user_id"].to_numpy() - 1, frame["movie_id"].to_numpy() - 1
-    r = frame["rating"].to_numpy(np.float32)
+    u, m, r = low_rank_rows(N_USERS, N_MOVIES, density=0.5, seed=seed)
     return GibbsSampler(N_USERS, N_MOVIES, dim, u, m, r, init_std=0.3, seed=seed, implicit=implicit), u, m, r
 
 
@@ -169,8 +167,7 @@ def _who_rated_what(seed: int = 0) -> tuple[pd.DataFrame, pd.DataFrame]:
 def test_a_case_only_who_rated_what_can_answer_is_learned(implicit, bound):
     train_part, test_part = _who_rated_what()
     both = pd.concat([train_part, test_part])
-    users = Vocabulary.from_values(both["user_id"], "user")
-    movies = Vocabulary.from_values(both["movie_id"], "movie")
+    users, movies = vocabularies(both)
     config = TrainConfig(dim=8, sample_dim=4, implicit=implicit, seed=0, min_sweeps=20)
     result = train(train_part, config, users, movies, (1.0, 5.0), progress=False)
     model = result.model
