@@ -11,7 +11,8 @@ first use of :class:`Recommender`.
 
 Modules: ``vectors`` (bias augmentation), ``topk`` (blocked exact top-K),
 ``index`` (faiss indexes), ``clusters`` (K-Means), ``build`` (``python -m search
-build``), ``recommender`` (the API), ``cli``.
+build``), ``recommender`` (retrieval: :class:`Recommender`), ``catalogue`` (titles,
+movie rows, clusters: :class:`Catalogue`, ``rec.catalogue``), ``cli``.
 """
 
 from __future__ import annotations
@@ -22,17 +23,22 @@ from embedder.vocab import UnknownIdError
 
 if TYPE_CHECKING:
     from embedder.bundle import BundleError
-    from search.recommender import NotBuiltError, Recommender
+    from search.catalogue import Catalogue, NotBuiltError
+    from search.recommender import Recommender
 
-__all__ = ["BundleError", "NotBuiltError", "Recommender", "UnknownIdError"]
+__all__ = ["BundleError", "Catalogue", "NotBuiltError", "Recommender", "UnknownIdError"]
 
 
 def __getattr__(name: str) -> Any:
     # Lazy, so `import search` (e.g. by the CLI's --help) does not load faiss.
-    if name in ("Recommender", "NotBuiltError"):
-        from search import recommender
+    if name == "Recommender":
+        from search.recommender import Recommender
 
-        return getattr(recommender, name)
+        return Recommender
+    if name in ("Catalogue", "NotBuiltError"):
+        from search import catalogue
+
+        return getattr(catalogue, name)
     if name == "BundleError":
         from embedder.bundle import BundleError
 

@@ -76,12 +76,14 @@ def write_recommendations(
     shard: Shard = Shard(),
     batch_size: int = 4096,
     progress: bool = False,
+    workers: int = 1,
 ) -> Written:
     """Write the top-``k`` of every user of ``shard`` to the parquet file ``out``.
 
     ``rec``: a :class:`search.Recommender`. ``min_ratings``: only movies with at
     least that many ratings are recommended. With ``progress``, a line on stderr
-    about every tenth of the users.
+    about every tenth of the users. ``workers``: user blocks searched at once
+    (:meth:`search.Recommender.recommend_all`).
     """
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be from 1 to {MAX_K}, got {k}")
@@ -98,7 +100,7 @@ def write_recommendations(
     written, done, next_report = 0, 0, n_users / 10
     try:
         with pq.ParquetWriter(staged, SCHEMA) as writer:
-            for users, ids, scores in rec.recommend_all(k=k, batch_size=batch_size, min_ratings=min_ratings, rows=rows):
+            for users, ids, scores in rec.recommend_all(k=k, batch_size=batch_size, min_ratings=min_ratings, rows=rows, workers=workers):
                 table = _block_table(users, ids, scores)
                 writer.write_table(table)
                 written += table.num_rows

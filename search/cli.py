@@ -9,6 +9,7 @@ traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -65,6 +66,10 @@ def build_parser() -> argparse.ArgumentParser:
     every.add_argument("--min-ratings", type=whole_number_arg(0), default=0, metavar="N", help="only movies with at least N ratings")
     every.add_argument("--out", type=Path, required=True, metavar="FILE.parquet", help="the parquet file to write (replaced when complete)")
     every.add_argument("--shard", type=_shard, default=None, metavar="I/N", help="write only the I-th of N contiguous user shards (1-based), e.g. one per job of an array")
+    every.add_argument(
+        "--workers", type=whole_number_arg(1), default=os.cpu_count() or 1, metavar="N",
+        help="user blocks searched at once, each with one BLAS thread (default: the cores, %(default)s)",
+    )
     every.add_argument("--quiet", action="store_true", help="no progress lines")
     every.set_defaults(handler=run_recommend_all)
 
@@ -152,6 +157,13 @@ def _load(args: argparse.Namespace):
     return Recommender.load(args.bundle)
 
 
+def _load_catalogue(args: argparse.Namespace):
+    """The bundle's catalogue alone, for commands that only show movies and clusters."""
+    from search.catalogue import Catalogue
+
+    return Catalogue.load(args.bundle)
+
+
 def run_recommend(args: argparse.Namespace) -> int:
     """Print a user's top-k movies (a trained user, or a newcomer folded in)."""
     if args.user is None and args.include_seen:
@@ -160,7 +172,7 @@ def run_recommend(args: argparse.Namespace) -> int:
     if args.user is None:
         return _recommend_newcomer(rec, args)
     ids, scores = rec.recommend(args.user, k=args.k, exclude_seen=not args.include_seen, min_ratings=args.min_ratings)
-    items = rec.items(ids, scores)
+    items = rec.catalogue.items(ids, scores)
     if args.json:
         _print_json({"user_id": args.user, "items": items})
         return 0
@@ -182,9 +194,10 @@ def _predicted_table(rec, items: list[dict]) -> str:
 
 def _recommend_newcomer(rec, args: argparse.Namespace) -> int:
     """Fold the ``--rate`` / ``--ratings`` pairs in and print the newcomer's top-k."""
-    pairs = _rating_file(rec, args.ratings) if args.ratings else [_rating_flag(rec, text) for text in args.rate]
+    catalogue = rec.catalogue
+    pairs = _rating_file(catalogue, args.ratings) if args.ratings else [_rating_flag(catalogue, text) for text in args.rate]
     ids, scores = rec.recommend_for_ratings(pairs, k=args.k, min_ratings=args.min_ratings)
-    items = rec.items(ids, scores)
+    items = catalogue.items(ids, scores)
     rated = [{"movie_id": movie_id, "rating": rating} for movie_id, rating in pairs]
     if args.json:
         _print_json({"ratings": rated, "fallback": not pairs, "items": items})
@@ -192,18 +205,18 @@ def _recommend_newcomer(rec, args: argparse.Namespace) -> int:
     if not pairs:
         print(f"No ratings given: the average user's top {len(items)} among movies with at least {max(args.min_ratings, rec.fallback_min_ratings)} ratings")
     else:
-        shown = ", ".join(f"{rec.movie(m)['title']} = {r:g}" for m, r in pairs)
+        shown = ", ".join(f"{catalogue.movie(m)['title']} = {r:g}" for m, r in pairs)
         print(f"Top {len(items)} for a newcomer who rated {shown} (folded in, rated movies excluded); {_score_note(rec)}")
     print(_predicted_table(rec, items))
     return 0
 
 
-def _rating_flag(rec, text: str) -> tuple[int, float]:
+def _rating_flag(catalogue, text: str) -> tuple[int, float]:
     """``"MOVIE=RATING"`` (MOVIE an id or a title) as ``(movie_id, rating)``."""
     movie, sep, rating = text.rpartition("=")
     if not sep or not movie.strip():
         raise ValueError(f'--rate {text!r}: expected "MOVIE=RATING", e.g. "Toy Story=5"')
-    return resolve_movie(rec, movie), _rating_value(rating, f"--rate {text!r}")
+    return resolve_movie(catalogue, movie), _rating_value(rating, f"--rate {text!r}")
 
 
 def _rating_value(text: str, where: str) -> float:
@@ -213,7 +226,7 @@ def _rating_value(text: str, where: str) -> float:
         raise ValueError(f"{where}: the rating must be a number, got {text.strip()!r}") from None
 
 
-def _rating_file(rec, path: Path) -> list[tuple[int, float]]:
+def _rating_file(catalogue, path: Path) -> list[tuple[int, float]]:
     """A newcomer's ratings from a CSV (columns ``movie`` or ``movie_id``, and ``rating``)."""
     import csv
 
@@ -229,7 +242,7 @@ def _rating_file(rec, path: Path) -> list[tuple[int, float]]:
                 raise ValueError(f"{path}: expected a header with columns movie (or movie_id) and rating, got {fields}")
             for line, row in enumerate(reader, start=2):
                 try:
-                    pairs.append((resolve_movie(rec, row[column] or ""), _rating_value(row["rating"] or "", "rating")))
+                    pairs.append((resolve_movie(catalogue, row[column] or ""), _rating_value(row["rating"] or "", "rating")))
                 except UnknownIdError as err:
                     raise UnknownIdError(f"{path}, line {line}: {err}") from None
                 except ValueError as err:
@@ -251,17 +264,26 @@ def _shard(text: str):
 
 def run_recommend_all(args: argparse.Namespace) -> int:
     """Write every user's (or one shard's) top-k to a parquet file."""
+    from threadpoolctl import threadpool_limits
+
     from search.batch import Shard, write_recommendations
 
     rec = _load(args)
     shard = args.shard or Shard()
-    done = write_recommendations(rec, args.out, k=args.k, min_ratings=args.min_ratings, shard=shard, progress=not args.quiet)
+    # This command owns its process: with several workers each GEMM gets one BLAS
+    # thread, so the workers' GEMMs and selects share the cores instead of
+    # competing with BLAS's own threads (benchmarks/README.md, "Retrieval").
+    blas = threadpool_limits(1, "blas") if args.workers > 1 else contextlib.nullcontext()
+    with blas:
+        done = write_recommendations(
+            rec, args.out, k=args.k, min_ratings=args.min_ratings, shard=shard, progress=not args.quiet, workers=args.workers
+        )
     part = f" (shard {shard.index + 1}/{shard.count})" if shard.count > 1 else ""
     print(f"wrote {done.rows:,} rows for {done.users:,} users{part} to {done.path} in {done.seconds:.1f}s")
     return 0
 
 
-def resolve_movie(rec, text: str) -> int:
+def resolve_movie(catalogue, text: str) -> int:
     """A ``--movie`` argument as a movie id: a known id, else a title.
 
     A title is taken when it names one movie: a single match, or a single exact
@@ -271,20 +293,20 @@ def resolve_movie(rec, text: str) -> int:
     from embedder.vocab import UnknownIdError
 
     text = text.strip()
-    if text.lstrip("-").isdigit() and int(text) in rec.bundle.movie_vocab:
+    if text.lstrip("-").isdigit() and int(text) in catalogue.row_of:
         return int(text)
     if not text:
         raise ValueError("--movie is empty")
     from search.titles import title_forms
 
-    matches = rec.find_movies(text, limit=len(rec.movie_ids))
+    matches = catalogue.find_movies(text, limit=len(catalogue.movie_ids))
     if not matches:
         raise UnknownIdError(f"unknown movie {text!r}: no id or title matches")
     query = " ".join(text.lower().split())
-    exact = [m for m in matches if query in title_forms(rec.movie(m)["title"])]
+    exact = [m for m in matches if query in title_forms(catalogue.movie(m)["title"])]
     if len(matches) == 1 or len(exact) == 1:
         return exact[0] if exact else matches[0]
-    lines = [f"{m:>8}  {rec.movie(m)['title']}" for m in matches[:AMBIGUOUS_SHOWN]]
+    lines = [f"{m:>8}  {catalogue.movie(m)['title']}" for m in matches[:AMBIGUOUS_SHOWN]]
     more = f"\n  ... and {len(matches) - AMBIGUOUS_SHOWN} more" if len(matches) > AMBIGUOUS_SHOWN else ""
     raise AmbiguousTitle(f"{text!r} matches {len(matches)} movies; pass one id with --movie:\n" + "\n".join(lines) + more)
 
@@ -294,10 +316,10 @@ def run_similar(args: argparse.Namespace) -> int:
     from search.similar import EMBEDDING_WEIGHT
 
     rec = _load(args)
-    movie_id = resolve_movie(rec, args.movie)
+    movie_id = resolve_movie(rec.catalogue, args.movie)
     ids, scores = rec.similar(movie_id, k=args.k, min_ratings=args.min_ratings)
-    items = rec.items(ids, scores)
-    title = rec.movie(movie_id)["title"]
+    items = rec.catalogue.items(ids, scores)
+    title = rec.catalogue.movie(movie_id)["title"]
     if args.json:
         _print_json({"movie_id": movie_id, "title": title, "items": items})
         return 0
@@ -314,9 +336,9 @@ def run_similar(args: argparse.Namespace) -> int:
 
 def run_clusters(args: argparse.Namespace) -> int:
     """Print the cluster table, or one cluster and its members."""
-    rec = _load(args)
-    summaries = rec.clusters()
-    quality = {key: rec.bundle.manifest.get("clusters", {}).get(key) for key in ("k", "seed", "silhouette", "nmi_genres", "nmi_random")}
+    catalogue = _load_catalogue(args)
+    summaries = catalogue.clusters()
+    quality = {key: catalogue.bundle.manifest.get("clusters", {}).get(key) for key in ("k", "seed", "silhouette", "nmi_genres", "nmi_random")}
     if args.cluster is None:
         if args.json:
             _print_json({"quality": quality, "clusters": summaries})
@@ -331,12 +353,12 @@ def run_clusters(args: argparse.Namespace) -> int:
         ]
         print(_table(["cluster", "size", "mean", "label", "most rated"], rows, [True, True, True, False, False]))
         return 0
-    members = rec.cluster_members(args.cluster)
+    members = catalogue.cluster_members(args.cluster)
     summary = summaries[args.cluster]
     if args.json:
-        _print_json({**summary, "members": [rec.movie(m) for m in members]})
+        _print_json({**summary, "members": [catalogue.movie(m) for m in members]})
         return 0
-    shown = [rec.movie(m) for m in members[: args.limit]]
+    shown = [catalogue.movie(m) for m in members[: args.limit]]
     print(f"Cluster {args.cluster}: {summary['size']} movies, mean rating {_fmt(summary['mean_rating'])}, about {summary['label']}")
     genres = [[g["genre"], g["share"], g["catalogue_share"], g["lift"]] for g in summary["genres"][:8]]
     print(_table(["genre", "share", "catalogue", "lift"], genres, [False, True, True, True]))

@@ -1,4 +1,4 @@
-"""The one object scripts and the web server load: recommend, similar, clusters.
+"""Retrieval over one bundle: recommend, recommend for a newcomer, similar movies.
 
 ::
 
@@ -9,6 +9,7 @@
     for users, ids, scores in rec.recommend_all(k=10): ...
     ids, scores = rec.similar(50, k=10)            # search.similar's blend, the movie itself excluded
     ids, scores = rec.recommend_for_ratings({1: 5, 50: 4}, k=10)   # a newcomer, folded in
+    rec.catalogue.items(ids, scores)               # titles, metadata, clusters: search.catalogue
 
 Ids are original MovieLens ids everywhere.  An unknown id raises
 :class:`UnknownIdError` (a ``KeyError``) whose message names it; a bad ``k``
@@ -17,8 +18,8 @@ raises ``ValueError``.
 Which search runs:
 
 * one user, flat index: a numpy mat-vec over the movie rows, seen movies set to
-  ``-inf``, exact top-K.  On a catalogue of thousands this takes microseconds,
-  less than handing the query to faiss and its thread pool.
+  ``-inf``, exact top-K: for one query, cheaper than waking faiss and its thread
+  pool (benchmarks/README.md, "Retrieval").
 * several users, flat index: :class:`search.topk.BlockedTopK`, exact.
 * ``hnsw``/``ivf`` bundles: the faiss index proposes candidates (``k`` plus the
   user's seen count, so exclusion cannot starve the result), which are then
@@ -31,7 +32,6 @@ Tested in ``tests/search/test_recommender.py``.
 
 from __future__ import annotations
 
-import math
 import os
 import threading
 from collections import Counter
@@ -45,29 +45,12 @@ import scipy.sparse as sp
 from embedder import DEFAULT_BUNDLE
 from embedder.bundle import Bundle, BundleError
 from embedder.vocab import UnknownIdError
-from search.clusters import genre_lists
+from search.catalogue import Catalogue
 from search.foldin import NewUser, UserPrior, fold_in
 from search.index import INDEX_FILE, apply_params, read_index, search_candidates
 from search.similar import SIMILAR_FILES, Similarity
-from search.titles import TitleIndex
 from search.topk import BlockedTopK, topk_1d, topk_rows
 from search.validate import check_int, check_k, is_whole
-
-BUILD_HINT = "run `python -m search build --bundle {path}` first"
-MEMBER_SORTS = ("popularity", "title", "rating")
-
-class NotBuiltError(BundleError):
-    """The bundle has no search files yet (clusters); the message says how to build them."""
-
-
-def result_pairs(movie_ids: Any, scores: Any = None) -> tuple[np.ndarray, list]:
-    """A result's movie ids (int64, flat, padding -1 kept) and its scores as Python
-    floats (all None when ``scores`` is None); ValueError if their lengths differ."""
-    ids = np.asarray(movie_ids, dtype=np.int64).reshape(-1)
-    values = [None] * len(ids) if scores is None else np.asarray(scores, dtype=np.float64).reshape(-1).tolist()
-    if len(ids) != len(values):
-        raise ValueError(f"movie_ids and scores differ in length: {len(ids)} vs {len(values)}")
-    return ids, values
 
 
 def _as_ids(raw: Any, kind: str) -> tuple[np.ndarray, bool]:
@@ -90,7 +73,7 @@ def _as_ids(raw: Any, kind: str) -> tuple[np.ndarray, bool]:
 
 
 class Recommender:
-    """Recommendations, similar movies and clusters over one bundle, loaded once.
+    """Recommendations and similar movies over one bundle, loaded once.
 
     Build with :meth:`load` (a bundle folder) or :meth:`from_bundle`.
 
@@ -98,6 +81,9 @@ class Recommender:
     ----------
     bundle:
         The verified :class:`embedder.bundle.Bundle`.
+    catalogue:
+        The :class:`search.catalogue.Catalogue` of the same bundle: titles, movie
+        rows, clusters, users' ratings (what answers are shown with).
     index_kind:
         ``"flat"`` (exact) unless ``python -m search build --index hnsw|ivf`` made another.
     """
@@ -106,10 +92,11 @@ class Recommender:
         self.bundle = bundle
         self._movie_vocab = bundle.movie_vocab
         self._user_vocab = bundle.user_vocab
+        self.catalogue = Catalogue(bundle)
         # One-id lookups are on the latency path of every web request: a dict
-        # answers in ~0.1 µs where a vectorised lookup costs ~10 µs of overhead.
+        # answers one id faster than the vocabulary's vectorised lookup.
         self._user_row_of = {int(u): r for r, u in enumerate(bundle.user_ids.tolist())}
-        self._movie_row_of = {int(m): r for r, m in enumerate(bundle.movie_ids.tolist())}
+        self._movie_row_of = self.catalogue.row_of
         self._items = bundle.model.item_vectors()
         self._users = bundle.model.user_vectors()
         self._seen = sp.csr_matrix(bundle.seen)
@@ -130,15 +117,6 @@ class Recommender:
                 raise BundleError(f"{INDEX_FILE}: holds {self._ann.ntotal} x {self._ann.d}, expected {self._items.shape}")
             apply_params(self._ann, info.get("params", {}))
 
-        self._labels = None
-        self._summaries = None
-        if bundle.has("cluster_labels.npy") and bundle.has("clusters.json"):
-            labels = bundle.array("cluster_labels.npy")
-            if labels.shape != (len(self._items),) or labels.dtype.kind not in "iu":
-                raise BundleError(f"cluster_labels.npy: expected {len(self._items)} integer labels, found {labels.dtype} {labels.shape}")
-            self._labels = labels.astype(np.int64)
-            self._summaries = bundle.json("clusters.json")
-
     # ------------------------------------------------------------------ loading
 
     @classmethod
@@ -146,7 +124,8 @@ class Recommender:
         """Load the bundle at ``path`` (checksums verified) and get ready to answer.
 
         Works on a bundle fresh from training too: recommend and similar need
-        only the core arrays; clusters then raise :class:`NotBuiltError`.
+        only the core arrays (the catalogue's clusters then raise
+        :class:`search.catalogue.NotBuiltError`).
         ``mmap`` maps the core arrays instead of reading them (see
         :meth:`embedder.bundle.Bundle.load`).
         """
@@ -169,11 +148,6 @@ class Recommender:
     def movie_ids(self) -> np.ndarray:
         """Original ids of all movies, in bundle row order (ties are broken in this order)."""
         return self.bundle.movie_ids
-
-    @property
-    def built(self) -> bool:
-        """Whether ``python -m search build`` has run on this bundle (clusters available)."""
-        return self._labels is not None
 
     # ------------------------------------------------------------------ helpers
 
@@ -334,9 +308,18 @@ class Recommender:
         return (keys[pos] == query) & (found >= 0)
 
     def recommend_all(
-        self, k: int = 10, batch_size: int = 4096, exclude_seen: bool = True, min_ratings: int = 0, rows: slice = slice(None)
+        self,
+        k: int = 10,
+        batch_size: int = 4096,
+        exclude_seen: bool = True,
+        min_ratings: int = 0,
+        rows: slice = slice(None),
+        workers: int = 1,
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Exact top-``k`` for every user (or the users of bundle ``rows``), streamed in user blocks.
+
+        ``workers``: user blocks searched at once (:meth:`search.topk.BlockedTopK.iter_search`,
+        which says how to set BLAS threads for more than one); exact search only.
 
         Yields
         ------
@@ -353,11 +336,11 @@ class Recommender:
             return self._recommend_all_ann(k, batch_size, exclude_seen, min_ratings, rows)
         candidates, engine = self._candidates(min_ratings)
         exclude = self._exclusions(rows, candidates) if exclude_seen else None
-        return self._stream(engine, k, batch_size, exclude, candidates, rows)
+        return self._stream(engine, k, batch_size, exclude, candidates, rows, workers)
 
-    def _stream(self, engine, k, batch_size, exclude, candidates, rows):
+    def _stream(self, engine, k, batch_size, exclude, candidates, rows, workers):
         user_ids = self.user_ids[rows]
-        for start, cols, scores in engine.iter_search(self._users[rows], k, exclude, batch_size=batch_size):
+        for start, cols, scores in engine.iter_search(self._users[rows], k, exclude, batch_size=batch_size, workers=workers):
             ids, scores = self._to_ids(cols, scores, candidates)
             yield user_ids[start : start + len(ids)], ids, scores
 
@@ -483,171 +466,11 @@ class Recommender:
 
     def warm(self) -> None:
         """Build now what :meth:`similar` would build at its first call (the movie ->
-        raters index). A server that forks after loading (gunicorn's ``preload_app``)
-        calls it first, so that the workers share those pages instead of each
-        building its own copy."""
+        raters index), and the catalogue's title index. A server that forks after
+        loading (gunicorn's ``preload_app``) calls it first, so that the workers
+        share those pages instead of each building its own copy."""
         self._similarity.warm()
-
-    # ------------------------------------------------------------------ movies
-
-    @cached_property
-    def _titles(self) -> TitleIndex:
-        return TitleIndex(self.bundle.movies["title"].astype(str).tolist(), self._counts)
-
-    def find_movies(self, query: str, limit: int = 10) -> list[int]:
-        """Movie ids whose title matches ``query``, best first, at most ``limit``.
-
-        Forgiving (see :mod:`search.titles`): exact titles (also without the year, or
-        "the godfather" for "Godfather, The"), then prefixes, then containing, then
-        every word in any order ("godfather part 2", "12 monkeys"), then words run
-        together ("starwars"), then close spellings ("star wras"); within each, most
-        rated first.
-        """
-        if not isinstance(query, str) or not query.strip():
-            raise ValueError("title query must be a non-empty string")
-        limit = check_int(limit, "limit", 1)
-        return [int(self.movie_ids[r]) for r in self._titles.find(query)[:limit]]
-
-    def movie(self, movie_id: Any) -> dict:
-        """One movie as a JSON-ready dict: movie_id, title, genres (list), rating_count,
-        mean_rating (None without ratings) and cluster (None before ``build``)."""
-        return self._row_dict(self._movie_row(movie_id))
-
-    @cached_property
-    def _movie_rows(self) -> list[tuple]:
-        """Per movie, the JSON fields as plain Python values, built once on first use.
-
-        Reading a pandas frame cell by cell costs ~100 µs a row; a result page
-        needs its rows in microseconds.
-        """
-        movies = self.bundle.movies
-        means = movies["mean_rating"].to_numpy(np.float64)
-        labels = [None] * len(means) if self._labels is None else [None if c < 0 else c for c in self._labels.tolist()]
-        return [
-            (int(movie_id), str(title), genres, int(count), float(mean) if count > 0 and math.isfinite(mean) else None, label)
-            for movie_id, title, genres, count, mean, label in zip(
-                self.movie_ids.tolist(),
-                movies["title"].tolist(),
-                genre_lists(movies["genres"]),
-                self._counts.tolist(),
-                means.tolist(),
-                labels,
-            )
-        ]
-
-    def _row_dict(self, row: int) -> dict:
-        movie_id, title, genres, count, mean, cluster = self._movie_rows[row]
-        return {
-            "movie_id": movie_id,
-            "title": title,
-            "genres": list(genres),  # a fresh list: callers may modify their copy
-            "rating_count": count,
-            "mean_rating": mean,
-            "cluster": cluster,
-        }
-
-    def items(self, movie_ids: Any, scores: Any = None) -> list[dict]:
-        """JSON rows for a result, in order: :meth:`movie` fields plus ``score``
-        (a float; None for every row when ``scores`` is None, e.g. a title search).
-
-        Padding entries (id -1) are dropped.  The CLI's ``--json`` and the web API
-        both use these rows.
-        """
-        ids, values = result_pairs(movie_ids, scores)
-        rows = []
-        for movie_id, score in zip(ids.tolist(), values):
-            if movie_id < 0:  # -1 pads a short result
-                continue
-            # One dictionary lookup an id: a result is a few rows, and this is on every web answer.
-            row = self._movie_row_of.get(movie_id)
-            if row is None:
-                raise UnknownIdError(f"unknown movie {movie_id}")
-            rows.append({**self._row_dict(row), "score": score})
-        return rows
-
-    def user_ratings(self, user_id: Any, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-        """The user's training ratings, highest first (ties in bundle order).
-
-        Returns
-        -------
-        (movie_ids int64, ratings float32)
-        """
-        rows, scalar = self._user_rows(user_id)
-        if not scalar:
-            raise ValueError("user_ratings takes one user id")
-        row = int(rows[0])
-        lo, hi = self._seen.indptr[row], self._seen.indptr[row + 1]
-        cols = self._seen.indices[lo:hi].astype(np.int64)
-        ratings = self._seen.data[lo:hi].astype(np.float32)
-        order = np.lexsort((cols, -ratings))
-        if limit is not None:
-            order = order[: check_int(limit, "limit", 1)]
-        return self.movie_ids[cols[order]].astype(np.int64), ratings[order]
-
-    # ------------------------------------------------------------------ clusters
-
-    def _need_clusters(self) -> np.ndarray:
-        if self._labels is None:
-            raise NotBuiltError(f"this bundle has no clusters yet: {BUILD_HINT.format(path=self.bundle.path)}")
-        return self._labels
-
-    def cluster_of(self, movie_id: Any) -> int | None:
-        """The K-Means cluster of a movie; None for a movie without training ratings
-        (label -1: not clustered). Raises :class:`NotBuiltError` before ``build``."""
-        label = int(self._need_clusters()[self._movie_row(movie_id)])
-        return None if label < 0 else label
-
-    def clusters(self) -> list[dict]:
-        """The cluster summaries of ``clusters.json`` (size, label, top movies, genre mix, mean rating)."""
-        self._need_clusters()
-        return self._summaries
-
-    def cluster_members(self, cluster: int, sort: str = "popularity") -> list[int]:
-        """Movie ids of one cluster, sorted by ``popularity`` (most rated first),
-        ``title`` or ``rating`` (highest mean rating first, unrated last)."""
-        labels = self._need_clusters()
-        if sort not in MEMBER_SORTS:
-            raise ValueError(f"sort must be one of {', '.join(MEMBER_SORTS)}, got {sort!r}")
-        n_clusters = len(self._summaries)
-        if not is_whole(cluster) or not 0 <= cluster < n_clusters:
-            raise UnknownIdError(f"unknown cluster {cluster} (clusters are 0..{n_clusters - 1})")
-        rows = np.flatnonzero(labels == cluster)
-        movies = self.bundle.movies
-        if sort == "popularity":
-            order = np.lexsort((rows, -self._counts[rows]))
-        elif sort == "title":
-            order = np.lexsort((rows, movies["title"].astype(str).str.lower().to_numpy()[rows]))
-        else:
-            means = movies["mean_rating"].to_numpy(np.float64)[rows]
-            means = np.where(np.isfinite(means) & (self._counts[rows] > 0), means, -np.inf)
-            order = np.lexsort((rows, -self._counts[rows], -means))
-        return [int(i) for i in self.movie_ids[rows[order]]]
-
-    # ------------------------------------------------------------------ summary
-
-    def summary(self) -> dict:
-        """Figures for a home page: dataset, sizes, test RMSE/MAE, index kind, clusters."""
-        manifest = self.bundle.manifest
-        test = (manifest.get("metrics") or {}).get("test") or {}
-        dataset = manifest.get("dataset") or {}
-        clusters = manifest.get("clusters") or {}
-        return {
-            "dataset": dataset.get("name"),
-            "n_users": len(self.user_ids),
-            "n_movies": len(self.movie_ids),
-            "n_ratings": int(self._seen.nnz),
-            "dim": int(self.bundle.dim),
-            "test_rmse": test.get("rmse"),
-            "test_mae": test.get("mae"),
-            "rating_scale": list(self.bundle.rating_scale),
-            "index": self.index_kind,
-            "built": self.built,
-            "n_clusters": len(self._summaries) if self._summaries is not None else None,
-            "silhouette": clusters.get("silhouette"),
-            "nmi_genres": clusters.get("nmi_genres"),
-            "nmi_random": clusters.get("nmi_random"),
-            "created": manifest.get("created"),
-        }
+        self.catalogue.warm()
 
 
 def _neighbour_table(bundle: Bundle) -> tuple[np.ndarray, np.ndarray] | None:

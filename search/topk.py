@@ -19,7 +19,10 @@ Tested against brute-force numpy in ``tests/search/test_topk.py``.
 
 from __future__ import annotations
 
+import contextlib
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import scipy.sparse as sp
@@ -175,25 +178,38 @@ class BlockedTopK:
         return blocks[0][1], blocks[0][2]
 
     def iter_search(
-        self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None = None, batch_size: int = 4096
+        self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None = None, batch_size: int = 4096, workers: int = 1
     ) -> Iterator[tuple[int, np.ndarray, np.ndarray]]:
         """Stream :meth:`search` results as ``(first_row, columns, scores)`` blocks.
 
         Blocks come in row order, ``batch_size`` rows each (the last may be shorter).
+        ``workers`` > 1 searches that many user blocks at once, each in a thread
+        with its own score buffer (numpy releases the GIL in the GEMM and the
+        select), so one block's select runs while another's GEMM does. BLAS
+        threads are left as the caller set them: with several workers, one BLAS
+        thread each (``threadpoolctl.threadpool_limits(1, "blas")`` around the
+        loop, as ``python -m search recommend-all`` does) keeps the two kinds of
+        threads from competing for the cores (benchmarks/README.md, "Retrieval").
         """
         queries = self._check_queries(queries)
         k = min(check_k(k), self.n_items)
         batch_size = check_int(batch_size, "batch_size", 1)
+        workers = check_int(workers, "workers", 1)
         exclude = self._check_exclude(exclude, len(queries))
-        buf = np.empty((min(self.user_block, batch_size, max(1, len(queries))), self.n_items), np.float32)
-        for start in range(0, len(queries), batch_size):
-            stop = min(start + batch_size, len(queries))
-            cols = np.empty((stop - start, k), np.int64)
-            vals = np.empty((stop - start, k), np.float32)
-            for s in range(start, stop, len(buf)):
-                e = min(s + len(buf), stop)
-                cols[s - start : e - start], vals[s - start : e - start] = self._block(queries, s, e, k, exclude, buf)
-            yield start, cols, vals
+        rows = min(self.user_block, batch_size, max(1, len(queries)))
+        buffers = threading.local()
+
+        def block(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+            if not hasattr(buffers, "scores"):  # one per thread, reused: a fresh one costs its page faults
+                buffers.scores = np.empty((rows, self.n_items), np.float32)
+            return self._block(queries, s, e, k, exclude, buffers.scores)
+
+        with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+            run = pool.map if pool is not None else map
+            for start in range(0, len(queries), batch_size):
+                stop = min(start + batch_size, len(queries))
+                parts = list(run(lambda s: block(s, min(s + rows, stop)), range(start, stop, rows)))
+                yield start, np.concatenate([c for c, _ in parts]), np.concatenate([v for _, v in parts])
 
     def _block(self, queries, s, e, k, exclude, buf):
         """Top-k of query rows s..e: one GEMM into ``buf``, excluded entries to -inf, select."""

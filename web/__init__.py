@@ -1,8 +1,9 @@
 """Flask UI and JSON API over a bundle: recommendations, "movies like this", clusters.
 
-The web layer is thin: every answer comes from :class:`search.Recommender`, loaded
-once inside :func:`create_app` (never at import), and this package never imports
-torch.
+The web layer is thin: every answer comes from :class:`search.Recommender` and its
+:class:`search.Catalogue`, loaded once inside :func:`create_app` (never at import),
+and this package never imports torch. Turning them into JSON rows and pages is
+this package's job (``web/answers.py``, ``web/state.py``, the templates).
 
 Configuration, from lowest to highest precedence:
 
@@ -130,7 +131,8 @@ def create_app(
 
     recommender = Recommender.load(app.config["BUNDLE"], mmap=True)  # workers share the mapped arrays
     # Under gunicorn's preload_app this runs in the master: workers forked after it
-    # share the similar-movies index instead of each building its own on first use.
+    # share the similar-movies index and the catalogue (movie rows, title index)
+    # instead of each building its own on first use.
     recommender.warm()
     app.extensions["movie_web"] = WebState(recommender, app.config)
     watcher = BundleWatcher(app, float(app.config["RELOAD_SECONDS"]))

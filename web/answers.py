@@ -2,7 +2,8 @@
 
 Each function takes the raw path value and the query parameters, checks them
 with the state's request models (:mod:`web.params`), asks
-:class:`search.Recommender`, and returns the API route's answer: a dict, or a
+:class:`search.Recommender` (ids and scores) and its :class:`search.Catalogue`
+(movie rows, titles, clusters), and returns the API route's answer: a dict, or a
 :class:`Ranked` list of movies that the API writes as JSON and the pages render
 as a dict. So both areas answer the same request with the same data and the
 same errors. (What the answers hold is declared in :mod:`web.openapi`.)
@@ -31,7 +32,7 @@ class Ranked:
 
     def as_dict(self) -> dict:
         """The answer with its item rows (what the pages render)."""
-        return {**self.head, "items": state().rec.items(self.ids, self.scores)}
+        return {**self.head, "items": state().catalogue.items(self.ids, self.scores)}
 
 
 def recommendations(raw_user_id: str, args: Mapping[str, str]) -> Ranked:
@@ -72,12 +73,12 @@ def newcomer_from_titles(args) -> Ranked:
         if not title:
             continue
         rating = params.parse_number(query.rating[n] if n < len(query.rating) else "", f"rating {n + 1}")
-        found = st.rec.find_movies(title, limit=1)
+        found = st.catalogue.find_movies(title, limit=1)
         if not found:
             not_found.append(title)
             continue
         chosen[found[0]] = rating
-        rows.append({"query": title, "rating": rating, **st.rec.movie(found[0])})
+        rows.append({"query": title, "rating": rating, **st.catalogue.movie(found[0])})
     try:
         ids, scores = st.rec.recommend_for_ratings(chosen, k=query.k)
     except ValueError as err:  # a rating off the scale
@@ -103,49 +104,49 @@ def search(args: Mapping[str, str], required: bool = True) -> Ranked:
     st = state()
     query = params.parse(st.requests.search if required else st.requests.search_page, args)
     q, limit, offset = query.q, query.limit, query.offset
-    matches = st.rec.find_movies(q, limit=len(st.rec.movie_ids)) if q else []
+    matches = st.catalogue.find_movies(q, limit=len(st.catalogue.movie_ids)) if q else []
     head = {"query": q, "limit": limit, "offset": offset, "total": len(matches), "more": offset + limit < len(matches)}
     return Ranked(head, matches[offset : offset + limit])
 
 
 def movie(raw_movie_id: str) -> dict:
-    """One movie's details (``rec.movie``)."""
-    return state().rec.movie(params.parse_id(raw_movie_id, "movie"))
+    """One movie's details (``Catalogue.movie``)."""
+    return state().catalogue.movie(params.parse_id(raw_movie_id, "movie"))
 
 
 def user_ratings(user_id: int, limit: int) -> tuple[list[dict], int]:
     """A user's highest training ratings (``score``: the rating) and how many there are."""
     st = state()
-    ids, ratings = st.rec.user_ratings(user_id)
-    return st.rec.items(ids[:limit], ratings[:limit]), len(ids)
+    ids, ratings = st.catalogue.user_ratings(user_id)
+    return st.catalogue.items(ids[:limit], ratings[:limit]), len(ids)
 
 
 BROWSE_SHOWN = 8
 """Movies in each list of the home page."""
 BEST_RATED_QUANTILE = 0.9
 """The home page's best-rated list takes movies with at least this quantile of the
-rating counts of rated movies (135 ratings on ML-100K; never fewer than 20), so
-that a few lucky ratings do not lead."""
+rating counts of rated movies (never fewer than 20), so that a few lucky ratings
+do not lead."""
 
 
 def browse() -> dict:
     """What the home page offers to browse: the most rated movies, the best rated
     (by mean training rating) among widely rated ones, and the clusters by name
     (empty before ``search build``)."""
-    rec = state().rec
-    movies = rec.bundle.movies
+    catalogue = state().catalogue
+    movies = catalogue.bundle.movies
     counts = movies["rating_count"].to_numpy()
     floor = max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if (counts > 0).any() else 20
     most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True], kind="stable").head(BROWSE_SHOWN)
     widely = movies[counts >= floor].sort_values(["mean_rating", "movie_id"], ascending=[False, True], kind="stable")
     best = widely.head(BROWSE_SHOWN)
     try:
-        found = rec.clusters()
+        found = catalogue.clusters()
     except NotBuiltError:
         found = []
     return {
-        "most_rated": rec.items(most["movie_id"].to_numpy()),
-        "best_rated": rec.items(best["movie_id"].to_numpy()),
+        "most_rated": catalogue.items(most["movie_id"].to_numpy()),
+        "best_rated": catalogue.items(best["movie_id"].to_numpy()),
         "best_rated_floor": floor,
         "browse_clusters": [{"cluster": c["cluster"], "label": c["label"], "size": c["size"]} for c in found],
     }
@@ -153,7 +154,7 @@ def browse() -> dict:
 
 def clusters() -> dict:
     """Every cluster's summary from ``clusters.json`` (404 before ``search build``)."""
-    found = state().rec.clusters()
+    found = state().catalogue.clusters()
     return {"n_clusters": len(found), "clusters": found}
 
 
@@ -162,8 +163,8 @@ def cluster(raw_cluster: str, args: Mapping[str, str]) -> Ranked:
     st = state()
     c = params.parse_id(raw_cluster, "cluster")
     sort = params.parse(st.requests.cluster, args).sort
-    members = st.rec.cluster_members(c, sort=sort)  # UnknownIdError (404) outside 0..n-1
-    return Ranked({**st.rec.clusters()[c], "sort": sort}, members)
+    members = st.catalogue.cluster_members(c, sort=sort)  # UnknownIdError (404) outside 0..n-1
+    return Ranked({**st.catalogue.clusters()[c], "sort": sort}, members)
 
 
 OTHER_METHOD_SETTINGS = {

@@ -27,8 +27,8 @@ Why these values (figures: ``benchmarks/README.md``, ``web_load.py``):
   benchmarks/README.md, "Web load").
 * **Connections take turns** (:func:`post_request`): a gevent worker otherwise
   keeps serving a connection whose next request is already in its buffer, and
-  the others queue behind it (p99 in the hundreds of ms under load, for this app
-  and the bare peer alike).
+  the others queue behind it, which stretches p99 under load for this app and
+  the bare peer alike (benchmarks/README.md, "Web load").
 * **2 workers, one per core.** A request is mostly Python, which holds the GIL;
   more processes only add context switches on 2 cores.
 * **``reuse_port``: one listening socket per worker**, so the kernel spreads new
@@ -36,8 +36,9 @@ Why these values (figures: ``benchmarks/README.md``, ``web_load.py``):
   server share the port silently, :func:`on_starting` first checks it is free.
 * **``preload_app`` and ``gc.freeze()``** before forking: the bundle is loaded
   and verified once, in the master (a bad bundle stops the server at once), the
-  workers share its pages (and those of the similar-movies index, which
-  ``create_app`` builds there: ``Recommender.warm``), and the collector never
+  workers share its pages (and those of the similar-movies index and the
+  catalogue's title index, which ``create_app`` builds there:
+  ``Recommender.warm``), and the collector never
   walks its objects again.
 * **One faiss (OpenMP) thread per worker** (:func:`post_fork`): a request's
   search is one small query; splitting it over threads in every worker makes

@@ -87,7 +87,7 @@ def user(user_id: str):
     answer = answers.recommendations(user_id, request.args).as_dict()
     rated, n_rated = answers.user_ratings(answer["user_id"], st.user_ratings_shown)
     # Already-rated movies in the list are marked with the user's own rating.
-    seen = dict(zip(*(a.tolist() for a in st.rec.user_ratings(answer["user_id"])))) if answer["include_seen"] else {}
+    seen = dict(zip(*(a.tolist() for a in st.catalogue.user_ratings(answer["user_id"])))) if answer["include_seen"] else {}
     return render_template("user.html", **answer, rated=rated, n_rated=n_rated, k_max=st.k_max, seen=seen)
 
 

@@ -62,7 +62,7 @@ class BundleWatcher:
 
         try:
             recommender = Recommender.load(target, mmap=True)
-            recommender.warm()  # while this request waits anyway, not on the first similar request
+            recommender.warm()  # while this request waits anyway, not on the first similar or title search
         except Exception as err:  # noqa: BLE001 - whatever the new bundle does, the old one keeps serving
             expected = isinstance(err, (BundleError, OSError))
             error = str(err) if expected else f"{type(err).__name__}: {err}"

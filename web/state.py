@@ -1,4 +1,4 @@
-"""What one app holds: the recommender, its limits, and figures computed once.
+"""What one app holds: the recommender and its catalogue, its limits, and figures computed once.
 
 Everything here is built when first asked for and then kept, so a request never
 reads the bundle from disk again (except the training curve image, which is
@@ -22,11 +22,40 @@ from web.openapi import spec
 from web.params import Requests
 
 
+def bundle_summary(rec: Any) -> dict:
+    """The figures of the home page and the footer: dataset, sizes, test RMSE/MAE,
+    index kind and clusters, from the recommender ``rec`` and its bundle."""
+    bundle, catalogue = rec.bundle, rec.catalogue
+    manifest = bundle.manifest
+    test = (manifest.get("metrics") or {}).get("test") or {}
+    dataset = manifest.get("dataset") or {}
+    clusters = manifest.get("clusters") or {}
+    return {
+        "dataset": dataset.get("name"),
+        "n_users": len(rec.user_ids),
+        "n_movies": len(rec.movie_ids),
+        "n_ratings": int(bundle.seen.nnz),
+        "dim": int(bundle.dim),
+        "test_rmse": test.get("rmse"),
+        "test_mae": test.get("mae"),
+        "rating_scale": list(bundle.rating_scale),
+        "index": rec.index_kind,
+        "built": catalogue.built,
+        "n_clusters": len(catalogue.clusters()) if catalogue.built else None,
+        "silhouette": clusters.get("silhouette"),
+        "nmi_genres": clusters.get("nmi_genres"),
+        "nmi_random": clusters.get("nmi_random"),
+        "created": manifest.get("created"),
+    }
+
+
 class WebState:
-    """The recommender of one app and what the views derive from it."""
+    """The recommender of one app, its catalogue, and what the views derive from them."""
 
     def __init__(self, recommender: Any, config: Mapping[str, Any]):
         self.rec = recommender
+        self.catalogue = recommender.catalogue
+        """Titles, movie rows and clusters (:class:`search.Catalogue`) of the same bundle."""
         self.k_default = int(config["K_DEFAULT"])
         self.k_max = int(config["K_MAX"])
         self.search_default = int(config["SEARCH_LIMIT_DEFAULT"])
@@ -48,8 +77,8 @@ class WebState:
 
     @cached_property
     def summary(self) -> dict:
-        """The model's figures (``Recommender.summary()``), computed once."""
-        return self.rec.summary()
+        """The model's figures (:func:`bundle_summary`), computed once."""
+        return bundle_summary(self.rec)
 
     @cached_property
     def openapi(self) -> dict:
@@ -89,7 +118,7 @@ class WebState:
         """Each cluster's label (``clusters.json``), so pages name clusters instead of
         numbering them; empty before ``search build``."""
         try:
-            return {int(c["cluster"]): str(c["label"]) for c in self.rec.clusters()}
+            return {int(c["cluster"]): str(c["label"]) for c in self.catalogue.clusters()}
         except NotBuiltError:
             return {}
 
@@ -109,7 +138,7 @@ class WebState:
 
         Raises ``search.NotBuiltError`` (a 404) before the bundle is built.
         """
-        self.rec.clusters()  # raises NotBuiltError with the hint to build
+        self.catalogue.clusters()  # raises NotBuiltError with the hint to build
         with self._lock:
             if self._map_svg is None:
                 bundle = self.rec.bundle

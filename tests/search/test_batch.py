@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 import pytest
+from threadpoolctl import threadpool_info
 
 from search.batch import Shard, write_recommendations
 from search.cli import main
@@ -41,6 +42,12 @@ def test_the_file_holds_every_users_top_k_by_predicted_rating(rec, tmp_path):
     assert got[["user_id", "rank", "movie_id"]].to_numpy().tolist() == expected[["user_id", "rank", "movie_id"]].to_numpy().tolist()
     np.testing.assert_allclose(got["score"], expected["score"], atol=1e-4)  # score == predicted rating
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging leftovers
+
+
+def test_workers_write_the_same_file_as_one(rec, tmp_path):
+    one = pq.read_table(write_recommendations(rec, tmp_path / "one.parquet", k=5, batch_size=7).path).to_pandas()
+    two = pq.read_table(write_recommendations(rec, tmp_path / "two.parquet", k=5, batch_size=7, workers=2).path).to_pandas()
+    pd.testing.assert_frame_equal(two, one)
 
 
 def test_shards_together_are_the_whole_file_once(rec, tmp_path):
@@ -84,6 +91,14 @@ def test_cli_writes_the_file_and_names_bad_arguments(planted_bundle, tmp_path, c
     assert main(["recommend-all", "--bundle", planted_bundle, "--out", str(out), "-k", "4", "--shard", "2/2", "--quiet"]) == 0
     assert "(shard 2/2)" in capsys.readouterr().out
     assert pq.read_table(out).num_rows > 0
+    blas_before = [pool["num_threads"] for pool in threadpool_info()]
+    one = tmp_path / "one.parquet"
+    assert main(["recommend-all", "--bundle", planted_bundle, "--out", str(one), "-k", "4", "--shard", "2/2", "--quiet", "--workers", "1"]) == 0
+    assert pq.read_table(one).equals(pq.read_table(out))  # the default (a worker a core) writes the same rows
+    assert [pool["num_threads"] for pool in threadpool_info()] == blas_before  # the command's BLAS limit ended with it
+    with pytest.raises(SystemExit):
+        main(["recommend-all", "--bundle", planted_bundle, "--out", str(out), "--workers", "0"])
+    assert "argument --workers" in capsys.readouterr().err
     assert main(["recommend-all", "--bundle", planted_bundle, "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
     assert main(["recommend-all", "--bundle", planted_bundle, "--out", str(tmp_path / "no" / "x.parquet")]) == 2

@@ -74,7 +74,7 @@ def test_build_through_a_link_and_rebuild(tmp_path, tiny_bundle):
     build(link, n_clusters=3, seed=2)  # replaces its own files
     bundle = Bundle.load(link)
     assert bundle.manifest["clusters"]["k"] == 3 and bundle.manifest["clusters"]["seed"] == 2
-    assert link.is_symlink() and Recommender.load(link).built
+    assert link.is_symlink() and Recommender.load(link).catalogue.built
 
 
 def test_build_refuses_bad_cluster_counts(tiny_bundle):
@@ -122,24 +122,24 @@ def test_movies_without_ratings_are_not_clustered(built_padded, padded):
     assert bundle.array("movie_map.npy").shape == (len(zero), 2)
 
 
-def test_the_recommender_reads_a_bundle_with_unclustered_movies(built_padded, padded):
-    rec = Recommender.load(built_padded)
-    zero_ids = set(rec.movie_ids[padded["zero"]].tolist())
-    members = [rec.cluster_members(c) for c in range(N_GROUPS)]
+def test_the_catalogue_reads_a_bundle_with_unclustered_movies(built_padded, padded):
+    catalogue = Recommender.load(built_padded).catalogue
+    zero_ids = set(catalogue.movie_ids[padded["zero"]].tolist())
+    members = [catalogue.cluster_members(c) for c in range(N_GROUPS)]
     assert [len(m) for m in members] == [PER_GROUP] * N_GROUPS
     assert not zero_ids & {m for ms in members for m in ms}
-    assert sum(s["size"] for s in rec.clusters()) == N_GROUPS * PER_GROUP
-    assert rec.summary()["n_clusters"] == N_GROUPS
+    assert sum(s["size"] for s in catalogue.clusters()) == N_GROUPS * PER_GROUP
+    assert len(catalogue.clusters()) == N_GROUPS
 
 
-def test_the_recommender_reports_no_cluster_for_unclustered_movies(built_padded, padded):
-    rec = Recommender.load(built_padded)
-    zero_ids = rec.movie_ids[padded["zero"]].tolist()
-    clustered = int(rec.movie_ids[~padded["zero"]][0])
-    assert rec.cluster_of(clustered) in range(N_GROUPS)
-    assert [rec.cluster_of(m) for m in zero_ids] == [None] * len(zero_ids)
-    assert [rec.movie(m)["cluster"] for m in zero_ids] == [None] * len(zero_ids)
-    rows = rec.items([zero_ids[0], clustered, -1, zero_ids[-1]])
+def test_the_catalogue_reports_no_cluster_for_unclustered_movies(built_padded, padded):
+    catalogue = Recommender.load(built_padded).catalogue
+    zero_ids = catalogue.movie_ids[padded["zero"]].tolist()
+    clustered = int(catalogue.movie_ids[~padded["zero"]][0])
+    assert catalogue.cluster_of(clustered) in range(N_GROUPS)
+    assert [catalogue.cluster_of(m) for m in zero_ids] == [None] * len(zero_ids)
+    assert [catalogue.movie(m)["cluster"] for m in zero_ids] == [None] * len(zero_ids)
+    rows = catalogue.items([zero_ids[0], clustered, -1, zero_ids[-1]])
     assert [r["cluster"] is None for r in rows] == [True, False, True]
 
 

@@ -57,7 +57,7 @@ def test_recommend_json_and_table(built_tiny, rec, capsys):
     assert {"title", "genres", "rating_count", "mean_rating", "cluster"} <= set(data["items"][0])
     code, out, _ = run(capsys, "recommend", "--bundle", built_tiny, "--user", str(user), "-k", "3")
     assert code == 0
-    assert "score" in out and rec.movie(int(ids[0]))["title"][:40] in out
+    assert "score" in out and rec.catalogue.movie(int(ids[0]))["title"][:40] in out
     assert len(out.strip().splitlines()) == 3 + 3  # heading, header, rule, rows
 
 
@@ -76,7 +76,7 @@ def test_similar_by_id_and_by_title(built_tiny, rec, capsys):
     data = json.loads(out)
     assert code == 0 and data["movie_id"] == movie and len(data["items"]) == 4
     assert [i["movie_id"] for i in data["items"]] == rec.similar(movie, k=4)[0].tolist()
-    title = rec.movie(movie)["title"]
+    title = rec.catalogue.movie(movie)["title"]
     code, out, _ = run(capsys, "similar", "--bundle", built_tiny, "--movie", title.upper(), "-k", "4", "--json")
     assert code == 0 and json.loads(out)["movie_id"] == movie
     code, out, _ = run(capsys, "similar", "--bundle", built_tiny, "--movie", str(movie))
@@ -99,7 +99,7 @@ def test_clusters_table_one_cluster_and_json(built_tiny, rec, capsys):
     assert code == 0 and len(data["clusters"]) == 4 and "nmi_random" in data["quality"]
     code, out, _ = run(capsys, "clusters", "--bundle", built_tiny, "--cluster", "1", "--json")
     data = json.loads(out)
-    assert code == 0 and [m["movie_id"] for m in data["members"]] == rec.cluster_members(1)
+    assert code == 0 and [m["movie_id"] for m in data["members"]] == rec.catalogue.cluster_members(1)
     code, out, _ = run(capsys, "clusters", "--bundle", built_tiny, "--cluster", "1", "--limit", "3")
     assert code == 0 and "Cluster 1" in out and "lift" in out
 

@@ -162,7 +162,7 @@ def test_bad_ratings_are_refused_naming_the_problem(wide, ratings, error, messag
 def test_cli_recommends_for_ratings_given_by_flag_or_file(planted_bundle, tmp_path, capsys):
     rec = Recommender.load(planted_bundle)
     first, second = (int(m) for m in rec.movie_ids[:2])
-    title = rec.movie(second)["title"]
+    title = rec.catalogue.movie(second)["title"]
     assert main(["recommend", "--bundle", planted_bundle, "--rate", f"{first}=5", "--rate", f"{title}=2", "-k", "3", "--json"]) == 0
     shown = json.loads(capsys.readouterr().out)
     assert shown["ratings"] == [{"movie_id": first, "rating": 5.0}, {"movie_id": second, "rating": 2.0}]

@@ -6,12 +6,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_search_and_its_cli_do_not_import_torch():
     code = (
-        "import sys, search, search.cli, search.build, search.recommender\n"
+        "import sys, search, search.cli, search.build, search.recommender, search.catalogue\n"
         "from search import Recommender\n"
         "search.cli.build_parser()\n"
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n"
@@ -22,7 +24,11 @@ def test_search_and_its_cli_do_not_import_torch():
     assert result.stdout.strip() == "ok"
 
 
-def test_importing_search_alone_does_not_load_faiss():
-    code = "import sys, search\nprint('faiss' in sys.modules)\n"
+@pytest.mark.parametrize(
+    "imports",
+    ["import search", "from search import Catalogue, NotBuiltError"],  # the catalogue alone: `search clusters`, title lookups
+)
+def test_importing_search_alone_does_not_load_faiss(imports):
+    code = f"import sys\n{imports}\nprint('faiss' in sys.modules)\n"
     result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
     assert result.stdout.strip() == "False", result.stderr

@@ -1,8 +1,8 @@
-"""The Recommender API: exact scores and top-K, exclusion, batches, similar, lookups, errors."""
+"""The Recommender API: exact scores and top-K, exclusion, batches, similar, errors
+(titles, movie rows and clusters: test_catalogue.py)."""
 
 from __future__ import annotations
 
-import json
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -10,7 +10,7 @@ import pytest
 import scipy.sparse as sp
 
 from embedder.vocab import UnknownIdError
-from search import NotBuiltError, Recommender
+from search import Recommender
 from tests.conftest import write_synthetic_bundle
 from tests.search.conftest import (
     N_GROUPS,
@@ -173,9 +173,8 @@ def test_unknown_user_is_a_key_error_naming_it(rec, call):
 
 
 def test_unknown_movie_is_a_key_error_naming_it(rec):
-    for call in (rec.similar, rec.movie, lambda m: rec.items([m], [1.0])):
-        with pytest.raises(UnknownIdError, match="unknown movie 424242"):
-            call(424242)
+    with pytest.raises(UnknownIdError, match="unknown movie 424242"):
+        rec.similar(424242)
 
 
 @pytest.mark.parametrize("k", [0, -3, 1.5, "10", None])
@@ -244,82 +243,3 @@ def test_zero_norm_movies_do_not_break_similar(tmp_path):
     assert np.isfinite(scores).all()
     empty_ids, empty_scores = rec.similar(102, k=10)  # no direction: an empty answer, not arbitrary movies
     assert empty_ids.size == 0 and empty_scores.size == 0
-
-
-# ---------------------------------------------------------------- lookups
-
-
-@pytest.fixture(scope="module")
-def titled(tmp_path_factory):
-    titles = [
-        "Star Wars (1977)",
-        "Star Trek: First Contact (1996)",
-        "Lone Star (1996)",
-        "Godfather, The (1972)",
-        "Godfather: Part II, The (1974)",
-        "Stargate (1994)",
-    ]
-    path = tmp_path_factory.mktemp("titled") / "bundle"
-    write_synthetic_bundle(
-        path,
-        np.ones((2, 3), np.float32),
-        np.eye(6, 3, dtype=np.float32),
-        titles=titles,
-        genres=["Action|Sci-Fi", "Sci-Fi", "Drama", "Crime|Drama", "", "Sci-Fi"],
-        rating_counts=np.array([500, 300, 50, 400, 200, 0]),
-    )
-    return Recommender.load(path)
-
-
-def test_find_movies_ranks_exact_then_prefix_then_popularity(titled):
-    assert titled.find_movies("STAR WARS") == [101]
-    assert titled.find_movies("star") == [101, 102, 106, 103]  # prefix by popularity, then contains
-    assert titled.find_movies("the godfather") == [104, 105]  # "Godfather, The" read as "The Godfather"
-    assert titled.find_movies("godfather") == [104, 105]
-    assert titled.find_movies("star", limit=2) == [101, 102]
-    assert titled.find_movies("no such film") == []
-    with pytest.raises(ValueError):
-        titled.find_movies("  ")
-
-
-def test_items_and_movie_rows_are_plain_json(titled):
-    ids, scores = titled.recommend(1, k=6)
-    items = titled.items(ids, scores)
-    assert [i["movie_id"] for i in items] == ids.tolist()
-    json.dumps(items)  # plain Python types only
-    first = items[0]
-    assert set(first) == {"movie_id", "title", "score", "genres", "rating_count", "mean_rating", "cluster"}
-    assert isinstance(first["score"], float) and isinstance(first["movie_id"], int)
-    assert first["cluster"] is None  # not built
-    stargate = titled.movie(106)
-    assert stargate["genres"] == ["Sci-Fi"] and stargate["rating_count"] == 0 and stargate["mean_rating"] is None
-    assert titled.movie(105)["genres"] == []
-    assert titled.items(np.array([101, -1]), np.array([4.0, -np.inf]))[0]["movie_id"] == 101  # padding dropped
-    unscored = titled.items(np.array([103, -1, 101]))  # a title search has no scores
-    assert [(i["movie_id"], i["score"]) for i in unscored] == [(103, None), (101, None)]
-    assert [{**i, "score": None} for i in titled.items([103, 101], [1.0, 2.0])] == unscored
-    with pytest.raises(ValueError, match="differ in length"):
-        titled.items([101, 102], [1.0])
-
-
-def test_user_ratings_highest_first(planted_bundle, planted):
-    rec = Recommender.load(planted_bundle)
-    ids, ratings = rec.user_ratings(rec.user_ids[3])
-    row = planted["seen"][3]
-    assert sorted(ids.tolist()) == sorted(rec.movie_ids[row.indices].tolist())
-    assert np.all(np.diff(ratings) <= 0)
-    assert len(rec.user_ratings(rec.user_ids[3], limit=2)[0]) == min(2, row.nnz)
-
-
-def test_summary_and_properties(rec):
-    summary = rec.summary()
-    json.dumps(summary)
-    assert summary["n_users"] == len(rec.user_ids) and summary["n_movies"] == len(rec.movie_ids)
-    assert summary["index"] == "flat" and summary["built"] is False and summary["n_clusters"] is None
-    assert summary["test_rmse"] > 0
-
-
-def test_clusters_before_build_say_how_to_build(rec):
-    for call in (rec.clusters, lambda: rec.cluster_of(rec.movie_ids[0]), lambda: rec.cluster_members(0)):
-        with pytest.raises(NotBuiltError, match="python -m search build"):
-            call()

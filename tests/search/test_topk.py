@@ -96,6 +96,25 @@ def test_iter_search_streams_every_row_in_order_and_can_stop_early():
     assert np.array_equal(engine.search(queries, 5)[0], whole)
 
 
+@pytest.mark.parametrize("workers", [2, 3])
+def test_several_workers_give_the_same_blocks_as_one(workers):
+    """Blocks searched side by side come back in order, equal to one worker's, exclusions included."""
+    rng = np.random.default_rng(workers)
+    queries, items = grid_values(rng, (1000, 4)), grid_values(rng, (700, 4))
+    exclude = sp.random(1000, 700, density=0.2, format="csr", random_state=workers)
+    engine = BlockedTopK(items, user_block=37)  # several blocks a batch, the last one short
+    one = list(engine.iter_search(queries, 7, exclude, batch_size=300))
+    many = list(engine.iter_search(queries, 7, exclude, batch_size=300, workers=workers))
+    assert [start for start, _, _ in many] == [start for start, _, _ in one] == [0, 300, 600, 900]
+    for (_, cols, scores), (_, want_cols, want_scores) in zip(many, one):
+        assert np.array_equal(cols, want_cols) and np.array_equal(scores, want_scores)
+    want_cols, _ = reference(queries, items, 7, exclude)
+    assert np.array_equal(np.vstack([c for _, c, _ in many]), want_cols)
+    stream = engine.iter_search(queries, 7, exclude, batch_size=100, workers=workers)
+    next(stream)
+    stream.close()  # the pool shuts down with the stream
+
+
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "3", None, True])
 def test_bad_k_is_a_value_error_naming_k(bad):
     with pytest.raises(ValueError, match="k must be"):

@@ -7,6 +7,8 @@ import json
 import numpy as np
 import pytest
 
+from web.state import bundle_summary
+
 ITEM_FIELDS = {"movie_id", "title", "score", "genres", "rating_count", "mean_rating", "cluster"}
 
 
@@ -31,7 +33,7 @@ def test_recommendations_equal_the_recommender(client, rec):
     body = get_json(client, f"/api/v1/users/{user}/recommendations?k=7")
     ids, scores = rec.recommend(user, k=7)
     assert body["user_id"] == user and body["k"] == 7 and body["include_seen"] is False
-    assert body["items"] == rec.items(ids, scores)  # the CLI --json rows, field for field
+    assert body["items"] == rec.catalogue.items(ids, scores)  # the CLI --json rows, field for field
     assert all(set(item) == ITEM_FIELDS for item in body["items"])
     assert [i["score"] for i in body["items"]] == sorted((i["score"] for i in body["items"]), reverse=True)
 
@@ -65,12 +67,12 @@ def test_recommendations_default_k_and_include_seen(client, rec, app):
     user = some_user(rec)
     default = get_json(client, f"/api/v1/users/{user}/recommendations")
     assert len(default["items"]) == app.config["K_DEFAULT"]
-    seen_movies = set(rec.user_ratings(user)[0].tolist())
+    seen_movies = set(rec.catalogue.user_ratings(user)[0].tolist())
     assert not seen_movies & {i["movie_id"] for i in default["items"]}
     for flag in ("true", "1", "TRUE"):
         body = get_json(client, f"/api/v1/users/{user}/recommendations?k=50&include_seen={flag}")
         ids, scores = rec.recommend(user, k=50, exclude_seen=False)
-        assert body["include_seen"] is True and body["items"] == rec.items(ids, scores)
+        assert body["include_seen"] is True and body["items"] == rec.catalogue.items(ids, scores)
     body = get_json(client, f"/api/v1/users/{user}/recommendations?include_seen=0")
     assert body["include_seen"] is False
 
@@ -79,7 +81,7 @@ def test_similar_equals_the_recommender(client, rec):
     movie = some_movie(rec)
     body = get_json(client, f"/api/v1/movies/{movie}/similar?k=5")
     ids, scores = rec.similar(movie, k=5)
-    assert body == {"movie_id": movie, "k": 5, "min_ratings": 0, "items": rec.items(ids, scores)}
+    assert body == {"movie_id": movie, "k": 5, "min_ratings": 0, "items": rec.catalogue.items(ids, scores)}
     assert len(body["items"]) == 5 and movie not in {i["movie_id"] for i in body["items"]}
 
 
@@ -89,7 +91,7 @@ def test_a_ratings_floor_leaves_rarely_rated_movies_out(client, rec):
     floor = int(counts.median())
     similar = get_json(client, f"/api/v1/movies/{movie}/similar?k=8&min_ratings={floor}")
     ids, scores = rec.similar(movie, k=8, min_ratings=floor)
-    assert similar["min_ratings"] == floor and similar["items"] == rec.items(ids, scores)
+    assert similar["min_ratings"] == floor and similar["items"] == rec.catalogue.items(ids, scores)
     assert all(counts[i["movie_id"]] >= floor for i in similar["items"])
     body = get_json(client, f"/api/v1/users/{user}/recommendations?k=8&min_ratings={floor}")
     assert all(counts[i["movie_id"]] >= floor for i in body["items"]) and body["min_ratings"] == floor
@@ -106,11 +108,11 @@ def test_k_cap_is_allowed_and_one_over_is_not(client, rec, app):
 
 
 def test_title_search(client, rec):
-    title = rec.movie(some_movie(rec))["title"]
+    title = rec.catalogue.movie(some_movie(rec))["title"]
     body = get_json(client, "/api/v1/movies?q=" + title[:5].lower())
-    ids = rec.find_movies(title[:5].lower(), limit=10)
+    ids = rec.catalogue.find_movies(title[:5].lower(), limit=10)
     assert [i["movie_id"] for i in body["items"]] == ids
-    assert body["items"] == [{**rec.movie(i), "score": None} for i in ids]
+    assert body["items"] == [{**rec.catalogue.movie(i), "score": None} for i in ids]
     assert all(set(item) == ITEM_FIELDS for item in body["items"])
     assert len(get_json(client, "/api/v1/movies?q=movie&limit=3")["items"]) <= 3
     assert get_json(client, "/api/v1/movies?q=")["items"] == []
@@ -118,7 +120,7 @@ def test_title_search(client, rec):
 
 
 def test_title_search_says_when_matches_were_left_out(client, rec):
-    every = rec.find_movies("movie", limit=1000)  # the tiny bundle's titles are "Movie N"
+    every = rec.catalogue.find_movies("movie", limit=1000)  # the tiny bundle's titles are "Movie N"
     assert len(every) > 3
     short = get_json(client, "/api/v1/movies?q=movie&limit=3")
     assert short["more"] is True and [i["movie_id"] for i in short["items"]] == every[:3]
@@ -128,7 +130,7 @@ def test_title_search_says_when_matches_were_left_out(client, rec):
 
 
 def test_title_search_pages_through_every_match_once(client, rec):
-    every = rec.find_movies("movie", limit=1000)
+    every = rec.catalogue.find_movies("movie", limit=1000)
     pages, offset = [], 0
     while True:
         answer = get_json(client, f"/api/v1/movies?q=movie&limit=7&offset={offset}")
@@ -152,12 +154,12 @@ def test_title_search_needs_q(client):
 
 def test_movie(client, rec):
     movie = some_movie(rec)
-    assert get_json(client, f"/api/v1/movies/{movie}") == rec.movie(movie)
+    assert get_json(client, f"/api/v1/movies/{movie}") == rec.catalogue.movie(movie)
 
 
 def test_clusters(client, rec):
     body = get_json(client, "/api/v1/clusters")
-    assert body == {"n_clusters": 4, "clusters": rec.clusters()}
+    assert body == {"n_clusters": 4, "clusters": rec.catalogue.clusters()}
     assert sum(c["size"] for c in body["clusters"]) == len(rec.movie_ids)
 
 
@@ -165,7 +167,7 @@ def test_clusters(client, rec):
 def test_cluster_members(client, rec, sort):
     body = get_json(client, f"/api/v1/clusters/1?sort={sort}")
     assert body["sort"] == sort and body["cluster"] == 1 and body["size"] == len(body["items"])
-    assert [i["movie_id"] for i in body["items"]] == rec.cluster_members(1, sort=sort)
+    assert [i["movie_id"] for i in body["items"]] == rec.catalogue.cluster_members(1, sort=sort)
     assert all(i["cluster"] == 1 and i["score"] is None for i in body["items"])
 
 
@@ -177,8 +179,10 @@ def test_cluster_default_sort_is_popularity(client):
 
 def test_model(client, rec):
     body = get_json(client, "/api/v1/model")
-    assert body["summary"] == rec.summary()
-    assert body["metrics"]["test"]["rmse"] == pytest.approx(rec.summary()["test_rmse"])
+    summary = bundle_summary(rec)
+    assert body["summary"] == summary
+    assert body["metrics"]["test"]["rmse"] == pytest.approx(summary["test_rmse"])
+    assert summary["built"] is True and summary["n_clusters"] == 4 and summary["n_ratings"] == rec.bundle.seen.nnz
     with open(rec.bundle.path / "history.csv") as handle:
         assert len(body["history"]) == sum(1 for _ in handle) - 1
     assert {"epoch", "train_rmse", "val_rmse", "phase"} == set(body["history"][0])
@@ -218,6 +222,24 @@ def test_wrong_method_is_json_405(client):
     assert "GET" in response.headers["Allow"]
 
 
+SUMMARY_FIELDS = [
+    "dataset", "n_users", "n_movies", "n_ratings", "dim", "test_rmse", "test_mae", "rating_scale",
+    "index", "built", "n_clusters", "silhouette", "nmi_genres", "nmi_random", "created",
+]
+
+
+def test_the_summary_of_an_unbuilt_bundle(unbuilt_app):
+    """The model's figures (home page, footer, /api/v1/model) before ``search build``."""
+    rec = unbuilt_app.extensions["movie_web"].rec
+    summary = bundle_summary(rec)
+    json.dumps(summary)
+    assert list(summary) == SUMMARY_FIELDS
+    assert summary["n_users"] == len(rec.user_ids) and summary["n_movies"] == len(rec.movie_ids)
+    assert summary["index"] == "flat" and summary["built"] is False and summary["n_clusters"] is None
+    assert summary["test_rmse"] > 0
+    assert get_json(unbuilt_app.test_client(), "/api/v1/model")["summary"] == summary
+
+
 def test_unbuilt_bundle_clusters_are_404_with_the_build_hint(unbuilt_app):
     client = unbuilt_app.test_client()
     for url in ("/api/v1/clusters", "/api/v1/clusters/0"):
@@ -253,7 +275,7 @@ def test_openapi_item_schema_matches_the_answers(client, rec):
     item = spec["components"]["schemas"]["Item"]
     assert set(item["required"]) == set(item["properties"]) == ITEM_FIELDS
     movie = spec["components"]["schemas"]["Movie"]
-    assert set(movie["required"]) == set(rec.movie(some_movie(rec)))
+    assert set(movie["required"]) == set(rec.catalogue.movie(some_movie(rec)))
 
 
 def test_a_bug_is_a_logged_500_without_internals(app, client, rec, monkeypatch, caplog):

@@ -25,7 +25,7 @@ def test_config_precedence_defaults_mapping_environment_overrides(built_bundle, 
     env = {"MOVIE_WEB_K_MAX": "20", "MOVIE_WEB_BUNDLE": tiny_bundle}
     app = create_app({"BUNDLE": built_bundle, "K_MAX": 50}, environ=env)
     assert app.config["K_MAX"] == 20 and app.config["BUNDLE"] == tiny_bundle
-    assert app.extensions["movie_web"].rec.built is False  # the environment's bundle was loaded
+    assert app.extensions["movie_web"].rec.catalogue.built is False  # the environment's bundle was loaded
     app = create_app({"K_MAX": 50}, overrides={"K_MAX": 7, "K_DEFAULT": 5, "BUNDLE": built_bundle}, environ=env)
     assert app.config["K_MAX"] == 7 and app.config["BUNDLE"] == built_bundle
     user = int(app.extensions["movie_web"].rec.user_ids[0])

@@ -59,7 +59,7 @@ def test_search_movie_similar_and_user_in_a_browser(browser, server, rec, tmp_pa
 
     counts = rec.bundle.movies["rating_count"].to_numpy()
     movie = int(rec.movie_ids[int(np.argmax(counts))])
-    title = rec.movie(movie)["title"]
+    title = rec.catalogue.movie(movie)["title"]
     user = int(rec.user_ids[0])
     context = browser.new_context(viewport=viewport)
     page = context.new_page()
@@ -98,7 +98,7 @@ def test_search_movie_similar_and_user_in_a_browser(browser, server, rec, tmp_pa
         recommendations = page.locator("#recommendations tbody tr")
         expect(recommendations.first).to_be_visible()
         assert recommendations.count() == 10
-        first = rec.items(*rec.recommend(user, k=1))[0]
+        first = rec.catalogue.items(*rec.recommend(user, k=1))[0]
         expect(recommendations.first.locator("a").first).to_have_text(first["title"])
 
         # 5. a screenshot

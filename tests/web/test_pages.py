@@ -11,6 +11,7 @@ import pytest
 
 from tests.web.conftest import make_app
 from web import answers
+from web.state import bundle_summary
 from tests.web.test_api import some_movie, some_user
 
 
@@ -25,7 +26,7 @@ def test_home_has_search_box_user_box_and_figures(client, rec):
     html = get_html(client, "/")
     assert 'id="q"' in html and 'data-suggest="/api/v1/movies"' in html and "suggest.js" in html
     assert 'name="id"' in html and 'action="/users"' in html
-    summary = rec.summary()
+    summary = bundle_summary(rec)
     assert f"{summary['test_rmse']:.4f}" in html
     assert f"<dd>{summary['n_users']}</dd>" in html and f"<dd>{summary['n_movies']}</dd>" in html
 
@@ -59,7 +60,7 @@ def test_user_page_shows_recommendations_beside_own_ratings(client, rec):
         if score > high:
             assert f'title="raw prediction {score:.2f}"' in recs
     assert recs.count('href="/movies/') == 4
-    rated_ids, ratings = rec.user_ratings(user)
+    rated_ids, ratings = rec.catalogue.user_ratings(user)
     rated = html.split('id="rated"')[1]
     assert f'href="/movies/{rated_ids[0]}"' in rated and f"{ratings[0]:.1f}" in rated
     assert f"{len(rated_ids)} rating" in rated
@@ -75,7 +76,7 @@ def test_user_page_include_seen_checkbox(client, rec):
 
 def test_movie_page(client, rec):
     movie = some_movie(rec)
-    info = rec.movie(movie)
+    info = rec.catalogue.movie(movie)
     html = get_html(client, f"/movies/{movie}?k=6")
     assert f"<h1>{info['title']}</h1>" in html
     assert ", ".join(info["genres"]) in html
@@ -88,7 +89,7 @@ def test_movie_page(client, rec):
 
 
 def test_search_page(client, rec):
-    title = rec.movie(some_movie(rec))["title"]
+    title = rec.catalogue.movie(some_movie(rec))["title"]
     html = get_html(client, "/search?q=" + title[:6])
     assert f'href="/movies/{some_movie(rec)}"' in html
     assert "Type part of a title" in get_html(client, "/search")
@@ -98,7 +99,7 @@ def test_clusters_page_and_map(client, rec):
     html = get_html(client, "/clusters")
     assert html.count('class="card cluster"') == 4
     assert '<img src="/clusters/map.svg"' in html
-    for cluster in rec.clusters():
+    for cluster in rec.catalogue.clusters():
         assert f'href="/clusters/{cluster["cluster"]}"' in html
         assert f'href="/movies/{cluster["top_movies"][0]["movie_id"]}"' in html
     response = client.get("/clusters/map.svg")
@@ -111,7 +112,7 @@ def test_clusters_page_and_map(client, rec):
 
 def test_cluster_page_sorts(client, rec):
     html = get_html(client, "/clusters/2")
-    members = rec.cluster_members(2)
+    members = rec.catalogue.cluster_members(2)
     positions = [html.index(f'href="/movies/{m}"') for m in members]
     assert positions == sorted(positions)
     titled = get_html(client, "/clusters/2?sort=title")
@@ -195,7 +196,7 @@ def test_a_training_curve_changed_or_removed_after_loading_is_not_served(built_b
 
 
 def test_the_newcomer_page_recommends_from_rated_titles(client, rec):
-    first, second = (rec.movie(int(m)) for m in rec.movie_ids[:2])
+    first, second = (rec.catalogue.movie(int(m)) for m in rec.movie_ids[:2])
     low, high = rec.bundle.rating_scale
     query = {"title": [first["title"], second["title"], "zzzz no such film", ""], "rating": [str(high), str(low), "3", ""]}
     page = client.get("/for-me", query_string=query)
@@ -214,13 +215,13 @@ def test_the_newcomer_page_without_ratings_says_it_is_the_average_user(client):
 
 @pytest.mark.parametrize("query, message", [("title=x&rating=abc", "rating 1 must be a number"), ("title=x&rating=", "rating 1 must be a number")])
 def test_the_newcomer_page_names_a_bad_rating(client, rec, query, message):
-    title = rec.movie(int(rec.movie_ids[0]))["title"]
+    title = rec.catalogue.movie(int(rec.movie_ids[0]))["title"]
     response = client.get("/for-me?" + query.replace("title=x", f"title={title}"))
     assert response.status_code == 400 and message in response.get_data(as_text=True)
 
 
 def test_the_newcomer_page_refuses_a_rating_off_the_scale(client, rec):
-    title = rec.movie(int(rec.movie_ids[0]))["title"]
+    title = rec.catalogue.movie(int(rec.movie_ids[0]))["title"]
     response = client.get("/for-me", query_string={"title": title, "rating": "99"})
     assert response.status_code == 400 and "must be a number from" in response.get_data(as_text=True)
 
@@ -248,7 +249,7 @@ def test_pages_show_no_cluster_for_unclustered_movies(unclustered_client):
     assert "none (no training ratings)" in html and "not built" not in html
     assert "/clusters/-1" not in html
     rated = int(rec.movie_ids[~padded["zero"]][0])
-    assert f'href="/clusters/{rec.movie(rated)["cluster"]}"' in get_html(client, f"/movies/{rated}")
+    assert f'href="/clusters/{rec.catalogue.movie(rated)["cluster"]}"' in get_html(client, f"/movies/{rated}")
     found = get_html(client, "/search?q=Unrated")
     assert found.count('href="/movies/') >= 5 and "/clusters/-1" not in found
     assert found.count('<td class="wide">–</td>') >= 5  # the cluster column
@@ -289,26 +290,26 @@ def test_a_movie_page_with_few_ratings_says_its_neighbours_are_uncertain(client,
 
 def test_with_seen_movies_included_the_user_page_marks_the_rated_ones(client, rec):
     user = some_user(rec)
-    rated = set(rec.user_ratings(user)[0].tolist())
+    rated = set(rec.catalogue.user_ratings(user)[0].tolist())
     html = get_html(client, f"/users/{user}?include_seen=1&k=100")
     recommendations = html[html.index('id="recommendations"') : html.index('id="rated"')]
     marks = {int(m): bool(s) for m, s in re.findall(r'<a href="/movies/(\d+)">[^<]*</a>( <span class="seen")?', recommendations)}
     assert marks and any(marks.values()) and not all(marks.values())
     assert all(marked == (movie in rated) for movie, marked in marks.items())
     assert 'class="seen"' not in get_html(client, f"/users/{user}?k=20")  # seen movies excluded: nothing to mark
-    own = dict(zip(*(a.tolist() for a in rec.user_ratings(user))))
+    own = dict(zip(*(a.tolist() for a in rec.catalogue.user_ratings(user))))
     shown = {int(m): float(r) for m, r in re.findall(r'<a href="/movies/(\d+)">[^<]*</a> <span class="seen"[^>]*>✓ rated ([\d.]+)</span>', recommendations)}
     assert shown and all(rating == pytest.approx(own[movie], abs=0.05) for movie, rating in shown.items())
 
 
 def test_clusters_are_named_not_numbered(client, rec):
     movie = some_movie(rec)
-    label = next(c["label"] for c in rec.clusters() if c["cluster"] == rec.cluster_of(movie))
+    label = next(c["label"] for c in rec.catalogue.clusters() if c["cluster"] == rec.catalogue.cluster_of(movie))
     html = get_html(client, f"/movies/{movie}")
-    assert f'<a href="/clusters/{rec.cluster_of(movie)}">{label}</a>' in html.replace("&amp;", "&")
+    assert f'<a href="/clusters/{rec.catalogue.cluster_of(movie)}">{label}</a>' in html.replace("&amp;", "&")
     similar = html.split('id="similar"')[1]
     first = int(rec.similar(movie, k=1)[0][0])
-    assert f'<a href="/clusters/{rec.cluster_of(first)}">' in similar
+    assert f'<a href="/clusters/{rec.catalogue.cluster_of(first)}">' in similar
 
 
 def test_the_home_page_has_something_to_browse(client, rec):
@@ -323,4 +324,4 @@ def test_the_home_page_has_something_to_browse(client, rec):
     assert len(best) == min(answers.BROWSE_SHOWN, int((movies.rating_count >= floor).sum()))
     means = movies.set_index("movie_id").loc[best]
     assert (means.rating_count >= floor).all() and means.mean_rating.is_monotonic_decreasing
-    assert all(f'href="/clusters/{c["cluster"]}"' in browse for c in rec.clusters())
+    assert all(f'href="/clusters/{c["cluster"]}"' in browse for c in rec.catalogue.clusters())

@@ -26,12 +26,12 @@ def assert_escaped(html: str) -> None:
 
 
 def evil_movie(rec) -> int:
-    return next(int(m) for m in rec.movie_ids if rec.movie(int(m))["title"] == XSS_TITLE)
+    return next(int(m) for m in rec.movie_ids if rec.catalogue.movie(int(m))["title"] == XSS_TITLE)
 
 
 def page_urls(rec) -> list[str]:
     movie = evil_movie(rec)
-    cluster = rec.cluster_of(movie)
+    cluster = rec.catalogue.cluster_of(movie)
     user = int(rec.user_ids[0])
     return [
         "/",
