@@ -32,8 +32,8 @@ from pathlib import Path
 import pytest
 
 from embedder.bundle import MANIFEST, Bundle
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 KILLS = 10
 """Kills that must land while the command runs, per command, half of each kind."""
 SECONDS = 75

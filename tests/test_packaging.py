@@ -11,10 +11,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from tests.conftest import ROOT
 
 tomllib = pytest.importorskip("tomllib")
 
-ROOT = Path(__file__).resolve().parents[1]
 OURS = {"embedder", "search", "web"}
 
 

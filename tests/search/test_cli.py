@@ -6,14 +6,13 @@ import json
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
 from search import Recommender
 from search.cli import main
+from tests.conftest import ROOT
 
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def run(capsys, *args: str) -> tuple[int, str, str]:
