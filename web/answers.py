@@ -121,32 +121,19 @@ def user_ratings(user_id: int, limit: int) -> tuple[list[dict], int]:
     return st.catalogue.items(ids[:limit], ratings[:limit]), len(ids)
 
 
-BROWSE_SHOWN = 8
-"""Movies in each list of the home page."""
-BEST_RATED_QUANTILE = 0.9
-"""The home page's best-rated list takes movies with at least this quantile of the
-rating counts of rated movies (never fewer than 20), so that a few lucky ratings
-do not lead."""
-
-
 def browse() -> dict:
     """What the home page offers to browse: the most rated movies, the best rated
-    (by mean training rating) among widely rated ones, and the clusters by name
-    (empty before ``search build``)."""
-    catalogue = state().catalogue
-    movies = catalogue.bundle.movies
-    counts = movies["rating_count"].to_numpy()
-    floor = max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if (counts > 0).any() else 20
-    most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True], kind="stable").head(BROWSE_SHOWN)
-    widely = movies[counts >= floor].sort_values(["mean_rating", "movie_id"], ascending=[False, True], kind="stable")
-    best = widely.head(BROWSE_SHOWN)
+    (by mean training rating) among widely rated ones (:attr:`WebState.browse_choice`),
+    and the clusters by name (empty before ``search build``)."""
+    st = state()
+    most, best, floor = st.browse_choice
     try:
-        found = catalogue.clusters()
+        found = st.catalogue.clusters()
     except NotBuiltError:
         found = []
     return {
-        "most_rated": catalogue.items(most["movie_id"].to_numpy()),
-        "best_rated": catalogue.items(best["movie_id"].to_numpy()),
+        "most_rated": st.catalogue.items(most),
+        "best_rated": st.catalogue.items(best),
         "best_rated_floor": floor,
         "browse_clusters": [{"cluster": c["cluster"], "label": c["label"], "size": c["size"]} for c in found],
     }

@@ -14,6 +14,7 @@ import threading
 from functools import cached_property
 from typing import Any, Mapping
 
+import numpy as np
 from flask import current_app, g
 
 from search import BundleError, NotBuiltError
@@ -47,6 +48,14 @@ def bundle_summary(rec: Any) -> dict:
         "nmi_random": clusters.get("nmi_random"),
         "created": manifest.get("created"),
     }
+
+
+BROWSE_SHOWN = 8
+"""Movies in each list of the home page."""
+BEST_RATED_QUANTILE = 0.9
+"""The home page's best-rated list takes movies with at least this quantile of the
+rating counts of rated movies (never fewer than 20), so that a few lucky ratings
+do not lead."""
 
 
 class WebState:
@@ -112,6 +121,19 @@ class WebState:
             except (KeyError, TypeError, ValueError):
                 continue  # a malformed line is left out of the picture, not a 500
         return rows
+
+    @cached_property
+    def browse_choice(self) -> tuple[np.ndarray, np.ndarray, int]:
+        """The home page's movie lists, chosen once (sorting the movie table on every
+        visit cost more than the rest of the page on a large catalogue): the ids of
+        the :data:`BROWSE_SHOWN` most rated movies, of the best rated among those
+        with at least the returned floor of ratings, and that floor."""
+        movies = self.rec.bundle.movies
+        counts = movies["rating_count"].to_numpy()
+        floor = max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if (counts > 0).any() else 20
+        most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True], kind="stable").head(BROWSE_SHOWN)
+        widely = movies[counts >= floor].sort_values(["mean_rating", "movie_id"], ascending=[False, True], kind="stable")
+        return most["movie_id"].to_numpy(), widely.head(BROWSE_SHOWN)["movie_id"].to_numpy(), floor
 
     @cached_property
     def cluster_names(self) -> dict[int, str]:

@@ -11,7 +11,7 @@ import pytest
 
 from tests.web.conftest import make_app
 from web import answers
-from web.state import bundle_summary
+from web.state import BROWSE_SHOWN, bundle_summary
 from tests.web.test_api import some_movie, some_user
 
 
@@ -316,12 +316,12 @@ def test_the_home_page_has_something_to_browse(client, rec):
     html = get_html(client, "/")
     browse = html[html.index('id="browse"') : html.index("<h2>The model</h2>")]
     movies = rec.bundle.movies
-    most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True]).movie_id.head(answers.BROWSE_SHOWN)
+    most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True]).movie_id.head(BROWSE_SHOWN)
     most_part, best_part = browse.split("<h2>Best rated</h2>")
     assert re.findall(r'href="/movies/(\d+)"', most_part) == [str(m) for m in most]
     floor = int(re.search(r"at least (\d+) ratings", best_part).group(1))
     best = [int(m) for m in re.findall(r'href="/movies/(\d+)"', best_part)]
-    assert len(best) == min(answers.BROWSE_SHOWN, int((movies.rating_count >= floor).sum()))
+    assert len(best) == min(BROWSE_SHOWN, int((movies.rating_count >= floor).sum()))
     means = movies.set_index("movie_id").loc[best]
     assert (means.rating_count >= floor).all() and means.mean_rating.is_monotonic_decreasing
     assert all(f'href="/clusters/{c["cluster"]}"' in browse for c in rec.catalogue.clusters())
