@@ -17,6 +17,7 @@ in ``artifacts/bundles/``.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import errno
 import glob
@@ -34,7 +35,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import IO, Any, Callable, Mapping
+from typing import IO, Any, Callable, Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -635,6 +636,11 @@ JSON_CHECKS: dict[str, Callable[[Any], Any]] = {"clusters.json": check_cluster_s
 """The JSON files of a bundle whose shape :meth:`Bundle.json` checks after parsing."""
 
 
+def _unreadable_after_load(name: str, err: Exception) -> BundleError:
+    reason = str(err).removeprefix(f"{name}: ")
+    return BundleError(f"{name}: unreadable after the bundle was loaded ({reason})")
+
+
 def _number_or_null(value: Any) -> bool:
     """Whether ``value`` is JSON null or a finite number (figures that may be missing)."""
     return value is None or finite_number(value)
@@ -722,15 +728,9 @@ class Bundle:
         """The content of a listed file, checked again against its checksum: a file
         read after loading must still be the one that was verified (not replaced, not
         a link out of the bundle)."""
-        self.file(name)  # listed
-        try:
-            with open_in_bundle(self.path, name) as handle:
-                content = handle.read()
-        except (BundleError, OSError) as err:
-            reason = str(err).removeprefix(f"{name}: ")
-            raise BundleError(f"{name}: unreadable after the bundle was loaded ({reason})") from err
-        if hashlib.sha256(content).hexdigest() != self.manifest["files"][name]["sha256"]:
-            raise BundleError(f"{name}: checksum mismatch (the file changed after the bundle was loaded)")
+        with self._reopen(name) as handle:
+            content = handle.read()
+        self._check_unchanged(name, hashlib.sha256(content).hexdigest())
         return content
 
     def array(self, name: str) -> np.ndarray:
@@ -742,15 +742,29 @@ class Bundle:
 
     def _mapped_array(self, name: str) -> np.ndarray:
         """A listed ``.npy`` file as a read-only map of the file whose checksum was just checked."""
+        with self._reopen(name) as handle:
+            self._check_unchanged(name, _sha256_of(handle))
+            handle.seek(0)
+            return map_npy(self.path / name, handle)
+
+    @contextlib.contextmanager
+    def _reopen(self, name: str) -> Iterator[IO[bytes]]:
+        """A listed file opened again after loading (:func:`open_in_bundle`); failing to
+        open or read it is a BundleError that says so."""
         self.file(name)  # listed
         try:
-            with open_in_bundle(self.path, name) as handle:
-                if _sha256_of(handle) != self.manifest["files"][name]["sha256"]:
-                    raise BundleError(f"{name}: checksum mismatch (the file changed after the bundle was loaded)")
-                handle.seek(0)
-                return map_npy(self.path / name, handle)
-        except OSError as err:
-            raise BundleError(f"{name}: unreadable after the bundle was loaded ({err})") from err
+            handle = open_in_bundle(self.path, name)
+        except (BundleError, OSError) as err:
+            raise _unreadable_after_load(name, err) from err
+        with handle:
+            try:
+                yield handle
+            except OSError as err:
+                raise _unreadable_after_load(name, err) from err
+
+    def _check_unchanged(self, name: str, sha256: str) -> None:
+        if sha256 != self.manifest["files"][name]["sha256"]:
+            raise BundleError(f"{name}: checksum mismatch (the file changed after the bundle was loaded)")
 
     def implicit_rows(self) -> tuple[np.ndarray, np.ndarray] | None:
         """The users' implicit rows per movie (:data:`IMPLICIT_ARRAYS`), checked
