@@ -63,12 +63,14 @@ class Catalogue:
         ``{movie_id: bundle row}`` as a dict: one id is looked up on every web
         request, and a dict does that faster than the vocabulary's vectorised
         lookup.  Shared with the recommender; read it, never change it.
+    rating_counts:
+        Training ratings per movie, in bundle row order; shared likewise.
     """
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
         self.row_of: dict[int, int] = {int(m): r for r, m in enumerate(bundle.movie_ids.tolist())}
-        self._counts = bundle.movies["rating_count"].to_numpy(np.int64)
+        self.rating_counts: np.ndarray = bundle.movies["rating_count"].to_numpy(np.int64)
         self._labels: np.ndarray | None = None
         self._summaries: list[dict] | None = None
         if bundle.has("cluster_labels.npy") and bundle.has("clusters.json"):
@@ -126,7 +128,7 @@ class Catalogue:
                 self.movie_ids.tolist(),
                 movies["title"].tolist(),
                 genre_lists(movies["genres"]),
-                self._counts.tolist(),
+                self.rating_counts.tolist(),
                 means.tolist(),
                 labels,
             )
@@ -167,7 +169,7 @@ class Catalogue:
 
     @cached_property
     def _titles(self) -> TitleIndex:
-        return TitleIndex(self.bundle.movies["title"].astype(str).tolist(), self._counts)
+        return TitleIndex(self.bundle.movies["title"].astype(str).tolist(), self.rating_counts)
 
     def find_movies(self, query: str, limit: int = 10) -> list[int]:
         """Movie ids whose title matches ``query``, best first, at most ``limit``.
@@ -239,13 +241,13 @@ class Catalogue:
         rows = np.flatnonzero(labels == cluster)
         movies = self.bundle.movies
         if sort == "popularity":
-            order = np.lexsort((rows, -self._counts[rows]))
+            order = np.lexsort((rows, -self.rating_counts[rows]))
         elif sort == "title":
             order = np.lexsort((rows, movies["title"].astype(str).str.lower().to_numpy()[rows]))
         else:
             means = movies["mean_rating"].to_numpy(np.float64)[rows]
-            means = np.where(np.isfinite(means) & (self._counts[rows] > 0), means, -np.inf)
-            order = np.lexsort((rows, -self._counts[rows], -means))
+            means = np.where(np.isfinite(means) & (self.rating_counts[rows] > 0), means, -np.inf)
+            order = np.lexsort((rows, -self.rating_counts[rows], -means))
         return [int(i) for i in self.movie_ids[rows[order]]]
 
 

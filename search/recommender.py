@@ -48,7 +48,7 @@ from embedder.vocab import UnknownIdError
 from search.catalogue import Catalogue
 from search.foldin import NewUser, UserPrior, fold_in
 from search.index import INDEX_FILE, apply_params, read_index, search_candidates
-from search.similar import SIMILAR_FILES, Similarity
+from search.similar import NeighbourTable, Similarity
 from search.topk import BlockedTopK, topk_1d, topk_rows
 from search.validate import check_int, check_k, is_whole
 
@@ -101,8 +101,8 @@ class Recommender:
         self._users = bundle.model.user_vectors()
         self._seen = sp.csr_matrix(bundle.seen)
         self._similarity = Similarity(bundle.model.movie_embeddings, self._seen)  # its index is built on first use
-        self._neighbours = _neighbour_table(bundle)
-        self._counts = bundle.movies["rating_count"].to_numpy(np.int64)
+        self._neighbours = NeighbourTable.of(bundle)  # None before search build: similar counts live
+        self._counts = self.catalogue.rating_counts
         self._engine = BlockedTopK(self._items)
         self._subsets: dict[int, tuple[np.ndarray, BlockedTopK]] = {}
         self._subset_lock = threading.Lock()
@@ -443,26 +443,10 @@ class Recommender:
         k = check_k(k)
         min_ratings = check_int(min_ratings, "min_ratings", 0)
         row = self._movie_row(movie_id)
-        stored = self._stored_similar(row, k, min_ratings)
+        stored = self._neighbours.lookup(row, k, self._counts, min_ratings) if self._neighbours is not None else None
         if stored is not None:
-            return stored
+            return self.movie_ids[stored[0]], stored[1]
         return self._best_movies(self._similarity.scores(row), k, min_ratings)
-
-    def _stored_similar(self, row: int, k: int, min_ratings: int) -> tuple[np.ndarray, np.ndarray] | None:
-        """:meth:`similar` from the bundle's neighbour table (``search build``), or None
-        when there is none or the floor leaves fewer than ``k`` of its entries. Every
-        movie missing from a row scores at most as high as the row's last entry, so
-        the first ``k`` that pass the floor are the answer."""
-        if self._neighbours is None:
-            return None
-        rows, scores = self._neighbours[0][row], self._neighbours[1][row]
-        listed = rows >= 0
-        complete = not listed[-1]  # padded: the row holds every movie this one can be compared with
-        keep = listed & (self._counts[rows] >= min_ratings) if min_ratings > 0 else listed
-        picked = np.flatnonzero(keep)[:k]
-        if len(picked) < k and not complete:
-            return None
-        return self.movie_ids[rows[picked]], scores[picked]
 
     def warm(self) -> None:
         """Build now what :meth:`similar` would build at its first call (the movie ->
@@ -472,18 +456,3 @@ class Recommender:
         self._similarity.warm()
         self.catalogue.warm()
 
-
-def _neighbour_table(bundle: Bundle) -> tuple[np.ndarray, np.ndarray] | None:
-    """The bundle's "movies like this" table (rows int32, scores float32), checked, or
-    None before ``search build`` (or in a bundle built before it stored one)."""
-    if not all(bundle.has(name) for name in SIMILAR_FILES):
-        return None
-    rows, scores = (bundle.array(name) for name in SIMILAR_FILES)
-    n_movies = len(bundle.movie_ids)
-    if rows.ndim != 2 or rows.shape[0] != n_movies or rows.shape[1] == 0 or rows.dtype != np.int32:
-        raise BundleError(f"{SIMILAR_FILES[0]}: expected int32 ({n_movies}, width), found {rows.dtype} {rows.shape}")
-    if scores.shape != rows.shape or scores.dtype != np.float32:
-        raise BundleError(f"{SIMILAR_FILES[1]}: expected float32 {rows.shape}, found {scores.dtype} {scores.shape}")
-    if rows.size and not (-1 <= rows.min() and rows.max() < n_movies):
-        raise BundleError(f"{SIMILAR_FILES[0]}: rows must be -1 or from 0 to {n_movies - 1}")
-    return rows, scores

@@ -33,11 +33,13 @@ Tested in ``tests/search/test_similar.py``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import cached_property
 
 import numpy as np
 import scipy.sparse as sp
 
+from embedder.bundle import Bundle, BundleError
 from search.topk import select_topk
 from search.vectors import normalize_rows
 
@@ -218,3 +220,46 @@ def neighbour_table(similarity: Similarity, width: int | None = None, block: int
         rows[start:stop, : found.shape[1]] = found
         scores[start:stop, : found.shape[1]] = best
     return rows, scores
+
+
+@dataclass(frozen=True)
+class NeighbourTable:
+    """The table :func:`neighbour_table` made, as ``search build`` stores it
+    (:data:`SIMILAR_FILES`), read back from a bundle and checked."""
+
+    rows: np.ndarray
+    """int32 ``(n_movies, width)``: each movie's neighbours, best first, -1 padded."""
+    scores: np.ndarray
+    """float32, the same shape: their similarities, ``-inf`` padded."""
+
+    @classmethod
+    def of(cls, bundle: Bundle) -> NeighbourTable | None:
+        """The table of ``bundle``, or None before ``search build`` (or in a bundle built
+        before it stored one); BundleError naming the file if it is malformed."""
+        if not all(bundle.has(name) for name in SIMILAR_FILES):
+            return None
+        rows, scores = (bundle.array(name) for name in SIMILAR_FILES)
+        n_movies = len(bundle.movie_ids)
+        if rows.ndim != 2 or rows.shape[0] != n_movies or rows.shape[1] == 0 or rows.dtype != np.int32:
+            raise BundleError(f"{SIMILAR_FILES[0]}: expected int32 ({n_movies}, width), found {rows.dtype} {rows.shape}")
+        if scores.shape != rows.shape or scores.dtype != np.float32:
+            raise BundleError(f"{SIMILAR_FILES[1]}: expected float32 {rows.shape}, found {scores.dtype} {scores.shape}")
+        if rows.size and not (-1 <= rows.min() and rows.max() < n_movies):
+            raise BundleError(f"{SIMILAR_FILES[0]}: rows must be -1 or from 0 to {n_movies - 1}")
+        return cls(rows, scores)
+
+    def lookup(self, row: int, k: int, counts: np.ndarray, min_ratings: int = 0) -> tuple[np.ndarray, np.ndarray] | None:
+        """The ``k`` movies most like movie ``row`` among those with at least
+        ``min_ratings`` (``counts``: ratings per movie), as ``(rows, scores)`` best
+        first, or None when the floor leaves fewer than ``k`` of the row's entries
+        and the row does not hold every comparable movie (then only a live count
+        knows). Every movie missing from a row scores at most as high as its last
+        entry, so the first ``k`` that pass the floor are the answer."""
+        rows, scores = self.rows[row], self.scores[row]
+        listed = rows >= 0
+        complete = not listed[-1]  # padded: the row holds every movie this one can be compared with
+        keep = listed & (counts[rows] >= min_ratings) if min_ratings > 0 else listed
+        picked = np.flatnonzero(keep)[:k]
+        if len(picked) < k and not complete:
+            return None
+        return rows[picked], scores[picked]

@@ -8,7 +8,7 @@ import scipy.sparse as sp
 
 from embedder.bundle import BundleError
 from search import Recommender
-from search.similar import EMBEDDING_WEIGHT, Similarity, neighbour_table
+from search.similar import EMBEDDING_WEIGHT, NeighbourTable, Similarity, neighbour_table
 from tests.conftest import write_synthetic_bundle
 from tests.search.conftest import assert_exact_topk, assert_same_topk, dense_blend
 
@@ -111,13 +111,14 @@ def test_a_built_bundle_answers_from_its_table_as_the_live_count_would(tmp_path,
     write_synthetic_bundle(path, np.ones((seen.shape[0], 5), np.float32), embeddings, seen=seen, rating_counts=counts)
     build(path, n_clusters=2)
     rec = Recommender.load(path)
-    assert rec._neighbours is not None and rec._neighbours[0].shape == (len(embeddings), 8)
+    table = NeighbourTable.of(rec.bundle)
+    assert table is not None and table.rows.shape == (len(embeddings), 8)
     asked = answered = 0
     for row in range(len(embeddings)):
         for k in (1, 5, 8):
             for floor in (0, int(np.median(counts)), int(counts.max())):
                 asked += 1
-                answered += rec._stored_similar(row, k, floor) is not None
+                answered += table.lookup(row, k, counts, floor) is not None
                 live = rec._best_movies(rec._similarity.scores(row), k, floor)
                 got = rec.similar(rec.movie_ids[row], k=k, min_ratings=floor)
                 assert_same_topk(got[0][None], got[1][None], live[0][None], live[1][None])
