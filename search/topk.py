@@ -19,9 +19,11 @@ Tested against brute-force numpy in ``tests/search/test_topk.py``.
 
 from __future__ import annotations
 
+import collections
 import contextlib
+import itertools
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -131,6 +133,33 @@ def topk_rows(scores: np.ndarray, k: int, columns: np.ndarray | None = None) -> 
     return cols, best
 
 
+@contextlib.contextmanager
+def _block_runner(workers: int) -> Iterator[Callable]:
+    """``map`` for user blocks: the built-in one, or ``workers`` threads that keep
+    at most two blocks each in flight (results come back in order)."""
+    if workers == 1:
+        yield map
+        return
+    with ThreadPoolExecutor(workers) as pool:
+        pending: collections.deque = collections.deque()
+
+        def run(fn: Callable, spans: Iterator) -> Iterator:
+            spans = iter(spans)
+            for span in itertools.islice(spans, 2 * workers):
+                pending.append(pool.submit(fn, span))
+            while pending:
+                result = pending.popleft().result()
+                for span in itertools.islice(spans, 1):
+                    pending.append(pool.submit(fn, span))
+                yield result
+
+        try:
+            yield run
+        finally:
+            for future in pending:  # a consumer that stopped early: no work for nothing
+                future.cancel()
+
+
 class BlockedTopK:
     """Exact top-K of ``queries @ items.T`` per query row, with exclusions.
 
@@ -197,19 +226,24 @@ class BlockedTopK:
         workers = check_int(workers, "workers", 1)
         exclude = self._check_exclude(exclude, len(queries))
         rows = min(self.user_block, batch_size, max(1, len(queries)))
+        n = len(queries)
+        # (first row of the batch, first row, end) of every block; a block never straddles two batches.
+        spans = [(b, s, min(s + rows, b + batch_size, n)) for b in range(0, n, batch_size) for s in range(b, min(b + batch_size, n), rows)]
         buffers = threading.local()
 
-        def block(s: int, e: int) -> tuple[np.ndarray, np.ndarray]:
+        def block(span: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
             if not hasattr(buffers, "scores"):  # one per thread, reused: a fresh one costs its page faults
                 buffers.scores = np.empty((rows, self.n_items), np.float32)
-            return self._block(queries, s, e, k, exclude, buffers.scores)
+            return self._block(queries, span[1], span[2], k, exclude, buffers.scores)
 
-        with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
-            run = pool.map if pool is not None else map
-            for start in range(0, len(queries), batch_size):
-                stop = min(start + batch_size, len(queries))
-                parts = list(run(lambda s: block(s, min(s + rows, stop)), range(start, stop, rows)))
-                yield start, np.concatenate([c for c, _ in parts]), np.concatenate([v for _, v in parts])
+        parts: list[tuple[np.ndarray, np.ndarray]] = []
+        with _block_runner(workers) as run:
+            # The workers go on with the next batch's blocks while one is handed out.
+            for (first, _, stop), part in zip(spans, run(block, spans)):
+                parts.append(part)
+                if stop == min(first + batch_size, n):
+                    yield first, np.concatenate([c for c, _ in parts]), np.concatenate([v for _, v in parts])
+                    parts = []
 
     def _block(self, queries, s, e, k, exclude, buf):
         """Top-k of query rows s..e: one GEMM into ``buf``, excluded entries to -inf, select."""

@@ -110,9 +110,6 @@ def test_several_workers_give_the_same_blocks_as_one(workers):
         assert np.array_equal(cols, want_cols) and np.array_equal(scores, want_scores)
     want_cols, _ = reference(queries, items, 7, exclude)
     assert np.array_equal(np.vstack([c for _, c, _ in many]), want_cols)
-    stream = engine.iter_search(queries, 7, exclude, batch_size=100, workers=workers)
-    next(stream)
-    stream.close()  # the pool shuts down with the stream
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "3", None, True])
@@ -241,3 +238,17 @@ def test_topk_1d_equals_the_grouped_select_with_ties_and_exclusions(n):
             assert cols.dtype == np.int64 and best.dtype == np.float32
             assert cols.tolist() == ref_cols[0][found].tolist() and best.tolist() == ref_best[0][found].tolist()
 
+
+
+def test_a_stream_closed_early_leaves_the_other_blocks_unsearched():
+    """The workers run ahead by a few blocks only, and those still queued are dropped on close."""
+    rng = np.random.default_rng(5)
+    engine = BlockedTopK(grid_values(rng, (50, 4)), user_block=10)
+    searched = []
+    search_block = engine._block
+    engine._block = lambda queries, s, e, *rest: searched.append(s) or search_block(queries, s, e, *rest)
+    stream = engine.iter_search(grid_values(rng, (1000, 4)), 3, batch_size=20, workers=2)  # 100 blocks
+    first, cols, _ = next(stream)
+    stream.close()
+    assert first == 0 and len(cols) == 20
+    assert 2 <= len(searched) <= 2 + 2 * 2 + 2  # the first batch, the look-ahead, and one running per worker
