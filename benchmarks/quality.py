@@ -43,7 +43,7 @@ import scipy.sparse as sp  # noqa: E402
 
 from embedder.config import TrainConfig  # noqa: E402
 from embedder.data import load_ratings  # noqa: E402
-from embedder.evaluate import HeldOut, held_out_rows, ranking_metrics  # noqa: E402
+from embedder.evaluate import HeldOut, held_out_rows, ranking_metrics_by_mask  # noqa: E402
 from embedder.factors import MFModel  # noqa: E402
 from embedder.metrics import rating_errors  # noqa: E402
 from embedder.split import canonical_split  # noqa: E402
@@ -84,7 +84,7 @@ class Split:
 def score(split: Split, model: MFModel) -> dict:
     """RMSE, MAE and the ranking figures of a model on the test part."""
     errors = rating_errors(model.predict(split.held_out.users, split.held_out.movies), split.held_out.ratings)
-    ranking = ranking_metrics(model.scores, split.seen, split.held_out, allowed=np.ones(len(split.movies), bool))
+    ranking = ranking_metrics_by_mask(model.scores, split.seen, split.held_out, {"": np.ones(len(split.movies), bool)})[""]
     return {**errors, "ndcg": ranking["ndcg"], "precision": ranking["precision"], "coverage": ranking["coverage"]}
 
 

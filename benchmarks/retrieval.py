@@ -349,7 +349,7 @@ def part_synthetic(fraction: float, n_movies: int, k: int, repeats: int, seed: i
     print(f"\n== synthetic catalogue: {n_users:,} users ({fraction:g} of ML-25M's {ML25M_USERS:,}) x {n_movies:,} movies x d={DIM} ==")
     t = time.perf_counter()
     bundle = synthetic_bundle(n_users, n_movies, DIM, seed)
-    rec = Recommender.from_bundle(bundle)
+    rec = Recommender(bundle)
     per_user = np.diff(bundle.seen.indptr)
     print(
         f"  made in {time.perf_counter() - t:.1f}s; seen per user: mean {per_user.mean():.0f}, median {np.median(per_user):.0f}, "

@@ -55,7 +55,7 @@ def main() -> None:
             print(f"{weight:>16g}  {high['model']:.4f} / {high['random']:.4f} = {high['model'] / high['random']:.3f}x"
                   f"  {low['model'] / low['random']:>13.3f}x{mark}")
         return
-    rec = Recommender.from_bundle(bundle)
+    rec = Recommender(bundle)
     before, started = rss_mib(), time.perf_counter()
     rec.warm()
     index = sum(a.nbytes for a in rec._similarity._raters)

@@ -16,12 +16,13 @@ import os
 import shutil
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from embedder.bundle import LEFTOVER_MIN_AGE_S, MANIFEST, BundleError, finite_number, is_leftover, leftover_time
+from embedder.bundle import LEFTOVER_MIN_AGE_S, MANIFEST, BundleError, is_leftover, leftover_time
+from embedder.checks import finite_number
 
 BUNDLES_FOLDER = "bundles"
 CURRENT_LINK = "current"
@@ -50,15 +51,7 @@ class BundleRow:
 
     def to_json(self) -> dict:
         """The row as JSON-ready values."""
-        return {
-            "name": self.name,
-            "path": str(self.path),
-            "kind": self.kind,
-            "created": self.created.isoformat(timespec="seconds"),
-            "bytes": self.bytes,
-            "test_rmse": self.test_rmse,
-            "current": self.current,
-        }
+        return asdict(self) | {"path": str(self.path), "created": self.created.isoformat(timespec="seconds")}
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from embedder.checks import finite_number
 from embedder.factors import MFModel
 from embedder.vocab import Vocabulary
 
@@ -183,12 +184,12 @@ def leftover_time(entry: Path) -> float:
     return max(times)
 
 
-def remove_old_leftovers(folder: Path, prefix: str = ".", min_age: float = LEFTOVER_MIN_AGE_S) -> list[Path]:
+def remove_old_leftovers(folder: Path, prefix: str = ".") -> list[Path]:
     """Remove what interrupted writers left in ``folder`` (entries named ``prefix...``
     that :func:`is_leftover`): temporary links, and staging folders holding only
-    files, older than ``min_age`` seconds; a younger one may belong to a writer at
+    files, older than :data:`LEFTOVER_MIN_AGE_S`; a younger one may belong to a writer at
     work. Best effort: what cannot be removed stays for ``bundles --keep``."""
-    cutoff = time.time() - min_age
+    cutoff = time.time() - LEFTOVER_MIN_AGE_S
     removed = []
     try:
         entries = [entry for entry in folder.iterdir() if entry.name.startswith(prefix) and is_leftover(entry.name)]
@@ -501,10 +502,10 @@ def open_in_bundle(folder: Path, name: str) -> IO[bytes]:
     return handle
 
 
-def _sha256_of(handle: IO[bytes], chunk: int = 1 << 20) -> str:
-    """Hex sha256 of an open file, from where it stands, read in chunks."""
+def _sha256_of(handle: IO[bytes]) -> str:
+    """Hex sha256 of an open file, from where it stands, read in 1 MiB chunks."""
     digest = hashlib.sha256()
-    while block := handle.read(chunk):
+    while block := handle.read(1 << 20):
         digest.update(block)
     return digest.hexdigest()
 
@@ -646,11 +647,6 @@ def _number_or_null(value: Any) -> bool:
     return value is None or finite_number(value)
 
 
-def finite_number(value: Any) -> bool:
-    """Whether ``value`` is a finite int or float (a bool is not a number here)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
 def _check_array(name: str, array: np.ndarray, rows: int | None = None, cols: int | None = None) -> None:
     dtype, ndim = {**CORE_ARRAYS, **IMPLICIT_ARRAYS}[name]
     if array.dtype != np.dtype(dtype) or array.ndim != ndim:
@@ -782,10 +778,6 @@ class Bundle:
         value = strict_loads(self.read_bytes(name), name)
         return JSON_CHECKS[name](value) if name in JSON_CHECKS else value
 
-    def predict(self, user_ids: np.ndarray, movie_ids: np.ndarray, clip: bool = True) -> np.ndarray:
-        """Predicted ratings for paired original ids; see :meth:`MFModel.predict_ids`."""
-        return self.model.predict_ids(user_ids, movie_ids, clip)
-
     @classmethod
     def load(cls, path: str | os.PathLike, verify: bool = True, mmap: bool = False) -> "Bundle":
         """Load and verify the bundle at ``path`` (a folder or a link to one).
@@ -890,8 +882,7 @@ def seen_writer(matrix: sp.spmatrix) -> FileWriter:
     """A writer for the training-ratings CSR matrix."""
 
     def write(path: Path) -> None:
-        # Stored, not deflated: at ML-25M size compressing took 13 s of the export
-        # and inflating it again about a second of every server start.
+        # Stored, not deflated: the export and every server start would otherwise pay to compress and inflate it.
         sp.save_npz(path, sp.csr_matrix(matrix), compressed=False)
 
     return write

@@ -18,39 +18,11 @@ from pathlib import Path
 from typing import Sequence
 
 from embedder import DEFAULT_ARTIFACTS, DEFAULT_BUNDLE
+from embedder.checks import whole_number_arg
 
 DEFAULT_MIN_RATINGS = 20
 """embedder.evaluate.DEFAULT_MIN_RATINGS, repeated so that --help need not import
 pandas (tests/embedder/test_cli.py checks they agree)."""
-
-
-def _bounded(convert: type, low: float, inclusive: bool):
-    """An argparse type: ``convert`` the text and check it against ``low``."""
-    noun = "a whole number" if convert is int else "a number"
-    bound = f"at least {low}" if inclusive else f"greater than {low}"
-
-    def parse(text: str):
-        try:
-            value = convert(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected {noun}, got {text!r}") from None
-        if not math.isfinite(value) or not (value >= low if inclusive else value > low):
-            raise argparse.ArgumentTypeError(f"must be {bound}, got {text}")
-        return value
-
-    return parse
-
-
-_positive_int = _bounded(int, 1, inclusive=True)
-_non_negative_int = _bounded(int, 0, inclusive=True)
-
-
-def _whole(text: str) -> int:
-    """An argparse type: an integer (the config checks its range)."""
-    try:
-        return int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
 
 
 def _number(text: str) -> float:
@@ -89,7 +61,7 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None
         elif spec.name in CHOICES:
             options["choices"] = CHOICES[spec.name]
         else:
-            options["type"] = {int: _whole, float: _number, str: str}[type(default)]
+            options["type"] = {int: whole_number_arg(), float: _number, str: str}[type(default)]
         parser.add_argument("--" + spec.name.replace("_", "-"), **options)
 
 
@@ -110,13 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="recompute a bundle's figures on the canonical test split")
     evaluate.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle folder (default: %(default)s)")
-    evaluate.add_argument("--min-ratings", type=_non_negative_int, default=DEFAULT_MIN_RATINGS, help="recommendation floor shown next to no floor: only movies with at least this many training ratings (default: %(default)s)")
+    evaluate.add_argument("--min-ratings", type=whole_number_arg(0), default=DEFAULT_MIN_RATINGS, help="recommendation floor shown next to no floor: only movies with at least this many training ratings (default: %(default)s)")
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=run_evaluate)
 
     bundles = commands.add_parser("bundles", help="list the published bundles; --keep N deletes older ones")
     bundles.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="artifacts folder holding bundles/ and the 'current' link (default: %(default)s)")
-    bundles.add_argument("--keep", type=_positive_int, help="delete all but the N newest bundles (never the current one) and staging leftovers older than an hour")
+    bundles.add_argument("--keep", type=whole_number_arg(1), help="delete all but the N newest bundles (never the current one) and staging leftovers older than an hour")
     bundles.add_argument("--json", action="store_true", help="print JSON")
     bundles.set_defaults(handler=run_bundles)
     return parser

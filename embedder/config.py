@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
+
+from embedder.checks import finite_number
 
 METHODS = ("gibbs", "adam")
 DEVICES = ("auto", "cpu", "cuda")
@@ -106,21 +108,18 @@ class TrainConfig:
         if not isinstance(self.refit, bool):
             raise ValueError(f"refit must be True or False, got {self.refit!r}")
         for name in ("lr", "init_std", "sample_init_std", "tolerance", "warm_ridge"):
-            if not self._finite(getattr(self, name)) or getattr(self, name) <= 0:
+            if not finite_number(getattr(self, name)) or getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be a positive number, got {getattr(self, name)!r}")
         for name in ("reg", "bias_reg"):
-            if not self._finite(getattr(self, name)) or getattr(self, name) < 0:
+            if not finite_number(getattr(self, name)) or getattr(self, name) < 0:
                 raise ValueError(f"{name} must be a non-negative number, got {getattr(self, name)!r}")
-        if not self._finite(self.val_fraction) or not 0 < self.val_fraction < 0.5:
+        if not finite_number(self.val_fraction) or not 0 < self.val_fraction < 0.5:
             raise ValueError(f"val_fraction must be in (0, 0.5), got {self.val_fraction!r}")
 
     @staticmethod
     def _whole(value: Any) -> bool:
+        """A Python int, not a bool (nor a numpy int, which the manifest's JSON could not hold)."""
         return isinstance(value, int) and not isinstance(value, bool)
-
-    @staticmethod
-    def _finite(value: Any) -> bool:
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value and abs(value) != float("inf")
 
     def implicit_sides(self, n_ratings: int) -> str:
         """What ``implicit`` means for ``n_ratings`` training ratings ('auto' resolved)."""
@@ -131,12 +130,3 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         return asdict(self)
-
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> "TrainConfig":
-        """Rebuild a config from :meth:`to_dict` output; unknown keys are refused."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(values) - known
-        if unknown:
-            raise ValueError(f"unknown config fields: {sorted(unknown)}")
-        return cls(**values)

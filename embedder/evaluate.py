@@ -46,7 +46,7 @@ RELEVANT_RATING = 4.0
 """A test rating at least this high makes the movie relevant to the user."""
 DEFAULT_MIN_RATINGS = 20
 """The floor reported next to no floor: recommend only movies with at least this
-many training ratings. On ML-100K it keeps about 60% of the catalogue."""
+many training ratings."""
 MAX_USERS = 5_000
 """Ranking is scored on at most this many users (a seeded sample; all on ML-100K):
 the report is written at every training run, and beyond a few thousand users more
@@ -54,9 +54,8 @@ of them only narrow an interval that is already far smaller than the gaps betwee
 the model and its baselines."""
 MAX_QUERIES = 1_000
 QUERY_BLOCK = 500
-"""Neighbour agreement is scored on at most this many query movies (a seeded sample;
-all movies with 20 ratings on ML-100K): a query's co-raters cost the summed rating
-counts of its raters."""
+"""Neighbour agreement is scored on at most this many query movies (a seeded sample),
+since a query's co-raters cost the summed rating counts of its raters."""
 BASELINE_REG = (15.0, 10.0)
 """Damping of the biases-only baseline (user, movie), Surprise's BaselineOnly defaults."""
 
@@ -104,24 +103,6 @@ def _sample(values: np.ndarray, limit: int, seed: int) -> np.ndarray:
     return np.sort(np.random.default_rng(seed).choice(values, limit, replace=False))
 
 
-def ranking_metrics(
-    scorer: Callable[[np.ndarray], np.ndarray],
-    seen: sp.csr_matrix,
-    test: HeldOut,
-    allowed: np.ndarray,
-    k: int = K,
-    seed: int = 0,
-    block: int = 512,
-) -> dict[str, float]:
-    """Precision, Recall, NDCG @ k and catalogue coverage of ``scorer``'s top-k lists.
-
-    ``scorer(user_rows)`` returns a score for every movie; movies the user rated in
-    training (``seen``) and movies outside ``allowed`` are never recommended.
-    Users with at least one relevant test rating (≥ 4) are scored.
-    """
-    return ranking_metrics_by_mask(scorer, seen, test, {"": allowed}, k, seed, block)[""]
-
-
 def ranking_metrics_by_mask(
     scorer: Callable[[np.ndarray], np.ndarray] | np.ndarray,
     seen: sp.csr_matrix,
@@ -131,7 +112,12 @@ def ranking_metrics_by_mask(
     seed: int = 0,
     block: int = 512,
 ) -> dict[str, dict[str, float]]:
-    """:func:`ranking_metrics` for each named ``allowed`` mask, from one pass of scores.
+    """Precision, Recall, NDCG @ k and catalogue coverage of ``scorer``'s top-k lists,
+    for each named mask of ``masks``, from one pass of scores.
+
+    ``scorer(user_rows)`` returns a score for every movie; movies the user rated in
+    training (``seen``) and movies outside the mask are never recommended. Users
+    with at least one relevant test rating (≥ 4) are scored.
 
     ``scorer`` may also be one score per movie, the same for every user (a
     baseline such as popularity): each list is then the first ``k`` unseen movies
@@ -210,7 +196,7 @@ def neighbour_agreement(
         return {"model": None, "random": None, "movies": int(len(pool))}
     queries = _sample(np.arange(len(pool)), MAX_QUERIES, seed)
     nearest = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), QUERY_BLOCK):  # in blocks: 5,000 x 59k scores take over a GB
+    for start in range(0, len(queries), QUERY_BLOCK):  # in blocks: all the queries' scores at once could take gigabytes
         rows = queries[start : start + QUERY_BLOCK]
         similarity = similar.block_scores(pool[rows])[:, pool]  # the movie itself is -inf
         nearest[start : start + len(rows)] = pool[select_topk(similarity, k)[0]]
@@ -296,6 +282,12 @@ def _by_floor(by_scorer: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict
     return {floor: {name: figures[floor] for name, figures in by_scorer.items()} for floor in floors}
 
 
+def frame_errors(model: MFModel, ratings: pd.DataFrame) -> dict[str, float]:
+    """RMSE/MAE of the model (clipped; unknown ids fall back) on a ratings frame."""
+    predicted = model.predict_ids(ratings["user_id"].to_numpy(), ratings["movie_id"].to_numpy())
+    return metrics.rating_errors(predicted, ratings["rating"].to_numpy())
+
+
 def held_out_rows(test: pd.DataFrame, users, movies) -> HeldOut:
     """Map a test frame's ids to rows of the given vocabularies (-1 when unknown)."""
     return HeldOut(
@@ -321,10 +313,7 @@ def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) ->
         )
     train, test = canonical_split(data.ratings, source=data.source)
     model = bundle.model
-    metrics_by_part = {
-        name: metrics.rating_errors(model.predict_ids(part["user_id"].to_numpy(), part["movie_id"].to_numpy()), part["rating"].to_numpy())
-        for name, part in (("train", train), ("test", test))
-    }
+    metrics_by_part = {name: frame_errors(model, part) for name, part in (("train", train), ("test", test))}
     labels = bundle.array("cluster_labels.npy") if bundle.has("cluster_labels.npy") else None
     quality = quality_report(model, bundle.seen, bundle.movies, held_out_rows(test, model.user_vocab, model.movie_vocab), min_ratings, labels)
     flat = {f"{part}_{key}": round(value, 4) for part, values in metrics_by_part.items() for key, value in values.items()}

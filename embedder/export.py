@@ -26,9 +26,7 @@ from embedder.bundle import (
     write_bundle,
 )
 from embedder.config import TrainConfig
-from embedder.evaluate import DEFAULT_MIN_RATINGS, held_out_rows, quality_report
-from embedder.factors import MFModel
-from embedder.metrics import rating_errors
+from embedder.evaluate import DEFAULT_MIN_RATINGS, frame_errors, held_out_rows, quality_report
 from embedder.split import validation_part
 from embedder.train import TrainResult
 
@@ -53,12 +51,6 @@ def model_arrays(result: TrainResult) -> dict[str, np.ndarray]:
     arrays["user_ids.npy"] = model.user_vocab.ids.astype(np.int64)
     arrays["movie_ids.npy"] = model.movie_vocab.ids.astype(np.int64)
     return arrays
-
-
-def evaluate_arrays(model: MFModel, ratings: pd.DataFrame) -> dict[str, float]:
-    """RMSE/MAE of the exported model (clipped) on a ratings frame."""
-    rows = held_out_rows(ratings, model.user_vocab, model.movie_vocab)
-    return rating_errors(model.predict(rows.users, rows.movies), rows.ratings)
 
 
 def movie_table(movies: pd.DataFrame, movie_ids: np.ndarray, train: pd.DataFrame) -> pd.DataFrame:
@@ -171,7 +163,7 @@ def export_bundle(
     model = result.model
     arrays = model_arrays(result)
     val = validation_part(train, config.val_fraction, config.seed)
-    metrics = {name: evaluate_arrays(model, part) for name, part in (("train", train), ("val", val), ("test", test))}
+    metrics = {name: frame_errors(model, part) for name, part in (("train", train), ("val", val), ("test", test))}
     table = movie_table(movies, arrays["movie_ids.npy"], train)
     seen = seen_matrix(result, train)
     evaluation = quality_report(

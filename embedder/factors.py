@@ -20,8 +20,8 @@ from embedder.vocab import Vocabulary
 
 PREDICT_BLOCK = 1 << 14
 """Pairs predicted at a time by :meth:`MFModel.predict`: the gathered embedding rows
-of a block (4 MiB at d=64) stay in cache for the dot products, which made it about
-twice as fast as blocks 16 times larger (benchmarks/README.md, "Training at scale")."""
+of a block (4 MiB at d=64) stay in cache for the dot products, as those of much
+larger blocks would not."""
 
 
 def _augment(embeddings: np.ndarray, biases: np.ndarray, kind: str, bias_column: int) -> np.ndarray:

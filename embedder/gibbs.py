@@ -3,9 +3,8 @@
 The model is the same as everywhere else in the project, ``r̂ = μ + b_u + b_i + p_u·q_i``,
 but instead of one point estimate we draw samples from its posterior and predict
 with their mean. Rendle et al. (2019, "On the Difficulty of Evaluating
-Baselines") found such a sampler clearly better than SGD on MovieLens; on
-ML-100K's canonical split it takes test RMSE from 0.906 (tuned Adam) to 0.894
-(``benchmarks/README.md``).
+Baselines") found such a sampler clearly better than SGD on MovieLens, hence it is
+the default method (``benchmarks/README.md`` compares the two).
 
 Priors (Rendle's / libFM's simple per-dimension ones, shared by all rows of a side):
 
@@ -18,7 +17,7 @@ A sweep draws every user's ``[p_u, b_u]`` jointly given the movies (a
 Cholesky factorizations), then every movie's given the users, then ``μ``, ``α``
 and the hyperparameters. The work per sweep is one sparse product with the
 outer products of the other side's rows (their ``(d+1)(d+2)/2`` distinct
-entries), so a sweep over ML-100K takes tens of milliseconds on one core.
+entries).
 
 With ``implicit`` (the default setting draws both sides) a row also gets a part
 learned from who rated what, SVD++-style: a user's row is their own ``[p_u, b_u]``
@@ -49,7 +48,7 @@ from embedder.implicit import ImplicitRows
 DTYPE = torch.float64
 STATS_DTYPE = torch.float32
 """The ratings and the sparse sums over them (most of a sweep's work) are float32:
-half the memory and twice as fast; the sums are turned back to float64 before the
+half the memory, and faster; the sums are turned back to float64 before the
 Cholesky factorizations."""
 BLOCK_ROWS = 16_384
 """Rows of a side drawn together: their (d+1) x (d+1) precision matrices are a
@@ -76,7 +75,7 @@ class _Side:
 
     def __init__(self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, first: int, n_rows: int, n_others: int, device: torch.device):
         self.first, self.n_rows, self.n_others = first, n_rows, n_others
-        # torch's stable sort of integer keys is a parallel radix sort, ~6x numpy's argsort here.
+        # torch's stable sort of integer keys is a parallel radix sort, faster than numpy's argsort.
         order = torch.sort(torch.as_tensor(rows), stable=True).indices.numpy()
         counts = np.bincount(rows - first if first else rows, minlength=n_rows)
         # int32 indexes halve the largest arrays; torch's CSR products take them as they are.
@@ -164,7 +163,6 @@ class GibbsSampler:
         self.dim, self.device = dim, torch.device(device)
         self.group = group or Group()
         self.n_users, self.n_movies = n_users, n_movies
-        self.n_ratings = len(values)
         # Big draws (the rows) come from torch on the ratings' device; the few
         # hyperparameter draws from numpy, whose Gamma sampler takes a seed. The
         # initial rows and the hyperparameters are the same in every process (the
@@ -260,32 +258,34 @@ class GibbsSampler:
         as_tensor = lambda a: torch.as_tensor(a, dtype=DTYPE, device=self.device)
         return as_tensor(m), as_tensor(lam)
 
-    def _draw_side(self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float) -> torch.Tensor:
-        """Draw this process's rows of ``own`` jointly given ``other``: a batched Gaussian.
-
-        ``own`` and ``other`` are the whole current matrices (``other`` composite);
-        the result holds the rows of ``side`` only. With ``draw`` False, return the
-        conditional mode under the ridge prior ``N(0, 1/(α ridge))`` instead (an
-        alternating-least-squares step; see :meth:`warm_up`).
-        """
-        return self._draw_rows(side, own, other, draw, ridge)[0]
+    def _prior(self, rows: torch.Tensor, draw: bool, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+        """(m, λ) of the prior of ``rows``: drawn given them (:meth:`_hyper`), or with
+        ``draw`` False the fixed ridge prior ``N(0, 1/(α ridge))`` of :meth:`warm_up`."""
+        if draw:
+            return self._hyper(rows)
+        k = self.dim + 1
+        mean = torch.zeros(k, dtype=DTYPE, device=self.device)
+        return mean, torch.full((k,), self.alpha * ridge, dtype=DTYPE, device=self.device)
 
     def _draw_rows(
         self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float,
         offset: torch.Tensor | None = None, keep_stats: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None]:
-        """:meth:`_draw_side`, given ``offset``: the implicit part of this process's
-        composite rows, which the own rows do not explain. With ``keep_stats``, also
-        returns what the implicit rows' draw needs (:meth:`_draw_implicit`): each
-        row's Gram matrix ``Σ z zᵀ``, ``Σ (r - μ - b) z``, and (when drawing)
-        ``Σ ε z`` for standard normal ``ε`` per rating; else None.
+        """Draw this process's rows of ``own`` jointly given ``other``: a batched Gaussian.
+
+        ``own`` and ``other`` are the whole current matrices (``other`` composite);
+        the rows drawn are those of ``side`` only. With ``draw`` False, take the
+        conditional mode under the ridge prior ``N(0, 1/(α ridge))`` instead (an
+        alternating-least-squares step; see :meth:`warm_up`). ``offset``: the
+        implicit part of this process's composite rows, which the own rows do not
+        explain.
+
+        Returns the rows and, with ``keep_stats``, what the implicit rows' draw needs
+        (:meth:`_draw_implicit`): each row's Gram matrix ``Σ z zᵀ``, ``Σ (r - μ - b) z``,
+        and (when drawing) ``Σ ε z`` for standard normal ``ε`` per rating; else None.
         """
         d, k = self.dim, self.dim + 1
-        if draw:
-            m, lam = self._hyper(own)
-        else:
-            m = torch.zeros(k, dtype=DTYPE, device=self.device)
-            lam = torch.full((k,), self.alpha * ridge, dtype=DTYPE, device=self.device)
+        m, lam = self._prior(own, draw, ridge)
         # A user's row is a linear regression of its ratings less μ and the movies'
         # biases on the features z_i = [q_i, 1] (for movies, swap the roles), so
         # all it needs are Σ z zᵀ and Σ (r - μ - b_i) z = Σ r z - Σ (μ + b_i) z over
@@ -304,7 +304,7 @@ class GibbsSampler:
         for start, end in side.blocks():
             sums = side.block(start, end, side.ones) @ columns
             target = (side.block(start, end, side.values) @ z - sums[:, n_triangle:]).to(DTYPE)
-            # gather, not index_select: on CPU, index_select along columns took ~10x longer.
+            # gather, not index_select: on CPU, index_select along columns is much slower.
             square = torch.gather(sums[:, :n_triangle], 1, self._square.expand(end - start, -1)).to(DTYPE)
             gram = square.reshape(end - start, k, k)
             rhs = target if offset is None else target - torch.bmm(gram, offset[start:end].unsqueeze(2)).squeeze(2)
@@ -382,15 +382,11 @@ class GibbsSampler:
         gram, target, noise_sums = stats
         # Σ_i e_ui z_i with e the ratings less all but the implicit part: Σ (r - μ - b_i) z - G x.
         residual_sums = target - torch.bmm(gram, drawn.unsqueeze(2)).squeeze(2)
-        k = self.dim + 1
+        m, lam = self._prior(implicit.rows, draw, ridge)
+        noise = None
         if draw:
-            m, lam = self._hyper(implicit.rows)
             first, end = self.group.shard(implicit.n_others)
-            noise = self.group.gather(self._normal(end - first, k), implicit.n_others)
-        else:
-            m = torch.zeros(k, dtype=DTYPE, device=self.device)
-            lam = torch.full((k,), self.alpha * ridge, dtype=DTYPE, device=self.device)
-            noise = None
+            noise = self.group.gather(self._normal(end - first, self.dim + 1), implicit.n_others)
         implicit.draw(gram, residual_sums, noise_sums, self.alpha, m, lam, noise)
 
     def training_rmse(self) -> float:

@@ -64,8 +64,6 @@ class ImplicitRows:
         """``|N(u)|^-½`` of this process's rows (0 for a row without ratings)."""
         self.rows = torch.zeros(n_others, width, dtype=dtype, device=pattern.device)
         """The implicit rows, one per row of the other side (the same in every process)."""
-        self.iterations = 0
-        """Conjugate-gradient iterations of the last draw."""
 
     def contribution(self) -> torch.Tensor:
         """``|N(u)|^-½ Σ_{j∈N(u)} y_j`` for every row of the side (all processes')."""
@@ -116,7 +114,7 @@ class ImplicitRows:
         def precondition(residual: torch.Tensor) -> torch.Tensor:
             return torch.bmm(inverse, residual.unsqueeze(2)).squeeze(2)
 
-        self.rows, self.iterations = conjugate_gradients(product, rhs, self.rows, precondition)
+        self.rows, _ = conjugate_gradients(product, rhs, self.rows, precondition)
 
 
 def conjugate_gradients(product, rhs: torch.Tensor, start: torch.Tensor, precondition) -> tuple[torch.Tensor, int]:

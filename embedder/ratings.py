@@ -214,11 +214,6 @@ class RawRatings:
     movies: pd.DataFrame | None = None
     movies_src: Source | None = None
 
-    @property
-    def non_negative_ids(self) -> bool:
-        """MovieLens releases number users and movies from 1; a plain CSV may use any integer."""
-        return self.name != "csv"
-
 
 def build_ratings(raw: RawRatings, source: str) -> RatingsData:
     """Validate raw frames and assemble the canonical :class:`RatingsData`.
@@ -230,7 +225,8 @@ def build_ratings(raw: RawRatings, source: str) -> RatingsData:
     Raises:
         DataError: The first bad value, naming the file, the line and the value.
     """
-    columns, rows = _clean_ratings(raw.ratings, raw.ratings_src, non_negative=raw.non_negative_ids)
+    # MovieLens releases number users and movies from 1; a plain CSV may use any integer.
+    columns, rows = _clean_ratings(raw.ratings, raw.ratings_src, non_negative=raw.name != "csv")
     scale = raw.scale
     if scale is None:
         scale = (float(columns["rating"].min()), float(columns["rating"].max()))
@@ -394,10 +390,7 @@ def _rating_column(values: pd.Series, src: Source) -> np.ndarray:
         numbers = values.to_numpy()  # the fast path: the reader typed the column already
     else:
         numbers = pd.to_numeric(values, errors="coerce").to_numpy(dtype="float64", na_value=np.nan)
-    bad = ~np.isfinite(numbers)
-    if bad.any():
-        pos = int(np.argmax(bad))
-        raise DataError(f"{src.at(values.index[pos])}: {_describe(values.iloc[pos], 'rating', 'is not a number')}")
+    _raise_at_first(~np.isfinite(numbers), values, "rating", src, "is not a number")
     return numbers.astype(np.float32, copy=False)
 
 
@@ -446,8 +439,8 @@ def _drop_duplicates(
     span = int(movies.max()) + 1
     if users.min() >= 0 and movies.min() >= 0 and int(users.max()) < (2**62) // span:
         key = users.astype(np.int64) * span + movies
-        # Releases have no duplicates, and one sort proves it several times faster than
-        # a hash table of 25M keys (pandas' is slowest on the user-sorted order of the files).
+        # Releases have no duplicates, and one sort proves it faster than a hash table
+        # of the keys (pandas' is slowest on the user-sorted order of the files).
         # In place: the keys are cheap to recompute in the rare file with duplicates.
         key.sort()
         if not (key[1:] == key[:-1]).any():

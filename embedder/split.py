@@ -60,7 +60,7 @@ def _shuffled_rows(rows: int, test_size: float, seed: int) -> tuple[np.ndarray, 
     """(train, test) row positions exactly as ``train_test_split(test_size=..., random_state=seed)``
     draws them: its ``ShuffleSplit`` takes one ``RandomState(seed).permutation``, test
     rows first. Done here because importing scikit-learn costs more than the split
-    itself at 2M ratings; ``tests/embedder/test_data.py`` checks both splits against it."""
+    itself; ``tests/embedder/test_data.py`` checks both splits against it."""
     n_train, n_test = _parts(rows, test_size)
     permutation = np.random.RandomState(seed).permutation(rows)
     return permutation[n_test : n_test + n_train], permutation[:n_test]

@@ -374,12 +374,6 @@ def _model_from_mean(mean: PosteriorMean, n_users: int, n_movies: int, dim: int)
 _METHODS: dict[str, Callable[[_Task], _Run]] = {"adam": _fit_adam, "gibbs": _fit_gibbs}
 
 
-def _fitted_mask(rows: np.ndarray, size: int) -> np.ndarray:
-    mask = np.zeros(size, dtype=bool)
-    mask[rows] = True
-    return mask
-
-
 def fitted_model(
     module: CollaborativeFiltering,
     users: Vocabulary,
@@ -447,8 +441,8 @@ def train(
             final = method(_Task(train_ratings, None, first.best_epoch, True, **context))
             refit_history = final.history
     seconds = time.perf_counter() - started
-    trained_users = _fitted_mask(users.numbers(fitted["user_id"].to_numpy()), len(users))
-    trained_movies = _fitted_mask(movies.numbers(fitted["movie_id"].to_numpy()), len(movies))
+    trained_users = np.bincount(users.numbers(fitted["user_id"].to_numpy()), minlength=len(users)) > 0
+    trained_movies = np.bincount(movies.numbers(fitted["movie_id"].to_numpy()), minlength=len(movies)) > 0
     return TrainResult(
         model=fitted_model(final.model, users, movies, trained_users, trained_movies, rating_scale),
         module=final.model,

@@ -8,8 +8,8 @@ import numpy as np
 
 TABLE_SPREAD = 8
 """Ids are looked up in a table indexed by id (one gather instead of a binary
-search, ~10x faster on 20M ids) when they are non-negative and the largest is at
-most this many times their count (plus 1024); MovieLens ids are."""
+search per id) when they are non-negative and the largest is at most this many
+times their count (plus 1024); MovieLens ids are."""
 
 
 class UnknownIdError(KeyError):
@@ -82,7 +82,3 @@ class Vocabulary:
         if missing == "error" and (rows < 0).any():
             raise UnknownIdError(f"unknown {self.kind} {int(raw_ids[rows < 0].flat[0])}")
         return rows.astype(np.int64, copy=False)
-
-    def term(self, row: int) -> int:
-        """The original id at a row."""
-        return int(self.ids[row])

@@ -17,6 +17,7 @@ movie rows, clusters: :class:`Catalogue`, ``rec.catalogue``), ``cli``.
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from embedder.vocab import UnknownIdError
@@ -29,18 +30,16 @@ if TYPE_CHECKING:
 __all__ = ["BundleError", "Catalogue", "NotBuiltError", "Recommender", "UnknownIdError"]
 
 
+_LAZY = {
+    "Recommender": "search.recommender",
+    "Catalogue": "search.catalogue",
+    "NotBuiltError": "search.catalogue",
+    "BundleError": "embedder.bundle",
+}
+
+
 def __getattr__(name: str) -> Any:
     # Lazy, so `import search` (e.g. by the CLI's --help) does not load faiss.
-    if name == "Recommender":
-        from search.recommender import Recommender
-
-        return Recommender
-    if name in ("Catalogue", "NotBuiltError"):
-        from search import catalogue
-
-        return getattr(catalogue, name)
-    if name == "BundleError":
-        from embedder.bundle import BundleError
-
-        return BundleError
-    raise AttributeError(f"module 'search' has no attribute {name!r}")
+    if name not in _LAZY:
+        raise AttributeError(f"module 'search' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from embedder import DEFAULT_BUNDLE
-from search.validate import whole_number_arg
+from embedder.checks import whole_number_arg
 
 AMBIGUOUS_SHOWN = 15
 
@@ -157,13 +157,6 @@ def _load(args: argparse.Namespace):
     return Recommender.load(args.bundle)
 
 
-def _load_catalogue(args: argparse.Namespace):
-    """The bundle's catalogue alone, for commands that only show movies and clusters."""
-    from search.catalogue import Catalogue
-
-    return Catalogue.load(args.bundle)
-
-
 def run_recommend(args: argparse.Namespace) -> int:
     """Print a user's top-k movies (a trained user, or a newcomer folded in)."""
     if args.user is None and args.include_seen:
@@ -297,12 +290,12 @@ def resolve_movie(catalogue, text: str) -> int:
         return int(text)
     if not text:
         raise ValueError("--movie is empty")
-    from search.titles import title_forms
+    from search.titles import normalise, title_forms
 
     matches = catalogue.find_movies(text, limit=len(catalogue.movie_ids))
     if not matches:
         raise UnknownIdError(f"unknown movie {text!r}: no id or title matches")
-    query = " ".join(text.lower().split())
+    query = normalise(text)
     exact = [m for m in matches if query in title_forms(catalogue.movie(m)["title"])]
     if len(matches) == 1 or len(exact) == 1:
         return exact[0] if exact else matches[0]
@@ -336,7 +329,9 @@ def run_similar(args: argparse.Namespace) -> int:
 
 def run_clusters(args: argparse.Namespace) -> int:
     """Print the cluster table, or one cluster and its members."""
-    catalogue = _load_catalogue(args)
+    from search.catalogue import Catalogue
+
+    catalogue = Catalogue.load(args.bundle)  # the catalogue alone: no faiss
     summaries = catalogue.clusters()
     quality = {key: catalogue.bundle.manifest.get("clusters", {}).get(key) for key in ("k", "seed", "silhouette", "nmi_genres", "nmi_random")}
     if args.cluster is None:

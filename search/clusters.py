@@ -9,10 +9,9 @@ whatever their content.
 Movies with a zero embedding (no training ratings: the model's documented
 fallback, see docs/design.md, "The bundle") have no direction and are **not
 clustered**: K-Means runs on the other movies, and their label is
-:data:`UNCLUSTERED` (-1).  Before, they were all given one cluster (on ML-100K,
-29 movies made up a fifth of one cluster).  Every figure below (sizes,
-summaries, genre shares and lifts, silhouette, NMI) is over the clustered movies
-only.
+:data:`UNCLUSTERED` (-1): put in a cluster, they would fill it with movies
+that have nothing in common.  Every figure below (sizes, summaries, genre
+shares and lifts, silhouette, NMI) is over the clustered movies only.
 
 Labels (:func:`cluster_summaries`), unique within one clustering:
 
@@ -90,10 +89,7 @@ def kmeans_labels(embeddings: np.ndarray, n_clusters: int, seed: int = 0) -> np.
 
 def genre_lists(genres: pd.Series) -> list[list[str]]:
     """The '|'-joined genre column as lists; empty, missing and '(no genres listed)' give []."""
-    out = []
-    for text in genres.fillna("").astype(str):
-        out.append([g for g in text.split("|") if g and g != "(no genres listed)"])
-    return out
+    return [[g for g in text.split("|") if g and g != "(no genres listed)"] for text in genres.fillna("").astype(str)]
 
 
 def specific_genre(genres: list[list[str]]) -> list[str]:
@@ -141,7 +137,7 @@ def _unique_labels(bases: list[str], top_titles: list[str | None]) -> list[str]:
     return [f"{label} (cluster {c})" if repeated[label] > 1 else label for c, label in enumerate(labels)]
 
 
-def cluster_summaries(labels: np.ndarray, movies: pd.DataFrame, n_clusters: int, top: int = TOP_MOVIES) -> list[dict]:
+def cluster_summaries(labels: np.ndarray, movies: pd.DataFrame, n_clusters: int) -> list[dict]:
     """One JSON-ready summary per cluster, over the clustered movies only
     (rows labelled :data:`UNCLUSTERED` are left out of every figure).
 
@@ -173,7 +169,7 @@ def cluster_summaries(labels: np.ndarray, movies: pd.DataFrame, n_clusters: int,
         rated = rows[np.isfinite(means[rows]) & (counts[rows] > 0)]
         weight = counts[rated].sum()
         mean = float((means[rated] * counts[rated]).sum() / weight) if weight > 0 else None
-        order = rows[np.lexsort((rows, -counts[rows]))][:top]
+        order = rows[np.lexsort((rows, -counts[rows]))][:TOP_MOVIES]
         heading = [m["genre"] for m in mix if m["genre"] in named][:LABEL_GENRES]
         bases.append(" / ".join(heading) if heading else "(mixed genres)" if mix else "(no genres)")
         summaries.append(

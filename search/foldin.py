@@ -59,9 +59,7 @@ class UserPrior:
     """The users' implicit rows per movie ``(E, c)``, or None for a model without them."""
 
     @classmethod
-    def from_model(
-        cls, model: MFModel, seen: sp.csr_matrix, seed: int = 0, implicit: tuple[np.ndarray, np.ndarray] | None = None
-    ) -> "UserPrior":
+    def from_model(cls, model: MFModel, seen: sp.csr_matrix, implicit: tuple[np.ndarray, np.ndarray] | None = None) -> "UserPrior":
         """Estimate the prior from a model and its training ratings ``seen`` (CSR users
         x movies, values = ratings); ``implicit``: the users' implicit rows per movie,
         when the model has them."""
@@ -73,7 +71,7 @@ class UserPrior:
             raise ValueError("the bundle has no trained users to take a prior from")
         coo = seen.tocoo()
         if coo.nnz > NOISE_SAMPLE:
-            pick = np.random.default_rng(seed).choice(coo.nnz, NOISE_SAMPLE, replace=False)
+            pick = np.random.default_rng(0).choice(coo.nnz, NOISE_SAMPLE, replace=False)
             users, movies, ratings = coo.row[pick], coo.col[pick], coo.data[pick]
         else:
             users, movies, ratings = coo.row, coo.col, coo.data

@@ -75,7 +75,7 @@ def _as_ids(raw: Any, kind: str) -> tuple[np.ndarray, bool]:
 class Recommender:
     """Recommendations and similar movies over one bundle, loaded once.
 
-    Build with :meth:`load` (a bundle folder) or :meth:`from_bundle`.
+    Build with :meth:`load` (a bundle folder) or ``Recommender(bundle)`` (a loaded one).
 
     Attributes
     ----------
@@ -131,11 +131,6 @@ class Recommender:
         """
         return cls(Bundle.load(path, verify=verify, mmap=mmap))
 
-    @classmethod
-    def from_bundle(cls, bundle: Bundle) -> Recommender:
-        """A recommender over an already loaded (or in-memory) bundle."""
-        return cls(bundle)
-
     def __repr__(self) -> str:
         return f"Recommender({self.bundle.path}, {len(self.user_ids)} users, {len(self.movie_ids)} movies, index={self.index_kind})"
 
@@ -161,9 +156,6 @@ class Recommender:
             return np.array([row]), True
         ids, scalar = _as_ids(raw, kind)
         return vocab.numbers(ids, missing="error"), scalar
-
-    def _user_rows(self, user_ids: Any) -> tuple[np.ndarray, bool]:
-        return self._rows(user_ids, "user")
 
     def _movie_row(self, movie_id: Any) -> int:
         rows, scalar = self._rows(movie_id, "movie")
@@ -226,7 +218,7 @@ class Recommender:
         """
         k = check_k(k)
         min_ratings = check_int(min_ratings, "min_ratings", 0)
-        rows, scalar = self._user_rows(user_ids)
+        rows, scalar = self._rows(user_ids, "user")
         if scalar and self._ann is None:
             return self._recommend_one(int(rows[0]), k, exclude_seen, min_ratings)
         candidates, engine = self._candidates(min_ratings)
@@ -429,9 +421,9 @@ class Recommender:
 
         A score blends the cosine of the two movies' embeddings with the cosine
         of who rated them in training (the number of users who rated both over
-        the geometric mean of their rating counts), weighted 0.25 and 0.75
-        (:data:`search.similar.EMBEDDING_WEIGHT`). The movie
-        itself is excluded, and so are movies with a zero embedding or without
+        the geometric mean of their rating counts), weighted by
+        :data:`search.similar.EMBEDDING_WEIGHT` and the rest. The movie itself
+        is excluded, and so are movies with a zero embedding or without
         training ratings: they have nothing to compare.  Such a query movie
         therefore gets an empty result, not an arbitrary one.
 

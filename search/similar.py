@@ -20,7 +20,7 @@ Co-rater counts are sparse: a movie's raters (an int32 movie -> users index, the
 CSC pattern of ``seen``, built on first use) pick their rows of ``seen``, whose
 movie columns are counted (``np.bincount``, ``CHUNK`` ratings at a time), so a
 query costs the summed rating counts of its raters. A block of queries (evaluation) counts heavy users, who
-rated at least ``dense_share`` of the catalogue, with one GEMM over their rows
+rated at least :data:`DENSE_SHARE` of the catalogue, with one GEMM over their rows
 held dense: they are few but hold most of that work.
 
 Memory (figures in benchmarks/README.md): the raters index is 4 bytes a training
@@ -45,24 +45,23 @@ from search.vectors import normalize_rows
 
 EMBEDDING_WEIGHT = 0.25
 """Weight of the embeddings' cosine in the blend; who-rated-what's cosine gets the
-rest (0.75). The best of the weights tried (0, 0.25, 0.5, 0.75, 1) by the genre
-agreement of the top 10 on ML-100K (benchmarks/README.md, "Movies like this")."""
+rest. Chosen for the genre agreement of the top 10 (benchmarks/README.md, "Movies like this")."""
 
 CHUNK = 1 << 20
-"""About the most ratings gathered at once when counting co-raters (8 MiB of
-temporaries): a popular movie's raters hold millions, and gathered whole they
-left each web worker's heap tens of MiB larger (benchmarks/README.md, "Movies like this")."""
+"""About the most ratings gathered at once when counting co-raters: a popular
+movie's raters hold a great many, and gathering them whole would grow each web
+worker's heap by as much."""
 
 DENSE_SHARE = 0.05
 """In block scoring, users who rated at least this share of the movies are held
 as dense rows and counted with a GEMM; below it a scattered count is cheaper
-(measured on a bundle of ML-25M's size: benchmarks/README.md, "Movies like this")."""
+(benchmarks/README.md, "Movies like this")."""
 
 
 def _row_positions(indptr: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """Positions in a CSR matrix's ``indices`` of the given rows' entries, in order:
-    the gather scipy's row slicing does, without building a matrix (a web request
-    asks for one movie's raters, where that overhead was a third of the time)."""
+    the gather scipy's row slicing does, without building a matrix (whose overhead
+    weighs on a web request, which asks for one movie's raters)."""
     starts = indptr[rows].astype(np.int64)
     lengths = indptr[rows + 1] - starts
     first_of_row = np.cumsum(lengths) - lengths  # where each row starts in the output
@@ -78,19 +77,16 @@ class Similarity:
         ``(n_movies, d)`` ``q_i``.
     seen:
         The training ratings, users x movies (CSR); only which entries exist is read.
-    dense_share:
-        See :data:`DENSE_SHARE` (0: every user dense, above 1: none).
 
     Building one is free; the index is built at the first call or by :meth:`warm`.
     Thread-safe for reads (a race on first use builds the same arrays twice).
     """
 
-    def __init__(self, movie_embeddings: np.ndarray, seen: sp.spmatrix, *, dense_share: float = DENSE_SHARE):
+    def __init__(self, movie_embeddings: np.ndarray, seen: sp.spmatrix):
         self._embeddings = movie_embeddings
         self._seen = sp.csr_matrix(seen)  # shares the arrays of a CSR input
         if self._seen.shape[1] != len(movie_embeddings):
             raise ValueError(f"seen has {self._seen.shape[1]} movie columns for {len(movie_embeddings)} movie embeddings")
-        self.dense_share = dense_share
 
     @property
     def n_movies(self) -> int:
@@ -156,7 +152,7 @@ class Similarity:
     def _heavy(self) -> tuple[np.ndarray, np.ndarray]:
         """Position of each user among the dense ones (-1: not dense), and their rows, float32 0/1."""
         counts = np.diff(self._seen.indptr)
-        heavy = np.flatnonzero(counts >= self.dense_share * self.n_movies)
+        heavy = np.flatnonzero(counts >= DENSE_SHARE * self.n_movies)
         position = np.full(len(counts), -1, np.int64)
         position[heavy] = np.arange(len(heavy))
         rows = self._seen[heavy]
@@ -198,7 +194,7 @@ SIMILAR_FILES = ("similar_movies.npy", "similar_scores.npy")
 
 TABLE_BLOCK = 500
 """Query movies scored at once while building the table: a block's scores take
-``4 × TABLE_BLOCK × n_movies`` bytes (118 MB at ML-25M's 59k movies)."""
+``4 × TABLE_BLOCK × n_movies`` bytes, so it bounds the memory of a build."""
 
 
 def neighbour_table(similarity: Similarity, width: int | None = None, block: int = TABLE_BLOCK) -> tuple[np.ndarray, np.ndarray]:

@@ -105,9 +105,9 @@ def topk_1d(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     n, k = len(scores), min(k, len(scores))
     if k == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    kth = scores[np.argpartition(scores, n - k)[n - k :]].min()
+    kth = np.partition(scores, n - k)[n - k]
     cols = np.flatnonzero(scores >= kth if kth > -np.inf else scores > -np.inf)
-    cols = cols[np.lexsort((cols, -scores[cols]))[:k]]
+    cols = cols[np.argsort(-scores[cols], kind="stable")[:k]]  # stable: ties keep the lower index first
     return cols, scores[cols]
 
 

@@ -6,9 +6,6 @@ numbers here, although Python counts them as ints.
 
 from __future__ import annotations
 
-import argparse
-from typing import Callable
-
 import numpy as np
 
 
@@ -28,21 +25,3 @@ def check_int(value: object, name: str, low: int, high: int | None = None) -> in
 def check_k(k: object) -> int:
     """``k`` as an int; a ValueError naming it unless it is a whole number >= 1."""
     return check_int(k, "k", 1)
-
-
-def whole_number_arg(low: int, high: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type``: a whole number in ``[low, high]``, with a message naming
-    the value (shared by the ``search`` and ``web`` command lines)."""
-
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
-        return value
-
-    return parse

@@ -12,7 +12,7 @@ import argparse
 import sys
 from typing import Sequence
 
-from search.validate import whole_number_arg
+from embedder.checks import whole_number_arg
 
 
 # 65535: the largest TCP port.

@@ -15,6 +15,7 @@ PALETTE = (
     "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
     "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
 )  # fmt: skip
+WIDTH, HEIGHT = 600, 420  # the SVG's size in pixels
 
 
 def colour(cluster: int) -> str:
@@ -22,15 +23,7 @@ def colour(cluster: int) -> str:
     return PALETTE[int(cluster) % len(PALETTE)]
 
 
-def cluster_map_svg(
-    coords: np.ndarray,
-    labels: np.ndarray,
-    *,
-    max_points: int = 4000,
-    width: int = 600,
-    height: int = 420,
-    seed: int = 0,
-) -> str:
+def cluster_map_svg(coords: np.ndarray, labels: np.ndarray, *, max_points: int = 4000) -> str:
     """An SVG scatter of 2-D movie coordinates, one colour per cluster label.
 
     Beyond ``max_points`` movies a fixed-seed sample is drawn, so the picture of
@@ -43,19 +36,19 @@ def cluster_map_svg(
         raise ValueError(f"coords must be (n, 2) beside n labels, got {coords.shape} and {labels.shape}")
     keep = np.flatnonzero(np.isfinite(coords[:, :2]).all(axis=1) & (labels >= 0))
     if len(keep) > max_points:
-        keep = np.sort(np.random.default_rng(seed).choice(keep, max_points, replace=False))
+        keep = np.sort(np.random.default_rng(0).choice(keep, max_points, replace=False))
     xy, labels = coords[keep, :2], labels[keep]
     pad = 10.0
     if len(xy):
         low, high = xy.min(axis=0), xy.max(axis=0)
         span = np.where(high > low, high - low, 1.0)
-        px = pad + (xy[:, 0] - low[0]) / span[0] * (width - 2 * pad)
-        py = height - pad - (xy[:, 1] - low[1]) / span[1] * (height - 2 * pad)  # y grows downwards
+        px = pad + (xy[:, 0] - low[0]) / span[0] * (WIDTH - 2 * pad)
+        py = HEIGHT - pad - (xy[:, 1] - low[1]) / span[1] * (HEIGHT - 2 * pad)  # y grows downwards
     else:
         px = py = np.empty(0)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {width} {height}" width="{width}" height="{height}">',
-        f'<rect width="{width}" height="{height}" fill="#fff"/>',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}">',
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>',
         '<g fill="none" stroke-linecap="round" stroke-width="4.5" stroke-opacity="0.75">',
     ]
     for cluster in np.unique(labels):

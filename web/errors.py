@@ -21,14 +21,9 @@ from embedder.vocab import UnknownIdError
 from search import NotBuiltError
 
 
-def wants_json() -> bool:
-    """Whether this request is for the JSON API."""
-    return request.path.startswith("/api/")
-
-
 def error_response(code: int, name: str, message: str):
     """The error answer in the form the request's area uses."""
-    if wants_json():
+    if request.path.startswith("/api/"):
         return {"error": message, "status": code}, code
     try:
         return render_template("error.html", code=code, name=name, message=message), code

@@ -23,12 +23,10 @@ Why these values (figures: ``benchmarks/README.md``, ``web_load.py``):
   connections for at most that long, and each worker serves
   ``worker_connections`` connections at once. Above that, each worker's worth of
   half-open connections queued ahead delays a new request by one ``keepalive``:
-  hence gunicorn's own default of 2 s rather than 5 (measured in
-  benchmarks/README.md, "Web load").
+  hence a short one, gunicorn's own default.
 * **Connections take turns** (:func:`post_request`): a gevent worker otherwise
   keeps serving a connection whose next request is already in its buffer, and
-  the others queue behind it, which stretches p99 under load for this app and
-  the bare peer alike (benchmarks/README.md, "Web load").
+  the others queue behind it, which stretches the tail latency under load.
 * **2 workers, one per core.** A request is mostly Python, which holds the GIL;
   more processes only add context switches on 2 cores.
 * **``reuse_port``: one listening socket per worker**, so the kernel spreads new
@@ -53,7 +51,7 @@ Why these values (figures: ``benchmarks/README.md``, ``web_load.py``):
 
 import errno
 import gc
-import logging
+import os
 import socket
 import sys
 
@@ -156,14 +154,13 @@ def post_request(worker, req, environ, resp) -> None:
 
 
 def worker_exit(server, worker) -> None:
-    """Leave logging with nothing to tidy at interpreter exit in a gevent worker.
+    """Unfreeze what :func:`pre_fork` froze, so that interpreter exit collects it.
 
-    gevent's monkey-patching turns logging's module lock into one that needs gevent's
-    thread module, which interpreter shutdown clears before the last log handlers are
-    collected; each collected handler then printed an "Exception ignored ...
-    TypeError" traceback as the worker stopped. Flushing and closing the handlers
-    now, and emptying logging's list of them, leaves nothing to remove later.
+    Frozen objects escape that collection and their modules are cleared one by one
+    instead; in a gevent worker gevent's thread module then goes before the log
+    handler flask keeps (``default_handler``), and logging's clean-up callback for
+    it fails on its gevent-patched lock ("Exception ignored"). The pid check skips
+    the master, where gunicorn also calls this hook for a worker already gone.
     """
-    if _is_gevent(worker):
-        logging.shutdown()
-        logging._handlerList.clear()  # read by logging's handler-removal callback
+    if os.getpid() == worker.pid:
+        gc.unfreeze()

@@ -18,10 +18,11 @@ from __future__ import annotations
 import os
 import threading
 import time
-from datetime import datetime, timezone
 from typing import Any
 
 from flask import Flask, g
+
+from embedder.bundle import utc_now
 
 
 class BundleWatcher:
@@ -67,7 +68,7 @@ class BundleWatcher:
             expected = isinstance(err, (BundleError, OSError))
             error = str(err) if expected else f"{type(err).__name__}: {err}"
             self._refused = target
-            self.last_refusal = {"bundle": target, "error": error, "at": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+            self.last_refusal = {"bundle": target, "error": error, "at": utc_now()}
             # A bundle that fails verification is one line; anything else is a bug worth its traceback.
             app.logger.warning("not serving %s, still serving %s: %s", target, self.serving, error, exc_info=not expected)
             return

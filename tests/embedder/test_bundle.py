@@ -70,9 +70,9 @@ def test_round_trip_of_arrays(tmp_path):
     assert np.array_equal(bundle.movie_ids, np.arange(101, 106))
     assert bundle.model.global_mean == 3.0 and bundle.rating_scale == (1.0, 5.0)
     expected = np.clip(3.0 + P[1] @ Q[2], 1, 5)
-    assert bundle.predict(np.array([2]), np.array([103]))[0] == pytest.approx(expected, abs=1e-5)
+    assert bundle.model.predict_ids(np.array([2]), np.array([103]))[0] == pytest.approx(expected, abs=1e-5)
     # Fallback: an unknown user gets μ + b_i (b_i is 0 here), unknown movie μ + b_u.
-    assert bundle.predict(np.array([999]), np.array([103]))[0] == pytest.approx(3.0)
+    assert bundle.model.predict_ids(np.array([999]), np.array([103]))[0] == pytest.approx(3.0)
 
 
 def _link_out(path: Path) -> None:
@@ -131,6 +131,9 @@ GOOD_SUMMARY = {"cluster": 0, "size": 9, "label": "Drama", "mean_rating": 3.5, "
         (lambda p: edit_manifest(p, lambda m: m["files"].update({"../x": {"sha256": "0"}})), "../x: file names in manifest.json must be plain names"),
         (_manifest_text('"global_mean": 3.5', '"global_mean": NaN'), "manifest.json: NaN is not a finite number"),
         (_manifest_text('"global_mean": 3.5', '"global_mean": 1e999'), "manifest.json: 1e999 is not a finite number"),
+        # An int beyond the float range: JSON parses it exactly, yet no float holds it.
+        (_manifest_text('"global_mean": 3.5', '"global_mean": ' + "9" * 400), "manifest.json: 'global_mean' must be a finite number"),
+        (lambda p: edit_manifest(p, lambda m: m.update(metrics={"test": {"rmse": 10**400}})), "manifest.json: 'metrics.test.rmse' must be a number or null"),
         (lambda p: edit_manifest(p, lambda m: m.update(index=[1])), "manifest.json: 'index' must be an object, got \\[1\\]"),
         (lambda p: edit_manifest(p, lambda m: m.update(index={"kind": "hnsw", "params": 3})), "manifest.json: 'index.params' must be an object"),
         (lambda p: edit_manifest(p, lambda m: m.update(metrics="x")), "manifest.json: 'metrics' must be an object"),
@@ -170,8 +173,8 @@ def test_a_mapped_bundle_holds_the_same_arrays_read_only(tmp_path):
         with pytest.raises(ValueError, match="read-only"):
             shared[...] = 0
     pairs = np.array([0, 1]), np.array([1, 0])
-    assert np.array_equal(mapped.predict(mapped.user_ids[pairs[0]], mapped.movie_ids[pairs[1]]),
-                          read.predict(read.user_ids[pairs[0]], read.movie_ids[pairs[1]]))
+    assert np.array_equal(mapped.model.predict_ids(mapped.user_ids[pairs[0]], mapped.movie_ids[pairs[1]]),
+                          read.model.predict_ids(read.user_ids[pairs[0]], read.movie_ids[pairs[1]]))
 
 
 @pytest.mark.parametrize("mmap", [False, True], ids=["read", "mapped"])

@@ -9,10 +9,10 @@ from embedder.config import TrainConfig
 
 def test_round_trips_through_json():
     config = TrainConfig(dim=16, epochs=5, lr=0.01, reg=0.2, seed=9)
-    assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    assert TrainConfig(**json.loads(json.dumps(config.to_dict()))) == config
     gibbs = TrainConfig(method="gibbs", sample_dim=4, sweeps=30, burn_in=5, refit=False, threads=0)
-    assert TrainConfig.from_dict(json.loads(json.dumps(gibbs.to_dict()))) == gibbs
-    assert TrainConfig.from_dict(json.loads(json.dumps(gibbs.to_dict()))) != TrainConfig()
+    assert TrainConfig(**json.loads(json.dumps(gibbs.to_dict()))) == gibbs
+    assert TrainConfig(**json.loads(json.dumps(gibbs.to_dict()))) != TrainConfig()
 
 
 def test_every_field_is_documented_in_the_class_source():
@@ -31,13 +31,9 @@ def test_every_field_is_documented_in_the_class_source():
         ("dim", 0), ("epochs", -1), ("batch_size", 1.5), ("lr", 0), ("reg", -0.1), ("val_fraction", 0.7),
         ("device", "tpu"), ("lr", float("nan")), ("method", "sgd"), ("sample_dim", 0), ("sweeps", 0),
         ("burn_in", -1), ("burn_in", 10_000), ("sample_init_std", 0), ("refit", "yes"), ("threads", -2), ("patience", True),
+        ("lr", 10**400),
     ],
 )
 def test_bad_values_are_refused_with_the_field_named(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
-
-
-def test_unknown_fields_are_refused():
-    with pytest.raises(ValueError, match="unknown config fields"):
-        TrainConfig.from_dict({"dim": 4, "dimension": 4})

@@ -20,7 +20,6 @@ from embedder.evaluate import (
     movie_means,
     neighbour_agreement,
     quality_report,
-    ranking_metrics,
     ranking_metrics_by_mask,
 )
 from embedder.factors import MFModel
@@ -41,7 +40,7 @@ def _planted():
 
 def test_ranking_excludes_seen_movies_and_scores_users_with_relevant_items():
     model, seen, test = _planted()
-    figures = ranking_metrics(model.scores, seen, test, allowed=np.ones(5, bool), k=2)
+    figures = ranking_metrics_by_mask(model.scores, seen, test, {"": np.ones(5, bool)}, k=2)[""]
     # User 0's list: movie 0 is seen, so [1, 2]; one hit (movie 2) in second place.
     discount = 1 / math.log2(3)
     assert figures["users"] == 1
@@ -54,7 +53,7 @@ def test_ranking_excludes_seen_movies_and_scores_users_with_relevant_items():
 def test_a_min_ratings_floor_keeps_movies_below_it_out_of_the_lists():
     model, seen, test = _planted()
     allowed = np.array([True, False, True, True, True])  # movie 1 is below the floor
-    figures = ranking_metrics(model.scores, seen, test, allowed=allowed, k=2)
+    figures = ranking_metrics_by_mask(model.scores, seen, test, {"": allowed}, k=2)[""]
     # The list becomes [2, 3]: the hit moves to first place.
     discount = 1 / math.log2(3)
     assert figures["precision"] == pytest.approx(0.5)
@@ -70,7 +69,7 @@ def test_several_masks_from_one_pass_equal_one_pass_per_mask():
     test = HeldOut(rng.integers(0, n_users, 200), rng.integers(0, n_movies, 200), rng.integers(1, 6, 200).astype(float))
     masks = {"all": np.ones(n_movies, bool), "some": rng.random(n_movies) < 0.5}
     together = ranking_metrics_by_mask(model.scores, seen, test, masks, k=5, block=7)
-    assert together == {name: ranking_metrics(model.scores, seen, test, mask, k=5, block=7) for name, mask in masks.items()}
+    assert together == {name: ranking_metrics_by_mask(model.scores, seen, test, {name: mask}, k=5, block=7)[name] for name, mask in masks.items()}
     assert together["all"] != together["some"]
 
 

@@ -79,8 +79,8 @@ def test_a_noise_free_draw_is_the_conditional_mean_worked_out_per_user(monkeypat
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float64)
     monkeypatch.setattr(sampler, "_hyper", lambda rows: (as_tensor(prior_mean), as_tensor(prior_precision)))
     monkeypatch.setattr(sampler, "_normal", lambda *shape: torch.zeros(shape, dtype=torch.float64))
-    X = sampler._draw_side(sampler.users, sampler.X, sampler.Y, True, 0.0).numpy()
-    ridge = sampler._draw_side(sampler.users, sampler.X, sampler.Y, False, 5.0).numpy()  # a warm-up step
+    X = sampler._draw_rows(sampler.users, sampler.X, sampler.Y, True, 0.0)[0].numpy()
+    ridge = sampler._draw_rows(sampler.users, sampler.X, sampler.Y, False, 5.0)[0].numpy()  # a warm-up step
     Y, mu, alpha, d = sampler.Y.numpy(), sampler.mu, sampler.alpha, sampler.dim
     for user in (0, 7, 29):
         mine = u == user

@@ -9,7 +9,7 @@ from embedder.vocab import UnknownIdError, Vocabulary
 def test_maps_ids_to_rows_and_back():
     vocab = Vocabulary(np.array([50, 7, 1000]), "movie")
     assert vocab.numbers(np.array([1000, 50, 7])).tolist() == [2, 0, 1]
-    assert [vocab.term(r) for r in range(3)] == [50, 7, 1000]
+    assert vocab.ids.tolist() == [50, 7, 1000]
     assert 7 in vocab and 8 not in vocab and "x" not in vocab
 
 

@@ -210,7 +210,7 @@ def test_a_trained_user_folded_in_from_their_own_training_ratings_gets_about_the
         model = bundle.model
         raw = model.global_mean + user.bias + model.movie_biases[movies] + model.movie_embeddings[movies] @ user.embedding
         folded.append(np.clip(raw, *bundle.rating_scale))
-        trained.append(bundle.predict(mine["user_id"].to_numpy(), mine["movie_id"].to_numpy()))
+        trained.append(bundle.model.predict_ids(mine["user_id"].to_numpy(), mine["movie_id"].to_numpy()))
     assert len(bundle.user_ids) == 300 and np.mean(overlaps) >= 0.6
     truth = np.concatenate([test.loc[test["user_id"] == u, "rating"].to_numpy() for u in bundle.user_ids.tolist()])
     assert abs(rmse(np.concatenate(folded), truth) - rmse(np.concatenate(trained), truth)) <= 0.05

@@ -52,11 +52,12 @@ def test_one_movie_equals_the_dense_blend(chunk, monkeypatch):
 
 
 @pytest.mark.parametrize("dense_share", [0.0, 0.3, 2.0])  # every user dense, some, none
-def test_a_block_equals_the_dense_blend(dense_share):
+def test_a_block_equals_the_dense_blend(dense_share, monkeypatch):
+    monkeypatch.setattr("search.similar.DENSE_SHARE", dense_share)
     embeddings, seen = random_case(1)
-    similarity = Similarity(embeddings, seen, dense_share=dense_share)
+    similarity = Similarity(embeddings, seen)
     heavy = (np.diff(seen.indptr) >= dense_share * seen.shape[1]).sum()
-    assert len(similarity._heavy[1]) == heavy  # the option is the one that ran
+    assert len(similarity._heavy[1]) == heavy  # the share set is the one that ran
     truth = dense_blend(embeddings, seen)
     rows = np.array([0, 3, 5, 11, 2, 39, 11])  # any order, repeats, excluded queries
     assert_matches_dense(similarity.block_scores(rows), rows, truth, np.isfinite(np.diag(truth)))

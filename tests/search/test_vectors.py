@@ -20,7 +20,7 @@ def test_augmented_inner_product_is_the_predicted_rating(tiny_bundle):
     i = rng.integers(0, len(items), 2000)
     np.testing.assert_allclose(np.einsum("ij,ij->i", users[u], items[i]), truth[u, i], atol=1e-4)
     # and it agrees with the bundle's own prediction function
-    raw = bundle.predict(bundle.user_ids[u], bundle.movie_ids[i], clip=False)
+    raw = bundle.model.predict_ids(bundle.user_ids[u], bundle.movie_ids[i], clip=False)
     np.testing.assert_allclose(np.einsum("ij,ij->i", users[u], items[i]), raw, atol=1e-4)
 
 
