@@ -35,10 +35,8 @@ from search.validate import check_int, check_k
 USER_BLOCK = 512
 # Strided groups per row in the select: many more than k keeps the gathered part small.
 N_GROUPS = 512
-# One vector up to this long (a catalogue like ML-100K's) takes the partition path of
-# topk_1d: fewer numpy calls than the grouped select, the web's one-user path
-# (benchmarks/README.md, "Web load").
-SMALL_1D = 4096
+# topk_1d groups a vector in about 128 entries a group, at least 64 and 4k groups, at most this many.
+MAX_GROUPS_1D = 1024
 
 
 def select_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -96,17 +94,19 @@ def topk_1d(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     Returns ``(indexes int64, scores float32)``.
     """
     scores = np.asarray(scores, np.float32).reshape(-1)
-    if len(scores) > SMALL_1D:
-        cols, vals = select_topk(scores[None], k)
-        found = cols[0] >= 0
-        return cols[0][found], vals[0][found]
-    # A short vector: one partition finds the k-th best value, then every entry
-    # reaching it (ties included) is sorted by score, then index.
     n, k = len(scores), min(k, len(scores))
     if k == 0:
         return np.empty(0, np.int64), np.empty(0, np.float32)
-    kth = np.partition(scores, n - k)[n - k]
-    cols = np.flatnonzero(scores >= kth if kth > -np.inf else scores > -np.inf)
+    # A lower bound of the k-th best value: the k-th largest maximum of strided
+    # groups (k groups reach it), or on a short vector the k-th best itself. Every
+    # entry reaching it, a few more than k, is then sorted by score, then index.
+    groups = min(MAX_GROUPS_1D, max(64, 4 * k, n // 128))
+    if n >= 2 * groups:
+        group_max = scores[: n // groups * groups].reshape(-1, groups).max(axis=0)
+        bound = np.partition(group_max, groups - k)[groups - k]
+    else:
+        bound = np.partition(scores, n - k)[n - k]
+    cols = np.flatnonzero(scores >= bound if bound > -np.inf else scores > -np.inf)
     cols = cols[np.argsort(-scores[cols], kind="stable")[:k]]  # stable: ties keep the lower index first
     return cols, scores[cols]
 

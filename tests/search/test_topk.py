@@ -252,3 +252,18 @@ def test_a_stream_closed_early_leaves_the_other_blocks_unsearched():
     stream.close()
     assert first == 0 and len(cols) == 20
     assert 2 <= len(searched) <= 2 + 2 * 2 + 2  # the first batch, the look-ahead, and one running per worker
+
+
+@pytest.mark.parametrize("n", [1, 7, 64, 300, 1682, 5000, 70_000])
+@pytest.mark.parametrize("k", [1, 10, 100, 400])
+def test_topk_1d_equals_brute_force(n, k):
+    """Short vectors (one partition) and long ones (strided group maxima) alike, with
+    many ties and excluded entries; fewer candidates than k gives a shorter answer."""
+    rng = np.random.default_rng(n * 1000 + k)
+    scores = rng.integers(0, 50, n).astype(np.float32)  # few distinct values: ties everywhere
+    scores[rng.random(n) < 0.3] = -np.inf
+    order = np.argsort(-scores, kind="stable")[:k]
+    want = order[np.isfinite(scores[order])]
+    cols, best = topk_1d(scores, k)
+    assert cols.tolist() == want.tolist()
+    assert np.array_equal(best, scores[want])
