@@ -606,30 +606,23 @@ def _check_sections(manifest: dict) -> None:
 
 
 def check_cluster_summaries(summaries: Any, name: str = "clusters.json") -> list[dict]:
-    """``summaries`` (the parsed ``clusters.json`` that ``search build`` writes, one
-    summary per cluster: :func:`search.clusters.cluster_summaries`) has the shape the
-    readers use; BundleError naming the file and the first bad entry otherwise."""
+    """``summaries`` (the parsed ``clusters.json`` that ``search build`` writes: one
+    :class:`embedder.summaries.ClusterSummary` per cluster, in cluster order)
+    returned as they are if they have that shape; BundleError naming the file and
+    the first bad entry otherwise."""
+    from pydantic import ValidationError  # here: pydantic is slow to import, and only this file needs it
 
-    def need(ok: bool, where: str, what: str) -> None:
-        if not ok:
-            raise BundleError(f"{name}: {where} must be {what}")
+    from embedder.summaries import SUMMARIES
 
-    whole = lambda value: isinstance(value, int) and not isinstance(value, bool)  # noqa: E731
-    number = _number_or_null
-    need(isinstance(summaries, list), "the file", "a list of cluster summaries")
-    for c, summary in enumerate(summaries):
-        need(isinstance(summary, dict), f"entry {c}", "an object")
-        need(summary.get("cluster") == c and whole(summary.get("cluster")), f"entry {c}'s 'cluster'", f"its position, {c}")
-        need(whole(summary.get("size")) and summary["size"] >= 0, f"cluster {c}'s 'size'", "a count")
-        need(isinstance(summary.get("label"), str), f"cluster {c}'s 'label'", "a string")
-        need(number(summary.get("mean_rating")), f"cluster {c}'s 'mean_rating'", "a number or null")
-        movies, genres = summary.get("top_movies"), summary.get("genres")
-        need(isinstance(movies, list) and all(
-            isinstance(m, dict) and whole(m.get("movie_id")) and isinstance(m.get("title"), str) and whole(m.get("rating_count")) for m in movies
-        ), f"cluster {c}'s 'top_movies'", "a list of {movie_id, title, rating_count}")
-        need(isinstance(genres, list) and all(
-            isinstance(g, dict) and isinstance(g.get("genre"), str) and all(finite_number(g.get(k)) for k in ("share", "catalogue_share", "lift")) for g in genres
-        ), f"cluster {c}'s 'genres'", "a list of {genre, share, catalogue_share, lift}")
+    try:
+        checked = SUMMARIES.validate_python(summaries)
+    except ValidationError as err:
+        error = err.errors(include_url=False)[0]
+        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
+        raise BundleError(f"{name}: {where or 'the file'}: {error['msg']}") from None
+    for position, summary in enumerate(checked):
+        if summary.cluster != position:
+            raise BundleError(f"{name}: [{position}].cluster must be its position, {position}, got {summary.cluster}")
     return summaries
 
 

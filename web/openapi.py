@@ -19,6 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
+from embedder.summaries import ClusterSummary
 from search.similar import EMBEDDING_WEIGHT
 from web.params import Rating, Requests
 
@@ -40,37 +41,6 @@ class Item(Movie):
     """A movie in an answer, with its score (null where the answer has none)."""
 
     score: float | None
-
-
-class TopMovie(BaseModel):
-    """One of a cluster's most rated movies."""
-
-    movie_id: int
-    title: str
-    rating_count: int
-
-
-class GenreShare(BaseModel):
-    """A genre's share of a cluster's movies, of all clustered movies, and their ratio."""
-
-    genre: str
-    share: float
-    catalogue_share: float
-    lift: float
-
-
-class Cluster(BaseModel):
-    """One K-Means cluster of movies: size, label, mean rating, most rated movies, genre mix with lift."""
-
-    cluster: int
-    size: int
-    label: str = Field(
-        description="up to two genres over-represented in it (at least 15% of its movies, lift above 1), "
-        "made unique with its most-rated title where two would read the same"
-    )
-    mean_rating: float | None
-    top_movies: list[TopMovie]
-    genres: list[GenreShare]
 
 
 class Error(BaseModel):
@@ -125,10 +95,10 @@ class Clusters(BaseModel):
     """All clusters, by number."""
 
     n_clusters: int
-    clusters: list[Cluster]
+    clusters: list[ClusterSummary]
 
 
-class ClusterMovies(Cluster):
+class ClusterMovies(ClusterSummary):
     """The cluster and its movies in the asked order (score is null)."""
 
     sort: str
