@@ -17,18 +17,20 @@ trackers add their own).
 # No `from __future__ import annotations`: the models' field types are built at
 # run time from each app's limits, and pydantic reads them as objects.
 import re
-from typing import Annotated, Any, Callable, Iterable, Literal, Mapping, TypeVar, get_args
+from typing import Annotated, Any, Callable, Iterable, Literal, Mapping, TypeVar
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, NotFound
 
+from search.catalogue import MEMBER_SORTS
+
 INT64_MAX = 2**63 - 1
 _INTEGER = re.compile(r"[+-]?[0-9]+", re.ASCII)
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-SortKey = Literal["popularity", "title", "rating"]
-SORT_KEYS: tuple[str, ...] = get_args(SortKey)
+SORT_KEYS = MEMBER_SORTS
+SortKey = Literal[MEMBER_SORTS]  # the catalogue's orders, spelled there once
 MAX_MIN_RATINGS = 1_000_000
 """Largest ``min_ratings`` accepted (more than any movie has)."""
 MAX_BODY_RATINGS = 1000
