@@ -149,14 +149,15 @@ def _block_runner(workers: int) -> Iterator[Callable]:
                 pending.append(pool.submit(fn, span))
             while pending:
                 result = pending.popleft().result()
-                for span in itertools.islice(spans, 1):
+                span = next(spans, None)
+                if span is not None:
                     pending.append(pool.submit(fn, span))
                 yield result
 
         try:
             yield run
         finally:
-            for future in pending:  # a consumer that stopped early: no work for nothing
+            for future in pending:  # the consumer stopped early: the queued blocks are not wanted
                 future.cancel()
 
 
