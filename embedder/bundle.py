@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from embedder.checks import finite_number
+from embedder.checks import error_path, finite_number
 from embedder.factors import MFModel
 from embedder.vocab import Vocabulary
 
@@ -618,8 +618,7 @@ def check_cluster_summaries(summaries: Any, name: str = "clusters.json") -> list
         checked = SUMMARIES.validate_python(summaries)
     except ValidationError as err:
         error = err.errors(include_url=False)[0]
-        where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"])
-        raise BundleError(f"{name}: {where or 'the file'}: {error['msg']}") from None
+        raise BundleError(f"{name}: {error_path(error['loc']) or 'the file'}: {error['msg']}") from None
     for position, summary in enumerate(checked):
         if summary.cluster != position:
             raise BundleError(f"{name}: [{position}].cluster must be its position, {position}, got {summary.cluster}")

@@ -1,5 +1,5 @@
-"""Checks of numbers shared by the config, the bundle reader and the command lines
-(the ``embedder``, ``search`` and ``web`` command lines).
+"""Checks shared by the config, the bundle reader, the web's request models and
+the command lines (``embedder``, ``search`` and ``web``).
 
 Standard library only, so that building a command line's parser stays light.
 """
@@ -33,3 +33,9 @@ def whole_number_arg(low: int | None = None, high: int | None = None) -> Callabl
         return value
 
     return parse
+
+
+def error_path(loc: tuple[int | str, ...]) -> str:
+    """A pydantic error location as the path a message names: ``ratings[0].movie_id``,
+    ``[0].size``; empty for the whole value."""
+    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")

@@ -24,6 +24,7 @@ from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, NotFound
 
+from embedder.checks import error_path
 from search.catalogue import MEMBER_SORTS
 
 INT64_MAX = 2**63 - 1
@@ -290,8 +291,7 @@ def parse(model: type[_Model], values: Any) -> _Model:
         return model.model_validate(values)
     except ValidationError as err:
         error = err.errors(include_url=False)[0]
-    loc = error["loc"]
-    path = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+    path = error_path(error["loc"])
     if error["type"] == "missing":  # a query field without a default, such as q (the body's are checked before)
         raise ParamError(f"{path} is required: {model.model_fields[path].description}")
     raise ParamError(f"{path} {error['msg']}" if path else error["msg"])
