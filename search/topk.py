@@ -226,8 +226,8 @@ class BlockedTopK:
         batch_size = check_int(batch_size, "batch_size", 1)
         workers = check_int(workers, "workers", 1)
         exclude = self._check_exclude(exclude, len(queries))
-        rows = min(self.user_block, batch_size, max(1, len(queries)))
         n = len(queries)
+        rows = min(self.user_block, batch_size, max(1, n))
         # (first row of the batch, first row, end) of every block; a block never straddles two batches.
         spans = [(b, s, min(s + rows, b + batch_size, n)) for b in range(0, n, batch_size) for s in range(b, min(b + batch_size, n), rows)]
         buffers = threading.local()
