@@ -41,7 +41,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from embedder.checks import error_path, finite_number
+from embedder.checks import error_path, shorten
 from embedder.factors import MFModel
 from embedder.vocab import Vocabulary
 
@@ -551,74 +551,40 @@ def _read_manifest(folder: Path) -> dict:
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise BundleError(f"{MANIFEST}: schema_version {version!r}, this code reads {SCHEMA_VERSION}")
-    for name, entry in manifest["files"].items():
-        if not isinstance(entry, dict) or not isinstance(entry.get("sha256"), str):
-            raise BundleError(f"{MANIFEST}: the entry of {str(name)[:80]!r} must be an object with a 'sha256' string")
+    from embedder.schemas import MANIFEST_FILE  # here: pydantic is slow to import, and only bundle reading needs it
+
+    _validated(MANIFEST_FILE, manifest, MANIFEST)
+    for name in manifest["files"]:
         if Path(name).name != name or name in (".", "..", MANIFEST):
             raise BundleError(f"{str(name)[:80]}: file names in {MANIFEST} must be plain names")
-    if not finite_number(manifest.get("global_mean")):
-        raise BundleError(f"{MANIFEST}: 'global_mean' must be a finite number, got {str(manifest.get('global_mean'))[:40]!r}")
-    scale = manifest.get("rating_scale")
-    if not (isinstance(scale, list) and len(scale) == 2 and all(map(finite_number, scale)) and scale[0] < scale[1]):
-        raise BundleError(f"{MANIFEST}: 'rating_scale' must be [lowest, highest], two numbers, got {str(scale)[:40]}")
-    _check_sections(manifest)
+    low, high = manifest["rating_scale"]
+    if not low < high:
+        raise BundleError(f"{MANIFEST}: rating_scale must be [lowest, highest], got {[low, high]}")
     return manifest
 
 
-SECTIONS = ("dataset", "config", "training", "metrics", "evaluation", "index", "clusters")
-"""Manifest parts that are objects whenever present; readers index into them."""
+def _validated(schema: Any, value: Any, name: str) -> Any:
+    """``value`` checked by ``schema`` (a pydantic ``TypeAdapter`` of :mod:`embedder.schemas`);
+    BundleError naming the file ``name``, the first bad entry and its value."""
+    from pydantic import ValidationError
 
-
-def _check_sections(manifest: dict) -> None:
-    """The manifest parts that the readers use have the types they expect; a wrong
-    one would fail later, as a traceback or a 500 on every page that shows it."""
-
-    def need(ok: bool, key: str, what: str, value: Any) -> None:
-        if not ok:
-            shown = json.dumps(value, ensure_ascii=False)
-            raise BundleError(f"{MANIFEST}: '{key}' must be {what}, got {shown[:40] + ('…' if len(shown) > 40 else '')}")
-
-    number = _number_or_null
-    text = lambda value: value is None or isinstance(value, str)  # noqa: E731
-    for key in SECTIONS:
-        need(key not in manifest or isinstance(manifest[key], dict), key, "an object", manifest.get(key))
-    for key in ("created", "updated"):
-        need(text(manifest.get(key)), key, "a string", manifest.get(key))
-    index, dataset, config = (manifest.get(key, {}) for key in ("index", "dataset", "config"))
-    for key in ("kind", "file"):
-        need(text(index.get(key)), f"index.{key}", "a string", index.get(key))
-    need(isinstance(index.get("params", {}), dict), "index.params", "an object", index.get("params"))
-    need(text(dataset.get("name")), "dataset.name", "a string", dataset.get("name"))
-    need(text(config.get("method")), "config.method", "a string", config.get("method"))
-    for part, figures in manifest.get("metrics", {}).items():
-        need(isinstance(figures, dict), f"metrics.{part}", "an object", figures)
-        for key in ("rmse", "mae"):
-            need(number(figures.get(key)), f"metrics.{part}.{key}", "a number or null", figures.get(key))
-    ranking = manifest.get("evaluation", {}).get("ranking", {})
-    need(isinstance(ranking, dict), "evaluation.ranking", "an object", ranking)
-    for floor, rankers in ranking.items():
-        need(isinstance(rankers, dict), f"evaluation.ranking.{floor}", "an object", rankers)
-        for ranker, figures in rankers.items():
-            ok = isinstance(figures, dict) and all(map(number, figures.values()))
-            need(ok, f"evaluation.ranking.{floor}.{ranker}", "an object of numbers", figures)
-    for key in ("k", "silhouette", "nmi_genres", "nmi_random"):
-        need(number(manifest.get("clusters", {}).get(key)), f"clusters.{key}", "a number or null", manifest.get("clusters", {}).get(key))
+    try:
+        return schema.validate_python(value)
+    except ValidationError as err:
+        error = err.errors(include_url=False)[0]
+    shown = "" if error["type"] == "missing" else f", got {shorten(json.dumps(error['input'], ensure_ascii=False, default=str))}"
+    message = re.sub(r" or instance of \w+", "", error["msg"])  # the model's class name means nothing to a reader
+    raise BundleError(f"{name}: {error_path(error['loc']) or 'the file'}: {message}{shown}")
 
 
 def check_cluster_summaries(summaries: Any, name: str = "clusters.json") -> list[dict]:
     """``summaries`` (the parsed ``clusters.json`` that ``search build`` writes: one
-    :class:`embedder.summaries.ClusterSummary` per cluster, in cluster order)
+    :class:`embedder.schemas.ClusterSummary` per cluster, in cluster order)
     returned as they are if they have that shape; BundleError naming the file and
     the first bad entry otherwise."""
-    from pydantic import ValidationError  # here: pydantic is slow to import, and only this file needs it
+    from embedder.schemas import CLUSTERS_FILE
 
-    from embedder.summaries import SUMMARIES
-
-    try:
-        checked = SUMMARIES.validate_python(summaries)
-    except ValidationError as err:
-        error = err.errors(include_url=False)[0]
-        raise BundleError(f"{name}: {error_path(error['loc']) or 'the file'}: {error['msg']}") from None
+    checked = _validated(CLUSTERS_FILE, summaries, name)
     for position, summary in enumerate(checked):
         if summary.cluster != position:
             raise BundleError(f"{name}: [{position}].cluster must be its position, {position}, got {summary.cluster}")
@@ -632,11 +598,6 @@ JSON_CHECKS: dict[str, Callable[[Any], Any]] = {"clusters.json": check_cluster_s
 def _unreadable_after_load(name: str, err: Exception) -> BundleError:
     reason = str(err).removeprefix(f"{name}: ")
     return BundleError(f"{name}: unreadable after the bundle was loaded ({reason})")
-
-
-def _number_or_null(value: Any) -> bool:
-    """Whether ``value`` is JSON null or a finite number (figures that may be missing)."""
-    return value is None or finite_number(value)
 
 
 def _check_array(name: str, array: np.ndarray, rows: int | None = None, cols: int | None = None) -> None:

@@ -39,3 +39,9 @@ def error_path(loc: tuple[int | str, ...]) -> str:
     """A pydantic error location as the path a message names: ``ratings[0].movie_id``,
     ``[0].size``; empty for the whole value."""
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
+
+
+def shorten(text: str, limit: int = 40, mark: str = "…") -> str:
+    """``text`` cut to ``limit`` characters and ``mark`` when longer: a value quoted in a
+    message stays readable however long the bad input was."""
+    return text if len(text) <= limit else text[:limit] + mark

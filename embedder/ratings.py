@@ -20,6 +20,8 @@ from typing import IO
 import numpy as np
 import pandas as pd
 
+from embedder.checks import shorten
+
 log = logging.getLogger("embedder.data")
 
 
@@ -405,7 +407,7 @@ def _describe(value: object, what: str, problem: str) -> str:
     if value is None or (isinstance(value, float) and np.isnan(value)):
         return f"missing {what} (empty or NaN)"  # the reader turns 'NaN' text into a blank
     if isinstance(value, str):
-        return f"{what} {_shorten(value)!r} {problem}"
+        return f"{what} {shorten(value, MAX_SHOWN_CHARS)!r} {problem}"
     if isinstance(value, float):
         shown = f"{value:g}"
     else:
@@ -413,11 +415,7 @@ def _describe(value: object, what: str, problem: str) -> str:
             shown = str(value)
         except ValueError:  # an int too long for str(): Python caps the digits it converts
             shown = "(an integer of thousands of digits)"
-    return f"{what} {_shorten(shown)} {problem}"
-
-
-def _shorten(text: str) -> str:
-    return text if len(text) <= MAX_SHOWN_CHARS else text[:MAX_SHOWN_CHARS] + "…"
+    return f"{what} {shorten(shown, MAX_SHOWN_CHARS)} {problem}"
 
 
 def _check_scale(rating: np.ndarray, rows: pd.Index, scale: tuple[float, float], name: str, src: Source) -> None:

@@ -19,7 +19,7 @@ from typing import Literal
 from pydantic import BaseModel, Field
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
-from embedder.summaries import ClusterSummary
+from embedder.schemas import Clustering, ClusterSummary, Errors, Ranking, Settings
 from search.similar import EMBEDDING_WEIGHT
 from web.params import Rating, Requests
 
@@ -119,11 +119,11 @@ class ModelFigures(BaseModel):
     ranking figures, and the history."""
 
     summary: dict
-    metrics: dict
+    metrics: dict[str, Errors] = Field(description="per part of the data (train, validation, test, ...)")
     training: dict
-    config: dict
-    clusters: dict
-    ranking: dict
+    config: Settings
+    clusters: Clustering
+    ranking: Ranking
     history: list[Epoch]
 
 

@@ -24,7 +24,7 @@ from pydantic_core import PydanticCustomError
 from werkzeug.datastructures import MultiDict
 from werkzeug.exceptions import BadRequest, NotFound
 
-from embedder.checks import error_path
+from embedder.checks import error_path, shorten
 from search.catalogue import MEMBER_SORTS
 
 INT64_MAX = 2**63 - 1
@@ -310,5 +310,5 @@ def _names(names: Iterable[str]) -> str:
     return ", ".join(repr(_shorten(name)) for name in names)
 
 
-def _shorten(text: str, limit: int = 40) -> str:
-    return text if len(text) <= limit else text[:limit] + "..."
+def _shorten(text: str) -> str:
+    return shorten(text, mark="...")
