@@ -21,7 +21,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable
 
-from embedder.bundle import LEFTOVER_MIN_AGE_S, MANIFEST, BundleError, is_leftover, leftover_time
+from embedder.bundle import MANIFEST, BundleError
+from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, leftover_time
 from embedder.checks import finite_number
 
 BUNDLES_FOLDER = "bundles"

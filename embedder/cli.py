@@ -127,7 +127,8 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train_and_export(args: argparse.Namespace, config, group, started: float) -> int:
-    from embedder.bundle import Bundle, BundleError, check_replaceable, point_current, utc_stamp
+    from embedder.bundle import Bundle, BundleError, check_replaceable
+    from embedder.publish import point_current, utc_stamp
     from embedder.data import load_ratings
     from embedder.export import export_bundle
     from embedder.split import canonical_split

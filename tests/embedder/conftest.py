@@ -14,7 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embedder.bundle import point_current
+from embedder.publish import point_current
 from embedder.config import TrainConfig
 from embedder.split import canonical_split
 from embedder.train import TrainResult, train

@@ -17,8 +17,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import embedder.bundle as bundle_module
-from embedder.bundle import Bundle, BundleError, json_writer, npy_writer, point_current, update_bundle, write_bundle
+import embedder.publish as publish_module
+from embedder.bundle import Bundle, BundleError, json_writer, npy_writer, update_bundle, write_bundle
+from embedder.publish import point_current
 from embedder.metrics import rating_errors
 from embedder.split import canonical_split
 from tests.conftest import ROOT, edit_manifest, random_bundle, rewrite_file_and_manifest, write_synthetic_bundle
@@ -345,6 +346,7 @@ CRASH = """
 import os, sys
 sys.path.insert(0, {root!r})
 import embedder.bundle as bundle
+import embedder.publish as publish
 from tests.conftest import random_bundle
 
 calls = [0]
@@ -357,7 +359,7 @@ def crash_after(step):  # do the step, then die as a kill -9 would when it is th
             os._exit(9)
     return run
 
-os.rename, os.replace, bundle._exchange = crash_after(os.rename), crash_after(os.replace), crash_after(bundle._exchange)
+os.rename, os.replace, publish._exchange = crash_after(os.rename), crash_after(os.replace), crash_after(publish._exchange)
 """
 
 PUBLISH = {
@@ -401,7 +403,7 @@ def test_without_an_atomic_exchange_a_replacement_still_completes_and_an_interru
     def unsupported(first, second):
         raise OSError(errno.EINVAL, "Invalid argument")
 
-    monkeypatch.setattr(bundle_module, "_exchange", unsupported)
+    monkeypatch.setattr(publish_module, "_exchange", unsupported)
     path = random_bundle(tmp_path / "b", seed=1)
     new = update_bundle(path, {}, {"note": 1})
     assert path.is_symlink() and Bundle.load(path).path == new and len(_versions(tmp_path, "b")) == 2

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from embedder.bundle import Bundle, point_current
+from embedder.bundle import Bundle
+from embedder.publish import point_current
 from search import Recommender
 from tests.conftest import random_bundle
 from tests.web.conftest import free_port, make_app, serve, wait_for
