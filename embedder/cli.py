@@ -3,14 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import ast
-import inspect
 import json
-import re
 import logging
 import math
 import sys
-import textwrap
 import time
 from dataclasses import fields
 from datetime import datetime, timezone
@@ -33,29 +29,20 @@ def _number(text: str) -> float:
         raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
 
 
-def _field_docs(cls: type) -> dict[str, str]:
-    """Each dataclass field's docstring: the string literal under it in the class body."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(cls))).body[0].body
-    plain = lambda text: re.sub(r":\w+:`([^`]+)`", r"\1", " ".join(text.split())).replace("``", "")  # reST roles and literals
-    return {
-        node.target.id: plain(after.value.value)
-        for node, after in zip(body, body[1:])
-        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
-        and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)
-    }
+def _add_config_flags(parser: argparse.ArgumentParser) -> None:
+    """One flag per :class:`~embedder.config.TrainConfig` field (``--field-name``), typed
+    by its default, helped by its docstring; the config itself checks the values (see
+    :func:`run_train`). A flag not given is left out of the namespace, so that the
+    config's own default applies and :func:`run_train` knows which flags were given."""
+    from embedder.config import CHOICES, TrainConfig, field_docs
 
-
-def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None:
-    """One flag per config field (``--field-name``), typed by its default, helped by its
-    docstring; the config itself checks the values (see :func:`run_train`)."""
-    from embedder.config import CHOICES
-
-    docs, defaults = _field_docs(config_cls), config_cls()
-    for spec in fields(config_cls):
+    docs, defaults = field_docs(), TrainConfig()
+    for spec in fields(TrainConfig):
         default = getattr(defaults, spec.name)
         if not isinstance(default, (bool, int, float, str)):
             continue  # free-form fields (extra) are not flags
-        options: dict = {"default": default, "help": docs.get(spec.name, "").replace("%", "%%") + " (default: %(default)s)"}
+        shown = str(default).replace("%", "%%")
+        options: dict = {"default": argparse.SUPPRESS, "help": docs.get(spec.name, "").replace("%", "%%") + f" (default: {shown})"}
         if isinstance(default, bool):
             options["action"] = argparse.BooleanOptionalAction
         elif spec.name in CHOICES:
@@ -67,8 +54,6 @@ def _add_config_flags(parser: argparse.ArgumentParser, config_cls: type) -> None
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m embedder``."""
-    from embedder.config import TrainConfig
-
     parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -76,7 +61,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--data", default="ml-100k", help="'ml-100k' (default, fetched and cached) or a path to a MovieLens release / CSV")
     train.add_argument("--out", type=Path, help="write the bundle at this folder (leaves artifacts/current alone)")
     train.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="artifacts folder for versioned bundles and the 'current' link (default: %(default)s)")
-    _add_config_flags(train, TrainConfig)
+    _add_config_flags(train)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=run_train, parser=train)
 
@@ -94,6 +79,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warn_other_method_flags(args: argparse.Namespace, method: str) -> None:
+    """Say which given flags the chosen method ignores (they belong to the other one)."""
+    from embedder.config import one_method_settings
+
+    for name, owner in sorted(one_method_settings().items()):
+        if owner != method and hasattr(args, name):
+            logging.getLogger("embedder").warning("--%s is read by --method %s only; %s ignores it", name.replace("_", "-"), owner, method)
+
+
 def run_train(args: argparse.Namespace) -> int:
     """Load data, split, train, export; print the test RMSE and wall time.
 
@@ -109,6 +103,7 @@ def run_train(args: argparse.Namespace) -> int:
     except ValueError as err:  # every range check, e.g. --dim 0 or --burn-in not below --sweeps
         field = str(err).split()[0]
         args.parser.error(f"argument --{field.replace('_', '-')}: {err}")
+    _warn_other_method_flags(args, config.method)
     if config.threads:
         import torch
 
@@ -312,12 +307,12 @@ def _human_bytes(count: int | None) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; user errors print one line and exit 2."""
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    args = build_parser().parse_args(argv)
+    # Imported after parsing, so that --help and a bad flag answer without loading numpy and pandas.
     from embedder.bundle import BundleError
     from embedder.data import DataError
 
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
         return args.handler(args)
     except (DataError, BundleError, ValueError, FileNotFoundError) as err:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import inspect
+import re
+import textwrap
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from typing import Any
 
 from embedder.checks import finite_number
@@ -22,9 +27,10 @@ class TrainConfig:
 
     The defaults were chosen on a validation part of MovieLens 100K's training rows
     (``benchmarks/README.md`` lists what was tried and the figures reached). Fields
-    marked (gibbs) or (adam) are used by that method only. Every field is validated
-    on construction, so a bad value from the command line fails before any data is
-    read.
+    whose docstring starts with (gibbs) or (adam) are read by that method only
+    (:func:`one_method_settings`; the command line warns when one is given for the
+    other method). Every field is validated on construction, so a bad value from
+    the command line fails before any data is read.
     """
 
     method: str = "gibbs"
@@ -130,3 +136,25 @@ class TrainConfig:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of every field."""
         return asdict(self)
+
+
+@cache
+def field_docs() -> dict[str, str]:
+    """Each :class:`TrainConfig` field's docstring (the string literal under it in the
+    class body), as plain text: the command line's help, and the source of
+    :func:`one_method_settings`."""
+    body = ast.parse(textwrap.dedent(inspect.getsource(TrainConfig))).body[0].body
+    plain = lambda text: re.sub(r":\w+:`([^`]+)`", r"\1", " ".join(text.split())).replace("``", "")  # reST roles and literals
+    return {
+        node.target.id: plain(after.value.value)
+        for node, after in zip(body, body[1:])
+        if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)
+        and isinstance(after, ast.Expr) and isinstance(after.value, ast.Constant) and isinstance(after.value.value, str)
+    }
+
+
+def one_method_settings() -> dict[str, str]:
+    """The settings that one method alone reads, each with that method: those whose
+    docstring starts with ``(gibbs)`` or ``(adam)``; the other method ignores them."""
+    marks = {f"({method})": method for method in METHODS}
+    return {name: marks[doc.split()[0]] for name, doc in field_docs().items() if doc and doc.split()[0] in marks}

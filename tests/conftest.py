@@ -63,7 +63,7 @@ def tiny_bundle(tmp_path_factory, synthetic_csv) -> str:
     from embedder.cli import main
 
     out = tmp_path_factory.mktemp("bundles") / "tiny"
-    code = main(["train", "--data", synthetic_csv, "--out", str(out), "--dim", "8", "--epochs", "30", "--reg", "0.01", "--quiet"])
+    code = main(["train", "--data", synthetic_csv, "--out", str(out), "--dim", "8", "--quiet"])
     assert code == 0
     return str(out)
 

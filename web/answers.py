@@ -16,6 +16,7 @@ from typing import Mapping
 
 import numpy as np
 
+from embedder.config import one_method_settings
 from search import NotBuiltError, UnknownIdError
 from web import params
 from web.state import state
@@ -154,16 +155,11 @@ def cluster(raw_cluster: str, args: Mapping[str, str]) -> Ranked:
     return Ranked({**st.catalogue.clusters()[c], "sort": sort}, members)
 
 
-OTHER_METHOD_SETTINGS = {
-    "gibbs": {"epochs", "batch_size", "lr", "reg", "bias_reg", "init_std", "patience"},
-    "adam": {"sample_dim", "implicit", "sweeps", "warm_up", "warm_ridge", "tolerance", "min_sweeps", "sample_init_std", "burn_in"},
-}
-"""Training settings that only the other method reads (TrainConfig marks them (adam) / (gibbs))."""
-
-
 def settings_used(settings: Mapping) -> set[str]:
-    """The settings the bundle's training method used (the page leaves the others out)."""
-    return set(settings) - OTHER_METHOD_SETTINGS.get(settings.get("method"), set())
+    """The settings the bundle's training method used (the page leaves out those that
+    only the other method reads: :func:`embedder.config.one_method_settings`)."""
+    method = settings.get("method")
+    return {name for name in settings if one_method_settings().get(name, method) == method}
 
 
 def model() -> dict:

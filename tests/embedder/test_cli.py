@@ -26,6 +26,21 @@ def test_every_command_has_help(command):
     assert "usage:" in result.stdout
 
 
+def test_help_and_bad_flags_answer_without_loading_numpy_or_pandas():
+    code = """
+import sys
+from embedder.cli import main
+for argv in (["train", "--help"], ["train", "--dim", "x"]):
+    try:
+        main(argv)
+    except SystemExit:
+        pass
+print("loaded:", sorted(name for name in ("numpy", "pandas", "torch") if name in sys.modules))
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.splitlines()[-1] == "loaded: []"
+
+
 @pytest.mark.parametrize(
     "flag, value, message",
     [
@@ -65,7 +80,11 @@ def test_every_config_field_is_a_flag_with_its_docstring_as_help():
         if spec.name == "extra":
             continue
         assert spec.name in flags, spec.name
-        assert flags[spec.name].default == getattr(TrainConfig(), spec.name)
+        assert flags[spec.name].help.endswith(f"(default: {getattr(TrainConfig(), spec.name)})"), spec.name
+    # A flag not given stays out of the namespace: the config's own default applies, and
+    # the command knows which flags were given (to say which the method ignores).
+    given = vars(build_parser().parse_args(["train", "--dim", "8"]))
+    assert given["dim"] == 8 and not {spec.name for spec in fields(TrainConfig)} - {"dim"} & given.keys()
     assert flags["tolerance"].help.startswith("(gibbs) Stop sampling once doubling the samples")
     assert "``" not in "".join(a.help or "" for a in train._actions)
 
@@ -104,18 +123,21 @@ def test_missing_bundle_is_a_clear_error(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
-def test_train_out_writes_there_and_leaves_current_alone(tmp_path, synthetic_csv):
+def test_train_out_writes_there_and_leaves_current_alone(tmp_path, synthetic_csv, caplog):
     artifacts = tmp_path / "artifacts"
     out = tmp_path / "mine"
-    code = main(["train", "--data", synthetic_csv, "--out", str(out), "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--sweeps", "5", "--quiet"])
+    # --epochs and --lr belong to adam: gibbs (the default) trains, and says it ignores them.
+    code = main(["train", "--data", synthetic_csv, "--out", str(out), "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--lr", "0.1", "--sweeps", "5", "--quiet"])
     assert code == 0
     assert (out / "manifest.json").is_file()
     assert not (artifacts / "current").exists()
+    ignored = [r.getMessage() for r in caplog.records if "ignores it" in r.getMessage()]
+    assert ignored == ["--epochs is read by --method adam only; gibbs ignores it", "--lr is read by --method adam only; gibbs ignores it"]
 
 
 def test_train_without_out_publishes_and_moves_current(tmp_path, synthetic_csv, capsys):
     artifacts = tmp_path / "artifacts"
-    args = ["train", "--data", synthetic_csv, "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--sweeps", "5", "--quiet"]
+    args = ["train", "--data", synthetic_csv, "--artifacts", str(artifacts), "--dim", "4", "--sweeps", "5", "--quiet"]
     assert main(args) == 0
     first = (artifacts / "current").resolve()
     assert main(args + ["--seed", "5"]) == 0
