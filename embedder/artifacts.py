@@ -1,7 +1,7 @@
 """The bundles ``train`` publishes in ``artifacts/bundles/``: list them, prune old ones.
 
 ``python -m embedder bundles [--keep N]``. Writers stage into hidden ``.*.tmp-*``
-entries and rename them into place (:mod:`embedder.bundle`), so an interrupted
+entries and rename them into place (:mod:`embedder.publish`), so an interrupted
 writer can leave such leftovers behind; they are listed, and removed once they are
 old enough that no writer can still be filling them (the next publish into the
 same folder removes them too). A bundle that a link here points to (``current``,
@@ -22,8 +22,8 @@ from pathlib import Path
 from typing import Any, Callable
 
 from embedder.bundle import MANIFEST, BundleError
-from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, leftover_time
 from embedder.checks import finite_number
+from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, leftover_time
 
 BUNDLES_FOLDER = "bundles"
 CURRENT_LINK = "current"
