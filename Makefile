@@ -27,7 +27,7 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	EXTRAS=train,dev,bench bash scripts/setup.sh
+	EXTRAS=train,fast,dev,bench bash scripts/setup.sh
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/quality.py
 	$(PY) benchmarks/retrieval.py

@@ -442,9 +442,13 @@ class Recommender:
 
     def warm(self) -> None:
         """Build now what :meth:`similar` would build at its first call (the movie ->
-        raters index), and the catalogue's title index. A server that forks after
-        loading (gunicorn's ``preload_app``) calls it first, so that the workers
-        share those pages instead of each building its own copy."""
+        raters index), the catalogue's title index, and with an approximate index
+        the select its candidates go through (compiled by numba, or loaded from its
+        cache). A server that forks after loading (gunicorn's ``preload_app``) calls
+        it first, so that the workers share those pages instead of each building its
+        own copy, and no worker's first request waits for them."""
         self._similarity.warm()
         self.catalogue.warm()
+        if self._ann is not None:
+            topk_rows(np.zeros((1, 1), np.float32), 1)
 

@@ -7,7 +7,9 @@ the GEMM because it reads the scores once: it splits each row into strided
 groups (column ``j`` belongs to group ``j % n_groups``), whose maxima come from
 one element-wise ``max`` over contiguous slabs.  The k-th largest group maximum
 is a lower bound of the row's k-th best score, so only the few groups whose
-maximum reaches it are gathered and sorted.
+maximum reaches it are gathered and sorted. With numba installed (extra
+``fast``) the same select runs compiled, a row at a time, so that each row is
+read from memory once (:mod:`search.compiled_select`); the answers are the same.
 
 Ties go to the lower column everywhere, also at the k-th place, and ``-inf``
 (excluded) is never returned: rows with fewer candidates are padded with
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import collections
 import contextlib
+import functools
 import itertools
 import threading
 from collections.abc import Callable, Iterator
@@ -51,6 +54,11 @@ def select_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if k == 0 or m == 0:
         return np.full((m, k), -1, np.int64), np.full((m, k), -np.inf, np.float32)
     n_groups = min(N_GROUPS, n)
+    compiled = _compiled_select()
+    if compiled is not None and scores.dtype == np.float32:
+        cols, best = np.empty((m, k), np.int64), np.empty((m, k), np.float32)
+        compiled(scores, k, n_groups, cols, best)
+        return cols, best
     slabs = n // n_groups
     if n_groups <= 4 * k:  # few columns per k: gathering groups would not save anything
         rows, cols = np.nonzero(scores > -np.inf)
@@ -68,6 +76,18 @@ def select_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     cand_rows = np.concatenate([cand_rows, t_rows])
     cand_cols = np.concatenate([cand_cols, t_cols + slabs * n_groups])
     return _pick(scores, cand_rows, cand_cols, k)
+
+
+@functools.cache
+def _compiled_select() -> Callable | None:
+    """The same select compiled with numba (:mod:`search.compiled_select`), when numba
+    is installed (extra ``fast``); None otherwise. Imported on first use, so that
+    importing ``search`` stays light."""
+    try:
+        from search.compiled_select import select_rows
+    except ImportError:
+        return None
+    return select_rows
 
 
 def _pick(scores: np.ndarray, rows: np.ndarray, cols: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -11,6 +14,38 @@ from hypothesis import strategies as st
 import search.topk
 from search.topk import BlockedTopK, select_topk, topk_1d, topk_rows
 from search.validate import check_k
+from tests.conftest import ROOT
+
+
+@pytest.fixture(scope="module", autouse=True, params=["compiled", "numpy"])
+def select_kind(request):
+    """Every test here runs with the compiled select (numba, extra ``fast``) and with numpy's."""
+    if request.param == "compiled" and search.topk._compiled_select() is None:
+        pytest.skip("numba is not installed")
+    with pytest.MonkeyPatch.context() as patch:
+        if request.param == "numpy":
+            patch.setattr(search.topk, "_compiled_select", lambda: None)
+        yield request.param
+
+
+def test_the_compiled_select_is_installed_where_the_tests_run():
+    # setup.sh installs the extra `fast`; without it the compiled half above would be skipped unseen.
+    from search.compiled_select import select_rows
+
+    assert callable(select_rows)
+
+
+def test_without_numba_the_numpy_select_answers():
+    code = """
+import sys
+sys.modules["numba"] = None  # as if numba were not installed
+import numpy as np
+from search.topk import _compiled_select, select_topk
+cols, best = select_topk(np.array([[1, 3, 2, -np.inf]], np.float32), 4)
+print(_compiled_select() is None, cols.tolist(), best.tolist())
+"""
+    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert result.stdout.split("\n")[0] == "True [[1, 2, 0, -1]] [[3.0, 2.0, 1.0, -inf]]", result.stderr
 
 
 def reference(queries, items, k, exclude=None):
