@@ -30,6 +30,7 @@ def select_rows(scores, k, n_groups, out_cols, out_vals):  # pragma: no cover - 
     m, n = scores.shape
     slabs = n // n_groups
     group_max = np.empty(n_groups, np.float32)
+    largest = np.empty(k, np.float32)  # the k largest group maxima, in descending order
     cand_vals = np.empty(n, np.float32)
     cand_cols = np.empty(n, np.int64)
     for r in range(m):
@@ -41,7 +42,19 @@ def select_rows(scores, k, n_groups, out_cols, out_vals):  # pragma: no cover - 
                 slab = row[s * n_groups : (s + 1) * n_groups]
                 for g in range(n_groups):  # max() over a slab slice: LLVM vectorises this form
                     group_max[g] = max(group_max[g], slab[g])
-            bound = np.partition(group_max, n_groups - k)[n_groups - k]
+            # The k-th largest group maximum, by insertion into a sorted list of k: after
+            # the first few groups almost every maximum fails the first comparison, and
+            # nothing is allocated (np.partition here copied the maxima for every row).
+            largest[:] = -np.inf
+            for g in range(n_groups):
+                value = group_max[g]
+                if value > largest[k - 1]:
+                    i = k - 1
+                    while i > 0 and largest[i - 1] < value:
+                        largest[i] = largest[i - 1]
+                        i -= 1
+                    largest[i] = value
+            bound = largest[k - 1]
         size = 0
         if bound == -np.inf:  # few columns, or too few finite groups: every finite entry
             for j in range(n):
