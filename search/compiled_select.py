@@ -17,7 +17,18 @@ import numba
 import numpy as np
 
 
-@numba.njit(nogil=True, cache=True)
+def _compiled(function):
+    """``function`` compiled without the GIL, cached on disk where numba finds a
+    writable place (beside this file, or the user's cache folder); compiled
+    afresh in each process where it finds none, e.g. a read-only install whose
+    user has no writable home, instead of failing to import."""
+    try:
+        return numba.njit(nogil=True, cache=True)(function)
+    except RuntimeError:  # numba: "cannot cache function ...: no locator available"
+        return numba.njit(nogil=True)(function)
+
+
+@_compiled
 def select_rows(scores, k, n_groups, out_cols, out_vals):  # pragma: no cover - compiled
     """Each row's ``k`` best of ``scores`` (2-D float32) into ``out_cols`` (int64) and
     ``out_vals`` (float32), both ``(rows, k)``, best first.
