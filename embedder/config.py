@@ -142,8 +142,14 @@ class TrainConfig:
 def field_docs() -> dict[str, str]:
     """Each :class:`TrainConfig` field's docstring (the string literal under it in the
     class body), as plain text: the command line's help, and the source of
-    :func:`one_method_settings`."""
-    body = ast.parse(textwrap.dedent(inspect.getsource(TrainConfig))).body[0].body
+    :func:`one_method_settings`. Empty where the source is not installed (only
+    compiled files): the help then lacks the texts, and every setting counts as
+    used by both methods."""
+    try:
+        source = inspect.getsource(TrainConfig)
+    except (OSError, TypeError):
+        return {}
+    body = ast.parse(textwrap.dedent(source)).body[0].body
     plain = lambda text: re.sub(r":\w+:`([^`]+)`", r"\1", " ".join(text.split())).replace("``", "")  # reST roles and literals
     return {
         node.target.id: plain(after.value.value)

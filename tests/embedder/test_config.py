@@ -37,3 +37,29 @@ def test_every_field_is_documented_in_the_class_source():
 def test_bad_values_are_refused_with_the_field_named(field, value):
     with pytest.raises(ValueError, match=field):
         TrainConfig(**{field: value})
+
+
+def test_one_method_settings_come_from_the_docstring_marks():
+    from embedder.config import one_method_settings
+
+    owners = one_method_settings()
+    assert owners["epochs"] == owners["lr"] == "adam" and owners["sweeps"] == owners["burn_in"] == "gibbs"
+    assert "dim" not in owners and "refit" not in owners  # read by both methods
+
+
+def test_without_the_source_the_docs_are_empty_and_nothing_fails(monkeypatch):
+    import inspect
+
+    from embedder import config
+    from embedder.cli import build_parser
+
+    def no_source(obj):
+        raise OSError("could not get source code")  # as with an install of compiled files only
+
+    monkeypatch.setattr(inspect, "getsource", no_source)
+    config.field_docs.cache_clear()
+    try:
+        assert config.field_docs() == {} and config.one_method_settings() == {}
+        assert build_parser().parse_args(["train", "--dim", "8"]).dim == 8
+    finally:
+        config.field_docs.cache_clear()
