@@ -158,8 +158,8 @@ def cluster(raw_cluster: str, args: Mapping[str, str]) -> Ranked:
 def settings_used(settings: Mapping) -> set[str]:
     """The settings the bundle's training method used (the page leaves out those that
     only the other method reads: :func:`embedder.config.one_method_settings`)."""
-    method = settings.get("method")
-    return {name for name in settings if one_method_settings().get(name, method) == method}
+    method, owners = settings.get("method"), one_method_settings()
+    return {name for name in settings if owners.get(name, method) == method}
 
 
 def model() -> dict:
