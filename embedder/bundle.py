@@ -376,8 +376,8 @@ def _read_manifest(folder: Path) -> dict:
         raise BundleError(_missing_folder(folder))
     with open_in_bundle(folder, MANIFEST) as handle:
         manifest = strict_loads(handle.read(), MANIFEST)
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("files"), dict):
-        raise BundleError(f"{MANIFEST}: has no 'files' table")
+    if not isinstance(manifest, dict):  # the rest, 'files' included, is the model's to check
+        raise BundleError(f"{MANIFEST}: must be a JSON object, got {type(manifest).__name__}")
     version = manifest.get("schema_version")
     if version != SCHEMA_VERSION:
         raise BundleError(f"{MANIFEST}: schema_version {version!r}, this code reads {SCHEMA_VERSION}")

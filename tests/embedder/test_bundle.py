@@ -145,6 +145,8 @@ GOOD_SUMMARY = {"cluster": 0, "size": 9, "label": "Drama", "mean_rating": 3.5, "
         (lambda p: edit_manifest(p, lambda m: m.update(evaluation={"ranking": {"0": {"model": {"ndcg": "high"}}}})), "manifest.json: evaluation.ranking.0.model.ndcg: Input should be a valid number"),
         (lambda p: edit_manifest(p, lambda m: m.update(clusters=None)), "manifest.json: clusters: Input should be a valid dictionary, got null"),
         (lambda p: edit_manifest(p, lambda m: m["files"]["user_ids.npy"].pop("sha256")), "manifest.json: files.user_ids.npy.sha256: Field required"),
+        (lambda p: edit_manifest(p, lambda m: m.pop("files")), "manifest.json: files: Field required"),
+        (lambda p: (p / "manifest.json").write_text("[1, 2]"), "manifest.json: must be a JSON object, got list"),
         (lambda p: edit_manifest(p, lambda m: m.update(created=5)), "manifest.json: created: Input should be a valid string, got 5"),
         (lambda p: edit_manifest(p, lambda m: m.update(clusters={"k": "8"})), "manifest.json: clusters.k: Input should be a valid integer, got \"8\""),
         (_clusters('{"0": 5}'), "clusters.json: the file: Input should be a valid list"),
