@@ -1,5 +1,6 @@
 """Checks shared by the config, the bundle reader, the web's request models and
-the command lines (``embedder``, ``search`` and ``web``).
+the command lines (``embedder``, ``search`` and ``web``), and how those command
+lines run a parsed command.
 
 Standard library only, so that building a command line's parser stays light.
 """
@@ -7,6 +8,7 @@ Standard library only, so that building a command line's parser stays light.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from typing import Any, Callable
 
@@ -45,3 +47,21 @@ def shorten(text: str, limit: int = 40, mark: str = "…") -> str:
     """``text`` cut to ``limit`` characters and ``mark`` when longer: a value quoted in a
     message stays readable however long the bad input was."""
     return text if len(text) <= limit else text[:limit] + mark
+
+
+def run_command(args: argparse.Namespace, user_errors: tuple[type[Exception], ...]) -> int:
+    """Run a parsed command line's ``args.handler(args)`` and return its exit status.
+
+    One of ``user_errors`` (a bad file, id or value) prints ``error: ...`` on
+    stderr and returns 2, without a traceback; a reader that went away
+    (``... | head``) returns 1 quietly.
+    """
+    try:
+        return args.handler(args)
+    except user_errors as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:
+        # No traceback, and no second error when Python flushes stdout at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

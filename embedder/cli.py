@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Sequence
 
 from embedder import DEFAULT_ARTIFACTS, DEFAULT_BUNDLE
-from embedder.checks import whole_number_arg
+from embedder.checks import run_command, whole_number_arg
 
 DEFAULT_MIN_RATINGS = 20
 """embedder.evaluate.DEFAULT_MIN_RATINGS, repeated so that --help need not import
@@ -313,8 +313,4 @@ def main(argv: Sequence[str] | None = None) -> int:
     from embedder.bundle import BundleError
     from embedder.data import DataError
 
-    try:
-        return args.handler(args)
-    except (DataError, BundleError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    return run_command(args, (DataError, BundleError, ValueError, FileNotFoundError))

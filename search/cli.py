@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from embedder import DEFAULT_BUNDLE
-from embedder.checks import whole_number_arg
+from embedder.checks import run_command, whole_number_arg
 
 AMBIGUOUS_SHOWN = 15
 
@@ -369,16 +369,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     from embedder.vocab import UnknownIdError
 
     args = build_parser().parse_args(argv)
-    try:
-        return args.handler(args)
-    except (UnknownIdError, BundleError, ValueError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        # The reader went away (`... | head`): no traceback, and no second error
-        # when Python flushes stdout at exit.
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 1
+    return run_command(args, (UnknownIdError, BundleError, ValueError, FileNotFoundError))
 
 
 if __name__ == "__main__":  # pragma: no cover

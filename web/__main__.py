@@ -64,7 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.debug and not args.dev:
         build_parser().error("--debug needs --dev (gunicorn never runs the debugger)")
-    from web import create_app  # after build_parser: gunicorn_conf has set one BLAS thread
+    from web import create_app  # after parsing: --help and a bad flag answer without loading the app's libraries
 
     try:
         # Built once here, before gunicorn forks its workers (the preload of

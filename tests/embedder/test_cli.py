@@ -290,3 +290,32 @@ def test_out_naming_a_folder_that_is_not_a_bundle_is_refused_before_training(tmp
     captured = capsys.readouterr()
     assert "photos: is a folder but not a bundle (no manifest.json); refusing to replace it" in captured.err
     assert "data:" not in captured.err and sorted(p.name for p in tmp_path.iterdir()) == ["photos"]
+
+
+RUN_COMMAND = """
+import argparse, sys
+from embedder.checks import run_command
+
+def handler(args):
+    if args.fail:
+        raise ValueError("bad value 'x'")
+    for n in range(200_000):  # far more than a pipe holds: the write meets the closed end
+        print(n)
+    return 0
+
+sys.exit(run_command(argparse.Namespace(handler=handler, fail=sys.argv[1] == "fail"), (ValueError,)))
+"""
+
+
+def test_run_command_prints_a_user_error_as_one_line_and_returns_2():
+    result = subprocess.run([sys.executable, "-c", RUN_COMMAND, "fail"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    assert (result.returncode, result.stdout, result.stderr) == (2, "", "error: bad value 'x'\n")
+
+
+def test_run_command_returns_1_quietly_when_the_reader_goes_away():
+    # As `python -m embedder bundles | head -1` or `python -m search similar ... | head -1`.
+    process = subprocess.Popen([sys.executable, "-c", RUN_COMMAND, "print"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert process.stdout.readline() == b"0\n"
+    process.stdout.close()
+    _, stderr = process.communicate(timeout=60)
+    assert (process.returncode, stderr) == (1, b"")
