@@ -132,6 +132,22 @@ def test_model_page(client, rec):
     png.close()
 
 
+def test_model_page_names_the_curves_its_bundle_has(built_bundle):
+    app = make_app(built_bundle)
+    client = app.test_client()
+    # The tiny bundle's Gibbs run used all training rows: no validation curve to name or tabulate.
+    html = get_html(client, "/model")
+    assert "<figcaption>Train RMSE per sweep.</figcaption>" in html and 'alt="Train RMSE per sweep"' in html
+    assert "Val RMSE" not in html
+    # A run that chose its length on validation rows, then refit on all of them.
+    history = [{"epoch": n, "train_rmse": 0.9 - n / 100, "val_rmse": 0.95 - n / 200, "phase": "validation"} for n in (1, 2, 3)]
+    history += [{"epoch": n, "train_rmse": 0.9 - n / 100, "val_rmse": None, "phase": "refit"} for n in (1, 2)]
+    app.extensions["movie_web"].__dict__["history"] = history
+    html = get_html(client, "/model")
+    assert "<figcaption>Train and validation RMSE per sweep; dashed, the refit on all training rows.</figcaption>" in html
+    assert '<th class="num">Val RMSE</th>' in html and '<td class="num">0.9350</td>' in html
+
+
 def test_model_page_without_curve_or_history(tmp_path):
     """A bundle written without training (no history.csv, no curve) still has a model page."""
     from tests.conftest import write_synthetic_bundle
