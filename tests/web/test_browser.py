@@ -108,3 +108,20 @@ def test_search_movie_similar_and_user_in_a_browser(browser, server, rec, tmp_pa
     finally:
         context.close()
     assert not errors, errors
+
+
+@pytest.mark.browser
+@pytest.mark.parametrize("viewport", [PHONE, DESKTOP], ids=["phone", "desktop"])
+def test_model_page_keeps_words_whole_and_fits_the_screen(browser, server, viewport):
+    context = browser.new_context(viewport=viewport)
+    try:
+        page = context.new_page()
+        page.goto(server + "/model")
+        rankers = page.locator("#ranking ~ table tbody td:nth-child(2)")
+        assert rankers.count() >= 3
+        # Line boxes of each cell's text: a word broken across lines ("popularit" / "y") makes two.
+        lines = rankers.evaluate_all("cells => cells.map(c => { const r = document.createRange(); r.selectNodeContents(c); return r.getClientRects().length; })")
+        assert lines == [1] * len(lines), dict(zip(rankers.all_inner_texts(), lines))
+        assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    finally:
+        context.close()
