@@ -219,7 +219,7 @@ def test_the_newcomer_page_recommends_from_rated_titles(client, rec):
     assert page.status_code == 200
     html = page.get_data(as_text=True)
     expected, _ = rec.recommend_for_ratings({first["movie_id"]: high, second["movie_id"]: low}, k=10)
-    shown = [int(m) for m in re.findall(r'<td>\s*<a href="/movies/(\d+)"', html)]
+    shown = [int(m) for m in re.findall(r'<td class="title">\s*<a href="/movies/(\d+)"', html)]
     assert shown == expected.tolist()
     assert "No title matches zzzz no such film." in html and "for you" in html
 
