@@ -137,6 +137,7 @@ def test_model_page_names_the_curves_its_bundle_has(built_bundle):
     client = app.test_client()
     # The tiny bundle's Gibbs run used all training rows: no validation curve to name or tabulate.
     html = get_html(client, "/model")
+    assert "<dt>best sweep</dt>" in html and "<dt>sweeps run</dt>" in html and "epoch" not in html
     assert "<figcaption>Train RMSE per sweep.</figcaption>" in html and 'alt="Train RMSE per sweep"' in html
     assert "Val RMSE" not in html
     # A run that chose its length on validation rows, then refit on all of them.
