@@ -4,15 +4,17 @@ Generated from models: each route's query parameters and the newcomer's body
 from the app state's :class:`web.params.Requests`, the very models the views
 check requests with (so the document states their limits), and the answers from
 the pydantic models below, which exist for this document (the views build plain
-dicts; tests check the answers against these models). Tests also check that the
-document lists exactly the routes the app has, and schemathesis runs requests
-from it against a live server.
+dicts; tests check the answers against these models). The routes, with their
+answer models and error codes, are the ones ``web.api`` declares. Tests also
+check that the document lists exactly the routes the app has, and schemathesis
+runs requests from it against a live server.
 """
 
 from __future__ import annotations
 
 import inspect
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -20,7 +22,6 @@ from pydantic import BaseModel, Field
 from pydantic.json_schema import GenerateJsonSchema, models_json_schema
 
 from embedder.schemas import Clustering, ClusterSummary, Errors, Ranking, Settings
-from search.similar import EMBEDDING_WEIGHT
 from web.params import Rating, Requests
 
 # --------------------------------------------------------------------------- answers
@@ -150,8 +151,9 @@ class Health(BaseModel):
 
 @dataclass(frozen=True)
 class Operation:
-    """One route: its view's name (the operationId, and the :class:`~web.params.Requests`
-    attribute holding its query model), what it does, its answer and error codes."""
+    """One route, as ``web.api.route`` declares it: its path (OpenAPI style), its
+    view's name (the operationId, and the :class:`~web.params.Requests` attribute
+    holding its query model), what it does, its answer and error codes."""
 
     path: str
     name: str
@@ -165,53 +167,6 @@ class Operation:
 BAD = {400: "A bad or unknown query parameter; the message names it."}
 UNKNOWN = {**BAD, 404: "Unknown id."}
 NOT_BUILT = "the bundle has no clusters yet (`python -m search build`)"
-
-OPERATIONS = (
-    Operation(
-        "/users/{user_id}/recommendations",
-        "recommendations",
-        "Top-k movies for a user by predicted rating (score = raw predicted rating).",
-        Recommendations,
-        UNKNOWN,
-    ),
-    Operation(
-        "/recommendations",
-        "newcomer_recommendations",
-        "Top-k movies for someone not in the bundle, from their ratings: folded in without retraining "
-        "(score = raw predicted rating, rated movies left out). No ratings: the average user's list among widely rated movies.",
-        NewcomerRecommendations,
-        {400: "A bad body (an unknown movie, a rating off the scale, a movie twice, a bad k) or any query parameter; the message names it."},
-        body="newcomer_body",
-    ),
-    Operation(
-        "/movies/{movie_id}/similar",
-        "similar",
-        f"The k movies most like a movie, the movie itself excluded: {EMBEDDING_WEIGHT:g} x the cosine of the two movies' "
-        f"embeddings + {1 - EMBEDDING_WEIGHT:g} x the cosine of who rated them in training (the users who rated both "
-        "/ sqrt(n_i n_j), n: a movie's training ratings).",
-        Similar,
-        UNKNOWN,
-    ),
-    Operation(
-        "/movies",
-        "search",
-        "Title search, forgiving: exact titles, then prefixes, then titles containing q, then every word in any order "
-        "(numbers as digits), then words run together, then close spellings; most rated first within each. A blank q gives no items.",
-        SearchPage,
-        BAD,
-    ),
-    Operation("/movies/{movie_id}", "movie", "One movie.", Movie, UNKNOWN),
-    Operation("/clusters", "clusters", "Every K-Means cluster of movies.", Clusters, {**BAD, 404: NOT_BUILT.capitalize() + "."}),
-    Operation("/clusters/{c}", "cluster", "One cluster's summary and all its movies.", ClusterMovies, {**BAD, 404: f"Unknown cluster, or {NOT_BUILT}."}),
-    Operation("/model", "model", "The model's figures, the manifest's metrics, training settings, and train/validation RMSE per epoch.", ModelFigures, BAD),
-    Operation(
-        "/healthz",
-        "healthz",
-        "Liveness: the bundle is loaded; the folder being served, and the last bundle refused by a hot reload (null if none since).",
-        Health,
-        BAD,
-    ),
-)
 
 PATH_IDS = {"user_id": "MovieLens user id", "movie_id": "MovieLens movie id", "c": "Cluster number, 0 to n_clusters - 1"}
 
@@ -251,15 +206,16 @@ def _parameters(path: str, query: type[BaseModel]) -> list[dict]:
     return found
 
 
-def spec(requests: Requests) -> dict:
-    """The document, with the limits of one app state (its config and bundle) written in."""
-    bodies = {op.body: getattr(requests, op.body) for op in OPERATIONS if op.body}
-    answers = [(model, "serialization") for model in (Error, *(op.answer for op in OPERATIONS))]
+def spec(requests: Requests, operations: Sequence[Operation]) -> dict:
+    """The document of ``operations``, with the limits of one app state (its
+    config and bundle: ``requests``) written in."""
+    bodies = {op.body: getattr(requests, op.body) for op in operations if op.body}
+    answers = [(model, "serialization") for model in (Error, *(op.answer for op in operations))]
     refs, defs = models_json_schema(
         answers + [(model, "validation") for model in bodies.values()], ref_template="#/components/schemas/{model}", schema_generator=_Untitled
     )
     paths = {}
-    for op in OPERATIONS:
+    for op in operations:
         operation = {
             "operationId": op.name,
             "summary": op.summary,

@@ -19,7 +19,6 @@ from flask import current_app, g
 
 from search import BundleError, NotBuiltError
 from web.charts import cluster_map_svg
-from web.openapi import spec
 from web.params import Requests
 
 
@@ -80,7 +79,7 @@ class WebState:
             max_query=self.max_query,
             n_movies=len(recommender.movie_ids),
         )
-        """What requests to this state may carry (web/params.py), checked by the views and documented by :attr:`openapi`."""
+        """What requests to this state may carry (web/params.py), checked by the views and documented by ``/api/openapi.json``."""
         self._lock = threading.Lock()
         self._map_svg: str | None = None
 
@@ -88,11 +87,6 @@ class WebState:
     def summary(self) -> dict:
         """The model's figures (:func:`bundle_summary`), computed once."""
         return bundle_summary(self.rec)
-
-    @cached_property
-    def openapi(self) -> dict:
-        """The OpenAPI document of the API, generated once from :attr:`requests`."""
-        return spec(self.requests)
 
     @cached_property
     def history(self) -> list[dict]:

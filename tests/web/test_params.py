@@ -14,7 +14,7 @@ from werkzeug.exceptions import NotFound
 
 from tests.web.test_api import get_json, post_json, some_movie
 from tests.web.test_bad_input import good_path_values, urls_with
-from web import openapi, params
+from web import api, openapi, params
 
 REQUESTS = params.Requests(k_default=10, k_max=100, search_default=10, search_max=50, max_query=200, n_movies=1000)
 
@@ -180,7 +180,7 @@ def test_the_documents_limits_are_the_apps_settings(app, client, rec):
 
 def test_answers_have_exactly_the_fields_of_their_models(client, rec):
     good = good_path_values(rec)
-    for op in openapi.OPERATIONS:
+    for op in api.OPERATIONS:
         if op.body:
             answer = post_json(client, {"ratings": [{"movie_id": some_movie(rec), "rating": 4}], "k": 3})
         else:
