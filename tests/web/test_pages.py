@@ -138,14 +138,17 @@ def test_model_page_names_the_curves_its_bundle_has(built_bundle):
     # The tiny bundle's Gibbs run used all training rows: no validation curve to name or tabulate.
     html = get_html(client, "/model")
     assert "<dt>best sweep</dt>" in html and "<dt>sweeps run</dt>" in html and "epoch" not in html
+    assert '<td>val <span class="note">(also trained on)</span></td>' in html  # its error is not a held-out figure
     assert "<figcaption>Train RMSE per sweep.</figcaption>" in html and 'alt="Train RMSE per sweep"' in html
     assert "Val RMSE" not in html
     # A run that chose its length on validation rows, then refit on all of them.
     history = [{"epoch": n, "train_rmse": 0.9 - n / 100, "val_rmse": 0.95 - n / 200, "phase": "validation"} for n in (1, 2, 3)]
     history += [{"epoch": n, "train_rmse": 0.9 - n / 100, "val_rmse": None, "phase": "refit"} for n in (1, 2)]
     app.extensions["movie_web"].__dict__["history"] = history
+    app.extensions["movie_web"].rec.bundle.manifest["training"]["val_in_training"] = False  # this app's own copy
     html = get_html(client, "/model")
     assert "<figcaption>Train and validation RMSE per sweep; dashed, the refit on all training rows.</figcaption>" in html
+    assert "<td>val</td>" in html and "also trained on" not in html
     assert '<th class="num">Val RMSE</th>' in html and '<td class="num">0.9350</td>' in html
 
 
