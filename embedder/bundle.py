@@ -178,11 +178,21 @@ def check_replaceable(dest: Path) -> None:
         raise BundleError(f"{dest}: is a folder but not a bundle (no {MANIFEST}); refusing to replace it")
 
 
-def _put_in_place(staged: Path, dest: Path, home: Path) -> Path:
-    """:func:`embedder.publish.publish`, after checking ``dest`` again: what is there
-    may have changed while the files were written."""
-    check_replaceable(dest)
-    return publish(staged, dest, home)
+def _publish_staged(dest: Path, fill: Callable[[Path], None]) -> Path:
+    """Fill a staging folder beside ``dest`` (or beside the folder it links to) with
+    ``fill(folder)``, then put it in place (:func:`embedder.publish.publish`) after
+    checking ``dest`` again, since what is there may have changed while the files
+    were written; returns the folder that now holds it. The staging folder is
+    removed if anything fails. Every bundle writer goes through here."""
+    home = version_home(dest)
+    staged = staging_folder(home)
+    try:
+        fill(staged)
+        check_replaceable(dest)
+        return publish(staged, dest, home)
+    except BaseException:
+        shutil.rmtree(staged, ignore_errors=True)
+        raise
 
 
 def write_bundle(dest: str | os.PathLike, files: Mapping[str, FileWriter], manifest: dict) -> Path:
@@ -211,15 +221,8 @@ def write_bundle(dest: str | os.PathLike, files: Mapping[str, FileWriter], manif
     dest = Path(os.path.abspath(dest))
     dest.parent.mkdir(parents=True, exist_ok=True)
     check_replaceable(dest)
-    home = version_home(dest)
-    staged = staging_folder(home)
-    try:
-        base = {"schema_version": SCHEMA_VERSION, "created": utc_now()}
-        _fill_folder(staged, files, {**base, **manifest, "files": {}})
-        _put_in_place(staged, dest, home)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+    base = {"schema_version": SCHEMA_VERSION, "created": utc_now()}
+    _publish_staged(dest, lambda staged: _fill_folder(staged, files, {**base, **manifest, "files": {}}))
     return dest
 
 
@@ -247,9 +250,8 @@ def update_bundle(
     """
     path = Path(os.path.abspath(path))
     bundle = Bundle.load(path)
-    home = version_home(path)
-    staged = staging_folder(home)
-    try:
+
+    def copy_and_fill(staged: Path) -> None:
         for name in bundle.manifest["files"]:
             if name in files:
                 continue
@@ -257,12 +259,9 @@ def update_bundle(
                 os.link(bundle.path / name, staged / name)
             except OSError:
                 shutil.copy2(bundle.path / name, staged / name)
-        manifest = {**bundle.manifest, **manifest_updates, "updated": utc_now()}
-        _fill_folder(staged, files, manifest)
-        return _put_in_place(staged, path, home)
-    except BaseException:
-        shutil.rmtree(staged, ignore_errors=True)
-        raise
+        _fill_folder(staged, files, {**bundle.manifest, **manifest_updates, "updated": utc_now()})
+
+    return _publish_staged(path, copy_and_fill)
 
 
 # --------------------------------------------------------------------------- reading
