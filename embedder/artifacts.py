@@ -1,6 +1,9 @@
-"""The bundles ``train`` publishes in ``artifacts/bundles/``: list them, prune old ones.
+"""The bundles ``train`` publishes in ``artifacts/bundles/``, and the versions of a
+bundle the user named: list them, prune old ones.
 
-``python -m embedder bundles [--keep N]``. Writers stage into hidden ``.*.tmp-*``
+``python -m embedder bundles [--keep N]``, and ``bundles --bundle DIR [--keep N]``
+for the versions that replacing ``DIR`` (``train --out DIR``, ``search build
+--bundle DIR``) left beside it as ``<DIR>+<UTC stamp>``. Writers stage into hidden ``.*.tmp-*``
 entries and rename them into place (:mod:`embedder.publish`), so an interrupted
 writer can leave such leftovers behind; they are listed, and removed once they are
 old enough that no writer can still be filling them (the next publish into the
@@ -23,7 +26,7 @@ from typing import Any, Callable
 
 from embedder.bundle import MANIFEST, BundleError
 from embedder.checks import finite_number
-from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, leftover_time
+from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, leftover_time, version_home
 
 BUNDLES_FOLDER = "bundles"
 CURRENT_LINK = "current"
@@ -33,13 +36,15 @@ BUNDLE, NOT_A_BUNDLE, LINK, LEFTOVER = "bundle", "not a bundle", "link", "stagin
 
 @dataclass(frozen=True)
 class BundleRow:
-    """One entry found by :func:`list_bundles`.
+    """One entry found by :func:`list_bundles` or :func:`list_versions`.
 
     ``kind`` is ``"bundle"`` (a folder with a readable ``manifest.json``), ``"not a
     bundle"``, ``"link"`` (never followed) or ``"staging leftover"`` (a hidden
     ``.*.tmp-*`` entry an interrupted writer left). ``created`` is the manifest's
     ``created`` time, else the entry's modification time; for a leftover, the newest
-    modification time of anything in it (its last sign of a writer).
+    modification time of anything in it (its last sign of a writer). ``current``:
+    the folder served (that ``current`` or the named bundle leads to), never a link.
+    ``bytes`` counts every file, also those hard-linked with other versions.
     """
 
     name: str
@@ -77,12 +82,56 @@ def list_bundles(artifacts: str | os.PathLike) -> list[BundleRow]:
     if not artifacts.is_dir():
         raise BundleError(f"{artifacts}: no artifacts folder there (train one with `python -m embedder train`)")
     folder = artifacts / BUNDLES_FOLDER
-    current = _current_target(artifacts)
     visible = [entry for entry in _entries(folder) if not entry.name.startswith(".")]
+    hidden = [entry for parent in (folder, artifacts) for entry in _entries(parent) if is_leftover(entry.name)]
+    return _rows(visible, hidden, _current_target(artifacts))
+
+
+def versions_folder(bundle: str | os.PathLike) -> tuple[Path, str]:
+    """The folder holding the versions of the bundle at ``bundle``, and their common
+    name: ``<name>`` (a folder never replaced, or the link a replacement made of it)
+    and ``<name>+<UTC stamp>`` beside the folder ``bundle`` points to.
+
+    Raises
+    ------
+    BundleError
+        If nothing is at ``bundle``.
+    """
+    path = Path(os.path.abspath(bundle))
+    if not os.path.lexists(path):
+        raise BundleError(f"{path}: no bundle there")
+    home = version_home(path)
+    return home.parent, home.name.split("+")[0]
+
+
+def list_versions(bundle: str | os.PathLike) -> list[BundleRow]:
+    """The versions of the bundle at ``bundle`` (see :func:`versions_folder`), as
+    :func:`list_bundles` lists a folder: newest first, the one ``bundle`` points to
+    marked current, then the staging leftovers of its writers.
+
+    Raises
+    ------
+    BundleError
+        If nothing is at ``bundle``.
+    """
+    folder, name = versions_folder(bundle)
+
+    def ours(entry_name: str) -> bool:
+        return entry_name == name or entry_name.startswith(f"{name}+")
+
+    entries = _entries(folder)
+    versions = [entry for entry in entries if ours(entry.name)]
+    # A leftover is named .<its writer's folder or link>.tmp-<8 characters>.
+    hidden = [entry for entry in entries if is_leftover(entry.name) and ours(entry.name[1:].rsplit(".tmp-", 1)[0])]
+    path = Path(bundle)
+    return _rows(versions, hidden, path.resolve() if path.exists() else None)
+
+
+def _rows(visible: list[Path], leftovers: list[Path], current: Path | None) -> list[BundleRow]:
+    """``visible`` described, bundles newest first, then the ``leftovers``, oldest first."""
     rows = _still_there(lambda entry: _describe(entry, current), visible)
     rows.sort(key=lambda row: (row.kind == BUNDLE, row.created, row.name), reverse=True)  # bundles first
-    hidden = [entry for parent in (folder, artifacts) for entry in _entries(parent) if is_leftover(entry.name)]
-    return rows + sorted(_still_there(_describe_leftover, hidden), key=lambda row: row.created)
+    return rows + sorted(_still_there(_describe_leftover, leftovers), key=lambda row: row.created)
 
 
 def prune_bundles(artifacts: str | os.PathLike, keep: int) -> PruneResult:
@@ -95,12 +144,26 @@ def prune_bundles(artifacts: str | os.PathLike, keep: int) -> PruneResult:
     bundles, younger leftovers, and anything outside ``artifacts/bundles/`` except
     the artifacts folder's own leftovers (``.current.tmp-*``).
     """
+    artifacts = Path(artifacts)
+    return _prune(list_bundles(artifacts), keep, _link_targets(artifacts, artifacts / BUNDLES_FOLDER))
+
+
+def prune_versions(bundle: str | os.PathLike, keep: int) -> PruneResult:
+    """Delete all but the ``keep`` newest versions of the bundle at ``bundle`` (see
+    :func:`list_versions`), and its writers' staging leftovers older than
+    :data:`LEFTOVER_MIN_AGE_S`. Never deleted: the version ``bundle`` points to,
+    any version another link in the versions' folder points to, links, and
+    entries that are not bundles."""
+    return _prune(list_versions(bundle), keep, _link_targets(versions_folder(bundle)[0]))
+
+
+def _prune(rows: list[BundleRow], keep: int, linked: set[Path]) -> PruneResult:
+    """Remove the bundles of ``rows`` after the ``keep`` newest, except the current one and
+    those in ``linked``, and the leftovers old enough."""
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
-    rows = list_bundles(artifacts)
     bundles = [row for row in rows if row.kind == BUNDLE]  # newest first
     cutoff = time.time() - LEFTOVER_MIN_AGE_S
-    linked = _link_targets(Path(artifacts))
     doomed = [row for row in bundles[keep:] if not row.current and row.path.resolve() not in linked]
     doomed += [row for row in rows if row.kind == LEFTOVER and row.created.timestamp() < cutoff]
     removed = [row for row in doomed if _remove(row)]
@@ -121,10 +184,10 @@ def _still_there(describe: Callable[[Path], BundleRow], entries: list[Path]) -> 
     return rows
 
 
-def _link_targets(artifacts: Path) -> set[Path]:
-    """The folders that the links in ``artifacts`` and ``artifacts/bundles`` (hidden
-    ones too: a link about to become ``current``) point to, through any chain of links."""
-    links = [entry for parent in (artifacts, artifacts / BUNDLES_FOLDER) for entry in _entries(parent) if entry.is_symlink()]
+def _link_targets(*folders: Path) -> set[Path]:
+    """The folders that the links in ``folders`` (hidden ones too: a link about to become
+    ``current``) point to, through any chain of links."""
+    links = [entry for parent in folders for entry in _entries(parent) if entry.is_symlink()]
     return {link.resolve() for link in links}
 
 
@@ -138,9 +201,9 @@ def _mtime(path: Path) -> datetime:
 
 
 def _describe(entry: Path, current: Path | None) -> BundleRow:
+    if entry.is_symlink():  # never current: that is the bundle it leads to
+        return BundleRow(entry.name, entry, LINK, _mtime(entry), None)
     is_current = current is not None and entry.resolve() == current
-    if entry.is_symlink():
-        return BundleRow(entry.name, entry, LINK, _mtime(entry), None, current=is_current)
     manifest = _manifest_or_none(entry)
     if manifest is None:
         return BundleRow(entry.name, entry, NOT_A_BUNDLE, _mtime(entry), _size(entry), current=is_current)

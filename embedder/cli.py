@@ -6,6 +6,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import sys
 import time
 from dataclasses import fields
@@ -72,7 +73,9 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.set_defaults(handler=run_evaluate)
 
     bundles = commands.add_parser("bundles", help="list the published bundles; --keep N deletes older ones")
-    bundles.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="artifacts folder holding bundles/ and the 'current' link (default: %(default)s)")
+    where = bundles.add_mutually_exclusive_group()
+    where.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="artifacts folder holding bundles/ and the 'current' link (default: %(default)s)")
+    where.add_argument("--bundle", type=Path, help="instead, the versions of this bundle: the ones replacing it left beside it (<name>+<UTC stamp>)")
     bundles.add_argument("--keep", type=whole_number_arg(1), help="delete all but the N newest bundles (never the current one) and staging leftovers older than an hour")
     bundles.add_argument("--json", action="store_true", help="print JSON")
     bundles.set_defaults(handler=run_bundles)
@@ -214,53 +217,62 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_bundles(args: argparse.Namespace) -> int:
-    """List the bundles under ``artifacts/bundles``, or prune them with ``--keep``."""
-    from embedder.artifacts import list_bundles, prune_bundles
+    """List the bundles under ``artifacts/bundles`` (or the versions of ``--bundle``),
+    or prune them with ``--keep``."""
+    from embedder import artifacts
 
+    if args.bundle is None:
+        where, root, place = args.artifacts, args.artifacts, args.artifacts / "bundles"
+        listing, prune = artifacts.list_bundles, artifacts.prune_bundles
+    else:
+        root, name = artifacts.versions_folder(args.bundle)
+        where, place = args.bundle, root / f"{name}+*"
+        listing, prune = artifacts.list_versions, artifacts.prune_versions
     if args.keep is None:
-        rows = list_bundles(args.artifacts)
+        rows = listing(where)
         if args.json:
             print(json.dumps([row.to_json() for row in rows], indent=2))
         else:
-            print("\n".join(_listing_lines(rows, args.artifacts)))
+            print("\n".join(_listing_lines(rows, root, place)))
         return 0
-    result = prune_bundles(args.artifacts, args.keep)
+    result = prune(where, args.keep)
     if args.json:
         print(json.dumps({"removed": [row.to_json() for row in result.removed], "kept": [row.to_json() for row in result.kept]}, indent=2))
     else:
-        print("\n".join(_prune_lines(result, args.artifacts)))
+        print("\n".join(_prune_lines(result, root)))
     return 0
 
 
-def _listing_lines(rows, artifacts: Path) -> list[str]:
-    """One line per entry of bundles/ (``<- current`` marks the live one), then the leftovers."""
+def _listing_lines(rows, root: Path, place: Path) -> list[str]:
+    """One line per bundle found in ``place`` (``<- current`` marks the live one), then the
+    leftovers (paths relative to ``root``)."""
     from embedder.artifacts import BUNDLE, LEFTOVER, LINK
 
     entries = [row for row in rows if row.kind != LEFTOVER]
     leftovers = [row for row in rows if row.kind == LEFTOVER]
-    lines = [] if entries else [f"no bundles in {artifacts / 'bundles'}"]
+    lines = [] if entries else [f"no bundles in {place}"]
     width = max((len(row.name) for row in entries), default=0)
     for row in entries:
         if row.kind == BUNDLE:
             detail = "no test RMSE" if row.test_rmse is None else f"test RMSE {row.test_rmse:.4f}"
         elif row.kind == LINK:
-            detail = "link (not followed)"
+            detail = f"link to {_link_target(row.path)} (not followed)"
         else:
             detail = "not a bundle"
         marker = "  <- current" if row.current else ""
         lines.append(f"{row.name:<{width}}  {_when(row.created)}  {_human_bytes(row.bytes):>8}  {detail}{marker}")
     if leftovers:
-        named = ", ".join(f"{_relative(row.path, artifacts)} ({_age(row.created)} old)" for row in leftovers)
+        named = ", ".join(f"{_relative(row.path, root)} ({_age(row.created)} old)" for row in leftovers)
         lines.append(f"staging leftovers: {named}")
     return lines
 
 
-def _prune_lines(result, artifacts: Path) -> list[str]:
-    """What ``--keep`` removed, what it left on purpose, and the bundles kept."""
+def _prune_lines(result, root: Path) -> list[str]:
+    """What ``--keep`` removed, what it left on purpose, and the bundles kept (paths relative to ``root``)."""
     from embedder.artifacts import BUNDLE
 
-    lines = [f"removed {_relative(row.path, artifacts)} ({_what(row)})" for row in result.removed] or ["nothing removed"]
-    lines += [f"kept {_relative(row.path, artifacts)} ({_what(row)})" for row in result.kept if row.kind != BUNDLE]
+    lines = [f"removed {_relative(row.path, root)} ({_what(row)})" for row in result.removed] or ["nothing removed"]
+    lines += [f"kept {_relative(row.path, root)} ({_what(row)})" for row in result.kept if row.kind != BUNDLE]
     kept = [row.name + (" (current)" if row.current else "") for row in result.kept if row.kind == BUNDLE]
     lines.append(f"kept {len(kept)} bundle(s): {', '.join(kept) or 'none'}")
     return lines
@@ -278,8 +290,15 @@ def _what(row) -> str:
     return "a link: never followed" if row.kind == LINK else "not a bundle: never deleted"
 
 
-def _relative(path: Path, artifacts: Path) -> str:
-    return str(path.relative_to(artifacts))
+def _link_target(link: Path) -> str:
+    try:
+        return os.readlink(link)
+    except OSError:  # removed or replaced since it was listed
+        return "?"
+
+
+def _relative(path: Path, root: Path) -> str:
+    return str(path.relative_to(root))
 
 
 def _when(moment: datetime) -> str:

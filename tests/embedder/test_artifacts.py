@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
-from embedder.artifacts import BUNDLE, LEFTOVER, LINK, NOT_A_BUNDLE, list_bundles, prune_bundles
+from embedder.artifacts import BUNDLE, LEFTOVER, LINK, NOT_A_BUNDLE, list_bundles, list_versions, prune_bundles, prune_versions
 from embedder.bundle import Bundle, BundleError
 from tests.embedder.conftest import NEWEST_FIRST, OLD_LEFTOVERS, YOUNG_LEFTOVERS, make_artifacts
 
@@ -101,3 +103,43 @@ def test_prune_never_removes_what_a_link_points_at(tmp_path):
     assert not (bundles / ".f-crashed.tmp-old00001").exists()  # the publish cleared the old leftover already
     assert Bundle.load(artifacts / "current").manifest["note"] == "built" and Bundle.load(bundles / "a-oldest").path == new
     assert Bundle.load(artifacts / "best").path == (bundles / "d-middle").resolve()
+
+
+def _versions_of_mine(tmp_path):
+    """``mine`` written, then replaced twice (as `search build --bundle mine` does): the
+    link ``mine`` on the newest of three versions; ``best`` links the oldest; ``mine2``
+    (another bundle) and its leftover, and an old leftover of mine's writers, beside them."""
+    from embedder.bundle import update_bundle
+    from tests.conftest import random_bundle
+
+    mine = random_bundle(tmp_path / "mine", seed=1)
+    first = update_bundle(mine, {}, {"note": "first build"})
+    newest = update_bundle(mine, {}, {"note": "second build"})
+    oldest = sorted(path for path in tmp_path.glob("mine+*") if path not in (first, newest))[0]
+    (tmp_path / "best").symlink_to(oldest.name)
+    random_bundle(tmp_path / "mine2", seed=2)
+    for leftover in (f".{newest.name}.tmp-old00001", ".mine2.tmp-old00002"):
+        (tmp_path / leftover).mkdir()
+        (tmp_path / leftover / "user_ids.npy").write_bytes(b"partial")
+        for path in (tmp_path / leftover / "user_ids.npy", tmp_path / leftover):
+            os.utime(path, (time.time() - 7200,) * 2)
+    return mine, oldest, first, newest
+
+
+def test_list_versions_names_the_versions_of_one_bundle_only(tmp_path):
+    mine, oldest, first, newest = _versions_of_mine(tmp_path)
+    rows = list_versions(mine)
+    assert [(row.name, row.kind) for row in rows] == [(newest.name, BUNDLE), (first.name, BUNDLE), (oldest.name, BUNDLE), ("mine", LINK), (f".{newest.name}.tmp-old00001", LEFTOVER)]
+    assert [row.name for row in rows if row.current] == [newest.name]
+    assert [row.name for row in list_versions(oldest) if row.current] == [oldest.name]  # a version named directly
+    with pytest.raises(BundleError, match="no bundle there"):
+        list_versions(tmp_path / "missing")
+
+
+def test_prune_versions_keeps_the_newest_the_served_and_the_linked(tmp_path):
+    mine, oldest, first, newest = _versions_of_mine(tmp_path)
+    result = prune_versions(mine, 1)
+    assert {row.name for row in result.removed} == {first.name, f".{newest.name}.tmp-old00001"}
+    assert _names(tmp_path) == {"mine", newest.name, oldest.name, "best", "mine2", ".mine2.tmp-old00002"}
+    assert Bundle.load(mine).manifest["note"] == "second build" and Bundle.load(tmp_path / "best").path == oldest
+    assert prune_versions(mine, 1).removed == []

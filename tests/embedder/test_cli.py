@@ -173,7 +173,7 @@ def test_bundles_lists_one_line_per_entry_then_the_leftovers(tmp_path, capsys):
     assert line["b-newer"].endswith("no test RMSE")
     assert line["a-oldest"].endswith("test RMSE 0.9000  <- current")
     assert sum("current" in text for text in lines[:-1]) == 1
-    assert line["notes"].endswith("not a bundle") and line["alias"].endswith("link (not followed)")
+    assert line["notes"].endswith("not a bundle") and line["alias"].endswith(f"link to {tmp_path / 'elsewhere'} (not followed)")
     assert lines[-1].startswith("staging leftovers: ")
     assert all(f"{name} (" in lines[-1] for name in OLD_LEFTOVERS | YOUNG_LEFTOVERS)
     assert "bundles/.f-crashed.tmp-old00001 (2 h old)" in lines[-1] and ".old-" not in lines[-1]
@@ -226,6 +226,29 @@ def test_bundles_keep_json_names_the_removed_and_the_kept(tmp_path, capsys):
     removed = {row["name"] for row in report["removed"]}
     assert removed == {"b-newer", "d-middle", "e-no-created", ".f-crashed.tmp-old00001", ".current.tmp-old00002"}
     assert [row["name"] for row in report["kept"] if row["kind"] == "bundle"] == ["c-newest", "a-oldest"]
+
+
+def test_bundles_of_a_named_bundle_lists_and_prunes_its_versions(tmp_path, capsys):
+    from embedder.bundle import Bundle, update_bundle
+    from tests.conftest import random_bundle
+
+    mine = random_bundle(tmp_path / "mine", seed=1)
+    built = [update_bundle(mine, {}, {"note": f"build {n}"}) for n in (1, 2)]
+    random_bundle(tmp_path / "other", seed=2)
+    assert main(["bundles", "--bundle", str(mine)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in lines] == [built[1].name, built[0].name, lines[2].split()[0], "mine"]
+    assert lines[0].endswith("<- current") and sum("current" in line for line in lines) == 1
+    assert lines[3].endswith(f"link to {built[1].name} (not followed)")
+    assert main(["bundles", "--bundle", str(mine), "--keep", "2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"removed {lines[2].split()[0]} (bundle created ") and f"kept 2 bundle(s): {built[1].name} (current), {built[0].name}" in out
+    assert Bundle.load(mine).manifest["note"] == "build 2" and (tmp_path / "other").is_dir()
+    with pytest.raises(SystemExit):
+        main(["bundles", "--bundle", str(mine), "--artifacts", str(tmp_path)])
+    assert "not allowed with argument" in capsys.readouterr().err
+    assert main(["bundles", "--bundle", str(tmp_path / "gone")]) == 2
+    assert capsys.readouterr().err == f"error: {tmp_path / 'gone'}: no bundle there\n"
 
 
 @pytest.mark.parametrize(
