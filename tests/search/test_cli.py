@@ -42,6 +42,7 @@ def test_build_command(tmp_path, tiny_bundle, capsys):
     code, out, err = run(capsys, "build", "--bundle", str(path), "--clusters", "3", "--seed", "5")
     assert code == 0 and "3 clusters" in out and "silhouette" in err
     assert Recommender.load(path).bundle.manifest["clusters"]["seed"] == 5
+    assert err.endswith(f"1 earlier version(s) kept beside it: `python -m embedder bundles --bundle {path} --keep 1` removes them\n")
 
 
 def test_recommend_json_and_table(built_tiny, rec, capsys):
