@@ -127,6 +127,15 @@ def list_versions(bundle: str | os.PathLike) -> list[BundleRow]:
     return _rows(versions, hidden, path.resolve() if path.exists() else None)
 
 
+def earlier_versions_note(bundle: str | os.PathLike) -> str | None:
+    """For a command that just published ``bundle``: how many earlier versions of it
+    are kept beside it and the command that removes them; None when there are none."""
+    older = sum(row.kind == BUNDLE and not row.current for row in list_versions(bundle))
+    if not older:
+        return None
+    return f"{older} earlier version(s) kept beside it: `python -m embedder bundles --bundle {bundle} --keep 1` removes them"
+
+
 def _rows(visible: list[Path], leftovers: list[Path], current: Path | None) -> list[BundleRow]:
     """``visible`` described, bundles newest first, then the ``leftovers``, oldest first."""
     rows = _still_there(lambda entry: _describe(entry, current), visible)

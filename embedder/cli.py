@@ -125,6 +125,7 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train_and_export(args: argparse.Namespace, config, group, started: float) -> int:
+    from embedder.artifacts import earlier_versions_note
     from embedder.bundle import Bundle, BundleError, check_replaceable
     from embedder.publish import point_current, utc_stamp
     from embedder.data import load_ratings
@@ -175,6 +176,9 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     unit = manifest["training"]["unit"]
     ndcg = manifest["evaluation"]["ranking"]["0"]["model"]["ndcg"]
     print(f"bundle: {path}" + ("" if args.out else f" (now {args.artifacts / 'current'})"))
+    note = earlier_versions_note(path) if args.out else None  # train's own versions: `bundles --keep`
+    if note:
+        print(note, file=sys.stderr)
     print(
         f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  NDCG@10 {ndcg:.4f}  "
         f"({config.method}, {_run_summary(result, unit)}, "

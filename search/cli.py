@@ -141,7 +141,7 @@ def _recall(text: str) -> float:
 
 def run_build(args: argparse.Namespace) -> int:
     """Build the search files of a bundle; progress on stderr, a summary on stdout."""
-    from embedder.artifacts import BUNDLE, list_versions
+    from embedder.artifacts import earlier_versions_note
     from search.build import build
     from search.index import IndexConfig
 
@@ -149,9 +149,9 @@ def run_build(args: argparse.Namespace) -> int:
     manifest = build(args.bundle, n_clusters=args.clusters, index=config, seed=args.seed, log=lambda s: print(s, file=sys.stderr))
     index, clusters = manifest["index"], manifest["clusters"]
     print(f"built {args.bundle}: index {index['kind']} (recall@10 {index['recall_at_10']}), {clusters['k']} clusters")
-    older = sum(row.kind == BUNDLE and not row.current for row in list_versions(args.bundle))
-    if older:  # each build leaves the previous version in place: say how to reclaim the space
-        print(f"{older} earlier version(s) kept beside it: `python -m embedder bundles --bundle {args.bundle} --keep 1` removes them", file=sys.stderr)
+    note = earlier_versions_note(args.bundle)  # each build keeps the previous version: say how to reclaim the space
+    if note:
+        print(note, file=sys.stderr)
     return 0
 
 

@@ -123,16 +123,19 @@ def test_missing_bundle_is_a_clear_error(tmp_path, capsys):
     assert "nowhere" in capsys.readouterr().err
 
 
-def test_train_out_writes_there_and_leaves_current_alone(tmp_path, synthetic_csv, caplog):
+def test_train_out_writes_there_and_leaves_current_alone(tmp_path, synthetic_csv, caplog, capsys):
     artifacts = tmp_path / "artifacts"
     out = tmp_path / "mine"
     # --epochs and --lr belong to adam: gibbs (the default) trains, and says it ignores them.
-    code = main(["train", "--data", synthetic_csv, "--out", str(out), "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--lr", "0.1", "--sweeps", "5", "--quiet"])
-    assert code == 0
+    args = ["train", "--data", synthetic_csv, "--out", str(out), "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--lr", "0.1", "--sweeps", "5", "--quiet"]
+    assert main(args) == 0
     assert (out / "manifest.json").is_file()
     assert not (artifacts / "current").exists()
     ignored = [r.getMessage() for r in caplog.records if "ignores it" in r.getMessage()]
     assert ignored == ["--epochs is read by --method adam only; gibbs ignores it", "--lr is read by --method adam only; gibbs ignores it"]
+    assert "earlier version" not in capsys.readouterr().err
+    assert main(args) == 0  # again: the first bundle is kept beside the new one, and the command says so
+    assert capsys.readouterr().err.endswith(f"1 earlier version(s) kept beside it: `python -m embedder bundles --bundle {out} --keep 1` removes them\n")
 
 
 def test_train_without_out_publishes_and_moves_current(tmp_path, synthetic_csv, capsys):
