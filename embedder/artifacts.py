@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from embedder.bundle import MANIFEST, BundleError
 from embedder.checks import finite_number
-from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, leftover_time, version_home
+from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, is_version_of, leftover_time, version_home
 
 BUNDLES_FOLDER = "bundles"
 CURRENT_LINK = "current"
@@ -90,7 +90,8 @@ def list_bundles(artifacts: str | os.PathLike) -> list[BundleRow]:
 def versions_folder(bundle: str | os.PathLike) -> tuple[Path, str]:
     """The folder holding the versions of the bundle at ``bundle``, and their common
     name: ``<name>`` (a folder never replaced, or the link a replacement made of it)
-    and ``<name>+<UTC stamp>`` beside the folder ``bundle`` points to.
+    and ``<name>+<UTC stamp>`` beside the folder ``bundle`` points to; a folder the
+    user named ``<name>+something`` is not one of them.
 
     Raises
     ------
@@ -115,9 +116,10 @@ def list_versions(bundle: str | os.PathLike) -> list[BundleRow]:
         If nothing is at ``bundle``.
     """
     folder, name = versions_folder(bundle)
+    home = version_home(Path(os.path.abspath(bundle))).name
 
     def ours(entry_name: str) -> bool:
-        return entry_name == name or entry_name.startswith(f"{name}+")
+        return entry_name in (name, home) or is_version_of(entry_name, name)
 
     entries = _entries(folder)
     versions = [entry for entry in entries if ours(entry.name)]

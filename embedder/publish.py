@@ -182,6 +182,12 @@ def utc_stamp() -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
 
 
+def is_version_of(name: str, base: str) -> bool:
+    """Whether ``name`` is one :func:`publish` gives a version of the bundle ``base``:
+    ``<base>+<UTC stamp>`` (not a folder a user named ``<base>+something``)."""
+    return re.fullmatch(rf"{re.escape(base)}\+\d{{8}}T\d{{12}}Z", name) is not None
+
+
 def point_current(link: str | os.PathLike, target: str | os.PathLike) -> Path:
     """Atomically make the symlink ``link`` point at ``target`` (relative link).
 

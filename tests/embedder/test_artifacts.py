@@ -107,8 +107,9 @@ def test_prune_never_removes_what_a_link_points_at(tmp_path):
 
 def _versions_of_mine(tmp_path):
     """``mine`` written, then replaced twice (as `search build --bundle mine` does): the
-    link ``mine`` on the newest of three versions; ``best`` links the oldest; ``mine2``
-    (another bundle) and its leftover, and an old leftover of mine's writers, beside them."""
+    link ``mine`` on the newest of three versions; ``best`` links the oldest; other
+    bundles (``mine2``, and ``mine+v0`` as a user named it), a leftover of mine2's and
+    an old leftover of mine's writers beside them."""
     from embedder.bundle import update_bundle
     from tests.conftest import random_bundle
 
@@ -118,6 +119,7 @@ def _versions_of_mine(tmp_path):
     oldest = sorted(path for path in tmp_path.glob("mine+*") if path not in (first, newest))[0]
     (tmp_path / "best").symlink_to(oldest.name)
     random_bundle(tmp_path / "mine2", seed=2)
+    random_bundle(tmp_path / "mine+v0", seed=3)  # named so by the user: no version of mine
     for leftover in (f".{newest.name}.tmp-old00001", ".mine2.tmp-old00002"):
         (tmp_path / leftover).mkdir()
         (tmp_path / leftover / "user_ids.npy").write_bytes(b"partial")
@@ -140,6 +142,6 @@ def test_prune_versions_keeps_the_newest_the_served_and_the_linked(tmp_path):
     mine, oldest, first, newest = _versions_of_mine(tmp_path)
     result = prune_versions(mine, 1)
     assert {row.name for row in result.removed} == {first.name, f".{newest.name}.tmp-old00001"}
-    assert _names(tmp_path) == {"mine", newest.name, oldest.name, "best", "mine2", ".mine2.tmp-old00002"}
+    assert _names(tmp_path) == {"mine", newest.name, oldest.name, "best", "mine2", "mine+v0", ".mine2.tmp-old00002"}
     assert Bundle.load(mine).manifest["note"] == "second build" and Bundle.load(tmp_path / "best").path == oldest
     assert prune_versions(mine, 1).removed == []
