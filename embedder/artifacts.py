@@ -26,7 +26,7 @@ from typing import Any, Callable
 
 from embedder.bundle import MANIFEST, BundleError
 from embedder.checks import finite_number
-from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, is_version_of, leftover_time, version_home
+from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, is_version_of, leftover_time, version_base, version_home
 
 BUNDLES_FOLDER = "bundles"
 CURRENT_LINK = "current"
@@ -98,11 +98,16 @@ def versions_folder(bundle: str | os.PathLike) -> tuple[Path, str]:
     BundleError
         If nothing is at ``bundle``.
     """
+    home = _version_home(bundle)
+    return home.parent, version_base(home.name)
+
+
+def _version_home(bundle: str | os.PathLike) -> Path:
+    """The folder ``bundle`` leads to, where its versions sit (:func:`embedder.publish.version_home`)."""
     path = Path(os.path.abspath(bundle))
     if not os.path.lexists(path):
         raise BundleError(f"{path}: no bundle there")
-    home = version_home(path)
-    return home.parent, home.name.split("+")[0]
+    return version_home(path)
 
 
 def list_versions(bundle: str | os.PathLike) -> list[BundleRow]:
@@ -115,11 +120,11 @@ def list_versions(bundle: str | os.PathLike) -> list[BundleRow]:
     BundleError
         If nothing is at ``bundle``.
     """
-    folder, name = versions_folder(bundle)
-    home = version_home(Path(os.path.abspath(bundle))).name
+    home = _version_home(bundle)
+    folder, name = home.parent, version_base(home.name)
 
     def ours(entry_name: str) -> bool:
-        return entry_name in (name, home) or is_version_of(entry_name, name)
+        return entry_name in (name, home.name) or is_version_of(entry_name, name)
 
     entries = _entries(folder)
     versions = [entry for entry in entries if ours(entry.name)]

@@ -38,7 +38,7 @@ import scipy.sparse as sp
 
 from embedder.checks import error_path, shorten
 from embedder.factors import MFModel
-from embedder.publish import fsync_dir, is_version_of, publish, staging_folder, version_home
+from embedder.publish import fsync_dir, is_version_of, publish, staging_folder, version_base, version_home
 from embedder.vocab import Vocabulary
 
 SCHEMA_VERSION = 1
@@ -359,7 +359,7 @@ def strict_loads(data: bytes, name: str) -> Any:
 def _missing_folder(folder: Path) -> str:
     """Why there is no bundle at ``folder``, naming the versions beside it when a
     replacement without an atomic exchange was interrupted (:func:`embedder.publish.publish`)."""
-    base = folder.name.split("+")[0]
+    base = version_base(folder.name)
     versions = sorted(p.name for p in folder.parent.iterdir() if is_version_of(p.name, base) and p.is_dir()) if folder.parent.is_dir() else []
     if versions and not os.path.lexists(folder):
         return (

@@ -125,7 +125,7 @@ def version_home(dest: Path) -> Path:
 def _new_version(home: Path, *taken: Path) -> Path:
     """A free version name beside ``home``: ``<name>+<UTC stamp>``, ``<name>`` without an earlier stamp."""
     while True:
-        version = home.with_name(f"{home.name.split('+')[0]}+{utc_stamp()}")
+        version = home.with_name(f"{version_base(home.name)}+{utc_stamp()}")
         if version not in taken and not os.path.lexists(version):
             return version
 
@@ -180,6 +180,12 @@ def publish(staged: Path, dest: Path, home: Path) -> Path:
 def utc_stamp() -> str:
     """A UTC time stamp for folder names, to the microsecond."""
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+
+
+def version_base(name: str) -> str:
+    """The name every version of the bundle folder ``name`` shares: ``name`` up to its
+    first ``+`` (``mine`` for ``mine`` and for ``mine+20261202T140117955138Z``)."""
+    return name.split("+")[0]
 
 
 def is_version_of(name: str, base: str) -> bool:
