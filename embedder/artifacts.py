@@ -44,7 +44,9 @@ class BundleRow:
     ``created`` time, else the entry's modification time; for a leftover, the newest
     modification time of anything in it (its last sign of a writer). ``current``:
     the folder served (that ``current`` or the named bundle leads to), never a link.
-    ``bytes`` counts every file, also those hard-linked with other versions.
+    ``bytes`` counts every file; ``own_bytes`` only those no other name links to (the
+    files a version shares with the versions made from it are hard links), which is
+    what removing it frees.
     """
 
     name: str
@@ -52,6 +54,7 @@ class BundleRow:
     kind: str
     created: datetime
     bytes: int | None
+    own_bytes: int | None
     test_rmse: float | None = None
     current: bool = False
 
@@ -218,33 +221,36 @@ def _mtime(path: Path) -> datetime:
 
 def _describe(entry: Path, current: Path | None) -> BundleRow:
     if entry.is_symlink():  # never current: that is the bundle it leads to
-        return BundleRow(entry.name, entry, LINK, _mtime(entry), None)
+        return BundleRow(entry.name, entry, LINK, _mtime(entry), None, None)
     is_current = current is not None and entry.resolve() == current
     manifest = _manifest_or_none(entry)
     if manifest is None:
-        return BundleRow(entry.name, entry, NOT_A_BUNDLE, _mtime(entry), _size(entry), current=is_current)
+        return BundleRow(entry.name, entry, NOT_A_BUNDLE, _mtime(entry), *_sizes(entry), current=is_current)
     # A version made by update_bundle (e.g. search build) is as new as its update.
     created = _parse_time(manifest.get("updated")) or _parse_time(manifest.get("created")) or _mtime(entry)
-    return BundleRow(entry.name, entry, BUNDLE, created, _size(entry), _test_rmse(manifest), is_current)
+    return BundleRow(entry.name, entry, BUNDLE, created, *_sizes(entry), _test_rmse(manifest), is_current)
 
 
 def _describe_leftover(entry: Path) -> BundleRow:
     newest = datetime.fromtimestamp(leftover_time(entry), timezone.utc)
-    return BundleRow(entry.name, entry, LEFTOVER, newest, _size(entry))
+    return BundleRow(entry.name, entry, LEFTOVER, newest, *_sizes(entry))
 
 
-def _lstat_or_none(path: Path, attribute: str) -> float | None:
+def _sizes(entry: Path) -> tuple[int, int]:
+    """Bytes of the files under ``entry`` (links not followed): all of them, and those
+    with no other hard link."""
+    if entry.is_symlink() or not entry.is_dir():
+        found = [entry.lstat()]
+    else:
+        found = [stat for root, _dirs, names in os.walk(entry) for name in names if (stat := _lstat_or_none(Path(root) / name))]
+    return sum(stat.st_size for stat in found), sum(stat.st_size for stat in found if stat.st_nlink == 1)
+
+
+def _lstat_or_none(path: Path) -> os.stat_result | None:
     try:
-        return getattr(path.lstat(), attribute)
+        return path.lstat()
     except OSError:  # removed meanwhile, e.g. by the writer that owns it
         return None
-
-
-def _size(entry: Path) -> int:
-    """Bytes of the files under ``entry``, links not followed."""
-    if entry.is_symlink() or not entry.is_dir():
-        return entry.lstat().st_size
-    return int(sum(_lstat_or_none(Path(root) / name, "st_size") or 0 for root, _dirs, names in os.walk(entry) for name in names))
 
 
 def _manifest_or_none(folder: Path) -> dict | None:

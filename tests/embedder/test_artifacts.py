@@ -138,6 +138,21 @@ def test_list_versions_names_the_versions_of_one_bundle_only(tmp_path):
         list_versions(tmp_path / "missing")
 
 
+def test_versions_count_their_own_bytes_apart_from_the_files_they_share(tmp_path):
+    mine, oldest, first, newest = _versions_of_mine(tmp_path)
+    rows = {row.name: row for row in list_versions(mine)}
+    for version in (oldest, first, newest):
+        files = list(version.iterdir())
+        row = rows[version.name]
+        assert row.bytes == sum(path.stat().st_size for path in files)
+        # Each update rewrites the manifest only; the arrays are hard links shared by all three.
+        assert row.own_bytes == (version / "manifest.json").stat().st_size < row.bytes
+    prune_versions(mine, 1)  # removes the middle one; the newest and the linked oldest still share the arrays
+    remaining = [row for row in list_versions(mine) if row.kind == BUNDLE]
+    assert [row.name for row in remaining] == [newest.name, oldest.name]
+    assert all(row.own_bytes < row.bytes for row in remaining)
+
+
 def test_prune_versions_keeps_the_newest_the_served_and_the_linked(tmp_path):
     mine, oldest, first, newest = _versions_of_mine(tmp_path)
     result = prune_versions(mine, 1)

@@ -194,6 +194,7 @@ def test_bundles_json_is_a_list_of_the_same_rows(tmp_path, capsys):
         "kind": "bundle",
         "created": "2026-01-01T00:00:00+00:00",
         "bytes": first["bytes"],
+        "own_bytes": first["bytes"],  # no hard links between these bundles
         "test_rmse": pytest.approx(0.9),
         "current": True,
     }
