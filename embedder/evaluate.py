@@ -213,17 +213,17 @@ def neighbour_agreement(
 
 def cluster_agreement(labels: np.ndarray, genres: pd.Series, seed: int = 0) -> dict[str, float | int]:
     """NMI of cluster labels with each movie's most specific genre, against the same
-    labels shuffled (:func:`search.clusters.genre_nmi`, which ``search build`` stores in
-    the manifest), over clustered movies only: label -1 (a movie without training
+    labels shuffled (:func:`search.clusters.genre_nmi`; the same figures and names as
+    ``search build`` stores in the manifest's ``clusters``), over clustered movies only: label -1 (a movie without training
     ratings, not clustered) is left out."""
     labels = np.asarray(labels)
-    nmi, random_nmi = genre_nmi(labels, genres, seed)
+    nmi, nmi_random = genre_nmi(labels, genres, seed)
     clustered = labels[labels != UNCLUSTERED]
     return {
         "clusters": int(len(np.unique(clustered))),
         "unclustered": int(len(labels) - len(clustered)),
-        "nmi": nmi,
-        "random_nmi": random_nmi,
+        "nmi_genres": nmi,
+        "nmi_random": nmi_random,
     }
 
 
@@ -341,9 +341,9 @@ def format_report(quality: dict[str, Any]) -> str:
             lines.append(f"  min_ratings {floor:<6} model {v['model']:.4f}   random {v['random']:.4f}   ({v['movies']} movies)")
     lines.append("")
     clusters = quality["clusters"]
-    if "nmi" in clusters:
+    if "nmi_genres" in clusters:
         lines.append(
-            f"clusters: NMI with the most specific genre {clusters['nmi']:.4f}   shuffled labels {clusters['random_nmi']:.4f}"
+            f"clusters: NMI with the most specific genre {clusters['nmi_genres']:.4f}   shuffled labels {clusters['nmi_random']:.4f}"
             f"   ({clusters['clusters']} clusters)"
         )
     else:
