@@ -264,7 +264,7 @@ def _listing_lines(rows, root: Path, place: Path) -> list[str]:
         else:
             detail = "not a bundle"
         marker = "  <- current" if row.current else ""
-        lines.append(f"{row.name:<{width}}  {_when(row.created)}  {_sizes(row):>20}  {detail}{marker}")
+        lines.append(f"{row.name:<{width}}  {_when(row.created)}  {_size_text(row):>20}  {detail}{marker}")
     if leftovers:
         named = ", ".join(f"{_relative(row.path, root)} ({_age(row.created)} old)" for row in leftovers)
         lines.append(f"staging leftovers: {named}")
@@ -287,14 +287,14 @@ def _what(row) -> str:
     from embedder.artifacts import BUNDLE, LEFTOVER, LEFTOVER_MIN_AGE_S, LINK
 
     if row.kind == BUNDLE:
-        return f"bundle created {_when(row.created)}, {_sizes(row)}"
+        return f"bundle created {_when(row.created)}, {_size_text(row)}"
     if row.kind == LEFTOVER:
         young = time.time() - row.created.timestamp() < LEFTOVER_MIN_AGE_S
         return f"staging leftover, {_age(row.created)} old" + (": a writer may still be using it" if young else "")
     return "a link: never followed" if row.kind == LINK else "not a bundle: never deleted"
 
 
-def _sizes(row) -> str:
+def _size_text(row) -> str:
     """A row's size, and how much of it no other version shares (what removing it frees)."""
     if row.bytes is None:
         return "-"

@@ -214,8 +214,8 @@ def neighbour_agreement(
 def cluster_agreement(labels: np.ndarray, genres: pd.Series, seed: int = 0) -> dict[str, float | int]:
     """NMI of cluster labels with each movie's most specific genre, against the same
     labels shuffled (:func:`search.clusters.genre_nmi`; the same figures and names as
-    ``search build`` stores in the manifest's ``clusters``), over clustered movies only: label -1 (a movie without training
-    ratings, not clustered) is left out."""
+    ``search build`` stores in the manifest's ``clusters``), over clustered movies only:
+    label -1 (a movie without training ratings, not clustered) is left out."""
     labels = np.asarray(labels)
     nmi, nmi_random = genre_nmi(labels, genres, seed)
     clustered = labels[labels != UNCLUSTERED]
