@@ -18,7 +18,6 @@ import json
 import os
 import shutil
 import time
-import uuid
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -26,7 +25,7 @@ from typing import Any, Callable
 
 from embedder.bundle import MANIFEST, BundleError
 from embedder.checks import finite_number
-from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, is_version_of, leftover_time, version_base, version_home
+from embedder.publish import LEFTOVER_MIN_AGE_S, is_leftover, is_version_of, leftover_owner, leftover_path, leftover_time, version_base, version_home
 
 BUNDLES_FOLDER = "bundles"
 CURRENT_LINK = "current"
@@ -131,8 +130,7 @@ def list_versions(bundle: str | os.PathLike) -> list[BundleRow]:
 
     entries = _entries(folder)
     versions = [entry for entry in entries if ours(entry.name)]
-    # A leftover is named .<its writer's folder or link>.tmp-<8 characters>.
-    hidden = [entry for entry in entries if is_leftover(entry.name) and ours(entry.name[1:].rsplit(".tmp-", 1)[0])]
+    hidden = [entry for entry in entries if (owner := leftover_owner(entry.name)) is not None and ours(owner)]
     path = Path(bundle)
     return _rows(versions, hidden, path.resolve() if path.exists() else None)
 
@@ -290,7 +288,7 @@ def _remove(row: BundleRow) -> bool:
         if row.kind == BUNDLE:
             # Hide it first: a crash mid-delete then leaves a staging leftover for the
             # next prune, never a half-deleted bundle under a name readers look for.
-            hidden = path.with_name(f".{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+            hidden = leftover_path(path)
             os.rename(path, hidden)
         shutil.rmtree(hidden)
     except FileNotFoundError:

@@ -35,13 +35,31 @@ def fsync_dir(path: Path) -> None:
 
 LEFTOVER_MIN_AGE_S = 3600.0
 """Staging leftovers younger than this are never removed: a writer may be filling them now."""
-_LEFTOVER_NAME = re.compile(r"\..+\.tmp-[a-z0-9_]{8}")
+_LEFTOVER_NAME = re.compile(r"\.(.+)\.tmp-[a-z0-9_]{8}")
+
+
+def leftover_prefix(name: str) -> str:
+    """How the temporary entries of a writer of ``name`` begin: ``.<name>.tmp-``
+    (followed by 8 characters, as :func:`tempfile.mkdtemp` and :func:`leftover_path` add)."""
+    return f".{name}.tmp-"
+
+
+def leftover_path(path: Path) -> Path:
+    """A fresh temporary name beside ``path``: ``.<name>.tmp-<8 hex digits>``."""
+    return path.with_name(f"{leftover_prefix(path.name)}{uuid.uuid4().hex[:8]}")
 
 
 def is_leftover(name: str) -> bool:
     """Whether ``name`` is one the writers here give their temporary entries
     (``.<name>.tmp-<8 characters>``), which an interrupted writer leaves behind."""
     return _LEFTOVER_NAME.fullmatch(name) is not None
+
+
+def leftover_owner(name: str) -> str | None:
+    """The entry whose writer left the leftover ``name`` (``<owner>`` in
+    ``.<owner>.tmp-<8 characters>``); None if ``name`` is not a leftover."""
+    match = _LEFTOVER_NAME.fullmatch(name)
+    return match and match.group(1)
 
 
 def leftover_time(entry: Path) -> float:
@@ -89,7 +107,7 @@ def staging_folder(home: Path) -> Path:
     """A hidden temporary folder beside ``home`` (same file system, so rename is
     atomic), made after removing what earlier interrupted writers left there."""
     remove_old_leftovers(home.parent)
-    staged = Path(tempfile.mkdtemp(prefix=f".{home.name}.tmp-", dir=home.parent))
+    staged = Path(tempfile.mkdtemp(prefix=leftover_prefix(home.name), dir=home.parent))
     staged.chmod(0o755)  # mkdtemp makes it private; what is published is meant to be shared
     return staged
 
@@ -158,7 +176,7 @@ def publish(staged: Path, dest: Path, home: Path) -> Path:
     old = _new_version(dest)
     new = _new_version(dest, old)
     os.rename(staged, new)
-    link = dest.with_name(f".{dest.name}.tmp-{uuid.uuid4().hex[:8]}")
+    link = leftover_path(dest)
     os.symlink(new.name, link)
     try:
         _exchange(link, dest)  # dest: now the link to the new version; link: the old folder
@@ -201,9 +219,9 @@ def point_current(link: str | os.PathLike, target: str | os.PathLike) -> Path:
     removed once old enough (:func:`remove_old_leftovers`)."""
     link, target = Path(link), Path(target)
     link.parent.mkdir(parents=True, exist_ok=True)
-    remove_old_leftovers(link.parent, prefix=f".{link.name}.tmp-")
+    remove_old_leftovers(link.parent, prefix=leftover_prefix(link.name))
     relative = os.path.relpath(target.resolve(), link.parent.resolve())
-    temp = link.with_name(f".{link.name}.tmp-{uuid.uuid4().hex[:8]}")
+    temp = leftover_path(link)
     os.symlink(relative, temp)
     os.replace(temp, link)
     fsync_dir(link.parent)

@@ -28,6 +28,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from embedder.publish import leftover_prefix
+
 SCHEMA = pa.schema(
     [("user_id", pa.int64()), ("rank", pa.int16()), ("movie_id", pa.int64()), ("score", pa.float32())]
 )
@@ -95,7 +97,7 @@ def write_recommendations(
     rows = shard.rows(len(rec.user_ids))
     n_users = rows.stop - rows.start
     started = time.perf_counter()
-    handle, staged = tempfile.mkstemp(prefix=f".{out.name}.tmp-", dir=out.parent)
+    handle, staged = tempfile.mkstemp(prefix=leftover_prefix(out.name), dir=out.parent)
     os.close(handle)
     written, done, next_report = 0, 0, n_users / 10
     try:
