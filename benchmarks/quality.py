@@ -1,6 +1,6 @@
 """Side-by-side quality on a MovieLens release's canonical split: this project, Surprise, Cornac and myFM.
 
-Every model is fitted on the same training part (``embedder.split.canonical_split``
+Every model is fitted on the same training part (``embedder.data.canonical_split``
 of ``embedder.data.load_ratings()``) in the same run, and scored by the same code
 (``embedder.evaluate``):
 
@@ -46,7 +46,7 @@ from embedder.data import load_ratings  # noqa: E402
 from embedder.evaluate import HeldOut, held_out_rows, ranking_metrics_by_mask  # noqa: E402
 from embedder.factors import MFModel  # noqa: E402
 from embedder.metrics import rating_errors  # noqa: E402
-from embedder.split import canonical_split  # noqa: E402
+from embedder.data import canonical_split  # noqa: E402
 from embedder.train import train  # noqa: E402
 from embedder.vocab import Vocabulary  # noqa: E402
 

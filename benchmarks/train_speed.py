@@ -80,7 +80,7 @@ def cornac_child(data: str, epochs: int, reg: float) -> None:
     import numpy as np
 
     from embedder.data import load_ratings
-    from embedder.split import canonical_split
+    from embedder.data import canonical_split
 
     loaded = load_ratings(data, progress=False)
     train, test = canonical_split(loaded.ratings)

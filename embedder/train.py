@@ -38,7 +38,7 @@ from embedder.distributed import Group
 from embedder.factors import MFModel
 from embedder.gibbs import GibbsSampler, PosteriorMean
 from embedder.model import CollaborativeFiltering
-from embedder.split import validation_split
+from embedder.data import validation_split
 from embedder.vocab import Vocabulary
 
 log = logging.getLogger(__name__)

@@ -5,11 +5,7 @@ from __future__ import annotations
 from typing import Literal
 
 import numpy as np
-
-TABLE_SPREAD = 8
-"""Ids are looked up in a table indexed by id (one gather instead of a binary
-search per id) when they are non-negative and the largest is at most this many
-times their count (plus 1024); MovieLens ids are."""
+import pandas as pd
 
 
 class UnknownIdError(KeyError):
@@ -27,23 +23,16 @@ class Vocabulary:
     """
 
     def __init__(self, ids: np.ndarray, kind: str = "id"):
-        ids = np.asarray(ids, dtype=np.int64)
-        if ids.ndim != 1:
-            raise ValueError(f"{kind} ids must be one-dimensional, got shape {ids.shape}")
-        self.ids = ids
+        self.ids = np.asarray(ids, dtype=np.int64)
+        if self.ids.ndim != 1:
+            raise ValueError(f"{kind} ids must be one-dimensional, got shape {self.ids.shape}")
         self.kind = kind
-        order = np.argsort(ids, kind="stable")
-        self._sorted_ids = ids[order]
-        self._sorted_rows = order
-        if len(ids) and (np.diff(self._sorted_ids) == 0).any():
+        self._index = pd.Index(self.ids)
+        if not self._index.is_unique:
             raise ValueError(f"{kind} ids are not unique")
-        self._table: np.ndarray | None = None
-        if len(ids) and 0 <= self._sorted_ids[0] and self._sorted_ids[-1] <= TABLE_SPREAD * len(ids) + 1024:
-            self._table = np.full(int(self._sorted_ids[-1]) + 1, -1, dtype=np.int64)
-            self._table[ids] = np.arange(len(ids))
 
     @classmethod
-    def from_values(cls, values: np.ndarray, kind: str = "id") -> "Vocabulary":
+    def from_values(cls, values: np.ndarray, kind: str = "id") -> Vocabulary:
         """A vocabulary of the distinct values, in ascending id order."""
         return cls(np.unique(np.asarray(values, dtype=np.int64)), kind)
 
@@ -52,33 +41,19 @@ class Vocabulary:
 
     def __contains__(self, raw_id: object) -> bool:
         try:
-            return self.number(int(raw_id), missing="none") is not None  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+            return self.number(int(raw_id), missing="none") is not None  # type: ignore[call-overload]
+        except (TypeError, ValueError, OverflowError):
             return False
 
     def number(self, raw_id: int, missing: Literal["error", "none"] = "error") -> int | None:
         """The row of one id; ``missing="none"`` returns None for an unknown id."""
-        rows = self.numbers(np.array([raw_id]), missing="negative")
-        if rows[0] < 0:
-            if missing == "none":
-                return None
-            raise UnknownIdError(f"unknown {self.kind} {raw_id}")
-        return int(rows[0])
+        row = int(self.numbers(np.array([raw_id]), missing="error" if missing == "error" else "negative")[0])
+        return None if row < 0 else row
 
-    def numbers(
-        self, raw_ids: np.ndarray, missing: Literal["error", "negative"] = "error"
-    ) -> np.ndarray:
-        """Rows of many ids (vectorised); unknown ids raise, or map to -1."""
+    def numbers(self, raw_ids: np.ndarray, missing: Literal["error", "negative"] = "error") -> np.ndarray:
+        """Rows of many ids (any shape); unknown ids raise :class:`UnknownIdError`, or map to -1."""
         raw_ids = np.asarray(raw_ids, dtype=np.int64)
-        if len(self.ids) == 0:
-            rows = np.full(raw_ids.shape, -1, dtype=np.int64)
-        elif self._table is not None:
-            top = len(self._table) - 1
-            rows = self._table[np.clip(raw_ids, 0, top)]
-            rows[(raw_ids < 0) | (raw_ids > top)] = -1
-        else:
-            pos = np.minimum(np.searchsorted(self._sorted_ids, raw_ids), len(self.ids) - 1)
-            rows = np.where(self._sorted_ids[pos] == raw_ids, self._sorted_rows[pos], -1)
+        rows = self._index.get_indexer(raw_ids.ravel()).reshape(raw_ids.shape).astype(np.int64, copy=False)
         if missing == "error" and (rows < 0).any():
             raise UnknownIdError(f"unknown {self.kind} {int(raw_ids[rows < 0].flat[0])}")
-        return rows.astype(np.int64, copy=False)
+        return rows

@@ -16,7 +16,7 @@ import pytest
 
 from embedder.publish import point_current
 from embedder.config import TrainConfig
-from embedder.split import canonical_split
+from embedder.data import canonical_split
 from embedder.train import TrainResult, train
 from embedder.vocab import Vocabulary
 from tests.conftest import edit_manifest, make_low_rank_ratings, random_bundle

@@ -21,7 +21,7 @@ import embedder.publish as publish_module
 from embedder.bundle import Bundle, BundleError, json_writer, npy_writer, update_bundle, write_bundle
 from embedder.publish import point_current
 from embedder.metrics import rating_errors
-from embedder.split import canonical_split
+from embedder.data import canonical_split
 from tests.conftest import ROOT, edit_manifest, random_bundle, rewrite_file_and_manifest, write_synthetic_bundle
 
 

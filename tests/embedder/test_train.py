@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from embedder.config import TrainConfig
-from embedder.split import canonical_split
+from embedder.data import canonical_split
 from embedder.train import train
 from tests.conftest import make_low_rank_ratings
 from tests.embedder.conftest import SCALE, vocabularies

@@ -192,7 +192,7 @@ def test_a_trained_user_folded_in_from_their_own_training_ratings_gets_about_the
     trained user's."""
     from embedder.data import load_ratings
     from embedder.metrics import rmse
-    from embedder.split import canonical_split
+    from embedder.data import canonical_split
 
     rec = Recommender.load(tiny_bundle)
     bundle = rec.bundle
