@@ -47,8 +47,8 @@ from collections import Counter
 import numpy as np
 import pandas as pd
 
-from search.validate import check_int
-from search.vectors import normalize_rows
+from search.similar import unit_rows
+from search.validate import check_count
 
 TOP_MOVIES = 10
 SILHOUETTE_SAMPLE = 5000
@@ -64,10 +64,12 @@ def check_clusters(n_clusters: object, zero: np.ndarray) -> int:
     embedding (``zero`` marks the others); a ValueError naming the range otherwise."""
     n_zero = int(np.count_nonzero(zero))
     try:
-        return check_int(n_clusters, "clusters", 1, len(zero) - n_zero)
+        return check_count(n_clusters, "clusters", 1, len(zero) - n_zero)
     except ValueError as err:
         if n_zero:
-            raise ValueError(f"{err}: {n_zero} of {len(zero)} movies have no training ratings (a zero embedding) and are not clustered") from None
+            raise ValueError(
+                f"{err}: {n_zero} of {len(zero)} movies have no training ratings (a zero embedding) and are not clustered"
+            ) from None
         raise
 
 
@@ -79,7 +81,7 @@ def kmeans_labels(embeddings: np.ndarray, n_clusters: int, seed: int = 0) -> np.
     """
     from sklearn.cluster import KMeans
 
-    unit, zero = normalize_rows(embeddings)
+    unit, zero = unit_rows(embeddings)
     n_clusters = check_clusters(n_clusters, zero)
     labels = np.full(len(unit), UNCLUSTERED, np.int32)
     model = KMeans(n_clusters=n_clusters, n_init=5, random_state=seed).fit(unit[~zero])
@@ -89,7 +91,10 @@ def kmeans_labels(embeddings: np.ndarray, n_clusters: int, seed: int = 0) -> np.
 
 def genre_lists(genres: pd.Series) -> list[list[str]]:
     """The '|'-joined genre column as lists; empty, missing and '(no genres listed)' give []."""
-    return [[g for g in text.split("|") if g and g != "(no genres listed)"] for text in genres.fillna("").astype(str)]
+    return [
+        [g for g in text.split("|") if g and g != "(no genres listed)"]
+        for text in genres.fillna("").astype(str)
+    ]
 
 
 def specific_genre(genres: list[list[str]]) -> list[str]:
@@ -113,7 +118,9 @@ def genre_nmi(labels: np.ndarray, genres: pd.Series, seed: int = 0) -> tuple[flo
     labels = labels[keep]
     rng = np.random.default_rng(seed)
     nmi = float(normalized_mutual_info_score(target, labels))
-    shuffled = [normalized_mutual_info_score(target, rng.permutation(labels)) for _ in range(RANDOM_LABELLINGS)]
+    shuffled = [
+        normalized_mutual_info_score(target, rng.permutation(labels)) for _ in range(RANDOM_LABELLINGS)
+    ]
     return nmi, float(np.mean(shuffled))
 
 
@@ -132,7 +139,10 @@ def _unique_labels(bases: list[str], top_titles: list[str | None]) -> list[str]:
     """Make cluster labels unique (rules in the module docstring): every label that
     several clusters share gets the cluster's most rated title, then its number."""
     repeated = Counter(bases)
-    labels = [f"{base}, like {title}" if repeated[base] > 1 and title else base for base, title in zip(bases, top_titles)]
+    labels = [
+        f"{base}, like {title}" if repeated[base] > 1 and title else base
+        for base, title in zip(bases, top_titles)
+    ]
     repeated = Counter(labels)
     return [f"{label} (cluster {c})" if repeated[label] > 1 else label for c, label in enumerate(labels)]
 
@@ -163,8 +173,17 @@ def cluster_summaries(labels: np.ndarray, movies: pd.DataFrame, n_clusters: int)
         mix = []
         for genre, count in inside.items():
             share, base = count / len(rows), catalogue[genre] / n
-            mix.append({"genre": genre, "share": round(share, 4), "catalogue_share": round(base, 4), "lift": round(share / base, 3)})
-        named = {m["genre"] for m in mix if _nameable(inside[m["genre"]], len(rows), catalogue[m["genre"]], n)}
+            mix.append(
+                {
+                    "genre": genre,
+                    "share": round(share, 4),
+                    "catalogue_share": round(base, 4),
+                    "lift": round(share / base, 3),
+                }
+            )
+        named = {
+            m["genre"] for m in mix if _nameable(inside[m["genre"]], len(rows), catalogue[m["genre"]], n)
+        }
         mix.sort(key=lambda m: (m["genre"] not in named, -m["lift"], -m["share"], m["genre"]))
         rated = rows[np.isfinite(means[rows]) & (counts[rows] > 0)]
         weight = counts[rated].sum()
@@ -179,7 +198,11 @@ def cluster_summaries(labels: np.ndarray, movies: pd.DataFrame, n_clusters: int)
                 "label": None,
                 "mean_rating": None if mean is None else round(mean, 4),
                 "top_movies": [
-                    {"movie_id": int(movies["movie_id"].iat[r]), "title": str(movies["title"].iat[r]), "rating_count": int(counts[r])}
+                    {
+                        "movie_id": int(movies["movie_id"].iat[r]),
+                        "title": str(movies["title"].iat[r]),
+                        "rating_count": int(counts[r]),
+                    }
                     for r in order
                 ],
                 "genres": mix,
@@ -202,7 +225,7 @@ def cluster_quality(embeddings: np.ndarray, labels: np.ndarray, genres: pd.Serie
     labels = np.asarray(labels)
     nmi, random = genre_nmi(labels, genres, seed)
     keep = labels != UNCLUSTERED
-    unit, _ = normalize_rows(embeddings)
+    unit, _ = unit_rows(embeddings)
     unit, labels = unit[keep], labels[keep]
     n_labels = len(np.unique(labels))
     silhouette = None
@@ -222,7 +245,7 @@ def movie_map(embeddings: np.ndarray, seed: int = 0) -> np.ndarray:
     """2-D PCA of the normalised movie embeddings (float32 ``(n, 2)``), for a cluster map."""
     from sklearn.decomposition import PCA
 
-    unit, _ = normalize_rows(embeddings)
+    unit, _ = unit_rows(embeddings)
     out = np.zeros((len(unit), 2), np.float32)
     components = min(2, unit.shape[1], len(unit))
     if components:

@@ -59,7 +59,9 @@ class UserPrior:
     """The users' implicit rows per movie ``(E, c)``, or None for a model without them."""
 
     @classmethod
-    def from_model(cls, model: MFModel, seen: sp.csr_matrix, implicit: tuple[np.ndarray, np.ndarray] | None = None) -> "UserPrior":
+    def from_model(
+        cls, model: MFModel, seen: sp.csr_matrix, implicit: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> UserPrior:
         """Estimate the prior from a model and its training ratings ``seen`` (CSR users
         x movies, values = ratings); ``implicit``: the users' implicit rows per movie,
         when the model has them."""
@@ -70,17 +72,20 @@ class UserPrior:
         if len(rows) == 0:
             raise ValueError("the bundle has no trained users to take a prior from")
         coo = seen.tocoo()
-        if coo.nnz > NOISE_SAMPLE:
-            pick = np.random.default_rng(0).choice(coo.nnz, NOISE_SAMPLE, replace=False)
-            users, movies, ratings = coo.row[pick], coo.col[pick], coo.data[pick]
-        else:
-            users, movies, ratings = coo.row, coo.col, coo.data
+        pick = (
+            np.random.default_rng(0).choice(coo.nnz, NOISE_SAMPLE, replace=False)
+            if coo.nnz > NOISE_SAMPLE
+            else ...
+        )
+        users, movies, ratings = coo.row[pick], coo.col[pick], coo.data[pick]
         predicted = model.predict(users, movies, clip=False).astype(np.float64)
         noise = float(np.mean((ratings - predicted) ** 2)) if len(ratings) else 1.0
         return cls(rows.mean(0), np.maximum(rows.var(0), MIN_VARIANCE), max(noise, MIN_VARIANCE), implicit)
 
 
-def fold_in(prior: UserPrior, model: MFModel, movie_rows: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, float]:
+def fold_in(
+    prior: UserPrior, model: MFModel, movie_rows: np.ndarray, ratings: np.ndarray
+) -> tuple[np.ndarray, float]:
     """A new user's ``(p_u, b_u)``: the posterior mean given their ratings of the
     model's ``movie_rows`` (own part plus, with the prior's implicit rows, the implicit part)."""
     d = model.dim
@@ -88,7 +93,10 @@ def fold_in(prior: UserPrior, model: MFModel, movie_rows: np.ndarray, ratings: n
     targets = np.asarray(ratings, np.float64) - model.global_mean - model.movie_biases[movie_rows]
     known = np.zeros(d + 1)
     if prior.implicit is not None and len(movie_rows):
-        rated = sp.csr_matrix((np.ones(len(movie_rows)), (np.zeros(len(movie_rows), int), movie_rows)), shape=(1, len(model.movie_biases)))
+        rated = sp.csr_matrix(
+            (np.ones(len(movie_rows)), (np.zeros(len(movie_rows), int), movie_rows)),
+            shape=(1, len(model.movie_biases)),
+        )
         known = implicit_parts(prior.implicit, rated)[0]
         targets = targets - Z @ known
     precision = Z.T @ Z / prior.noise + np.diag(1.0 / prior.variance)

@@ -37,8 +37,15 @@ _ARTICLE = re.compile(r"^(.*), (the|a|an|l'|le|la|les|il|el|der|die|das)$")
 _WORD = re.compile(r"[^\W_]+")
 _DROPPED = {"the", "a", "an", "and", "of", "&"}
 _NUMBERS = {
-    **{w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())},
-    **{r: str(i) for i, r in enumerate("i ii iii iv v vi vii viii ix x".split(), start=1) if r not in ("i", "v", "x")},
+    **{
+        w: str(i)
+        for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
+    },
+    **{
+        r: str(i)
+        for i, r in enumerate("i ii iii iv v vi vii viii ix x".split(), start=1)
+        if r not in ("i", "v", "x")
+    },
 }
 """Number words and Roman numerals read as digits (single-letter numerals are left
 alone: "I" and "X" are words in titles more often than numbers)."""
@@ -93,7 +100,10 @@ class TitleIndex:
         q = normalise(query)
         tier = np.full(len(table), 99.0)
         contains = table["joined"].str.contains(q, regex=False).to_numpy()
-        tier[contains] = [0 if q in forms else 1 if any(f.startswith(q) for f in forms) else 2 for forms in table["forms"][contains]]
+        tier[contains] = [
+            0 if q in forms else 1 if any(f.startswith(q) for f in forms) else 2
+            for forms in table["forms"][contains]
+        ]
         words = plain_words(q)
         if words:
             every = np.ones(len(table), dtype=bool)
@@ -105,9 +115,18 @@ class TitleIndex:
             joined = table["words"].str.contains(spaced, regex=True).to_numpy()
             tier[joined & (tier > 4)] = 4
             if (tier < 99).sum() == 0:
-                close = process.extract(" ".join(words), self._plain, scorer=fuzz.WRatio, score_cutoff=FUZZY_CUTOFF, limit=None)
+                close = process.extract(
+                    " ".join(words), self._plain, scorer=fuzz.WRatio, score_cutoff=FUZZY_CUTOFF, limit=None
+                )
                 for _, score, row in close:  # closer spellings first within the tier
                     tier[row] = 5 + (100 - score) / 1000
         found = table[tier < 99]
-        order = np.lexsort((found["row"].to_numpy(), found["title"].to_numpy(), -found["rating_count"].to_numpy(), tier[tier < 99]))
+        order = np.lexsort(
+            (
+                found["row"].to_numpy(),
+                found["title"].to_numpy(),
+                -found["rating_count"].to_numpy(),
+                tier[tier < 99],
+            )
+        )
         return found["row"].to_numpy()[order]
