@@ -1,36 +1,12 @@
-"""``python -m search build``: add the index, cosine index and clusters to a bundle.
+"""``python -m search build``: add the search files to a bundle, in one new version
+(:func:`embedder.bundle.update_bundle`; the files' dtypes and shapes are in the bundle's schema).
 
-Files added (atomically, with sha256 in the manifest, through
-:func:`embedder.bundle.update_bundle`):
-
-===================== ============================================================
-item_vectors.npy      float32 ``(n_movies, d + 2)``: ``[q_i, b_i, 1]``
-movie_index.faiss     the movie index over those rows (flat, hnsw or ivf)
-cosine_index.faiss    ``IndexFlatIP`` over L2-normalised ``q_i`` (zero rows stay
-                      zero), for tools that want a faiss index; the Recommender
-                      recomputes these vectors at load (milliseconds) and
-                      searches them with numpy, which is exact and as fast for
-                      one query
-cluster_labels.npy    int32 ``(n_movies,)``: the movie's cluster, or -1 for a movie
-                      with a zero embedding (no training ratings), which is
-                      not clustered (:mod:`search.clusters`)
-clusters.json         one summary per cluster, over clustered movies only (see
-                      :mod:`search.clusters`; labels are unique)
-movie_map.npy         float32 ``(n_movies, 2)``: 2-D PCA for a cluster map
-similar_movies.npy    int32 ``(n_movies, TABLE_WIDTH)``: each movie's most similar
-                      movies (rows), best first, -1 padded
-                      (:func:`search.similar.neighbour_table`), so "movies like
-                      this" is a lookup instead of a count over every co-rater
-similar_scores.npy    float32, the same shape: their similarities (``-inf`` padded)
-===================== ============================================================
-
-Manifest keys added: ``index`` (kind, metric, shape, search parameters,
-measured recall@10), ``clusters`` (k, seed, silhouette, nmi_genres,
-nmi_random, sizes, unclustered: the movies labelled -1, ...; sizes and figures
-count clustered movies only) and ``similar`` (the table's files, width and blend
-weight).
-
-Tested in ``tests/search/test_build.py``.
+``item_vectors.npy`` (``[q_i, b_i, 1]``) and ``movie_index.faiss`` over them (flat, hnsw or ivf, with the
+measured recall@10); ``cosine_index.faiss`` (``IndexFlatIP`` over unit ``q_i``, for tools that want one);
+``cluster_labels.npy`` (-1: a movie without training ratings, not clustered), ``clusters.json`` and
+``movie_map.npy`` (:mod:`search.clusters`); ``similar_movies.npy`` / ``similar_scores.npy``, each movie's
+nearest (:func:`search.similar.neighbour_table`), so "movies like this" is a lookup. Manifest keys added:
+``index``, ``clusters`` and ``similar``. Tested in ``tests/search/test_build.py``.
 """
 
 from __future__ import annotations
@@ -84,15 +60,14 @@ def build(
     n_clusters = check_clusters(n_clusters, zero)  # before the index: fail fast
 
     started = time.perf_counter()
+    took = lambda: f"{time.perf_counter() - started:.1f}s"  # noqa: E731
     items, users = model.item_vectors(), model.user_vectors()
     movie_index = build_index(items, config)
     rng = np.random.default_rng(config.seed)
     queries = users[np.sort(rng.choice(len(users), min(len(users), config.recall_queries), replace=False))]
     k = min(RECALL_K, n_movies)
     tuned = tune_index(movie_index, queries, top_k(queries, items, k)[0], config.target_recall)
-    say(
-        f"index: {config.kind} over {n_movies:,} x {items.shape[1]} ({time.perf_counter() - started:.1f}s), {tuned}"
-    )
+    say(f"index: {config.kind} over {n_movies:,} x {items.shape[1]} ({took()}), {tuned}")
     cosine = faiss.IndexFlatIP(unit.shape[1])
     cosine.add(unit)
 
@@ -101,15 +76,13 @@ def build(
     quality = cluster_quality(model.movie_embeddings, labels, bundle.movies["genres"], seed)
     unclustered = int(np.count_nonzero(labels == UNCLUSTERED))
     say(
-        f"clusters: k={n_clusters} ({time.perf_counter() - started:.1f}s), silhouette {quality['silhouette']}, "
+        f"clusters: k={n_clusters} ({took()}), silhouette {quality['silhouette']}, "
         f"NMI with genres {quality['nmi_genres']} (random labelling {quality['nmi_random']}); "
         f"{unclustered:,} movies without training ratings not clustered (label {UNCLUSTERED})"
     )
     started = time.perf_counter()
     neighbours, similarities = neighbour_table(Similarity(model.movie_embeddings, bundle.seen))
-    say(
-        f"movies like this: the {neighbours.shape[1]} most similar of each movie ({time.perf_counter() - started:.1f}s)"
-    )
+    say(f"movies like this: the {neighbours.shape[1]} most similar of each movie ({took()})")
 
     manifest = {
         "index": {

@@ -1,4 +1,4 @@
-"""Command line: ``python -m search build|recommend|recommend-all|similar|clusters`` (docs/design.md, "Command line").
+"""Command line: ``python -m search build|recommend|recommend-all|similar|clusters``.
 
 Human-readable tables by default, ``--json`` for scripts. User errors (unknown id, bad ``k``, ambiguous or
 unknown title, a bad rating file, missing or unbuilt bundle) print one ``error:`` line naming the flag, file
@@ -21,17 +21,7 @@ from typing import Any
 from embedder import DEFAULT_BUNDLE
 from embedder.checks import run_command, whole_number_arg
 
-SHARED = {
-    "-k": {"type": whole_number_arg(1), "default": 10, "help": "how many movies (default: %(default)s)"},
-    "--min-ratings": {
-        "type": whole_number_arg(0),
-        "default": 0,
-        "metavar": "N",
-        "help": "only movies with at least N ratings",
-    },
-    "--json": {"action": "store_true", "help": "print JSON"},
-}
-"""Flags several commands take, declared once."""
+DEFAULT = " (default: %(default)s)"
 
 
 def _fraction(text: str) -> float:
@@ -60,62 +50,87 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m search", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler, help: str, *shared: str, **flags: dict) -> argparse.ArgumentParser:
+    def command(name: str, handler, help: str, *shared: str) -> argparse.ArgumentParser:
+        """A sub-command with ``--bundle`` and the ``shared`` flags, each declared here once."""
         sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument(
-            "--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle folder (default: %(default)s)"
-        )
-        for flag in shared:
-            sub.add_argument(flag, **SHARED[flag])
-        for flag, options in flags.items():
-            sub.add_argument("--" + flag.replace("_", "-"), **options)
         sub.set_defaults(handler=handler, parser=sub)
+        sub.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle folder" + DEFAULT)
+        if "-k" in shared:
+            sub.add_argument("-k", type=whole_number_arg(1), default=10, help="how many movies" + DEFAULT)
+        if "--min-ratings" in shared:
+            sub.add_argument(
+                "--min-ratings",
+                type=whole_number_arg(0),
+                default=0,
+                metavar="N",
+                help="only movies with at least N ratings",
+            )
+        if "--json" in shared:
+            sub.add_argument("--json", action="store_true", help="print JSON")
         return sub
 
-    command(
-        "build", run_build, "add the movie index, cosine index, K-Means clusters and similar-movie table to a bundle",
-        clusters={"type": whole_number_arg(1), "default": 10, "help": "K-Means clusters (default: %(default)s)"},
-        index={"choices": ("flat", "hnsw", "ivf"), "default": "flat", "help": "movie index: flat is exact (default: %(default)s)"},
-        recall={"type": _fraction, "default": 0.95, "help": "hnsw/ivf: raise the search depth until the measured recall@10 against exact search reaches this (default: %(default)s)"},
-        seed={"type": whole_number_arg(0), "default": 0, "help": "random seed (default: %(default)s)"},
-    )  # fmt: skip
+    build = command("build", run_build, "add the movie index, clusters and similar-movie table to a bundle")
+    build.add_argument("--clusters", type=whole_number_arg(1), default=10, help="K-Means clusters" + DEFAULT)
+    build.add_argument(
+        "--index",
+        choices=("flat", "hnsw", "ivf"),
+        default="flat",
+        help="movie index; flat is exact" + DEFAULT,
+    )
+    build.add_argument(
+        "--recall", type=_fraction, default=0.95, help="hnsw/ivf: measured recall@10 to reach" + DEFAULT
+    )
+    build.add_argument("--seed", type=whole_number_arg(0), default=0, help="random seed" + DEFAULT)
     recommend = command(
-        "recommend", run_recommend, "top-k movies for a user by predicted rating, or for a newcomer from their ratings",
-        "-k", "--min-ratings", "--json",
-        include_seen={"action": "store_true", "help": "(--user) also return movies the user rated in training"},
-    )  # fmt: skip
-    # Not a required group: argparse would then name the group rather than a mistyped flag (``--users 1``).
+        "recommend", run_recommend, "top-k movies for a user or a newcomer", "-k", "--min-ratings", "--json"
+    )
+    recommend.add_argument(
+        "--include-seen", action="store_true", help="(--user) also movies rated in training"
+    )
+    # Not a required group: argparse would name the group rather than a mistyped flag (``--users 1``).
     who = recommend.add_mutually_exclusive_group()
     who.add_argument("--user", type=int, metavar="ID", help="MovieLens user id")
     who.add_argument(
         "--rate",
         action="append",
         metavar='"MOVIE=RATING"',
-        help='a newcomer\'s rating of a movie (id or title), e.g. --rate "Toy Story=5"; repeat it',
+        help='a newcomer\'s rating, e.g. "Toy Story=5"; repeat it',
     )
     who.add_argument(
         "--ratings",
         type=Path,
         metavar="FILE.csv",
-        help="a newcomer's ratings: a CSV with columns movie (id or title) or movie_id, and rating",
+        help="a newcomer's ratings: CSV with columns movie (or movie_id), rating",
     )
-    command(
-        "recommend-all", run_recommend_all, "every user's top-k to a parquet file (user_id, rank, movie_id, score), for batch jobs",
-        "-k", "--min-ratings",
-        out={"type": Path, "required": True, "metavar": "FILE.parquet", "help": "the parquet file to write (replaced when complete)"},
-        shard={"type": _shard, "default": None, "metavar": "I/N", "help": "write only the I-th of N contiguous user shards (1-based), e.g. one per job of an array"},
-        workers={"type": whole_number_arg(1), "default": os.cpu_count() or 1, "metavar": "N", "help": "threads searching each block of users, each with one BLAS thread (default: the cores, %(default)s)"},
-        quiet={"action": "store_true", "help": "no progress lines"},
-    )  # fmt: skip
-    command(
-        "similar", run_similar, "movies like a movie (embeddings and who rated them, blended)", "-k", "--min-ratings", "--json",
-        movie={"required": True, "metavar": 'ID|"title"', "help": "MovieLens movie id, or (part of) a title"},
-    )  # fmt: skip
-    command(
-        "clusters", run_clusters, "the K-Means clusters, or one cluster's members", "--json",
-        cluster={"type": whole_number_arg(0), "metavar": "C", "help": "show this cluster and its members"},
-        limit={"type": whole_number_arg(1), "default": 20, "help": "members shown with --cluster (default: %(default)s)"},
-    )  # fmt: skip
+    every = command(
+        "recommend-all", run_recommend_all, "every user's top-k to a parquet file", "-k", "--min-ratings"
+    )
+    every.add_argument(
+        "--out", type=Path, required=True, metavar="FILE.parquet", help="the file to write, when complete"
+    )
+    every.add_argument(
+        "--shard", type=_shard, metavar="I/N", help="only the I-th of N contiguous user shards (1-based)"
+    )
+    cores = os.cpu_count() or 1
+    every.add_argument(
+        "--workers",
+        type=whole_number_arg(1),
+        default=cores,
+        metavar="N",
+        help="threads, one BLAS thread each" + DEFAULT,
+    )
+    every.add_argument("--quiet", action="store_true", help="no progress lines")
+    similar = command("similar", run_similar, "movies like a movie", "-k", "--min-ratings", "--json")
+    similar.add_argument(
+        "--movie", required=True, metavar='ID|"title"', help="MovieLens movie id, or (part of) a title"
+    )
+    clusters = command("clusters", run_clusters, "the K-Means clusters, or one cluster's members", "--json")
+    clusters.add_argument(
+        "--cluster", type=whole_number_arg(0), metavar="C", help="show this cluster and its members"
+    )
+    clusters.add_argument(
+        "--limit", type=whole_number_arg(1), default=20, help="members shown with --cluster" + DEFAULT
+    )
     return parser
 
 
@@ -125,8 +140,10 @@ def _fmt(value: Any) -> str:
     return f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequence[bool]) -> str:
-    """A plain text table; titles and other long text columns are cut at 48 characters."""
+def _table(headers: str, rows: Sequence[Sequence[Any]]) -> str:
+    """A plain text table (``headers`` comma-separated): numbers to the right, text cut at 48 characters."""
+    headers = headers.split(",")
+    right = [all(not isinstance(r[i], str) for r in rows) for i in range(len(headers))]
     cells = [[v if len(v) <= 48 else v[:47] + "…" for v in map(_fmt, row)] for row in rows]
     widths = [max([len(h)] + [len(r[i]) for r in cells]) for i, h in enumerate(headers)]
 
@@ -138,18 +155,17 @@ def _table(headers: Sequence[str], rows: Sequence[Sequence[Any]], right: Sequenc
 
 def _item_table(items: list[dict], clip: tuple[float, float] | None = None) -> str:
     """A result's rows as a table; with ``clip`` (the rating scale) a ``pred`` column, the clipped score."""
-    pred = ["pred"] if clip else []
     rows = [
-        [n, item["movie_id"], item["score"]] + ([min(max(item["score"], clip[0]), clip[1])] if clip else [])
-        + [item["title"], "|".join(item["genres"]), item["rating_count"], item["mean_rating"], item["cluster"]]
-        for n, item in enumerate(items, 1)
-    ]  # fmt: skip
-    headers = ["#", "movie_id", "score", *pred, "title", "genres", "ratings", "mean", "cluster"]
-    return _table(headers, rows, [True] * (3 + len(pred)) + [False, False, True, True, True])
+        [n, i["movie_id"], i["score"], *([min(max(i["score"], clip[0]), clip[1])] if clip else [])]
+        + [i["title"], "|".join(i["genres"]), i["rating_count"], i["mean_rating"], i["cluster"]]
+        for n, i in enumerate(items, 1)
+    ]
+    return _table(f"#,movie_id,score,{'pred,' if clip else ''}title,genres,ratings,mean,cluster", rows)
 
 
-def _print_json(obj: Any) -> None:
+def _print_json(obj: Any) -> int:
     print(json.dumps(obj, indent=2))
+    return 0
 
 
 def _load(args: argparse.Namespace):
@@ -166,13 +182,9 @@ def run_build(args: argparse.Namespace) -> int:
 
     config = IndexConfig(kind=args.index, target_recall=args.recall, seed=args.seed)
     manifest = build(args.bundle, args.clusters, config, args.seed, log=lambda s: print(s, file=sys.stderr))
-    index, clusters = manifest["index"], manifest["clusters"]
-    print(
-        f"built {args.bundle}: index {index['kind']} (recall@10 {index['recall_at_10']}), {clusters['k']} clusters"
-    )
-    note = earlier_versions_note(
-        args.bundle
-    )  # each build keeps the previous version: say how to reclaim the space
+    index, k = manifest["index"], manifest["clusters"]["k"]
+    print(f"built {args.bundle}: index {index['kind']} (recall@10 {index['recall_at_10']}), {k} clusters")
+    note = earlier_versions_note(args.bundle)  # each build keeps the previous version: how to reclaim it
     if note:
         print(note, file=sys.stderr)
     return 0
@@ -184,40 +196,35 @@ def run_recommend(args: argparse.Namespace) -> int:
         args.parser.error("one of the arguments --user --rate --ratings is required")
     if args.user is None and args.include_seen:
         args.parser.error(
-            "argument --include-seen: applies to --user only (a newcomer's rated movies are always left out)"
+            "argument --include-seen: applies to --user only (a newcomer's rated movies are left out)"
         )
     rec = _load(args)
-    scale = rec.bundle.rating_scale
-    note = f"score = raw predicted rating, pred = clipped to {scale[0]:g}-{scale[1]:g}"
-    if args.user is None:
-        pairs = _newcomer_ratings(rec.catalogue, args, scale)
-        ids, scores = rec.recommend_for_ratings(pairs, k=args.k, min_ratings=args.min_ratings)
-        items = rec.catalogue.items(ids, scores)
+    low, high = rec.bundle.rating_scale
+    note = f"score = raw predicted rating, pred = clipped to {low:g}-{high:g}"
+    if args.user is not None:
+        seen = not args.include_seen
+        items = rec.catalogue.items(*rec.recommend(args.user, args.k, seen, args.min_ratings))
+        if args.json:
+            return _print_json({"user_id": args.user, "items": items})
+        shown = "seen movies excluded" if seen else "seen movies included"
+        print(f"Top {len(items)} for user {args.user} ({rec.index_kind} index, {shown}); {note}")
+    else:
+        pairs = _newcomer_ratings(rec.catalogue, args, (low, high))
+        items = rec.catalogue.items(*rec.recommend_for_ratings(pairs, args.k, args.min_ratings))
         if args.json:
             rated = [{"movie_id": movie_id, "rating": rating} for movie_id, rating in pairs]
-            _print_json({"ratings": rated, "fallback": not pairs, "items": items})
-            return 0
+            return _print_json({"ratings": rated, "fallback": not pairs, "items": items})
         if pairs:
             shown = ", ".join(f"{rec.catalogue.movie(m)['title']} = {r:g}" for m, r in pairs)
             print(
-                f"Top {len(items)} for a newcomer who rated {shown} (folded in, rated movies excluded); {note}"
+                f"Top {len(items)} for a newcomer who rated {shown} (folded in, rated movies excluded); ",
+                end="",
             )
+            print(note)
         else:
             floor = max(args.min_ratings, rec.fallback_min_ratings)
-            print(
-                f"No ratings given: the average user's top {len(items)} among movies with at least {floor} ratings"
-            )
-    else:
-        ids, scores = rec.recommend(
-            args.user, k=args.k, exclude_seen=not args.include_seen, min_ratings=args.min_ratings
-        )
-        items = rec.catalogue.items(ids, scores)
-        if args.json:
-            _print_json({"user_id": args.user, "items": items})
-            return 0
-        seen = "seen movies included" if args.include_seen else "seen movies excluded"
-        print(f"Top {len(items)} for user {args.user} ({rec.index_kind} index, {seen}); {note}")
-    print(_item_table(items, scale))
+            print(f"No ratings given: the average user's top {len(items)} among movies with {floor}+ ratings")
+    print(_item_table(items, (low, high)))
     return 0
 
 
@@ -247,9 +254,8 @@ def _newcomer_ratings(
         except ValueError:
             value = math.nan
         if not scale[0] <= value <= scale[1]:
-            raise ValueError(
-                f"{where}: the rating of {title} must be a number from {scale[0]:g} to {scale[1]:g}, got {rating.strip()!r}"
-            )
+            allowed = f"a number from {scale[0]:g} to {scale[1]:g}"
+            raise ValueError(f"{where}: the rating of {title} must be {allowed}, got {rating.strip()!r}")
         if movie_id in where_of:
             raise ValueError(f"{where}: {title} is rated twice (also at {where_of[movie_id]})")
         where_of[movie_id] = where
@@ -266,15 +272,15 @@ def _rate_flag(text: str) -> tuple[str, str]:
 
 
 def _rating_file(path: Path) -> list[tuple[str, str, str]]:
-    """A newcomer's ratings CSV (columns ``movie`` or ``movie_id``, and ``rating``) as (where, movie, rating)."""
+    """A newcomer's ratings CSV (columns ``movie`` or ``movie_id``, ``rating``): (where, movie, rating)."""
     if not path.is_file():
         raise ValueError(f"--ratings {path}: no such file")
     try:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             fields = reader.fieldnames or []
-            column = "movie_id" if "movie_id" in fields else "movie" if "movie" in fields else None
-            if column is None or "rating" not in fields:
+            column = "movie_id" if "movie_id" in fields else "movie"
+            if column not in fields or "rating" not in fields:
                 raise ValueError(
                     f"{path}: expected a header with columns movie (or movie_id) and rating, got {fields}"
                 )
@@ -298,7 +304,7 @@ def run_recommend_all(args: argparse.Namespace) -> int:
     # selects share the cores instead of competing with BLAS's own threads.
     with threadpool_limits(1, "blas") if args.workers > 1 else contextlib.nullcontext():
         done = write_recommendations(
-            rec, args.out, args.k, args.min_ratings, shard, progress=not args.quiet, workers=args.workers
+            rec, args.out, args.k, args.min_ratings, shard, 4096, not args.quiet, args.workers
         )
     part = f" (shard {shard.index + 1}/{shard.count})" if shard.count > 1 else ""
     print(f"wrote {done.rows:,} rows for {done.users:,} users{part} to {done.path} in {done.seconds:.1f}s")
@@ -307,25 +313,19 @@ def run_recommend_all(args: argparse.Namespace) -> int:
 
 def run_similar(args: argparse.Namespace) -> int:
     """Print the movies most like one movie."""
-    from search.similar import EMBEDDING_WEIGHT
+    from search.similar import EMBEDDING_WEIGHT as W
 
     rec = _load(args)
     movie_id = rec.catalogue.resolve(args.movie, "pass one id with --movie")
-    ids, scores = rec.similar(movie_id, k=args.k, min_ratings=args.min_ratings)
-    items = rec.catalogue.items(ids, scores)
+    items = rec.catalogue.items(*rec.similar(movie_id, k=args.k, min_ratings=args.min_ratings))
     title = rec.catalogue.movie(movie_id)["title"]
     if args.json:
-        _print_json({"movie_id": movie_id, "title": title, "items": items})
-    elif not items:
-        print(
-            f"No similar movies for {title} (movie {movie_id}): it has no training ratings (and no learnt embedding)."
-        )
-    else:
-        print(
-            f"Movies like {title} (movie {movie_id}); score = {EMBEDDING_WEIGHT:g} x cosine of the embeddings"
-            f" + {1 - EMBEDDING_WEIGHT:g} x cosine of who rated them in training"
-        )
-        print(_item_table(items))
+        return _print_json({"movie_id": movie_id, "title": title, "items": items})
+    if not items:
+        print(f"No similar movies for {title} (movie {movie_id}): it has no training ratings (no embedding).")
+        return 0
+    blend = f"{W:g} x cosine of the embeddings + {1 - W:g} x cosine of who rated them in training"
+    print(f"Movies like {title} (movie {movie_id}); score = {blend}\n{_item_table(items)}")
     return 0
 
 
@@ -339,49 +339,31 @@ def run_clusters(args: argparse.Namespace) -> int:
     quality = {key: figures.get(key) for key in ("k", "seed", "silhouette", "nmi_genres", "nmi_random")}
     if args.cluster is None:
         if args.json:
-            _print_json({"quality": quality, "clusters": summaries})
-            return 0
-        print(
-            f"{quality['k']} clusters (seed {quality['seed']}): silhouette {_fmt(quality['silhouette'])}, "
-            f"NMI with genres {_fmt(quality['nmi_genres'])} vs {_fmt(quality['nmi_random'])} for a random labelling"
-        )
+            return _print_json({"quality": quality, "clusters": summaries})
+        silhouette, nmi, random = (_fmt(quality[key]) for key in ("silhouette", "nmi_genres", "nmi_random"))
+        print(f"{quality['k']} clusters (seed {quality['seed']}): silhouette {silhouette}, ", end="")
+        print(f"NMI with genres {nmi} vs {random} for a random labelling")
+        tops = ["; ".join(m["title"] for m in s["top_movies"][:3]) for s in summaries]
         rows = [
-            [
-                s["cluster"],
-                s["size"],
-                s["mean_rating"],
-                s["label"],
-                "; ".join(m["title"] for m in s["top_movies"][:3]),
-            ]
-            for s in summaries
+            [s["cluster"], s["size"], s["mean_rating"], s["label"], top] for s, top in zip(summaries, tops)
         ]
-        print(
-            _table(["cluster", "size", "mean", "label", "most rated"], rows, [True, True, True, False, False])
-        )
+        print(_table("cluster,size,mean,label,most rated", rows))
         return 0
     members = catalogue.cluster_members(args.cluster)
     summary = summaries[args.cluster]
     if args.json:
-        _print_json({**summary, "members": [catalogue.movie(m) for m in members]})
-        return 0
-    shown = [catalogue.movie(m) for m in members[: args.limit]]
-    print(
-        f"Cluster {args.cluster}: {summary['size']} movies, mean rating {_fmt(summary['mean_rating'])}, about {summary['label']}"
-    )
+        return _print_json({**summary, "members": [catalogue.movie(m) for m in members]})
+    mean, label = _fmt(summary["mean_rating"]), summary["label"]
+    print(f"Cluster {args.cluster}: {summary['size']} movies, mean rating {mean}, about {label}")
     genres = [[g["genre"], g["share"], g["catalogue_share"], g["lift"]] for g in summary["genres"][:8]]
-    print(_table(["genre", "share", "catalogue", "lift"], genres, [False, True, True, True]))
+    print(_table("genre,share,catalogue,lift", genres))
+    shown = [catalogue.movie(m) for m in members[: args.limit]]
     print(f"\nMost rated {len(shown)} of {len(members)}:")
     rows = [
         [n, m["movie_id"], m["title"], "|".join(m["genres"]), m["rating_count"], m["mean_rating"]]
         for n, m in enumerate(shown, 1)
     ]
-    print(
-        _table(
-            ["#", "movie_id", "title", "genres", "ratings", "mean"],
-            rows,
-            [True, True, False, False, True, True],
-        )
-    )
+    print(_table("#,movie_id,title,genres,ratings,mean", rows))
     return 0
 
 

@@ -103,7 +103,7 @@ class Recommender:
     bundle:
         The verified :class:`embedder.bundle.Bundle`.
     catalogue:
-        The :class:`search.catalogue.Catalogue` of the same bundle: titles, movie rows, clusters, users' ratings.
+        The :class:`search.catalogue.Catalogue` of the same bundle: titles, movies, clusters, users' ratings.
     index_kind:
         ``"flat"`` (exact) unless ``python -m search build --index hnsw|ivf`` made another.
     """
@@ -309,7 +309,7 @@ class Recommender:
 
     @cached_property
     def fallback_min_ratings(self) -> int:
-        """The rating-count floor of :meth:`recommend_for_ratings` without ratings: the median count of rated movies."""
+        """The count floor of :meth:`recommend_for_ratings` without ratings: the median of rated movies."""
         rated = self._counts[self._counts > 0]
         return int(np.median(rated)) if len(rated) else 0
 

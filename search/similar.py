@@ -54,7 +54,7 @@ class Similarity:
 
     @cached_property
     def _parts(self) -> tuple[sp.csr_matrix, sp.csr_matrix, np.ndarray, np.ndarray, np.ndarray]:
-        """The pattern (users x movies) and its transpose, unit ``q_i``, ``1/sqrt(n_i)`` and the comparable mask."""
+        """The pattern (users x movies), its transpose, unit ``q_i``, ``1/sqrt(n_i)``, the comparable mask."""
         seen = self._seen
         pattern = sp.csr_matrix((np.ones(seen.nnz, np.float32), seen.indices, seen.indptr), shape=seen.shape)
         counts = np.bincount(seen.indices, minlength=seen.shape[1])

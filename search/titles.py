@@ -36,17 +36,10 @@ _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 _ARTICLE = re.compile(r"^(.*), (the|a|an|l'|le|la|les|il|el|der|die|das)$")
 _WORD = re.compile(r"[^\W_]+")
 _DROPPED = {"the", "a", "an", "and", "of", "&"}
-_NUMBERS = {
-    **{
-        w: str(i)
-        for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())
-    },
-    **{
-        r: str(i)
-        for i, r in enumerate("i ii iii iv v vi vii viii ix x".split(), start=1)
-        if r not in ("i", "v", "x")
-    },
-}
+_NUMBERS = dict(
+    zip("zero one two three four five six seven eight nine ten eleven twelve".split(), map(str, range(13)))
+)
+_NUMBERS |= {"ii": "2", "iii": "3", "iv": "4", "vi": "6", "vii": "7", "viii": "8", "ix": "9"}
 """Number words and Roman numerals read as digits (single-letter numerals are left
 alone: "I" and "X" are words in titles more often than numbers)."""
 
@@ -63,11 +56,8 @@ def title_forms(title: str) -> tuple[str, ...]:
     """
     full = normalise(title)
     bare = _YEAR.sub("", full)
-    forms = [full, bare]
     moved = _ARTICLE.match(bare)
-    if moved:
-        forms.append(f"{moved.group(2)} {moved.group(1)}")
-    return tuple(dict.fromkeys(forms))
+    return tuple(dict.fromkeys([full, bare] + ([f"{moved.group(2)} {moved.group(1)}"] if moved else [])))
 
 
 def plain_words(text: str) -> list[str]:

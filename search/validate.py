@@ -12,7 +12,7 @@ def is_whole(value: object) -> bool:
 
 
 def check_count(value: object, name: str, low: int, high: int | None = None) -> int:
-    """``value`` as an int, or a ValueError naming ``name`` unless it is a whole number from ``low`` to ``high``."""
+    """``value`` as an int; a ValueError naming ``name`` unless a whole number from ``low`` to ``high``."""
     if not is_whole(value) or value < low or (high is not None and value > high):
         allowed = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be a whole number {allowed}, got {value!r}")
