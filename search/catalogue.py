@@ -2,26 +2,16 @@
 
 ::
 
-    from search import Recommender
     catalogue = Recommender.load("artifacts/current").catalogue   # or Catalogue.load(path)
-    catalogue.find_movies("star wars")           # movie ids, best match first
-    catalogue.movie(50)                          # one movie as a JSON-ready dict
-    catalogue.items(ids, scores)                 # a result's rows: movie fields + score
+    catalogue.find_movies("star wars"); catalogue.resolve("Starwars")   # ids best first; one id or ask
+    catalogue.movie(50); catalogue.items(ids, scores)                    # JSON-ready rows
     catalogue.clusters(); catalogue.cluster_of(50); catalogue.cluster_members(3, sort="title")
-    catalogue.user_ratings(42)                   # (movie ids, ratings), highest first
+    catalogue.user_ratings(42)                                           # (movie ids, ratings)
 
-Ids are original MovieLens ids.  An unknown id raises :class:`UnknownIdError` (a
-``KeyError``) naming it; clusters before ``python -m search build`` raise
-:class:`NotBuiltError`, whose message says how to build them.
-
-:meth:`Catalogue.items` is the one place a result becomes JSON rows: the web API
-and the command line's ``--json`` print the same rows, and a result page builds
-them on every request, so each movie's fields are prepared once, as plain Python
-values, when the catalogue is made.  It needs numpy, pandas and rapidfuzz only
-(no faiss), so a script that only looks up movies loads fast.
-
-The object holds no per-call state; one instance serves many threads.
-Tested in ``tests/search/test_catalogue.py``.
+An unknown id raises :class:`UnknownIdError` (a ``KeyError``) naming it; clusters before ``python -m search
+build`` raise :class:`NotBuiltError`, saying how to build them. :meth:`Catalogue.items` is the one place a
+result becomes JSON rows (the web API and the CLI's ``--json``). No faiss, so a script that only looks up
+movies loads fast. Tested in ``tests/search/test_catalogue.py``.
 """
 
 from __future__ import annotations

@@ -27,20 +27,17 @@ EF_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048)
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How ``python -m search build`` makes the movie index."""
+    """How ``python -m search build`` makes the movie index: ``kind`` ``flat`` (exact), ``hnsw`` (graph of
+    ``hnsw_m`` links a node, built at depth ``ef_construction``) or ``ivf`` (``nlist`` inverted lists, by
+    default about ``sqrt(n_movies)``), all by inner product; the search depth is raised until recall@10
+    against exact search, over ``recall_queries`` sampled users, reaches ``target_recall``."""
 
     kind: str = "flat"
-    """``flat`` (exact), ``hnsw`` (graph) or ``ivf`` (inverted lists), all by inner product."""
     hnsw_m: int = 32
-    """HNSW links per node."""
     ef_construction: int = 200
-    """HNSW build depth."""
     nlist: int | None = None
-    """IVF lists; default about ``sqrt(n_movies)``, at least 39 training rows per list."""
     target_recall: float = 0.95
-    """Search depth is raised until recall@10 against exact search reaches this."""
     recall_queries: int = 1000
-    """Users sampled to measure recall."""
     seed: int = 0
 
     def __post_init__(self) -> None:

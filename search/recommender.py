@@ -94,18 +94,9 @@ class InnerProduct:
 
 
 class Recommender:
-    """Recommendations and similar movies over one bundle, loaded once.
-
-    Build with :meth:`load` (a bundle folder) or ``Recommender(bundle)`` (a loaded one).
-
-    Attributes
-    ----------
-    bundle:
-        The verified :class:`embedder.bundle.Bundle`.
-    catalogue:
-        The :class:`search.catalogue.Catalogue` of the same bundle: titles, movies, clusters, users' ratings.
-    index_kind:
-        ``"flat"`` (exact) unless ``python -m search build --index hnsw|ivf`` made another.
+    """Recommendations and similar movies over one bundle (``bundle``), loaded once by :meth:`load` or
+    ``Recommender(bundle)``. ``catalogue`` (:class:`search.catalogue.Catalogue`) tells what the movies are;
+    ``index_kind`` is ``"flat"`` (exact) unless ``python -m search build --index hnsw|ivf`` made another.
     """
 
     def __init__(self, bundle: Bundle):
@@ -176,33 +167,14 @@ class Recommender:
     def recommend(
         self, user_ids: Any, k: int = 10, exclude_seen: bool = True, min_ratings: int = 0
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` movies by predicted rating for one user or a batch.
+        """Top-``k`` movies by predicted rating for one user id or an array of them (one vectorised call).
 
-        Parameters
-        ----------
-        user_ids:
-            One id (int) or an array of ids; a batch is one vectorised call.
-        k:
-            Movies per user, >= 1. More than there are candidates returns what exists.
-        exclude_seen:
-            Leave out the movies the user rated in training.
-        min_ratings:
-            Only movies with at least this many ratings are candidates: a remedy for obscure movies with a
-            lucky bias ranking first.
-
-        Returns
-        -------
-        (movie_ids int64, scores float32)
-            Best first; a score is the raw predicted rating ``μ + b_u + b_i + p_u·q_i``. One id gives 1-D
-            arrays of up to ``k`` entries; a batch ``(n_users, min(k, n_movies))`` arrays, a row with fewer
-            candidates padded with id -1 and score ``-inf``. Ties go to the movies' order in the bundle.
-
-        Raises
-        ------
-        UnknownIdError
-            (a KeyError) for an id not in the bundle, naming it.
-        ValueError
-            For a ``k`` or id that is not a whole number, ``k < 1`` or a negative ``min_ratings``.
+        ``exclude_seen`` leaves out the movies the user rated in training; ``min_ratings`` keeps only movies
+        with at least that many ratings (a remedy for obscure movies with a lucky bias). Returns
+        ``(movie_ids int64, scores float32)``, best first, a score being the raw predicted rating
+        ``μ + b_u + b_i + p_u·q_i``: 1-D arrays of up to ``k`` for one id; for a batch ``(n_users, k')``
+        arrays, a row with fewer candidates padded with id -1 and score ``-inf``. Ties go to bundle order.
+        Raises UnknownIdError (a KeyError) naming an unknown id, ValueError for a bad ``k``, id or floor.
         """
         k, min_ratings = check_count(k, "k", 1), check_count(min_ratings, "min_ratings", 0)
         rows, scalar = self._user_rows(user_ids)

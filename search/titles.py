@@ -1,20 +1,12 @@
-"""Title search that forgives how people type titles.
+"""Title search that forgives how people type titles. A query matches in tiers, best first:
 
-A query is matched against every title in tiers, best first:
-
-1. the whole title: as written, without its year, or with a trailing article moved
-   to the front ("the godfather" for "Godfather, The (1972)");
-2. a title starting with the query;
-3. a title containing the query;
-4. a title holding every word of the query in any order, after both are reduced
-   to plain words: lower case, punctuation dropped, "the/a/an/and/of" dropped,
-   Roman numerals and number words as digits ("godfather part 2" finds "Godfather:
-   Part II, The"; "12 monkeys" finds "Twelve Monkeys"; "monty python holy grail");
-5. the same words run together or split differently, from word start to word end
-   ("starwars" finds "Star Wars", not "It Could Happen to You" for "toy");
-6. only when nothing above matched, a close spelling (rapidfuzz's weighted ratio
-   of the plain words at least :data:`FUZZY_CUTOFF`: "star wras" finds "Star Wars"),
-   closest first.
+1. the whole title: as written, without its year, or with a trailing article moved to the front;
+2. a title starting with the query; 3. a title containing it;
+4. every word of the query in any order, both reduced to plain words (lower case, no punctuation, no
+   "the/a/an/and/of", Roman numerals and number words as digits: "godfather part 2", "12 monkeys");
+5. the same words run together or split differently, word start to word end ("starwars");
+6. only when nothing above matched, a close spelling (rapidfuzz's weighted ratio of the plain words at
+   least :data:`FUZZY_CUTOFF`: "star wras"), closest first.
 
 Within a tier the most rated movie comes first, then the title, then bundle order.
 """
