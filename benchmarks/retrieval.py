@@ -62,7 +62,8 @@ from search import Recommender
 from threadpoolctl import threadpool_limits
 
 from search.batch import write_recommendations
-from search.topk import USER_BLOCK, BlockedTopK
+import search.topk
+from search.topk import USER_BLOCK, top_k
 
 ML25M_USERS, ML25M_MOVIES, DIM = 162_541, 59_047, 64
 
@@ -101,18 +102,25 @@ def interleaved(methods: dict[str, Callable[[], object]], repeats: int, once: tu
     return rounds
 
 
-def print_table(title: str, rounds: Rounds, floors: list[str], n_users: int) -> dict[str, tuple[float, float, float]]:
+def print_table(
+    title: str, rounds: Rounds, floors: list[str], n_users: int
+) -> dict[str, tuple[float, float, float]]:
     """Best wall and CPU time of each method, as ratios to the floor's best, and the
     median over rounds of (method / floor in the same round), which shrugs off a
     round where another process took the machine.  Returns those three ratios."""
     floor_rounds = np.min([[t[0] for t in rounds[f]] for f in floors], axis=0)
-    best_floor = (min(min(t[0] for t in rounds[f]) for f in floors), min(min(t[1] for t in rounds[f]) for f in floors))
+    best_floor = (
+        min(min(t[0] for t in rounds[f]) for f in floors),
+        min(min(t[1] for t in rounds[f]) for f in floors),
+    )
     print(f"\n{title}")
     header = f"{'method':78s} {'wall s':>7s} {'x floor':>7s} {'cpu s':>7s} {'x floor':>7s} {'median':>7s} {'users/s':>9s}"
     print(header)
     print("-" * len(header))
     label = "(a) GEMM floor (best of the candidates below)" if len(floors) > 1 else floors[0]
-    print(f"{label:78s} {best_floor[0]:7.3f} {1:7.2f} {best_floor[1]:7.3f} {1:7.2f} {1:7.2f} {n_users / best_floor[0]:9,.0f}")
+    print(
+        f"{label:78s} {best_floor[0]:7.3f} {1:7.2f} {best_floor[1]:7.3f} {1:7.2f} {1:7.2f} {n_users / best_floor[0]:9,.0f}"
+    )
     ratios = {}
     for name, times in rounds.items():
         if len(floors) == 1 and name == floors[0]:
@@ -120,7 +128,9 @@ def print_table(title: str, rounds: Rounds, floors: list[str], n_users: int) -> 
         wall, cpu = min(t[0] for t in times), min(t[1] for t in times)
         median = float(np.median([t[0] / f for t, f in zip(times, floor_rounds)]))
         ratios[name] = (wall / best_floor[0], cpu / best_floor[1], median)
-        print(f"{name:78s} {wall:7.3f} {ratios[name][0]:7.2f} {cpu:7.3f} {ratios[name][1]:7.2f} {median:7.2f} {n_users / wall:9,.0f}")
+        print(
+            f"{name:78s} {wall:7.3f} {ratios[name][0]:7.2f} {cpu:7.3f} {ratios[name][1]:7.2f} {median:7.2f} {n_users / wall:9,.0f}"
+        )
     return ratios
 
 
@@ -149,7 +159,9 @@ def gemm_floor(queries: np.ndarray, items_t: np.ndarray, block: int, workers: in
         list(pool.map(lambda w: run(w * block, workers * block), range(workers)))
 
 
-def numpy_argpartition(queries: np.ndarray, items_t: np.ndarray, seen: sp.csr_matrix, k: int, block: int) -> np.ndarray:
+def numpy_argpartition(
+    queries: np.ndarray, items_t: np.ndarray, seen: sp.csr_matrix, k: int, block: int
+) -> np.ndarray:
     """numpy blocked GEMM, seen masked in place, argpartition + sort of the k best."""
     n, n_items = len(queries), items_t.shape[1]
     out = np.empty((n, k), np.int64)
@@ -180,9 +192,20 @@ def vectors(rec: Recommender) -> tuple[np.ndarray, np.ndarray]:
 
 def drain(rec: Recommender, k: int, exclude_seen: bool, batch_size: int = 4096, workers: int = 1) -> int:
     n = 0
-    for users, _, _ in rec.recommend_all(k=k, batch_size=batch_size, exclude_seen=exclude_seen, workers=workers):
+    for users, _, _ in rec.recommend_all(
+        k=k, batch_size=batch_size, exclude_seen=exclude_seen, workers=workers
+    ):
         n += len(users)
     return n
+
+
+def top_k_in_blocks(queries: np.ndarray, items: np.ndarray, k: int, seen, block: int) -> object:
+    """search.topk.top_k over every user with ``block`` users per GEMM instead of USER_BLOCK."""
+    saved, search.topk.USER_BLOCK = search.topk.USER_BLOCK, block
+    try:
+        return top_k(queries, items, k, seen)
+    finally:
+        search.topk.USER_BLOCK = saved
 
 
 def one_blas_thread(fn: Callable[[], object]) -> object:
@@ -195,7 +218,9 @@ def floor_candidates(queries: np.ndarray, items_t: np.ndarray, quick: bool) -> d
     """Sweep block sizes and threading on a slice of users; the two fastest go on to the rounds."""
     sample = queries[: min(len(queries), 8192)]
     blocks = (256, 1024) if quick else (256, 512, 1024, 2048)
-    sweep = {(b, w): (lambda b=b, w=w: gemm_floor(sample, items_t, b, w)) for b in blocks for w in (0, n_threads())}
+    sweep = {
+        (b, w): (lambda b=b, w=w: gemm_floor(sample, items_t, b, w)) for b in blocks for w in (0, n_threads())
+    }
     timings = {key: times[0][0] for key, times in interleaved(sweep, 1).items()}
     print(
         f"  floor sweep, wall s on {len(sample):,} users (block/threading):",
@@ -203,7 +228,8 @@ def floor_candidates(queries: np.ndarray, items_t: np.ndarray, quick: bool) -> d
     )
     chosen = sorted(timings, key=timings.get)[:2]
     return {
-        f"(a) GEMM floor: numpy, user blocks of {b}, " + ("BLAS threads" if w == 0 else f"{w} workers x 1 BLAS thread"): (
+        f"(a) GEMM floor: numpy, user blocks of {b}, "
+        + ("BLAS threads" if w == 0 else f"{w} workers x 1 BLAS thread"): (
             lambda b=b, w=w: gemm_floor(queries, items_t, b, w)
         )
         for b, w in chosen
@@ -240,7 +266,12 @@ def synthetic_bundle(n_users: int, n_movies: int, dim: int, seed: int) -> Bundle
     )
     return Bundle(
         path=Path("<synthetic>"),
-        manifest={"global_mean": 3.5, "rating_scale": [0.5, 5.0], "dataset": {"name": "synthetic ML-25M shape"}, "files": {}},
+        manifest={
+            "global_mean": 3.5,
+            "rating_scale": [0.5, 5.0],
+            "dataset": {"name": "synthetic ML-25M shape"},
+            "files": {},
+        },
         model=MFModel(
             3.5,
             users,
@@ -298,7 +329,9 @@ def part_ml100k(path: Path, k: int, repeats: int, samples: int, seed: int) -> No
         print(f"  skipped: {err}")
         return
     n_users, n_movies = len(rec.user_ids), len(rec.movie_ids)
-    print(f"  {n_users} users x {n_movies} movies, d={rec.bundle.dim}, index {rec.index_kind}, {n_threads()} cores")
+    print(
+        f"  {n_users} users x {n_movies} movies, d={rec.bundle.dim}, index {rec.index_kind}, {n_threads()} cores"
+    )
     rng = np.random.default_rng(seed)
     users = rng.choice(rec.user_ids, samples)
     all_queries, items = vectors(rec)
@@ -336,17 +369,25 @@ def part_ml100k(path: Path, k: int, repeats: int, samples: int, seed: int) -> No
             floor: lambda: gemm_floor(all_queries, items_t, n_users, 0),
             f"recommend_all(k={k}), seen excluded": lambda: drain(rec, k, True),
             f"recommend(all user ids, k={k}), seen excluded": lambda: rec.recommend(rec.user_ids, k=k),
-            "(b) numpy GEMM + argpartition, seen masked": lambda: numpy_argpartition(all_queries, items_t, rec.bundle.seen, k, 1024),
+            "(b) numpy GEMM + argpartition, seen masked": lambda: numpy_argpartition(
+                all_queries, items_t, rec.bundle.seen, k, 1024
+            ),
             "(c) faiss IndexFlatIP.search, no exclusion": faiss_flat(all_queries, items, k),
         },
         repeats * 5,
     )
-    print_table(f"  all-users top-{k} ({n_users} users; best of {repeats * 5} rounds)", rounds, [floor], n_users)
+    print_table(
+        f"  all-users top-{k} ({n_users} users; best of {repeats * 5} rounds)", rounds, [floor], n_users
+    )
 
 
-def part_synthetic(fraction: float, n_movies: int, k: int, repeats: int, seed: int, quick: bool, blocks: list[int]) -> None:
+def part_synthetic(
+    fraction: float, n_movies: int, k: int, repeats: int, seed: int, quick: bool, blocks: list[int]
+) -> None:
     n_users = max(1, round(ML25M_USERS * fraction))
-    print(f"\n== synthetic catalogue: {n_users:,} users ({fraction:g} of ML-25M's {ML25M_USERS:,}) x {n_movies:,} movies x d={DIM} ==")
+    print(
+        f"\n== synthetic catalogue: {n_users:,} users ({fraction:g} of ML-25M's {ML25M_USERS:,}) x {n_movies:,} movies x d={DIM} =="
+    )
     t = time.perf_counter()
     bundle = synthetic_bundle(n_users, n_movies, DIM, seed)
     rec = Recommender(bundle)
@@ -358,15 +399,20 @@ def part_synthetic(fraction: float, n_movies: int, k: int, repeats: int, seed: i
     queries, items = vectors(rec)
     items_t = np.ascontiguousarray(items.T)
     floor = f"(a) GEMM floor: numpy, user blocks of {USER_BLOCK} (as recommend_all), BLAS threads"
-    floors = {floor: lambda: gemm_floor(queries, items_t, USER_BLOCK, 0), **floor_candidates(queries, items_t, quick)}
+    floors = {
+        floor: lambda: gemm_floor(queries, items_t, USER_BLOCK, 0),
+        **floor_candidates(queries, items_t, quick),
+    }
     print("  exactness:", check_exact(rec, k, 50 if quick else 200, seed))
     ours = f"recommend_all(k={k}), seen excluded  [user blocks of {USER_BLOCK}]"
     workers = n_threads()
     side_by_side = f"same, {workers} workers x 1 BLAS thread (as recommend-all)"
     to_parquet = f"recommend-all to parquet (k={k}, seen excluded, {workers} workers)"
     out = Path(tempfile.mkdtemp(prefix="recommend-all-")) / "all.parquet"
-    others = {b: BlockedTopK(items, user_block=b) for b in blocks}  # the engine behind recommend_all, other blocks
-    peers = ("(b) numpy GEMM + argpartition, seen masked [1/4 users, x4]", "(c) faiss IndexFlatIP.search, no exclusion")
+    peers = (
+        "(b) numpy GEMM + argpartition, seen masked [1/4 users, x4]",
+        "(c) faiss IndexFlatIP.search, no exclusion",
+    )
     methods = {
         **floors,
         ours: lambda: drain(rec, k, True),
@@ -375,14 +421,22 @@ def part_synthetic(fraction: float, n_movies: int, k: int, repeats: int, seed: i
         f"recommend_all(k={k}), no exclusion": lambda: drain(rec, k, False),
         **{
             name: fn
-            for b, other in others.items()
+            for b in blocks
             for name, fn in (
-                (f"  same, user blocks of {b}", lambda e=other: sum(1 for _ in e.iter_search(queries, k, bundle.seen))),
-                (f"  GEMM floor, user blocks of {b}, BLAS threads", lambda b=b: gemm_floor(queries, items_t, b, 0)),
+                (
+                    f"  same top-K, user blocks of {b}",
+                    lambda b=b: top_k_in_blocks(queries, items, k, bundle.seen, b),
+                ),
+                (
+                    f"  GEMM floor, user blocks of {b}, BLAS threads",
+                    lambda b=b: gemm_floor(queries, items_t, b, 0),
+                ),
             )
         },
         # The slowest peer runs on a quarter of the users; its time is scaled by 4.
-        peers[0]: lambda: numpy_argpartition(queries[: len(queries) // 4], items_t, bundle.seen[: len(queries) // 4], k, 1024),
+        peers[0]: lambda: numpy_argpartition(
+            queries[: len(queries) // 4], items_t, bundle.seen[: len(queries) // 4], k, 1024
+        ),
         peers[1]: faiss_flat(queries, items, k),
     }
     rounds = interleaved(methods, repeats, once=peers)
@@ -408,24 +462,47 @@ def part_synthetic(fraction: float, n_movies: int, k: int, repeats: int, seed: i
     shutil.rmtree(out.parent)
     fastest = min(min(t[0] for t in rounds[name]) for name in floors)
     for name in (ours, side_by_side, to_parquet):
-        print(f"  {name} against the fastest GEMM floor of any block and threading: {min(t[0] for t in rounds[name]) / fastest:.2f}x (best wall times)")
+        print(
+            f"  {name} against the fastest GEMM floor of any block and threading: {min(t[0] for t in rounds[name]) / fastest:.2f}x (best wall times)"
+        )
     if quick:
-        print("  (smoke run: at this size fixed costs dominate and the ratio says little; run without --quick)")
+        print(
+            "  (smoke run: at this size fixed costs dominate and the ratio says little; run without --quick)"
+        )
     elif fraction < 1:
-        print(f"  full 162k users, extrapolated linearly: about {min(t[0] for t in rounds[ours]) / fraction:.0f}s wall")
+        print(
+            f"  full 162k users, extrapolated linearly: about {min(t[0] for t in rounds[ours]) / fraction:.0f}s wall"
+        )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=ROOT / "artifacts" / "current", help="ML-100K bundle (default: %(default)s)")
     parser.add_argument(
-        "--users-fraction", type=float, default=0.1, help="fraction of ML-25M's 162,541 users to simulate (default: %(default)s)"
+        "--bundle",
+        type=Path,
+        default=ROOT / "artifacts" / "current",
+        help="ML-100K bundle (default: %(default)s)",
     )
-    parser.add_argument("--movies", type=int, default=ML25M_MOVIES, help="synthetic catalogue size (default: %(default)s)")
+    parser.add_argument(
+        "--users-fraction",
+        type=float,
+        default=0.1,
+        help="fraction of ML-25M's 162,541 users to simulate (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--movies", type=int, default=ML25M_MOVIES, help="synthetic catalogue size (default: %(default)s)"
+    )
     parser.add_argument("-k", type=int, default=10, help="top-k (default: %(default)s)")
-    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds; the best of each is shown (default: %(default)s)")
+    parser.add_argument(
+        "--repeats",
+        type=int,
+        default=5,
+        help="interleaved rounds; the best of each is shown (default: %(default)s)",
+    )
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--quick", action="store_true", help="smoke run: 2,000 users x 5,000 movies, one round")
+    parser.add_argument(
+        "--quick", action="store_true", help="smoke run: 2,000 users x 5,000 movies, one round"
+    )
     parser.add_argument("--blocks", default="", help="other user blocks to time, e.g. 256,1024")
     args = parser.parse_args(argv)
     if args.quick:

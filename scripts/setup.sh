@@ -3,7 +3,7 @@
 # work only when pyproject.toml changed since the last successful run.
 #
 # EXTRAS picks the optional parts: `train` (torch, for python -m embedder train),
-# `fast` (numba, the compiled select of the exact top-K), `dev` (tests), `bench`
+# `dev` (tests), `bench`
 # (benchmark peers). Without `train` the install serves
 # bundles (search, web) and has no torch. With it, torch is installed first,
 # pinned to the CPU build 2.13.0: a bare `torch` requirement on a machine without
@@ -13,7 +13,7 @@ cd "$(dirname "$0")/.."
 
 PYTHON=${PYTHON:-python3}
 VENV=${VENV:-.venv}
-EXTRAS=${EXTRAS:-train,fast,dev}
+EXTRAS=${EXTRAS:-train,dev}
 stamp="$VENV/.installed-$(sha256sum pyproject.toml scripts/setup.sh | sha256sum | cut -c1-16)-$EXTRAS"
 
 if [ -f "$stamp" ]; then

@@ -1,18 +1,14 @@
-"""Search over an exported bundle: exact top-K recommendations whose scores are the
-predicted ratings, "movies like this", and K-Means clusters.
-
-Only numpy, scipy, pandas, faiss and scikit-learn: never torch, so scripts and the
-web server start fast.  ``import search`` itself is cheap; faiss is loaded on the
-first use of :class:`Recommender`.
+"""Search over an exported bundle: exact top-K recommendations whose scores are the predicted ratings,
+"movies like this", K-Means clusters, title search. Never torch; faiss loads on the first
+:class:`Recommender`, so ``import search`` is cheap.
 
     from search import Recommender
     rec = Recommender.load("artifacts/current")
     ids, scores = rec.recommend(42, k=10)
 
-Modules: ``vectors`` (bias augmentation), ``topk`` (blocked exact top-K),
-``index`` (faiss indexes), ``clusters`` (K-Means), ``build`` (``python -m search
-build``), ``recommender`` (retrieval: :class:`Recommender`), ``catalogue`` (titles,
-movie rows, clusters: :class:`Catalogue`, ``rec.catalogue``), ``cli``.
+Modules, lowest first: ``topk`` (the one exact top-K), ``similar``, ``clusters``, ``titles``, ``index``
+(faiss), ``foldin`` (newcomers), ``catalogue`` (:class:`Catalogue`), ``recommender`` (:class:`Recommender`),
+``build`` and ``batch`` (``python -m search build|recommend-all``), ``cli``.
 """
 
 from __future__ import annotations
@@ -28,18 +24,16 @@ if TYPE_CHECKING:
     from search.recommender import Recommender
 
 __all__ = ["BundleError", "Catalogue", "NotBuiltError", "Recommender", "UnknownIdError"]
-
-
 _LAZY = {
     "Recommender": "search.recommender",
     "Catalogue": "search.catalogue",
     "NotBuiltError": "search.catalogue",
-    "BundleError": "embedder.bundle",
 }
 
 
 def __getattr__(name: str) -> Any:
-    # Lazy, so `import search` (e.g. by the CLI's --help) does not load faiss.
+    if name == "BundleError":
+        return importlib.import_module("embedder.bundle").BundleError
     if name not in _LAZY:
         raise AttributeError(f"module 'search' has no attribute {name!r}")
     return getattr(importlib.import_module(_LAZY[name]), name)

@@ -12,14 +12,13 @@ jobs (on one machine or several, each with the bundle) write N files that
 together hold every user once; a scheduler's array job maps its index to I.
 
 The file is written under a hidden name beside ``FILE`` and renamed into place
-when complete, so a reader never sees half a file.
+when complete (mode 0666 less the umask, as any new file), so a reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,7 +27,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from embedder.publish import leftover_prefix
+from embedder.publish import leftover_path
 
 SCHEMA = pa.schema(
     [("user_id", pa.int64()), ("rank", pa.int16()), ("movie_id", pa.int64()), ("score", pa.float32())]
@@ -45,15 +44,16 @@ class Shard:
     count: int = 1
 
     @classmethod
-    def parse(cls, text: str) -> "Shard":
+    def parse(cls, text: str) -> Shard:
         """``"I/N"`` with 1 ≤ I ≤ N, as the command line takes it."""
         parts = text.split("/")
-        if len(parts) != 2 or not all(p.strip().isdigit() for p in parts):
-            raise ValueError(f"expected I/N such as 1/4, got {text!r}")
-        i, n = (int(p) for p in parts)
-        if not 1 <= i <= n:
-            raise ValueError(f"I/N needs 1 <= I <= N, got {text!r}")
-        return cls(i - 1, n)
+        if (
+            len(parts) != 2
+            or not all(p.strip().isdigit() for p in parts)
+            or not 1 <= int(parts[0]) <= int(parts[1])
+        ):
+            raise ValueError(f"expected I/N with 1 <= I <= N, such as 1/4, got {text!r}")
+        return cls(int(parts[0]) - 1, int(parts[1]))
 
     def rows(self, n_users: int) -> slice:
         """This shard's users as a slice of the bundle's rows."""
@@ -82,10 +82,9 @@ def write_recommendations(
 ) -> Written:
     """Write the top-``k`` of every user of ``shard`` to the parquet file ``out``.
 
-    ``rec``: a :class:`search.Recommender`. ``min_ratings``: only movies with at
-    least that many ratings are recommended. With ``progress``, a line on stderr
-    about every tenth of the users. ``workers``: user blocks searched at once
-    (:meth:`search.Recommender.recommend_all`).
+    ``rec``: a :class:`search.Recommender`. ``min_ratings``: only movies with at least that many ratings
+    are recommended. With ``progress``, a line on stderr about every tenth of the users. ``workers``: threads
+    searching each block (:meth:`search.Recommender.recommend_all`).
     """
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be from 1 to {MAX_K}, got {k}")
@@ -97,36 +96,26 @@ def write_recommendations(
     rows = shard.rows(len(rec.user_ids))
     n_users = rows.stop - rows.start
     started = time.perf_counter()
-    handle, staged = tempfile.mkstemp(prefix=leftover_prefix(out.name), dir=out.parent)
-    os.close(handle)
-    written, done, next_report = 0, 0, n_users / 10
+    staged = leftover_path(out)
+    written = done = 0
     try:
         with pq.ParquetWriter(staged, SCHEMA) as writer:
-            for users, ids, scores in rec.recommend_all(k=k, batch_size=batch_size, min_ratings=min_ratings, rows=rows, workers=workers):
-                table = _block_table(users, ids, scores)
-                writer.write_table(table)
-                written += table.num_rows
+            blocks = rec.recommend_all(
+                k=k, batch_size=batch_size, min_ratings=min_ratings, rows=rows, workers=workers
+            )
+            for users, ids, scores in blocks:
+                keep = ids >= 0  # padding of a user with fewer candidates than k
+                ranks = np.broadcast_to(np.arange(1, ids.shape[1] + 1, dtype=np.int16), ids.shape)
+                columns = [np.broadcast_to(users[:, None], ids.shape), ranks, ids, scores.astype(np.float32)]
+                writer.write_table(pa.table([c[keep] for c in columns], schema=SCHEMA))
+                written += int(keep.sum())
+                if progress and (done + len(users)) * 10 // max(n_users, 1) > done * 10 // max(n_users, 1):
+                    print(
+                        f"recommend-all: {done + len(users):,}/{n_users:,} users", file=sys.stderr, flush=True
+                    )
                 done += len(users)
-                if progress and done >= next_report:
-                    print(f"recommend-all: {done:,}/{n_users:,} users", file=sys.stderr, flush=True)
-                    next_report += n_users / 10
         os.replace(staged, out)
     except BaseException:
-        Path(staged).unlink(missing_ok=True)
+        staged.unlink(missing_ok=True)
         raise
     return Written(out, n_users, written, time.perf_counter() - started)
-
-
-def _block_table(users: np.ndarray, ids: np.ndarray, scores: np.ndarray) -> pa.Table:
-    """One block's rows, padding (id -1) left out."""
-    keep = ids >= 0
-    ranks = np.broadcast_to(np.arange(1, ids.shape[1] + 1, dtype=np.int16), ids.shape)
-    return pa.table(
-        {
-            "user_id": np.broadcast_to(users[:, None], ids.shape)[keep],
-            "rank": ranks[keep],
-            "movie_id": ids[keep],
-            "score": scores[keep].astype(np.float32),
-        },
-        schema=SCHEMA,
-    )

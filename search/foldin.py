@@ -1,23 +1,15 @@
-"""Fold-in: a newcomer's recommendations from a few (movie, rating) pairs, without retraining.
+"""Fold-in: a newcomer's row from a few (movie, rating) pairs, without retraining.
 
-With the movie side frozen, a user's row ``x = [p_u, b_u]`` is a Bayesian linear
-regression of ``r - μ - b_i`` on ``z_i = [q_i, 1]`` over the movies they rated:
+With the movie side frozen, a user's row ``x = [p_u, b_u]`` is a Bayesian linear regression of
+``r - μ - b_i`` on ``z_i = [q_i, 1]`` over the movies they rated:
 
     x = (Zᵀ Z / σ² + diag(1/s²))⁻¹ (Zᵀ (r - μ - b) / σ² + m / s²)
 
-The prior ``N(m, diag(s²))`` is the spread of the trained users' rows in the
-bundle and ``σ²`` the model's mean squared error at a sample of its training
-ratings: the model's own figures (:class:`embedder.factors.MFModel`, numpy only,
-no torch). With no ratings the answer is the prior mean, an average user.
-The folded user is then scored like a trained one: the score of a movie is
-``μ + b_u + b_i + p_u·q_i``, its predicted rating.
-
-With a model whose users have an implicit part (the bundle's optional
-``implicit_*.npy``), a user's row is their own part plus ``|N|^-½ Σ_{j∈N} [E_j, c_j]``
-over the movies N they rated. A newcomer's N is the movies they give, so that part
-is known before any solving: the regression above fits the own part to the
-ratings less it, under the prior of the trained users' own parts (their rows
-less their implicit parts), and the answer is the sum of the two.
+The prior ``N(m, diag(s²))`` is the spread of the trained users' rows and ``σ²`` the model's mean squared
+error at a sample of its training ratings. With no ratings the answer is the prior mean, an average user.
+With a model whose users have an implicit part (``implicit_*.npy``), a row is the own part plus
+``|N|^-½ Σ_{j∈N} [E_j, c_j]`` over the rated movies N: known from the ratings given, so the regression fits
+the own part to the ratings less it, under the prior of the trained users' own parts.
 """
 
 from __future__ import annotations
@@ -59,7 +51,9 @@ class UserPrior:
     """The users' implicit rows per movie ``(E, c)``, or None for a model without them."""
 
     @classmethod
-    def from_model(cls, model: MFModel, seen: sp.csr_matrix, implicit: tuple[np.ndarray, np.ndarray] | None = None) -> "UserPrior":
+    def from_model(
+        cls, model: MFModel, seen: sp.csr_matrix, implicit: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> UserPrior:
         """Estimate the prior from a model and its training ratings ``seen`` (CSR users
         x movies, values = ratings); ``implicit``: the users' implicit rows per movie,
         when the model has them."""
@@ -67,20 +61,17 @@ class UserPrior:
         rows = np.c_[model.user_embeddings[trained], model.user_biases[trained]].astype(np.float64)
         if implicit is not None:
             rows -= implicit_parts(implicit, seen[trained])
-        if len(rows) == 0:
-            raise ValueError("the bundle has no trained users to take a prior from")
         coo = seen.tocoo()
-        if coo.nnz > NOISE_SAMPLE:
-            pick = np.random.default_rng(0).choice(coo.nnz, NOISE_SAMPLE, replace=False)
-            users, movies, ratings = coo.row[pick], coo.col[pick], coo.data[pick]
-        else:
-            users, movies, ratings = coo.row, coo.col, coo.data
+        pick = np.random.default_rng(0).choice(coo.nnz, min(coo.nnz, NOISE_SAMPLE), replace=False)
+        users, movies, ratings = coo.row[pick], coo.col[pick], coo.data[pick]
         predicted = model.predict(users, movies, clip=False).astype(np.float64)
         noise = float(np.mean((ratings - predicted) ** 2)) if len(ratings) else 1.0
         return cls(rows.mean(0), np.maximum(rows.var(0), MIN_VARIANCE), max(noise, MIN_VARIANCE), implicit)
 
 
-def fold_in(prior: UserPrior, model: MFModel, movie_rows: np.ndarray, ratings: np.ndarray) -> tuple[np.ndarray, float]:
+def fold_in(
+    prior: UserPrior, model: MFModel, movie_rows: np.ndarray, ratings: np.ndarray
+) -> tuple[np.ndarray, float]:
     """A new user's ``(p_u, b_u)``: the posterior mean given their ratings of the
     model's ``movie_rows`` (own part plus, with the prior's implicit rows, the implicit part)."""
     d = model.dim
@@ -88,7 +79,9 @@ def fold_in(prior: UserPrior, model: MFModel, movie_rows: np.ndarray, ratings: n
     targets = np.asarray(ratings, np.float64) - model.global_mean - model.movie_biases[movie_rows]
     known = np.zeros(d + 1)
     if prior.implicit is not None and len(movie_rows):
-        rated = sp.csr_matrix((np.ones(len(movie_rows)), (np.zeros(len(movie_rows), int), movie_rows)), shape=(1, len(model.movie_biases)))
+        rated = sp.csr_matrix(
+            (np.ones(len(movie_rows)), movie_rows, [0, len(movie_rows)]), (1, len(model.movie_biases))
+        )
         known = implicit_parts(prior.implicit, rated)[0]
         targets = targets - Z @ known
     precision = Z.T @ Z / prior.noise + np.diag(1.0 / prior.variance)

@@ -1,14 +1,10 @@
-"""FAISS indexes over the bias-augmented movie rows: build, tune, save, load, search.
+"""FAISS indexes over the bias-augmented movie rows: build, tune, store, load, search.
 
-``flat`` (the default) is an ``IndexFlatIP``: exact.  ``hnsw`` and ``ivf`` are
-approximate indexes for large catalogues.  Inner product is not a metric, so
-their search depth (``efSearch`` / ``nprobe``) is chosen by *measured* recall@10
-against exact search at build time, and recorded in the manifest.  Their candidates are re-scored exactly by the caller,
-so a returned score is still the predicted rating.
-
-Indexes are stored with ``faiss.serialize_index`` / ``faiss.read_index``: no pickle.
-
-Tested in ``tests/search/test_index.py``.
+``flat`` (the default) is an ``IndexFlatIP``: exact. ``hnsw`` and ``ivf`` are approximate indexes for large
+catalogues. Inner product is not a metric, so their search depth (``efSearch`` / ``nprobe``) is chosen at
+build time by *measured* recall@10 against exact search and recorded in the manifest; the Recommender
+re-scores their candidates exactly, so a score is still the predicted rating. Stored with
+``faiss.serialize_index`` (no pickle). Tested in ``tests/search/test_index.py``.
 """
 
 from __future__ import annotations
@@ -25,27 +21,23 @@ from embedder.bundle import BundleError
 INDEX_KINDS = ("flat", "hnsw", "ivf")
 INDEX_FILE = "movie_index.faiss"
 COSINE_INDEX_FILE = "cosine_index.faiss"
-
-# Search depths tried, smallest first, until the measured recall reaches the target.
-_EF_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048)
+EF_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048)
+"""HNSW search depths tried, smallest first, until the measured recall reaches the target."""
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How ``python -m search build`` makes the movie index."""
+    """How ``python -m search build`` makes the movie index: ``kind`` ``flat`` (exact), ``hnsw`` (graph of
+    ``hnsw_m`` links a node, built at depth ``ef_construction``) or ``ivf`` (``nlist`` inverted lists, by
+    default about ``sqrt(n_movies)``), all by inner product; the search depth is raised until recall@10
+    against exact search, over ``recall_queries`` sampled users, reaches ``target_recall``."""
 
     kind: str = "flat"
-    """``flat`` (exact), ``hnsw`` (graph, METRIC_INNER_PRODUCT) or ``ivf`` (inverted lists)."""
     hnsw_m: int = 32
-    """HNSW links per node."""
     ef_construction: int = 200
-    """HNSW build depth."""
     nlist: int | None = None
-    """IVF lists; default about ``sqrt(n_movies)``, at least 39 training rows per list."""
     target_recall: float = 0.95
-    """Search depth is raised until recall@10 against exact search reaches this."""
     recall_queries: int = 1000
-    """Users sampled to measure recall."""
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -55,7 +47,7 @@ class IndexConfig:
 
 def build_index(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     """An inner-product index over ``vectors`` (float32 rows), trained and filled."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    vectors = np.ascontiguousarray(vectors, np.float32)
     n, dim = vectors.shape
     if config.kind == "flat":
         index = faiss.IndexFlatIP(dim)
@@ -90,32 +82,29 @@ def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:
 
 def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
     """Mean fraction of each row of ``exact`` ids (-1 = none) present in ``found``."""
-    hits = total = 0
-    for f, e in zip(found, exact):
-        e = e[e >= 0]
-        hits += np.isin(e, f).sum()
-        total += e.size
+    hits = sum(np.isin(e[e >= 0], f).sum() for f, e in zip(found, exact))
+    total = int((exact >= 0).sum())
     return float(hits / total) if total else 1.0
 
 
-def tune_index(index: faiss.Index, queries: np.ndarray, exact_ids: np.ndarray, target: float) -> dict[str, Any]:
-    """Raise the search depth until recall@k against ``exact_ids`` reaches ``target``.
-
-    Returns the chosen parameters with the measured recall; an exact index
-    returns ``{"recall_at_10": 1.0}`` without searching.
-    """
+def tune_index(
+    index: faiss.Index, queries: np.ndarray, exact_ids: np.ndarray, target: float
+) -> dict[str, Any]:
+    """Raise the search depth until recall@k against ``exact_ids`` reaches ``target``; returns the chosen
+    parameters with the measured recall (an exact index: ``{"recall_at_10": 1.0}`` without searching)."""
     k = exact_ids.shape[1]
     if isinstance(index, faiss.IndexHNSW):
-        ladder = [{"efSearch": ef} for ef in _EF_LADDER if ef >= k] or [{"efSearch": k}]
+        ladder = [{"efSearch": ef} for ef in EF_LADDER if ef >= k] or [{"efSearch": k}]
     elif isinstance(index, faiss.IndexIVF):
-        probes = sorted({min(index.nlist, 2**i) for i in range(int(math.log2(index.nlist)) + 2)})
-        ladder = [{"nprobe": p} for p in probes]
+        ladder = [
+            {"nprobe": p}
+            for p in sorted({min(index.nlist, 2**i) for i in range(int(math.log2(index.nlist)) + 2)})
+        ]
     else:
         return {f"recall_at_{k}": 1.0}
     for params in ladder:
         apply_params(index, params)
-        _, found = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
-        recall = recall_at(found, exact_ids)
+        recall = recall_at(index.search(np.ascontiguousarray(queries, np.float32), k)[1], exact_ids)
         if recall >= target:
             break
     return {**search_params(index), f"recall_at_{k}": round(recall, 4)}
@@ -129,39 +118,23 @@ def index_bytes(index: faiss.Index) -> bytes:
 def read_index(content: bytes, name: str = INDEX_FILE) -> faiss.Index:
     """An index written by :func:`index_bytes`, from the file's verified content."""
     try:
-        return faiss.deserialize_index(np.frombuffer(content, dtype=np.uint8))
+        return faiss.deserialize_index(np.frombuffer(content, np.uint8))
     except RuntimeError as err:  # faiss's message for a damaged file
         raise BundleError(f"{name}: not a faiss index ({str(err).splitlines()[0][:200]})") from err
 
 
 def search_candidates(
-    index: faiss.Index,
-    queries: np.ndarray,
-    k: int,
-    allowed: np.ndarray | None = None,
+    index: faiss.Index, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
 ) -> np.ndarray:
-    """Approximate top-``k`` rows per query (-1 where fewer were found).
-
-    ``allowed`` (bool per row) restricts the search with a faiss ID selector, so
-    filtered-out rows do not crowd the candidates.  Search depth is raised to at
-    least ``k`` for this call only, which keeps concurrent searches independent.
-    """
-    queries = np.ascontiguousarray(queries, dtype=np.float32)
-    k = min(k, index.ntotal)
-    selector = bitmap = None
-    if allowed is not None:
-        bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")
-        selector = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+    """Approximate top-``k`` rows per query (-1 where fewer were found), only among the ``allowed`` rows
+    (bool per row) when given. The search depth is raised to at least ``k`` for this call only."""
     if isinstance(index, faiss.IndexHNSW):
-        params = faiss.SearchParametersHNSW()
-        params.efSearch = max(int(index.hnsw.efSearch), k)
+        params = faiss.SearchParametersHNSW(efSearch=max(int(index.hnsw.efSearch), k))
     elif isinstance(index, faiss.IndexIVF):
-        params = faiss.SearchParametersIVF()
-        params.nprobe = int(index.nprobe)
+        params = faiss.SearchParametersIVF(nprobe=int(index.nprobe))
     else:
         params = faiss.SearchParameters()
-    if selector is not None:
-        params.sel = selector
-    # ``bitmap`` must outlive the search: the selector points into it.
-    _, found = index.search(queries, k, params=params)
-    return found
+    if allowed is not None:
+        bitmap = np.packbits(allowed.astype(np.uint8), bitorder="little")  # must outlive the search
+        params.sel = faiss.IDSelectorBitmap(len(allowed), faiss.swig_ptr(bitmap))
+    return index.search(np.ascontiguousarray(queries, np.float32), min(k, index.ntotal), params=params)[1]

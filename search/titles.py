@@ -1,20 +1,12 @@
-"""Title search that forgives how people type titles.
+"""Title search that forgives how people type titles. A query matches in tiers, best first:
 
-A query is matched against every title in tiers, best first:
-
-1. the whole title: as written, without its year, or with a trailing article moved
-   to the front ("the godfather" for "Godfather, The (1972)");
-2. a title starting with the query;
-3. a title containing the query;
-4. a title holding every word of the query in any order, after both are reduced
-   to plain words: lower case, punctuation dropped, "the/a/an/and/of" dropped,
-   Roman numerals and number words as digits ("godfather part 2" finds "Godfather:
-   Part II, The"; "12 monkeys" finds "Twelve Monkeys"; "monty python holy grail");
-5. the same words run together or split differently, from word start to word end
-   ("starwars" finds "Star Wars", not "It Could Happen to You" for "toy");
-6. only when nothing above matched, a close spelling (rapidfuzz's weighted ratio
-   of the plain words at least :data:`FUZZY_CUTOFF`: "star wras" finds "Star Wars"),
-   closest first.
+1. the whole title: as written, without its year, or with a trailing article moved to the front;
+2. a title starting with the query; 3. a title containing it;
+4. every word of the query in any order, both reduced to plain words (lower case, no punctuation, no
+   "the/a/an/and/of", Roman numerals and number words as digits: "godfather part 2", "12 monkeys");
+5. the same words run together or split differently, word start to word end ("starwars");
+6. only when nothing above matched, a close spelling (rapidfuzz's weighted ratio of the plain words at
+   least :data:`FUZZY_CUTOFF`: "star wras"), closest first.
 
 Within a tier the most rated movie comes first, then the title, then bundle order.
 """
@@ -36,10 +28,10 @@ _YEAR = re.compile(r"\s*\(\d{4}\)\s*$")
 _ARTICLE = re.compile(r"^(.*), (the|a|an|l'|le|la|les|il|el|der|die|das)$")
 _WORD = re.compile(r"[^\W_]+")
 _DROPPED = {"the", "a", "an", "and", "of", "&"}
-_NUMBERS = {
-    **{w: str(i) for i, w in enumerate("zero one two three four five six seven eight nine ten eleven twelve".split())},
-    **{r: str(i) for i, r in enumerate("i ii iii iv v vi vii viii ix x".split(), start=1) if r not in ("i", "v", "x")},
-}
+_NUMBERS = dict(
+    zip("zero one two three four five six seven eight nine ten eleven twelve".split(), map(str, range(13)))
+)
+_NUMBERS |= {"ii": "2", "iii": "3", "iv": "4", "vi": "6", "vii": "7", "viii": "8", "ix": "9"}
 """Number words and Roman numerals read as digits (single-letter numerals are left
 alone: "I" and "X" are words in titles more often than numbers)."""
 
@@ -56,11 +48,8 @@ def title_forms(title: str) -> tuple[str, ...]:
     """
     full = normalise(title)
     bare = _YEAR.sub("", full)
-    forms = [full, bare]
     moved = _ARTICLE.match(bare)
-    if moved:
-        forms.append(f"{moved.group(2)} {moved.group(1)}")
-    return tuple(dict.fromkeys(forms))
+    return tuple(dict.fromkeys([full, bare] + ([f"{moved.group(2)} {moved.group(1)}"] if moved else [])))
 
 
 def plain_words(text: str) -> list[str]:
@@ -93,7 +82,10 @@ class TitleIndex:
         q = normalise(query)
         tier = np.full(len(table), 99.0)
         contains = table["joined"].str.contains(q, regex=False).to_numpy()
-        tier[contains] = [0 if q in forms else 1 if any(f.startswith(q) for f in forms) else 2 for forms in table["forms"][contains]]
+        tier[contains] = [
+            0 if q in forms else 1 if any(f.startswith(q) for f in forms) else 2
+            for forms in table["forms"][contains]
+        ]
         words = plain_words(q)
         if words:
             every = np.ones(len(table), dtype=bool)
@@ -105,9 +97,18 @@ class TitleIndex:
             joined = table["words"].str.contains(spaced, regex=True).to_numpy()
             tier[joined & (tier > 4)] = 4
             if (tier < 99).sum() == 0:
-                close = process.extract(" ".join(words), self._plain, scorer=fuzz.WRatio, score_cutoff=FUZZY_CUTOFF, limit=None)
+                close = process.extract(
+                    " ".join(words), self._plain, scorer=fuzz.WRatio, score_cutoff=FUZZY_CUTOFF, limit=None
+                )
                 for _, score, row in close:  # closer spellings first within the tier
                     tier[row] = 5 + (100 - score) / 1000
         found = table[tier < 99]
-        order = np.lexsort((found["row"].to_numpy(), found["title"].to_numpy(), -found["rating_count"].to_numpy(), tier[tier < 99]))
+        order = np.lexsort(
+            (
+                found["row"].to_numpy(),
+                found["title"].to_numpy(),
+                -found["rating_count"].to_numpy(),
+                tier[tier < 99],
+            )
+        )
         return found["row"].to_numpy()[order]

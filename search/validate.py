@@ -1,8 +1,5 @@
-"""Checks of caller-supplied numbers, with messages that name the argument.
-
-ValueError, never assert (asserts vanish under ``python -O``); booleans are not
-numbers here, although Python counts them as ints.
-"""
+"""Checks of caller-supplied counts at the public boundary, with messages that name the argument (booleans
+are not numbers here, although Python counts them as ints)."""
 
 from __future__ import annotations
 
@@ -14,14 +11,9 @@ def is_whole(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, (bool, np.bool_))
 
 
-def check_int(value: object, name: str, low: int, high: int | None = None) -> int:
-    """``value`` as an int, or a ValueError naming ``name`` and the allowed range."""
+def check_count(value: object, name: str, low: int, high: int | None = None) -> int:
+    """``value`` as an int; a ValueError naming ``name`` unless a whole number from ``low`` to ``high``."""
     if not is_whole(value) or value < low or (high is not None and value > high):
         allowed = f"between {low} and {high}" if high is not None else f">= {low}"
         raise ValueError(f"{name} must be a whole number {allowed}, got {value!r}")
     return int(value)
-
-
-def check_k(k: object) -> int:
-    """``k`` as an int; a ValueError naming it unless it is a whole number >= 1."""
-    return check_int(k, "k", 1)

@@ -79,7 +79,4 @@ def test_search_and_web_need_only_the_base_dependencies():
     modules = _serving_imports()
     assert {"numpy", "faiss", "flask", "rapidfuzz"} <= modules  # the walk sees what serving uses
     used = {_name(dist) for module in modules for dist in owners.get(module, [module])}
-    # The extra `fast` (numba) is optional: without it the numpy select answers
-    # (tests/search/test_topk.py checks that).
-    optional = _closure(project["optional-dependencies"]["fast"])
-    assert used <= base | optional, sorted(used - base - optional)
+    assert used <= base, sorted(used - base)

@@ -32,7 +32,14 @@ def planted_arrays(seed: int = 0) -> dict:
     movies = (centres[groups] + rng.normal(0, 0.08, size=(len(groups), DIM))) * scale
     n_users = 120
     users = rng.normal(0, 0.7, size=(n_users, DIM))
-    seen = sp.random(n_users, len(groups), density=0.2, format="csr", random_state=seed, data_rvs=lambda n: rng.integers(1, 6, n))
+    seen = sp.random(
+        n_users,
+        len(groups),
+        density=0.2,
+        format="csr",
+        random_state=seed,
+        data_rvs=lambda n: rng.integers(1, 6, n),
+    )
     return {
         "groups": groups,
         "user_embeddings": users.astype(np.float32),

@@ -21,8 +21,12 @@ def rec(planted_bundle):
 def _brute_force(rec: Recommender, k: int) -> pd.DataFrame:
     """Top-k of every user from float64 predictions over all unseen movies."""
     b, model = rec.bundle, rec.bundle.model
-    scores = (model.global_mean + model.user_biases[:, None].astype(np.float64) + model.movie_biases[None, :]
-              + model.user_embeddings.astype(np.float64) @ model.movie_embeddings.T)
+    scores = (
+        model.global_mean
+        + model.user_biases[:, None].astype(np.float64)
+        + model.movie_biases[None, :]
+        + model.user_embeddings.astype(np.float64) @ model.movie_embeddings.T
+    )
     scores[b.seen.toarray() != 0] = -np.inf
     rows = []
     for u, row in enumerate(scores):
@@ -39,20 +43,32 @@ def test_the_file_holds_every_users_top_k_by_predicted_rating(rec, tmp_path):
     got = table.to_pandas()
     expected = _brute_force(rec, 7)
     assert done.users == len(rec.user_ids) and done.rows == len(got) == len(expected)
-    assert got[["user_id", "rank", "movie_id"]].to_numpy().tolist() == expected[["user_id", "rank", "movie_id"]].to_numpy().tolist()
+    assert (
+        got[["user_id", "rank", "movie_id"]].to_numpy().tolist()
+        == expected[["user_id", "rank", "movie_id"]].to_numpy().tolist()
+    )
     np.testing.assert_allclose(got["score"], expected["score"], atol=1e-4)  # score == predicted rating
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]  # no staging leftovers
 
 
 def test_workers_write_the_same_file_as_one(rec, tmp_path):
-    one = pq.read_table(write_recommendations(rec, tmp_path / "one.parquet", k=5, batch_size=7).path).to_pandas()
-    two = pq.read_table(write_recommendations(rec, tmp_path / "two.parquet", k=5, batch_size=7, workers=2).path).to_pandas()
+    one = pq.read_table(
+        write_recommendations(rec, tmp_path / "one.parquet", k=5, batch_size=7).path
+    ).to_pandas()
+    two = pq.read_table(
+        write_recommendations(rec, tmp_path / "two.parquet", k=5, batch_size=7, workers=2).path
+    ).to_pandas()
     pd.testing.assert_frame_equal(two, one)
 
 
 def test_shards_together_are_the_whole_file_once(rec, tmp_path):
     whole = write_recommendations(rec, tmp_path / "all.parquet", k=3).path
-    parts = [pq.read_table(write_recommendations(rec, tmp_path / f"{i}.parquet", k=3, shard=Shard(i, 3)).path).to_pandas() for i in range(3)]
+    parts = [
+        pq.read_table(
+            write_recommendations(rec, tmp_path / f"{i}.parquet", k=3, shard=Shard(i, 3)).path
+        ).to_pandas()
+        for i in range(3)
+    ]
     assert all(len(p) for p in parts)
     users = [set(p["user_id"]) for p in parts]
     assert not (users[0] & users[1] or users[1] & users[2] or users[0] & users[2])
@@ -88,20 +104,58 @@ def test_shard_rows_split_the_users_evenly():
 
 def test_cli_writes_the_file_and_names_bad_arguments(planted_bundle, tmp_path, capsys):
     out = tmp_path / "k4.parquet"
-    assert main(["recommend-all", "--bundle", planted_bundle, "--out", str(out), "-k", "4", "--shard", "2/2", "--quiet"]) == 0
+    assert (
+        main(
+            [
+                "recommend-all",
+                "--bundle",
+                planted_bundle,
+                "--out",
+                str(out),
+                "-k",
+                "4",
+                "--shard",
+                "2/2",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     assert "(shard 2/2)" in capsys.readouterr().out
     assert pq.read_table(out).num_rows > 0
     blas_before = [pool["num_threads"] for pool in threadpool_info()]
     one = tmp_path / "one.parquet"
-    assert main(["recommend-all", "--bundle", planted_bundle, "--out", str(one), "-k", "4", "--shard", "2/2", "--quiet", "--workers", "1"]) == 0
+    assert (
+        main(
+            [
+                "recommend-all",
+                "--bundle",
+                planted_bundle,
+                "--out",
+                str(one),
+                "-k",
+                "4",
+                "--shard",
+                "2/2",
+                "--quiet",
+                "--workers",
+                "1",
+            ]
+        )
+        == 0
+    )
     assert pq.read_table(one).equals(pq.read_table(out))  # the default (a worker a core) writes the same rows
-    assert [pool["num_threads"] for pool in threadpool_info()] == blas_before  # the command's BLAS limit ended with it
+    assert [
+        pool["num_threads"] for pool in threadpool_info()
+    ] == blas_before  # the command's BLAS limit ended with it
     with pytest.raises(SystemExit):
         main(["recommend-all", "--bundle", planted_bundle, "--out", str(out), "--workers", "0"])
     assert "argument --workers" in capsys.readouterr().err
     assert main(["recommend-all", "--bundle", planted_bundle, "--out", str(tmp_path)]) == 2
     assert "is a folder" in capsys.readouterr().err
-    assert main(["recommend-all", "--bundle", planted_bundle, "--out", str(tmp_path / "no" / "x.parquet")]) == 2
+    assert (
+        main(["recommend-all", "--bundle", planted_bundle, "--out", str(tmp_path / "no" / "x.parquet")]) == 2
+    )
     assert "no such folder" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["recommend-all", "--bundle", planted_bundle, "--out", str(out), "--shard", "3/2"])

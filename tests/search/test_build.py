@@ -17,7 +17,14 @@ from search.clusters import UNCLUSTERED
 from tests.search.conftest import N_GROUPS, PER_GROUP, built_copy, write_planted_bundle
 from tests.search.test_clusters import ZERO_AT, assert_planted_partition, planted_with_zero_rows
 
-ADDED = ["item_vectors.npy", "movie_index.faiss", "cosine_index.faiss", "cluster_labels.npy", "clusters.json", "movie_map.npy"]
+ADDED = [
+    "item_vectors.npy",
+    "movie_index.faiss",
+    "cosine_index.faiss",
+    "cluster_labels.npy",
+    "clusters.json",
+    "movie_map.npy",
+]
 
 
 def test_build_adds_checksummed_files_and_manifest_keys(built_tiny, tiny_bundle):
@@ -118,7 +125,9 @@ def test_movies_without_ratings_are_not_clustered(built_padded, padded):
     assert clusters["nmi_genres"] == 1.0 and clusters["silhouette"] > 0.5
     summaries = bundle.json("clusters.json")
     assert [s["size"] for s in summaries] == clusters["sizes"]
-    assert sorted(s["label"] for s in summaries) == [f"G{g}" for g in range(N_GROUPS)]  # unique, and the planted genre
+    assert sorted(s["label"] for s in summaries) == [
+        f"G{g}" for g in range(N_GROUPS)
+    ]  # unique, and the planted genre
     assert bundle.array("movie_map.npy").shape == (len(zero), 2)
 
 
@@ -148,6 +157,9 @@ def test_build_counts_only_clustered_movies_for_k(tmp_path, padded_bundle):
     shutil.copytree(padded_bundle, path)
     before = {p.name: sha256_file(p) for p in path.iterdir()}
     clustered = N_GROUPS * PER_GROUP
-    with pytest.raises(ValueError, match=f"between 1 and {clustered}, got {clustered + 1}: {len(ZERO_AT)} of {clustered + len(ZERO_AT)} movies have no training ratings"):
+    with pytest.raises(
+        ValueError,
+        match=f"between 1 and {clustered}, got {clustered + 1}: {len(ZERO_AT)} of {clustered + len(ZERO_AT)} movies have no training ratings",
+    ):
         build(path, n_clusters=clustered + 1)
     assert {p.name: sha256_file(p) for p in path.iterdir()} == before

@@ -45,7 +45,9 @@ def test_a_recommender_holds_the_catalogue_of_its_bundle(tiny_bundle, catalogue)
     rec = Recommender.load(tiny_bundle)
     assert isinstance(rec.catalogue, Catalogue) and rec.catalogue.bundle is rec.bundle
     assert np.array_equal(rec.catalogue.movie_ids, rec.movie_ids)
-    assert rec.catalogue.items(rec.movie_ids[:5]) == catalogue.items(catalogue.movie_ids[:5])  # same as one loaded alone
+    assert rec.catalogue.items(rec.movie_ids[:5]) == catalogue.items(
+        catalogue.movie_ids[:5]
+    )  # same as one loaded alone
 
 
 def test_find_movies_ranks_exact_then_prefix_then_popularity(titled):
@@ -68,13 +70,25 @@ def test_items_and_movie_rows_are_plain_json(titled):
     json.dumps(items)  # plain Python types only
     first = items[0]
     assert set(first) == {"movie_id", "title", "score", "genres", "rating_count", "mean_rating", "cluster"}
-    assert list(first) == ["movie_id", "title", "genres", "rating_count", "mean_rating", "cluster", "score"]  # the API's order
+    assert list(first) == [
+        "movie_id",
+        "title",
+        "genres",
+        "rating_count",
+        "mean_rating",
+        "cluster",
+        "score",
+    ]  # the API's order
     assert isinstance(first["score"], float) and isinstance(first["movie_id"], int)
     assert first["cluster"] is None  # not built
     stargate = catalogue.movie(106)
-    assert stargate["genres"] == ["Sci-Fi"] and stargate["rating_count"] == 0 and stargate["mean_rating"] is None
+    assert (
+        stargate["genres"] == ["Sci-Fi"] and stargate["rating_count"] == 0 and stargate["mean_rating"] is None
+    )
     assert catalogue.movie(105)["genres"] == []
-    assert catalogue.items(np.array([101, -1]), np.array([4.0, -np.inf]))[0]["movie_id"] == 101  # padding dropped
+    assert (
+        catalogue.items(np.array([101, -1]), np.array([4.0, -np.inf]))[0]["movie_id"] == 101
+    )  # padding dropped
     unscored = catalogue.items(np.array([103, -1, 101]))  # a title search has no scores
     assert [(i["movie_id"], i["score"]) for i in unscored] == [(103, None), (101, None)]
     assert [{**i, "score": None} for i in catalogue.items([103, 101], [1.0, 2.0])] == unscored
@@ -113,6 +127,10 @@ def test_user_ratings_highest_first(planted_bundle, planted):
 
 def test_clusters_before_build_say_how_to_build(catalogue):
     assert catalogue.built is False
-    for call in (catalogue.clusters, lambda: catalogue.cluster_of(catalogue.movie_ids[0]), lambda: catalogue.cluster_members(0)):
+    for call in (
+        catalogue.clusters,
+        lambda: catalogue.cluster_of(catalogue.movie_ids[0]),
+        lambda: catalogue.cluster_members(0),
+    ):
         with pytest.raises(NotBuiltError, match="python -m search build"):
             call()

@@ -14,7 +14,6 @@ from search.cli import main
 from tests.conftest import ROOT
 
 
-
 def run(capsys, *args: str) -> tuple[int, str, str]:
     code = main(list(args))
     out, err = capsys.readouterr()
@@ -22,7 +21,14 @@ def run(capsys, *args: str) -> tuple[int, str, str]:
 
 
 def subprocess_run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "search", *args], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "search", *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +48,9 @@ def test_build_command(tmp_path, tiny_bundle, capsys):
     code, out, err = run(capsys, "build", "--bundle", str(path), "--clusters", "3", "--seed", "5")
     assert code == 0 and "3 clusters" in out and "silhouette" in err
     assert Recommender.load(path).bundle.manifest["clusters"]["seed"] == 5
-    assert err.endswith(f"1 earlier version(s) kept beside it: `python -m embedder bundles --bundle {path} --keep 1` removes them\n")
+    assert err.endswith(
+        f"1 earlier version(s) kept beside it: `python -m embedder bundles --bundle {path} --keep 1` removes them\n"
+    )
 
 
 def test_recommend_json_and_table(built_tiny, rec, capsys):
@@ -63,7 +71,18 @@ def test_recommend_json_and_table(built_tiny, rec, capsys):
 
 def test_recommend_flags_reach_the_api(built_tiny, rec, capsys):
     user = int(rec.user_ids[0])
-    code, out, _ = run(capsys, "recommend", "--bundle", built_tiny, "--user", str(user), "--include-seen", "--min-ratings", "60", "--json")
+    code, out, _ = run(
+        capsys,
+        "recommend",
+        "--bundle",
+        built_tiny,
+        "--user",
+        str(user),
+        "--include-seen",
+        "--min-ratings",
+        "60",
+        "--json",
+    )
     assert code == 0
     got = [i["movie_id"] for i in json.loads(out)["items"]]
     assert got == rec.recommend(user, exclude_seen=False, min_ratings=60)[0].tolist()
@@ -77,7 +96,9 @@ def test_similar_by_id_and_by_title(built_tiny, rec, capsys):
     assert code == 0 and data["movie_id"] == movie and len(data["items"]) == 4
     assert [i["movie_id"] for i in data["items"]] == rec.similar(movie, k=4)[0].tolist()
     title = rec.catalogue.movie(movie)["title"]
-    code, out, _ = run(capsys, "similar", "--bundle", built_tiny, "--movie", title.upper(), "-k", "4", "--json")
+    code, out, _ = run(
+        capsys, "similar", "--bundle", built_tiny, "--movie", title.upper(), "-k", "4", "--json"
+    )
     assert code == 0 and json.loads(out)["movie_id"] == movie
     code, out, _ = run(capsys, "similar", "--bundle", built_tiny, "--movie", str(movie))
     assert code == 0 and "who rated them" in out and title in out
@@ -128,7 +149,12 @@ def test_unbuilt_and_missing_bundles_exit_2(tiny_bundle, tmp_path, capsys):
 
 @pytest.mark.parametrize(
     "args",
-    [["recommend", "--user", "1", "-k", "0"], ["recommend", "--user", "x"], ["similar", "--movie", "1", "-k", "two"], ["build", "--index", "annoy"]],
+    [
+        ["recommend", "--user", "1", "-k", "0"],
+        ["recommend", "--user", "x"],
+        ["similar", "--movie", "1", "-k", "two"],
+        ["build", "--index", "annoy"],
+    ],
 )
 def test_bad_flags_exit_2_without_traceback(built_tiny, args):
     result = subprocess_run(*args[:1], "--bundle", built_tiny, *args[1:])
@@ -150,7 +176,12 @@ def test_build_takes_a_recall_target_and_records_it(planted_bundle, tmp_path, ca
 
     copy = tmp_path / "bundle"
     shutil.copytree(planted_bundle, copy)
-    assert search_main(["build", "--bundle", str(copy), "--index", "hnsw", "--recall", "0.99", "--clusters", "3"]) == 0
+    assert (
+        search_main(
+            ["build", "--bundle", str(copy), "--index", "hnsw", "--recall", "0.99", "--clusters", "3"]
+        )
+        == 0
+    )
     index = json.loads((copy / "manifest.json").read_text())["index"]
     assert index["target_recall"] == 0.99 and index["recall_at_10"] >= 0.99
     for bad in ("0", "1.5", "most"):

@@ -39,9 +39,13 @@ def planted_with_zero_rows(planted: dict, at: list[int] = ZERO_AT) -> dict:
     source = np.insert(np.arange(n), at, -1)  # each new row's planted row, -1 for an added one
     zero = source < 0
     old = source.clip(0)
-    keep = lambda values, fill: np.where(zero.reshape((-1,) + (1,) * (np.ndim(values) - 1)), fill, np.asarray(values)[old])
+    keep = lambda values, fill: np.where(
+        zero.reshape((-1,) + (1,) * (np.ndim(values) - 1)), fill, np.asarray(values)[old]
+    )
     coo = sp.coo_matrix(planted["seen"])
-    seen = sp.csr_matrix((coo.data, (coo.row, np.flatnonzero(~zero)[coo.col])), shape=(coo.shape[0], len(source)))
+    seen = sp.csr_matrix(
+        (coo.data, (coo.row, np.flatnonzero(~zero)[coo.col])), shape=(coo.shape[0], len(source))
+    )
     return {
         **planted,
         "zero": zero,
@@ -49,7 +53,10 @@ def planted_with_zero_rows(planted: dict, at: list[int] = ZERO_AT) -> dict:
         "movie_embeddings": keep(planted["movie_embeddings"], 0).astype(np.float32),
         "movie_biases": keep(planted["movie_biases"], 0).astype(np.float32),
         "seen": seen,
-        "titles": [f"Unrated movie {i} (2001)" if z else planted["titles"][o] for i, (z, o) in enumerate(zip(zero, old))],
+        "titles": [
+            f"Unrated movie {i} (2001)" if z else planted["titles"][o]
+            for i, (z, o) in enumerate(zip(zero, old))
+        ],
         "genres": ["Drama|Unrated" if z else planted["genres"][o] for z, o in zip(zero, old)],
         "rating_counts": keep(planted["rating_counts"], 0).astype(np.int64),
     }
@@ -62,7 +69,9 @@ def assert_planted_partition(labels: np.ndarray, groups: np.ndarray) -> None:
     assert {c for c, _ in pairs} == set(range(N_GROUPS)) and {g for _, g in pairs} == set(range(N_GROUPS))
 
 
-def movie_frame(genres: list[str], titles: list[str] | None = None, counts: list[int] | None = None) -> pd.DataFrame:
+def movie_frame(
+    genres: list[str], titles: list[str] | None = None, counts: list[int] | None = None
+) -> pd.DataFrame:
     n = len(genres)
     return pd.DataFrame(
         {
@@ -94,7 +103,11 @@ def test_zero_rows_are_left_unclustered(planted):
     zero = padded["zero"]
     labels = kmeans_labels(padded["movie_embeddings"], N_GROUPS, seed=0)
     assert labels.dtype == np.int32 and labels.shape == (len(zero),)
-    assert np.flatnonzero(labels == UNCLUSTERED).tolist() == np.flatnonzero(zero).tolist() == [0, 42, 82, 83, 204]
+    assert (
+        np.flatnonzero(labels == UNCLUSTERED).tolist()
+        == np.flatnonzero(zero).tolist()
+        == [0, 42, 82, 83, 204]
+    )
     assert_planted_partition(labels[~zero], padded["groups"][~zero])
     # the zero rows take no part in the fit: the others get what they get without them
     np.testing.assert_array_equal(labels[~zero], kmeans_labels(planted["movie_embeddings"], N_GROUPS, seed=0))
@@ -103,8 +116,16 @@ def test_zero_rows_are_left_unclustered(planted):
 def test_k_is_checked_against_the_clustered_movies():
     vectors = np.array([[1, 0], [0, 0], [0, 1], [-1, 0], [0, 0], [0, -1]], np.float32)
     labels = kmeans_labels(vectors, 4)
-    assert labels[[1, 4]].tolist() == [UNCLUSTERED] * 2 and sorted(labels[[0, 2, 3, 5]].tolist()) == [0, 1, 2, 3]
-    with pytest.raises(ValueError, match=r"clusters must be a whole number between 1 and 4, got 5: 2 of 6 movies have no training ratings"):
+    assert labels[[1, 4]].tolist() == [UNCLUSTERED] * 2 and sorted(labels[[0, 2, 3, 5]].tolist()) == [
+        0,
+        1,
+        2,
+        3,
+    ]
+    with pytest.raises(
+        ValueError,
+        match=r"clusters must be a whole number between 1 and 4, got 5: 2 of 6 movies have no training ratings",
+    ):
         kmeans_labels(vectors, 5)
     with pytest.raises(ValueError, match="3 of 3 movies have no training ratings"):
         kmeans_labels(np.zeros((3, 2), np.float32), 1)
@@ -145,7 +166,10 @@ def test_summaries_and_labels_of_planted_groups_leave_unclustered_movies_out(pla
         # Drama is every clustered movie's genre (lift 1): named by no label
         assert s["label"] == f"G{group}"
         shares = {g["genre"]: (g["share"], g["catalogue_share"], g["lift"]) for g in s["genres"]}
-        assert shares == {f"G{group}": (1.0, 1 / N_GROUPS, N_GROUPS), "Drama": (1.0, 1.0, 1.0)}  # "Unrated" nowhere
+        assert shares == {
+            f"G{group}": (1.0, 1 / N_GROUPS, N_GROUPS),
+            "Drama": (1.0, 1.0, 1.0),
+        }  # "Unrated" nowhere
         top = {m["movie_id"] for m in s["top_movies"]}
         assert not top & set(frame["movie_id"][zero])
     assert len({s["label"] for s in summaries}) == N_GROUPS
@@ -153,8 +177,14 @@ def test_summaries_and_labels_of_planted_groups_leave_unclustered_movies_out(pla
 
 def test_labels_name_only_genres_with_a_share_and_a_lift():
     genres = (
-        ["Horror"] * 10 + ["War"] * 3 + ["Western"] * 2 + ["Drama"] * 5  # cluster 0: 20 movies
-        + ["Drama"] * 15 + ["Drama|Horror"] * 2 + ["War|Drama"] + ["Comedy"] * 2  # cluster 1: 20 movies
+        ["Horror"] * 10
+        + ["War"] * 3
+        + ["Western"] * 2
+        + ["Drama"] * 5  # cluster 0: 20 movies
+        + ["Drama"] * 15
+        + ["Drama|Horror"] * 2
+        + ["War|Drama"]
+        + ["Comedy"] * 2  # cluster 1: 20 movies
         + [""] * 10  # cluster 2: no genres
         + ["Horror|Western"] * 3  # not clustered: counted nowhere
     )
@@ -165,9 +195,16 @@ def test_labels_name_only_genres_with_a_share_and_a_lift():
     assert mix["Horror"]["catalogue_share"] == 0.24 and mix["Western"]["catalogue_share"] == 0.04
     assert mix["War"]["share"] == LABEL_MIN_SHARE  # 3 of 20: named
     assert mix["Western"]["lift"] == 2.5 > mix["Horror"]["lift"] > mix["War"]["lift"]  # but 10%: not named
-    assert mix["Drama"]["share"] == 0.25 and mix["Drama"]["lift"] < 1  # common, yet under-represented: not named
+    assert (
+        mix["Drama"]["share"] == 0.25 and mix["Drama"]["lift"] < 1
+    )  # common, yet under-represented: not named
     assert first["label"] == "Horror / War"
-    assert [g["genre"] for g in first["genres"]] == ["Horror", "War", "Western", "Drama"]  # the label's genres first
+    assert [g["genre"] for g in first["genres"]] == [
+        "Horror",
+        "War",
+        "Western",
+        "Drama",
+    ]  # the label's genres first
     assert second["label"] == "Drama"  # Comedy: lift 2.5 but 10%
     assert third["label"] == "(no genres)" and third["genres"] == []
     spread = cluster_summaries(np.zeros(10, int), movie_frame([f"G{i}" for i in range(10)]), 1)
@@ -180,21 +217,35 @@ def test_repeated_labels_are_told_apart_by_the_most_rated_title():
     titles = ["Emma (1996)", "A", "B", "C", "D", "E", "F", "G", "H", "Birdcage, The (1996)", "I", "J"]
     counts = [50, 10, 10, 10, 10, 10, 10, 10, 10, 60, 10, 10]
     found = [s["label"] for s in cluster_summaries(labels, movie_frame(genres, titles, counts), 3)]
-    assert found == ["Drama / Romance, like Emma (1996)", "Comedy", "Drama / Romance, like Birdcage, The (1996)"]
+    assert found == [
+        "Drama / Romance, like Emma (1996)",
+        "Comedy",
+        "Drama / Romance, like Birdcage, The (1996)",
+    ]
     same = ["Hamlet (1996)" if t in ("Emma (1996)", "Birdcage, The (1996)") else t for t in titles]
     found = [s["label"] for s in cluster_summaries(labels, movie_frame(genres, same, counts), 3)]
-    assert found == ["Drama / Romance, like Hamlet (1996) (cluster 0)", "Comedy", "Drama / Romance, like Hamlet (1996) (cluster 2)"]
+    assert found == [
+        "Drama / Romance, like Hamlet (1996) (cluster 0)",
+        "Comedy",
+        "Drama / Romance, like Hamlet (1996) (cluster 2)",
+    ]
     # deterministic: the same answer whatever the order the clusters are numbered in
     swapped = np.repeat([2, 1, 0], 4)
     found = [s["label"] for s in cluster_summaries(swapped, movie_frame(genres, titles, counts), 3)]
-    assert found == ["Drama / Romance, like Birdcage, The (1996)", "Comedy", "Drama / Romance, like Emma (1996)"]
+    assert found == [
+        "Drama / Romance, like Birdcage, The (1996)",
+        "Comedy",
+        "Drama / Romance, like Emma (1996)",
+    ]
 
 
 def test_quality_leaves_unclustered_movies_out(planted):
     padded = planted_with_zero_rows(planted)
     labels = kmeans_labels(padded["movie_embeddings"], N_GROUPS)
     quality = cluster_quality(padded["movie_embeddings"], labels, pd.Series(padded["genres"]))
-    alone = cluster_quality(planted["movie_embeddings"], labels[~padded["zero"]], pd.Series(planted["genres"]))
+    alone = cluster_quality(
+        planted["movie_embeddings"], labels[~padded["zero"]], pd.Series(planted["genres"])
+    )
     assert quality == alone
     assert quality["nmi_genres"] == 1.0  # the clusters are the planted groups
 
@@ -233,11 +284,17 @@ def test_catalogue_cluster_api(built_planted, planted):
     by_title = catalogue.cluster_members(labels[0], sort="title")
     titles = [catalogue.movie(m)["title"].lower() for m in by_title]
     assert titles == sorted(titles)
-    means = [catalogue.movie(m)["mean_rating"] or -1 for m in catalogue.cluster_members(labels[0], sort="rating")]
+    means = [
+        catalogue.movie(m)["mean_rating"] or -1 for m in catalogue.cluster_members(labels[0], sort="rating")
+    ]
     assert means == sorted(means, reverse=True)
     assert catalogue.movie(rec.movie_ids[0])["cluster"] == labels[0]
     with pytest.raises(UnknownIdError, match="unknown cluster 99"):
         catalogue.cluster_members(99)
     with pytest.raises(ValueError, match="sort must be"):
         catalogue.cluster_members(0, sort="size")
-    assert catalogue.built and len(catalogue.clusters()) == N_GROUPS and rec.bundle.manifest["clusters"]["nmi_genres"] >= 0.9
+    assert (
+        catalogue.built
+        and len(catalogue.clusters()) == N_GROUPS
+        and rec.bundle.manifest["clusters"]["nmi_genres"] >= 0.9
+    )

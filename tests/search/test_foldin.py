@@ -33,14 +33,27 @@ def wide(tmp_path_factory):
     movie_biases = rng.normal(0, 0.5, n_movies).astype(np.float32)
     users = rng.normal(0, 0.8, (n_users, d)).astype(np.float32)
     user_biases = rng.normal(0, 0.4, n_users).astype(np.float32)
-    seen = sp.random(n_users, n_movies, density=0.1, format="csr", random_state=1, data_rvs=lambda n: rng.uniform(0, 6, n))
+    seen = sp.random(
+        n_users, n_movies, density=0.1, format="csr", random_state=1, data_rvs=lambda n: rng.uniform(0, 6, n)
+    )
     # Training ratings = the model's prediction plus N(0, 0.3²): σ² is known.
     coo = seen.tocoo()
-    seen.data = (MU + user_biases[coo.row] + movie_biases[coo.col] + np.einsum("ij,ij->i", users[coo.row], movies[coo.col])
-                 + rng.normal(0, 0.3, coo.nnz)).astype(np.float32)
+    seen.data = (
+        MU
+        + user_biases[coo.row]
+        + movie_biases[coo.col]
+        + np.einsum("ij,ij->i", users[coo.row], movies[coo.col])
+        + rng.normal(0, 0.3, coo.nnz)
+    ).astype(np.float32)
     path = tmp_path_factory.mktemp("foldin") / "bundle"
     write_synthetic_bundle(
-        path, users, movies, user_biases, movie_biases, global_mean=MU, seen=seen,
+        path,
+        users,
+        movies,
+        user_biases,
+        movie_biases,
+        global_mean=MU,
+        seen=seen,
         rating_counts=rng.integers(1, 100, n_movies),
         rating_scale=(-20.0, 20.0),
     )
@@ -67,7 +80,9 @@ def test_many_clean_ratings_recover_the_hidden_user(wide):
     np.testing.assert_allclose(user.embedding, p, atol=0.05)
     assert user.bias == pytest.approx(b, abs=0.05)
     # And recommends like a trained user with that vector: unrated movies by predicted rating.
-    ids, scores = rec.recommend_for_ratings({int(rec.movie_ids[r]): float(v) for r, v in zip(rated, noisy)}, k=5)
+    ids, scores = rec.recommend_for_ratings(
+        {int(rec.movie_ids[r]): float(v) for r, v in zip(rated, noisy)}, k=5
+    )
     unrated = np.setdiff1d(np.arange(len(movies)), rated)
     best = unrated[np.argsort(-truth[unrated], kind="stable")[:5]]
     assert set(ids.tolist()) == set(rec.movie_ids[best].tolist())
@@ -110,21 +125,28 @@ def test_with_implicit_rows_the_own_part_is_solved_and_the_implicit_part_added()
     known = np.r_[E[rows].sum(0), c[rows].sum()] / 2.0  # |N| = 4
     own = np.r_[p, bias] - known
     Z = np.c_[Q[rows], np.ones(4)]
-    gradient = Z.T @ (Z @ (own + known) - (ratings - 3.0 - b[rows])) / prior.noise + (own - prior.mean) / prior.variance
+    gradient = (
+        Z.T @ (Z @ (own + known) - (ratings - 3.0 - b[rows])) / prior.noise
+        + (own - prior.mean) / prior.variance
+    )
     np.testing.assert_allclose(gradient, 0, atol=1e-10)
 
 
 def test_the_prior_with_implicit_rows_is_the_spread_of_the_trained_users_own_parts():
     rng = np.random.default_rng(2)
     n_users, n_movies, d = 50, 20, 3
-    seen = sp.random(n_users, n_movies, density=0.3, format="csr", random_state=3, data_rvs=lambda n: rng.uniform(1, 5, n))
+    seen = sp.random(
+        n_users, n_movies, density=0.3, format="csr", random_state=3, data_rvs=lambda n: rng.uniform(1, 5, n)
+    )
     own = rng.normal(0.5, 0.2, (n_users, d + 1))
     E, c = rng.normal(size=(n_movies, d)), rng.normal(size=n_movies)
     N = (seen.toarray() > 0).astype(float)
     implicit = N @ np.c_[E, c] / np.sqrt(np.maximum(N.sum(1, keepdims=True), 1))
     rows = own + implicit
     Q, b = rng.normal(size=(n_movies, d)), rng.normal(size=n_movies)
-    prior = UserPrior.from_model(MFModel(3.0, rows[:, :d], Q, rows[:, d], b, (1.0, 5.0)), seen, implicit=(E, c))
+    prior = UserPrior.from_model(
+        MFModel(3.0, rows[:, :d], Q, rows[:, d], b, (1.0, 5.0)), seen, implicit=(E, c)
+    )
     trained = N.sum(1) > 0
     np.testing.assert_allclose(prior.mean, own[trained].mean(0), atol=1e-10)
     np.testing.assert_allclose(prior.variance, own[trained].var(0), rtol=1e-8)
@@ -163,7 +185,23 @@ def test_cli_recommends_for_ratings_given_by_flag_or_file(planted_bundle, tmp_pa
     rec = Recommender.load(planted_bundle)
     first, second = (int(m) for m in rec.movie_ids[:2])
     title = rec.catalogue.movie(second)["title"]
-    assert main(["recommend", "--bundle", planted_bundle, "--rate", f"{first}=5", "--rate", f"{title}=2", "-k", "3", "--json"]) == 0
+    assert (
+        main(
+            [
+                "recommend",
+                "--bundle",
+                planted_bundle,
+                "--rate",
+                f"{first}=5",
+                "--rate",
+                f"{title}=2",
+                "-k",
+                "3",
+                "--json",
+            ]
+        )
+        == 0
+    )
     shown = json.loads(capsys.readouterr().out)
     assert shown["ratings"] == [{"movie_id": first, "rating": 5.0}, {"movie_id": second, "rating": 2.0}]
     expected, _ = rec.recommend_for_ratings({first: 5.0, second: 2.0}, k=3)
@@ -185,7 +223,9 @@ def test_cli_recommends_for_ratings_given_by_flag_or_file(planted_bundle, tmp_pa
     assert "applies to --user only" in capsys.readouterr().err
 
 
-def test_a_trained_user_folded_in_from_their_own_training_ratings_gets_about_their_list(tiny_bundle, synthetic_csv):
+def test_a_trained_user_folded_in_from_their_own_training_ratings_gets_about_their_list(
+    tiny_bundle, synthetic_csv
+):
     """Every user of a bundle trained by the real CLI, folded in again from their own
     training ratings (the movie side frozen): their top 10 overlaps the trained
     user's by at least 0.6 on average, and their test RMSE is within 0.05 of the
@@ -208,9 +248,16 @@ def test_a_trained_user_folded_in_from_their_own_training_ratings_gets_about_the
         mine = test[test["user_id"] == user_id]
         movies = bundle.movie_vocab.numbers(mine["movie_id"].to_numpy())
         model = bundle.model
-        raw = model.global_mean + user.bias + model.movie_biases[movies] + model.movie_embeddings[movies] @ user.embedding
+        raw = (
+            model.global_mean
+            + user.bias
+            + model.movie_biases[movies]
+            + model.movie_embeddings[movies] @ user.embedding
+        )
         folded.append(np.clip(raw, *bundle.rating_scale))
         trained.append(bundle.model.predict_ids(mine["user_id"].to_numpy(), mine["movie_id"].to_numpy()))
     assert len(bundle.user_ids) == 300 and np.mean(overlaps) >= 0.6
-    truth = np.concatenate([test.loc[test["user_id"] == u, "rating"].to_numpy() for u in bundle.user_ids.tolist()])
+    truth = np.concatenate(
+        [test.loc[test["user_id"] == u, "rating"].to_numpy() for u in bundle.user_ids.tolist()]
+    )
     assert abs(rmse(np.concatenate(folded), truth) - rmse(np.concatenate(trained), truth)) <= 0.05

@@ -6,8 +6,8 @@ import subprocess
 import sys
 
 import pytest
-from tests.conftest import ROOT
 
+from tests.conftest import ROOT
 
 
 def test_search_and_its_cli_do_not_import_torch():
@@ -18,16 +18,23 @@ def test_search_and_its_cli_do_not_import_torch():
         "assert 'torch' not in sys.modules, sorted(m for m in sys.modules if m.startswith('torch'))\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
 
 @pytest.mark.parametrize(
     "imports",
-    ["import search", "from search import Catalogue, NotBuiltError"],  # the catalogue alone: `search clusters`, title lookups
+    [
+        "import search",
+        "from search import Catalogue, NotBuiltError",
+    ],  # the catalogue alone: `search clusters`, title lookups
 )
 def test_importing_search_alone_does_not_load_faiss(imports):
     code = f"import sys\n{imports}\nprint('faiss' in sys.modules)\n"
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120, check=False
+    )
     assert result.stdout.strip() == "False", result.stderr

@@ -20,10 +20,17 @@ def catalogue(tmp_path_factory):
     users = centres[rng.integers(0, 30, 300)] + rng.normal(0, 0.5, (300, 16))
     import scipy.sparse as sp
 
-    seen = sp.random(300, 3000, density=0.02, format="csr", random_state=1, data_rvs=lambda n: np.full(n, 4.0))
+    seen = sp.random(
+        300, 3000, density=0.02, format="csr", random_state=1, data_rvs=lambda n: np.full(n, 4.0)
+    )
     path = tmp_path_factory.mktemp("ann") / "bundle"
     write_synthetic_bundle(
-        path, users * 0.3, movies * 0.3, rng.normal(0, 0.2, 300), rng.normal(0, 0.2, 3000), seen=seen,
+        path,
+        users * 0.3,
+        movies * 0.3,
+        rng.normal(0, 0.2, 300),
+        rng.normal(0, 0.2, 3000),
+        seen=seen,
         rating_counts=rng.integers(0, 500, 3000),
     )
     return str(path)

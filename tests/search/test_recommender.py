@@ -50,7 +50,9 @@ def test_scores_are_predicted_ratings_for_random_pairs(rec, truth):
     cols = rec.bundle.movie_vocab.numbers(ids.ravel()).reshape(ids.shape)
     pick = rng.integers(0, ids.shape[1], size=(40, 25))
     np.testing.assert_allclose(
-        np.take_along_axis(scores, pick, 1), truth[rows[:, None], np.take_along_axis(cols, pick, 1)], atol=1e-4
+        np.take_along_axis(scores, pick, 1),
+        truth[rows[:, None], np.take_along_axis(cols, pick, 1)],
+        atol=1e-4,
     )
 
 
@@ -152,7 +154,9 @@ def test_concurrent_reads_from_threads_agree(rec):
     singles_want = [rec.recommend(u, k=5)[0].tolist() for u in rec.user_ids[:20]]
 
     def work(_):
-        return rec.recommend(rec.user_ids, k=5)[0], [rec.recommend(u, k=5)[0].tolist() for u in rec.user_ids[:20]]
+        return rec.recommend(rec.user_ids, k=5)[0], [
+            rec.recommend(u, k=5)[0].tolist() for u in rec.user_ids[:20]
+        ]
 
     with ThreadPoolExecutor(6) as pool:
         results = list(pool.map(work, range(6)))  # a worker's exception is re-raised here
@@ -210,7 +214,9 @@ def test_similar_returns_same_group_movies_on_planted_data(tmp_path, planted):
     groups = planted["groups"]
     n_users = len(planted["user_embeddings"])
     chance = np.where((np.arange(n_users) % N_GROUPS)[:, None] == groups, 0.5, 0.05)
-    seen = sp.csr_matrix((rng.random(chance.shape) < chance) * rng.integers(1, 6, chance.shape).astype(np.float32))
+    seen = sp.csr_matrix(
+        (rng.random(chance.shape) < chance) * rng.integers(1, 6, chance.shape).astype(np.float32)
+    )
     write_planted_bundle(tmp_path / "bundle", {**planted, "seen": seen})
     rec = Recommender.load(tmp_path / "bundle")
     blend = dense_blend(planted["movie_embeddings"], seen)  # search.similar's score, float64

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from embedder.bundle import BundleError
+import search.similar
 from search import Recommender
-from search.similar import EMBEDDING_WEIGHT, NeighbourTable, Similarity, neighbour_table
+from search.similar import EMBEDDING_WEIGHT, SIMILAR_FILES, Similarity, neighbour_table, unit_rows
 from tests.conftest import write_synthetic_bundle
 from tests.search.conftest import assert_exact_topk, assert_same_topk, dense_blend
 
@@ -21,7 +21,9 @@ def random_case(seed: int = 0, n_users: int = 60, n_movies: int = 40):
     per_user = rng.integers(1, n_movies, n_users)
     rows = np.repeat(np.arange(n_users), per_user)
     cols = np.concatenate([rng.choice(n_movies, n, replace=False) for n in per_user])
-    seen = sp.csr_matrix((rng.integers(1, 6, len(rows)).astype(np.float32), (rows, cols)), shape=(n_users, n_movies))
+    seen = sp.csr_matrix(
+        (rng.integers(1, 6, len(rows)).astype(np.float32), (rows, cols)), shape=(n_users, n_movies)
+    )
     seen = seen.tolil()
     seen[:, [3, 7]] = 0  # movies 3 and 7: no training ratings
     seen = seen.tocsr()
@@ -30,7 +32,9 @@ def random_case(seed: int = 0, n_users: int = 60, n_movies: int = 40):
     return embeddings, seen
 
 
-def assert_matches_dense(scores: np.ndarray, rows: np.ndarray, truth: np.ndarray, comparable: np.ndarray) -> None:
+def assert_matches_dense(
+    scores: np.ndarray, rows: np.ndarray, truth: np.ndarray, comparable: np.ndarray
+) -> None:
     for got, row in zip(scores, rows):
         expected = np.where(comparable & comparable[row], truth[row], -np.inf)
         expected[row] = -np.inf
@@ -39,36 +43,35 @@ def assert_matches_dense(scores: np.ndarray, rows: np.ndarray, truth: np.ndarray
         np.testing.assert_allclose(got[np.isfinite(got)], expected[np.isfinite(expected)], atol=1e-5)
 
 
-@pytest.mark.parametrize("chunk", [1 << 20, 7])  # co-raters counted in one part, or in many
-def test_one_movie_equals_the_dense_blend(chunk, monkeypatch):
-    monkeypatch.setattr("search.similar.CHUNK", chunk)
-    embeddings, seen = random_case()
+def test_one_movie_and_a_block_equal_the_dense_blend():
+    embeddings, seen = random_case(1)
     similarity = Similarity(embeddings, seen)
     truth = dense_blend(embeddings, seen)
     comparable = np.isfinite(np.diag(truth))
-    assert np.flatnonzero(~comparable).tolist() == [3, 5, 7] == np.flatnonzero(~similarity.comparable).tolist()
+    assert (
+        np.flatnonzero(~comparable).tolist() == [3, 5, 7] == np.flatnonzero(~similarity.comparable).tolist()
+    )
     rows = np.arange(len(embeddings))
-    assert_matches_dense(np.stack([similarity.scores(r) for r in rows]), rows, truth, comparable)
-
-
-@pytest.mark.parametrize("dense_share", [0.0, 0.3, 2.0])  # every user dense, some, none
-def test_a_block_equals_the_dense_blend(dense_share, monkeypatch):
-    monkeypatch.setattr("search.similar.DENSE_SHARE", dense_share)
-    embeddings, seen = random_case(1)
-    similarity = Similarity(embeddings, seen)
-    heavy = (np.diff(seen.indptr) >= dense_share * seen.shape[1]).sum()
-    assert len(similarity._heavy[1]) == heavy  # the share set is the one that ran
-    truth = dense_blend(embeddings, seen)
+    assert_matches_dense(np.vstack([similarity.block_scores([r]) for r in rows]), rows, truth, comparable)
     rows = np.array([0, 3, 5, 11, 2, 39, 11])  # any order, repeats, excluded queries
-    assert_matches_dense(similarity.block_scores(rows), rows, truth, np.isfinite(np.diag(truth)))
+    assert_matches_dense(similarity.block_scores(rows), rows, truth, comparable)
 
 
-@pytest.mark.parametrize("width, block", [(6, 7), (39, 40), (45, 3)])  # a few, all others, wider than the catalogue
-def test_the_neighbour_table_holds_each_movies_exact_top_k(width, block):
+def test_unit_rows_keep_zero_rows_zero():
+    unit, zero = unit_rows(np.array([[3, 4], [0, 0], [0, -2]], np.float32))
+    assert zero.tolist() == [False, True, False]
+    np.testing.assert_allclose(unit, [[0.6, 0.8], [0, 0], [0, -1]])
+
+
+@pytest.mark.parametrize(
+    "width, block", [(6, 7), (39, 40), (45, 3)]
+)  # a few, all others, wider than the catalogue
+def test_the_neighbour_table_holds_each_movies_exact_top_k(width, block, monkeypatch):
+    monkeypatch.setattr(search.similar, "TABLE_BLOCK", block)
     embeddings, seen = random_case(2)
     truth = dense_blend(embeddings, seen)
     comparable = np.isfinite(np.diag(truth))
-    rows, scores = neighbour_table(Similarity(embeddings, seen), width=width, block=block)
+    rows, scores = neighbour_table(Similarity(embeddings, seen), width=width)
     assert rows.shape == scores.shape == (len(embeddings), width) and rows.dtype == np.int32
     movie_ids = np.arange(len(embeddings)) * 10 + 1
     for row in range(len(embeddings)):
@@ -79,7 +82,9 @@ def test_the_neighbour_table_holds_each_movies_exact_top_k(width, block):
         assert found.sum() == min(width, max(0, comparable.sum() - 1) if comparable[row] else 0)
         assert not found[found.sum() :].any() and np.isneginf(scores[row][~found]).all()
         ids = np.where(found, movie_ids[rows[row]], -1)
-        assert_exact_topk(ids, scores[row], reference, movie_ids, width, excluded=np.flatnonzero(np.isneginf(reference)))
+        assert_exact_topk(
+            ids, scores[row], reference, movie_ids, width, excluded=np.flatnonzero(np.isneginf(reference))
+        )
 
 
 def test_excluded_movies_are_never_returned(tmp_path):
@@ -105,38 +110,33 @@ def test_a_built_bundle_answers_from_its_table_as_the_live_count_would(tmp_path,
     leave enough and floors that do not) equals the live computation."""
     from search.build import build
 
-    monkeypatch.setattr("search.similar.TABLE_WIDTH", 8)  # narrower than the catalogue: floors must fall back
+    monkeypatch.setattr(
+        search.similar.neighbour_table, "__defaults__", (8,)
+    )  # narrower than the catalogue: floors fall back
     embeddings, seen = random_case(3)
     path = tmp_path / "random"
     counts = np.diff(seen.tocsc().indptr)
-    write_synthetic_bundle(path, np.ones((seen.shape[0], 5), np.float32), embeddings, seen=seen, rating_counts=counts)
+    write_synthetic_bundle(
+        path, np.ones((seen.shape[0], 5), np.float32), embeddings, seen=seen, rating_counts=counts
+    )
     build(path, n_clusters=2)
     rec = Recommender.load(path)
-    table = NeighbourTable.of(rec.bundle)
-    assert table is not None and table.rows.shape == (len(embeddings), 8)
+    live = Recommender.load(path)
+    live._table = None  # as before build: every answer counted live
+    table = rec.bundle.array(SIMILAR_FILES[0])
+    assert table.shape == (len(embeddings), 8)
     asked = answered = 0
     for row in range(len(embeddings)):
         for k in (1, 5, 8):
             for floor in (0, int(np.median(counts)), int(counts.max())):
                 asked += 1
-                answered += table.lookup(row, k, counts, floor) is not None
-                live = rec._best_movies(rec._similarity.scores(row), k, floor)
+                answered += ((table[row] >= 0) & (counts[table[row]] >= floor)).sum() >= k or table[row][
+                    -1
+                ] < 0
+                want = live.similar(rec.movie_ids[row], k=k, min_ratings=floor)
                 got = rec.similar(rec.movie_ids[row], k=k, min_ratings=floor)
-                assert_same_topk(got[0][None], got[1][None], live[0][None], live[1][None])
+                assert_same_topk(got[0][None], got[1][None], want[0][None], want[1][None])
     assert 0 < answered < asked  # the table answered most, the high floors fell back
-
-
-def test_a_neighbour_table_naming_a_movie_out_of_range_is_refused(tmp_path):
-    from embedder.bundle import update_bundle, npy_writer
-    from search.similar import SIMILAR_FILES
-
-    embeddings, seen = random_case(4)
-    path = tmp_path / "random"
-    write_synthetic_bundle(path, np.ones((seen.shape[0], 5), np.float32), embeddings, seen=seen)
-    table = np.full((len(embeddings), 3), len(embeddings), np.int32)  # one past the last row
-    update_bundle(path, {SIMILAR_FILES[0]: npy_writer(table), SIMILAR_FILES[1]: npy_writer(np.zeros(table.shape, np.float32))}, {})
-    with pytest.raises(BundleError, match="similar_movies.npy: rows must be -1 or from 0 to 39"):
-        Recommender.load(path)
 
 
 def test_who_rated_what_decides_a_close_call(tmp_path):
@@ -153,8 +153,12 @@ def test_who_rated_what_decides_a_close_call(tmp_path):
     ids, scores = rec.similar(101, k=3)
     assert ids.tolist() == [103, 104, 102]
     cos_c = np.array([1.0, 1 / np.sqrt(2 * 2)])  # 103: both raters shared; 104: one of 101's two, n = 2
-    np.testing.assert_allclose(scores[:2], EMBEDDING_WEIGHT * (unit[[2, 3]] @ unit[0]) + (1 - EMBEDDING_WEIGHT) * cos_c, atol=1e-6)
-    np.testing.assert_allclose(scores[2], EMBEDDING_WEIGHT * (unit[1] @ unit[0]), atol=1e-6)  # no shared rater
+    np.testing.assert_allclose(
+        scores[:2], EMBEDDING_WEIGHT * (unit[[2, 3]] @ unit[0]) + (1 - EMBEDDING_WEIGHT) * cos_c, atol=1e-6
+    )
+    np.testing.assert_allclose(
+        scores[2], EMBEDDING_WEIGHT * (unit[1] @ unit[0]), atol=1e-6
+    )  # no shared rater
 
 
 def test_the_index_is_built_on_first_use_or_by_warm(tmp_path):
@@ -162,17 +166,8 @@ def test_the_index_is_built_on_first_use_or_by_warm(tmp_path):
     path = tmp_path / "lazy"
     write_synthetic_bundle(path, np.ones((seen.shape[0], 5), np.float32), embeddings, seen=seen)
     rec = Recommender.load(path)
-    assert "_raters" not in vars(rec._similarity)  # loading builds nothing for similar
+    assert "_parts" not in vars(rec._similarity)  # loading builds nothing for similar
     rec.recommend(int(rec.user_ids[0]))
-    assert "_raters" not in vars(rec._similarity)
+    assert "_parts" not in vars(rec._similarity)
     rec.warm()
-    assert {"_raters", "_unit"} <= set(vars(rec._similarity)) and "_heavy" not in vars(rec._similarity)
-
-
-def test_the_row_gather_is_scipys_row_slicing():
-    from search.similar import _row_positions
-
-    seen = sp.random(30, 12, density=0.3, format="csr", random_state=4)
-    for rows in ([], [3], [0, 29, 5, 5, 17], list(range(30))):
-        rows = np.array(rows, np.int32)
-        np.testing.assert_array_equal(seen.indices[_row_positions(seen.indptr, rows)], seen[rows].indices)
+    assert "_parts" in vars(rec._similarity)
