@@ -40,6 +40,8 @@ class RelevanceModel:
     """``D = σ² / (σ² + λ)``, float32 ``(r,)``."""
     rating_weight: float
     """``β``: how much the predicted rating adds to the watch score."""
+    regularization: float
+    """``λ``, chosen on a validation part carved from training."""
 
     def user_vector(self, movie_rows: np.ndarray) -> np.ndarray:
         """``p`` of someone who rated ``movie_rows`` (a newcomer folded in), float32 ``(r,)``."""
@@ -85,46 +87,54 @@ def _svd(pattern: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.n
 
 
 def fit_relevance(
-    seen: sp.csr_matrix, rank: int, regularization: float, rating_weight: float, seed: int = 0
-) -> RelevanceModel:
-    """Fit the relevance model on the training ratings ``seen`` (users x movies CSR)."""
-    pattern = watched(seen)
-    sigma, movie_factors = _svd(pattern, rank, seed)
-    shrinkage = (sigma**2 / (sigma**2 + regularization)).astype(np.float32)
-    user_factors = np.asarray(pattern @ movie_factors) * shrinkage
-    return RelevanceModel(user_factors.astype(np.float32), movie_factors, shrinkage, float(rating_weight))
-
-
-def choose_regularization(
-    fit_part: sp.csr_matrix,
+    seen: sp.csr_matrix,
     held_out: sp.csr_matrix,
     rank: int,
-    grid: tuple[float, ...],
-    k: int = 10,
-    max_users: int = 2000,
+    regularizations: tuple[float, ...],
+    rating_weight: float,
+    relevant_rating: float = 4.0,
     seed: int = 0,
-) -> dict[float, float]:
-    """NDCG@k of the watch score on ``held_out`` (the relevant ratings of a validation
-    part carved from training) for each ``λ`` of ``grid``, fitted on ``fit_part``.
+) -> tuple[RelevanceModel, dict[float, float]]:
+    """Fit the relevance model on the training ratings ``seen`` (users x movies CSR).
 
-    One SVD serves the whole grid: ``λ`` only changes the shrinkage ``D``.
+    ``λ`` is the one of ``regularizations`` whose watch scores, fitted on ``seen``
+    less its validation part ``held_out`` (same shape), rank that part's relevant
+    ratings (``>= relevant_rating``) best by NDCG@10; the model is then fitted on
+    all of ``seen``. Returns the model and the validation NDCG@10 of each ``λ``
+    (none when there is only one to take).
     """
-    pattern = watched(fit_part)
-    sigma, factors = _svd(pattern, rank, seed)
-    users = np.flatnonzero(np.diff(held_out.indptr))
+    everything = watched(seen)
+    figures: dict[float, float] = {}
+    if len(regularizations) > 1:
+        fit_part = (everything - watched(held_out)).tocsr()
+        fit_part.eliminate_zeros()
+        sigma, factors = _svd(fit_part, rank, seed)
+        relevant = sp.csr_matrix(held_out >= relevant_rating, dtype=np.float32)
+        figures = _validation_ndcg(fit_part, relevant, sigma, factors, regularizations, seed)
+    chosen = max(figures, key=figures.get) if figures else regularizations[0]
+    sigma, movie_factors = _svd(everything, rank, seed)
+    shrinkage = (sigma**2 / (sigma**2 + chosen)).astype(np.float32)
+    user_factors = (np.asarray(everything @ movie_factors) * shrinkage).astype(np.float32)
+    return RelevanceModel(user_factors, movie_factors, shrinkage, float(rating_weight), chosen), figures
+
+
+def _validation_ndcg(fit_part, relevant, sigma, factors, regularizations, seed, k=10, max_users=2000):
+    """NDCG@k of the watch score on ``relevant`` for each ``λ``: one SVD serves them all,
+    since ``λ`` only changes the shrinkage."""
+    users = np.flatnonzero(np.diff(relevant.indptr))
     users = np.sort(np.random.default_rng(seed).permutation(users)[:max_users])
-    projected, relevant = np.asarray(pattern[users] @ factors), held_out[users].toarray() > 0
-    sigma = sigma.astype(np.float32)
-    rated = pattern[users].toarray() > 0
+    if len(users) == 0:
+        return {}
+    projected, truth = np.asarray(fit_part[users] @ factors), relevant[users].toarray() > 0
+    rated, sigma = fit_part[users].toarray() > 0, sigma.astype(np.float32)
     discounts = 1.0 / np.log2(np.arange(k) + 2.0)
-    ideal = np.cumsum(discounts)[np.minimum(relevant.sum(axis=1), k) - 1]
+    ideal = np.cumsum(discounts)[np.minimum(truth.sum(axis=1), k) - 1]
     figures = {}
-    for regularization in grid:
+    for regularization in regularizations:
         scores = (projected * (sigma**2 / (sigma**2 + regularization))) @ factors.T
         scores[rated] = -np.inf
         top = np.argpartition(-scores, k, axis=1)[:, :k]
-        top = np.take_along_axis(top, np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1), axis=1)
-        figures[regularization] = float(
-            ((np.take_along_axis(relevant, top, axis=1) @ discounts) / ideal).mean()
-        )
+        hits = np.take_along_axis(truth, top, axis=1)
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+        figures[regularization] = float((np.take_along_axis(hits, order, axis=1) @ discounts / ideal).mean())
     return figures

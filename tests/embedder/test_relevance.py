@@ -3,9 +3,14 @@
 import numpy as np
 import scipy.sparse as sp
 
-from embedder.relevance import choose_regularization, fit_relevance, watched
+from embedder.relevance import fit_relevance, watched
 
 GROUPS, USERS_PER_GROUP, MOVIES_PER_GROUP = 4, 60, 30
+
+
+def fit(seen, regularizations=(5.0,), held_out=None):
+    held_out = sp.csr_matrix(seen.shape, dtype=np.float32) if held_out is None else held_out
+    return fit_relevance(seen, held_out, rank=8, regularizations=regularizations, rating_weight=0.0)
 
 
 def planted(seed=0, share=0.4):
@@ -24,7 +29,7 @@ def planted(seed=0, share=0.4):
 
 def test_watch_scores_are_the_sum_of_the_rated_movies_rows_and_recover_the_groups():
     seen, group_of_user, group_of_movie = planted()
-    model = fit_relevance(seen, rank=8, regularization=5.0, rating_weight=0.0)
+    model, _ = fit(seen)
     # p_u is exactly the fold-in of the movies the user rated.
     user = 7
     np.testing.assert_allclose(
@@ -42,7 +47,7 @@ def test_watch_scores_are_the_sum_of_the_rated_movies_rows_and_recover_the_group
 
 def test_explain_names_the_movies_whose_removal_lowers_the_score_most():
     seen, _, _ = planted(seed=1)
-    model = fit_relevance(seen, rank=8, regularization=5.0, rating_weight=0.0)
+    model, _ = fit(seen)
     rated = seen[3].indices
     target = int(np.setdiff1d(np.arange(seen.shape[1]), rated)[0])
     named, shares = model.explain(rated, target)
@@ -57,12 +62,16 @@ def test_explain_names_the_movies_whose_removal_lowers_the_score_most():
         assert all(drops[int(j)] >= drop - 1e-6 for other, drop in drops.items() if other not in named)
 
 
-def test_the_regularization_is_chosen_on_held_out_ratings():
+def test_the_regularization_is_chosen_on_held_out_ratings_and_users_keep_all_their_ratings():
     seen, _, _ = planted(seed=2)
     rows, cols = seen.nonzero()
     held = np.random.default_rng(0).random(len(rows)) < 0.2
-    part = lambda keep: sp.csr_matrix((np.ones(keep.sum()), (rows[keep], cols[keep])), shape=seen.shape)
-    figures = choose_regularization(part(~held), part(held), rank=8, grid=(0.1, 5.0, 1e6))
-    assert set(figures) == {0.1, 5.0, 1e6}
-    assert max(figures, key=figures.get) != 1e6  # shrinking every direction to nothing loses the groups
-    assert all(0.0 <= value <= 1.0 for value in figures.values())
+    held_out = sp.csr_matrix((np.full(held.sum(), 5.0), (rows[held], cols[held])), shape=seen.shape)
+    model, figures = fit(seen, (0.1, 5.0, 1e6), held_out)
+    assert set(figures) == {0.1, 5.0, 1e6} and all(0.0 <= value <= 1.0 for value in figures.values())
+    assert (
+        model.regularization == max(figures, key=figures.get) != 1e6
+    )  # shrinking everything loses the groups
+    np.testing.assert_allclose(
+        model.user_vector(seen[4].indices), model.user_factors[4], rtol=1e-4, atol=1e-5
+    )
