@@ -144,6 +144,14 @@ def random_bundle(path, seed=0, n_users=6, n_movies=9, dim=3):
     )
 
 
+def plain_bundle(path, seed=0, **sizes):
+    """A :func:`random_bundle` in the folder ``path`` itself, not a link to its version: as a copied bundle, or
+    one of the versions train publishes in ``artifacts/bundles/``."""
+    version = random_bundle(path, seed, **sizes).resolve()
+    path.unlink()
+    return version.rename(path)
+
+
 def edit_manifest(path, change) -> None:
     """Apply ``change`` to a bundle's manifest.json in place (checksums untouched)."""
     manifest = json.loads((path / "manifest.json").read_text())

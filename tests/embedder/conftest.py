@@ -19,7 +19,7 @@ from embedder.config import TrainConfig
 from embedder.split import canonical_split
 from embedder.train import TrainResult, train
 from embedder.vocab import Vocabulary
-from tests.conftest import edit_manifest, make_low_rank_ratings, random_bundle
+from tests.conftest import edit_manifest, make_low_rank_ratings, plain_bundle
 
 NOISE = 0.1
 """Standard deviation of the noise in :func:`fit_synthetic`'s ratings: the RMSE of the truth."""
@@ -106,7 +106,7 @@ def make_artifacts(root: Path) -> Path:
     bundles = artifacts / "bundles"
     created = {"a-oldest": "2026-01-01", "d-middle": "2026-02-01", "b-newer": "2026-03-01", "c-newest": "2026-04-01", "e-no-created": None}
     for seed, (name, day) in enumerate(created.items()):
-        path = random_bundle(bundles / name, seed=seed)
+        path = plain_bundle(bundles / name, seed=seed)
 
         def change(manifest, day=day, seed=seed):
             manifest["metrics"]["test"]["rmse"] = 0.9 + seed / 100
@@ -121,7 +121,7 @@ def make_artifacts(root: Path) -> Path:
     (bundles / "notes").mkdir()
     (bundles / "notes" / "todo.txt").write_text("retrain\n")
     _set_mtime(bundles / "notes", _timestamp("2025-06-01T00:00:00+00:00"))
-    elsewhere = random_bundle(root / "elsewhere", seed=9)
+    elsewhere = plain_bundle(root / "elsewhere", seed=9)
     edit_manifest(elsewhere, lambda manifest: manifest.update(created="2020-01-01T00:00:00+00:00"))
     (bundles / "alias").symlink_to(elsewhere)
     _set_mtime(bundles / "alias", _timestamp("2025-05-01T00:00:00+00:00"))

@@ -84,24 +84,24 @@ def test_an_entry_that_vanishes_while_listing_is_skipped(tmp_path, monkeypatch):
 
 
 def test_prune_never_removes_what_a_link_points_at(tmp_path):
-    """After `search build --bundle bundles/a-oldest` (the folder current named), a-oldest
-    is a link to its new version and current reaches it through that link; a link of the
-    user's own in artifacts/ protects its bundle too."""
+    """After `search build` through current (a new version beside a-oldest, current moved to it), a link of
+    the user's own in artifacts/ protects its bundle too, and so does a hidden one a writer may be about to
+    make current."""
     from embedder.bundle import update_bundle
 
     artifacts = make_artifacts(tmp_path)
     bundles = artifacts / "bundles"
-    new = update_bundle(bundles / "a-oldest", {}, {"note": "built"})
+    new = update_bundle(artifacts / "current", {}, {"note": "built"})
     (artifacts / "best").symlink_to("bundles/d-middle")
     rows = {row.name: row for row in list_bundles(artifacts)}
-    assert rows["a-oldest"].kind == LINK and rows[new.name].current and rows[new.name].kind == BUNDLE
+    assert new.parent == bundles and new.name.startswith("a-oldest+")
+    assert rows[new.name].current and rows[new.name].kind == BUNDLE and not rows["a-oldest"].current
     result = prune_bundles(artifacts, 1)
     kept = {row.name for row in result.kept if row.kind == BUNDLE}
-    # The newest is the current one; d-middle is linked from best, c-newest from .current.tmp-young002
-    # (a link a writer may be about to make current).
+    # The newest is the current one; d-middle is linked from best, c-newest from .current.tmp-young002.
     assert kept == {new.name, "d-middle", "c-newest"}
     assert not (bundles / ".f-crashed.tmp-old00001").exists()  # the publish cleared the old leftover already
-    assert Bundle.load(artifacts / "current").manifest["note"] == "built" and Bundle.load(bundles / "a-oldest").path == new
+    assert Bundle.load(artifacts / "current").manifest["note"] == "built"
     assert Bundle.load(artifacts / "best").path == (bundles / "d-middle").resolve()
 
 
@@ -111,15 +111,15 @@ def _versions_of_mine(tmp_path):
     bundles (``mine2``, and ``mine+v0`` as a user named it), a leftover of mine2's and
     an old leftover of mine's writers beside them."""
     from embedder.bundle import update_bundle
-    from tests.conftest import random_bundle
+    from tests.conftest import plain_bundle, random_bundle
 
     mine = random_bundle(tmp_path / "mine", seed=1)
     first = update_bundle(mine, {}, {"note": "first build"})
     newest = update_bundle(mine, {}, {"note": "second build"})
     oldest = sorted(path for path in tmp_path.glob("mine+*") if path not in (first, newest))[0]
     (tmp_path / "best").symlink_to(oldest.name)
-    random_bundle(tmp_path / "mine2", seed=2)
-    random_bundle(tmp_path / "mine+v0", seed=3)  # named so by the user: no version of mine
+    plain_bundle(tmp_path / "mine2", seed=2)
+    plain_bundle(tmp_path / "mine+v0", seed=3)  # named so by the user: no version of mine
     for leftover in (f".{newest.name}.tmp-old00001", ".mine2.tmp-old00002"):
         (tmp_path / leftover).mkdir()
         (tmp_path / leftover / "user_ids.npy").write_bytes(b"partial")
