@@ -54,10 +54,14 @@ def list_bundles(artifacts: str | os.PathLike) -> list[BundleRow]:
     and in ``artifacts`` (oldest first); ``current`` marks the one ``artifacts/current`` leads to."""
     artifacts = Path(artifacts)
     if not artifacts.is_dir():
-        raise BundleError(f"{artifacts}: no artifacts folder there (train one with `python -m embedder train`)")
+        raise BundleError(
+            f"{artifacts}: no artifacts folder there (train one with `python -m embedder train`)"
+        )
     folder = artifacts / "bundles"
     visible = [entry for entry in _entries(folder) if not entry.name.startswith(".")]
-    hidden = [entry for place in (folder, artifacts) for entry in _entries(place) if leftover_owner(entry.name)]
+    hidden = [
+        entry for place in (folder, artifacts) for entry in _entries(place) if leftover_owner(entry.name)
+    ]
     return _rows(visible, hidden, artifacts / "current")
 
 
@@ -144,7 +148,9 @@ def _describe(entry: Path, current: Path | None, leftover: bool) -> BundleRow:
         return BundleRow(entry.name, entry, LEFTOVER if leftover else LINK, mtime, *sizes)
     manifest = _manifest(entry)
     if manifest is None:
-        return BundleRow(entry.name, entry, NOT_A_BUNDLE, mtime, *_sizes(entry), current=entry.resolve() == current)
+        return BundleRow(
+            entry.name, entry, NOT_A_BUNDLE, mtime, *_sizes(entry), current=entry.resolve() == current
+        )
     created = _time(manifest.get("updated")) or _time(manifest.get("created")) or mtime
     try:
         rmse = float(manifest["metrics"]["test"]["rmse"])
