@@ -383,7 +383,7 @@ class Bundle:
             for position, summary in enumerate(_validated(_CLUSTERS, content[CLUSTERS_FILE], CLUSTERS_FILE)):
                 if summary.cluster != position:
                     raise BundleError(
-                        f"{CLUSTERS_FILE}: [{position}].cluster must be its position, {position}"
+                        f"{CLUSTERS_FILE}: [{position}].cluster must be its position, {position}, got {summary.cluster}"
                     )
             sizes["clusters"] = len(content[CLUSTERS_FILE])
         for name in [name for name in ARRAYS if name in content]:
