@@ -380,10 +380,10 @@ class Bundle:
         """The bundle of the parsed files ``content``, once they agree with each other."""
         sizes: dict[str | None, int] = {}
         if CLUSTERS_FILE in content:
-            for position, summary in enumerate(_validated(_CLUSTERS, content[CLUSTERS_FILE], CLUSTERS_FILE)):
-                if summary.cluster != position:
+            for at, summary in enumerate(_validated(_CLUSTERS, content[CLUSTERS_FILE], CLUSTERS_FILE)):
+                if summary.cluster != at:
                     raise BundleError(
-                        f"{CLUSTERS_FILE}: [{position}].cluster must be its position, {position}, got {summary.cluster}"
+                        f"{CLUSTERS_FILE}: [{at}].cluster must be its position, {at}, got {summary.cluster}"
                     )
             sizes["clusters"] = len(content[CLUSTERS_FILE])
         for name in [name for name in ARRAYS if name in content]:
