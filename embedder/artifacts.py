@@ -14,8 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from embedder.bundle import MANIFEST, BundleError
-from embedder.publish import LEFTOVER_MIN_AGE_S, is_version_of, leftover_owner, leftover_path, leftover_time
-from embedder.publish import version_base
+from embedder.publish import (
+    LEFTOVER_MIN_AGE_S,
+    is_version_of,
+    leftover_owner,
+    leftover_path,
+    leftover_time,
+    version_base,
+)
 
 BUNDLE, NOT_A_BUNDLE, LINK, LEFTOVER = "bundle", "not a bundle", "link", "staging leftover"
 
@@ -88,7 +94,7 @@ def list_versions(bundle: str | os.PathLike) -> list[BundleRow]:
 
 
 def earlier_versions_note(bundle: str | os.PathLike) -> str | None:
-    """How many earlier versions of the bundle just published at ``bundle`` are kept, and how to remove them."""
+    """How many earlier versions of the bundle just published at ``bundle`` are kept, how to remove them."""
     older = sum(row.kind == BUNDLE and not row.current for row in list_versions(bundle))
     command = f"python -m embedder bundles --bundle {bundle} --keep 1"
     return f"{older} earlier version(s) kept beside it: `{command}` removes them" if older else None
@@ -103,8 +109,8 @@ def prune_bundles(artifacts: str | os.PathLike, keep: int) -> PruneResult:
 
 
 def prune_versions(bundle: str | os.PathLike, keep: int) -> PruneResult:
-    """Delete all but the ``keep`` newest versions of the bundle at ``bundle`` and its old leftovers; never the
-    version ``bundle`` leads to nor one another link beside them points to."""
+    """Delete all but the ``keep`` newest versions of the bundle at ``bundle`` and its old leftovers; never
+    the version ``bundle`` leads to nor one another link beside them points to."""
     return _prune(list_versions(bundle), keep, versions_folder(bundle)[0])
 
 

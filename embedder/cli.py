@@ -221,31 +221,44 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_bundles(args: argparse.Namespace) -> int:
-    """List the bundles under ``artifacts/bundles`` (or the versions of ``--bundle``), or prune them with ``--keep``."""
+    """List the bundles of ``--artifacts`` (or the versions of ``--bundle``); ``--keep N`` prunes them."""
     from embedder import artifacts
 
-    if args.bundle is None:
-        where, root, place, listing, prune = args.artifacts, args.artifacts, args.artifacts / "bundles", artifacts.list_bundles, artifacts.prune_bundles
-    else:
+    if versions := args.bundle is not None:
         root, name = artifacts.versions_folder(args.bundle)
-        where, place, listing, prune = args.bundle, root / f"{name}+*", artifacts.list_versions, artifacts.prune_versions
+        where, place = args.bundle, root / f"{name}+*"
+    else:
+        where, root, place = args.artifacts, args.artifacts, args.artifacts / "bundles"
     if args.keep is None:
-        rows = listing(where)
-        print(json.dumps([row.to_json() for row in rows], indent=2) if args.json else "\n".join(_listing_lines(rows, root, place)))
+        rows = (artifacts.list_versions if versions else artifacts.list_bundles)(where)
+        text = "\n".join(_listing_lines(rows, root, place))
+        print(json.dumps([row.to_json() for row in rows], indent=2) if args.json else text)
         return 0
-    result = prune(where, args.keep)
+    result = (artifacts.prune_versions if versions else artifacts.prune_bundles)(where, args.keep)
     if args.json:
-        print(json.dumps({part: [row.to_json() for row in getattr(result, part)] for part in ("removed", "kept")}, indent=2))
+        print(
+            json.dumps({key: [row.to_json() for row in rows] for key, rows in vars(result).items()}, indent=2)
+        )
         return 0
-    kept = [row.name + (" (current)" if row.current else "") for row in result.kept if row.kind == artifacts.BUNDLE]
-    lines = [f"removed {row.path.relative_to(root)} ({_what(row)})" for row in result.removed] or ["nothing removed"]
-    lines += [f"kept {row.path.relative_to(root)} ({_what(row)})" for row in result.kept if row.kind != artifacts.BUNDLE]
+    lines = [f"removed {row.path.relative_to(root)} ({_what(row)})" for row in result.removed] or [
+        "nothing removed"
+    ]
+    kept = [
+        row.name + (" (current)" if row.current else "")
+        for row in result.kept
+        if row.kind == artifacts.BUNDLE
+    ]
+    lines += [
+        f"kept {row.path.relative_to(root)} ({_what(row)})"
+        for row in result.kept
+        if row.kind != artifacts.BUNDLE
+    ]
     print("\n".join([*lines, f"kept {len(kept)} bundle(s): {', '.join(kept) or 'none'}"]))
     return 0
 
 
 def _listing_lines(rows, root: Path, place: Path) -> list[str]:
-    """One line per entry (``<- current`` marks the one served), then the leftovers (paths relative to ``root``)."""
+    """One line per entry (``<- current`` marks the one served), then the leftovers (relative to ``root``)."""
     from embedder.artifacts import BUNDLE, LEFTOVER, LINK
 
     entries = [row for row in rows if row.kind != LEFTOVER]
@@ -258,7 +271,9 @@ def _listing_lines(rows, root: Path, place: Path) -> list[str]:
             detail = f"link to {os.readlink(row.path)} (not followed)" if row.kind == LINK else "not a bundle"
         marker = "  <- current" if row.current else ""
         lines.append(f"{row.name:<{width}}  {_when(row.created)}  {_size_text(row):>20}  {detail}{marker}")
-    if leftovers := [f"{row.path.relative_to(root)} ({_age(row.created)} old)" for row in rows if row.kind == LEFTOVER]:
+    if leftovers := [
+        f"{row.path.relative_to(root)} ({_age(row.created)} old)" for row in rows if row.kind == LEFTOVER
+    ]:
         lines.append(f"staging leftovers: {', '.join(leftovers)}")
     return lines
 
@@ -272,7 +287,9 @@ def _what(row) -> str:
         return f"bundle created {_when(row.created)}, {_size_text(row)}"
     if row.kind == LEFTOVER:
         young = time.time() - row.created.timestamp() < LEFTOVER_MIN_AGE_S
-        return f"staging leftover, {_age(row.created)} old" + (": a writer may still be using it" if young else "")
+        return f"staging leftover, {_age(row.created)} old" + (
+            ": a writer may still be using it" if young else ""
+        )
     return "a link: never followed" if row.kind == LINK else "not a bundle: never deleted"
 
 
@@ -287,7 +304,9 @@ def _when(moment: datetime) -> str:
 
 def _age(moment: datetime) -> str:
     seconds = max(0.0, time.time() - moment.timestamp())
-    unit, size = next(((unit, size) for unit, size in (("d", 86400), ("h", 3600), ("min", 60)) if seconds >= size), ("s", 1))
+    unit, size = next(
+        ((unit, size) for unit, size in (("d", 86400), ("h", 3600), ("min", 60)) if seconds >= size), ("s", 1)
+    )
     return f"{seconds // size:.0f} {unit}"
 
 

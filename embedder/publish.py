@@ -1,11 +1,10 @@
 """Versions and links: how a new bundle takes the place of the old one (docs/design.md, "The bundle").
 
-A version is a folder whose name ends with a UTC stamp: ``<name>+<stamp>``, or ``<data>-<stamp>`` as ``train``
-names its bundles in ``artifacts/bundles/``. It is written once and never changed. Any other path that names a
-bundle (``--out X``, ``artifacts/current``) is a link to a version, made a link by its first publish. A writer
-fills a hidden staging folder beside the versions (``.<name>.tmp-<8 characters>``: the one naming of leftovers),
-renames it to a new version, and moves the link with one ``os.replace``; a crash at any moment leaves the link on
-the old or the new version. Leftovers of interrupted writers are removed once :data:`LEFTOVER_MIN_AGE_S` old.
+A version is a folder named with a UTC stamp at its end (``<name>+<stamp>``, or ``<data>-<stamp>`` as
+``train`` names its bundles in ``artifacts/bundles/``), written once and never changed. Any other path that
+names a bundle is a link to a version, made a link by its first publish. A writer fills a hidden staging
+folder beside the versions (``.<name>.tmp-<8 characters>``, the one naming of leftovers), renames it to a new
+version and moves the link with one ``os.replace``: a crash leaves the link on the old or the new version.
 """
 
 from __future__ import annotations
@@ -69,8 +68,8 @@ def leftover_time(entry: Path) -> float:
 
 
 def remove_old_leftovers(folder: Path, prefix: str = ".") -> None:
-    """Remove the leftovers named ``prefix...`` in ``folder`` older than :data:`LEFTOVER_MIN_AGE_S`: links, and
-    staging folders of plain files (anything else is not ours). Best effort: ``bundles --keep`` reports the rest."""
+    """Remove the leftovers ``prefix...`` in ``folder`` older than :data:`LEFTOVER_MIN_AGE_S`: links, and
+    staging folders of plain files (anything else is not ours). Best effort: ``bundles`` lists the rest."""
     cutoff = time.time() - LEFTOVER_MIN_AGE_S
     for entry in folder.iterdir():
         try:
@@ -98,7 +97,7 @@ def fsync_dir(path: Path) -> None:
 
 
 def _version_home(dest: Path) -> Path:
-    """The version a new one for ``dest`` is made beside: the one a link at ``dest`` points to, else ``dest``."""
+    """The version a new one for ``dest`` is made beside: the one a link ``dest`` points to, else ``dest``."""
     return dest.resolve() if dest.is_symlink() else dest
 
 
@@ -113,7 +112,7 @@ def staging_folder(dest: Path) -> Path:
 
 
 def publish(staged: Path, dest: Path) -> Path:
-    """Make the complete folder ``staged`` (from :func:`staging_folder`) a new version and ``dest`` lead to it;
+    """Make the complete folder ``staged`` (:func:`staging_folder`) a new version, ``dest`` lead to it;
     returns the version.
 
     ``dest`` a version name not yet taken: ``staged`` is renamed to it. ``dest`` a link: the version is made

@@ -35,7 +35,12 @@ def make_low_rank_ratings(
     }
     mask = rng.random((n_users, n_movies)) < density
     users, movies = np.nonzero(mask)
-    clean = truth["mu"] + truth["bu"][users] + truth["bi"][movies] + np.einsum("ij,ij->i", truth["P"][users], truth["Q"][movies])
+    clean = (
+        truth["mu"]
+        + truth["bu"][users]
+        + truth["bi"][movies]
+        + np.einsum("ij,ij->i", truth["P"][users], truth["Q"][movies])
+    )
     order = rng.permutation(len(users))
     frame = pd.DataFrame(
         {
@@ -100,8 +105,12 @@ def write_synthetic_bundle(
     arrays = {
         "user_embeddings.npy": np.asarray(user_embeddings, np.float32),
         "movie_embeddings.npy": np.asarray(movie_embeddings, np.float32),
-        "user_biases.npy": np.zeros(n_users, np.float32) if user_biases is None else np.asarray(user_biases, np.float32),
-        "movie_biases.npy": np.zeros(n_movies, np.float32) if movie_biases is None else np.asarray(movie_biases, np.float32),
+        "user_biases.npy": np.zeros(n_users, np.float32)
+        if user_biases is None
+        else np.asarray(user_biases, np.float32),
+        "movie_biases.npy": np.zeros(n_movies, np.float32)
+        if movie_biases is None
+        else np.asarray(movie_biases, np.float32),
         "user_ids.npy": user_ids.astype(np.int64),
         "movie_ids.npy": movie_ids.astype(np.int64),
     }
@@ -115,7 +124,11 @@ def write_synthetic_bundle(
             "mean_rating": np.full(n_movies, 3.5),
         }
     )
-    seen = sp.csr_matrix((n_users, n_movies), dtype=np.float32) if seen is None else sp.csr_matrix(seen, dtype=np.float32)
+    seen = (
+        sp.csr_matrix((n_users, n_movies), dtype=np.float32)
+        if seen is None
+        else sp.csr_matrix(seen, dtype=np.float32)
+    )
     files = {name: npy_writer(array) for name, array in arrays.items()}
     files["movies.parquet"] = movies_writer(movies)
     files["seen.npz"] = seen_writer(seen)

@@ -9,7 +9,16 @@ from pathlib import Path
 
 import pytest
 
-from embedder.artifacts import BUNDLE, LEFTOVER, LINK, NOT_A_BUNDLE, list_bundles, list_versions, prune_bundles, prune_versions
+from embedder.artifacts import (
+    BUNDLE,
+    LEFTOVER,
+    LINK,
+    NOT_A_BUNDLE,
+    list_bundles,
+    list_versions,
+    prune_bundles,
+    prune_versions,
+)
 from embedder.bundle import Bundle, BundleError
 from tests.embedder.conftest import NEWEST_FIRST, OLD_LEFTOVERS, YOUNG_LEFTOVERS, make_artifacts
 
@@ -22,12 +31,17 @@ def test_list_bundles_describes_every_entry(tmp_path):
     artifacts = make_artifacts(tmp_path)
     rows = list_bundles(artifacts)
     entries = [row for row in rows if row.kind != LEFTOVER]
-    assert [(row.name, row.kind) for row in entries] == [(name, BUNDLE) for name in NEWEST_FIRST] + [("notes", NOT_A_BUNDLE), ("alias", LINK)]
+    assert [(row.name, row.kind) for row in entries] == [(name, BUNDLE) for name in NEWEST_FIRST] + [
+        ("notes", NOT_A_BUNDLE),
+        ("alias", LINK),
+    ]
     by_name = {row.name: row for row in entries}
     assert by_name["c-newest"].created == datetime(2026, 4, 1, tzinfo=timezone.utc)
     assert by_name["e-no-created"].created == datetime(2025, 12, 1, tzinfo=timezone.utc)  # the folder's mtime
     assert [row.name for row in rows if row.current] == ["a-oldest"]
-    assert by_name["c-newest"].test_rmse == pytest.approx(0.93) and by_name["a-oldest"].test_rmse == pytest.approx(0.90)
+    assert by_name["c-newest"].test_rmse == pytest.approx(0.93) and by_name[
+        "a-oldest"
+    ].test_rmse == pytest.approx(0.90)
     assert by_name["b-newer"].test_rmse is None
     folder = artifacts / "bundles" / "d-middle"
     assert by_name["d-middle"].bytes == sum(path.stat().st_size for path in folder.iterdir())
@@ -57,7 +71,9 @@ def test_prune_spares_young_leftovers_non_bundles_links_and_everything_else(tmp_
     assert _names(artifacts) == {"bundles", "current", ".current.tmp-young002", "notes.txt"}
     assert (artifacts / "bundles" / "notes" / "todo.txt").read_text() == "retrain\n"
     assert (artifacts / "bundles" / "alias").is_symlink()
-    assert Bundle.load(tmp_path / "elsewhere").manifest["created"].startswith("2020")  # neither link was followed
+    assert (
+        Bundle.load(tmp_path / "elsewhere").manifest["created"].startswith("2020")
+    )  # neither link was followed
     assert {row.name for row in result.kept if row.kind in (LINK, NOT_A_BUNDLE)} == {"alias", "notes"}
 
 
@@ -78,7 +94,11 @@ def test_an_entry_that_vanishes_while_listing_is_skipped(tmp_path, monkeypatch):
     artifacts = make_artifacts(tmp_path)
     entries = artifacts_module._entries
     # As when a writer renames its staging folder into place between reading the folder and looking at it.
-    monkeypatch.setattr(artifacts_module, "_entries", lambda folder: entries(folder) + [folder / ".gone.tmp-1234", folder / "gone"])
+    monkeypatch.setattr(
+        artifacts_module,
+        "_entries",
+        lambda folder: entries(folder) + [folder / ".gone.tmp-1234", folder / "gone"],
+    )
     names = {row.name for row in list_bundles(artifacts)}
     assert "gone" not in names and ".gone.tmp-1234" not in names and set(NEWEST_FIRST) <= names
 
@@ -131,9 +151,17 @@ def _versions_of_mine(tmp_path):
 def test_list_versions_names_the_versions_of_one_bundle_only(tmp_path):
     mine, oldest, first, newest = _versions_of_mine(tmp_path)
     rows = list_versions(mine)
-    assert [(row.name, row.kind) for row in rows] == [(newest.name, BUNDLE), (first.name, BUNDLE), (oldest.name, BUNDLE), ("mine", LINK), (f".{newest.name}.tmp-old00001", LEFTOVER)]
+    assert [(row.name, row.kind) for row in rows] == [
+        (newest.name, BUNDLE),
+        (first.name, BUNDLE),
+        (oldest.name, BUNDLE),
+        ("mine", LINK),
+        (f".{newest.name}.tmp-old00001", LEFTOVER),
+    ]
     assert [row.name for row in rows if row.current] == [newest.name]
-    assert [row.name for row in list_versions(oldest) if row.current] == [oldest.name]  # a version named directly
+    assert [row.name for row in list_versions(oldest) if row.current] == [
+        oldest.name
+    ]  # a version named directly
     with pytest.raises(BundleError, match="no bundle there"):
         list_versions(tmp_path / "missing")
 
@@ -157,6 +185,16 @@ def test_prune_versions_keeps_the_newest_the_served_and_the_linked(tmp_path):
     mine, oldest, first, newest = _versions_of_mine(tmp_path)
     result = prune_versions(mine, 1)
     assert {row.name for row in result.removed} == {first.name, f".{newest.name}.tmp-old00001"}
-    assert _names(tmp_path) == {"mine", newest.name, oldest.name, "best", "mine2", "mine+v0", ".mine2.tmp-old00002"}
-    assert Bundle.load(mine).manifest["note"] == "second build" and Bundle.load(tmp_path / "best").path == oldest
+    assert _names(tmp_path) == {
+        "mine",
+        newest.name,
+        oldest.name,
+        "best",
+        "mine2",
+        "mine+v0",
+        ".mine2.tmp-old00002",
+    }
+    assert (
+        Bundle.load(mine).manifest["note"] == "second build" and Bundle.load(tmp_path / "best").path == oldest
+    )
     assert prune_versions(mine, 1).removed == []
