@@ -165,6 +165,20 @@ def plain_bundle(path, seed=0, **sizes):
     return version.rename(path)
 
 
+def copy_bundle(source, dest) -> Path:
+    """A copy of the bundle at ``source`` as a bundle named ``dest``: a link to its own version, so that it can
+    be built or replaced (a plain copied folder cannot: published versions never change)."""
+    import shutil
+
+    from embedder.publish import utc_stamp
+
+    dest = Path(dest)
+    version = dest.with_name(f"{dest.name}+{utc_stamp()}")
+    shutil.copytree(Path(source).resolve(), version)
+    dest.symlink_to(version.name)
+    return dest
+
+
 def edit_manifest(path, change) -> None:
     """Apply ``change`` to a bundle's manifest.json in place (checksums untouched)."""
     manifest = json.loads((path / "manifest.json").read_text())

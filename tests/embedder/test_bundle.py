@@ -21,7 +21,14 @@ from embedder.bundle import Bundle, BundleError, json_writer, npy_writer, update
 from embedder.publish import point_current
 from embedder.metrics import rating_errors
 from embedder.split import canonical_split
-from tests.conftest import ROOT, edit_manifest, plain_bundle, random_bundle, rewrite_file_and_manifest
+from tests.conftest import (
+    ROOT,
+    copy_bundle,
+    edit_manifest,
+    plain_bundle,
+    random_bundle,
+    rewrite_file_and_manifest,
+)
 from tests.conftest import write_synthetic_bundle
 
 
@@ -605,6 +612,8 @@ def test_a_folder_that_is_not_a_link_is_never_replaced(tmp_path):
     assert Bundle.load(random_bundle(tmp_path / "empty")).path.name.startswith(
         "empty+"
     )  # an empty folder becomes the link
+    copied = copy_bundle(tmp_path / "copy", tmp_path / "copied")  # as the tests that build a copy do
+    assert Bundle.load(update_bundle(copied, {}, {"note": 1})).manifest["note"] == 1 and copied.is_symlink()
 
 
 CRASH = """
