@@ -158,16 +158,16 @@ def random_bundle(path, seed=0, n_users=6, n_movies=9, dim=3):
 
 
 def plain_bundle(path, seed=0, **sizes):
-    """A :func:`random_bundle` in the folder ``path`` itself, not a link to its version: as a copied bundle, or
-    one of the versions train publishes in ``artifacts/bundles/``."""
+    """A :func:`random_bundle` in the folder ``path`` itself, not a link to its version: as a copied bundle,
+    or one of the versions train publishes in ``artifacts/bundles/``."""
     version = random_bundle(path, seed, **sizes).resolve()
     path.unlink()
     return version.rename(path)
 
 
 def copy_bundle(source, dest) -> Path:
-    """A copy of the bundle at ``source`` as a bundle named ``dest``: a link to its own version, so that it can
-    be built or replaced (a plain copied folder cannot: published versions never change)."""
+    """A copy of the bundle at ``source`` as a bundle named ``dest``: a link to its own version, so that it
+    can be built or replaced (a plain copied folder cannot: published versions never change)."""
     import shutil
 
     from embedder.publish import utc_stamp
