@@ -10,13 +10,16 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 
 def finite_number(value: Any) -> bool:
     """Whether ``value`` is an int or float that a float holds finitely (a bool is not
     a number here; nor are NaN, the infinities and ints beyond the float range)."""
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
+    return (
+        isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
+    )
 
 
 def whole_number_arg(low: int | None = None, high: int | None = None) -> Callable[[str], int]:

@@ -221,95 +221,81 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
 
 def run_bundles(args: argparse.Namespace) -> int:
-    """List the bundles under ``artifacts/bundles`` (or the versions of ``--bundle``),
-    or prune them with ``--keep``."""
+    """List the bundles of ``--artifacts`` (or the versions of ``--bundle``); ``--keep N`` prunes them."""
     from embedder import artifacts
 
-    if args.bundle is None:
-        where, root, place = args.artifacts, args.artifacts, args.artifacts / "bundles"
-        listing, prune = artifacts.list_bundles, artifacts.prune_bundles
-    else:
+    if versions := args.bundle is not None:
         root, name = artifacts.versions_folder(args.bundle)
         where, place = args.bundle, root / f"{name}+*"
-        listing, prune = artifacts.list_versions, artifacts.prune_versions
-    if args.keep is None:
-        rows = listing(where)
-        if args.json:
-            print(json.dumps([row.to_json() for row in rows], indent=2))
-        else:
-            print("\n".join(_listing_lines(rows, root, place)))
-        return 0
-    result = prune(where, args.keep)
-    if args.json:
-        print(json.dumps({"removed": [row.to_json() for row in result.removed], "kept": [row.to_json() for row in result.kept]}, indent=2))
     else:
-        print("\n".join(_prune_lines(result, root)))
+        where, root, place = args.artifacts, args.artifacts, args.artifacts / "bundles"
+    if args.keep is None:
+        rows = (artifacts.list_versions if versions else artifacts.list_bundles)(where)
+        text = "\n".join(_listing_lines(rows, root, place))
+        print(json.dumps([row.to_json() for row in rows], indent=2) if args.json else text)
+        return 0
+    result = (artifacts.prune_versions if versions else artifacts.prune_bundles)(where, args.keep)
+    if args.json:
+        print(
+            json.dumps({key: [row.to_json() for row in rows] for key, rows in vars(result).items()}, indent=2)
+        )
+        return 0
+    lines = [f"removed {row.path.relative_to(root)} ({_what(row)})" for row in result.removed] or [
+        "nothing removed"
+    ]
+    kept = [
+        row.name + (" (current)" if row.current else "")
+        for row in result.kept
+        if row.kind == artifacts.BUNDLE
+    ]
+    lines += [
+        f"kept {row.path.relative_to(root)} ({_what(row)})"
+        for row in result.kept
+        if row.kind != artifacts.BUNDLE
+    ]
+    print("\n".join([*lines, f"kept {len(kept)} bundle(s): {', '.join(kept) or 'none'}"]))
     return 0
 
 
 def _listing_lines(rows, root: Path, place: Path) -> list[str]:
-    """One line per bundle found in ``place`` (``<- current`` marks the live one), then the
-    leftovers (paths relative to ``root``)."""
+    """One line per entry (``<- current`` marks the one served), then the leftovers (relative to ``root``)."""
     from embedder.artifacts import BUNDLE, LEFTOVER, LINK
 
     entries = [row for row in rows if row.kind != LEFTOVER]
-    leftovers = [row for row in rows if row.kind == LEFTOVER]
-    lines = [] if entries else [f"no bundles in {place}"]
     width = max((len(row.name) for row in entries), default=0)
+    lines = [] if entries else [f"no bundles in {place}"]
     for row in entries:
         if row.kind == BUNDLE:
             detail = "no test RMSE" if row.test_rmse is None else f"test RMSE {row.test_rmse:.4f}"
-        elif row.kind == LINK:
-            detail = f"link to {_link_target(row.path)} (not followed)"
         else:
-            detail = "not a bundle"
+            detail = f"link to {os.readlink(row.path)} (not followed)" if row.kind == LINK else "not a bundle"
         marker = "  <- current" if row.current else ""
         lines.append(f"{row.name:<{width}}  {_when(row.created)}  {_size_text(row):>20}  {detail}{marker}")
-    if leftovers:
-        named = ", ".join(f"{_relative(row.path, root)} ({_age(row.created)} old)" for row in leftovers)
-        lines.append(f"staging leftovers: {named}")
-    return lines
-
-
-def _prune_lines(result, root: Path) -> list[str]:
-    """What ``--keep`` removed, what it left on purpose, and the bundles kept (paths relative to ``root``)."""
-    from embedder.artifacts import BUNDLE
-
-    lines = [f"removed {_relative(row.path, root)} ({_what(row)})" for row in result.removed] or ["nothing removed"]
-    lines += [f"kept {_relative(row.path, root)} ({_what(row)})" for row in result.kept if row.kind != BUNDLE]
-    kept = [row.name + (" (current)" if row.current else "") for row in result.kept if row.kind == BUNDLE]
-    lines.append(f"kept {len(kept)} bundle(s): {', '.join(kept) or 'none'}")
+    if leftovers := [
+        f"{row.path.relative_to(root)} ({_age(row.created)} old)" for row in rows if row.kind == LEFTOVER
+    ]:
+        lines.append(f"staging leftovers: {', '.join(leftovers)}")
     return lines
 
 
 def _what(row) -> str:
     """A row's kind and, for what prune leaves alone, why."""
-    from embedder.artifacts import BUNDLE, LEFTOVER, LEFTOVER_MIN_AGE_S, LINK
+    from embedder.artifacts import BUNDLE, LEFTOVER, LINK
+    from embedder.publish import LEFTOVER_MIN_AGE_S
 
     if row.kind == BUNDLE:
         return f"bundle created {_when(row.created)}, {_size_text(row)}"
     if row.kind == LEFTOVER:
         young = time.time() - row.created.timestamp() < LEFTOVER_MIN_AGE_S
-        return f"staging leftover, {_age(row.created)} old" + (": a writer may still be using it" if young else "")
+        return f"staging leftover, {_age(row.created)} old" + (
+            ": a writer may still be using it" if young else ""
+        )
     return "a link: never followed" if row.kind == LINK else "not a bundle: never deleted"
 
 
 def _size_text(row) -> str:
     """A row's size, and how much of it no other version shares (what removing it frees)."""
-    if row.bytes is None:
-        return "-"
-    return f"{_human_bytes(row.bytes)}, {_human_bytes(row.own_bytes)} own"
-
-
-def _link_target(link: Path) -> str:
-    try:
-        return os.readlink(link)
-    except OSError:  # removed or replaced since it was listed
-        return "?"
-
-
-def _relative(path: Path, root: Path) -> str:
-    return str(path.relative_to(root))
+    return "-" if row.bytes is None else f"{_human_bytes(row.bytes)}, {_human_bytes(row.own_bytes)} own"
 
 
 def _when(moment: datetime) -> str:
@@ -318,21 +304,17 @@ def _when(moment: datetime) -> str:
 
 def _age(moment: datetime) -> str:
     seconds = max(0.0, time.time() - moment.timestamp())
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds // size:.0f} {unit}"
-    return f"{seconds:.0f} s"
+    unit, size = next(
+        ((unit, size) for unit, size in (("d", 86400), ("h", 3600), ("min", 60)) if seconds >= size), ("s", 1)
+    )
+    return f"{seconds // size:.0f} {unit}"
 
 
-def _human_bytes(count: int | None) -> str:
-    if count is None:
-        return "-"
-    value = float(count)
-    for unit in ("B", "kB", "MB"):
-        if value < 1000:
-            return f"{count} B" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1000
-    return f"{value:.1f} GB"
+def _human_bytes(count: int) -> str:
+    if count < 1000:
+        return f"{count} B"
+    power = min(int(math.log10(count) // 3), 3)
+    return f"{count / 1000**power:.1f} {['kB', 'MB', 'GB'][power - 1]}"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

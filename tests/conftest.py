@@ -35,7 +35,12 @@ def make_low_rank_ratings(
     }
     mask = rng.random((n_users, n_movies)) < density
     users, movies = np.nonzero(mask)
-    clean = truth["mu"] + truth["bu"][users] + truth["bi"][movies] + np.einsum("ij,ij->i", truth["P"][users], truth["Q"][movies])
+    clean = (
+        truth["mu"]
+        + truth["bu"][users]
+        + truth["bi"][movies]
+        + np.einsum("ij,ij->i", truth["P"][users], truth["Q"][movies])
+    )
     order = rng.permutation(len(users))
     frame = pd.DataFrame(
         {
@@ -100,8 +105,12 @@ def write_synthetic_bundle(
     arrays = {
         "user_embeddings.npy": np.asarray(user_embeddings, np.float32),
         "movie_embeddings.npy": np.asarray(movie_embeddings, np.float32),
-        "user_biases.npy": np.zeros(n_users, np.float32) if user_biases is None else np.asarray(user_biases, np.float32),
-        "movie_biases.npy": np.zeros(n_movies, np.float32) if movie_biases is None else np.asarray(movie_biases, np.float32),
+        "user_biases.npy": np.zeros(n_users, np.float32)
+        if user_biases is None
+        else np.asarray(user_biases, np.float32),
+        "movie_biases.npy": np.zeros(n_movies, np.float32)
+        if movie_biases is None
+        else np.asarray(movie_biases, np.float32),
         "user_ids.npy": user_ids.astype(np.int64),
         "movie_ids.npy": movie_ids.astype(np.int64),
     }
@@ -115,7 +124,11 @@ def write_synthetic_bundle(
             "mean_rating": np.full(n_movies, 3.5),
         }
     )
-    seen = sp.csr_matrix((n_users, n_movies), dtype=np.float32) if seen is None else sp.csr_matrix(seen, dtype=np.float32)
+    seen = (
+        sp.csr_matrix((n_users, n_movies), dtype=np.float32)
+        if seen is None
+        else sp.csr_matrix(seen, dtype=np.float32)
+    )
     files = {name: npy_writer(array) for name, array in arrays.items()}
     files["movies.parquet"] = movies_writer(movies)
     files["seen.npz"] = seen_writer(seen)
@@ -142,6 +155,28 @@ def random_bundle(path, seed=0, n_users=6, n_movies=9, dim=3):
         rng.normal(size=n_movies),
         seen=(rng.random((n_users, n_movies)) < 0.3) * 4.0,
     )
+
+
+def plain_bundle(path, seed=0, **sizes):
+    """A :func:`random_bundle` in the folder ``path`` itself, not a link to its version: as a copied bundle,
+    or one of the versions train publishes in ``artifacts/bundles/``."""
+    version = random_bundle(path, seed, **sizes).resolve()
+    path.unlink()
+    return version.rename(path)
+
+
+def copy_bundle(source, dest) -> Path:
+    """A copy of the bundle at ``source`` as a bundle named ``dest``: a link to its own version, so that it
+    can be built or replaced (a plain copied folder cannot: published versions never change)."""
+    import shutil
+
+    from embedder.publish import utc_stamp
+
+    dest = Path(dest)
+    version = dest.with_name(f"{dest.name}+{utc_stamp()}")
+    shutil.copytree(Path(source).resolve(), version)
+    dest.symlink_to(version.name)
+    return dest
 
 
 def edit_manifest(path, change) -> None:

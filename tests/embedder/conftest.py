@@ -19,7 +19,7 @@ from embedder.config import TrainConfig
 from embedder.data import canonical_split
 from embedder.train import TrainResult, train
 from embedder.vocab import Vocabulary
-from tests.conftest import edit_manifest, make_low_rank_ratings, random_bundle
+from tests.conftest import edit_manifest, make_low_rank_ratings, plain_bundle
 
 NOISE = 0.1
 """Standard deviation of the noise in :func:`fit_synthetic`'s ratings: the RMSE of the truth."""
@@ -48,13 +48,21 @@ class SyntheticFit(NamedTuple):
 
 def vocabularies(frame: pd.DataFrame) -> tuple[Vocabulary, Vocabulary]:
     """The user and the movie vocabulary of a ratings frame."""
-    return Vocabulary.from_values(frame["user_id"], "user"), Vocabulary.from_values(frame["movie_id"], "movie")
+    return Vocabulary.from_values(frame["user_id"], "user"), Vocabulary.from_values(
+        frame["movie_id"], "movie"
+    )
 
 
-def low_rank_rows(n_users: int, n_movies: int, density: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def low_rank_rows(
+    n_users: int, n_movies: int, density: float, seed: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Synthetic low-rank ratings as a sampler takes them: user rows, movie rows, float32 ratings."""
     frame, _ = make_low_rank_ratings(n_users=n_users, n_movies=n_movies, density=density, seed=seed)
-    return frame["user_id"].to_numpy() - 1, frame["movie_id"].to_numpy() - 1, frame["rating"].to_numpy(np.float32)
+    return (
+        frame["user_id"].to_numpy() - 1,
+        frame["movie_id"].to_numpy() - 1,
+        frame["rating"].to_numpy(np.float32),
+    )
 
 
 def fit_synthetic(config: TrainConfig) -> SyntheticFit:
@@ -104,9 +112,15 @@ def make_artifacts(root: Path) -> Path:
     """
     artifacts, now = root / "artifacts", time.time()
     bundles = artifacts / "bundles"
-    created = {"a-oldest": "2026-01-01", "d-middle": "2026-02-01", "b-newer": "2026-03-01", "c-newest": "2026-04-01", "e-no-created": None}
+    created = {
+        "a-oldest": "2026-01-01",
+        "d-middle": "2026-02-01",
+        "b-newer": "2026-03-01",
+        "c-newest": "2026-04-01",
+        "e-no-created": None,
+    }
     for seed, (name, day) in enumerate(created.items()):
-        path = random_bundle(bundles / name, seed=seed)
+        path = plain_bundle(bundles / name, seed=seed)
 
         def change(manifest, day=day, seed=seed):
             manifest["metrics"]["test"]["rmse"] = 0.9 + seed / 100
@@ -121,11 +135,16 @@ def make_artifacts(root: Path) -> Path:
     (bundles / "notes").mkdir()
     (bundles / "notes" / "todo.txt").write_text("retrain\n")
     _set_mtime(bundles / "notes", _timestamp("2025-06-01T00:00:00+00:00"))
-    elsewhere = random_bundle(root / "elsewhere", seed=9)
+    elsewhere = plain_bundle(root / "elsewhere", seed=9)
     edit_manifest(elsewhere, lambda manifest: manifest.update(created="2020-01-01T00:00:00+00:00"))
     (bundles / "alias").symlink_to(elsewhere)
     _set_mtime(bundles / "alias", _timestamp("2025-05-01T00:00:00+00:00"))
-    for name, age in [(".f-crashed.tmp-old00001", 2), (".g-writing.tmp-young001", 0), (".h-slow.tmp-active01", 0), (".c-newest.old-1a2b3c4d", 5)]:
+    for name, age in [
+        (".f-crashed.tmp-old00001", 2),
+        (".g-writing.tmp-young001", 0),
+        (".h-slow.tmp-active01", 0),
+        (".c-newest.old-1a2b3c4d", 5),
+    ]:
         (bundles / name).mkdir()
         (bundles / name / "user_ids.npy").write_bytes(b"partial")
         _set_mtime(bundles / name / "user_ids.npy", now - age * 3600)
