@@ -31,6 +31,7 @@ from pydantic import TypeAdapter, ValidationError
 from embedder.checks import error_path, shorten
 from embedder.factors import MFModel
 from embedder.publish import is_version, publish, staging_folder
+from embedder.relevance import RelevanceModel
 from embedder.schemas import ClusterSummary, Manifest
 from embedder.vocab import Vocabulary
 
@@ -43,6 +44,7 @@ MANIFEST, MOVIES_FILE, SEEN_FILE, CLUSTERS_FILE = (
 )
 MOVIE_COLUMNS = ("movie_id", "title", "genres", "rating_count", "mean_rating")
 IMPLICIT_EMBEDDINGS, IMPLICIT_BIASES = "implicit_embeddings.npy", "implicit_biases.npy"
+RELEVANCE_FILES = ("relevance_user_factors.npy", "relevance_movie_factors.npy", "relevance_shrinkage.npy")
 ARRAYS: dict[str, tuple[str, tuple[str | int | None, ...], str]] = {
     "user_ids.npy": ("int64", ("users",), "row -> original (MovieLens) user id, unique"),
     "movie_ids.npy": ("int64", ("movies",), "row -> original movie id, unique"),
@@ -52,6 +54,9 @@ ARRAYS: dict[str, tuple[str, tuple[str | int | None, ...], str]] = {
     "movie_biases.npy": ("float32", ("movies",), "b_i"),
     IMPLICIT_EMBEDDINGS: ("float32", ("movies", "dim"), "optional: what rating movie j adds to a user's row"),
     IMPLICIT_BIASES: ("float32", ("movies",), "optional: what rating movie j adds to a user's bias"),
+    "relevance_user_factors.npy": ("float32", ("users", "rank"), "optional: relevance p_u = x_u V D"),
+    "relevance_movie_factors.npy": ("float32", ("movies", "rank"), "optional: relevance movie rows V"),
+    "relevance_shrinkage.npy": ("float32", ("rank",), "optional: relevance D = σ² / (σ² + λ)"),
     "item_vectors.npy": ("float32", ("movies", None), "search build: [q_i, b_i, 1], the index's rows"),
     "cluster_labels.npy": ("int32", ("movies",), "search build: each movie's cluster, -1: none"),
     "movie_map.npy": ("float32", ("movies", 2), "search build: 2-D PCA of the movies"),
@@ -334,6 +339,14 @@ class Bundle:
         """The users' implicit rows per movie, or None when the model has no implicit part."""
         both = self.has(IMPLICIT_EMBEDDINGS) and self.has(IMPLICIT_BIASES)
         return (self.content[IMPLICIT_EMBEDDINGS], self.content[IMPLICIT_BIASES]) if both else None
+
+    def relevance(self) -> RelevanceModel | None:
+        """The relevance model (embedder/relevance.py), or None in a bundle trained before it existed."""
+        if not all(self.has(name) for name in RELEVANCE_FILES) or not self.manifest.get("relevance"):
+            return None
+        info = self.manifest["relevance"]
+        arrays = (self.content[name] for name in RELEVANCE_FILES)
+        return RelevanceModel(*arrays, info["rating_weight"], info["regularization"])
 
     @classmethod
     def load(cls, path: str | os.PathLike, verify: bool = True, mmap: bool = False) -> Bundle:

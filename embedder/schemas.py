@@ -79,6 +79,14 @@ class Clustering(_Strict):
     nmi_random: float | None = None
 
 
+class RelevanceInfo(_Strict):
+    """The relevance model's settings (embedder/relevance.py): λ chosen on validation, β."""
+
+    regularization: float
+    rating_weight: float
+    validation_ndcg: dict[str, float] = {}
+
+
 class Manifest(_Strict):
     """What a bundle's ``manifest.json`` must hold for its readers."""
 
@@ -95,6 +103,7 @@ class Manifest(_Strict):
     evaluation: Evaluation = Evaluation()
     index: IndexInfo = IndexInfo()
     clusters: Clustering = Clustering()
+    relevance: RelevanceInfo | None = None
 
 
 MANIFEST_FILE = TypeAdapter(Manifest)

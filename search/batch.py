@@ -2,7 +2,8 @@
 
 ``python -m search recommend-all --out FILE.parquet [--shard I/N]`` writes one
 row per (user, rank): ``user_id`` int64, ``rank`` int16 (1 = best), ``movie_id``
-int64, ``score`` float32 (the raw predicted rating, seen movies excluded). Users
+int64, ``score`` float32 (the raw predicted rating), ``relevance`` float32 (NaN
+without a relevance model), seen movies excluded, in ``--order``. Users
 come in bundle order, block by block from :meth:`Recommender.recommend_all`, so
 memory stays at one block's scores whatever the number of users. A user with
 fewer unseen candidates than k has fewer rows.
@@ -30,7 +31,13 @@ import pyarrow.parquet as pq
 from embedder.publish import leftover_path
 
 SCHEMA = pa.schema(
-    [("user_id", pa.int64()), ("rank", pa.int16()), ("movie_id", pa.int64()), ("score", pa.float32())]
+    [
+        ("user_id", pa.int64()),
+        ("rank", pa.int16()),
+        ("movie_id", pa.int64()),
+        ("score", pa.float32()),
+        ("relevance", pa.float32()),
+    ]
 )
 MAX_K = 2**15 - 1
 """``rank`` is int16."""
@@ -79,12 +86,13 @@ def write_recommendations(
     batch_size: int = 4096,
     progress: bool = False,
     workers: int = 1,
+    order: str = "relevance",
 ) -> Written:
     """Write the top-``k`` of every user of ``shard`` to the parquet file ``out``.
 
     ``rec``: a :class:`search.Recommender`. ``min_ratings``: only movies with at least that many ratings
     are recommended. With ``progress``, a line on stderr about every tenth of the users. ``workers``: threads
-    searching each block (:meth:`search.Recommender.recommend_all`).
+    searching each block (:meth:`search.Recommender.recommend_all`), ``order`` its order.
     """
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be from 1 to {MAX_K}, got {k}")
@@ -101,12 +109,12 @@ def write_recommendations(
     try:
         with pq.ParquetWriter(staged, SCHEMA) as writer:
             blocks = rec.recommend_all(
-                k=k, batch_size=batch_size, min_ratings=min_ratings, rows=rows, workers=workers
+                k=k, batch_size=batch_size, min_ratings=min_ratings, rows=rows, workers=workers, order=order
             )
-            for users, ids, scores in blocks:
+            for users, ids, scores, relevance in blocks:
                 keep = ids >= 0  # padding of a user with fewer candidates than k
                 ranks = np.broadcast_to(np.arange(1, ids.shape[1] + 1, dtype=np.int16), ids.shape)
-                columns = [np.broadcast_to(users[:, None], ids.shape), ranks, ids, scores.astype(np.float32)]
+                columns = [np.broadcast_to(users[:, None], ids.shape), ranks, ids, scores, relevance]
                 writer.write_table(pa.table([c[keep] for c in columns], schema=SCHEMA))
                 written += int(keep.sum())
                 if progress and (done + len(users)) * 10 // max(n_users, 1) > done * 10 // max(n_users, 1):

@@ -128,21 +128,26 @@ class Catalogue:
         without ratings) and cluster (None before ``build``, and for a movie without training ratings)."""
         return _record(self._rows[self.row(movie_id)])
 
-    def items(self, movie_ids: Any, scores: Any = None) -> list[dict]:
+    def items(self, movie_ids: Any, scores: Any = None, relevance: Any = None) -> list[dict]:
         """JSON rows for a result, in order: :meth:`movie`'s fields plus ``score`` (a float; None for every
-        row when ``scores`` is None, e.g. a title search). Padding entries (id -1) are dropped. The command
-        line's ``--json`` and the web API both print these rows. UnknownIdError for an id not in the
-        bundle, ValueError when ``movie_ids`` and ``scores`` differ in length."""
+        row when ``scores`` is None, e.g. a title search) and, when given, ``relevance`` (None where NaN: a
+        bundle without a relevance model). Padding entries (id -1) are dropped. The command line's
+        ``--json`` and the web API both print these rows. UnknownIdError for an id not in the bundle,
+        ValueError when the arrays differ in length."""
         ids = np.asarray(movie_ids, np.int64).reshape(-1).tolist()
-        values = [None] * len(ids) if scores is None else np.asarray(scores, np.float64).reshape(-1).tolist()
-        if len(ids) != len(values):
-            raise ValueError(f"movie_ids and scores differ in length: {len(ids)} vs {len(values)}")
+        columns = {"score": scores} if relevance is None else {"score": scores, "relevance": relevance}
+        for name, values in columns.items():
+            values = [None] * len(ids) if values is None else np.asarray(values, np.float64).reshape(-1)
+            if len(ids) != len(values):
+                raise ValueError(f"movie_ids and {name} differ in length: {len(ids)} vs {len(values)}")
+            columns[name] = [None if v is None or np.isnan(v) else float(v) for v in values]
         rows = []
-        for movie_id, score in zip(ids, values):
+        for position, movie_id in enumerate(ids):
             if movie_id >= 0:  # -1 pads a short result
                 if movie_id not in self.row_of:
                     raise UnknownIdError(f"unknown movie {movie_id}")
-                rows.append({**_record(self._rows[self.row_of[movie_id]]), "score": score})
+                fields = {name: values[position] for name, values in columns.items()}
+                rows.append({**_record(self._rows[self.row_of[movie_id]]), **fields})
         return rows
 
     @cached_property

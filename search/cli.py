@@ -22,6 +22,8 @@ from embedder import DEFAULT_BUNDLE
 from embedder.checks import run_command, whole_number_arg
 
 DEFAULT = " (default: %(default)s)"
+ORDERS = ("relevance", "rating")
+"""search.recommender.ORDERS, repeated so that --help need not import faiss."""
 
 
 def _fraction(text: str) -> float:
@@ -67,6 +69,13 @@ def build_parser() -> argparse.ArgumentParser:
             )
         if "--json" in shared:
             sub.add_argument("--json", action="store_true", help="print JSON")
+        if "--order" in shared:
+            sub.add_argument(
+                "--order",
+                choices=ORDERS,
+                default="relevance",
+                help="relevance: what you would watch and like; rating: predicted rating" + DEFAULT,
+            )
         return sub
 
     build = command("build", run_build, "add the movie index, clusters and similar-movie table to a bundle")
@@ -82,7 +91,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     build.add_argument("--seed", type=whole_number_arg(0), default=0, help="random seed" + DEFAULT)
     recommend = command(
-        "recommend", run_recommend, "top-k movies for a user or a newcomer", "-k", "--min-ratings", "--json"
+        "recommend",
+        run_recommend,
+        "top-k movies for a user or a newcomer",
+        *("-k", "--min-ratings", "--json", "--order"),
     )
     recommend.add_argument(
         "--include-seen", action="store_true", help="(--user) also movies rated in training"
@@ -103,7 +115,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="a newcomer's ratings: CSV with columns movie (or movie_id), rating",
     )
     every = command(
-        "recommend-all", run_recommend_all, "every user's top-k to a parquet file", "-k", "--min-ratings"
+        "recommend-all",
+        run_recommend_all,
+        "every user's top-k to a parquet file",
+        "-k",
+        "--min-ratings",
+        "--order",
     )
     every.add_argument(
         "--out", type=Path, required=True, metavar="FILE.parquet", help="the file to write, when complete"
@@ -154,13 +171,19 @@ def _table(headers: str, rows: Sequence[Sequence[Any]]) -> str:
 
 
 def _item_table(items: list[dict], clip: tuple[float, float] | None = None) -> str:
-    """A result's rows as a table; with ``clip`` (the rating scale) a ``pred`` column, the clipped score."""
+    """A result's rows as a table; with ``clip`` (the rating scale) a recommendation's ``pred`` (the clipped
+    score), ``relevance`` and ``because`` columns."""
+    extra = "pred,relevance," if clip else ""
     rows = [
-        [n, i["movie_id"], i["score"], *([min(max(i["score"], clip[0]), clip[1])] if clip else [])]
+        [n, i["movie_id"], i["score"]]
+        + ([min(max(i["score"], clip[0]), clip[1]), i.get("relevance")] if clip else [])
         + [i["title"], "|".join(i["genres"]), i["rating_count"], i["mean_rating"], i["cluster"]]
+        + (["; ".join(b["title"] for b in i.get("because", []))] if clip else [])
         for n, i in enumerate(items, 1)
     ]
-    return _table(f"#,movie_id,score,{'pred,' if clip else ''}title,genres,ratings,mean,cluster", rows)
+    return _table(
+        f"#,movie_id,score,{extra}title,genres,ratings,mean,cluster{',because' if clip else ''}", rows
+    )
 
 
 def _print_json(obj: Any) -> int:
@@ -200,20 +223,23 @@ def run_recommend(args: argparse.Namespace) -> int:
         )
     rec = _load(args)
     low, high = rec.bundle.rating_scale
-    note = f"score = raw predicted rating, pred = clipped to {low:g}-{high:g}"
+    order = rec.order_of(args.order)
+    note = f"score = raw predicted rating, pred = clipped to {low:g}-{high:g}, ordered by {order}"
     if args.user is not None:
         seen = not args.include_seen
-        items = rec.catalogue.items(*rec.recommend(args.user, args.k, seen, args.min_ratings))
+        answer = rec.recommend(args.user, args.k, seen, args.min_ratings, order)
+        items = _with_because(rec, rec.rated_rows(args.user), answer)
         if args.json:
-            return _print_json({"user_id": args.user, "items": items})
+            return _print_json({"user_id": args.user, "order": order, "items": items})
         shown = "seen movies excluded" if seen else "seen movies included"
         print(f"Top {len(items)} for user {args.user} ({rec.index_kind} index, {shown}); {note}")
     else:
         pairs = _newcomer_ratings(rec.catalogue, args, (low, high))
-        items = rec.catalogue.items(*rec.recommend_for_ratings(pairs, args.k, args.min_ratings))
+        answer = rec.recommend_for_ratings(pairs, args.k, args.min_ratings, order)
+        items = _with_because(rec, [rec.catalogue.row(m) for m, _ in pairs], answer)
         if args.json:
             rated = [{"movie_id": movie_id, "rating": rating} for movie_id, rating in pairs]
-            return _print_json({"ratings": rated, "fallback": not pairs, "items": items})
+            return _print_json({"ratings": rated, "fallback": not pairs, "order": order, "items": items})
         if pairs:
             shown = ", ".join(f"{rec.catalogue.movie(m)['title']} = {r:g}" for m, r in pairs)
             print(
@@ -226,6 +252,14 @@ def run_recommend(args: argparse.Namespace) -> int:
             print(f"No ratings given: the average user's top {len(items)} among movies with {floor}+ ratings")
     print(_item_table(items, (low, high)))
     return 0
+
+
+def _with_because(rec, rated_rows, answer) -> list[dict]:
+    """The answer's rows, each with ``because``: up to three rated movies that brought it up."""
+    items = rec.catalogue.items(*answer)
+    for item, named in zip(items, rec.because(rated_rows, [i["movie_id"] for i in items])):
+        item["because"] = [{"movie_id": int(m), "title": rec.catalogue.movie(int(m))["title"]} for m in named]
+    return items
 
 
 def _newcomer_ratings(
@@ -304,7 +338,7 @@ def run_recommend_all(args: argparse.Namespace) -> int:
     # selects share the cores instead of competing with BLAS's own threads.
     with threadpool_limits(1, "blas") if args.workers > 1 else contextlib.nullcontext():
         done = write_recommendations(
-            rec, args.out, args.k, args.min_ratings, shard, 4096, not args.quiet, args.workers
+            rec, args.out, args.k, args.min_ratings, shard, 4096, not args.quiet, args.workers, args.order
         )
     part = f" (shard {shard.index + 1}/{shard.count})" if shard.count > 1 else ""
     print(f"wrote {done.rows:,} rows for {done.users:,} users{part} to {done.path} in {done.seconds:.1f}s")

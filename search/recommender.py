@@ -21,6 +21,7 @@ instance serves many threads. Tested in ``tests/search/test_recommender.py``.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -43,6 +44,9 @@ from search.similar import SIMILAR_FILES, Similarity
 from search.topk import select_topk, top_k
 from search.validate import check_count, is_whole
 
+ORDERS = ("relevance", "rating")
+"""A top-K's order: by the relevance model (what you would watch and like), or by predicted rating."""
+log = logging.getLogger(__name__)
 RESCORE_FLOATS = 1 << 24
 """About the most floats gathered at once when re-scoring approximate candidates (64 MiB)."""
 
@@ -56,8 +60,14 @@ class InnerProduct:
     """
 
     items: np.ndarray
-    users: np.ndarray
+    users: np.ndarray | None = None
     ann: faiss.Index | None = None
+
+    def scores_of(self, queries: np.ndarray, rows: np.ndarray) -> np.ndarray:
+        """``queries[i] · items[rows[i, j]]`` for every found row (-1: padding, ``-inf``)."""
+        scores = np.einsum("ijk,ik->ij", self.items[np.maximum(rows, 0)], queries)
+        scores[rows < 0] = -np.inf
+        return scores
 
     def search(self, queries: np.ndarray, k: int, exclude: sp.csr_matrix | None, banned: np.ndarray | None):
         """Top-``k`` item rows and scores per query row, ``min(k, items not banned)`` wide, padded with -1 /
@@ -117,6 +127,16 @@ class Recommender:
             ann = read_index(bundle.read_bytes(info.get("file", INDEX_FILE)), INDEX_FILE)
             apply_params(ann, info.get("params", {}))
         self._rating = InnerProduct(model.item_vectors(), model.user_vectors(), ann)
+        self.relevance = bundle.relevance()
+        self._relevance = None
+        if self.relevance is not None:
+            self._relevance = InnerProduct(np.hstack([self.relevance.movie_factors, self._rating.items]))
+        else:
+            log.warning(
+                "%s has no relevance model: it recommends by predicted rating until retrained "
+                "(python -m embedder train)",
+                bundle.path,
+            )
 
     @classmethod
     def load(
@@ -157,30 +177,65 @@ class Recommender:
         """Movie rows with fewer than ``min_ratings`` training ratings (None when there is no floor)."""
         return np.flatnonzero(self._counts < min_ratings) if min_ratings > 0 else None
 
-    def _answer(self, rows: np.ndarray, scores: np.ndarray, scalar: bool) -> tuple[np.ndarray, np.ndarray]:
-        """Movie rows (-1 = padding) as ids; one query's answer as 1-D arrays without padding."""
+    def _answer(self, rows: np.ndarray, *values: np.ndarray, scalar: bool) -> tuple[np.ndarray, ...]:
+        """Movie rows (-1 = padding) as ids, with their values; one query's answer 1-D without padding."""
         ids = np.where(rows >= 0, self.movie_ids[np.maximum(rows, 0)], -1).astype(np.int64)
         if scalar:
-            return ids[0][ids[0] >= 0], scores[0][ids[0] >= 0]
-        return ids, scores
+            return ids[0][ids[0] >= 0], *(v[0][ids[0] >= 0] for v in values)
+        return ids, *values
+
+    def order_of(self, order: str) -> str:
+        """The order a top-K is given in: ``order`` checked, ``"rating"`` without a relevance model."""
+        if order not in ORDERS:
+            raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
+        return "rating" if self.relevance is None else order
+
+    def _relevance_queries(self, watch: np.ndarray, rating_queries: np.ndarray) -> np.ndarray:
+        """``[p_u, β y_u]``: the relevance index's queries (docs/design.md, "Relevance")."""
+        return np.hstack([watch, np.float32(self.relevance.rating_weight) * rating_queries])
+
+    def _rank(self, watch, queries, k, exclude, banned, order, scalar):
+        """Top-``k`` in ``order`` for rating queries ``queries`` and relevance user rows ``watch``: movie ids,
+        predicted ratings, relevance (NaN without a relevance model)."""
+        if self.order_of(order) == "rating":
+            rows, scores = self._rating.search(queries, k, exclude, banned)
+            relevance = np.full(scores.shape, np.nan, np.float32)
+            if self.relevance is not None:
+                relevance = self._relevance.scores_of(self._relevance_queries(watch, queries), rows)
+        else:
+            rows, relevance = self._relevance.search(
+                self._relevance_queries(watch, queries), k, exclude, banned
+            )
+            scores = self._rating.scores_of(queries, rows)
+        return self._answer(rows, scores, relevance, scalar=scalar)
+
+    def _watch_rows(self, rows: np.ndarray) -> np.ndarray | None:
+        return None if self.relevance is None else self.relevance.user_factors[rows]
 
     def recommend(
-        self, user_ids: Any, k: int = 10, exclude_seen: bool = True, min_ratings: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` movies by predicted rating for one user id or an array of them (one vectorised call).
+        self,
+        user_ids: Any,
+        k: int = 10,
+        exclude_seen: bool = True,
+        min_ratings: int = 0,
+        order: str = "relevance",
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Top-``k`` movies for one user id or an array of them (one vectorised call), ordered by relevance
+        (what they would watch and like; the default) or by predicted rating (``order="rating"``).
 
         ``exclude_seen`` leaves out the movies the user rated in training; ``min_ratings`` keeps only movies
         with at least that many ratings (a remedy for obscure movies with a lucky bias). Returns
-        ``(movie_ids int64, scores float32)``, best first, a score being the raw predicted rating
-        ``μ + b_u + b_i + p_u·q_i``: 1-D arrays of up to ``k`` for one id; for a batch ``(n_users, k')``
-        arrays, a row with fewer candidates padded with id -1 and score ``-inf``. Ties go to bundle order.
-        Raises UnknownIdError (a KeyError) naming an unknown id, ValueError for a bad ``k``, id or floor.
+        ``(movie_ids int64, scores float32, relevance float32)``, best first, a score being the raw
+        predicted rating ``μ + b_u + b_i + p_u·q_i``: 1-D arrays of up to ``k`` for one id; for a batch
+        ``(n_users, k')`` arrays, a row with fewer candidates padded with id -1 and score ``-inf``; and the
+        relevance of each (NaN without a relevance model). Ties go to bundle order. Raises UnknownIdError
+        (a KeyError) naming an unknown id, ValueError for a bad ``k``, id, floor or order.
         """
         k, min_ratings = check_count(k, "k", 1), check_count(min_ratings, "min_ratings", 0)
         rows, scalar = self._user_rows(user_ids)
         exclude = self._seen[rows] if exclude_seen else None
-        found, scores = self._rating.search(self._rating.users[rows], k, exclude, self._banned(min_ratings))
-        return self._answer(found, scores, scalar)
+        queries, banned = self._rating.users[rows], self._banned(min_ratings)
+        return self._rank(self._watch_rows(rows), queries, k, exclude, banned, order, scalar)
 
     def recommend_all(
         self,
@@ -190,34 +245,32 @@ class Recommender:
         min_ratings: int = 0,
         rows: slice = slice(None),
         workers: int = 1,
-    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        order: str = "relevance",
+    ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
         """Top-``k`` for every user (or the users of bundle ``rows``), as :meth:`recommend`, streamed.
 
-        Yields ``(user_ids (b,), movie_ids (b, k'), scores (b, k'))``, ``batch_size`` users per block in
-        bundle order (the last may be shorter), padded as in :meth:`recommend`. ``workers`` threads search
-        parts of a block side by side (numpy and BLAS release the GIL); with more than one, the caller
-        should give BLAS one thread (``python -m search recommend-all`` does), so they do not compete.
+        Yields ``(user_ids (b,), movie_ids (b, k'), scores (b, k'), relevance (b, k'))``, ``batch_size``
+        users per block in bundle order (the last may be shorter), padded as in :meth:`recommend`.
+        ``workers`` threads search parts of a block side by side (numpy and BLAS release the GIL); with more
+        than one, the caller should give BLAS one thread (``python -m search recommend-all`` does).
         """
         k, min_ratings = check_count(k, "k", 1), check_count(min_ratings, "min_ratings", 0)
         batch_size, workers = check_count(batch_size, "batch_size", 1), check_count(workers, "workers", 1)
-        banned = self._banned(min_ratings)
+        banned, order = self._banned(min_ratings), self.order_of(order)
         user_rows = np.arange(len(self.user_ids))[rows]
 
-        def search(part: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            return self._rating.search(
-                self._rating.users[part], k, self._seen[part] if exclude_seen else None, banned
+        def search(part: np.ndarray) -> tuple[np.ndarray, ...]:
+            exclude = self._seen[part] if exclude_seen else None
+            return self._rank(
+                self._watch_rows(part), self._rating.users[part], k, exclude, banned, order, False
             )
 
-        def blocks() -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        def blocks() -> Iterator[tuple[np.ndarray, ...]]:
             with ThreadPoolExecutor(workers) as pool:
                 for start in range(0, len(user_rows), batch_size):
                     batch = user_rows[start : start + batch_size]
                     parts = list(pool.map(search, np.array_split(batch, workers)))
-                    found, scores = (
-                        np.concatenate([p[0] for p in parts]),
-                        np.concatenate([p[1] for p in parts]),
-                    )
-                    yield self.user_ids[batch], *self._answer(found, scores, False)
+                    yield self.user_ids[batch], *(np.concatenate(column) for column in zip(*parts))
 
         return blocks()
 
@@ -263,21 +316,37 @@ class Recommender:
         return NewUser(np.array(ids, np.int64), values, rows, embedding, bias, query)
 
     def recommend_for_ratings(
-        self, ratings: Any, k: int = 10, min_ratings: int = 0
-    ) -> tuple[np.ndarray, np.ndarray]:
+        self, ratings: Any, k: int = 10, min_ratings: int = 0, order: str = "relevance"
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Top-``k`` movies for a newcomer given their ratings, without retraining.
 
-        Folds the user in (:meth:`fold_in`, same errors) and ranks like :meth:`recommend`: a score is the
-        predicted rating and the rated movies are left out. With no ratings (:attr:`NewUser.fallback`), the
-        average user's list among movies with at least :attr:`fallback_min_ratings` ratings (or
-        ``min_ratings`` if higher), so that a lucky bias from a few ratings does not lead.
+        Folds the user in (:meth:`fold_in`, same errors: their rating vector and, from the movies they rated,
+        their relevance vector) and ranks like :meth:`recommend`, the rated movies left out. With no ratings
+        (:attr:`NewUser.fallback`), the average user's list among movies with at least
+        :attr:`fallback_min_ratings` ratings (or ``min_ratings`` if higher), so that a lucky bias from a few
+        ratings does not lead.
         """
         k, min_ratings = check_count(k, "k", 1), check_count(min_ratings, "min_ratings", 0)
         user = self.fold_in(ratings)
         floor = max(min_ratings, self.fallback_min_ratings) if user.fallback else min_ratings
         n = len(user.movie_rows)
         rated = sp.csr_matrix((np.ones(n), user.movie_rows, [0, n]), shape=(1, len(self.movie_ids)))
-        return self._answer(*self._rating.search(user.query[None], k, rated, self._banned(floor)), True)
+        watch = None if self.relevance is None else self.relevance.user_vector(user.movie_rows)[None]
+        return self._rank(watch, user.query[None], k, rated, self._banned(floor), order, True)
+
+    def because(self, rated_rows: np.ndarray, movie_ids: np.ndarray, n: int = 3) -> list[np.ndarray]:
+        """For each of ``movie_ids``, the ids of up to ``n`` movies among ``rated_rows`` (the movie rows the
+        person rated) that add most to its relevance, largest share first (``RelevanceModel.explain``);
+        empty lists without a relevance model."""
+        if self.relevance is None:
+            return [np.empty(0, np.int64) for _ in movie_ids]
+        rows = self.bundle.movie_vocab.numbers(np.asarray(movie_ids, np.int64), missing="error")
+        return [self.movie_ids[self.relevance.explain(rated_rows, int(row), n)[0]] for row in rows]
+
+    def rated_rows(self, user_id: Any) -> np.ndarray:
+        """Movie rows a trained user rated in training."""
+        rows, _ = self._user_rows(user_id)
+        return self._seen[int(rows[0])].indices
 
     @cached_property
     def fallback_min_ratings(self) -> int:
@@ -301,7 +370,7 @@ class Recommender:
                 return self.movie_ids[rows[kept][:k]], scores[kept][:k]
         scores = self._similarity.block_scores([row])
         scores[:, self._counts < min_ratings] = -np.inf
-        return self._answer(*select_topk(scores, k), True)
+        return self._answer(*select_topk(scores, k), scalar=True)
 
     def warm(self) -> None:
         """Build now what the first :meth:`similar` and title search would build. A server that forks after

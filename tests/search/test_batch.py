@@ -37,9 +37,9 @@ def _brute_force(rec: Recommender, k: int) -> pd.DataFrame:
 
 
 def test_the_file_holds_every_users_top_k_by_predicted_rating(rec, tmp_path):
-    done = write_recommendations(rec, tmp_path / "all.parquet", k=7)
+    done = write_recommendations(rec, tmp_path / "all.parquet", k=7, order="rating")
     table = pq.read_table(done.path)
-    assert [f.name for f in table.schema] == ["user_id", "rank", "movie_id", "score"]
+    assert [f.name for f in table.schema] == ["user_id", "rank", "movie_id", "score", "relevance"]
     got = table.to_pandas()
     expected = _brute_force(rec, 7)
     assert done.users == len(rec.user_ids) and done.rows == len(got) == len(expected)
@@ -144,7 +144,7 @@ def test_cli_writes_the_file_and_names_bad_arguments(planted_bundle, tmp_path, c
         )
         == 0
     )
-    assert pq.read_table(one).equals(pq.read_table(out))  # the default (a worker a core) writes the same rows
+    assert pq.read_table(one).to_pandas().equals(pq.read_table(out).to_pandas())  # the default (a worker a core) writes the same rows
     assert [
         pool["num_threads"] for pool in threadpool_info()
     ] == blas_before  # the command's BLAS limit ended with it

@@ -64,7 +64,7 @@ def test_find_movies_ranks_exact_then_prefix_then_popularity(titled):
 
 def test_items_and_movie_rows_are_plain_json(titled):
     catalogue = titled.catalogue
-    ids, scores = titled.recommend(1, k=6)
+    ids, scores, _ = titled.recommend(1, k=6)
     items = catalogue.items(ids, scores)
     assert [i["movie_id"] for i in items] == ids.tolist()
     json.dumps(items)  # plain Python types only

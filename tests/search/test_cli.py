@@ -58,7 +58,7 @@ def test_recommend_json_and_table(built_tiny, rec, capsys):
     code, out, _ = run(capsys, "recommend", "--bundle", built_tiny, "--user", str(user), "-k", "5", "--json")
     assert code == 0
     data = json.loads(out)
-    ids, scores = rec.recommend(user, k=5)
+    ids, scores, _ = rec.recommend(user, k=5)
     assert data["user_id"] == user
     assert [i["movie_id"] for i in data["items"]] == ids.tolist()
     assert [i["score"] for i in data["items"]] == pytest.approx(scores.tolist(), abs=1e-6)

@@ -80,7 +80,7 @@ def test_many_clean_ratings_recover_the_hidden_user(wide):
     np.testing.assert_allclose(user.embedding, p, atol=0.05)
     assert user.bias == pytest.approx(b, abs=0.05)
     # And recommends like a trained user with that vector: unrated movies by predicted rating.
-    ids, scores = rec.recommend_for_ratings(
+    ids, scores, _ = rec.recommend_for_ratings(
         {int(rec.movie_ids[r]): float(v) for r, v in zip(rated, noisy)}, k=5
     )
     unrated = np.setdiff1d(np.arange(len(movies)), rated)
@@ -92,7 +92,7 @@ def test_scores_are_the_folded_users_predicted_ratings_and_rated_movies_are_left
     rec, _, _, movies, movie_biases = wide
     ratings = {int(rec.movie_ids[0]): 5.0, int(rec.movie_ids[7]): 1.0, int(rec.movie_ids[9]): 3.5}
     user = rec.fold_in(ratings)
-    ids, scores = rec.recommend_for_ratings(ratings, k=len(movies))
+    ids, scores, _ = rec.recommend_for_ratings(ratings, k=len(movies))
     assert not set(ratings) & set(ids.tolist()) and len(ids) == len(movies) - 3
     rows = rec.bundle.movie_vocab.numbers(ids)
     expected = MU + user.bias + movie_biases[rows] + movies[rows] @ user.embedding
@@ -157,7 +157,7 @@ def test_no_ratings_is_the_average_user_among_widely_rated_movies(wide):
     user = rec.fold_in({})
     assert user.fallback
     np.testing.assert_allclose(np.r_[user.embedding, user.bias], rec._prior.mean, atol=1e-5)
-    ids, _ = rec.recommend_for_ratings([], k=10)
+    ids, _, _ = rec.recommend_for_ratings([], k=10)
     counts = rec.bundle.movies.set_index("movie_id").loc[ids, "rating_count"].to_numpy()
     assert len(ids) == 10 and (counts >= rec.fallback_min_ratings).all() and rec.fallback_min_ratings > 0
 
@@ -204,7 +204,7 @@ def test_cli_recommends_for_ratings_given_by_flag_or_file(planted_bundle, tmp_pa
     )
     shown = json.loads(capsys.readouterr().out)
     assert shown["ratings"] == [{"movie_id": first, "rating": 5.0}, {"movie_id": second, "rating": 2.0}]
-    expected, _ = rec.recommend_for_ratings({first: 5.0, second: 2.0}, k=3)
+    expected, _, _ = rec.recommend_for_ratings({first: 5.0, second: 2.0}, k=3)
     assert [item["movie_id"] for item in shown["items"]] == expected.tolist() and not shown["fallback"]
 
     csv = tmp_path / "mine.csv"
@@ -242,7 +242,7 @@ def test_a_trained_user_folded_in_from_their_own_training_ratings_gets_about_the
     for row, user_id in enumerate(bundle.user_ids.tolist()):
         rated = bundle.seen[row]
         ratings = dict(zip(bundle.movie_ids[rated.indices].tolist(), rated.data.tolist()))
-        ids, _ = rec.recommend_for_ratings(ratings, k=10)
+        ids, _, _ = rec.recommend_for_ratings(ratings, k=10)
         overlaps.append(len(set(ids.tolist()) & set(rec.recommend(user_id, k=10)[0].tolist())) / 10)
         user = rec.fold_in(ratings)
         mine = test[test["user_id"] == user_id]

@@ -50,8 +50,8 @@ def test_ann_recall_and_exact_scores(kind, catalogue, flat, tmp_path):
     truth = brute_force_scores(catalogue)
     users = flat.user_ids
     for exclude_seen, min_ratings in [(True, 0), (False, 0), (True, 250)]:
-        exact, _ = flat.recommend(users, k=10, exclude_seen=exclude_seen, min_ratings=min_ratings)
-        ids, scores = ann.recommend(users, k=10, exclude_seen=exclude_seen, min_ratings=min_ratings)
+        exact, _, _ = flat.recommend(users, k=10, exclude_seen=exclude_seen, min_ratings=min_ratings)
+        ids, scores, _ = ann.recommend(users, k=10, exclude_seen=exclude_seen, min_ratings=min_ratings)
         assert recall_at(ids, exact) >= 0.9
         rows = ann.bundle.movie_vocab.numbers(ids.ravel()).reshape(ids.shape)
         np.testing.assert_allclose(scores, truth[np.arange(len(users))[:, None], rows], atol=1e-4)
@@ -62,9 +62,9 @@ def test_ann_recall_and_exact_scores(kind, catalogue, flat, tmp_path):
             seen = ann.bundle.seen
             assert not any(seen[u, rows[u]].nnz for u in range(len(users)))
     assert ann.recommend(users[:2], k=10, min_ratings=10**6)[0].shape == (2, 0)
-    one_ids, _ = ann.recommend(users[0], k=10)
+    one_ids, _, _ = ann.recommend(users[0], k=10)
     assert one_ids.ndim == 1 and len(one_ids) == 10
-    streamed = np.vstack([i for _, i, _ in ann.recommend_all(k=10, batch_size=128)])
+    streamed = np.vstack([i for _, i, _, _ in ann.recommend_all(k=10, batch_size=128)])
     assert np.array_equal(streamed, ann.recommend(users, k=10)[0])
 
 

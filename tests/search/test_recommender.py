@@ -45,7 +45,7 @@ def test_scores_are_predicted_ratings_for_random_pairs(rec, truth):
     """Every returned (user, movie) score equals μ + b_u + b_i + p_u·q_i from the .npy files."""
     rng = np.random.default_rng(0)
     users = rng.choice(rec.user_ids, 40, replace=False)
-    ids, scores = rec.recommend(users, k=len(rec.movie_ids), exclude_seen=False)
+    ids, scores, _ = rec.recommend(users, k=len(rec.movie_ids), exclude_seen=False)
     rows = rec.bundle.user_vocab.numbers(users)
     cols = rec.bundle.movie_vocab.numbers(ids.ravel()).reshape(ids.shape)
     pick = rng.integers(0, ids.shape[1], size=(40, 25))
@@ -60,17 +60,17 @@ def test_scores_are_predicted_ratings_for_random_pairs(rec, truth):
 @pytest.mark.parametrize("k", [1, 10, 57])
 def test_topk_equals_brute_force(rec, truth, exclude_seen, k):
     users = rec.user_ids[::7]
-    ids, scores = rec.recommend(users, k=k, exclude_seen=exclude_seen)
+    ids, scores, _ = rec.recommend(users, k=k, exclude_seen=exclude_seen)
     for n, user in enumerate(users):
         row = rec.bundle.user_vocab.number(user)
         excluded = seen_rows(rec, row) if exclude_seen else []
         assert_exact_topk(ids[n], scores[n], truth[row], rec.movie_ids, k, excluded)
-        one_ids, one_scores = rec.recommend(int(user), k=k, exclude_seen=exclude_seen)
+        one_ids, one_scores, _ = rec.recommend(int(user), k=k, exclude_seen=exclude_seen)
         assert_exact_topk(one_ids, one_scores, truth[row], rec.movie_ids, k, excluded)
 
 
 def test_exclude_seen_never_returns_a_training_rating_and_stays_k_long(rec):
-    ids, _ = rec.recommend(rec.user_ids, k=10)
+    ids, _, _ = rec.recommend(rec.user_ids, k=10)
     assert ids.shape == (len(rec.user_ids), 10)
     assert (ids >= 0).all()
     for n, user in enumerate(rec.user_ids):
@@ -80,21 +80,21 @@ def test_exclude_seen_never_returns_a_training_rating_and_stays_k_long(rec):
 
 def test_batch_and_single_user_agree(rec):
     users = rec.user_ids[:50]
-    ids, scores = rec.recommend(users, k=10)
+    ids, scores, _ = rec.recommend(users, k=10)
     for n, user in enumerate(users):
-        one_ids, one_scores = rec.recommend(user, k=10)
+        one_ids, one_scores, _ = rec.recommend(user, k=10)
         assert one_ids.ndim == 1
         assert_same_topk(one_ids[None], one_scores[None], ids[n : n + 1], scores[n : n + 1])
 
 
 def test_recommend_all_streams_every_user_and_equals_the_batch(rec):
     blocks = list(rec.recommend_all(k=7, batch_size=64))
-    assert all(len(u) <= 64 for u, _, _ in blocks)
-    users = np.concatenate([u for u, _, _ in blocks])
+    assert all(len(u) <= 64 for u, _, _, _ in blocks)
+    users = np.concatenate([u for u, _, _, _ in blocks])
     assert np.array_equal(users, rec.user_ids)
-    ids = np.vstack([i for _, i, _ in blocks])
-    scores = np.vstack([s for _, _, s in blocks])
-    want_ids, want_scores = rec.recommend(rec.user_ids, k=7)
+    ids = np.vstack([i for _, i, _, _ in blocks])
+    scores = np.vstack([s for _, _, s, _ in blocks])
+    want_ids, want_scores, _ = rec.recommend(rec.user_ids, k=7)
     assert_same_topk(ids, scores, want_ids, want_scores)
 
 
@@ -103,14 +103,14 @@ def test_min_ratings_restricts_candidates_exactly(rec, truth):
     threshold = int(np.median(counts))
     too_few = np.flatnonzero(counts < threshold).tolist()
     users = rec.user_ids[:30]
-    ids, scores = rec.recommend(users, k=10, min_ratings=threshold)
+    ids, scores, _ = rec.recommend(users, k=10, min_ratings=threshold)
     streamed = list(rec.recommend_all(k=10, min_ratings=threshold))
     assert_same_topk(streamed[0][1][:30], streamed[0][2][:30], ids, scores)
     for n, user in enumerate(users):
         row = rec.bundle.user_vocab.number(user)
         excluded = set(too_few) | set(seen_rows(rec, row))
         assert_exact_topk(ids[n], scores[n], truth[row], rec.movie_ids, 10, excluded)
-        one_ids, one_scores = rec.recommend(int(user), k=10, min_ratings=threshold)
+        one_ids, one_scores, _ = rec.recommend(int(user), k=10, min_ratings=threshold)
         assert_same_topk(one_ids[None], one_scores[None], ids[n : n + 1], scores[n : n + 1])
 
 
@@ -118,18 +118,18 @@ def test_min_ratings_above_every_count_gives_empty_results(rec):
     too_many = int(rec.bundle.movies["rating_count"].max()) + 1
     assert rec.recommend(rec.user_ids[0], min_ratings=too_many)[0].shape == (0,)
     assert rec.recommend(rec.user_ids[:3], min_ratings=too_many)[0].shape == (3, 0)
-    assert all(ids.shape[1] == 0 for _, ids, _ in rec.recommend_all(min_ratings=too_many))
+    assert all(ids.shape[1] == 0 for _, ids, _, _ in rec.recommend_all(min_ratings=too_many))
     assert rec.similar(rec.movie_ids[0], min_ratings=too_many)[0].shape == (0,)
 
 
 def test_k_larger_than_catalogue_returns_what_exists(rec):
     n = len(rec.movie_ids)
-    ids, _ = rec.recommend(rec.user_ids[0], k=n + 100, exclude_seen=False)
+    ids, _, _ = rec.recommend(rec.user_ids[0], k=n + 100, exclude_seen=False)
     assert len(ids) == n and len(set(ids.tolist())) == n
     user = rec.user_ids[0]
     unseen = n - len(seen_rows(rec, 0))
     assert len(rec.recommend(user, k=n + 100)[0]) == unseen
-    batch_ids, batch_scores = rec.recommend([user], k=n + 100)
+    batch_ids, batch_scores, _ = rec.recommend([user], k=n + 100)
     assert batch_ids.shape == (1, n)  # batch rows are padded to a common width
     assert (batch_ids[0, unseen:] == -1).all() and np.isneginf(batch_scores[0, unseen:]).all()
 
@@ -144,7 +144,7 @@ def test_ties_are_broken_by_catalogue_order(tmp_path):
     first = rec.movie_ids[:5].tolist()
     assert rec.recommend(1, k=5)[0].tolist() == first
     assert rec.recommend([1, 2, 3], k=5)[0].tolist() == [first] * 3
-    assert np.vstack([i for _, i, _ in rec.recommend_all(k=5, rows=slice(0, 3))]).tolist() == [first] * 3
+    assert np.vstack([i for _, i, _, _ in rec.recommend_all(k=5, rows=slice(0, 3))]).tolist() == [first] * 3
     assert rec.similar(rec.movie_ids[0], k=3)[0].tolist() == rec.movie_ids[1:4].tolist()
 
 
