@@ -2,7 +2,7 @@
 
 Importing this package is cheap: torch is imported only by the modules that
 train (``embedder.model``, ``embedder.train``, ``embedder.export``), so
-``embedder.bundle``, ``embedder.factors`` (the model object) and ``embedder.vocab``
+``embedder.bundle``, ``embedder.model`` (the model object) and ``embedder.vocab``
 serve torch-free readers.
 """
 

@@ -37,7 +37,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from embedder.checks import error_path, shorten
-from embedder.factors import MFModel
+from embedder.model import MFModel
 from embedder.publish import fsync_dir, is_version_of, publish, staging_folder, version_base, version_home
 from embedder.vocab import Vocabulary
 
@@ -444,7 +444,7 @@ def _check_array(name: str, array: np.ndarray, rows: int | None = None, cols: in
 class Bundle:
     """A loaded, verified bundle.
 
-    ``model`` is the model of the core arrays (:class:`embedder.factors.MFModel`:
+    ``model`` is the model of the core arrays (:class:`embedder.model.MFModel`:
     row ``r`` of its user arrays belongs to user ``user_ids[r]``, the original
     MovieLens id); beside it the movie table, the training-ratings matrix ``seen``
     (CSR, users x movies) and the manifest.

@@ -44,6 +44,7 @@ import torch
 
 from embedder.distributed import Group
 from embedder.implicit import ImplicitRows
+from embedder.model import rating
 
 DTYPE = torch.float64
 STATS_DTYPE = torch.float32
@@ -73,7 +74,16 @@ class _Side:
     blocks of rows.
     """
 
-    def __init__(self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, first: int, n_rows: int, n_others: int, device: torch.device):
+    def __init__(
+        self,
+        rows: np.ndarray,
+        others: np.ndarray,
+        values: np.ndarray,
+        first: int,
+        n_rows: int,
+        n_others: int,
+        device: torch.device,
+    ):
         self.first, self.n_rows, self.n_others = first, n_rows, n_others
         # torch's stable sort of integer keys is a parallel radix sort, faster than numpy's argsort.
         order = torch.sort(torch.as_tensor(rows), stable=True).indices.numpy()
@@ -101,7 +111,11 @@ class _Side:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
             return torch.sparse_csr_tensor(
-                crow - low, self.others[low:high], values[low:high], (end - start, self.n_others), check_invariants=False
+                crow - low,
+                self.others[low:high],
+                values[low:high],
+                (end - start, self.n_others),
+                check_invariants=False,
             )
 
     def span(self, start: int, end: int) -> slice:
@@ -180,7 +194,9 @@ class GibbsSampler:
         self.X[:, :dim] = self._normal(n_users, dim) * init_std
         self.Y[:, :dim] = self._normal(n_movies, dim) * init_std
         if self.group.rank:
-            self.generator.manual_seed(int(np.random.SeedSequence([seed, self.group.rank]).generate_state(1)[0]))
+            self.generator.manual_seed(
+                int(np.random.SeedSequence([seed, self.group.rank]).generate_state(1)[0])
+            )
         self.mu = float(values.mean(dtype=np.float64))
         self.alpha = 1.0
         self.residuals = self.users.values - self.mu
@@ -190,8 +206,13 @@ class GibbsSampler:
             raise ValueError(f"implicit must be one of {', '.join(IMPLICIT_SIDES)}, got {implicit!r}")
         self.implicit = {
             name: ImplicitRows(
-                side.block(0, side.n_rows, side.ones), other.block(0, other.n_rows, other.ones),
-                side_size, other_size, dim + 1, self.group, DTYPE,
+                side.block(0, side.n_rows, side.ones),
+                other.block(0, other.n_rows, other.ones),
+                side_size,
+                other_size,
+                dim + 1,
+                self.group,
+                DTYPE,
             )
             for name, side, other, side_size, other_size in (
                 ("users", self.users, self.movies, n_users, n_movies),
@@ -202,7 +223,9 @@ class GibbsSampler:
         """Each side's implicit rows, for the sides that have them."""
         self.Xc, self.Yc = self.X, self.Y
 
-    def _side(self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, n_rows: int, n_others: int) -> _Side:
+    def _side(
+        self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, n_rows: int, n_others: int
+    ) -> _Side:
         first, end = self.group.shard(n_rows)
         if self.group.size > 1:
             mine = (rows >= first) & (rows < end)
@@ -222,7 +245,7 @@ class GibbsSampler:
         known_movie = self.movie_rated[movies].unsqueeze(1).to(DTYPE)
         x, y = self.Xc[users] * known_user, self.Yc[movies] * known_movie
         d = self.dim
-        return self.mu + x[:, d] + y[:, d] + (x[:, :d] * y[:, :d]).sum(-1)
+        return rating(self.mu, x[:, d], y[:, d], x[:, :d], y[:, :d])
 
     def ratings(self) -> torch.Tensor:
         """This process's ratings, in the order of :attr:`residuals`."""
@@ -239,12 +262,16 @@ class GibbsSampler:
         ones = lambda n: torch.ones(n, 1, dtype=DTYPE, device=self.device)
         own = self.Xc[side.first : side.first + side.n_rows]
         xa = torch.cat([own, ones(len(own))], 1).to(STATS_DTYPE)
-        ya = torch.cat([self.Yc[:, :d], ones(len(self.Yc)), self.Yc[:, d:]], 1).to(STATS_DTYPE).mT.contiguous()
+        ya = (
+            torch.cat([self.Yc[:, :d], ones(len(self.Yc)), self.Yc[:, d:]], 1).to(STATS_DTYPE).mT.contiguous()
+        )
         out = torch.empty(len(side.values), dtype=STATS_DTYPE, device=self.device)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
             for start, end in side.blocks():
-                product = torch.sparse.sampled_addmm(side.block(start, end, side.ones), xa[start:end], ya, beta=0.0)
+                product = torch.sparse.sampled_addmm(
+                    side.block(start, end, side.ones), xa[start:end], ya, beta=0.0
+                )
                 out[side.span(start, end)] = product.values()
         return out
 
@@ -252,7 +279,9 @@ class GibbsSampler:
         """Draw (m, λ) per dimension from their Normal-Gamma posterior given the rows."""
         n = rows.shape[0]
         mean = rows.mean(0).cpu().numpy()
-        spread = ((rows - rows.mean(0)) ** 2).sum(0).cpu().numpy() + PRIOR_MEAN_WEIGHT * n / (PRIOR_MEAN_WEIGHT + n) * mean**2
+        spread = ((rows - rows.mean(0)) ** 2).sum(0).cpu().numpy() + PRIOR_MEAN_WEIGHT * n / (
+            PRIOR_MEAN_WEIGHT + n
+        ) * mean**2
         lam = self.rng.gamma(PRIOR_SHAPE + (n + 1) / 2, 1.0 / (PRIOR_RATE + spread / 2))
         m = self.rng.normal(n * mean / (PRIOR_MEAN_WEIGHT + n), 1.0 / np.sqrt((PRIOR_MEAN_WEIGHT + n) * lam))
         as_tensor = lambda a: torch.as_tensor(a, dtype=DTYPE, device=self.device)
@@ -268,8 +297,14 @@ class GibbsSampler:
         return mean, torch.full((k,), self.alpha * ridge, dtype=DTYPE, device=self.device)
 
     def _draw_rows(
-        self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float,
-        offset: torch.Tensor | None = None, keep_stats: bool = False,
+        self,
+        side: _Side,
+        own: torch.Tensor,
+        other: torch.Tensor,
+        draw: bool,
+        ridge: float,
+        offset: torch.Tensor | None = None,
+        keep_stats: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None]:
         """Draw this process's rows of ``own`` jointly given ``other``: a batched Gaussian.
 
@@ -299,7 +334,9 @@ class GibbsSampler:
         drawn, stats = [], []
         rating_noise = None
         if keep_stats and draw:  # ε per rating, for the implicit rows' draw (Σ_i ε_ui z_i per row)
-            rating_noise = torch.randn(len(side.values), generator=self.generator, dtype=STATS_DTYPE, device=self.device)
+            rating_noise = torch.randn(
+                len(side.values), generator=self.generator, dtype=STATS_DTYPE, device=self.device
+            )
         # Block by block: a block's k x k precision matrices are the largest temporaries.
         for start, end in side.blocks():
             sums = side.block(start, end, side.ones) @ columns
@@ -307,7 +344,11 @@ class GibbsSampler:
             # gather, not index_select: on CPU, index_select along columns is much slower.
             square = torch.gather(sums[:, :n_triangle], 1, self._square.expand(end - start, -1)).to(DTYPE)
             gram = square.reshape(end - start, k, k)
-            rhs = target if offset is None else target - torch.bmm(gram, offset[start:end].unsqueeze(2)).squeeze(2)
+            rhs = (
+                target
+                if offset is None
+                else target - torch.bmm(gram, offset[start:end].unsqueeze(2)).squeeze(2)
+            )
             rhs = self.alpha * rhs + lam * m
             if keep_stats:
                 noise = None if rating_noise is None else (side.block(start, end, rating_noise) @ z).to(DTYPE)
@@ -352,7 +393,10 @@ class GibbsSampler:
         # μ and α from two sums over the ratings less the rest of the model, d = r - (b_u + b_i + p·q).
         rest = self.ratings() - self._interactions()
         n, total, squares = self.group.sum(
-            len(rest), rest.sum(dtype=torch.float64), rest.square().sum(dtype=torch.float64), device=self.device
+            len(rest),
+            rest.sum(dtype=torch.float64),
+            rest.square().sum(dtype=torch.float64),
+            device=self.device,
         )
         shift = total / n
         self.mu = float(self.rng.normal(shift, 1.0 / math.sqrt(self.alpha * n))) if draw else shift
@@ -362,7 +406,14 @@ class GibbsSampler:
         self.alpha = float(self.rng.gamma(shape, 1.0 / rate)) if draw else shape / rate
 
     def _update_side(
-        self, name: str, side: _Side, own: torch.Tensor, composite: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float
+        self,
+        name: str,
+        side: _Side,
+        own: torch.Tensor,
+        composite: torch.Tensor,
+        other: torch.Tensor,
+        draw: bool,
+        ridge: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """New own rows of one side, then its implicit rows (if it has them):
         ``(own, composite)`` for all rows."""
@@ -376,7 +427,9 @@ class GibbsSampler:
         self._draw_implicit(implicit, drawn, stats, draw, ridge)
         return own, own + implicit.contribution()
 
-    def _draw_implicit(self, implicit: ImplicitRows, drawn: torch.Tensor, stats, draw: bool, ridge: float) -> None:
+    def _draw_implicit(
+        self, implicit: ImplicitRows, drawn: torch.Tensor, stats, draw: bool, ridge: float
+    ) -> None:
         """Draw a side's implicit rows given its own rows just ``drawn`` (this
         process's) and the ``stats`` :meth:`_draw_rows` kept."""
         gram, target, noise_sums = stats
@@ -391,7 +444,9 @@ class GibbsSampler:
 
     def training_rmse(self) -> float:
         """RMSE of the current sample at all training ratings (every process's)."""
-        n, squares = self.group.sum(len(self.residuals), self.residuals.square().sum(dtype=torch.float64), device=self.device)
+        n, squares = self.group.sum(
+            len(self.residuals), self.residuals.square().sum(dtype=torch.float64), device=self.device
+        )
         return math.sqrt(squares / n)
 
     @property
@@ -478,7 +533,11 @@ class PosteriorMean:
         self.implicit_products = LowRankSum(keep, cap) if implicit else None
         self.implicit_bias: torch.Tensor | None = None
 
-    def add(self, sample: tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], implicit_rows: torch.Tensor | None = None) -> None:
+    def add(
+        self,
+        sample: tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        implicit_rows: torch.Tensor | None = None,
+    ) -> None:
         """Fold one draw (μ, b_u, b_i, P, Q) into the mean, with the user side's
         implicit rows of the same draw when the mean keeps them."""
         mu, bu, bi, P, Q = sample
@@ -519,3 +578,49 @@ class PosteriorMean:
             pad(P),
             pad(Q),
         )
+
+
+class Convergence:
+    """The chain's stopping rule: whether its running posterior mean has converged.
+
+    After S samples the mean's predictions carry Monte Carlo error of variance ``v/S`` per
+    rating (``v``: the samples' variance around their mean at the training ratings), which
+    adds ``v/S`` to the expected squared error. Doubling the samples would remove half of
+    it, an RMSE gain of about ``v / (4 S σ)`` at noise level ``σ``; the chain stops once
+    that is below ``tolerance``. Under torchrun ``group`` sums over every process's ratings.
+    """
+
+    def __init__(
+        self, n: int, device: torch.device, tolerance: float, min_samples: int, group: Group | None = None
+    ):
+        self.tolerance, self.min_samples = tolerance, min_samples
+        self.group = group or Group()
+        self.count = 0
+        self.mean = torch.zeros(n, dtype=torch.float32, device=device)
+        self.squares = torch.zeros(n, dtype=torch.float32, device=device)
+
+    def add(self, predictions: torch.Tensor) -> None:
+        """Fold one sample's predictions at the training ratings in (Welford's update)."""
+        self.count += 1
+        delta = predictions - self.mean
+        self.mean.add_(delta, alpha=1.0 / self.count)
+        self.squares.addcmul_(delta, predictions - self.mean)
+
+    def gain(self, noise_std: float) -> float:
+        """Estimated RMSE gain of doubling the samples (inf before two samples)."""
+        n, total = self.group.sum(
+            len(self.squares), self.squares.sum(dtype=torch.float64), device=self.squares.device
+        )
+        if self.count < 2:
+            return math.inf
+        return total / n / (self.count - 1) / (4 * self.count * noise_std)
+
+    def converged(self, gain: float) -> bool:
+        """Whether to stop, given this sweep's :meth:`gain` (computed once: under torchrun a collective)."""
+        return self.count >= self.min_samples and gain < self.tolerance
+
+    def rmse(self, ratings: torch.Tensor, scale: tuple[float, float]) -> float:
+        """RMSE of the running mean (clipped to ``scale``) at the training ratings."""
+        errors = self.mean.clamp(*scale) - ratings
+        n, total = self.group.sum(len(errors), errors.square().sum(dtype=torch.float64), device=errors.device)
+        return math.sqrt(total / max(n, 1))

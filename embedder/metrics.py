@@ -96,5 +96,9 @@ def mean_jaccard(queries: np.ndarray, neighbours: np.ndarray, sets: Sequence[fro
     ``neighbours[r]`` lists the neighbour indexes of ``queries[r]``; ``sets[i]``
     is item i's set (of genres, say).
     """
-    values = [jaccard(sets[q], sets[n]) for q, row in zip(np.asarray(queries), np.asarray(neighbours), strict=True) for n in row]
+    values = [
+        jaccard(sets[q], sets[n])
+        for q, row in zip(np.asarray(queries), np.asarray(neighbours), strict=True)
+        for n in row
+    ]
     return float(np.mean(values)) if values else float("nan")

@@ -44,7 +44,7 @@ import faiss
 import numpy as np
 
 from embedder.bundle import Bundle, bytes_writer, json_writer, npy_writer, update_bundle
-from embedder.factors import MFModel
+from embedder.model import MFModel
 from search.clusters import UNCLUSTERED, check_clusters, cluster_quality, cluster_summaries, kmeans_labels, movie_map
 from search.index import (
     COSINE_INDEX_FILE,

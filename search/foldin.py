@@ -7,7 +7,7 @@ regression of ``r - μ - b_i`` on ``z_i = [q_i, 1]`` over the movies they rated:
 
 The prior ``N(m, diag(s²))`` is the spread of the trained users' rows in the
 bundle and ``σ²`` the model's mean squared error at a sample of its training
-ratings: the model's own figures (:class:`embedder.factors.MFModel`, numpy only,
+ratings: the model's own figures (:class:`embedder.model.MFModel`, numpy only,
 no torch). With no ratings the answer is the prior mean, an average user.
 The folded user is then scored like a trained one: the score of a movie is
 ``μ + b_u + b_i + p_u·q_i``, its predicted rating.
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from embedder.factors import MFModel
+from embedder.model import MFModel
 
 NOISE_SAMPLE = 100_000
 """Training ratings used to estimate σ² (a seeded sample; all of them when fewer)."""

@@ -2,8 +2,8 @@
 
 The bias-augmented rows that make an inner product the predicted rating
 (docs/design.md, "Bias-augmented vectors") come from the model itself:
-:meth:`embedder.factors.MFModel.item_vectors` and
-:meth:`~embedder.factors.MFModel.user_vectors`. "Movies like this" uses the
+:meth:`embedder.model.MFModel.item_vectors` and
+:meth:`~embedder.model.MFModel.user_vectors`. "Movies like this" uses the
 cosine of ``q_i`` (inner products of L2-normalised rows) as one part of its
 blend (:mod:`search.similar`).
 
