@@ -2,7 +2,7 @@
 
 Every model is fitted on the same training part (``embedder.split.canonical_split``
 of ``embedder.data.load_ratings()``) in the same run, and scored by the same code
-(``embedder.evaluate``):
+(``search.evaluate``):
 
 * RMSE and MAE on the test part, predictions clipped to the rating scale; an id
   unseen in training falls back to μ plus the known bias, as every peer does;
@@ -43,7 +43,7 @@ import scipy.sparse as sp  # noqa: E402
 
 from embedder.config import TrainConfig  # noqa: E402
 from embedder.data import load_ratings  # noqa: E402
-from embedder.evaluate import HeldOut, held_out_rows, ranking_metrics_by_mask  # noqa: E402
+from search.evaluate import HeldOut, held_out_rows, ranking_metrics_by_mask  # noqa: E402
 from embedder.model import MFModel  # noqa: E402
 from embedder.metrics import rating_errors  # noqa: E402
 from embedder.split import canonical_split  # noqa: E402

@@ -10,9 +10,9 @@ import os
 import sys
 import time
 import typing
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 from embedder import DEFAULT_ARTIFACTS, DEFAULT_BUNDLE
 from embedder.checks import run_command, whole_number_arg
@@ -93,12 +93,14 @@ def build_parser() -> argparse.ArgumentParser:
     where.add_argument(
         "--bundle",
         type=Path,
-        help="instead, the versions of this bundle: the ones replacing it left beside it (<name>+<UTC stamp>)",
+        help="instead, the versions of this bundle: the ones replacing it left beside it "
+        "(<name>+<UTC stamp>)",
     )
     bundles.add_argument(
         "--keep",
         type=whole_number_arg(1),
-        help="delete all but the N newest bundles (never the current one) and staging leftovers older than an hour",
+        help="delete all but the N newest bundles (never the current one) and staging leftovers "
+        "older than an hour",
     )
     bundles.add_argument("--json", action="store_true", help="print JSON")
     bundles.set_defaults(handler=run_bundles)
@@ -223,8 +225,9 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     if result.implicit_sides != "none":
         run.append(f"who rated what: {result.implicit_sides}")
     processes = f" on {result.world_size} processes" if result.world_size > 1 else ""
+    ndcg = evaluation["ranking"]["0"]["model"]["ndcg"]
     print(
-        f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  NDCG@10 {evaluation['ranking']['0']['model']['ndcg']:.4f}  "
+        f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  NDCG@10 {ndcg:.4f}  "
         f"({config.method}, {', '.join(run)}, training {result.seconds:.1f}s{processes}, "
         f"wall time {time.perf_counter() - started:.1f}s)"
     )

@@ -23,12 +23,12 @@ class TrainConfig(BaseModel):
     method: Literal["gibbs", "adam"] = Field(
         "gibbs",
         description="How to fit the model. 'gibbs': Bayesian MF by Gibbs sampling, exporting the posterior "
-        "mean; 'adam': one point estimate, Adam on MSE + L2 with early stopping. Both export the same bundle.",
+        "mean; 'adam': one point estimate, Adam on MSE + L2 with early stopping. Both export a bundle.",
     )
     dim: int = Field(
         64,
         ge=1,
-        description="Embedding size d of the exported p_u and q_i (gibbs: the posterior mean's best rank-d part).",
+        description="Embedding size d of the exported p_u and q_i (gibbs: the posterior mean's best rank-d).",
     )
     sample_dim: int = Field(10, ge=1, description="(gibbs) Factor size of each posterior sample.")
     implicit: Literal["auto", "none", "users", "both"] = Field(
@@ -40,7 +40,7 @@ class TrainConfig(BaseModel):
     sweeps: int = Field(
         300,
         ge=1,
-        description="(gibbs) Upper bound on sampling sweeps; the chain normally stops sooner (see tolerance).",
+        description="(gibbs) Upper bound on sampling sweeps; the chain usually stops sooner (tolerance).",
     )
     warm_up: int = Field(
         3,

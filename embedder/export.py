@@ -19,8 +19,15 @@ import scipy.sparse as sp
 import torch
 
 from embedder import __version__
-from embedder.bundle import IMPLICIT_BIASES, IMPLICIT_EMBEDDINGS, bytes_writer, movies_writer, npy_writer
-from embedder.bundle import seen_writer, write_bundle
+from embedder.bundle import (
+    IMPLICIT_BIASES,
+    IMPLICIT_EMBEDDINGS,
+    bytes_writer,
+    movies_writer,
+    npy_writer,
+    seen_writer,
+    write_bundle,
+)
 from embedder.config import TrainConfig
 from embedder.metrics import rating_errors
 from embedder.split import validation_part

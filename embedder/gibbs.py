@@ -1,37 +1,12 @@
-"""Bayesian biased matrix factorization by Gibbs sampling.
+"""Bayesian biased matrix factorization by Gibbs sampling (Rendle et al. 2019; docs/design.md, "The model").
 
-The model is the same as everywhere else in the project, ``r̂ = μ + b_u + b_i + p_u·q_i``,
-but instead of one point estimate we draw samples from its posterior and predict
-with their mean. Rendle et al. (2019, "On the Difficulty of Evaluating
-Baselines") found such a sampler clearly better than SGD on MovieLens, hence it is
-the default method (``benchmarks/README.md`` compares the two).
-
-Priors (Rendle's / libFM's simple per-dimension ones, shared by all rows of a side):
-
-* ``[p_u, b_u] ~ N(m, diag(1/λ))`` per user, ``[q_i, b_i]`` likewise per movie with
-  its own ``m, λ``; hyperpriors ``λ_j ~ Gamma(1, 1)``, ``m_j ~ N(0, 1/λ_j)``;
-* ratings ``r ~ N(r̂, 1/α)`` with ``α ~ Gamma(1, 1)``; ``μ`` has a flat prior.
-
-A sweep draws every user's ``[p_u, b_u]`` jointly given the movies (a
-``(d+1)``-dimensional Gaussian per user, all users at once as a batch of
-Cholesky factorizations), then every movie's given the users, then ``μ``, ``α``
-and the hyperparameters. The work per sweep is one sparse product with the
-outer products of the other side's rows (their ``(d+1)(d+2)/2`` distinct
-entries).
-
-With ``implicit`` (the default setting draws both sides) a row also gets a part
-learned from who rated what, SVD++-style: a user's row is their own ``[p_u, b_u]``
-plus ``|N(u)|^-½ Σ_{j∈N(u)} [y_j, c_j]``, a movie's likewise over its raters
-(:mod:`embedder.implicit`). A sweep then draws, per side, the own rows with the
-implicit part as a known offset, then all the implicit rows jointly; everything
-else (μ, α, the mean, the export) sees only the composite rows.
-
-The posterior mean of ``p_u·q_i`` over S samples is ``Σ_s P_s Q_sᵀ / S``, itself a
-factorization (the samples side by side, scaled by ``1/√S``) of dimension ``S·d``.
-:class:`LowRankSum` keeps it compressed as it grows (exact: an orthonormal basis
-of each side, SVD of the small core), and :meth:`PosteriorMean.factors` returns
-its best rank-``r`` approximation, so the exported embeddings keep a chosen size
-whatever the number of samples.
+Priors, per-dimension and shared by a side's rows: ``[p_u, b_u] ~ N(m, diag(1/λ))``, likewise
+``[q_i, b_i]``; ``λ_j ~ Gamma(1, 1)``, ``m_j ~ N(0, 1/λ_j)``; ratings ``r ~ N(r̂, 1/α)``,
+``α ~ Gamma(1, 1)``; ``μ`` flat. A sweep draws every user's row jointly given the movies (a
+batch of ``(d+1)``-dimensional Gaussians), then every movie's, then ``μ``, ``α`` and the
+hyperparameters; with ``implicit``, each side's implicit rows after its own
+(:mod:`embedder.implicit`). The posterior mean of ``P Qᵀ`` over the samples is itself a
+factorization, kept compressed by :class:`LowRankSum`.
 """
 
 from __future__ import annotations
@@ -48,31 +23,18 @@ from embedder.model import rating
 
 DTYPE = torch.float64
 STATS_DTYPE = torch.float32
-"""The ratings and the sparse sums over them (most of a sweep's work) are float32:
-half the memory, and faster; the sums are turned back to float64 before the
-Cholesky factorizations."""
+"""The ratings and the sparse sums over them, in half the memory; the solves are float64."""
 BLOCK_ROWS = 16_384
-"""Rows of a side drawn together: their (d+1) x (d+1) precision matrices are a
-sweep's largest temporaries, so a side is drawn block by block."""
-PRIOR_SHAPE = 1.0
-"""Shape a₀ of the Gamma hyperprior on each precision λ_j and on α."""
-PRIOR_RATE = 1.0
-"""Rate b₀ of the Gamma hyperprior on each precision λ_j and on α."""
-PRIOR_MEAN_WEIGHT = 1.0
-"""γ₀: the prior on a dimension's mean m_j is N(0, 1/(γ₀ λ_j))."""
+"""Rows of a side drawn together: their (d+1) x (d+1) precisions are a sweep's largest temporaries."""
+PRIOR_SHAPE, PRIOR_RATE, PRIOR_MEAN_WEIGHT = 1.0, 1.0, 1.0
+"""a₀, b₀ of the Gamma hyperpriors on each λ_j and on α; γ₀: the prior on m_j is N(0, 1/(γ₀ λ_j))."""
 IMPLICIT_SIDES = {"none": (), "users": ("users",), "both": ("users", "movies")}
-"""The sides whose rows get an implicit part (:mod:`embedder.implicit`), by setting
-(``TrainConfig.implicit`` once 'auto' is resolved)."""
+"""The sides whose rows get an implicit part, by ``TrainConfig.implicit`` ('auto' resolved)."""
 
 
 class _Side:
-    """This process's rows of one side (users or movies) as sparse matrices over their ratings.
-
-    Rows ``first .. first + n_rows`` of the side (all of them in one process; a
-    shard under torchrun, see :mod:`embedder.distributed`), in CSR form: one
-    index array and two value arrays for all ratings, sliced without copies into
-    blocks of rows.
-    """
+    """This process's rows ``first .. first + n_rows`` of one side (a shard under torchrun) in
+    CSR form over their ratings, sliced without copies into blocks of rows."""
 
     def __init__(
         self,
@@ -85,10 +47,8 @@ class _Side:
         device: torch.device,
     ):
         self.first, self.n_rows, self.n_others = first, n_rows, n_others
-        # torch's stable sort of integer keys is a parallel radix sort, faster than numpy's argsort.
         order = torch.sort(torch.as_tensor(rows), stable=True).indices.numpy()
         counts = np.bincount(rows - first if first else rows, minlength=n_rows)
-        # int32 indexes halve the largest arrays; torch's CSR products take them as they are.
         index = np.int32 if max(len(rows), n_others) < 2**31 else np.int64
         crow = np.zeros(n_rows + 1, dtype=index)
         np.cumsum(counts, out=crow[1:])
@@ -135,29 +95,11 @@ def _triangle_to_square(k: int) -> torch.Tensor:
 class GibbsSampler:
     """Block Gibbs sampler for biased MF with per-dimension Normal-Gamma priors.
 
-    Parameters
-    ----------
-    n_users, n_movies:
-        Vocabulary sizes.
-    dim:
-        Factor size d of each sample.
-    users, movies, values:
-        The ratings to condition on: user rows, movie rows and ratings, one entry
-        per rating (any order).
-    init_std:
-        Standard deviation of the factors' normal initialisation (biases start at 0).
-    seed:
-        Seed of the chain: same seed (and process count), same samples.
-    device:
-        Where the tensors live.
-    group:
-        The processes sharing the chain (:mod:`embedder.distributed`); each draws
-        its shard of users and of movies, and keeps only the ratings of those rows.
-    implicit:
-        Which sides' rows get an implicit part (a key of :data:`IMPLICIT_SIDES`):
-        a user's row becomes ``[p_u, b_u] + |N(u)|^-½ Σ_{j∈N(u)} [y_j, c_j]``, and
-        likewise a movie's (:mod:`embedder.implicit`). :attr:`X` and :attr:`Y` hold
-        the own rows, :attr:`Xc` and :attr:`Yc` the composites that predict.
+    Conditions on the ratings ``(users, movies, values)`` (rows, any order), with ``dim``
+    factors per sample started ``N(0, init_std²)``; same ``seed`` and process count, same
+    samples. ``group``: the processes sharing the chain, each drawing its shard of users and
+    movies from only those rows' ratings. ``implicit``: a key of :data:`IMPLICIT_SIDES`;
+    :attr:`X`, :attr:`Y` hold the own rows, :attr:`Xc`, :attr:`Yc` the composites that predict.
     """
 
     def __init__(
@@ -177,10 +119,8 @@ class GibbsSampler:
         self.dim, self.device = dim, torch.device(device)
         self.group = group or Group()
         self.n_users, self.n_movies = n_users, n_movies
-        # Big draws (the rows) come from torch on the ratings' device; the few
-        # hyperparameter draws from numpy, whose Gamma sampler takes a seed. The
-        # initial rows and the hyperparameters are the same in every process (the
-        # processes must agree on them); each process's row noise is its own.
+        # Rows are drawn by torch on the ratings' device, the few hyperparameters by numpy (its Gamma
+        # sampler takes a seed). Initial rows and hyperparameters agree in all processes; noise is each one's.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.users = self._side(users, movies, values, n_users, n_movies)
@@ -202,8 +142,6 @@ class GibbsSampler:
         self.residuals = self.users.values - self.mu
         """``r - r̂`` of the current sample at this process's ratings (in the user side's CSR order)."""
         self._square = _triangle_to_square(dim + 1).to(self.device)
-        if implicit not in IMPLICIT_SIDES:
-            raise ValueError(f"implicit must be one of {', '.join(IMPLICIT_SIDES)}, got {implicit!r}")
         self.implicit = {
             name: ImplicitRows(
                 side.block(0, side.n_rows, side.ones),
@@ -463,17 +401,9 @@ class GibbsSampler:
 
 
 def _range_basis(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(W, R)`` such that ``Q = M W`` has orthonormal columns spanning M's
-    numerical range and ``M ≈ Q R``.
-
-    From the eigendecomposition of the small Gram matrix ``MᵀM = V E Vᵀ``:
-    ``W = V E^-½``, ``R = E^½ Vᵀ``. On one CPU core this (matrix products and a
-    c x c ``eigh``) is much cheaper than a Householder QR of the tall ``M``, and
-    ``Q`` need never be formed: the caller multiplies ``M`` once by ``W`` and its
-    small factor together. Directions whose squared singular value is below the
-    eigenvalues' rounding error (c·eps of the largest) are dropped: what they
-    could add to a product is far below any rank that is kept.
-    """
+    """``(W, R)`` such that ``Q = M W`` has orthonormal columns spanning M's numerical range and
+    ``M ≈ Q R``, from the small Gram matrix ``MᵀM = V E Vᵀ``: ``W = V E^-½``, ``R = E^½ Vᵀ``, so the
+    tall ``Q`` need never be formed. Directions below the eigenvalues' rounding error are dropped."""
     values, vectors = torch.linalg.eigh(M.mT @ M)
     kept = values > values[-1].clamp(min=0) * len(values) * torch.finfo(M.dtype).eps
     root = values[kept].sqrt()
@@ -491,8 +421,6 @@ class LowRankSum:
     """
 
     def __init__(self, keep: int, cap: int):
-        if cap <= keep:
-            raise ValueError(f"cap ({cap}) must exceed keep ({keep})")
         self.keep, self.cap = keep, cap
         self.A: torch.Tensor | None = None
         self.B: torch.Tensor | None = None
@@ -508,8 +436,6 @@ class LowRankSum:
 
     def truncated(self, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Best rank-``rank`` factors ``(U√S, V√S)`` of the sum (fewer if its rank is lower)."""
-        if self.A is None:
-            raise ValueError("the sum is empty")
         wa, ra = _range_basis(self.A)
         wb, rb = _range_basis(self.B)
         # A Bᵀ = Qa (Ra Rbᵀ) Qbᵀ, so the SVD of the small core gives the sum's.
@@ -557,8 +483,6 @@ class PosteriorMean:
         ``(E, c)`` with ``E q̂_i ≈`` the posterior mean of ``y_j·q_i`` (least squares
         over all movies i), so a newcomer's row can add ``|N|^-½ Σ_{j∈N} [E_j, c_j]``
         as a trained user's does (:mod:`search.foldin`)."""
-        if self.implicit_products is None or self.implicit_bias is None:
-            raise ValueError("this mean keeps no implicit rows")
         A, B = self.implicit_products.A, self.implicit_products.B
         gram = movie_factors.mT @ movie_factors
         E = A @ (B.mT @ movie_factors) @ torch.linalg.pinv(gram, hermitian=True) / self.count
@@ -566,8 +490,6 @@ class PosteriorMean:
 
     def factors(self, rank: int) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(μ, b_u, b_i, P, Q) of the mean, with P and Q zero-padded to width ``rank``."""
-        if self.count == 0:
-            raise ValueError("no samples yet")
         P, Q = self.products.truncated(rank)
         scale = 1.0 / math.sqrt(self.count)
         pad = lambda M: torch.nn.functional.pad(M * scale, (0, rank - M.shape[1]))

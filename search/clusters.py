@@ -195,7 +195,7 @@ def cluster_quality(embeddings: np.ndarray, labels: np.ndarray, genres: pd.Serie
     """Silhouette (cosine space, sampled) and NMI with genres beside a random baseline,
     over the clustered movies (label :data:`UNCLUSTERED` left out).
 
-    The NMI is :func:`genre_nmi`'s, which ``embedder.evaluate`` reports too.
+    The NMI is :func:`genre_nmi`'s, which ``search.evaluate`` reports too.
     """
     from sklearn.metrics import silhouette_score
 

@@ -19,9 +19,10 @@ it into the manifest; :func:`evaluate_bundle` recomputes it from a bundle's file
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -44,10 +45,8 @@ DEFAULT_MIN_RATINGS = 20
 """The floor reported next to no floor: recommend only movies with at least this
 many training ratings."""
 MAX_USERS = 5_000
-"""Ranking is scored on at most this many users (a seeded sample; all on ML-100K):
-the report is written at every training run, and beyond a few thousand users more
-of them only narrow an interval that is already far smaller than the gaps between
-the model and its baselines."""
+"""Ranking is scored on at most this many users (a seeded sample; all on ML-100K): more only
+narrow an interval already far smaller than the gaps between the model and its baselines."""
 MAX_QUERIES = 1_000
 QUERY_BLOCK = 500
 """Neighbour agreement is scored on at most this many query movies (a seeded sample),
@@ -233,7 +232,7 @@ def quality_report(
         for name, f in baselines.items()
     }
     counts = movies["rating_count"].to_numpy()
-    # The baselines rank movies in one order for everyone: b_i (b_u is the same for all of a user's movies), counts.
+    # The baselines rank movies in one order for everyone: b_i (b_u is one constant per user), counts.
     scorers = {"model": model.scores, "biases": biases.movie_biases, "popularity": counts}
     genres = genre_sets(movies["genres"])
     similar = Similarity(model.movie_embeddings, seen)
@@ -244,7 +243,8 @@ def quality_report(
             "relevant": f"test rating >= {RELEVANT_RATING:g}",
             "candidates": "movies the user has not rated in training",
             "min_ratings": int(min_ratings),
-            "baselines": "fitted on the same training ratings; biases damped (user 15, movie 10); popularity = movie mean rating / rating count",
+            "baselines": "fitted on the same training ratings; biases damped (user 15, movie 10); "
+            "popularity = movie mean rating / rating count",
         },
         "rating": rating,
         "ranking": _by_floor(
@@ -330,35 +330,29 @@ def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) ->
 
 def format_report(quality: dict[str, Any]) -> str:
     """The quality report as plain-text tables."""
+    protocol, clusters = quality["protocol"], quality["clusters"]
     lines = [f"{'rating error (test)':<24}{'RMSE':>8}{'MAE':>8}"]
     lines += [f"  {name:<22}{v['rmse']:>8.4f}{v['mae']:>8.4f}" for name, v in quality["rating"].items()]
-    protocol = quality["protocol"]
-    lines.append("")
-    lines.append(
-        f"ranking @{protocol['k']} (relevant: {protocol['relevant']}; candidates: {protocol['candidates']})"
-    )
+    lines += [
+        "",
+        f"ranking @{protocol['k']} (relevant: {protocol['relevant']}; candidates: {protocol['candidates']})",
+    ]
     lines.append(f"  {'min_ratings':<12}{'scorer':<12}{'P@10':>8}{'R@10':>8}{'NDCG@10':>9}{'coverage':>10}")
     for floor, rows in quality["ranking"].items():
         for name, v in rows.items():
-            lines.append(
-                f"  {floor:<12}{name:<12}{v['precision']:>8.4f}{v['recall']:>8.4f}{v['ndcg']:>9.4f}{v['coverage']:>10.3f}"
-            )
-    lines.append("")
-    lines.append(f"movies like this: mean genre Jaccard of the top-{protocol['k']} neighbours")
+            figures = f"{v['precision']:>8.4f}{v['recall']:>8.4f}{v['ndcg']:>9.4f}{v['coverage']:>10.3f}"
+            lines.append(f"  {floor:<12}{name:<12}{figures}")
+    lines += ["", f"movies like this: mean genre Jaccard of the top-{protocol['k']} neighbours"]
     for floor, v in quality["similar"].items():
         if v["model"] is None:
             lines.append(f"  min_ratings {floor:<6} too few movies to compare ({v['movies']})")
         else:
-            lines.append(
-                f"  min_ratings {floor:<6} model {v['model']:.4f}   random {v['random']:.4f}   ({v['movies']} movies)"
-            )
+            figures = f"model {v['model']:.4f}   random {v['random']:.4f}   ({v['movies']} movies)"
+            lines.append(f"  min_ratings {floor:<6} {figures}")
     lines.append("")
-    clusters = quality["clusters"]
     if "nmi_genres" in clusters:
-        lines.append(
-            f"clusters: NMI with the most specific genre {clusters['nmi_genres']:.4f}   shuffled labels {clusters['nmi_random']:.4f}"
-            f"   ({clusters['clusters']} clusters)"
-        )
+        nmi = f"{clusters['nmi_genres']:.4f}   shuffled labels {clusters['nmi_random']:.4f}"
+        lines.append(f"clusters: NMI with the most specific genre {nmi}   ({clusters['clusters']} clusters)")
     else:
         lines.append(f"clusters: {clusters['note']}")
     return "\n".join(lines)

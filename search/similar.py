@@ -10,7 +10,7 @@ ratings (who rated it, the pattern of ``seen``), so
 every bundle has. The embeddings know how people *rate* movies; who rated what
 (item-item co-occurrence) knows which movies the same people *watch*; the blend
 agrees with genres more often than either alone
-(:func:`embedder.evaluate.neighbour_agreement`, figures in benchmarks/README.md).
+(:func:`search.evaluate.neighbour_agreement`, figures in benchmarks/README.md).
 
 A movie with a zero embedding or without training ratings (the same movies in a
 trained bundle) is never compared: it is never returned, and as a query it gets

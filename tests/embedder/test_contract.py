@@ -16,8 +16,8 @@ import pytest
 from embedder.bundle import Bundle
 from embedder.config import TrainConfig
 from embedder.export import export_bundle, model_arrays, movie_table
-from embedder.model import MFModel
 from embedder.metrics import rating_errors
+from embedder.model import MFModel
 from embedder.train import TrainResult, train
 from tests.conftest import make_low_rank_ratings
 from tests.embedder.conftest import (
@@ -161,7 +161,13 @@ def test_the_exported_bundle_loads_as_the_same_model(fit, tmp_path):
         "n_ratings": len(fit.train) + len(fit.test),
     }
     path, _ = export_bundle(
-        tmp_path / "bundle", result, fit.config, dataset, movie_table(titles, fit.movies.ids, fit.train), fit.train, fit.test
+        tmp_path / "bundle",
+        result,
+        fit.config,
+        dataset,
+        movie_table(titles, fit.movies.ids, fit.train),
+        fit.train,
+        fit.test,
     )
     bundle = Bundle.load(path)
     loaded = bundle.model

@@ -139,8 +139,6 @@ def test_low_rank_sum_is_exact_within_its_rank_and_optimal_beyond():
     U, s, Vt = np.linalg.svd(dense)
     A3, B3 = total.truncated(3)
     np.testing.assert_allclose((A3 @ B3.T).numpy(), (U[:, :3] * s[:3]) @ Vt[:3], atol=1e-10)
-    with pytest.raises(ValueError, match="cap"):
-        LowRankSum(keep=4, cap=4)
 
 
 def test_low_rank_sum_of_repeated_factors_stays_exact():

@@ -10,9 +10,9 @@ import pandas as pd
 import pytest
 import torch
 
+from embedder import implicit as implicit_module
 from embedder.config import TrainConfig
 from embedder.gibbs import GibbsSampler, PosteriorMean
-from embedder import implicit as implicit_module
 from embedder.implicit import conjugate_gradients
 from embedder.train import train
 from tests.conftest import rewrite_file_and_manifest

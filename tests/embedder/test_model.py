@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import pytest
 
 from embedder import model as model_module
 from embedder.model import MFModel

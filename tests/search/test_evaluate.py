@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
+from embedder.model import MFModel
 from search.evaluate import (
     HeldOut,
     cluster_agreement,
@@ -22,8 +23,6 @@ from search.evaluate import (
     quality_report,
     ranking_metrics_by_mask,
 )
-from embedder.model import MFModel
-
 from search.similar import Similarity
 
 SCALE = (1.0, 5.0)
