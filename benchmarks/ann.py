@@ -5,7 +5,7 @@
 Catalogue: movie rows that look like trained embeddings, not i.i.d. noise (on
 which no index beats brute force): clustered directions in a low-dimensional
 subspace of d=64, norms and biases that grow with log-popularity, bias
-augmented as the product indexes them (``embedder.factors.MFModel.item_vectors``:
+augmented as the product indexes them (``embedder.model.MFModel.item_vectors``:
 d+2 columns). Queries: user rows drawn the same way (``user_vectors``).
 
 For each index, built with the product's own code (``search.index.build_index``
@@ -32,7 +32,7 @@ sys.path.insert(0, str(ROOT))
 
 import faiss  # noqa: E402
 
-from embedder.factors import MFModel  # noqa: E402
+from embedder.model import MFModel  # noqa: E402
 from search.index import IndexConfig, apply_params, build_index, index_bytes, recall_at  # noqa: E402
 
 DIM, SUBSPACE, CLUSTERS, K = 64, 16, 200, 10

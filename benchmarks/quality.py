@@ -2,7 +2,7 @@
 
 Every model is fitted on the same training part (``embedder.data.canonical_split``
 of ``embedder.data.load_ratings()``) in the same run, and scored by the same code
-(``embedder.evaluate``):
+(``search.evaluate``):
 
 * RMSE and MAE on the test part, predictions clipped to the rating scale; an id
   unseen in training falls back to μ plus the known bias, as every peer does;
@@ -10,7 +10,7 @@ of ``embedder.data.load_ratings()``) in the same run, and scored by the same cod
   movies the user has not rated in training.
 
 The peers' fitted parameters are read into the same model object
-(``embedder.factors.MFModel``: μ, biases, user and movie vectors; SVD++'s
+(``embedder.model.MFModel``: μ, biases, user and movie vectors; SVD++'s
 implicit-feedback term is folded into the user vectors, myFM's samples laid side
 by side), so every model is ranked by identical code; a sample of each peer's own
 predictions is checked against the mapped ones.
@@ -43,8 +43,8 @@ import scipy.sparse as sp  # noqa: E402
 
 from embedder.config import TrainConfig  # noqa: E402
 from embedder.data import load_ratings  # noqa: E402
-from embedder.evaluate import HeldOut, held_out_rows, ranking_metrics_by_mask  # noqa: E402
-from embedder.factors import MFModel  # noqa: E402
+from search.evaluate import HeldOut, held_out_rows, ranking_metrics_by_mask  # noqa: E402
+from embedder.model import MFModel  # noqa: E402
 from embedder.metrics import rating_errors  # noqa: E402
 from embedder.data import canonical_split  # noqa: E402
 from embedder.train import train  # noqa: E402

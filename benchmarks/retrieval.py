@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 import faiss
 
 from embedder.bundle import Bundle, BundleError
-from embedder.factors import MFModel
+from embedder.model import MFModel
 from embedder.vocab import Vocabulary
 from search import Recommender
 from threadpoolctl import threadpool_limits

@@ -1,6 +1,6 @@
 """"Movies like this" (search/similar.py): genre agreement by blend weight, and what it costs.
 
-Quality: ``embedder.evaluate.neighbour_agreement`` (top 10, mean genre Jaccard
+Quality: ``search.evaluate.neighbour_agreement`` (top 10, mean genre Jaccard
 against random neighbours, seed 42 as in the manifest) with
 ``search.similar.EMBEDDING_WEIGHT`` set to each weight in turn: 1 is the cosine of
 ``q_i`` alone (what "movies like this" was before), 0 who rated what alone.
@@ -21,7 +21,7 @@ import numpy as np
 
 import search.similar
 from embedder.bundle import Bundle
-from embedder.evaluate import DEFAULT_MIN_RATINGS, genre_sets, neighbour_agreement
+from search.evaluate import DEFAULT_MIN_RATINGS, genre_sets, neighbour_agreement
 from search import Recommender
 from search.similar import Similarity, neighbour_table
 

@@ -1,8 +1,8 @@
 """Train biased matrix factorization on MovieLens and export a verified bundle.
 
 Importing this package is cheap: torch is imported only by the modules that
-train (``embedder.model``, ``embedder.train``, ``embedder.export``), so
-``embedder.bundle``, ``embedder.factors`` (the model object) and ``embedder.vocab``
+train (``embedder.adam``, ``embedder.gibbs``, ``embedder.train``, ``embedder.export``), so
+``embedder.bundle``, ``embedder.model`` (the model object) and ``embedder.vocab``
 serve torch-free readers.
 """
 

@@ -29,7 +29,7 @@ import scipy.sparse as sp
 from pydantic import TypeAdapter, ValidationError
 
 from embedder.checks import error_path, shorten
-from embedder.factors import MFModel
+from embedder.model import MFModel
 from embedder.publish import is_version, publish, staging_folder
 from embedder.relevance import RelevanceModel
 from embedder.schemas import ClusterSummary, Manifest

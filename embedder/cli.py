@@ -9,48 +9,37 @@ import math
 import os
 import sys
 import time
-from dataclasses import fields
+import typing
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Sequence
 
 from embedder import DEFAULT_ARTIFACTS, DEFAULT_BUNDLE
 from embedder.checks import run_command, whole_number_arg
 
 DEFAULT_MIN_RATINGS = 20
-"""embedder.evaluate.DEFAULT_MIN_RATINGS, repeated so that --help need not import
-pandas (tests/embedder/test_cli.py checks they agree)."""
-
-
-def _number(text: str) -> float:
-    """An argparse type: a number (the config checks its range)."""
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+"""search.evaluate.DEFAULT_MIN_RATINGS, repeated so that --help need not import pandas
+(tests/embedder/test_cli.py checks they agree)."""
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per :class:`~embedder.config.TrainConfig` field (``--field-name``), typed
-    by its default, helped by its docstring; the config itself checks the values (see
-    :func:`run_train`). A flag not given is left out of the namespace, so that the
-    config's own default applies and :func:`run_train` knows which flags were given."""
-    from embedder.config import CHOICES, TrainConfig, field_docs
+    """One flag per :class:`~embedder.config.TrainConfig` field, helped by its description. A flag
+    not given stays out of the namespace, so the config's default applies and :func:`run_train`
+    knows which flags were given."""
+    from embedder.config import TrainConfig
 
-    docs, defaults = field_docs(), TrainConfig()
-    for spec in fields(TrainConfig):
-        default = getattr(defaults, spec.name)
-        if not isinstance(default, (bool, int, float, str)):
-            continue  # free-form fields (extra) are not flags
-        shown = str(default).replace("%", "%%")
-        options: dict = {"default": argparse.SUPPRESS, "help": docs.get(spec.name, "").replace("%", "%%") + f" (default: {shown})"}
-        if isinstance(default, bool):
+    for name, field in TrainConfig.model_fields.items():
+        options: dict = {
+            "default": argparse.SUPPRESS,
+            "help": f"{field.description} (default: {field.default})",
+        }
+        if field.annotation is bool:
             options["action"] = argparse.BooleanOptionalAction
-        elif spec.name in CHOICES:
-            options["choices"] = CHOICES[spec.name]
+        elif typing.get_origin(field.annotation) is typing.Literal:
+            options["choices"] = typing.get_args(field.annotation)
         else:
-            options["type"] = {int: whole_number_arg(), float: _number, str: str}[type(default)]
-        parser.add_argument("--" + spec.name.replace("_", "-"), **options)
+            options["type"] = field.annotation
+        parser.add_argument("--" + name.replace("_", "-"), **options)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -59,54 +48,91 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train on MovieLens and export a bundle")
-    train.add_argument("--data", default="ml-100k", help="'ml-100k' (default, fetched and cached) or a path to a MovieLens release / CSV")
-    train.add_argument("--out", type=Path, help="write the bundle at this folder (leaves artifacts/current alone)")
-    train.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="artifacts folder for versioned bundles and the 'current' link (default: %(default)s)")
+    train.add_argument(
+        "--data",
+        default="ml-100k",
+        help="'ml-100k' (default, fetched and cached) or a path to a MovieLens release / CSV",
+    )
+    train.add_argument(
+        "--out", type=Path, help="write the bundle at this folder (leaves artifacts/current alone)"
+    )
+    train.add_argument(
+        "--artifacts",
+        type=Path,
+        default=DEFAULT_ARTIFACTS,
+        help="artifacts folder for versioned bundles and the 'current' link (default: %(default)s)",
+    )
     _add_config_flags(train)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=run_train, parser=train)
 
-    evaluate = commands.add_parser("evaluate", help="recompute a bundle's figures on the canonical test split")
-    evaluate.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle folder (default: %(default)s)")
-    evaluate.add_argument("--min-ratings", type=whole_number_arg(0), default=DEFAULT_MIN_RATINGS, help="recommendation floor shown next to no floor: only movies with at least this many training ratings (default: %(default)s)")
+    evaluate = commands.add_parser(
+        "evaluate", help="recompute a bundle's figures on the canonical test split"
+    )
+    evaluate.add_argument(
+        "--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle folder (default: %(default)s)"
+    )
+    evaluate.add_argument(
+        "--min-ratings",
+        type=whole_number_arg(0),
+        default=DEFAULT_MIN_RATINGS,
+        help="recommendation floor shown next to no floor: only movies with at least this many training "
+        "ratings (default: %(default)s)",
+    )
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=run_evaluate)
 
     bundles = commands.add_parser("bundles", help="list the published bundles; --keep N deletes older ones")
     where = bundles.add_mutually_exclusive_group()
-    where.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help="artifacts folder holding bundles/ and the 'current' link (default: %(default)s)")
-    where.add_argument("--bundle", type=Path, help="instead, the versions of this bundle: the ones replacing it left beside it (<name>+<UTC stamp>)")
-    bundles.add_argument("--keep", type=whole_number_arg(1), help="delete all but the N newest bundles (never the current one) and staging leftovers older than an hour")
+    where.add_argument(
+        "--artifacts",
+        type=Path,
+        default=DEFAULT_ARTIFACTS,
+        help="artifacts folder holding bundles/ and the 'current' link (default: %(default)s)",
+    )
+    where.add_argument(
+        "--bundle",
+        type=Path,
+        help="instead, the versions of this bundle: the ones replacing it left beside it "
+        "(<name>+<UTC stamp>)",
+    )
+    bundles.add_argument(
+        "--keep",
+        type=whole_number_arg(1),
+        help="delete all but the N newest bundles (never the current one) and staging leftovers "
+        "older than an hour",
+    )
     bundles.add_argument("--json", action="store_true", help="print JSON")
     bundles.set_defaults(handler=run_bundles)
     return parser
 
 
-def _warn_other_method_flags(args: argparse.Namespace, method: str) -> None:
-    """Say which given flags the chosen method ignores (they belong to the other one)."""
-    from embedder.config import one_method_settings
-
-    for name, owner in sorted(one_method_settings().items()):
-        if owner != method and hasattr(args, name):
-            logging.getLogger("embedder").warning("--%s is read by --method %s only; %s ignores it", name.replace("_", "-"), owner, method)
-
-
 def run_train(args: argparse.Namespace) -> int:
-    """Load data, split, train, export; print the test RMSE and wall time.
+    """Load data, split, train, evaluate, export; print the test RMSE and wall time.
 
-    Under torchrun every process loads the data and trains its share of the
-    chain; the first (rank 0) alone exports the bundle and prints.
+    Under torchrun every process loads the data and trains its share of the chain; the
+    first (rank 0) alone evaluates, exports and prints.
     """
+    from pydantic import ValidationError
+
     from embedder import distributed
-    from embedder.config import TrainConfig
+    from embedder.config import TrainConfig, one_method_settings
 
     started = time.perf_counter()
     try:
-        config = TrainConfig(**{spec.name: getattr(args, spec.name) for spec in fields(TrainConfig) if hasattr(args, spec.name)})
-    except ValueError as err:  # every range check, e.g. --dim 0 or --burn-in not below --sweeps
-        field = str(err).split()[0]
-        args.parser.error(f"argument --{field.replace('_', '-')}: {err}")
-    _warn_other_method_flags(args, config.method)
+        config = TrainConfig(
+            **{name: getattr(args, name) for name in TrainConfig.model_fields if hasattr(args, name)}
+        )
+    except ValidationError as err:
+        first = err.errors()[0]
+        flag = "--" + str(first["loc"][0]).replace("_", "-")
+        args.parser.error(f"argument {flag}: {first['msg']}, got {first['input']!r}")
+    for name, owner in sorted(one_method_settings().items()):
+        if owner != config.method and hasattr(args, name):
+            flag = "--" + name.replace("_", "-")
+            logging.getLogger("embedder").warning(
+                "%s is read by --method %s only; %s ignores it", flag, owner, config.method
+            )
     if config.threads:
         import torch
 
@@ -116,8 +142,10 @@ def run_train(args: argparse.Namespace) -> int:
     from embedder.train import resolve_device
 
     if config.method != "gibbs":
-        args.parser.error(f"argument --method: {config.method!r} runs in one process; only 'gibbs' trains under torchrun")
-    group = distributed.join(resolve_device(config.device))  # the application's choice, made once here
+        args.parser.error(
+            f"argument --method: {config.method!r} runs in one process; only 'gibbs' trains under torchrun"
+        )
+    group = distributed.join(resolve_device(config.device))
     try:
         return _train_and_export(args, config, group, started)
     finally:
@@ -125,14 +153,14 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train_and_export(args: argparse.Namespace, config, group, started: float) -> int:
+    from embedder import export
     from embedder.artifacts import earlier_versions_note
     from embedder.bundle import Bundle, BundleError, check_replaceable
+    from embedder.data import canonical_split, load_ratings
     from embedder.publish import point_current, utc_stamp
-    from embedder.data import load_ratings
-    from embedder.export import export_bundle
-    from embedder.data import canonical_split
     from embedder.train import train
     from embedder.vocab import Vocabulary
+    from search.evaluate import held_out_rows, quality_report
 
     first = group.rank == 0
     if args.out is not None:
@@ -144,16 +172,26 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         group.barrier()
         print(f"data: {data.name} from {data.source}: {len(data.ratings):,} ratings", file=sys.stderr)
         if data.duplicates_dropped:
-            print(f"data: {data.duplicates_dropped} duplicate (user, movie) rows dropped, the last kept", file=sys.stderr)
+            print(
+                f"data: {data.duplicates_dropped} duplicate (user, movie) rows dropped, the last kept",
+                file=sys.stderr,
+            )
     train_part, test_part = canonical_split(data.ratings, source=data.source)
     users = Vocabulary.from_values(data.ratings["user_id"], "user")
-    movies = Vocabulary.from_values(
-        list(set(data.ratings["movie_id"].tolist()) | set(data.movies["movie_id"].tolist())), "movie"
+    movie_ids = set(data.ratings["movie_id"].tolist()) | set(data.movies["movie_id"].tolist())
+    movies = Vocabulary.from_values(list(movie_ids), "movie")
+    result = train(
+        train_part, config, users, movies, data.rating_scale, progress=not args.quiet and first, group=group
     )
-    result = train(train_part, config, users, movies, data.rating_scale, progress=not args.quiet and first, group=group)
     if not first:
         return 0
 
+    model = result.model
+    table = export.movie_table(data.movies, movies.ids, train_part)
+    held_out = held_out_rows(test_part, users, movies)
+    evaluation = quality_report(
+        model, export.seen_matrix(model, train_part), table, held_out, seed=config.seed
+    )
     dest = args.out if args.out is not None else args.artifacts / "bundles" / f"{data.name}-{utc_stamp()}"
     dataset = {
         "name": data.name,
@@ -163,7 +201,9 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         "n_ratings": int(len(data.ratings)),
         "duplicates_dropped": int(data.duplicates_dropped),
     }
-    path, manifest = export_bundle(dest, result, config, dataset, data.movies, train_part, test_part)
+    path, manifest = export.export_bundle(
+        dest, result, config, dataset, table, train_part, test_part, evaluation
+    )
     try:
         Bundle.load(path)  # as every reader will: a bundle that does not load is never made current
     except BundleError as err:
@@ -171,50 +211,37 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         raise BundleError(f"{path}: the bundle just written does not load ({err}){kept}") from err
     if args.out is None:
         point_current(args.artifacts / "current", path)
-    test = manifest["metrics"]["test"]
-    wall = time.perf_counter() - started
-    unit = manifest["training"]["unit"]
-    ndcg = manifest["evaluation"]["ranking"]["0"]["model"]["ndcg"]
     print(f"bundle: {path}" + ("" if args.out else f" (now {args.artifacts / 'current'})"))
     note = earlier_versions_note(path) if args.out else None  # train's own versions: `bundles --keep`
     if note:
         print(note, file=sys.stderr)
+    test, unit = manifest["metrics"]["test"], manifest["training"]["unit"]
+    run = [f"best {unit} {result.best_epoch}"]
+    if result.warm_up_passes:
+        run = [f"{result.warm_up_passes} warm-up passes + {result.best_epoch} {unit}s"]
+    if math.isfinite(result.validation_rmse):
+        run.append(f"validation RMSE {result.validation_rmse:.4f}")
+    if result.implicit_sides != "none":
+        run.append(f"who rated what: {result.implicit_sides}")
+    processes = f" on {result.world_size} processes" if result.world_size > 1 else ""
+    ndcg = evaluation["ranking"]["0"]["model"]["ndcg"]
     print(
         f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  NDCG@10 {ndcg:.4f}  "
-        f"({config.method}, {_run_summary(result, unit)}, "
-        f"training {result.seconds:.1f}s{_processes(result)}, wall time {wall:.1f}s)"
+        f"({config.method}, {', '.join(run)}, training {result.seconds:.1f}s{processes}, "
+        f"wall time {time.perf_counter() - started:.1f}s)"
     )
     return 0
 
 
-def _run_summary(result, unit: str) -> str:
-    """``'3 warm-up passes + 42 sweeps'`` or ``'best epoch 14, validation RMSE 0.9045'``."""
-    parts = []
-    if result.warm_up_passes:
-        parts.append(f"{result.warm_up_passes} warm-up passes + {result.best_epoch} {unit}s")
-    else:
-        parts.append(f"best {unit} {result.best_epoch}")
-    if math.isfinite(result.validation_rmse):
-        parts.append(f"validation RMSE {result.validation_rmse:.4f}")
-    if result.implicit_sides != "none":
-        parts.append(f"who rated what: {result.implicit_sides}")
-    return ", ".join(parts)
-
-
-def _processes(result) -> str:
-    return f" on {result.world_size} processes" if result.world_size > 1 else ""
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     """Recompute the bundle's figures from its .npy files and the canonical split."""
-    from embedder.evaluate import evaluate_bundle, format_report
+    from search.evaluate import evaluate_bundle, format_report
 
     report = evaluate_bundle(args.bundle, min_ratings=args.min_ratings)
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        for name, value in report["flat"].items():
-            print(f"{name:<32} {value}")
+        print("\n".join(f"{name:<32} {value}" for name, value in report["flat"].items()))
         print()
         print(format_report(report["quality"]))
     return 0

@@ -1,37 +1,12 @@
-"""Bayesian biased matrix factorization by Gibbs sampling.
+"""Bayesian biased matrix factorization by Gibbs sampling (Rendle et al. 2019; docs/design.md, "The model").
 
-The model is the same as everywhere else in the project, ``r̂ = μ + b_u + b_i + p_u·q_i``,
-but instead of one point estimate we draw samples from its posterior and predict
-with their mean. Rendle et al. (2019, "On the Difficulty of Evaluating
-Baselines") found such a sampler clearly better than SGD on MovieLens, hence it is
-the default method (``benchmarks/README.md`` compares the two).
-
-Priors (Rendle's / libFM's simple per-dimension ones, shared by all rows of a side):
-
-* ``[p_u, b_u] ~ N(m, diag(1/λ))`` per user, ``[q_i, b_i]`` likewise per movie with
-  its own ``m, λ``; hyperpriors ``λ_j ~ Gamma(1, 1)``, ``m_j ~ N(0, 1/λ_j)``;
-* ratings ``r ~ N(r̂, 1/α)`` with ``α ~ Gamma(1, 1)``; ``μ`` has a flat prior.
-
-A sweep draws every user's ``[p_u, b_u]`` jointly given the movies (a
-``(d+1)``-dimensional Gaussian per user, all users at once as a batch of
-Cholesky factorizations), then every movie's given the users, then ``μ``, ``α``
-and the hyperparameters. The work per sweep is one sparse product with the
-outer products of the other side's rows (their ``(d+1)(d+2)/2`` distinct
-entries).
-
-With ``implicit`` (the default setting draws both sides) a row also gets a part
-learned from who rated what, SVD++-style: a user's row is their own ``[p_u, b_u]``
-plus ``|N(u)|^-½ Σ_{j∈N(u)} [y_j, c_j]``, a movie's likewise over its raters
-(:mod:`embedder.implicit`). A sweep then draws, per side, the own rows with the
-implicit part as a known offset, then all the implicit rows jointly; everything
-else (μ, α, the mean, the export) sees only the composite rows.
-
-The posterior mean of ``p_u·q_i`` over S samples is ``Σ_s P_s Q_sᵀ / S``, itself a
-factorization (the samples side by side, scaled by ``1/√S``) of dimension ``S·d``.
-:class:`LowRankSum` keeps it compressed as it grows (exact: an orthonormal basis
-of each side, SVD of the small core), and :meth:`PosteriorMean.factors` returns
-its best rank-``r`` approximation, so the exported embeddings keep a chosen size
-whatever the number of samples.
+Priors, per-dimension and shared by a side's rows: ``[p_u, b_u] ~ N(m, diag(1/λ))``, likewise
+``[q_i, b_i]``; ``λ_j ~ Gamma(1, 1)``, ``m_j ~ N(0, 1/λ_j)``; ratings ``r ~ N(r̂, 1/α)``,
+``α ~ Gamma(1, 1)``; ``μ`` flat. A sweep draws every user's row jointly given the movies (a
+batch of ``(d+1)``-dimensional Gaussians), then every movie's, then ``μ``, ``α`` and the
+hyperparameters; with ``implicit``, each side's implicit rows after its own
+(:mod:`embedder.implicit`). The posterior mean of ``P Qᵀ`` over the samples is itself a
+factorization, kept compressed by :class:`LowRankSum`.
 """
 
 from __future__ import annotations
@@ -44,41 +19,36 @@ import torch
 
 from embedder.distributed import Group
 from embedder.implicit import ImplicitRows
+from embedder.model import rating
 
 DTYPE = torch.float64
 STATS_DTYPE = torch.float32
-"""The ratings and the sparse sums over them (most of a sweep's work) are float32:
-half the memory, and faster; the sums are turned back to float64 before the
-Cholesky factorizations."""
+"""The ratings and the sparse sums over them, in half the memory; the solves are float64."""
 BLOCK_ROWS = 16_384
-"""Rows of a side drawn together: their (d+1) x (d+1) precision matrices are a
-sweep's largest temporaries, so a side is drawn block by block."""
-PRIOR_SHAPE = 1.0
-"""Shape a₀ of the Gamma hyperprior on each precision λ_j and on α."""
-PRIOR_RATE = 1.0
-"""Rate b₀ of the Gamma hyperprior on each precision λ_j and on α."""
-PRIOR_MEAN_WEIGHT = 1.0
-"""γ₀: the prior on a dimension's mean m_j is N(0, 1/(γ₀ λ_j))."""
+"""Rows of a side drawn together: their (d+1) x (d+1) precisions are a sweep's largest temporaries."""
+PRIOR_SHAPE, PRIOR_RATE, PRIOR_MEAN_WEIGHT = 1.0, 1.0, 1.0
+"""a₀, b₀ of the Gamma hyperpriors on each λ_j and on α; γ₀: the prior on m_j is N(0, 1/(γ₀ λ_j))."""
 IMPLICIT_SIDES = {"none": (), "users": ("users",), "both": ("users", "movies")}
-"""The sides whose rows get an implicit part (:mod:`embedder.implicit`), by setting
-(``TrainConfig.implicit`` once 'auto' is resolved)."""
+"""The sides whose rows get an implicit part, by ``TrainConfig.implicit`` ('auto' resolved)."""
 
 
 class _Side:
-    """This process's rows of one side (users or movies) as sparse matrices over their ratings.
+    """This process's rows ``first .. first + n_rows`` of one side (a shard under torchrun) in
+    CSR form over their ratings, sliced without copies into blocks of rows."""
 
-    Rows ``first .. first + n_rows`` of the side (all of them in one process; a
-    shard under torchrun, see :mod:`embedder.distributed`), in CSR form: one
-    index array and two value arrays for all ratings, sliced without copies into
-    blocks of rows.
-    """
-
-    def __init__(self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, first: int, n_rows: int, n_others: int, device: torch.device):
+    def __init__(
+        self,
+        rows: np.ndarray,
+        others: np.ndarray,
+        values: np.ndarray,
+        first: int,
+        n_rows: int,
+        n_others: int,
+        device: torch.device,
+    ):
         self.first, self.n_rows, self.n_others = first, n_rows, n_others
-        # torch's stable sort of integer keys is a parallel radix sort, faster than numpy's argsort.
         order = torch.sort(torch.as_tensor(rows), stable=True).indices.numpy()
         counts = np.bincount(rows - first if first else rows, minlength=n_rows)
-        # int32 indexes halve the largest arrays; torch's CSR products take them as they are.
         index = np.int32 if max(len(rows), n_others) < 2**31 else np.int64
         crow = np.zeros(n_rows + 1, dtype=index)
         np.cumsum(counts, out=crow[1:])
@@ -101,7 +71,11 @@ class _Side:
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
             return torch.sparse_csr_tensor(
-                crow - low, self.others[low:high], values[low:high], (end - start, self.n_others), check_invariants=False
+                crow - low,
+                self.others[low:high],
+                values[low:high],
+                (end - start, self.n_others),
+                check_invariants=False,
             )
 
     def span(self, start: int, end: int) -> slice:
@@ -121,29 +95,11 @@ def _triangle_to_square(k: int) -> torch.Tensor:
 class GibbsSampler:
     """Block Gibbs sampler for biased MF with per-dimension Normal-Gamma priors.
 
-    Parameters
-    ----------
-    n_users, n_movies:
-        Vocabulary sizes.
-    dim:
-        Factor size d of each sample.
-    users, movies, values:
-        The ratings to condition on: user rows, movie rows and ratings, one entry
-        per rating (any order).
-    init_std:
-        Standard deviation of the factors' normal initialisation (biases start at 0).
-    seed:
-        Seed of the chain: same seed (and process count), same samples.
-    device:
-        Where the tensors live.
-    group:
-        The processes sharing the chain (:mod:`embedder.distributed`); each draws
-        its shard of users and of movies, and keeps only the ratings of those rows.
-    implicit:
-        Which sides' rows get an implicit part (a key of :data:`IMPLICIT_SIDES`):
-        a user's row becomes ``[p_u, b_u] + |N(u)|^-½ Σ_{j∈N(u)} [y_j, c_j]``, and
-        likewise a movie's (:mod:`embedder.implicit`). :attr:`X` and :attr:`Y` hold
-        the own rows, :attr:`Xc` and :attr:`Yc` the composites that predict.
+    Conditions on the ratings ``(users, movies, values)`` (rows, any order), with ``dim``
+    factors per sample started ``N(0, init_std²)``; same ``seed`` and process count, same
+    samples. ``group``: the processes sharing the chain, each drawing its shard of users and
+    movies from only those rows' ratings. ``implicit``: a key of :data:`IMPLICIT_SIDES`;
+    :attr:`X`, :attr:`Y` hold the own rows, :attr:`Xc`, :attr:`Yc` the composites that predict.
     """
 
     def __init__(
@@ -163,10 +119,8 @@ class GibbsSampler:
         self.dim, self.device = dim, torch.device(device)
         self.group = group or Group()
         self.n_users, self.n_movies = n_users, n_movies
-        # Big draws (the rows) come from torch on the ratings' device; the few
-        # hyperparameter draws from numpy, whose Gamma sampler takes a seed. The
-        # initial rows and the hyperparameters are the same in every process (the
-        # processes must agree on them); each process's row noise is its own.
+        # Rows are drawn by torch on the ratings' device, the few hyperparameters by numpy (its Gamma
+        # sampler takes a seed). Initial rows and hyperparameters agree in all processes; noise is each one's.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
         self.users = self._side(users, movies, values, n_users, n_movies)
@@ -180,18 +134,23 @@ class GibbsSampler:
         self.X[:, :dim] = self._normal(n_users, dim) * init_std
         self.Y[:, :dim] = self._normal(n_movies, dim) * init_std
         if self.group.rank:
-            self.generator.manual_seed(int(np.random.SeedSequence([seed, self.group.rank]).generate_state(1)[0]))
+            self.generator.manual_seed(
+                int(np.random.SeedSequence([seed, self.group.rank]).generate_state(1)[0])
+            )
         self.mu = float(values.mean(dtype=np.float64))
         self.alpha = 1.0
         self.residuals = self.users.values - self.mu
         """``r - r̂`` of the current sample at this process's ratings (in the user side's CSR order)."""
         self._square = _triangle_to_square(dim + 1).to(self.device)
-        if implicit not in IMPLICIT_SIDES:
-            raise ValueError(f"implicit must be one of {', '.join(IMPLICIT_SIDES)}, got {implicit!r}")
         self.implicit = {
             name: ImplicitRows(
-                side.block(0, side.n_rows, side.ones), other.block(0, other.n_rows, other.ones),
-                side_size, other_size, dim + 1, self.group, DTYPE,
+                side.block(0, side.n_rows, side.ones),
+                other.block(0, other.n_rows, other.ones),
+                side_size,
+                other_size,
+                dim + 1,
+                self.group,
+                DTYPE,
             )
             for name, side, other, side_size, other_size in (
                 ("users", self.users, self.movies, n_users, n_movies),
@@ -202,7 +161,9 @@ class GibbsSampler:
         """Each side's implicit rows, for the sides that have them."""
         self.Xc, self.Yc = self.X, self.Y
 
-    def _side(self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, n_rows: int, n_others: int) -> _Side:
+    def _side(
+        self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, n_rows: int, n_others: int
+    ) -> _Side:
         first, end = self.group.shard(n_rows)
         if self.group.size > 1:
             mine = (rows >= first) & (rows < end)
@@ -222,7 +183,7 @@ class GibbsSampler:
         known_movie = self.movie_rated[movies].unsqueeze(1).to(DTYPE)
         x, y = self.Xc[users] * known_user, self.Yc[movies] * known_movie
         d = self.dim
-        return self.mu + x[:, d] + y[:, d] + (x[:, :d] * y[:, :d]).sum(-1)
+        return rating(self.mu, x[:, d], y[:, d], x[:, :d], y[:, :d])
 
     def ratings(self) -> torch.Tensor:
         """This process's ratings, in the order of :attr:`residuals`."""
@@ -239,12 +200,16 @@ class GibbsSampler:
         ones = lambda n: torch.ones(n, 1, dtype=DTYPE, device=self.device)
         own = self.Xc[side.first : side.first + side.n_rows]
         xa = torch.cat([own, ones(len(own))], 1).to(STATS_DTYPE)
-        ya = torch.cat([self.Yc[:, :d], ones(len(self.Yc)), self.Yc[:, d:]], 1).to(STATS_DTYPE).mT.contiguous()
+        ya = (
+            torch.cat([self.Yc[:, :d], ones(len(self.Yc)), self.Yc[:, d:]], 1).to(STATS_DTYPE).mT.contiguous()
+        )
         out = torch.empty(len(side.values), dtype=STATS_DTYPE, device=self.device)
         with warnings.catch_warnings():
             warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
             for start, end in side.blocks():
-                product = torch.sparse.sampled_addmm(side.block(start, end, side.ones), xa[start:end], ya, beta=0.0)
+                product = torch.sparse.sampled_addmm(
+                    side.block(start, end, side.ones), xa[start:end], ya, beta=0.0
+                )
                 out[side.span(start, end)] = product.values()
         return out
 
@@ -252,7 +217,9 @@ class GibbsSampler:
         """Draw (m, λ) per dimension from their Normal-Gamma posterior given the rows."""
         n = rows.shape[0]
         mean = rows.mean(0).cpu().numpy()
-        spread = ((rows - rows.mean(0)) ** 2).sum(0).cpu().numpy() + PRIOR_MEAN_WEIGHT * n / (PRIOR_MEAN_WEIGHT + n) * mean**2
+        spread = ((rows - rows.mean(0)) ** 2).sum(0).cpu().numpy() + PRIOR_MEAN_WEIGHT * n / (
+            PRIOR_MEAN_WEIGHT + n
+        ) * mean**2
         lam = self.rng.gamma(PRIOR_SHAPE + (n + 1) / 2, 1.0 / (PRIOR_RATE + spread / 2))
         m = self.rng.normal(n * mean / (PRIOR_MEAN_WEIGHT + n), 1.0 / np.sqrt((PRIOR_MEAN_WEIGHT + n) * lam))
         as_tensor = lambda a: torch.as_tensor(a, dtype=DTYPE, device=self.device)
@@ -268,8 +235,14 @@ class GibbsSampler:
         return mean, torch.full((k,), self.alpha * ridge, dtype=DTYPE, device=self.device)
 
     def _draw_rows(
-        self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float,
-        offset: torch.Tensor | None = None, keep_stats: bool = False,
+        self,
+        side: _Side,
+        own: torch.Tensor,
+        other: torch.Tensor,
+        draw: bool,
+        ridge: float,
+        offset: torch.Tensor | None = None,
+        keep_stats: bool = False,
     ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None]:
         """Draw this process's rows of ``own`` jointly given ``other``: a batched Gaussian.
 
@@ -299,7 +272,9 @@ class GibbsSampler:
         drawn, stats = [], []
         rating_noise = None
         if keep_stats and draw:  # ε per rating, for the implicit rows' draw (Σ_i ε_ui z_i per row)
-            rating_noise = torch.randn(len(side.values), generator=self.generator, dtype=STATS_DTYPE, device=self.device)
+            rating_noise = torch.randn(
+                len(side.values), generator=self.generator, dtype=STATS_DTYPE, device=self.device
+            )
         # Block by block: a block's k x k precision matrices are the largest temporaries.
         for start, end in side.blocks():
             sums = side.block(start, end, side.ones) @ columns
@@ -307,7 +282,11 @@ class GibbsSampler:
             # gather, not index_select: on CPU, index_select along columns is much slower.
             square = torch.gather(sums[:, :n_triangle], 1, self._square.expand(end - start, -1)).to(DTYPE)
             gram = square.reshape(end - start, k, k)
-            rhs = target if offset is None else target - torch.bmm(gram, offset[start:end].unsqueeze(2)).squeeze(2)
+            rhs = (
+                target
+                if offset is None
+                else target - torch.bmm(gram, offset[start:end].unsqueeze(2)).squeeze(2)
+            )
             rhs = self.alpha * rhs + lam * m
             if keep_stats:
                 noise = None if rating_noise is None else (side.block(start, end, rating_noise) @ z).to(DTYPE)
@@ -352,7 +331,10 @@ class GibbsSampler:
         # μ and α from two sums over the ratings less the rest of the model, d = r - (b_u + b_i + p·q).
         rest = self.ratings() - self._interactions()
         n, total, squares = self.group.sum(
-            len(rest), rest.sum(dtype=torch.float64), rest.square().sum(dtype=torch.float64), device=self.device
+            len(rest),
+            rest.sum(dtype=torch.float64),
+            rest.square().sum(dtype=torch.float64),
+            device=self.device,
         )
         shift = total / n
         self.mu = float(self.rng.normal(shift, 1.0 / math.sqrt(self.alpha * n))) if draw else shift
@@ -362,7 +344,14 @@ class GibbsSampler:
         self.alpha = float(self.rng.gamma(shape, 1.0 / rate)) if draw else shape / rate
 
     def _update_side(
-        self, name: str, side: _Side, own: torch.Tensor, composite: torch.Tensor, other: torch.Tensor, draw: bool, ridge: float
+        self,
+        name: str,
+        side: _Side,
+        own: torch.Tensor,
+        composite: torch.Tensor,
+        other: torch.Tensor,
+        draw: bool,
+        ridge: float,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """New own rows of one side, then its implicit rows (if it has them):
         ``(own, composite)`` for all rows."""
@@ -376,7 +365,9 @@ class GibbsSampler:
         self._draw_implicit(implicit, drawn, stats, draw, ridge)
         return own, own + implicit.contribution()
 
-    def _draw_implicit(self, implicit: ImplicitRows, drawn: torch.Tensor, stats, draw: bool, ridge: float) -> None:
+    def _draw_implicit(
+        self, implicit: ImplicitRows, drawn: torch.Tensor, stats, draw: bool, ridge: float
+    ) -> None:
         """Draw a side's implicit rows given its own rows just ``drawn`` (this
         process's) and the ``stats`` :meth:`_draw_rows` kept."""
         gram, target, noise_sums = stats
@@ -391,7 +382,9 @@ class GibbsSampler:
 
     def training_rmse(self) -> float:
         """RMSE of the current sample at all training ratings (every process's)."""
-        n, squares = self.group.sum(len(self.residuals), self.residuals.square().sum(dtype=torch.float64), device=self.device)
+        n, squares = self.group.sum(
+            len(self.residuals), self.residuals.square().sum(dtype=torch.float64), device=self.device
+        )
         return math.sqrt(squares / n)
 
     @property
@@ -408,17 +401,9 @@ class GibbsSampler:
 
 
 def _range_basis(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(W, R)`` such that ``Q = M W`` has orthonormal columns spanning M's
-    numerical range and ``M ≈ Q R``.
-
-    From the eigendecomposition of the small Gram matrix ``MᵀM = V E Vᵀ``:
-    ``W = V E^-½``, ``R = E^½ Vᵀ``. On one CPU core this (matrix products and a
-    c x c ``eigh``) is much cheaper than a Householder QR of the tall ``M``, and
-    ``Q`` need never be formed: the caller multiplies ``M`` once by ``W`` and its
-    small factor together. Directions whose squared singular value is below the
-    eigenvalues' rounding error (c·eps of the largest) are dropped: what they
-    could add to a product is far below any rank that is kept.
-    """
+    """``(W, R)`` such that ``Q = M W`` has orthonormal columns spanning M's numerical range and
+    ``M ≈ Q R``, from the small Gram matrix ``MᵀM = V E Vᵀ``: ``W = V E^-½``, ``R = E^½ Vᵀ``, so the
+    tall ``Q`` need never be formed. Directions below the eigenvalues' rounding error are dropped."""
     values, vectors = torch.linalg.eigh(M.mT @ M)
     kept = values > values[-1].clamp(min=0) * len(values) * torch.finfo(M.dtype).eps
     root = values[kept].sqrt()
@@ -436,8 +421,6 @@ class LowRankSum:
     """
 
     def __init__(self, keep: int, cap: int):
-        if cap <= keep:
-            raise ValueError(f"cap ({cap}) must exceed keep ({keep})")
         self.keep, self.cap = keep, cap
         self.A: torch.Tensor | None = None
         self.B: torch.Tensor | None = None
@@ -453,8 +436,6 @@ class LowRankSum:
 
     def truncated(self, rank: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Best rank-``rank`` factors ``(U√S, V√S)`` of the sum (fewer if its rank is lower)."""
-        if self.A is None:
-            raise ValueError("the sum is empty")
         wa, ra = _range_basis(self.A)
         wb, rb = _range_basis(self.B)
         # A Bᵀ = Qa (Ra Rbᵀ) Qbᵀ, so the SVD of the small core gives the sum's.
@@ -478,7 +459,11 @@ class PosteriorMean:
         self.implicit_products = LowRankSum(keep, cap) if implicit else None
         self.implicit_bias: torch.Tensor | None = None
 
-    def add(self, sample: tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor], implicit_rows: torch.Tensor | None = None) -> None:
+    def add(
+        self,
+        sample: tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+        implicit_rows: torch.Tensor | None = None,
+    ) -> None:
         """Fold one draw (μ, b_u, b_i, P, Q) into the mean, with the user side's
         implicit rows of the same draw when the mean keeps them."""
         mu, bu, bi, P, Q = sample
@@ -498,8 +483,6 @@ class PosteriorMean:
         ``(E, c)`` with ``E q̂_i ≈`` the posterior mean of ``y_j·q_i`` (least squares
         over all movies i), so a newcomer's row can add ``|N|^-½ Σ_{j∈N} [E_j, c_j]``
         as a trained user's does (:mod:`search.foldin`)."""
-        if self.implicit_products is None or self.implicit_bias is None:
-            raise ValueError("this mean keeps no implicit rows")
         A, B = self.implicit_products.A, self.implicit_products.B
         gram = movie_factors.mT @ movie_factors
         E = A @ (B.mT @ movie_factors) @ torch.linalg.pinv(gram, hermitian=True) / self.count
@@ -507,8 +490,6 @@ class PosteriorMean:
 
     def factors(self, rank: int) -> tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """(μ, b_u, b_i, P, Q) of the mean, with P and Q zero-padded to width ``rank``."""
-        if self.count == 0:
-            raise ValueError("no samples yet")
         P, Q = self.products.truncated(rank)
         scale = 1.0 / math.sqrt(self.count)
         pad = lambda M: torch.nn.functional.pad(M * scale, (0, rank - M.shape[1]))
@@ -519,3 +500,49 @@ class PosteriorMean:
             pad(P),
             pad(Q),
         )
+
+
+class Convergence:
+    """The chain's stopping rule: whether its running posterior mean has converged.
+
+    After S samples the mean's predictions carry Monte Carlo error of variance ``v/S`` per
+    rating (``v``: the samples' variance around their mean at the training ratings), which
+    adds ``v/S`` to the expected squared error. Doubling the samples would remove half of
+    it, an RMSE gain of about ``v / (4 S σ)`` at noise level ``σ``; the chain stops once
+    that is below ``tolerance``. Under torchrun ``group`` sums over every process's ratings.
+    """
+
+    def __init__(
+        self, n: int, device: torch.device, tolerance: float, min_samples: int, group: Group | None = None
+    ):
+        self.tolerance, self.min_samples = tolerance, min_samples
+        self.group = group or Group()
+        self.count = 0
+        self.mean = torch.zeros(n, dtype=torch.float32, device=device)
+        self.squares = torch.zeros(n, dtype=torch.float32, device=device)
+
+    def add(self, predictions: torch.Tensor) -> None:
+        """Fold one sample's predictions at the training ratings in (Welford's update)."""
+        self.count += 1
+        delta = predictions - self.mean
+        self.mean.add_(delta, alpha=1.0 / self.count)
+        self.squares.addcmul_(delta, predictions - self.mean)
+
+    def gain(self, noise_std: float) -> float:
+        """Estimated RMSE gain of doubling the samples (inf before two samples)."""
+        n, total = self.group.sum(
+            len(self.squares), self.squares.sum(dtype=torch.float64), device=self.squares.device
+        )
+        if self.count < 2:
+            return math.inf
+        return total / n / (self.count - 1) / (4 * self.count * noise_std)
+
+    def converged(self, gain: float) -> bool:
+        """Whether to stop, given this sweep's :meth:`gain` (computed once: under torchrun a collective)."""
+        return self.count >= self.min_samples and gain < self.tolerance
+
+    def rmse(self, ratings: torch.Tensor, scale: tuple[float, float]) -> float:
+        """RMSE of the running mean (clipped to ``scale``) at the training ratings."""
+        errors = self.mean.clamp(*scale) - ratings
+        n, total = self.group.sum(len(errors), errors.square().sum(dtype=torch.float64), device=errors.device)
+        return math.sqrt(total / max(n, 1))

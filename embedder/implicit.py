@@ -56,7 +56,16 @@ class ImplicitRows:
         The processes sharing the chain; the dtype of the rows and of the solves.
     """
 
-    def __init__(self, pattern: torch.Tensor, transposed: torch.Tensor, n_rows: int, n_others: int, width: int, group: Group, dtype: torch.dtype):
+    def __init__(
+        self,
+        pattern: torch.Tensor,
+        transposed: torch.Tensor,
+        n_rows: int,
+        n_others: int,
+        width: int,
+        group: Group,
+        dtype: torch.dtype,
+    ):
         self.pattern, self.transposed = pattern, transposed
         self.n_rows, self.n_others, self.group = n_rows, n_others, group
         counts = torch.diff(pattern.crow_indices()).to(dtype)
@@ -97,7 +106,9 @@ class ImplicitRows:
         ``ε`` per rating, or None for the conditional mode; ``noise``: standard
         normal ``n_others x k`` (the same in every process), or None.
         """
-        rhs = self._collect(alpha * residual_sums + (0.0 if noise_sums is None else math.sqrt(alpha) * noise_sums))
+        rhs = self._collect(
+            alpha * residual_sums + (0.0 if noise_sums is None else math.sqrt(alpha) * noise_sums)
+        )
         rhs = rhs + prior_precision * prior_mean
         if noise is not None:
             rhs = rhs + prior_precision.sqrt() * noise
@@ -109,7 +120,9 @@ class ImplicitRows:
 
         def product(v: torch.Tensor) -> torch.Tensor:
             spread = self._spread(v)
-            return alpha * self._collect(torch.bmm(gram, spread.unsqueeze(2)).squeeze(2)) + prior_precision * v
+            return (
+                alpha * self._collect(torch.bmm(gram, spread.unsqueeze(2)).squeeze(2)) + prior_precision * v
+            )
 
         def precondition(residual: torch.Tensor) -> torch.Tensor:
             return torch.bmm(inverse, residual.unsqueeze(2)).squeeze(2)
@@ -117,7 +130,9 @@ class ImplicitRows:
         self.rows, _ = conjugate_gradients(product, rhs, self.rows, precondition)
 
 
-def conjugate_gradients(product, rhs: torch.Tensor, start: torch.Tensor, precondition) -> tuple[torch.Tensor, int]:
+def conjugate_gradients(
+    product, rhs: torch.Tensor, start: torch.Tensor, precondition
+) -> tuple[torch.Tensor, int]:
     """Solve ``H x = rhs`` (H symmetric positive definite, given as ``product``) by
     preconditioned conjugate gradients from ``start``; ``precondition`` applies
     the inverse of an approximation of H.
@@ -142,4 +157,3 @@ def conjugate_gradients(product, rhs: torch.Tensor, start: torch.Tensor, precond
         rz, previous = float((residual * z).sum()), rz
         direction = z + (rz / previous) * direction
     return x, CG_MAX_ITERATIONS
-

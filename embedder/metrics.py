@@ -1,16 +1,10 @@
-"""Quality metrics as plain numpy functions (no model, no bundle).
-
-Rating error: :func:`rmse`, :func:`mae` (both: :func:`rating_errors`). Top-K ranking, from a matrix of
-recommended item indexes (one row per user, best first): :func:`hits_at_k`,
-:func:`precision_at_k`, :func:`recall_at_k`, :func:`ndcg_at_k`,
-:func:`catalogue_coverage`. Neighbours: :func:`mean_jaccard`. (Clusters are scored
-with scikit-learn's NMI: ``search.clusters.genre_nmi``.)
-``tests/embedder/test_metrics.py`` checks each against small cases worked out by hand.
-"""
+"""Quality metrics as plain numpy functions (no model, no bundle), checked against cases worked
+out by hand in ``tests/embedder/test_metrics.py``. Ranking metrics take a matrix of recommended
+item indexes (one row per user, best first, -1 padding a short list)."""
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -96,5 +90,9 @@ def mean_jaccard(queries: np.ndarray, neighbours: np.ndarray, sets: Sequence[fro
     ``neighbours[r]`` lists the neighbour indexes of ``queries[r]``; ``sets[i]``
     is item i's set (of genres, say).
     """
-    values = [jaccard(sets[q], sets[n]) for q, row in zip(np.asarray(queries), np.asarray(neighbours), strict=True) for n in row]
+    values = [
+        jaccard(sets[q], sets[n])
+        for q, row in zip(np.asarray(queries), np.asarray(neighbours), strict=True)
+        for n in row
+    ]
     return float(np.mean(values)) if values else float("nan")

@@ -1,68 +1,144 @@
-"""The biased matrix-factorization model: ``r̂ = μ + b_u + b_i + p_u·q_i``."""
+"""The model object and its formula, ``r̂ = μ + b_u + b_i + p_u·q_i``, written once (:func:`rating`).
+
+:class:`MFModel` holds μ, the biases, the embeddings and the two vocabularies. Training
+returns one, a bundle stores and loads one (over its possibly memory-mapped arrays),
+and evaluation, search, the command line and the web server read predictions and
+search vectors from it. numpy only: serving never imports torch.
+Tested in ``tests/embedder/test_model.py``.
+"""
 
 from __future__ import annotations
 
-import torch
-from torch import nn
+from dataclasses import dataclass
+
+import numpy as np
+
+from embedder.vocab import Vocabulary
+
+PREDICT_BLOCK = 1 << 14
+"""Pairs predicted at a time by :meth:`MFModel.predict`, so that 20M pairs never gather gigabytes."""
 
 
-class CollaborativeFiltering(nn.Module):
-    """Global bias + user/movie biases + dot product of user/movie embeddings.
+def rating(mu, user_bias, movie_bias, user_vectors, movie_vectors):
+    """``μ + b_u + b_i + p_u·q_i`` for paired rows: numpy arrays or torch tensors alike
+    (the torch module, the Gibbs sampler and :class:`MFModel` all predict with it)."""
+    return mu + user_bias + movie_bias + (user_vectors * movie_vectors).sum(-1)
 
-    Parameters
-    ----------
-    n_users, n_movies:
-        Vocabulary sizes (rows of the embedding tables).
-    dim:
-        Embedding size d.
-    global_mean:
-        Initial value of μ, the training-set mean rating.
-    init_std:
-        Standard deviation of the normal initialisation of the embeddings; biases
-        start at zero.
-    generator:
-        Seeded generator, so two runs with the same seed start identically.
+
+def _augment(embeddings: np.ndarray, biases: np.ndarray, bias_column: int) -> np.ndarray:
+    """``[e, 1, 1]`` rows as C-contiguous float32, with the biases in ``bias_column`` (-2 or -1)."""
+    out = np.ones((embeddings.shape[0], embeddings.shape[1] + 2), dtype=np.float32)
+    out[:, :-2] = embeddings
+    out[:, bias_column] = biases
+    return out
+
+
+@dataclass(frozen=True, eq=False)
+class MFModel:
+    """Biased matrix factorization as arrays.
+
+    Row ``r`` of the user arrays belongs to user ``user_vocab.ids[r]`` (the original
+    MovieLens id), and likewise for movies. The arrays are held as given, never
+    copied, so a bundle's memory maps stay shared between processes.
     """
 
-    def __init__(
-        self,
-        n_users: int,
-        n_movies: int,
-        dim: int,
-        global_mean: float,
-        init_std: float = 0.05,
-        generator: torch.Generator | None = None,
-    ):
-        super().__init__()
-        self.user_factors = nn.Embedding(n_users, dim)
-        self.movie_factors = nn.Embedding(n_movies, dim)
-        self.user_bias = nn.Embedding(n_users, 1)
-        self.movie_bias = nn.Embedding(n_movies, 1)
-        self.global_bias = nn.Parameter(torch.tensor(float(global_mean)))
-        with torch.no_grad():
-            self.user_factors.weight.normal_(0.0, init_std, generator=generator)
-            self.movie_factors.weight.normal_(0.0, init_std, generator=generator)
-            self.user_bias.weight.zero_()
-            self.movie_bias.weight.zero_()
+    global_mean: float
+    """μ, the global bias."""
+    user_embeddings: np.ndarray
+    """``p_u``, ``(n_users, d)``; ``d`` may be 0 (a biases-only baseline)."""
+    movie_embeddings: np.ndarray
+    """``q_i``, ``(n_movies, d)``."""
+    user_biases: np.ndarray
+    """``b_u``, ``(n_users,)``."""
+    movie_biases: np.ndarray
+    """``b_i``, ``(n_movies,)``."""
+    rating_scale: tuple[float, float]
+    """(lowest, highest) rating of the dataset; :meth:`predict` clips to it."""
+    user_vocab: Vocabulary | None = None
+    """User id <-> row; None for a model known by rows only (an evaluation baseline)."""
+    movie_vocab: Vocabulary | None = None
+    """Movie id <-> row; None likewise."""
 
-    def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
-        """Raw (unclipped) predictions for paired user and movie rows."""
-        p_u = self.user_factors(users)
-        q_i = self.movie_factors(movies)
-        return (
-            self.global_bias
-            + self.user_bias(users).squeeze(-1)
-            + self.movie_bias(movies).squeeze(-1)
-            + (p_u * q_i).sum(-1)
+    @classmethod
+    def biases(cls, global_mean: float, user_biases, movie_biases, rating_scale) -> MFModel:
+        """A model without embeddings: ``μ + b_u + b_i``."""
+        empty = lambda n: np.zeros((n, 0), np.float32)
+        return cls(
+            global_mean,
+            empty(len(user_biases)),
+            empty(len(movie_biases)),
+            user_biases,
+            movie_biases,
+            rating_scale,
         )
 
-    def penalty(self, users: torch.Tensor, movies: torch.Tensor, reg: float, bias_reg: float) -> torch.Tensor:
-        """L2 on the rows this batch touches, averaged per rating.
+    @classmethod
+    def constant(cls, global_mean: float, n_users: int, n_movies: int, rating_scale) -> MFModel:
+        """The global-mean baseline: μ for everyone."""
+        return cls.biases(
+            global_mean, np.zeros(n_users, np.float32), np.zeros(n_movies, np.float32), rating_scale
+        )
 
-        Penalising only touched rows (rather than weight decay on whole tables)
-        regularises each user and movie in proportion to how often it is seen,
-        the classic SGD-MF scheme.
+    @property
+    def dim(self) -> int:
+        """Embedding size d."""
+        return int(self.movie_embeddings.shape[1])
+
+    def predict(self, user_rows: np.ndarray, movie_rows: np.ndarray, clip: bool = True) -> np.ndarray:
+        """:func:`rating` in float32 for paired rows, clipped to the rating scale unless ``clip`` is False.
+
+        A row of ``-1`` (an id the model has not learnt) contributes a zero embedding and a
+        zero bias, so an unknown user is predicted ``μ + b_i``, an unknown movie ``μ + b_u``
+        and both ``μ``; users and movies without training ratings are exported as zero
+        rows, so they get exactly this fallback too.
         """
-        factors = self.user_factors(users).pow(2).sum(-1) + self.movie_factors(movies).pow(2).sum(-1)
-        biases = self.user_bias(users).squeeze(-1).pow(2) + self.movie_bias(movies).squeeze(-1).pow(2)
-        return reg * factors.mean() + bias_reg * biases.mean()
+        user_rows, movie_rows = np.asarray(user_rows, np.int64), np.asarray(movie_rows, np.int64)
+        raw = np.empty(len(user_rows), dtype=np.float32)
+        for start in range(0, len(raw), PREDICT_BLOCK):
+            users, movies = (
+                user_rows[start : start + PREDICT_BLOCK],
+                movie_rows[start : start + PREDICT_BLOCK],
+            )
+            known_user, known_movie = (users >= 0)[:, None], (movies >= 0)[:, None]
+            u, m = np.maximum(users, 0), np.maximum(movies, 0)
+            raw[start : start + PREDICT_BLOCK] = rating(
+                np.float32(self.global_mean),
+                self.user_biases[u] * known_user[:, 0],
+                self.movie_biases[m] * known_movie[:, 0],
+                self.user_embeddings[u] * known_user,
+                self.movie_embeddings[m] * known_movie,
+            )
+        return np.clip(raw, *self.rating_scale) if clip else raw
+
+    def predict_ids(self, user_ids: np.ndarray, movie_ids: np.ndarray, clip: bool = True) -> np.ndarray:
+        """:meth:`predict` for paired original ids; an id not in the vocabulary falls back as a row of -1."""
+        users = self.user_vocab.numbers(user_ids, missing="negative")
+        return self.predict(users, self.movie_vocab.numbers(movie_ids, missing="negative"), clip)
+
+    def scores(self, user_rows: np.ndarray) -> np.ndarray:
+        """Raw predicted ratings of the given users for every movie, ``(len(user_rows), n_movies)``."""
+        scores = self.user_embeddings[user_rows] @ self.movie_embeddings.T
+        scores += (self.global_mean + self.user_biases[user_rows])[
+            :, None
+        ]  # in place: no block-sized temporaries
+        scores += self.movie_biases
+        return scores
+
+    # docs/design.md, "Bias-augmented vectors": y_u · x_i = r̂(u, i), so an inner-product
+    # search over the movie rows ranks by predicted rating and scores with it.
+
+    def item_vectors(self) -> np.ndarray:
+        """Movie rows ``x_i = [q_i, b_i, 1]`` as a new C-contiguous float32 ``(n_movies, d + 2)`` array."""
+        return _augment(self.movie_embeddings, self.movie_biases, -2)
+
+    def user_vectors(self) -> np.ndarray:
+        """User queries ``y_u = [p_u, 1, μ + b_u]`` as a new C-contiguous float32 ``(n_users, d + 2)`` array;
+        ``μ + b_u`` is summed in float32 first, as :meth:`predict` sums."""
+        return self._queries(self.user_embeddings, self.user_biases)
+
+    def query_vector(self, embedding: np.ndarray, bias: float) -> np.ndarray:
+        """The query ``[p, 1, μ + b]`` (float32) of a user outside the model (a newcomer folded in)."""
+        return self._queries(np.reshape(embedding, (1, -1)), np.reshape(np.float32(bias), (1,)))[0]
+
+    def _queries(self, embeddings: np.ndarray, biases: np.ndarray) -> np.ndarray:
+        return _augment(embeddings, np.float32(self.global_mean) + np.asarray(biases, np.float32), -1)

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
-from embedder.factors import MFModel
+from embedder.model import MFModel
 
 NOISE_SAMPLE = 100_000
 """Training ratings used to estimate σ² (a seeded sample; all of them when fewer)."""

@@ -44,19 +44,19 @@ print("loaded:", sorted(name for name in ("numpy", "pandas", "torch") if name in
 @pytest.mark.parametrize(
     "flag, value, message",
     [
-        ("--dim", "0", "dim must be a positive integer, got 0"),
-        ("--epochs", "-1", "epochs must be a positive integer, got -1"),
-        ("--epochs", "ten", "expected a whole number, got 'ten'"),
-        ("--lr", "nan", "lr must be a positive number, got nan"),
-        ("--lr", "fast", "expected a number, got 'fast'"),
-        ("--reg", "-0.5", "reg must be a non-negative number, got -0.5"),
-        ("--sample-dim", "0", "sample_dim must be a positive integer, got 0"),
-        ("--sweeps", "2.5", "expected a whole number, got '2.5'"),
-        ("--burn-in", "-3", "burn_in must be a whole number below sweeps (300), got -3"),
-        ("--val-fraction", "0.5", "val_fraction must be in (0, 0.5), got 0.5"),
-        ("--init-std", "0", "init_std must be a positive number, got 0.0"),
-        ("--sample-init-std", "-1", "sample_init_std must be a positive number, got -1.0"),
-        ("--threads", "-1", "threads must be a whole number (0 = torch's default), got -1"),
+        ("--dim", "0", "greater than or equal to 1, got 0"),
+        ("--epochs", "-1", "greater than or equal to 1, got -1"),
+        ("--epochs", "ten", "invalid int value: 'ten'"),
+        ("--lr", "nan", "finite number, got nan"),
+        ("--lr", "fast", "invalid float value: 'fast'"),
+        ("--reg", "-0.5", "greater than or equal to 0, got -0.5"),
+        ("--sample-dim", "0", "greater than or equal to 1, got 0"),
+        ("--sweeps", "2.5", "invalid int value: '2.5'"),
+        ("--burn-in", "-3", "greater than or equal to 0, got -3"),
+        ("--val-fraction", "0.5", "less than 0.5, got 0.5"),
+        ("--init-std", "0", "greater than 0, got 0.0"),
+        ("--sample-init-std", "-1", "greater than 0, got -1.0"),
+        ("--threads", "-1", "greater than or equal to 0, got -1"),
         ("--method", "sgd", "invalid choice: 'sgd'"),
         ("--device", "tpu", "invalid choice: 'tpu'"),
     ],
@@ -69,24 +69,18 @@ def test_bad_flag_values_are_refused_naming_the_flag(flag, value, message, capsy
     assert flag in err and message in err
 
 
-def test_every_config_field_is_a_flag_with_its_docstring_as_help():
-    from dataclasses import fields
-
+def test_every_config_field_is_a_flag_with_its_description_as_help():
     from embedder.config import TrainConfig
 
     train = next(a for a in build_parser()._actions if a.dest == "command").choices["train"]
     flags = {action.dest: action for action in train._actions}
-    for spec in fields(TrainConfig):
-        if spec.name == "extra":
-            continue
-        assert spec.name in flags, spec.name
-        assert flags[spec.name].help.endswith(f"(default: {getattr(TrainConfig(), spec.name)})"), spec.name
+    for name, field in TrainConfig.model_fields.items():
+        assert flags[name].help == f"{field.description} (default: {field.default})", name
     # A flag not given stays out of the namespace: the config's own default applies, and
     # the command knows which flags were given (to say which the method ignores).
-    given = vars(build_parser().parse_args(["train", "--dim", "8"]))
-    assert given["dim"] == 8 and not {spec.name for spec in fields(TrainConfig)} - {"dim"} & given.keys()
+    given = vars(build_parser().parse_args(["train", "--dim", "8", "--no-refit"]))
+    assert given["dim"] == 8 and given["refit"] is False and not set(TrainConfig.model_fields) - {"dim", "refit"} & given.keys()
     assert flags["tolerance"].help.startswith("(gibbs) Stop sampling once doubling the samples")
-    assert "``" not in "".join(a.help or "" for a in train._actions)
 
 
 def test_a_burn_in_as_long_as_the_chain_is_refused_naming_the_flag(capsys):
@@ -108,7 +102,8 @@ def test_train_flags_reach_the_manifest(tmp_path, synthetic_csv):
 
 
 def test_the_evaluate_floor_default_matches_the_evaluate_module():
-    from embedder import cli, evaluate
+    from embedder import cli
+    from search import evaluate
 
     assert cli.DEFAULT_MIN_RATINGS == evaluate.DEFAULT_MIN_RATINGS
 

@@ -1,4 +1,4 @@
-"""TrainConfig validation and its manifest round trip."""
+"""TrainConfig validation, its descriptions and its manifest round trip."""
 
 import json
 
@@ -9,28 +9,39 @@ from embedder.config import TrainConfig
 
 def test_round_trips_through_json():
     config = TrainConfig(dim=16, epochs=5, lr=0.01, reg=0.2, seed=9)
-    assert TrainConfig(**json.loads(json.dumps(config.to_dict()))) == config
+    assert TrainConfig(**json.loads(json.dumps(config.model_dump()))) == config
     gibbs = TrainConfig(method="gibbs", sample_dim=4, sweeps=30, burn_in=5, refit=False, threads=0)
-    assert TrainConfig(**json.loads(json.dumps(gibbs.to_dict()))) == gibbs
-    assert TrainConfig(**json.loads(json.dumps(gibbs.to_dict()))) != TrainConfig()
+    assert TrainConfig(**json.loads(json.dumps(gibbs.model_dump()))) == gibbs
+    assert TrainConfig(**json.loads(json.dumps(gibbs.model_dump()))) != TrainConfig()
+    with pytest.raises(ValueError, match="frozen"):
+        gibbs.dim = 3
 
 
-def test_every_field_is_documented_in_the_class_source():
-    import inspect
-    from dataclasses import fields
-
-    source = inspect.getsource(TrainConfig)
-    for f in fields(TrainConfig):
-        after = source.split(f"    {f.name}:", 1)[1].splitlines()[1].strip()
-        assert after.startswith('"""'), f"{f.name} has no docstring"
+def test_every_field_has_a_description():
+    for name, field in TrainConfig.model_fields.items():
+        assert field.description and len(field.description) > 20, name
 
 
 @pytest.mark.parametrize(
     "field, value",
     [
-        ("dim", 0), ("epochs", -1), ("batch_size", 1.5), ("lr", 0), ("reg", -0.1), ("val_fraction", 0.7),
-        ("device", "tpu"), ("lr", float("nan")), ("method", "sgd"), ("sample_dim", 0), ("sweeps", 0),
-        ("burn_in", -1), ("burn_in", 10_000), ("sample_init_std", 0), ("refit", "yes"), ("threads", -2), ("patience", True),
+        ("dim", 0),
+        ("epochs", -1),
+        ("batch_size", 1.5),
+        ("lr", 0),
+        ("reg", -0.1),
+        ("val_fraction", 0.7),
+        ("device", "tpu"),
+        ("lr", float("nan")),
+        ("method", "sgd"),
+        ("sample_dim", 0),
+        ("sweeps", 0),
+        ("burn_in", -1),
+        ("burn_in", 10_000),
+        ("sample_init_std", 0),
+        ("refit", "yes"),
+        ("threads", -2),
+        ("patience", True),
         ("lr", 10**400),
     ],
 )
@@ -45,21 +56,3 @@ def test_one_method_settings_come_from_the_docstring_marks():
     owners = one_method_settings()
     assert owners["epochs"] == owners["lr"] == "adam" and owners["sweeps"] == owners["burn_in"] == "gibbs"
     assert "dim" not in owners and "refit" not in owners  # read by both methods
-
-
-def test_without_the_source_the_docs_are_empty_and_nothing_fails(monkeypatch):
-    import inspect
-
-    from embedder import config
-    from embedder.cli import build_parser
-
-    def no_source(obj):
-        raise OSError("could not get source code")  # as with an install of compiled files only
-
-    monkeypatch.setattr(inspect, "getsource", no_source)
-    config.field_docs.cache_clear()
-    try:
-        assert config.field_docs() == {} and config.one_method_settings() == {}
-        assert build_parser().parse_args(["train", "--dim", "8"]).dim == 8
-    finally:
-        config.field_docs.cache_clear()

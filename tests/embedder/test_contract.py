@@ -9,20 +9,26 @@ and refit) is tested in ``test_gibbs.py`` and ``test_train.py``.
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import numpy as np
 import pandas as pd
 import pytest
 
 from embedder.bundle import Bundle
 from embedder.config import TrainConfig
-from embedder.export import export_bundle, model_arrays
-from embedder.factors import MFModel
+from embedder.export import export_bundle, model_arrays, movie_table
 from embedder.metrics import rating_errors
+from embedder.model import MFModel
 from embedder.train import TrainResult, train
 from tests.conftest import make_low_rank_ratings
-from tests.embedder.conftest import CONFIGS, NOISE, SCALE, UNRATED_MOVIE, UNRATED_USER, SyntheticFit, vocabularies
+from tests.embedder.conftest import (
+    CONFIGS,
+    NOISE,
+    SCALE,
+    UNRATED_MOVIE,
+    UNRATED_USER,
+    SyntheticFit,
+    vocabularies,
+)
 
 ARRAYS = ("user_embeddings", "movie_embeddings", "user_biases", "movie_biases")
 TINY = {
@@ -39,7 +45,9 @@ def fit(request) -> SyntheticFit:
 
 def _every_pair(model: MFModel) -> tuple[np.ndarray, np.ndarray]:
     """User and movie rows of every (user, movie) pair, user-major."""
-    users, movies = np.meshgrid(np.arange(len(model.user_biases)), np.arange(len(model.movie_biases)), indexing="ij")
+    users, movies = np.meshgrid(
+        np.arange(len(model.user_biases)), np.arange(len(model.movie_biases)), indexing="ij"
+    )
     return users.ravel(), movies.ravel()
 
 
@@ -49,7 +57,12 @@ def test_the_model_is_float32_arrays_over_the_vocabularies_it_was_given(fit):
     assert model.user_vocab is fit.users and model.movie_vocab is fit.movies
     assert model.rating_scale == SCALE
     dim = fit.config.dim  # gibbs samples at sample_dim 4 and exports at rank dim 8
-    shapes = {"user_embeddings": (len(fit.users), dim), "movie_embeddings": (len(fit.movies), dim), "user_biases": (len(fit.users),), "movie_biases": (len(fit.movies),)}
+    shapes = {
+        "user_embeddings": (len(fit.users), dim),
+        "movie_embeddings": (len(fit.movies), dim),
+        "user_biases": (len(fit.users),),
+        "movie_biases": (len(fit.movies),),
+    }
     for name, shape in shapes.items():
         array = getattr(model, name)
         assert array.dtype == np.float32 and array.shape == shape, name
@@ -61,14 +74,20 @@ def test_the_model_is_float32_arrays_over_the_vocabularies_it_was_given(fit):
     state = {name: tensor.numpy() for name, tensor in result.module.state_dict().items()}
     for name, trained in (("user", result.trained_users), ("movie", result.trained_movies)):
         assert state[f"{name}_factors.weight"].shape == getattr(model, f"{name}_embeddings").shape
-        np.testing.assert_array_equal(state[f"{name}_factors.weight"][trained], getattr(model, f"{name}_embeddings")[trained])
-        np.testing.assert_array_equal(state[f"{name}_bias.weight"][trained, 0], getattr(model, f"{name}_biases")[trained])
+        np.testing.assert_array_equal(
+            state[f"{name}_factors.weight"][trained], getattr(model, f"{name}_embeddings")[trained]
+        )
+        np.testing.assert_array_equal(
+            state[f"{name}_bias.weight"][trained, 0], getattr(model, f"{name}_biases")[trained]
+        )
 
 
 def test_held_out_rmse_is_near_the_noise_floor(fit):
     test = fit.test
     actual = test["rating"].to_numpy()
-    rmse = rating_errors(fit.result.model.predict_ids(test["user_id"].to_numpy(), test["movie_id"].to_numpy()), actual)["rmse"]
+    rmse = rating_errors(
+        fit.result.model.predict_ids(test["user_id"].to_numpy(), test["movie_id"].to_numpy()), actual
+    )["rmse"]
     # A model that learnt nothing (the global mean) is at ~0.78 here; the truth is at 0.1.
     assert rating_errors(np.full(len(test), actual.mean()), actual)["rmse"] > 0.7
     assert rmse < 1.5 * NOISE, rmse
@@ -102,7 +121,10 @@ def test_the_same_seed_gives_the_same_model_and_another_seed_another(method):
     frame, _ = make_low_rank_ratings(n_users=50, n_movies=40, seed=4)
     users, movies = vocabularies(frame)
     config = TINY[method]
-    a, b, other = (train(frame, c, users, movies, SCALE, progress=False) for c in (config, config, replace(config, seed=8)))
+    a, b, other = (
+        train(frame, c, users, movies, SCALE, progress=False)
+        for c in (config, config, config.model_copy(update={"seed": 8}))
+    )
     for name, tensor in a.module.state_dict().items():
         assert np.array_equal(tensor.numpy(), b.module.state_dict()[name].numpy()), name
     assert a.model.global_mean == b.model.global_mean
@@ -126,10 +148,27 @@ def test_the_exported_bundle_loads_as_the_same_model(fit, tmp_path):
     result, model = fit.result, fit.result.model
     arrays = model_arrays(result)
     for name in ARRAYS:
-        assert arrays[f"{name}.npy"] is getattr(model, name), name  # exported as they are, not copied or changed
-    titles = pd.DataFrame({"movie_id": fit.movies.ids, "title": [f"Movie {i}" for i in fit.movies.ids], "genres": "Drama"})
-    dataset = {"name": "synthetic", "data_arg": "synthetic", "checksum": "", "n_ratings": len(fit.train) + len(fit.test)}
-    path, _ = export_bundle(tmp_path / "bundle", result, fit.config, dataset, titles, fit.train, fit.test)
+        assert arrays[f"{name}.npy"] is getattr(model, name), (
+            name
+        )  # exported as they are, not copied or changed
+    titles = pd.DataFrame(
+        {"movie_id": fit.movies.ids, "title": [f"Movie {i}" for i in fit.movies.ids], "genres": "Drama"}
+    )
+    dataset = {
+        "name": "synthetic",
+        "data_arg": "synthetic",
+        "checksum": "",
+        "n_ratings": len(fit.train) + len(fit.test),
+    }
+    path, _ = export_bundle(
+        tmp_path / "bundle",
+        result,
+        fit.config,
+        dataset,
+        movie_table(titles, fit.movies.ids, fit.train),
+        fit.train,
+        fit.test,
+    )
     bundle = Bundle.load(path)
     loaded = bundle.model
     assert bundle.manifest["training"]["method"] == fit.config.method
@@ -141,7 +180,9 @@ def test_the_exported_bundle_loads_as_the_same_model(fit, tmp_path):
     np.testing.assert_array_equal(loaded.predict(users, movies), model.predict(users, movies))
     # The manifest's test RMSE is the model's own.
     test = fit.test
-    own = rating_errors(model.predict_ids(test["user_id"].to_numpy(), test["movie_id"].to_numpy()), test["rating"].to_numpy())["rmse"]
+    own = rating_errors(
+        model.predict_ids(test["user_id"].to_numpy(), test["movie_id"].to_numpy()), test["rating"].to_numpy()
+    )["rmse"]
     assert bundle.manifest["metrics"]["test"]["rmse"] == pytest.approx(own, abs=1e-6)
 
 

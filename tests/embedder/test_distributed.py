@@ -46,10 +46,20 @@ def _run_chain(sampler: GibbsSampler) -> dict[str, np.ndarray]:
     sampler.warm_up(ridge=5.0)
     sampler.warm_up(ridge=5.0)
     # Composite rows: own rows plus the implicit parts, whose draws need every process.
-    state = {"warm_X": sampler.Xc.numpy().copy(), "warm_Y": sampler.Yc.numpy().copy(), "warm_rmse": sampler.training_rmse()}
+    state = {
+        "warm_X": sampler.Xc.numpy().copy(),
+        "warm_Y": sampler.Yc.numpy().copy(),
+        "warm_rmse": sampler.training_rmse(),
+    }
     for _ in range(3):
         sampler.sweep()
-    state.update(X=sampler.Xc.numpy(), Y=sampler.Yc.numpy(), mu=sampler.mu, alpha=sampler.alpha, rmse=sampler.training_rmse())
+    state.update(
+        X=sampler.Xc.numpy(),
+        Y=sampler.Yc.numpy(),
+        mu=sampler.mu,
+        alpha=sampler.alpha,
+        rmse=sampler.training_rmse(),
+    )
     return state
 
 
@@ -114,9 +124,25 @@ def test_torchrun_trains_one_bundle_with_two_processes(tmp_path, synthetic_csv):
     out = tmp_path / "bundle"
     env = {**os.environ, "GLOO_SOCKET_IFNAME": "lo", "OMP_NUM_THREADS": "1"}
     command = [
-        sys.executable, "-m", "torch.distributed.run", "--nnodes=1", "--nproc-per-node=2",
-        "--master-addr=127.0.0.1", f"--master-port={_free_port()}",
-        "-m", "embedder", "train", "--data", synthetic_csv, "--out", str(out), "--dim", "8", "--sample-dim", "4", "--quiet",
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--nnodes=1",
+        "--nproc-per-node=2",
+        "--master-addr=127.0.0.1",
+        f"--master-port={_free_port()}",
+        "-m",
+        "embedder",
+        "train",
+        "--data",
+        synthetic_csv,
+        "--out",
+        str(out),
+        "--dim",
+        "8",
+        "--sample-dim",
+        "4",
+        "--quiet",
     ]
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]

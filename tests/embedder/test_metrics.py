@@ -10,12 +10,14 @@ import pytest
 from embedder import metrics
 
 
-
 def test_rmse_and_mae():
     predicted, actual = [1.0, 2.0, 3.0], [1.0, 2.0, 5.0]
     assert metrics.rmse(predicted, actual) == pytest.approx(math.sqrt(4 / 3))
     assert metrics.mae(predicted, actual) == pytest.approx(2 / 3)
-    assert metrics.rating_errors(predicted, actual) == {"rmse": pytest.approx(math.sqrt(4 / 3)), "mae": pytest.approx(2 / 3)}
+    assert metrics.rating_errors(predicted, actual) == {
+        "rmse": pytest.approx(math.sqrt(4 / 3)),
+        "mae": pytest.approx(2 / 3),
+    }
 
 
 def test_hits_at_k_marks_relevant_pairs_only():

@@ -17,7 +17,9 @@ from tests.embedder.conftest import SCALE, vocabularies
 def test_the_best_epoch_has_the_lowest_validation_rmse(adam_fit):
     result = adam_fit.result
     history = result.history
-    assert history["val_rmse"].min() == pytest.approx(history.loc[history["epoch"] == result.best_epoch, "val_rmse"].item())
+    assert history["val_rmse"].min() == pytest.approx(
+        history.loc[history["epoch"] == result.best_epoch, "val_rmse"].item()
+    )
     assert result.validation_rmse == pytest.approx(history["val_rmse"].min())
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 
-from embedder.factors import MFModel
+from embedder.model import MFModel
 from embedder.vocab import UnknownIdError
 from search.cli import main
 from search.foldin import UserPrior, fold_in

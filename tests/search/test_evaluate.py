@@ -11,7 +11,8 @@ import pandas as pd
 import pytest
 import scipy.sparse as sp
 
-from embedder.evaluate import (
+from embedder.model import MFModel
+from search.evaluate import (
     HeldOut,
     cluster_agreement,
     evaluate_bundle,
@@ -22,8 +23,6 @@ from embedder.evaluate import (
     quality_report,
     ranking_metrics_by_mask,
 )
-from embedder.factors import MFModel
-
 from search.similar import Similarity
 
 SCALE = (1.0, 5.0)
@@ -31,8 +30,12 @@ SCALE = (1.0, 5.0)
 
 def _planted():
     """Two users, five movies ranked 0 > 1 > 2 > 3 > 4 by everyone."""
-    model = MFModel.biases(3.0, np.zeros(2, np.float32), np.array([2.0, 1.5, 1.0, 0.5, 0.0], np.float32), SCALE)
-    seen = sp.csr_matrix((np.array([4.0, 4.0]), ([0, 1], [0, 1])), shape=(2, 5))  # user 0 saw movie 0, user 1 movie 1
+    model = MFModel.biases(
+        3.0, np.zeros(2, np.float32), np.array([2.0, 1.5, 1.0, 0.5, 0.0], np.float32), SCALE
+    )
+    seen = sp.csr_matrix(
+        (np.array([4.0, 4.0]), ([0, 1], [0, 1])), shape=(2, 5)
+    )  # user 0 saw movie 0, user 1 movie 1
     # User 0 likes movies 2 and 4 (ratings >= 4), not 3; user 1 likes nothing, so is not scored.
     test = HeldOut(np.array([0, 0, 0, 1]), np.array([2, 4, 3, 0]), np.array([5.0, 4.0, 2.0, 3.0]))
     return model, seen, test
@@ -63,13 +66,24 @@ def test_a_min_ratings_floor_keeps_movies_below_it_out_of_the_lists():
 def test_several_masks_from_one_pass_equal_one_pass_per_mask():
     rng = np.random.default_rng(3)
     n_users, n_movies = 40, 30
-    model = MFModel(3.5, rng.normal(size=(n_users, 4)).astype(np.float32), rng.normal(size=(n_movies, 4)).astype(np.float32),
-                    rng.normal(size=n_users).astype(np.float32), rng.normal(size=n_movies).astype(np.float32), SCALE)
+    model = MFModel(
+        3.5,
+        rng.normal(size=(n_users, 4)).astype(np.float32),
+        rng.normal(size=(n_movies, 4)).astype(np.float32),
+        rng.normal(size=n_users).astype(np.float32),
+        rng.normal(size=n_movies).astype(np.float32),
+        SCALE,
+    )
     seen = sp.random(n_users, n_movies, density=0.2, format="csr", random_state=3)
-    test = HeldOut(rng.integers(0, n_users, 200), rng.integers(0, n_movies, 200), rng.integers(1, 6, 200).astype(float))
+    test = HeldOut(
+        rng.integers(0, n_users, 200), rng.integers(0, n_movies, 200), rng.integers(1, 6, 200).astype(float)
+    )
     masks = {"all": np.ones(n_movies, bool), "some": rng.random(n_movies) < 0.5}
     together = ranking_metrics_by_mask(model.scores, seen, test, masks, k=5, block=7)
-    assert together == {name: ranking_metrics_by_mask(model.scores, seen, test, {name: mask}, k=5, block=7)[name] for name, mask in masks.items()}
+    assert together == {
+        name: ranking_metrics_by_mask(model.scores, seen, test, {name: mask}, k=5, block=7)[name]
+        for name, mask in masks.items()
+    }
     assert together["all"] != together["some"]
 
 
@@ -77,29 +91,23 @@ def test_several_masks_from_one_pass_equal_one_pass_per_mask():
 def test_one_order_for_everyone_gives_the_lists_of_scoring_every_user(seed):
     rng = np.random.default_rng(seed)
     n_users, n_movies = 60, 25
-    scores = rng.integers(0, 6, n_movies).astype(float)  # many ties: the lower movie comes first on both paths
+    scores = rng.integers(0, 6, n_movies).astype(
+        float
+    )  # many ties: the lower movie comes first on both paths
     seen = sp.random(n_users, n_movies, density=rng.choice([0.1, 0.6, 0.95]), format="csr", random_state=seed)
-    test = HeldOut(rng.integers(0, n_users, 300), rng.integers(0, n_movies, 300), rng.integers(1, 6, 300).astype(float))
-    masks = {"all": np.ones(n_movies, bool), "some": rng.random(n_movies) < 0.4, "none": np.zeros(n_movies, bool)}
+    test = HeldOut(
+        rng.integers(0, n_users, 300), rng.integers(0, n_movies, 300), rng.integers(1, 6, 300).astype(float)
+    )
+    masks = {
+        "all": np.ones(n_movies, bool),
+        "some": rng.random(n_movies) < 0.4,
+        "none": np.zeros(n_movies, bool),
+    }
     every_user = lambda rows: np.broadcast_to(scores, (len(rows), n_movies))
     for k in (1, 5, 30):
         assert ranking_metrics_by_mask(scores, seen, test, masks, k=k, block=16) == ranking_metrics_by_mask(
             every_user, seen, test, masks, k=k, block=16
         )
-
-
-def test_first_unseen_of_one_order_matches_a_loop():
-    from embedder.evaluate import _first_unseen
-
-    rng = np.random.default_rng(7)
-    seen = sp.random(40, 30, density=0.5, format="csr", random_state=7)
-    ranked = rng.permutation(30)[:20]  # ten movies are not allowed
-    for k in (1, 4, 20, 25):
-        lists = _first_unseen(ranked, seen, k)
-        for row in range(40):
-            expected = [m for m in ranked if m not in set(seen[row].indices)][:k]
-            got = [m for m in lists[row] if m >= 0]
-            assert got == expected and (lists[row][len(got):] == -1).all()
 
 
 def test_biases_baseline_is_the_fixed_point_of_the_damped_means():
@@ -148,14 +156,21 @@ def test_neighbour_agreement_scores_the_blend_of_movies_like_this():
     genres = genre_sets(pd.Series(GENRES_AB))
     figures = neighbour_agreement(Similarity(Q, GROUP_RATERS), genres, np.ones(7, bool), k=1)
     assert figures["model"] == pytest.approx(1.0)
-    embeddings_alone = neighbour_agreement(Similarity(Q, sp.csr_matrix(np.eye(6, 7))), genres, np.ones(7, bool), k=1)
+    embeddings_alone = neighbour_agreement(
+        Similarity(Q, sp.csr_matrix(np.eye(6, 7))), genres, np.ones(7, bool), k=1
+    )
     assert embeddings_alone["model"] == pytest.approx(0.0)  # no shared raters: the embeddings decide
     assert embeddings_alone["random"] == figures["random"]  # the baseline does not depend on the similarity
 
 
 def test_too_few_movies_to_compare_is_null_not_nan():
     Q = np.eye(3, dtype=np.float32)
-    figures = neighbour_agreement(Similarity(Q, sp.csr_matrix(np.ones((2, 3)))), genre_sets(pd.Series(["A"] * 3)), np.ones(3, bool), k=10)
+    figures = neighbour_agreement(
+        Similarity(Q, sp.csr_matrix(np.ones((2, 3)))),
+        genre_sets(pd.Series(["A"] * 3)),
+        np.ones(3, bool),
+        k=10,
+    )
     assert figures == {"model": None, "random": None, "movies": 3}
     json.dumps(figures, allow_nan=False)  # manifest.json is strict JSON
 
@@ -175,7 +190,11 @@ def test_report_has_every_section_and_notes_missing_clusters():
     report = quality_report(model, seen, movies, test, min_ratings=20)
     assert set(report) == {"protocol", "rating", "ranking", "similar", "clusters"}
     assert set(report["rating"]) == {"model", "global_mean", "biases", "popularity"}
-    assert set(report["ranking"]) == {"0", "20"} and set(report["ranking"]["0"]) == {"model", "biases", "popularity"}
+    assert set(report["ranking"]) == {"0", "20"} and set(report["ranking"]["0"]) == {
+        "model",
+        "biases",
+        "popularity",
+    }
     assert "search build" in report["clusters"]["note"]
     json.dumps(report)  # JSON-ready
 
@@ -187,7 +206,10 @@ def test_manifest_evaluation_is_recomputed_from_the_bundle(tiny_bundle):
     assert stored["rating"]["model"]["rmse"] == pytest.approx(manifest["metrics"]["test"]["rmse"], abs=1e-9)
     for floor in ("0", "20"):
         for name, figures in stored["ranking"][floor].items():
-            assert report["quality"]["ranking"][floor][name] == pytest.approx(figures, abs=1e-9), (floor, name)
+            assert report["quality"]["ranking"][floor][name] == pytest.approx(figures, abs=1e-9), (
+                floor,
+                name,
+            )
     assert report["quality"]["similar"] == stored["similar"]
     # On the planted low-rank data the model ranks far better than the biases alone.
     assert stored["ranking"]["0"]["model"]["ndcg"] > stored["ranking"]["0"]["biases"]["ndcg"]

@@ -1,31 +1,28 @@
-"""Quality figures of an exported model, from its arrays alone.
+"""Quality figures of an exported model, from its arrays alone (evaluation sits above what it judges).
 
-:func:`quality_report` scores a model (:class:`embedder.factors.MFModel`) on the
-canonical test part, next to baselines fitted on the same training ratings:
+:func:`quality_report` scores a model (:class:`embedder.model.MFModel`) on the canonical
+test part, next to baselines fitted on the same training ratings:
 
-* rating error (RMSE, MAE) of the model, the global mean, biases only and the
-  movie's mean rating (popularity);
-* top-K ranking (Precision, Recall, NDCG @ 10, catalogue coverage) with relevance
-  meaning a test rating ≥ 4 and candidates being the movies the user has not
-  rated in training, without and with a ``min_ratings`` floor (only movies with at
-  least that many training ratings are recommended: explicit-rating MF tends to
-  put obscure movies with a few high ratings first);
-* "movies like this": mean Jaccard agreement of the genre sets of each movie and
-  its 10 nearest neighbours (:mod:`search.similar`, what ``Recommender.similar``
-  answers), against random neighbours;
-* clusters (once ``python -m search build`` has added ``cluster_labels.npy``):
-  NMI of the cluster labels with each movie's most specific genre, against the
-  same labels shuffled.
+* rating error (RMSE, MAE) of the model, the global mean, biases only and the movie's mean;
+* top-K ranking (Precision, Recall, NDCG @ 10, catalogue coverage), relevance meaning a test
+  rating >= 4 and candidates the movies the user has not rated in training, without and with
+  a ``min_ratings`` floor (explicit-rating MF tends to put obscure movies first);
+* "movies like this": mean genre Jaccard of each movie and its 10 nearest neighbours
+  (:mod:`search.similar`, what ``Recommender.similar`` answers), against random neighbours;
+* clusters (once ``search build`` has added ``cluster_labels.npy``): NMI of the labels with
+  each movie's most specific genre, against the same labels shuffled.
 
-Export writes the report into the manifest at train time; :func:`evaluate_bundle`
-recomputes it from a bundle's files (``python -m embedder evaluate``).
+The command line computes the report after training and passes it to export, which writes
+it into the manifest; :func:`evaluate_bundle` recomputes it from a bundle's files
+(``python -m embedder evaluate``). Tested in ``tests/search/test_evaluate.py``.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -33,9 +30,8 @@ import scipy.sparse as sp
 
 from embedder import metrics
 from embedder.bundle import Bundle, BundleError
-from embedder.data import load_ratings
-from embedder.factors import MFModel
-from embedder.data import canonical_split
+from embedder.data import canonical_split, load_ratings
+from embedder.model import MFModel
 from search.clusters import UNCLUSTERED, genre_lists, genre_nmi
 from search.similar import Similarity
 from search.topk import select_topk
@@ -48,10 +44,8 @@ DEFAULT_MIN_RATINGS = 20
 """The floor reported next to no floor: recommend only movies with at least this
 many training ratings."""
 MAX_USERS = 5_000
-"""Ranking is scored on at most this many users (a seeded sample; all on ML-100K):
-the report is written at every training run, and beyond a few thousand users more
-of them only narrow an interval that is already far smaller than the gaps between
-the model and its baselines."""
+"""Ranking is scored on at most this many users (a seeded sample; all on ML-100K): more only
+narrow an interval already far smaller than the gaps between the model and its baselines."""
 MAX_QUERIES = 1_000
 QUERY_BLOCK = 500
 """Neighbour agreement is scored on at most this many query movies (a seeded sample),
@@ -119,9 +113,8 @@ def ranking_metrics_by_mask(
     training (``seen``) and movies outside the mask are never recommended. Users
     with at least one relevant test rating (≥ 4) are scored.
 
-    ``scorer`` may also be one score per movie, the same for every user (a
-    baseline such as popularity): each list is then the first ``k`` unseen movies
-    of one order, found without scoring every user.
+    ``scorer`` may also be one score per movie, the same for every user (a baseline such as
+    popularity).
     """
     known = (test.users >= 0) & (test.movies >= 0) & (test.ratings >= RELEVANT_RATING)
     rel_users, rel_movies = test.users[known], test.movies[known]
@@ -130,44 +123,27 @@ def ranking_metrics_by_mask(
     local = np.searchsorted(users, rel_users[keep])
     width = min(k, seen.shape[1])
     recommended = {name: np.full((len(users), width), -1, dtype=np.int64) for name in masks}
-    if callable(scorer):
-        for start in range(0, len(users), block):
-            rows = users[start : start + block]
-            scores = np.array(scorer(rows), dtype=np.float32)
-            rated = seen[rows]
-            scores[np.repeat(np.arange(len(rows)), np.diff(rated.indptr)), rated.indices] = -np.inf
-            for name, allowed in masks.items():
-                candidates = scores if allowed.all() else np.where(allowed, scores, np.float32(-np.inf))
-                recommended[name][start : start + block] = select_topk(candidates, k)[0]
-    else:
-        order = np.argsort(-np.asarray(scorer, dtype=np.float32), kind="stable")  # ties: lower column first
+    if not callable(scorer):
+        order = np.asarray(scorer, dtype=np.float32)
+        scorer = lambda rows: np.broadcast_to(order, (len(rows), len(order)))
+    for start in range(0, len(users), block):
+        rows = users[start : start + block]
+        scores = np.array(scorer(rows), dtype=np.float32)
+        rated = seen[rows]
+        scores[np.repeat(np.arange(len(rows)), np.diff(rated.indptr)), rated.indices] = -np.inf
         for name, allowed in masks.items():
-            ranked = order[allowed[order]]
-            for start in range(0, len(users), block):
-                lists = _first_unseen(ranked, seen[users[start : start + block]], k)
-                recommended[name][start : start + block, : lists.shape[1]] = lists
+            candidates = scores if allowed.all() else np.where(allowed, scores, np.float32(-np.inf))
+            recommended[name][start : start + block] = select_topk(candidates, k)[0]
     n_relevant = np.bincount(local, minlength=len(users))
-    return {name: _ranking_figures(lists, local, rel_movies[keep], n_relevant, seen.shape[1]) for name, lists in recommended.items()}
+    return {
+        name: _ranking_figures(lists, local, rel_movies[keep], n_relevant, seen.shape[1])
+        for name, lists in recommended.items()
+    }
 
 
-def _first_unseen(ranked: np.ndarray, rated: sp.csr_matrix, k: int) -> np.ndarray:
-    """Each row's first ``k`` movies of ``ranked`` that are not in its row of ``rated``
-    (-1 where fewer are left).  Only the first ``k`` + most-rated-in-block places can hold them."""
-    per_row = np.diff(rated.indptr)
-    depth = min(len(ranked), k + int(per_row.max(initial=0)))
-    place = np.full(rated.shape[1], depth, np.int64)  # movies past the depth (or not ranked) never matter
-    place[ranked[:depth]] = np.arange(depth)
-    rated_place = place[rated.indices]
-    inside = rated_place < depth
-    taken = np.zeros((rated.shape[0], depth), bool)
-    taken[np.repeat(np.arange(rated.shape[0]), per_row)[inside], rated_place[inside]] = True
-    first = np.argsort(taken, axis=1, kind="stable")[:, :k]  # untaken places first, in order
-    lists = ranked[first]
-    lists[np.take_along_axis(taken, first, axis=1)] = -1
-    return lists
-
-
-def _ranking_figures(recommended: np.ndarray, users: np.ndarray, movies: np.ndarray, n_relevant: np.ndarray, n_movies: int) -> dict[str, float]:
+def _ranking_figures(
+    recommended: np.ndarray, users: np.ndarray, movies: np.ndarray, n_relevant: np.ndarray, n_movies: int
+) -> dict[str, float]:
     hits = metrics.hits_at_k(recommended, users, movies)
     return {
         "precision": metrics.precision_at_k(hits),
@@ -196,7 +172,9 @@ def neighbour_agreement(
         return {"model": None, "random": None, "movies": int(len(pool))}
     queries = _sample(np.arange(len(pool)), MAX_QUERIES, seed)
     nearest = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(0, len(queries), QUERY_BLOCK):  # in blocks: all the queries' scores at once could take gigabytes
+    for start in range(
+        0, len(queries), QUERY_BLOCK
+    ):  # in blocks: all the queries' scores at once could take gigabytes
         rows = queries[start : start + QUERY_BLOCK]
         similarity = similar.block_scores(pool[rows])[:, pool]  # the movie itself is -inf
         nearest[start : start + len(rows)] = pool[select_topk(similarity, k)[0]]
@@ -248,9 +226,12 @@ def quality_report(
         "biases": biases,
         "popularity": popularity,
     }
-    rating = {name: metrics.rating_errors(f.predict(test.users, test.movies), test.ratings) for name, f in baselines.items()}
+    rating = {
+        name: metrics.rating_errors(f.predict(test.users, test.movies), test.ratings)
+        for name, f in baselines.items()
+    }
     counts = movies["rating_count"].to_numpy()
-    # The baselines rank movies in one order for everyone: b_i (b_u is the same for all of a user's movies), counts.
+    # The baselines rank movies in one order for everyone: b_i (b_u is one constant per user), counts.
     scorers = {"model": model.scores, "biases": biases.movie_biases, "popularity": counts}
     genres = genre_sets(movies["genres"])
     similar = Similarity(model.movie_embeddings, seen)
@@ -261,13 +242,21 @@ def quality_report(
             "relevant": f"test rating >= {RELEVANT_RATING:g}",
             "candidates": "movies the user has not rated in training",
             "min_ratings": int(min_ratings),
-            "baselines": "fitted on the same training ratings; biases damped (user 15, movie 10); popularity = movie mean rating / rating count",
+            "baselines": "fitted on the same training ratings; biases damped (user 15, movie 10); "
+            "popularity = movie mean rating / rating count",
         },
         "rating": rating,
         "ranking": _by_floor(
-            {name: ranking_metrics_by_mask(scorer, seen, test, {str(f): counts >= f for f in floors}, seed=seed) for name, scorer in scorers.items()}
+            {
+                name: ranking_metrics_by_mask(
+                    scorer, seen, test, {str(f): counts >= f for f in floors}, seed=seed
+                )
+                for name, scorer in scorers.items()
+            }
         ),
-        "similar": {str(floor): neighbour_agreement(similar, genres, counts >= floor, seed=seed) for floor in floors},
+        "similar": {
+            str(floor): neighbour_agreement(similar, genres, counts >= floor, seed=seed) for floor in floors
+        },
     }
     if cluster_labels is not None:
         report["clusters"] = cluster_agreement(np.asarray(cluster_labels), movies["genres"], seed)
@@ -315,37 +304,54 @@ def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) ->
     model = bundle.model
     metrics_by_part = {name: frame_errors(model, part) for name, part in (("train", train), ("test", test))}
     labels = bundle.array("cluster_labels.npy") if bundle.has("cluster_labels.npy") else None
-    quality = quality_report(model, bundle.seen, bundle.movies, held_out_rows(test, model.user_vocab, model.movie_vocab), min_ratings, labels)
-    flat = {f"{part}_{key}": round(value, 4) for part, values in metrics_by_part.items() for key, value in values.items()}
+    quality = quality_report(
+        model,
+        bundle.seen,
+        bundle.movies,
+        held_out_rows(test, model.user_vocab, model.movie_vocab),
+        min_ratings,
+        labels,
+    )
+    flat = {
+        f"{part}_{key}": round(value, 4)
+        for part, values in metrics_by_part.items()
+        for key, value in values.items()
+    }
     flat["manifest_test_rmse"] = round(bundle.manifest["metrics"]["test"]["rmse"], 4)
-    return {"bundle": str(bundle.path), "dataset": dataset["name"], "metrics": metrics_by_part, "flat": flat, "quality": quality}
+    return {
+        "bundle": str(bundle.path),
+        "dataset": dataset["name"],
+        "metrics": metrics_by_part,
+        "flat": flat,
+        "quality": quality,
+    }
 
 
 def format_report(quality: dict[str, Any]) -> str:
     """The quality report as plain-text tables."""
+    protocol, clusters = quality["protocol"], quality["clusters"]
     lines = [f"{'rating error (test)':<24}{'RMSE':>8}{'MAE':>8}"]
     lines += [f"  {name:<22}{v['rmse']:>8.4f}{v['mae']:>8.4f}" for name, v in quality["rating"].items()]
-    protocol = quality["protocol"]
-    lines.append("")
-    lines.append(f"ranking @{protocol['k']} (relevant: {protocol['relevant']}; candidates: {protocol['candidates']})")
+    lines += [
+        "",
+        f"ranking @{protocol['k']} (relevant: {protocol['relevant']}; candidates: {protocol['candidates']})",
+    ]
     lines.append(f"  {'min_ratings':<12}{'scorer':<12}{'P@10':>8}{'R@10':>8}{'NDCG@10':>9}{'coverage':>10}")
     for floor, rows in quality["ranking"].items():
         for name, v in rows.items():
-            lines.append(f"  {floor:<12}{name:<12}{v['precision']:>8.4f}{v['recall']:>8.4f}{v['ndcg']:>9.4f}{v['coverage']:>10.3f}")
-    lines.append("")
-    lines.append(f"movies like this: mean genre Jaccard of the top-{protocol['k']} neighbours")
+            figures = f"{v['precision']:>8.4f}{v['recall']:>8.4f}{v['ndcg']:>9.4f}{v['coverage']:>10.3f}"
+            lines.append(f"  {floor:<12}{name:<12}{figures}")
+    lines += ["", f"movies like this: mean genre Jaccard of the top-{protocol['k']} neighbours"]
     for floor, v in quality["similar"].items():
         if v["model"] is None:
             lines.append(f"  min_ratings {floor:<6} too few movies to compare ({v['movies']})")
         else:
-            lines.append(f"  min_ratings {floor:<6} model {v['model']:.4f}   random {v['random']:.4f}   ({v['movies']} movies)")
+            figures = f"model {v['model']:.4f}   random {v['random']:.4f}   ({v['movies']} movies)"
+            lines.append(f"  min_ratings {floor:<6} {figures}")
     lines.append("")
-    clusters = quality["clusters"]
     if "nmi_genres" in clusters:
-        lines.append(
-            f"clusters: NMI with the most specific genre {clusters['nmi_genres']:.4f}   shuffled labels {clusters['nmi_random']:.4f}"
-            f"   ({clusters['clusters']} clusters)"
-        )
+        nmi = f"{clusters['nmi_genres']:.4f}   shuffled labels {clusters['nmi_random']:.4f}"
+        lines.append(f"clusters: NMI with the most specific genre {nmi}   ({clusters['clusters']} clusters)")
     else:
         lines.append(f"clusters: {clusters['note']}")
     return "\n".join(lines)
