@@ -37,8 +37,7 @@ import scipy.sparse as sp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from embedder.data import load_ratings  # noqa: E402
-from embedder.data import canonical_split, validation_split  # noqa: E402
+from embedder.data import canonical_split, load_ratings, validation_split  # noqa: E402
 
 K = 10
 

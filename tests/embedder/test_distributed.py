@@ -151,4 +151,5 @@ def test_torchrun_trains_one_bundle_with_two_processes(tmp_path, synthetic_csv):
     assert manifest["training"]["world_size"] == 2
     # The synthetic ratings have noise 0.1 around a spread of about 0.8.
     assert manifest["metrics"]["test"]["rmse"] < 0.3
-    assert not (tmp_path / "artifacts").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["bundle"]
+    assert not (tmp_path / "artifacts").exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["bundle", out.resolve().name]  # a link, its version
