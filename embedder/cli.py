@@ -156,8 +156,9 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     from embedder import export
     from embedder.artifacts import earlier_versions_note
     from embedder.bundle import Bundle, BundleError, check_replaceable
-    from embedder.data import canonical_split, load_ratings
+    from embedder.data import canonical_split, load_ratings, validation_part
     from embedder.publish import point_current, utc_stamp
+    from embedder.relevance import REGULARIZATIONS, fit_relevance
     from embedder.train import train
     from embedder.vocab import Vocabulary
     from search.evaluate import held_out_rows, quality_report
@@ -187,11 +188,29 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         return 0
 
     model = result.model
+    seen = export.seen_matrix(model, train_part)
+    relevance, relevance_info = None, None
+    if config.relevance_rank:
+        fitted = time.perf_counter()
+        validation = export.seen_matrix(model, validation_part(train_part, config.val_fraction, config.seed))
+        relevance, figures = fit_relevance(
+            seen,
+            validation,
+            config.relevance_rank,
+            REGULARIZATIONS,
+            config.relevance_weight,
+            seed=config.seed,
+        )
+        relevance_info = {
+            "rank": int(relevance.shrinkage.shape[0]),
+            "regularization": relevance.regularization,
+            "rating_weight": relevance.rating_weight,
+            "validation_ndcg": {f"{lam:g}": round(value, 6) for lam, value in figures.items()},
+            "seconds": round(time.perf_counter() - fitted, 3),
+        }
     table = export.movie_table(data.movies, movies.ids, train_part)
     held_out = held_out_rows(test_part, users, movies)
-    evaluation = quality_report(
-        model, export.seen_matrix(model, train_part), table, held_out, seed=config.seed
-    )
+    evaluation = quality_report(model, seen, table, held_out, seed=config.seed, relevance=relevance)
     dest = args.out if args.out is not None else args.artifacts / "bundles" / f"{data.name}-{utc_stamp()}"
     dataset = {
         "name": data.name,
@@ -202,7 +221,7 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         "duplicates_dropped": int(data.duplicates_dropped),
     }
     path, manifest = export.export_bundle(
-        dest, result, config, dataset, table, train_part, test_part, evaluation
+        dest, result, config, dataset, table, train_part, test_part, evaluation, relevance, relevance_info
     )
     try:
         Bundle.load(path)  # as every reader will: a bundle that does not load is never made current
@@ -224,9 +243,13 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     if result.implicit_sides != "none":
         run.append(f"who rated what: {result.implicit_sides}")
     processes = f" on {result.world_size} processes" if result.world_size > 1 else ""
-    ndcg = evaluation["ranking"]["0"]["model"]["ndcg"]
+    ranking = evaluation["ranking"]["0"]
+    ndcg = f"NDCG@10 {ranking['model']['ndcg']:.4f} by rating"
+    if relevance is not None:
+        run.append(f"relevance λ {relevance.regularization:g} in {relevance_info['seconds']:.1f}s")
+        ndcg = f"NDCG@10 {ranking['relevance']['ndcg']:.4f} by relevance, " + ndcg[8:]
     print(
-        f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  NDCG@10 {ndcg:.4f}  "
+        f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  {ndcg}  "
         f"({config.method}, {', '.join(run)}, training {result.seconds:.1f}s{processes}, "
         f"wall time {time.perf_counter() - started:.1f}s)"
     )

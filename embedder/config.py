@@ -95,6 +95,15 @@ class TrainConfig(BaseModel):
         "the chain runs on the rows less a validation part and records its RMSE per sweep. (adam) after the "
         "validation run that picks the epoch count, fit again on all training rows for that count.",
     )
+    relevance_rank: int = Field(
+        256,
+        ge=0,
+        description="Rank of the relevance model of who watches what, which orders the top-K by default "
+        "(embedder/relevance.py); 0: none, recommend by predicted rating.",
+    )
+    relevance_weight: float = Field(
+        0.01, ge=0, description="β: how much the predicted rating adds to a movie's relevance."
+    )
     seed: int = Field(
         42, description="Seed of the validation carve-out, the initialisation and the sampling/batch order."
     )

@@ -22,6 +22,7 @@ from embedder import __version__
 from embedder.bundle import (
     IMPLICIT_BIASES,
     IMPLICIT_EMBEDDINGS,
+    RELEVANCE_FILES,
     bytes_writer,
     movies_writer,
     npy_writer,
@@ -31,6 +32,7 @@ from embedder.bundle import (
 from embedder.config import TrainConfig
 from embedder.data import validation_part
 from embedder.metrics import rating_errors
+from embedder.relevance import RelevanceModel
 from embedder.train import TrainResult
 
 
@@ -142,15 +144,21 @@ def export_bundle(
     train: pd.DataFrame,
     test: pd.DataFrame,
     evaluation: dict[str, Any] | None = None,
+    relevance: RelevanceModel | None = None,
+    relevance_info: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Write the bundle for ``result`` at ``dest`` (atomically) and return it with its manifest.
 
     ``movies`` is the bundle's movie table (:func:`movie_table`); ``evaluation`` the quality
-    report to record (``search.evaluate.quality_report``). The rating errors are computed
-    from the exported float32 arrays, clipped, so anyone can recompute them from the files.
+    report to record (``search.evaluate.quality_report``); ``relevance`` the relevance model and
+    ``relevance_info`` what its fit chose and measured (the manifest's ``relevance``). The rating
+    errors are computed from the exported float32 arrays, clipped, so anyone can recompute them.
     """
     model = result.model
     arrays = model_arrays(result)
+    if relevance is not None:
+        factors = (relevance.user_factors, relevance.movie_factors, relevance.shrinkage)
+        arrays |= dict(zip(RELEVANCE_FILES, factors, strict=True))
     val = validation_part(train, config.val_fraction, config.seed)
     parts = {"train": train, "val": val, "test": test}
     metrics = {
@@ -175,6 +183,7 @@ def export_bundle(
         "config": config.model_dump(),
         "metrics": metrics,
         **({"evaluation": evaluation} if evaluation is not None else {}),
+        **({"relevance": relevance_info} if relevance is not None else {}),
         "training": {
             "method": config.method,
             "best_epoch": result.best_epoch,

@@ -6,12 +6,14 @@ relevance model learns from the rating *pattern* instead (docs/design.md,
 ``X``, the closed-form ridge regression of ``X`` on itself restricted to rank ``r``
 (an EASE of low rank). With the truncated SVD ``X ≈ U Σ Vᵀ``:
 
-    watch(u, i) = x_u V D V_iᵀ,      D = Σ² / (Σ² + λ)
+    watch(u, i) = |N(u)|^-½ x_u V D V_iᵀ,      D = Σ² / (Σ² + λ)
 
-so a user's vector ``p_u = x_u V D`` is the sum of the rows ``V_j D`` of the movies
-they rated, a newcomer's comes from the movies they rate without refitting, and
-the score splits exactly into one term per rated movie (``explain``). The
-relevance that orders a top-K adds the rating model's raw prediction, scaled:
+so a user's vector ``p_u = |N(u)|^-½ x_u V D`` is the scaled sum of the rows
+``V_j D`` of the movies ``N(u)`` they rated (the scale, as in SVD++, keeps a
+newcomer's three movies and a heavy rater's three hundred on one footing), a
+newcomer's comes from the movies they rate without refitting, and the score splits
+exactly into one term per rated movie (``explain``). The relevance that orders a
+top-K adds the rating model's raw prediction, scaled:
 
     relevance(u, i) = watch(u, i) + β r̂(u, i)
 
@@ -27,13 +29,16 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+REGULARIZATIONS = (100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
+"""The ``λ`` that training chooses from, on a validation part carved from training."""
+
 
 @dataclass(frozen=True, eq=False)
 class RelevanceModel:
     """The relevance model's arrays, as the bundle stores them."""
 
     user_factors: np.ndarray
-    """``p_u = x_u V D``, float32 ``(n_users, r)``; zero for a user without training ratings."""
+    """``p_u = |N(u)|^-½ x_u V D``, float32 ``(n_users, r)``; zero for a user without training ratings."""
     movie_factors: np.ndarray
     """``V``, float32 ``(n_movies, r)``: the right singular vectors of ``X``."""
     shrinkage: np.ndarray
@@ -46,7 +51,8 @@ class RelevanceModel:
     def user_vector(self, movie_rows: np.ndarray) -> np.ndarray:
         """``p`` of someone who rated ``movie_rows`` (a newcomer folded in), float32 ``(r,)``."""
         rows = np.unique(np.asarray(movie_rows, dtype=np.int64))
-        return (self.movie_factors[rows].sum(axis=0) * self.shrinkage).astype(np.float32)
+        scale = self.shrinkage / np.sqrt(max(len(rows), 1))
+        return (self.movie_factors[rows].sum(axis=0) * scale).astype(np.float32)
 
     def watch_scores(self, user_vectors: np.ndarray) -> np.ndarray:
         """``watch(u, i)`` of each given user vector for every movie, ``(n, n_movies)``."""
@@ -55,12 +61,14 @@ class RelevanceModel:
     def explain(self, movie_rows: np.ndarray, movie: int, n: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """The rated movies that add most to ``movie``'s watch score, and what each adds.
 
-        ``watch = Σ_j V_j D V_movieᵀ`` over the rated movies ``j``: each term is exactly
-        what leaving ``j`` out of the ratings would take away. Up to ``n`` rows with a
-        positive share, largest first.
+        ``watch = |N|^-½ Σ_j V_j D V_movieᵀ`` over the rated movies ``j``; leaving ``j``
+        out takes its term away and rescales the rest by the same factor for every
+        ``j``, so the largest terms are exactly the movies whose removal lowers the
+        score most. Up to ``n`` rows with a positive share, largest first.
         """
         rows = np.unique(np.asarray(movie_rows, dtype=np.int64))
-        shares = (self.movie_factors[rows] * self.shrinkage) @ self.movie_factors[movie]
+        scale = self.shrinkage / np.sqrt(max(len(rows), 1))
+        shares = (self.movie_factors[rows] * scale) @ self.movie_factors[movie]
         best = np.argsort(-shares, kind="stable")[:n]
         best = best[shares[best] > 0]
         return rows[best], shares[best]
@@ -114,7 +122,8 @@ def fit_relevance(
     chosen = max(figures, key=figures.get) if figures else regularizations[0]
     sigma, movie_factors = _svd(everything, rank, seed)
     shrinkage = (sigma**2 / (sigma**2 + chosen)).astype(np.float32)
-    user_factors = (np.asarray(everything @ movie_factors) * shrinkage).astype(np.float32)
+    counts = np.sqrt(np.maximum(np.diff(everything.indptr), 1))[:, None]
+    user_factors = (np.asarray(everything @ movie_factors) * shrinkage / counts).astype(np.float32)
     return RelevanceModel(user_factors, movie_factors, shrinkage, float(rating_weight), chosen), figures
 
 

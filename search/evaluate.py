@@ -32,6 +32,7 @@ from embedder import metrics
 from embedder.bundle import Bundle, BundleError
 from embedder.data import canonical_split, load_ratings
 from embedder.model import MFModel
+from embedder.relevance import RelevanceModel
 from search.clusters import UNCLUSTERED, genre_lists, genre_nmi
 from search.similar import Similarity
 from search.topk import select_topk
@@ -213,11 +214,14 @@ def quality_report(
     min_ratings: int = DEFAULT_MIN_RATINGS,
     cluster_labels: np.ndarray | None = None,
     seed: int = 0,
+    relevance: RelevanceModel | None = None,
 ) -> dict[str, Any]:
     """Every figure of the module docstring, as a JSON-ready dict.
 
     ``seen`` holds the training ratings (users x movies) and ``movies`` the movie
     table in row order (``genres``, ``rating_count``); baselines are fitted on ``seen``.
+    The ranking scorers: ``relevance`` (the default order, with a relevance model),
+    ``model`` (by predicted rating), and the baselines.
     """
     biases, popularity = fit_biases(seen, model.rating_scale), movie_means(seen, model.rating_scale)
     baselines = {
@@ -233,6 +237,12 @@ def quality_report(
     counts = movies["rating_count"].to_numpy()
     # The baselines rank movies in one order for everyone: b_i (b_u is one constant per user), counts.
     scorers = {"model": model.scores, "biases": biases.movie_biases, "popularity": counts}
+    if relevance is not None:
+        weight = np.float32(relevance.rating_weight)
+        watch = lambda rows: (
+            relevance.watch_scores(relevance.user_factors[rows]) + weight * model.scores(rows)
+        )
+        scorers = {"relevance": watch, **scorers}
     genres = genre_sets(movies["genres"])
     similar = Similarity(model.movie_embeddings, seen)
     floors = sorted({0, int(min_ratings)})
@@ -311,6 +321,7 @@ def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) ->
         held_out_rows(test, model.user_vocab, model.movie_vocab),
         min_ratings,
         labels,
+        relevance=bundle.relevance(),
     )
     flat = {
         f"{part}_{key}": round(value, 4)
