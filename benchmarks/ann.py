@@ -79,18 +79,28 @@ def ladder(index: faiss.Index) -> list[dict]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--movies", choices=list(SIZES), default="100k")
-    parser.add_argument("--queries", type=int, default=1000, help="queries for recall and batch QPS (default: %(default)s)")
-    parser.add_argument("--single", type=int, default=200, help="queries timed one at a time (default: %(default)s)")
+    parser.add_argument(
+        "--queries", type=int, default=1000, help="queries for recall and batch QPS (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--single", type=int, default=200, help="queries timed one at a time (default: %(default)s)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     n = SIZES[args.movies]
     items, queries = catalogue(n, args.queries, args.seed)
-    print(f"{n:,} movies x d={items.shape[1]} (bias augmented), {args.queries} queries, faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads")
+    print(
+        f"{n:,} movies x d={items.shape[1]} (bias augmented), {args.queries} queries, faiss {faiss.__version__}, {faiss.omp_get_max_threads()} threads"
+    )
     exact = build_index(items, IndexConfig(kind="flat"))
     _, truth = exact.search(queries, K)
     flat_one, flat_batch = qps(exact, queries, args.single)
-    print(f"{'index':<6} {'depth':<14} {'recall@10':>9} {'QPS 1-by-1':>11} {'x exact':>8} {'QPS batch':>10} {'x exact':>8}  build s, size MiB")
-    print(f"{'flat':<6} {'-':<14} {1.0:>9.4f} {flat_one:>11,.0f} {1.0:>8.2f} {flat_batch:>10,.0f} {1.0:>8.2f}  0, {len(index_bytes(exact)) / 2**20:.0f}")
+    print(
+        f"{'index':<6} {'depth':<14} {'recall@10':>9} {'QPS 1-by-1':>11} {'x exact':>8} {'QPS batch':>10} {'x exact':>8}  build s, size MiB"
+    )
+    print(
+        f"{'flat':<6} {'-':<14} {1.0:>9.4f} {flat_one:>11,.0f} {1.0:>8.2f} {flat_batch:>10,.0f} {1.0:>8.2f}  0, {len(index_bytes(exact)) / 2**20:.0f}"
+    )
     for kind in ("hnsw", "ivf"):
         started = time.perf_counter()
         index = build_index(items, IndexConfig(kind=kind))
@@ -105,7 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             if recall >= 0.95 and not chosen:
                 chosen, mark = True, "  <- first at recall >= 0.95"
             depth = ", ".join(f"{k} {v}" for k, v in params.items())
-            print(f"{kind:<6} {depth:<14} {recall:>9.4f} {one:>11,.0f} {one / flat_one:>8.2f} {batch:>10,.0f} {batch / flat_batch:>8.2f}  {built:.0f}, {size:.0f}{mark}")
+            print(
+                f"{kind:<6} {depth:<14} {recall:>9.4f} {one:>11,.0f} {one / flat_one:>8.2f} {batch:>10,.0f} {batch / flat_batch:>8.2f}  {built:.0f}, {size:.0f}{mark}"
+            )
     return 0
 
 

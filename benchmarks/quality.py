@@ -32,9 +32,9 @@ import os
 import platform
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -42,13 +42,15 @@ import numpy as np  # noqa: E402
 import scipy.sparse as sp  # noqa: E402
 
 from embedder.config import TrainConfig  # noqa: E402
-from embedder.data import load_ratings  # noqa: E402
-from search.evaluate import HeldOut, held_out_rows, ranking_metrics_by_mask  # noqa: E402
-from embedder.model import MFModel  # noqa: E402
+from embedder.data import (
+    canonical_split,  # noqa: E402
+    load_ratings,  # noqa: E402
+)
 from embedder.metrics import rating_errors  # noqa: E402
-from embedder.data import canonical_split  # noqa: E402
+from embedder.model import MFModel  # noqa: E402
 from embedder.train import train  # noqa: E402
 from embedder.vocab import Vocabulary  # noqa: E402
+from search.evaluate import HeldOut, held_out_rows, ranking_metrics_by_mask  # noqa: E402
 
 
 class Split:
@@ -64,12 +66,17 @@ class Split:
         )
         self.held_out: HeldOut = held_out_rows(self.test, self.users, self.movies)
         rows = held_out_rows(self.train, self.users, self.movies)
-        self.seen = sp.csr_matrix((rows.ratings, (rows.users, rows.movies)), shape=(len(self.users), len(self.movies)))
+        self.seen = sp.csr_matrix(
+            (rows.ratings, (rows.users, rows.movies)), shape=(len(self.users), len(self.movies))
+        )
 
     def factors(self, mu, user_index: dict, movie_index: dict, P, Q, bu, bi) -> MFModel:
         """A peer's parameters laid out on our rows; rows it never saw stay zero (the fallback)."""
         arrays = {}
-        for name, vocab, index_map, vectors, biases in (("user", self.users, user_index, P, bu), ("movie", self.movies, movie_index, Q, bi)):
+        for name, vocab, index_map, vectors, biases in (
+            ("user", self.users, user_index, P, bu),
+            ("movie", self.movies, movie_index, Q, bi),
+        ):
             index = np.array([index_map.get(raw, -1) for raw in vocab.ids.tolist()], dtype=np.int64)
             known = index >= 0
             rows = np.zeros((len(vocab), vectors.shape[1]), np.float32)
@@ -78,14 +85,23 @@ class Split:
             bias[known] = np.asarray(biases).ravel()[index[known]]
             arrays[name] = (rows, bias)
         (users, user_biases), (movies, movie_biases) = arrays["user"], arrays["movie"]
-        return MFModel(float(mu), users, movies, user_biases, movie_biases, self.scale, self.users, self.movies)
+        return MFModel(
+            float(mu), users, movies, user_biases, movie_biases, self.scale, self.users, self.movies
+        )
 
 
 def score(split: Split, model: MFModel) -> dict:
     """RMSE, MAE and the ranking figures of a model on the test part."""
     errors = rating_errors(model.predict(split.held_out.users, split.held_out.movies), split.held_out.ratings)
-    ranking = ranking_metrics_by_mask(model.scores, split.seen, split.held_out, {"": np.ones(len(split.movies), bool)})[""]
-    return {**errors, "ndcg": ranking["ndcg"], "precision": ranking["precision"], "coverage": ranking["coverage"]}
+    ranking = ranking_metrics_by_mask(
+        model.scores, split.seen, split.held_out, {"": np.ones(len(split.movies), bool)}
+    )[""]
+    return {
+        **errors,
+        "ndcg": ranking["ndcg"],
+        "precision": ranking["precision"],
+        "coverage": ranking["coverage"],
+    }
 
 
 def ours(split: Split, config: TrainConfig) -> tuple[MFModel, float, dict]:
@@ -93,7 +109,11 @@ def ours(split: Split, config: TrainConfig) -> tuple[MFModel, float, dict]:
     start = time.perf_counter()
     result = train(split.train, config, split.users, split.movies, split.scale, progress=False)
     seconds = time.perf_counter() - start
-    return result.model, seconds, {"validation_rmse": round(result.validation_rmse, 4), "best": result.best_epoch}
+    return (
+        result.model,
+        seconds,
+        {"validation_rmse": round(result.validation_rmse, 4), "best": result.best_epoch},
+    )
 
 
 def surprise_model(split: Split, algorithm: str) -> tuple[MFModel, float, dict]:
@@ -101,7 +121,9 @@ def surprise_model(split: Split, algorithm: str) -> tuple[MFModel, float, dict]:
     from surprise import SVD, Dataset, Reader, SVDpp
 
     reader = Reader(rating_scale=split.scale)
-    trainset = Dataset.load_from_df(split.train[["user_id", "movie_id", "rating"]], reader).build_full_trainset()
+    trainset = Dataset.load_from_df(
+        split.train[["user_id", "movie_id", "rating"]], reader
+    ).build_full_trainset()
     algo = {"SVD": SVD, "SVD++": SVDpp}[algorithm](random_state=0)
     start = time.perf_counter()
     algo.fit(trainset)
@@ -125,20 +147,33 @@ def _check_against(model: MFModel, split: Split, predict: Callable[[int, int], f
     rows = held_out_rows(sample, split.users, split.movies)
     mine = model.predict(rows.users, rows.movies)
     if not np.allclose(mine, theirs, atol=1e-4):
-        raise AssertionError(f"mapped parameters disagree with the peer (max diff {np.abs(mine - theirs).max():.2e})")
+        raise AssertionError(
+            f"mapped parameters disagree with the peer (max diff {np.abs(mine - theirs).max():.2e})"
+        )
 
 
 def cornac_mf(split: Split, k: int) -> tuple[MFModel, float, dict]:
     """Cornac's biased MF with its README settings (k=10 there), at dimension k."""
     import cornac
 
-    triples = list(zip(split.train["user_id"].tolist(), split.train["movie_id"].tolist(), split.train["rating"].astype(float).tolist(), strict=True))
+    triples = list(
+        zip(
+            split.train["user_id"].tolist(),
+            split.train["movie_id"].tolist(),
+            split.train["rating"].astype(float).tolist(),
+            strict=True,
+        )
+    )
     data = cornac.data.Dataset.from_uir(triples, seed=123)
-    mf = cornac.models.MF(k=k, max_iter=25, learning_rate=0.01, lambda_reg=0.02, use_bias=True, seed=123, verbose=False)
+    mf = cornac.models.MF(
+        k=k, max_iter=25, learning_rate=0.01, lambda_reg=0.02, use_bias=True, seed=123, verbose=False
+    )
     start = time.perf_counter()
     mf.fit(data)
     seconds = time.perf_counter() - start
-    model = split.factors(mf.global_mean, data.uid_map, data.iid_map, mf.u_factors, mf.i_factors, mf.u_biases, mf.i_biases)
+    model = split.factors(
+        mf.global_mean, data.uid_map, data.iid_map, mf.u_factors, mf.i_factors, mf.u_biases, mf.i_biases
+    )
     return model, seconds, {"k": k, "epochs": 25}
 
 
@@ -148,7 +183,9 @@ def _normalised(pattern: sp.csr_matrix) -> sp.csr_matrix:
     return sp.diags(1.0 / np.sqrt(np.maximum(counts, 1))) @ pattern
 
 
-def myfm_model(split: Split, implicit: bool, rank: int = 16, n_iter: int = 200) -> tuple[MFModel, float, dict]:
+def myfm_model(
+    split: Split, implicit: bool, rank: int = 16, n_iter: int = 200
+) -> tuple[MFModel, float, dict]:
     """myFM's Bayesian factorization machine (Gibbs sampling), ids alone or with
     who-rated-what: each rating also carries the movies its user rated and the users
     who rated its movie (training part only), each set scaled by ``|set|^-½``.
@@ -161,30 +198,53 @@ def myfm_model(split: Split, implicit: bool, rank: int = 16, n_iter: int = 200) 
     import myfm
 
     n_users, n_movies = len(split.users), len(split.movies)
-    pattern = sp.csr_matrix((np.ones(split.seen.nnz), split.seen.indices, split.seen.indptr), shape=split.seen.shape)
+    pattern = sp.csr_matrix(
+        (np.ones(split.seen.nnz), split.seen.indices, split.seen.indptr), shape=split.seen.shape
+    )
     sides = {
         "user": [sp.identity(n_users, format="csr")] + ([_normalised(pattern)] if implicit else []),
-        "movie": [sp.identity(n_movies, format="csr")] + ([_normalised(pattern.T.tocsr())] if implicit else []),
+        "movie": [sp.identity(n_movies, format="csr")]
+        + ([_normalised(pattern.T.tocsr())] if implicit else []),
     }
     features = {name: sp.hstack(blocks).tocsr() for name, blocks in sides.items()}
     rows = held_out_rows(split.train, split.users, split.movies)
-    blocks = lambda users, movies: [myfm.RelationBlock(users, features["user"]), myfm.RelationBlock(movies, features["movie"])]
+    blocks = lambda users, movies: [
+        myfm.RelationBlock(users, features["user"]),
+        myfm.RelationBlock(movies, features["movie"]),
+    ]
     fm = myfm.MyFMRegressor(rank=rank, random_seed=42)
     start = time.perf_counter()
-    fm.fit(None, rows.ratings.astype(np.float64), X_rel=blocks(rows.users, rows.movies), n_iter=n_iter,
-           group_shapes=[block.shape[1] for name in ("user", "movie") for block in sides[name]])
+    fm.fit(
+        None,
+        rows.ratings.astype(np.float64),
+        X_rel=blocks(rows.users, rows.movies),
+        n_iter=n_iter,
+        group_shapes=[block.shape[1] for name in ("user", "movie") for block in sides[name]],
+    )
     seconds = time.perf_counter() - start
     V, w, w0 = fm.V_samples, fm.w_samples, fm.w0_samples
     width = features["user"].shape[1]
     vectors, biases = {}, {}
-    for name, X, cols in (("user", features["user"], slice(0, width)), ("movie", features["movie"], slice(width, None))):
+    for name, X, cols in (
+        ("user", features["user"], slice(0, width)),
+        ("movie", features["movie"], slice(width, None)),
+    ):
         a = np.stack([X @ v[cols] for v in V])  # (S, n, rank): the side's vector per sample
         squares = np.stack([X.multiply(X) @ (v[cols] ** 2).sum(1) for v in V])  # Σ x_f² ‖v_f‖²
         linear = np.stack([X @ wi[cols] for wi in w])
         biases[name] = (linear + 0.5 * ((a**2).sum(2) - squares)).mean(0)
         vectors[name] = np.concatenate(list(a), axis=1) / np.sqrt(len(V))
     # The features are laid out on our rows already (one-hot of our user and movie rows).
-    model = MFModel(float(np.mean(w0)), vectors["user"], vectors["movie"], biases["user"], biases["movie"], split.scale, split.users, split.movies)
+    model = MFModel(
+        float(np.mean(w0)),
+        vectors["user"],
+        vectors["movie"],
+        biases["user"],
+        biases["movie"],
+        split.scale,
+        split.users,
+        split.movies,
+    )
     checked = held_out_rows(split.test.sample(500, random_state=0), split.users, split.movies)
     theirs = np.clip(fm.predict(None, blocks(checked.users, checked.movies)), *split.scale)
     if not np.allclose(model.predict(checked.users, checked.movies), theirs, atol=1e-4):
@@ -207,7 +267,9 @@ def table(rows: list[dict]) -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--data", help="a MovieLens release (folder or zip; default: MovieLens 100K)")
     parser.add_argument("--skip-peers", action="store_true", help="only this project's models")
     parser.add_argument("--json", type=Path, help="also write the rows as JSON here")
@@ -215,7 +277,10 @@ def main() -> int:
 
     split = Split(args.data)
     runs: list[tuple[str, Callable[[], tuple[MFModel, float, dict]]]] = [
-        ("this project, default (Gibbs, posterior mean, who rated what on both sides)", lambda: ours(split, TrainConfig())),
+        (
+            "this project, default (Gibbs, posterior mean, who rated what on both sides)",
+            lambda: ours(split, TrainConfig()),
+        ),
         ("this project, --implicit none (ids only)", lambda: ours(split, TrainConfig(implicit="none"))),
         ("this project, --method adam", lambda: ours(split, TrainConfig(method="adam"))),
     ]
@@ -226,7 +291,10 @@ def main() -> int:
             ("Cornac MF (README: k=10, 25 epochs)", lambda: cornac_mf(split, 10)),
             ("Cornac MF (k=128, 25 epochs)", lambda: cornac_mf(split, 128)),
             ("myFM Bayesian FM, ids only (rank 16, 200 samples)", lambda: myfm_model(split, implicit=False)),
-            ("myFM Bayesian FM, + who rated what (rank 16, 200 samples)", lambda: myfm_model(split, implicit=True)),
+            (
+                "myFM Bayesian FM, + who rated what (rank 16, 200 samples)",
+                lambda: myfm_model(split, implicit=True),
+            ),
         ]
     rows = []
     for name, run in runs:
@@ -240,7 +308,9 @@ def main() -> int:
 
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     machine = f"{os.cpu_count()} cores, Python {platform.python_version()}, CPU"
-    print(f"{split.name}, canonical split: {len(split.train):,} training / {len(split.test):,} test ratings; {stamp}; {machine}")
+    print(
+        f"{split.name}, canonical split: {len(split.train):,} training / {len(split.test):,} test ratings; {stamp}; {machine}"
+    )
     print(table(rows))
     if args.json:
         args.json.write_text(json.dumps({"date": stamp, "machine": machine, "rows": rows}, indent=2) + "\n")

@@ -158,7 +158,10 @@ def bundle_scorers(bundle: Path, users: pd.Index, movies: pd.Index) -> dict:
         scorers["this project, by relevance (default)"] = lambda rows: (
             watch_users[rows] @ watch_movies.T + beta * rating(rows)
         )
-    return scorers, manifest.get("relevance", {})
+    chosen = {
+        key: manifest.get("relevance", {}).get(key) for key in ("rank", "regularization", "rating_weight")
+    }
+    return scorers, chosen
 
 
 def main(argv=None) -> int:

@@ -54,15 +54,14 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import faiss
+from threadpoolctl import threadpool_limits
 
+import search.topk
 from embedder.bundle import Bundle, BundleError
 from embedder.model import MFModel
 from embedder.vocab import Vocabulary
 from search import Recommender
-from threadpoolctl import threadpool_limits
-
 from search.batch import write_recommendations
-import search.topk
 from search.topk import USER_BLOCK, top_k
 
 ML25M_USERS, ML25M_MOVIES, DIM = 162_541, 59_047, 64

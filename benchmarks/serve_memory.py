@@ -56,7 +56,9 @@ def _free_port() -> int:
 
 def _get(url: str, body: dict | None = None) -> int:
     data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"} if data else {})
+    request = urllib.request.Request(
+        url, data=data, headers={"Content-Type": "application/json"} if data else {}
+    )
     try:
         with urllib.request.urlopen(request, timeout=60) as answer:
             answer.read()
@@ -93,7 +95,10 @@ def _exercise(base: str, bundle: Path) -> dict[int, int]:
             (f"{base}/api/v1/users/{user}/recommendations?k=10", None),
             (f"{base}/api/v1/movies/{movie}/similar?k=10", None),
             (f"{base}/api/v1/movies?q=movie&limit=10", None),
-            (f"{base}/api/v1/recommendations", {"ratings": [{"movie_id": m, "rating": 4} for m in others], "k": 10}),
+            (
+                f"{base}/api/v1/recommendations",
+                {"ratings": [{"movie_id": m, "rating": 4} for m in others], "k": 10},
+            ),
             (f"{base}/", None),
             (f"{base}/users/{user}", None),
             (f"{base}/movies/{movie}", None),
@@ -117,7 +122,11 @@ def _memory(pid: int) -> dict[str, float]:
     for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()[1:]:
         name, value, *_ = line.split()
         fields[name.rstrip(":")] = int(value) / 1024
-    return {"rss": fields["Rss"], "pss": fields["Pss"], "uss": fields["Private_Clean"] + fields["Private_Dirty"]}
+    return {
+        "rss": fields["Rss"],
+        "pss": fields["Pss"],
+        "uss": fields["Private_Clean"] + fields["Private_Dirty"],
+    }
 
 
 def _serving(base: str) -> str:
@@ -150,20 +159,50 @@ def measure(bundle: Path, workers: int, preload: bool, reload: bool = False) -> 
     ``reload``, publish a new version meanwhile and measure after the switch."""
     port = _free_port()
     base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryDirectory(dir=bundle.parent) as folder:  # beside the bundle: hard links need one file system
+    with tempfile.TemporaryDirectory(
+        dir=bundle.parent
+    ) as folder:  # beside the bundle: hard links need one file system
         served = bundle
         if reload:
             served = Path(folder) / "current"
             os.symlink(bundle.resolve(), served)
         env = {**os.environ, "MOVIE_WEB_BUNDLE": str(served)}
         if preload:
-            command = [sys.executable, "-m", "web", "--bundle", str(served), "--port", str(port), "--workers", str(workers)]
+            command = [
+                sys.executable,
+                "-m",
+                "web",
+                "--bundle",
+                str(served),
+                "--port",
+                str(port),
+                "--workers",
+                str(workers),
+            ]
         else:
             config = Path(folder) / "no_preload.py"
             config.write_text("from web.gunicorn_conf import *  # noqa: F401,F403\npreload_app = False\n")
-            command = [sys.executable, "-m", "gunicorn", "-c", str(config), "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "web:create_app()"]
+            command = [
+                sys.executable,
+                "-m",
+                "gunicorn",
+                "-c",
+                str(config),
+                "--bind",
+                f"127.0.0.1:{port}",
+                "--workers",
+                str(workers),
+                "web:create_app()",
+            ]
         started = time.perf_counter()
-        process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+        process = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         try:
             ready = _wait_ready(base, process, started)
             # Every worker must be up (each answers healthz itself); then exercise them.
@@ -180,20 +219,34 @@ def measure(bundle: Path, workers: int, preload: bool, reload: bool = False) -> 
         finally:
             os.killpg(process.pid, signal.SIGTERM)
             process.wait(timeout=30)
-    return {"ready_s": ready, "master": master, "workers": children, "statuses": statuses, "switched_s": switched}
+    return {
+        "ready_s": ready,
+        "master": master,
+        "workers": children,
+        "statuses": statuses,
+        "switched_s": switched,
+    }
 
 
 def _row(name: str, run: dict) -> list[str]:
-    switched = f"; every worker serving the new version {run['switched_s']:.1f} s after it was published" if run["switched_s"] else ""
+    switched = (
+        f"; every worker serving the new version {run['switched_s']:.1f} s after it was published"
+        if run["switched_s"]
+        else ""
+    )
     lines = [f"{name}: answering after {run['ready_s']:.1f} s; answers {run['statuses']}{switched}"]
     lines.append(f"  {'process':10} {'RSS MiB':>9} {'PSS MiB':>9} {'USS MiB':>9}")
-    for label, mem in [("master", run["master"])] + [(f"worker {i + 1}", m) for i, m in enumerate(run["workers"])]:
+    for label, mem in [("master", run["master"])] + [
+        (f"worker {i + 1}", m) for i, m in enumerate(run["workers"])
+    ]:
         lines.append(f"  {label:10} {mem['rss']:9.1f} {mem['pss']:9.1f} {mem['uss']:9.1f}")
     return lines
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--bundle", type=Path, required=True, help="a built bundle (python -m search build)")
     parser.add_argument("--workers", type=int, default=2)
     args = parser.parse_args()

@@ -1,4 +1,4 @@
-""""Movies like this" (search/similar.py): genre agreement by blend weight, and what it costs.
+""" "Movies like this" (search/similar.py): genre agreement by blend weight, and what it costs.
 
 Quality: ``search.evaluate.neighbour_agreement`` (top 10, mean genre Jaccard
 against random neighbours, seed 42 as in the manifest) with
@@ -21,8 +21,8 @@ import numpy as np
 
 import search.similar
 from embedder.bundle import Bundle
-from search.evaluate import DEFAULT_MIN_RATINGS, genre_sets, neighbour_agreement
 from search import Recommender
+from search.evaluate import DEFAULT_MIN_RATINGS, genre_sets, neighbour_agreement
 from search.similar import Similarity, neighbour_table
 
 SEED = 42
@@ -44,7 +44,9 @@ def main() -> None:
     genres = genre_sets(bundle.movies["genres"])
     counts = bundle.movies["rating_count"].to_numpy()
     # A new Similarity per call: the weight is read when scoring, and each sweep step sets it.
-    agreement = lambda floor: neighbour_agreement(Similarity(bundle.model.movie_embeddings, bundle.seen), genres, counts >= floor, seed=SEED)
+    agreement = lambda floor: neighbour_agreement(
+        Similarity(bundle.model.movie_embeddings, bundle.seen), genres, counts >= floor, seed=SEED
+    )
     if not args.cost:
         chosen = search.similar.EMBEDDING_WEIGHT
         print(f"{'weight of cos(q)':>16}  {'floor 20: model / random = ratio':>34}  {'floor 0: ratio':>14}")
@@ -52,15 +54,19 @@ def main() -> None:
             search.similar.EMBEDDING_WEIGHT = weight
             high, low = agreement(DEFAULT_MIN_RATINGS), agreement(0)
             mark = "  (in use)" if weight == chosen else ""
-            print(f"{weight:>16g}  {high['model']:.4f} / {high['random']:.4f} = {high['model'] / high['random']:.3f}x"
-                  f"  {low['model'] / low['random']:>13.3f}x{mark}")
+            print(
+                f"{weight:>16g}  {high['model']:.4f} / {high['random']:.4f} = {high['model'] / high['random']:.3f}x"
+                f"  {low['model'] / low['random']:>13.3f}x{mark}"
+            )
         return
     rec = Recommender(bundle)
     before, started = rss_mib(), time.perf_counter()
     rec.warm()
     index = sum(a.nbytes for a in rec._similarity._raters)
-    print(f"warm: {time.perf_counter() - started:.2f} s, RSS +{rss_mib() - before:.0f} MiB "
-          f"(raters index {index / 2**20:.0f} MiB, {bundle.seen.nnz:,} training ratings)")
+    print(
+        f"warm: {time.perf_counter() - started:.2f} s, RSS +{rss_mib() - before:.0f} MiB "
+        f"(raters index {index / 2**20:.0f} MiB, {bundle.seen.nnz:,} training ratings)"
+    )
     rated = np.flatnonzero(counts > 0)
     rated = rated[np.argsort(-counts[rated], kind="stable")]
     for name, row in (("most rated", rated[0]), ("median", rated[len(rated) // 2])):
@@ -72,12 +78,16 @@ def main() -> None:
         print(f"similar, {name} movie ({counts[row]:,} ratings): {min(times) * 1e3:.1f} ms")
     started = time.perf_counter()
     table = neighbour_table(rec._similarity)
-    print(f"neighbour_table (what search build stores): {time.perf_counter() - started:.1f} s, "
-          f"{sum(a.nbytes for a in table) / 2**20:.0f} MiB")
+    print(
+        f"neighbour_table (what search build stores): {time.perf_counter() - started:.1f} s, "
+        f"{sum(a.nbytes for a in table) / 2**20:.0f} MiB"
+    )
     for floor in (0, DEFAULT_MIN_RATINGS):
         started = time.perf_counter()
         figures = agreement(floor)
-        print(f"neighbour_agreement, floor {floor}: {time.perf_counter() - started:.1f} s ({figures['movies']:,} queries)")
+        print(
+            f"neighbour_agreement, floor {floor}: {time.perf_counter() - started:.1f} s ({figures['movies']:,} queries)"
+        )
 
 
 if __name__ == "__main__":

@@ -31,8 +31,25 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 
 ML25M_RATINGS, ML25M_USERS, ML25M_MOVIES = 25_000_095, 162_541, 59_047
-GENRES = ("Action", "Adventure", "Animation", "Children", "Comedy", "Crime", "Documentary", "Drama",
-          "Fantasy", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller", "War", "Western")
+GENRES = (
+    "Action",
+    "Adventure",
+    "Animation",
+    "Children",
+    "Comedy",
+    "Crime",
+    "Documentary",
+    "Drama",
+    "Fantasy",
+    "Horror",
+    "Musical",
+    "Mystery",
+    "Romance",
+    "Sci-Fi",
+    "Thriller",
+    "War",
+    "Western",
+)
 RANK = 8
 MIN_USER_RATINGS = 20
 
@@ -85,7 +102,9 @@ def _user_counts(n_users: int, n_movies: int, n_ratings: int, rng: np.random.Gen
     return counts
 
 
-def _pairs(counts: np.ndarray, popularity: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+def _pairs(
+    counts: np.ndarray, popularity: np.ndarray, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
     """Distinct (user, movie) pairs, ``counts[u]`` per user, movies drawn by popularity.
 
     Draw with replacement and drop repeats for a few rounds; the heavy users still
@@ -108,8 +127,11 @@ def _pairs(counts: np.ndarray, popularity: np.ndarray, rng: np.random.Generator)
     short = np.flatnonzero(need)
     keys = keys[~np.isin(keys // n_movies, short)]
     log_weights = np.log(popularity)
-    exact = [u * n_movies + np.argpartition(np.log(-np.log(rng.random(n_movies))) - log_weights, counts[u])[: counts[u]]
-             for u in short]
+    exact = [
+        u * n_movies
+        + np.argpartition(np.log(-np.log(rng.random(n_movies))) - log_weights, counts[u])[: counts[u]]
+        for u in short
+    ]
     keys = np.sort(np.concatenate([keys, *exact]))
     order = rng.permutation(len(keys))  # within a user the movies come in random order
     keys = keys[order][np.argsort(keys[order] // n_movies, kind="stable")]
@@ -134,7 +156,9 @@ def generate(n_ratings: int, seed: int = 0, noise: float = 0.75) -> Synthetic:
     n_users, n_movies = shape_for(n_ratings)
     n_ratings = min(n_ratings, n_users * n_movies // 3)
     counts = _user_counts(n_users, n_movies, n_ratings, rng)
-    popularity = rng.lognormal(0.0, 2.0, n_movies)  # top movie ~1% of all ratings, median movie ~1/7 of the mean
+    popularity = rng.lognormal(
+        0.0, 2.0, n_movies
+    )  # top movie ~1% of all ratings, median movie ~1/7 of the mean
     u, m = _pairs(counts, popularity, rng)
 
     # Truth: popular movies rate a little higher, as in MovieLens.
@@ -146,13 +170,18 @@ def generate(n_ratings: int, seed: int = 0, noise: float = 0.75) -> Synthetic:
     mean = np.empty(len(u), dtype=np.float64)
     block = 1 << 21
     for start in range(0, len(u), block):
-        uu, mm = u[start:start + block], m[start:start + block]
-        mean[start:start + block] = 3.55 + user_bias[uu] + movie_bias[mm] + np.einsum("ij,ij->i", P[uu], Q[mm])
+        uu, mm = u[start : start + block], m[start : start + block]
+        mean[start : start + block] = (
+            3.55 + user_bias[uu] + movie_bias[mm] + np.einsum("ij,ij->i", P[uu], Q[mm])
+        )
     observed = np.clip(np.round((mean + rng.normal(0.0, noise, len(mean))) * 2) / 2, 0.5, 5.0)
     oracle = float(np.sqrt(np.mean((np.clip(mean, 0.5, 5.0) - observed) ** 2)))
 
     dims = np.argmax(Q[:, :4], axis=1)  # genres follow the first factors, loosely
-    genres = [f"{GENRES[(2 * d) % len(GENRES)]}|{GENRES[(2 * d + 1 + i % 3) % len(GENRES)]}" for i, d in enumerate(dims)]
+    genres = [
+        f"{GENRES[(2 * d) % len(GENRES)]}|{GENRES[(2 * d + 1 + i % 3) % len(GENRES)]}"
+        for i, d in enumerate(dims)
+    ]
     timestamps = 1_000_000_000 + rng.integers(0, 600_000_000, len(u), dtype=np.int64)
     return Synthetic(u + 1, m + 1, observed.astype(np.float32), timestamps, genres, oracle)
 
@@ -160,13 +189,26 @@ def generate(n_ratings: int, seed: int = 0, noise: float = 0.75) -> Synthetic:
 def write(data: Synthetic, out: Path) -> None:
     """Write ``ratings.csv``, ``movies.csv`` (ml-latest layout) and ``truth.json``."""
     out.mkdir(parents=True, exist_ok=True)
-    ratings = pa.table({"userId": data.users, "movieId": data.movies, "rating": data.ratings, "timestamp": data.timestamps})
+    ratings = pa.table(
+        {"userId": data.users, "movieId": data.movies, "rating": data.ratings, "timestamp": data.timestamps}
+    )
     pacsv.write_csv(ratings, out / "ratings.csv")
     movie_ids = np.arange(1, len(data.genres) + 1, dtype=np.int32)
-    movies = pa.table({"movieId": movie_ids, "title": [f"Synthetic movie {i} (2000)" for i in movie_ids], "genres": data.genres})
+    movies = pa.table(
+        {
+            "movieId": movie_ids,
+            "title": [f"Synthetic movie {i} (2000)" for i in movie_ids],
+            "genres": data.genres,
+        }
+    )
     pacsv.write_csv(movies, out / "movies.csv")
-    truth = {"ratings": len(data.ratings), "users": int(data.users.max()), "movies": len(data.genres),
-             "rank": RANK, "oracle_rmse": data.oracle_rmse}
+    truth = {
+        "ratings": len(data.ratings),
+        "users": int(data.users.max()),
+        "movies": len(data.genres),
+        "rank": RANK,
+        "oracle_rmse": data.oracle_rmse,
+    }
     (out / "truth.json").write_text(json.dumps(truth, indent=1) + "\n")
 
 
@@ -185,15 +227,27 @@ def ensure(n_ratings: int, out: Path, seed: int = 0) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--ratings", type=parse_count, default=parse_count("2M"), help="how many ratings (e.g. 2M, 25M; default 2M)")
-    parser.add_argument("--out", type=Path, required=True, help="folder to write ratings.csv, movies.csv and truth.json into")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--ratings",
+        type=parse_count,
+        default=parse_count("2M"),
+        help="how many ratings (e.g. 2M, 25M; default 2M)",
+    )
+    parser.add_argument(
+        "--out", type=Path, required=True, help="folder to write ratings.csv, movies.csv and truth.json into"
+    )
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args(argv)
     started = time.perf_counter()
     truth = ensure(args.ratings, args.out, args.seed)
-    print(f"{args.out}: {truth['ratings']:,} ratings, {truth['users']:,} users x {truth['movies']:,} movies, "
-          f"oracle RMSE {truth['oracle_rmse']:.4f} ({time.perf_counter() - started:.1f}s)", file=sys.stderr)
+    print(
+        f"{args.out}: {truth['ratings']:,} ratings, {truth['users']:,} users x {truth['movies']:,} movies, "
+        f"oracle RMSE {truth['oracle_rmse']:.4f} ({time.perf_counter() - started:.1f}s)",
+        file=sys.stderr,
+    )
     return 0
 
 

@@ -58,7 +58,14 @@ TARGET = {"p99_ms": 20.0, "req_s": 2000.0, "errors": 0}
 PEER_RATIO = 0.8
 """Throughput of the app against the bare Flask + FAISS peer on the same worker class."""
 # gunicorn's own workers, which parse requests with gunicorn's HTTP parser.
-SWEEP = [("gevent", 2, 1), ("gevent", 3, 1), ("gthread", 2, 2), ("gthread", 2, 4), ("gthread", 3, 2), ("sync", 4, 1)]
+SWEEP = [
+    ("gevent", 2, 1),
+    ("gevent", 3, 1),
+    ("gthread", 2, 2),
+    ("gthread", 2, 4),
+    ("gthread", 3, 2),
+    ("sync", 4, 1),
+]
 
 LUA = """
 local paths = {%(paths)s}
@@ -119,18 +126,27 @@ def built_copy(bundle: Path, workdir: Path) -> Path:
         return bundle
     copy = workdir / "bundle"
     shutil.copytree(bundle, copy)
-    subprocess.run([sys.executable, "-m", "search", "build", "--bundle", str(copy)], cwd=REPO, check=True, capture_output=True)
+    subprocess.run(
+        [sys.executable, "-m", "search", "build", "--bundle", str(copy)],
+        cwd=REPO,
+        check=True,
+        capture_output=True,
+    )
     return copy
 
 
-def start_gunicorn(app: str, port: int, worker_class: str, workers: int, threads: int, env: dict, log: Path) -> subprocess.Popen:
+def start_gunicorn(
+    app: str, port: int, worker_class: str, workers: int, threads: int, env: dict, log: Path
+) -> subprocess.Popen:
     command = [
         sys.executable, "-m", "gunicorn", "-c", "python:web.gunicorn_conf",
         "--bind", f"127.0.0.1:{port}", "--workers", str(workers), "--threads", str(threads),
         "--worker-class", worker_class, app,
     ]  # fmt: skip
     handle = open(log, "w")
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True)
+    return subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=handle, stderr=subprocess.STDOUT, start_new_session=True
+    )
 
 
 def stop(process: subprocess.Popen) -> None:
@@ -178,14 +194,35 @@ def children_cpu_seconds() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def run_wrk(base: str, paths: list[str], workdir: Path, duration: int, connections: int, wrk_threads: int, server_pgid: int) -> dict:
+def run_wrk(
+    base: str,
+    paths: list[str],
+    workdir: Path,
+    duration: int,
+    connections: int,
+    wrk_threads: int,
+    server_pgid: int,
+) -> dict:
     # Check every path answers before timing (a 404 would be counted, not hidden).
     for path in paths[:4]:
         with urllib.request.urlopen(base + path, timeout=5) as response:
             assert response.status == 200, path
     script = workdir / "load.lua"
     script.write_text(LUA % {"paths": ", ".join(json.dumps(p) for p in paths), "offset": 0})
-    command = ["wrk", "-t", str(wrk_threads), "-c", str(connections), "-d", f"{duration}s", "--timeout", "5s", "-s", str(script), base]
+    command = [
+        "wrk",
+        "-t",
+        str(wrk_threads),
+        "-c",
+        str(connections),
+        "-d",
+        f"{duration}s",
+        "--timeout",
+        "5s",
+        "-s",
+        str(script),
+        base,
+    ]
     server_before, wrk_before = group_cpu_seconds(server_pgid), children_cpu_seconds()
     done = subprocess.run(command, capture_output=True, text=True, timeout=duration + 60)
     server_cpu, wrk_cpu = group_cpu_seconds(server_pgid) - server_before, children_cpu_seconds() - wrk_before
@@ -218,7 +255,9 @@ def measure(app: str, paths: list[str], config: tuple[str, int, int], env: dict,
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base + paths[0], process, log)
-        run_wrk(base, paths, workdir, min(3, args.duration), args.connections, args.wrk_threads, process.pid)  # warm up
+        run_wrk(
+            base, paths, workdir, min(3, args.duration), args.connections, args.wrk_threads, process.pid
+        )  # warm up
         return run_wrk(base, paths, workdir, args.duration, args.connections, args.wrk_threads, process.pid)
     finally:
         stop(process)
@@ -275,14 +314,33 @@ def _label(config: tuple[str, int, int]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=REPO / "artifacts" / "current", help="ML-100K bundle (default: %(default)s)")
+    parser.add_argument(
+        "--bundle",
+        type=Path,
+        default=REPO / "artifacts" / "current",
+        help="ML-100K bundle (default: %(default)s)",
+    )
     parser.add_argument("--duration", type=int, default=20, help="seconds per run (default: %(default)s)")
-    parser.add_argument("--connections", type=int, default=32, help="concurrent connections (default: %(default)s)")
-    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads (default: %(default)s, one per core; wrk shares the cores)")
-    parser.add_argument("--repeat", type=int, default=1, help="runs of each server, alternating; medians reported (default: %(default)s)")
+    parser.add_argument(
+        "--connections", type=int, default=32, help="concurrent connections (default: %(default)s)"
+    )
+    parser.add_argument(
+        "--wrk-threads",
+        type=int,
+        default=2,
+        help="wrk threads (default: %(default)s, one per core; wrk shares the cores)",
+    )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs of each server, alternating; medians reported (default: %(default)s)",
+    )
     parser.add_argument("--sweep", action="store_true", help="also measure other workers x threads settings")
     parser.add_argument("--no-peer", action="store_true", help="skip the bare Flask + FAISS peer")
-    parser.add_argument("--no-floor", action="store_true", help="skip the floor: the same server answering /api/v1/healthz")
+    parser.add_argument(
+        "--no-floor", action="store_true", help="skip the floor: the same server answering /api/v1/healthz"
+    )
     args = parser.parse_args(argv)
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is not installed: apt-get install -y wrk")
@@ -302,7 +360,9 @@ def main(argv: list[str] | None = None) -> int:
         app_paths, peer_paths = load_paths(bundle)
         print(f"bundle {bundle} ({json.loads((bundle / 'manifest.json').read_text())['dataset']['name']}), "
               f"{os.cpu_count()} cpus, wrk -t{args.wrk_threads} -c{args.connections} -d{args.duration}s on the same machine")  # fmt: skip
-        print("cpu ms/req: CPU time of the server + of wrk per request; 2-core cap: 2 s / that, the req/s two idle cores could serve")
+        print(
+            "cpu ms/req: CPU time of the server + of wrk per request; 2-core cap: 2 s / that, the req/s two idle cores could serve"
+        )
         print(HEADER)
         results = {}
         for config in configs:
@@ -315,10 +375,14 @@ def main(argv: list[str] | None = None) -> int:
                 if config == default and not args.no_floor:
                     # What the server stack alone allows: the same app answering a
                     # request that does no work (no search, a tiny body).
-                    floors.append(measure("web:create_app()", ["/api/v1/healthz"], config, env, args, workdir))
+                    floors.append(
+                        measure("web:create_app()", ["/api/v1/healthz"], config, env, args, workdir)
+                    )
                     print(row(f"floor: web /healthz {label}", floors[-1], None), flush=True)
                 runs.append(measure("web:create_app()", app_paths, config, env, args, workdir))
-                print(row(f"web: recommend+similar {label}", runs[-1], peers[-1] if peers else None), flush=True)
+                print(
+                    row(f"web: recommend+similar {label}", runs[-1], peers[-1] if peers else None), flush=True
+                )
             peer = median_result(peers) if peers else None
             ours = median_result(runs)
             if args.repeat > 1:
@@ -336,14 +400,20 @@ def main(argv: list[str] | None = None) -> int:
             f"default {_label(default)} vs peer on the same workers: {ratio:.2f}x the peer's req/s, {ours['errors']} errors, "
             f"p99 {ours['p99_ms']:.2f} ms (peer {peer['p99_ms']:.2f} ms) -> target (>= {PEER_RATIO}x, 0 errors) {'MET' if fair else 'NOT MET'}"
         )
-    met = ours["p99_ms"] <= TARGET["p99_ms"] and ours["req_s"] >= TARGET["req_s"] and ours["errors"] == TARGET["errors"]
+    met = (
+        ours["p99_ms"] <= TARGET["p99_ms"]
+        and ours["req_s"] >= TARGET["req_s"]
+        and ours["errors"] == TARGET["errors"]
+    )
     print(
         f"default {_label(default)}: {ours['req_s']:,.0f} req/s, p50 {ours['p50_ms']:.2f} ms, "
         f"p99 {ours['p99_ms']:.2f} ms, {ours['errors']} errors over {ours['requests']:,} requests -> "
         f"target (p99 <= {TARGET['p99_ms']:.0f} ms, >= {TARGET['req_s']:,.0f} req/s, 0 errors) {'MET' if met else 'NOT MET'}"
     )
     load = os.getloadavg()
-    print(f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cpus (above ~2, other work shares the cores and the times above)")
+    print(
+        f"load average {load[0]:.1f} {load[1]:.1f} {load[2]:.1f} on {os.cpu_count()} cpus (above ~2, other work shares the cores and the times above)"
+    )
     return 0
 
 

@@ -65,7 +65,9 @@ def _state(root: Path, skip: set[str]) -> set[str]:
     return state
 
 
-def _run(root: Path, command: list[str], kill: tuple[str, float] | None = None) -> tuple[int, float, float | None]:
+def _run(
+    root: Path, command: list[str], kill: tuple[str, float] | None = None
+) -> tuple[int, float, float | None]:
     """Run ``command``, SIGKILLing it ``kill = (kind, seconds)`` after its start
     ("anywhere") or after the first new entry under ``root`` ("publishing").
 
@@ -114,7 +116,11 @@ def _kill_until(root: Path, command: list[str], seed: int) -> Counter:
     while sum(kills.values()) < KILLS:
         assert time.monotonic() < deadline, f"in {SECONDS}s: {dict(outcomes)}"
         kind = rng.choice([kind for kind in kills if kills[kind] < KILLS // 2])
-        seconds = rng.uniform(0.02, 1.0) * statistics.median(lengths) if kind == "anywhere" else rng.uniform(0, 1.5) * statistics.median(spans)
+        seconds = (
+            rng.uniform(0.02, 1.0) * statistics.median(lengths)
+            if kind == "anywhere"
+            else rng.uniform(0, 1.5) * statistics.median(spans)
+        )
         before = Bundle.load(root / "current").path
         existing = {Path(folder).resolve() for folder in _versions(root)}
         code, length, span = _run(root, command, (kind, seconds))

@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from tests.conftest import ROOT
 
 tomllib = pytest.importorskip("tomllib")
@@ -19,7 +20,12 @@ OURS = {"embedder", "search", "web"}
 
 
 def _name(requirement: str) -> str:
-    return re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-").replace(".", "-")
+    return (
+        re.split(r"[\s<>=!~;\[(]", requirement.strip(), maxsplit=1)[0]
+        .lower()
+        .replace("_", "-")
+        .replace(".", "-")
+    )
 
 
 def _closure(requirements: list[str]) -> set[str]:

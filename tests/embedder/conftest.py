@@ -14,9 +14,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from embedder.publish import point_current
 from embedder.config import TrainConfig
 from embedder.data import canonical_split
+from embedder.publish import point_current
 from embedder.train import TrainResult, train
 from embedder.vocab import Vocabulary
 from tests.conftest import edit_manifest, make_low_rank_ratings, plain_bundle

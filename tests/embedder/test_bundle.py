@@ -14,22 +14,20 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-
 import scipy.sparse as sp
 
 from embedder.bundle import Bundle, BundleError, json_writer, npy_writer, update_bundle, write_bundle
-from embedder.publish import point_current
-from embedder.metrics import rating_errors
 from embedder.data import canonical_split
+from embedder.metrics import rating_errors
+from embedder.publish import point_current
 from tests.conftest import (
     ROOT,
-    copy_bundle,
     edit_manifest,
     plain_bundle,
     random_bundle,
     rewrite_file_and_manifest,
+    write_synthetic_bundle,
 )
-from tests.conftest import write_synthetic_bundle
 
 
 def test_trained_bundle_round_trips_and_its_test_rmse_is_recomputable(tiny_bundle, synthetic_csv):

@@ -16,7 +16,9 @@ from tests.embedder.conftest import NEWEST_FIRST, OLD_LEFTOVERS, YOUNG_LEFTOVERS
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "embedder", *args], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "embedder", *args], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
 
 
 @pytest.mark.parametrize("command", [[], ["train"], ["evaluate"], ["bundles"]])
@@ -37,7 +39,9 @@ for argv in (["train", "--help"], ["train", "--dim", "x"]):
         pass
 print("loaded:", sorted(name for name in ("numpy", "pandas", "torch") if name in sys.modules))
 """
-    result = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120
+    )
     assert result.stdout.splitlines()[-1] == "loaded: []"
 
 
@@ -79,7 +83,11 @@ def test_every_config_field_is_a_flag_with_its_description_as_help():
     # A flag not given stays out of the namespace: the config's own default applies, and
     # the command knows which flags were given (to say which the method ignores).
     given = vars(build_parser().parse_args(["train", "--dim", "8", "--no-refit"]))
-    assert given["dim"] == 8 and given["refit"] is False and not set(TrainConfig.model_fields) - {"dim", "refit"} & given.keys()
+    assert (
+        given["dim"] == 8
+        and given["refit"] is False
+        and not set(TrainConfig.model_fields) - {"dim", "refit"} & given.keys()
+    )
     assert flags["tolerance"].help.startswith("(gibbs) Stop sampling once doubling the samples")
 
 
@@ -93,11 +101,32 @@ def test_a_burn_in_as_long_as_the_chain_is_refused_naming_the_flag(capsys):
 
 def test_train_flags_reach_the_manifest(tmp_path, synthetic_csv):
     out = tmp_path / "adam"
-    args = ["train", "--data", synthetic_csv, "--out", str(out), "--method", "adam", "--dim", "4", "--epochs", "2"]
-    assert main(args + ["--no-refit", "--init-std", "0.1", "--val-fraction", "0.2", "--threads", "0", "--quiet"]) == 0
+    args = [
+        "train",
+        "--data",
+        synthetic_csv,
+        "--out",
+        str(out),
+        "--method",
+        "adam",
+        "--dim",
+        "4",
+        "--epochs",
+        "2",
+    ]
+    assert (
+        main(args + ["--no-refit", "--init-std", "0.1", "--val-fraction", "0.2", "--threads", "0", "--quiet"])
+        == 0
+    )
     manifest = json.loads((out / "manifest.json").read_text())
     config = manifest["config"]
-    assert (config["method"], config["refit"], config["init_std"], config["val_fraction"], config["threads"]) == ("adam", False, 0.1, 0.2, 0)
+    assert (
+        config["method"],
+        config["refit"],
+        config["init_std"],
+        config["val_fraction"],
+        config["threads"],
+    ) == ("adam", False, 0.1, 0.2, 0)
     assert manifest["training"]["refit"] is False and manifest["training"]["unit"] == "epoch"
 
 
@@ -122,20 +151,53 @@ def test_train_out_writes_there_and_leaves_current_alone(tmp_path, synthetic_csv
     artifacts = tmp_path / "artifacts"
     out = tmp_path / "mine"
     # --epochs and --lr belong to adam: gibbs (the default) trains, and says it ignores them.
-    args = ["train", "--data", synthetic_csv, "--out", str(out), "--artifacts", str(artifacts), "--dim", "4", "--epochs", "2", "--lr", "0.1", "--sweeps", "5", "--quiet"]
+    args = [
+        "train",
+        "--data",
+        synthetic_csv,
+        "--out",
+        str(out),
+        "--artifacts",
+        str(artifacts),
+        "--dim",
+        "4",
+        "--epochs",
+        "2",
+        "--lr",
+        "0.1",
+        "--sweeps",
+        "5",
+        "--quiet",
+    ]
     assert main(args) == 0
     assert (out / "manifest.json").is_file()
     assert not (artifacts / "current").exists()
     ignored = [r.getMessage() for r in caplog.records if "ignores it" in r.getMessage()]
-    assert ignored == ["--epochs is read by --method adam only; gibbs ignores it", "--lr is read by --method adam only; gibbs ignores it"]
+    assert ignored == [
+        "--epochs is read by --method adam only; gibbs ignores it",
+        "--lr is read by --method adam only; gibbs ignores it",
+    ]
     assert "earlier version" not in capsys.readouterr().err
     assert main(args) == 0  # again: the first bundle is kept beside the new one, and the command says so
-    assert capsys.readouterr().err.endswith(f"1 earlier version(s) kept beside it: `python -m embedder bundles --bundle {out} --keep 1` removes them\n")
+    assert capsys.readouterr().err.endswith(
+        f"1 earlier version(s) kept beside it: `python -m embedder bundles --bundle {out} --keep 1` removes them\n"
+    )
 
 
 def test_train_without_out_publishes_and_moves_current(tmp_path, synthetic_csv, capsys):
     artifacts = tmp_path / "artifacts"
-    args = ["train", "--data", synthetic_csv, "--artifacts", str(artifacts), "--dim", "4", "--sweeps", "5", "--quiet"]
+    args = [
+        "train",
+        "--data",
+        synthetic_csv,
+        "--artifacts",
+        str(artifacts),
+        "--dim",
+        "4",
+        "--sweeps",
+        "5",
+        "--quiet",
+    ]
     assert main(args) == 0
     first = (artifacts / "current").resolve()
     assert main(args + ["--seed", "5"]) == 0
@@ -150,13 +212,24 @@ def test_evaluate_reproduces_the_manifest(tiny_bundle, capsys):
     report = json.loads(capsys.readouterr().out)
     manifest = json.loads((Path(tiny_bundle) / "manifest.json").read_text())
     assert report["metrics"]["test"]["rmse"] == pytest.approx(manifest["metrics"]["test"]["rmse"], abs=1e-6)
-    assert report["quality"]["rating"]["model"]["rmse"] == pytest.approx(manifest["metrics"]["test"]["rmse"], abs=1e-6)
+    assert report["quality"]["rating"]["model"]["rmse"] == pytest.approx(
+        manifest["metrics"]["test"]["rmse"], abs=1e-6
+    )
 
 
 def test_evaluate_prints_the_quality_tables_with_the_chosen_floor(tiny_bundle, capsys):
     assert main(["evaluate", "--bundle", tiny_bundle, "--min-ratings", "50"]) == 0
     out = capsys.readouterr().out
-    for text in ("test_rmse", "biases", "popularity", "NDCG@10", "coverage", "genre Jaccard", "min_ratings 50", "run python -m search build"):
+    for text in (
+        "test_rmse",
+        "biases",
+        "popularity",
+        "NDCG@10",
+        "coverage",
+        "genre Jaccard",
+        "min_ratings 50",
+        "run python -m search build",
+    ):
         assert text in out, text
 
 
@@ -171,7 +244,9 @@ def test_bundles_lists_one_line_per_entry_then_the_leftovers(tmp_path, capsys):
     assert line["b-newer"].endswith("no test RMSE")
     assert line["a-oldest"].endswith("test RMSE 0.9000  <- current")
     assert sum("current" in text for text in lines[:-1]) == 1
-    assert line["notes"].endswith("not a bundle") and line["alias"].endswith(f"link to {tmp_path / 'elsewhere'} (not followed)")
+    assert line["notes"].endswith("not a bundle") and line["alias"].endswith(
+        f"link to {tmp_path / 'elsewhere'} (not followed)"
+    )
     assert lines[-1].startswith("staging leftovers: ")
     assert all(f"{name} (" in lines[-1] for name in OLD_LEFTOVERS | YOUNG_LEFTOVERS)
     assert "bundles/.f-crashed.tmp-old00001 (2 h old)" in lines[-1] and ".old-" not in lines[-1]
@@ -212,8 +287,17 @@ def test_bundles_keep_prints_what_it_removed(tmp_path, capsys):
         "kept 3 bundle(s): c-newest, b-newer, a-oldest (current)",
     ):
         assert text in out, text
-    assert re.search(r"kept bundles/\.h-slow\.tmp-active01 \(staging leftover, \d+ s old: a writer may still be using it\)", out)
-    assert {path.name for path in (artifacts / "bundles").iterdir() if not path.name.startswith(".")} == {"c-newest", "b-newer", "a-oldest", "notes", "alias"}
+    assert re.search(
+        r"kept bundles/\.h-slow\.tmp-active01 \(staging leftover, \d+ s old: a writer may still be using it\)",
+        out,
+    )
+    assert {path.name for path in (artifacts / "bundles").iterdir() if not path.name.startswith(".")} == {
+        "c-newest",
+        "b-newer",
+        "a-oldest",
+        "notes",
+        "alias",
+    }
     assert main(["bundles", "--artifacts", str(artifacts), "--keep", "2"]) == 0
     assert capsys.readouterr().out.startswith("nothing removed\n")
 
@@ -223,7 +307,13 @@ def test_bundles_keep_json_names_the_removed_and_the_kept(tmp_path, capsys):
     assert main(["bundles", "--artifacts", str(artifacts), "--keep", "1", "--json"]) == 0
     report = json.loads(capsys.readouterr().out)
     removed = {row["name"] for row in report["removed"]}
-    assert removed == {"b-newer", "d-middle", "e-no-created", ".f-crashed.tmp-old00001", ".current.tmp-old00002"}
+    assert removed == {
+        "b-newer",
+        "d-middle",
+        "e-no-created",
+        ".f-crashed.tmp-old00001",
+        ".current.tmp-old00002",
+    }
     assert [row["name"] for row in report["kept"] if row["kind"] == "bundle"] == ["c-newest", "a-oldest"]
 
 
@@ -241,7 +331,10 @@ def test_bundles_of_a_named_bundle_lists_and_prunes_its_versions(tmp_path, capsy
     assert lines[3].endswith(f"link to {built[1].name} (not followed)")
     assert main(["bundles", "--bundle", str(mine), "--keep", "2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"removed {lines[2].split()[0]} (bundle created ") and f"kept 2 bundle(s): {built[1].name} (current), {built[0].name}" in out
+    assert (
+        out.startswith(f"removed {lines[2].split()[0]} (bundle created ")
+        and f"kept 2 bundle(s): {built[1].name} (current), {built[0].name}" in out
+    )
     assert Bundle.load(mine).manifest["note"] == "build 2" and (tmp_path / "other").is_dir()
     with pytest.raises(SystemExit):
         main(["bundles", "--bundle", str(mine), "--artifacts", str(tmp_path)])
@@ -252,7 +345,12 @@ def test_bundles_of_a_named_bundle_lists_and_prunes_its_versions(tmp_path, capsy
 
 @pytest.mark.parametrize(
     "value, message",
-    [("0", "must be at least 1, got 0"), ("-2", "must be at least 1, got -2"), ("two", "expected a whole number, got 'two'"), ("1.5", "expected a whole number, got '1.5'")],
+    [
+        ("0", "must be at least 1, got 0"),
+        ("-2", "must be at least 1, got -2"),
+        ("two", "expected a whole number, got 'two'"),
+        ("1.5", "expected a whole number, got '1.5'"),
+    ],
 )
 def test_bundles_keep_refuses_a_bad_count_naming_the_flag(tmp_path, value, message, capsys):
     artifacts = make_artifacts(tmp_path)
@@ -272,12 +370,27 @@ def test_bundles_of_a_missing_artifacts_folder_is_one_error_line(tmp_path, extra
     assert captured.err.startswith("error: ") and captured.err.count("\n") == 1 and "nowhere" in captured.err
 
 
-def test_a_written_bundle_that_does_not_load_is_never_made_current(tmp_path, synthetic_csv, monkeypatch, capsys):
+def test_a_written_bundle_that_does_not_load_is_never_made_current(
+    tmp_path, synthetic_csv, monkeypatch, capsys
+):
     import embedder.export as export
     from embedder.bundle import Bundle
 
     artifacts = tmp_path / "artifacts"
-    train = ["train", "--data", synthetic_csv, "--artifacts", str(artifacts), "--dim", "4", "--sample-dim", "2", "--sweeps", "20", "--quiet"]
+    train = [
+        "train",
+        "--data",
+        synthetic_csv,
+        "--artifacts",
+        str(artifacts),
+        "--dim",
+        "4",
+        "--sample-dim",
+        "2",
+        "--sweeps",
+        "20",
+        "--quiet",
+    ]
     assert main(train) == 0
     before = Bundle.load(artifacts / "current").path
     written = export.export_bundle
@@ -292,13 +405,17 @@ def test_a_written_bundle_that_does_not_load_is_never_made_current(tmp_path, syn
     assert main(train) == 2
     err = capsys.readouterr().err
     assert "the bundle just written does not load (movie_biases.npy: checksum mismatch" in err
-    assert err.splitlines()[-1].startswith("error: ") and err.splitlines()[-1].endswith(f"{artifacts / 'current'} was left as it was")
+    assert err.splitlines()[-1].startswith("error: ") and err.splitlines()[-1].endswith(
+        f"{artifacts / 'current'} was left as it was"
+    )
     assert Bundle.load(artifacts / "current").path == before
 
 
 def test_constant_ratings_are_refused_before_training(tmp_path, capsys):
     data = tmp_path / "same.csv"
-    data.write_text("user_id,movie_id,rating\n" + "".join(f"{u},{m},4\n" for u in range(1, 21) for m in range(1, 31)))
+    data.write_text(
+        "user_id,movie_id,rating\n" + "".join(f"{u},{m},4\n" for u in range(1, 21) for m in range(1, 31))
+    )
     assert main(["train", "--data", str(data), "--artifacts", str(tmp_path / "artifacts"), "--quiet"]) == 2
     assert "same.csv: every rating is 4, so there is nothing to learn" in capsys.readouterr().err
     assert not (tmp_path / "artifacts").exists()
@@ -330,13 +447,17 @@ sys.exit(run_command(argparse.Namespace(handler=handler, fail=sys.argv[1] == "fa
 
 
 def test_run_command_prints_a_user_error_as_one_line_and_returns_2():
-    result = subprocess.run([sys.executable, "-c", RUN_COMMAND, "fail"], cwd=ROOT, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", RUN_COMMAND, "fail"], cwd=ROOT, capture_output=True, text=True, timeout=60
+    )
     assert (result.returncode, result.stdout, result.stderr) == (2, "", "error: bad value 'x'\n")
 
 
 def test_run_command_returns_1_quietly_when_the_reader_goes_away():
     # As `python -m embedder bundles | head -1` or `python -m search similar ... | head -1`.
-    process = subprocess.Popen([sys.executable, "-c", RUN_COMMAND, "print"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    process = subprocess.Popen(
+        [sys.executable, "-c", RUN_COMMAND, "print"], cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
     assert process.stdout.readline() == b"0\n"
     process.stdout.close()
     _, stderr = process.communicate(timeout=60)

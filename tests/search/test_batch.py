@@ -144,7 +144,9 @@ def test_cli_writes_the_file_and_names_bad_arguments(planted_bundle, tmp_path, c
         )
         == 0
     )
-    assert pq.read_table(one).to_pandas().equals(pq.read_table(out).to_pandas())  # the default (a worker a core) writes the same rows
+    assert (
+        pq.read_table(one).to_pandas().equals(pq.read_table(out).to_pandas())
+    )  # the default (a worker a core) writes the same rows
     assert [
         pool["num_threads"] for pool in threadpool_info()
     ] == blas_before  # the command's BLAS limit ended with it

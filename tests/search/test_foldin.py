@@ -230,9 +230,8 @@ def test_a_trained_user_folded_in_from_their_own_training_ratings_gets_about_the
     training ratings (the movie side frozen): their top 10 overlaps the trained
     user's by at least 0.6 on average, and their test RMSE is within 0.05 of the
     trained user's."""
-    from embedder.data import load_ratings
+    from embedder.data import canonical_split, load_ratings
     from embedder.metrics import rmse
-    from embedder.data import canonical_split
 
     rec = Recommender.load(tiny_bundle)
     bundle = rec.bundle
