@@ -90,7 +90,7 @@ def _svd(pattern: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.n
     from sklearn.utils.extmath import randomized_svd
 
     rank = max(1, min(rank, min(pattern.shape) - 1))
-    _, sigma, vt = randomized_svd(pattern, rank, n_iter=4, random_state=seed)
+    _, sigma, vt = randomized_svd(pattern, rank, n_iter=2, random_state=seed)
     return sigma, np.ascontiguousarray(vt.T, dtype=np.float32)
 
 
