@@ -11,15 +11,15 @@ import csv
 import io
 import logging
 import threading
+from collections.abc import Mapping
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from flask import current_app, g
 
 from search import BundleError, NotBuiltError
 from web.charts import cluster_map_svg
-from web.params import Requests
 
 
 def bundle_summary(rec: Any) -> dict:
@@ -64,22 +64,7 @@ class WebState:
         self.rec = recommender
         self.catalogue = recommender.catalogue
         """Titles, movie rows and clusters (:class:`search.Catalogue`) of the same bundle."""
-        self.k_default = int(config["K_DEFAULT"])
-        self.k_max = int(config["K_MAX"])
-        self.search_default = int(config["SEARCH_LIMIT_DEFAULT"])
-        self.search_max = int(config["SEARCH_LIMIT_MAX"])
-        self.max_query = int(config["MAX_QUERY_LENGTH"])
-        self.user_ratings_shown = int(config["USER_RATINGS_SHOWN"])
         self.map_max_points = int(config["MAP_MAX_POINTS"])
-        self.requests = Requests(
-            k_default=self.k_default,
-            k_max=self.k_max,
-            search_default=self.search_default,
-            search_max=self.search_max,
-            max_query=self.max_query,
-            n_movies=len(recommender.movie_ids),
-        )
-        """What requests to this state may carry (web/params.py), checked by the views and documented by ``/api/openapi.json``."""
         self._lock = threading.Lock()
         self._map_svg: str | None = None
 
@@ -118,15 +103,20 @@ class WebState:
 
     @cached_property
     def browse_choice(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """The home page's movie lists, chosen once (sorting the movie table on every
-        visit cost more than the rest of the page on a large catalogue): the ids of
-        the :data:`BROWSE_SHOWN` most rated movies, of the best rated among those
-        with at least the returned floor of ratings, and that floor."""
+        """The home page's movie lists, chosen once: the ids of the :data:`BROWSE_SHOWN` most
+        rated movies, of the best rated among those with at least the returned floor of
+        ratings, and that floor."""
         movies = self.rec.bundle.movies
         counts = movies["rating_count"].to_numpy()
-        floor = max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if (counts > 0).any() else 20
-        most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True], kind="stable").head(BROWSE_SHOWN)
-        widely = movies[counts >= floor].sort_values(["mean_rating", "movie_id"], ascending=[False, True], kind="stable")
+        floor = (
+            max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if (counts > 0).any() else 20
+        )
+        most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True], kind="stable").head(
+            BROWSE_SHOWN
+        )
+        widely = movies[counts >= floor].sort_values(
+            ["mean_rating", "movie_id"], ascending=[False, True], kind="stable"
+        )
         return most["movie_id"].to_numpy(), widely.head(BROWSE_SHOWN)["movie_id"].to_numpy(), floor
 
     @cached_property
@@ -159,7 +149,9 @@ class WebState:
             if self._map_svg is None:
                 bundle = self.rec.bundle
                 labels = bundle.array("cluster_labels.npy")
-                self._map_svg = cluster_map_svg(bundle.array("movie_map.npy"), labels, max_points=self.map_max_points)
+                self._map_svg = cluster_map_svg(
+                    bundle.array("movie_map.npy"), labels, max_points=self.map_max_points
+                )
         return self._map_svg
 
 

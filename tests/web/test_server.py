@@ -24,7 +24,9 @@ FOLLOWER = b"GET /api/v1/healthz HTTP/1.1\r\nHost: t\r\n\r\n"
 
 AMBIGUOUS = {
     "two content-lengths": b"Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
-    "content-length and transfer-encoding": b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "content-length and transfer-encoding": (
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
     "space before colon": b"Content-Length : 5\r\n\r\nabcde",
     "line without colon": b"Content-Length 5\r\n\r\nabcde",
     "bare CR in a value": b"X-Note: a\rb\r\nContent-Length: 5\r\n\r\nabcde",
@@ -48,14 +50,26 @@ def request_line(length: int) -> bytes:
 OVER_LIMITS = {
     "101 headers": (GET + headers(100) + b"\r\n", b"431"),
     "limit_request_fields + 1 headers": (GET + headers(conf.limit_request_fields) + b"\r\n", b"431"),
-    "header line over limit_request_field_size": (GET + b"X-Long: " + b"a" * conf.limit_request_field_size + b"\r\n\r\n", b"431"),
-    "request line over limit_request_line": (request_line(conf.limit_request_line + 1) + b"Host: t\r\n\r\n", b"414"),
+    "header line over limit_request_field_size": (
+        GET + b"X-Long: " + b"a" * conf.limit_request_field_size + b"\r\n\r\n",
+        b"431",
+    ),
+    "request line over limit_request_line": (
+        request_line(conf.limit_request_line + 1) + b"Host: t\r\n\r\n",
+        b"414",
+    ),
 }
 
 # At the limits exactly: (request, status). The request line's path does not exist.
 AT_LIMITS = {
-    "limit_request_fields headers": (GET + headers(conf.limit_request_fields - 2) + b"Connection: close\r\n\r\n", b"200"),
-    "request line of limit_request_line": (request_line(conf.limit_request_line) + b"Host: t\r\nConnection: close\r\n\r\n", b"404"),
+    "limit_request_fields headers": (
+        GET + headers(conf.limit_request_fields - 2) + b"Connection: close\r\n\r\n",
+        b"200",
+    ),
+    "request line of limit_request_line": (
+        request_line(conf.limit_request_line) + b"Host: t\r\nConnection: close\r\n\r\n",
+        b"404",
+    ),
 }
 
 HALF_OPEN = 300
@@ -149,7 +163,6 @@ def test_half_open_connections_below_capacity_do_not_delay_a_health_check(live_s
             sock.close()
 
 
-
 @contextlib.contextmanager
 def open_files(count: int):
     """Raise this process's soft limit on open files to at least ``count`` (processes
@@ -186,7 +199,9 @@ def test_half_open_connections_above_capacity_delay_a_health_check_by_keepalive_
                 sock.sendall(HALF_REQUEST)
                 held.append(sock)
             started = time.monotonic()
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/healthz", timeout=conf.keepalive + MARGIN) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/v1/healthz", timeout=conf.keepalive + MARGIN
+            ) as response:
                 assert response.status == 200
             waited = time.monotonic() - started
             print(f"healthz behind {count} half-open connections: {waited:.2f}s")
