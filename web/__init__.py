@@ -1,29 +1,16 @@
 """Flask UI and JSON API over a bundle: recommendations, "movies like this", clusters.
 
-The web layer is thin: every answer comes from :class:`search.Recommender` and its
-:class:`search.Catalogue`, loaded once inside :func:`create_app` (never at import),
-and this package never imports torch. Turning them into JSON rows and pages is
-this package's job (``web/answers.py``, ``web/state.py``, the templates).
+A thin layer over :class:`search.Recommender` and its :class:`search.Catalogue`, loaded
+inside :func:`create_app` (never at import); this package never imports torch.
 
-Configuration, from lowest to highest precedence:
+Settings, lowest precedence first: :data:`DEFAULTS`; the ``config`` mapping given to
+:func:`create_app`; environment variables ``MOVIE_WEB_<KEY>`` for the keys of
+:data:`DEFAULTS`, converted to the default's type (a value that does not convert stops
+the app, naming the variable); the ``overrides`` mapping (tests use it). Other keys go
+to Flask's config as they are (e.g. ``TESTING``).
 
-1. :data:`DEFAULTS` below;
-2. the ``config`` mapping given to :func:`create_app`;
-3. environment variables ``MOVIE_WEB_<KEY>`` (e.g. ``MOVIE_WEB_BUNDLE``,
-   ``MOVIE_WEB_K_MAX``), converted to the type of the default; a value that does
-   not convert stops the app with an error naming the variable;
-4. the ``overrides`` mapping given to :func:`create_app` (tests use it, so a
-   variable in someone's shell cannot point a test at another bundle).
-
-Only the keys of :data:`DEFAULTS` are read from the environment; any other key
-in a mapping is passed to Flask's config as it is (e.g. ``TESTING``).
-
-Production::
-
-    gunicorn -c python:web.gunicorn_conf "web:create_app()"
-
-or ``python -m web`` (the same server and defaults; ``--dev`` for Flask's
-development server). Both bind 127.0.0.1:8000 by default, with debug off.
+Production: ``gunicorn -c python:web.gunicorn_conf "web:create_app()"`` or ``python -m
+web`` (the same server and settings; ``--dev`` for Flask's development server).
 """
 
 from __future__ import annotations
@@ -98,22 +85,9 @@ def create_app(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Flask:
-    """Build the app and load its bundle once.
-
-    Parameters
-    ----------
-    config:
-        Settings over :data:`DEFAULTS` (lowest but one precedence).
-    overrides:
-        Settings over everything, the environment included (for tests).
-    environ:
-        Where to read ``MOVIE_WEB_*`` from; ``os.environ`` by default.
-
-    Raises
-    ------
-    embedder.bundle.BundleError
-        If the bundle is missing or damaged; the message names the file.
-    """
+    """Build the app and load its bundle once: ``config`` and ``overrides`` as in the module's
+    docstring, ``MOVIE_WEB_*`` read from ``environ`` (``os.environ`` by default).
+    BundleError (naming the file) if the bundle is missing or damaged."""
     from flask_openapi3 import Info, OpenAPI
     from werkzeug.routing import IntegerConverter
 
@@ -145,7 +119,7 @@ def create_app(
     # Under gunicorn's preload_app this runs in the master: workers forked after it share
     # the similar-movies index and the catalogue instead of each building its own.
     recommender.warm()
-    app.extensions["movie_web"] = WebState(recommender, app.config)
+    app.extensions["movie_web"] = WebState(recommender)
     limits = ("K_DEFAULT", "K_MAX", "SEARCH_LIMIT_DEFAULT", "SEARCH_LIMIT_MAX", "MAX_QUERY_LENGTH")
     requests = models.request_models(*(app.config[key] for key in limits))
     app.extensions["movie_web_requests"] = requests

@@ -11,7 +11,7 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, create_model
 
 from embedder.schemas import Clustering, ClusterSummary, Errors, Ranking, Settings
 from search.catalogue import MEMBER_SORTS
@@ -32,26 +32,15 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-class Error(BaseModel):
-    """Every error answer."""
-
-    error: str
-    status: int
-
+Error = create_model("Error", __doc__="Every error answer.", error=(str, ...), status=(int, ...))
 
 # --------------------------------------------------------------------------- path ids
 
 
-class UserPath(BaseModel):
-    user_id: int = Field(ge=0, le=INT64_MAX, description="MovieLens user id")
-
-
-class MoviePath(BaseModel):
-    movie_id: int = Field(ge=0, le=INT64_MAX, description="MovieLens movie id")
-
-
-class ClusterPath(BaseModel):
-    c: int = Field(ge=0, le=INT64_MAX, description="cluster number, 0 to n_clusters - 1")
+Id = Annotated[int, Field(ge=0, le=INT64_MAX)]
+UserPath = create_model("UserPath", user_id=(Id, ...))
+MoviePath = create_model("MoviePath", movie_id=(Id, ...))
+ClusterPath = create_model("ClusterPath", c=(Id, ...))
 
 
 # --------------------------------------------------------------------------- requests
@@ -130,16 +119,14 @@ def request_models(k_default: int, k_max: int, search_default: int, search_max: 
 
 
 class Movie(BaseModel):
-    """One movie."""
+    """One movie (cluster: null before `python -m search build`, or for an unclustered movie)."""
 
     movie_id: int
     title: str
     genres: list[str]
     rating_count: int
     mean_rating: float | None
-    cluster: int | None = Field(
-        description="null before `python -m search build`, or for an unclustered movie"
-    )
+    cluster: int | None
 
 
 class Item(Movie):
@@ -148,37 +135,35 @@ class Item(Movie):
     score: float | None
 
 
-class Recommendations(BaseModel):
+class Ranked(BaseModel):
+    k: int
+    items: list[Item]
+
+
+class Recommendations(Ranked):
     """A user's top k, best first (score: the raw predicted rating)."""
 
     user_id: int
-    k: int
     include_seen: bool
     min_ratings: int
-    items: list[Item]
 
 
-class NewcomerRecommendations(BaseModel):
+class NewcomerRecommendations(Ranked):
     """A newcomer's top k, best first; fallback: no ratings were given."""
 
     ratings: list[Rating]
-    k: int
     fallback: bool
-    items: list[Item]
 
 
-class SimilarMovies(BaseModel):
+class SimilarMovies(Ranked):
     """The movies most like one, best first (score: the blend, at most 1)."""
 
     movie_id: int
-    k: int
     min_ratings: int
-    items: list[Item]
 
 
 class SearchPage(BaseModel):
-    """One page of matches, best first (score is null); total: every match; more: there
-    are matches after this page."""
+    """One page of matches, best first (score is null); total: every match; more: more follow."""
 
     query: str
     limit: int
@@ -203,20 +188,19 @@ class ClusterMovies(ClusterSummary):
 
 
 class Epoch(BaseModel):
-    """One row of the training history."""
+    """One row of the training history (phase: training, or validation then refit)."""
 
     epoch: int
     train_rmse: float
     val_rmse: float | None
-    phase: str = Field(description="training (all training data), or validation then refit")
+    phase: str
 
 
 class ModelFigures(BaseModel):
-    """The model's figures, the manifest's metrics, training, settings, clustering and
-    ranking figures, and the history."""
+    """The model's figures, the manifest's metrics, training, settings, clustering, ranking, history."""
 
     summary: dict
-    metrics: dict[str, Errors] = Field(description="per part of the data (train, validation, test, ...)")
+    metrics: dict[str, Errors]
     training: dict
     config: Settings
     clusters: Clustering

@@ -1,14 +1,13 @@
 """Server-rendered HTML pages (Jinja autoescaping on: titles and queries are escaped).
 
 Unknown query parameters are ignored here (browsers and link trackers add their own).
-A bad value never costs the page: it is shown again with what was typed and the
-message beside the field (status 400), the answer computed with the default instead.
+A refused value never costs the page: it comes back (status 400) with what was typed
+and the message beside the field, answered with the parameter's default meanwhile.
 """
 
 from __future__ import annotations
 
 import io
-import math
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file, url_for
 from pydantic import ValidationError
@@ -26,7 +25,6 @@ FEW_RATINGS = 10
 """Below this many training ratings a movie page says its neighbours are uncertain."""
 PAGE_RATINGS = 5
 """Rating rows the newcomer page offers (and the most it takes)."""
-
 # Defence in depth behind autoescaping: no inline or foreign scripts run even if some text
 # slipped through unescaped. Swagger UI's page (from its package) starts itself inline.
 CSP = (
@@ -41,8 +39,8 @@ def _security_headers(response: Response) -> Response:
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     if response.content_type.startswith("text/html"):
-        docs = request.path.startswith("/api/")
-        response.headers["Content-Security-Policy"] = CSP.format(" 'unsafe-inline'" if docs else "")
+        inline = " 'unsafe-inline'" if request.path.startswith("/api/") else ""
+        response.headers["Content-Security-Policy"] = CSP.format(inline)
     return response
 
 
@@ -59,12 +57,12 @@ def cluster_name(c: int) -> str:
 
 
 def page_query(name: str):
-    """The page's query parameters checked by the app's model ``name`` (unknown ones
-    ignored), and ``{parameter: message}`` for those refused, which take their default."""
-    model = current_app.extensions["movie_web_requests"].__dict__[name]
+    """The page's query checked by the app's model ``name`` (other parameters ignored), and
+    ``{parameter: message}`` of the values refused, which take their defaults instead."""
+    model = getattr(current_app.extensions["movie_web_requests"], name)
     values = {key: value for key, value in request.args.items() if key in model.model_fields}
     errors: dict[str, str] = {}
-    while True:  # every field has a default, so this ends
+    while True:  # every field of a page's model has a default, so this ends
         try:
             return model.model_validate(values), errors
         except ValidationError as err:
@@ -80,11 +78,11 @@ def render(template: str, errors: dict | None = None, **values):
 
 @bp.get("/")
 def home(user_error: str | None = None):
-    """Title search with suggestions, a user-id box, the rate-a-few-movies entry,
-    something to browse, and the model's figures."""
+    """Title search with suggestions, a user-id box, the newcomer entry, lists to browse, figures."""
     example = int(state().rec.user_ids[0])
-    errors = {"id": user_error} if user_error else {}
-    return render("home.html", errors, example_user=example, **answers.browse())
+    return render(
+        "home.html", {"id": user_error} if user_error else {}, example_user=example, **answers.browse()
+    )
 
 
 @bp.get("/search")
@@ -109,45 +107,43 @@ def user_lookup():
 def user(user_id: int):
     """A user's top-k recommendations beside the movies they rated highest."""
     query, errors = page_query("recommendations")
-    answer = answers.recommendations(user_id, query)
     ids, ratings = state().catalogue.user_ratings(user_id)
     shown = current_app.config["USER_RATINGS_SHOWN"]
     rated = state().catalogue.items(ids[:shown], ratings[:shown])
-    # Already-rated movies in the list are marked with the user's own rating.
-    seen = dict(zip(ids.tolist(), ratings.tolist())) if query.include_seen else {}
+    seen = dict(zip(ids.tolist(), ratings.tolist())) if query.include_seen else {}  # marked in the list
+    answer = answers.recommendations(user_id, query)
     return render("user.html", errors, **answer, rated=rated, n_rated=len(ids), seen=seen)
 
 
 @bp.get("/for-me")
 def newcomer():
-    """Recommendations for someone not in the bundle, from a few titles they rate."""
-    st = state()
-    low, high = st.rec.bundle.rating_scale
-    k, errors = page_query("newcomer_page")
-    titles, ratings = request.args.getlist("title")[:PAGE_RATINGS], request.args.getlist("rating")
+    """Recommendations for someone not in the bundle, from a few titles they rate: each title
+    is taken as its best match; a row with an error keeps its input and shows the message."""
+    catalogue, (low, high) = state().catalogue, state().rec.bundle.rating_scale
+    query, errors = page_query("newcomer_page")
+    typed = request.args.getlist("rating")
     rows, chosen = [], {}
-    for n, title in enumerate(titles):
-        row = {"query": title.strip(), "typed": ratings[n].strip() if n < len(ratings) else ""}
+    for n, title in enumerate(request.args.getlist("title")[:PAGE_RATINGS]):
+        row = {"query": title.strip(), "typed": typed[n].strip() if n < len(typed) else ""}
         rows.append(row)
+        try:
+            row["rating"] = float(row["typed"])
+        except ValueError:
+            pass
         if not row["query"]:
             continue
-        try:
-            row["rating"] = rating = float(row["typed"])
-        except ValueError:
-            rating = math.nan
-        found = st.catalogue.find_movies(row["query"][: current_app.config["MAX_QUERY_LENGTH"]], limit=1)
-        if not low <= rating <= high:
-            row["error"] = f"rating {n + 1} must be a number from {low:g} to {high:g}, got {row['typed']!r}"
+        found = catalogue.find_movies(row["query"][: current_app.config["MAX_QUERY_LENGTH"]], limit=1)
+        if not low <= row.get("rating", float("nan")) <= high:
+            errors[f"row{n}"] = (
+                f"rating {n + 1} must be a number from {low:g} to {high:g}, got {row['typed']!r}"
+            )
         elif not found:
-            row["error"] = f"No title matches {row['query']}."
+            errors[f"row{n}"] = f"No title matches {row['query']}."
         else:
-            row.update(st.catalogue.movie(found[0]))
-            chosen[found[0]] = rating
-    errors.update({f"row{n}": row["error"] for n, row in enumerate(rows) if "error" in row})
-    answer = answers.newcomer(chosen, k.k)
-    return render(
-        "newcomer.html", errors, **answer, rows=rows + [{}] * (PAGE_RATINGS - len(rows)), low=low, high=high
-    )
+            row.update(catalogue.movie(found[0]))
+            chosen[found[0]] = row["rating"]
+    rows += [{}] * (PAGE_RATINGS - len(rows))
+    return render("newcomer.html", errors, **answers.newcomer(chosen, query.k), rows=rows, low=low, high=high)
 
 
 @bp.get("/movies/<id:movie_id>")
@@ -168,10 +164,8 @@ def clusters():
 
 @bp.get("/clusters/map.svg")
 def cluster_map():
-    """The movie map (2-D PCA) coloured by cluster, drawn once per app."""
-    return Response(
-        state().cluster_map(), mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=3600"}
-    )
+    """The movie map (2-D PCA) coloured by cluster, drawn once per bundle."""
+    return Response(state().cluster_map, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=3600"})
 
 
 @bp.get("/clusters/<id:c>")
@@ -186,20 +180,18 @@ def model():
     """The training curve and the manifest's figures."""
     answer = answers.model()
     settings = answer.pop("config")  # not to shadow Flask's `config` in templates
-    used = answers.settings_used(settings)
-    return render(
-        "model.html", **answer, settings=settings, used_settings=used, has_curve=state().has_training_curve
-    )
+    used, curve = answers.settings_used(settings), state().rec.bundle.has("training_curve.png")
+    return render("model.html", **answer, settings=settings, used_settings=used, has_curve=curve)
 
 
 @bp.get("/model/training_curve.png")
 def training_curve():
     """The bundle's own training-curve picture (a fixed file name, never a path from the request)."""
-    if not state().has_training_curve:
+    if not state().rec.bundle.has("training_curve.png"):
         raise NotFound("this bundle has no training curve")
-    try:
-        picture = state().training_curve()
-    except BundleError as err:  # changed or removed since the server loaded the bundle: never serve it
+    try:  # checked against the bundle's checksum: never serve a file changed since loading
+        picture = state().rec.bundle.read_bytes("training_curve.png")
+    except BundleError as err:
         current_app.logger.warning("not serving the training curve: %s", err)
         raise NotFound(
             "the training curve is not available (it changed after the bundle was loaded)"

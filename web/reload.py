@@ -1,18 +1,14 @@
 """Hot reload: serve the bundle the configured path points at now, without a restart.
 
-``BUNDLE`` is usually the link ``artifacts/current``, which ``train`` moves to each
-bundle it publishes. Before a request, at most every ``RELOAD_SECONDS``, the app
-resolves that path; when it names another folder, the bundle there is loaded and
-verified, then swapped in whole, so a request sees one bundle from start to end
-(each request is pinned to the state it began with). A bundle whose loading fails is
-refused: the old one keeps serving, and ``/api/v1/healthz`` reports the refusal until
-a good bundle takes its place. ``RELOAD_SECONDS`` 0 turns checking off.
+Before a request, at most every ``RELOAD_SECONDS`` (0: never), the app resolves ``BUNDLE``
+(usually the link ``artifacts/current``, which ``train`` moves); a new folder there is
+loaded, verified and swapped in whole, and each request keeps the state it began with. A
+bundle whose loading fails is refused: the old one keeps serving, and ``/api/v1/healthz``
+reports the refusal until a good bundle takes its place.
 
-One bundle at a time: the folder last accepted is written to a small state file that
-the app made when it was created (under gunicorn's ``preload_app``, in the master, so
-every worker shares it). A worker that finds another folder recorded there, such as
-one forked after a crash from a master that still holds the first bundle, switches to
-it, so no two workers answer from different bundles for longer than one check.
+One bundle at a time: the folder last accepted is written to a state file made with the
+app (under ``preload_app``, in gunicorn's master), and every worker, one forked after a
+crash included, switches to the folder recorded there.
 """
 
 from __future__ import annotations
@@ -23,6 +19,7 @@ import tempfile
 import threading
 import time
 import weakref
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, g
@@ -31,8 +28,7 @@ from embedder.bundle import utc_now
 
 
 class BundleWatcher:
-    """Notices that the configured bundle path moved, or that another worker accepted a
-    bundle, and swaps the app's state."""
+    """Swaps the app's state when its bundle path moves, or when another worker accepted a bundle."""
 
     def __init__(self, app: Flask, every: float):
         self.path = str(app.config["BUNDLE"])
@@ -56,26 +52,18 @@ class BundleWatcher:
         g.movie_web = app.extensions["movie_web"]
 
     def _record(self, folder: str) -> None:
-        partial = f"{self.state_file}.{os.getpid()}"
-        with open(partial, "w") as handle:
-            handle.write(folder)
-        os.replace(partial, self.state_file)
-
-    def _accepted(self) -> str:
-        try:
-            with open(self.state_file) as handle:
-                return handle.read()
-        except FileNotFoundError:
-            return self.serving
+        partial = Path(f"{self.state_file}.{os.getpid()}")
+        partial.write_text(folder)
+        partial.replace(self.state_file)
 
     def _check(self, app: Flask) -> None:
         if not self._lock.acquire(blocking=False):  # another thread is checking or loading
             return
         try:
             self._checked = time.monotonic()
-            accepted = self._accepted()
-            if accepted not in (self.serving, self._refused):
-                self._switch(app, accepted)
+            with contextlib.suppress(OSError):  # the bundle another worker accepted, first
+                if (accepted := Path(self.state_file).read_text()) not in (self.serving, self._refused):
+                    self._switch(app, accepted)
             target = os.path.realpath(self.path)
             if target not in (self.serving, self._refused):
                 self._switch(app, target)
@@ -99,7 +87,7 @@ class BundleWatcher:
                 "not serving %s, still serving %s: %s", target, self.serving, error, exc_info=not expected
             )
             return
-        app.extensions["movie_web"] = WebState(recommender, app.config)
+        app.extensions["movie_web"] = WebState(recommender)
         self.serving, self._refused, self.last_refusal = target, None, None
         self._record(target)
         app.logger.info("now serving %s", target)

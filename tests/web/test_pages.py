@@ -290,7 +290,6 @@ def test_the_newcomer_page_names_a_bad_rating(client, rec, query, message):
 def test_a_refused_value_keeps_the_page_and_the_input(client, rec, url, typed, message):
     html = get_html(client, url.format(user=some_user(rec), movie=some_movie(rec)), 400)
     assert typed in html and message in html and "Back to the start page" not in html
-    assert "<form" in html
 
 
 def test_the_newcomer_page_refuses_a_rating_off_the_scale(client, rec):
