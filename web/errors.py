@@ -1,6 +1,6 @@
 """Error answers: JSON ``{"error": ..., "status": ...}`` under ``/api/``, a page elsewhere.
 
-HTTP errors keep their code (400, 404, 405, 413, ...); an unknown user, movie or
+HTTP errors keep their code (400, 404, 405, 413, 501, ...); an unknown user, movie or
 cluster (``UnknownIdError``) and the clusters of an unbuilt bundle (``NotBuiltError``,
 whose message says how to build) are 404s. Anything else is a bug: logged with its
 traceback and answered with a plain 500 that shows no internals.
@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from flask import Flask, current_app, render_template, request
 from flask.json.provider import DefaultJSONProvider
+from gunicorn.http.errors import ParseException
 from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, NotFound
+from werkzeug.exceptions import NotImplemented as Unsupported
 
 from search import NotBuiltError, UnknownIdError
 
@@ -24,6 +26,22 @@ class JSONProvider(DefaultJSONProvider):
             return super().loads(s, **kwargs)
         except RecursionError:
             raise BadRequest("the JSON body is nested too deeply") from None
+
+
+def check_framing() -> None:
+    """Refuse what gunicorn's parser lets through: an HTTP/1.1 request without Host (400)
+    and a transfer coding other than chunked (501). A chunked body is read whole here, so
+    one over ``MAX_CONTENT_LENGTH`` is a 413 rather than cut short, and a malformed one
+    a 400 before any view runs."""
+    environ = request.environ
+    if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not environ.get("HTTP_HOST"):
+        raise BadRequest("a Host header is required (HTTP version 1.1)")
+    codings = {coding.strip().lower() for coding in environ.get("HTTP_TRANSFER_ENCODING", "").split(",")}
+    if codings - {"chunked", ""}:
+        raise Unsupported(f"transfer coding {environ['HTTP_TRANSFER_ENCODING']!r}: only chunked is supported")
+    if "chunked" in codings:
+        request.get_data()
+        request.stream.read(1)  # past the limit: RequestEntityTooLarge
 
 
 def error_response(code: int, name: str, message: str):
@@ -53,4 +71,6 @@ def register(app: Flask) -> None:
     app.register_error_handler(HTTPException, _http_error)
     for lookup in (UnknownIdError, NotBuiltError):  # unknown id, clusters before `search build`
         app.register_error_handler(lookup, lambda err: _http_error(NotFound(str(err))))
+    app.register_error_handler(ParseException, lambda err: _http_error(BadRequest(f"malformed body: {err}")))
     app.register_error_handler(Exception, _unexpected)
+    app.before_request(check_framing)

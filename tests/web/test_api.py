@@ -374,3 +374,18 @@ def test_a_newcomer_body_that_is_not_json_is_400(client):
         == "unknown query parameter 'k'"
     )
     assert client.get("/api/v1/recommendations").status_code == 405
+
+
+def test_a_body_over_max_content_length_is_413(client, app):
+    body = b'{"ratings": [], "pad": "' + b" " * app.config["MAX_CONTENT_LENGTH"] + b'"}'
+    response = client.post("/api/v1/recommendations", data=body, content_type="application/json")
+    assert response.status_code == 413 and response.get_json()["status"] == 413
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_json_nested_too_deeply_is_400_naming_the_problem(client, depth):
+    body = "[" * depth + "]" * depth
+    response = client.post("/api/v1/recommendations", data=body, content_type="application/json")
+    assert (
+        response.status_code == 400 and response.get_json()["error"] == "the JSON body is nested too deeply"
+    )

@@ -4,6 +4,8 @@ refuses a damaged one and keeps serving, and answers throughout."""
 from __future__ import annotations
 
 import json
+import os
+import signal
 import threading
 import time
 import urllib.request
@@ -155,3 +157,40 @@ def test_a_live_server_switches_under_load_without_failing_a_request(artifacts):
     assert {h["bundle"] for h in healths} == {str(good["b"])}
     assert all(h["last_refusal"] and h["last_refusal"]["bundle"] == str(bad) for h in healths)
     assert "Traceback" not in stderr and "not serving" in stderr
+
+
+def _workers(master: int) -> list[int]:
+    """The pids of a gunicorn master's worker processes."""
+    return [int(pid) for pid in Path(f"/proc/{master}/task/{master}/children").read_text().split()]
+
+
+def test_a_worker_restarted_after_a_crash_serves_the_last_accepted_bundle(artifacts):
+    """a -> b (accepted) -> bad (refused); then a worker dies and gunicorn forks another from
+    the master, which loaded a: the new worker must serve b, as the others do."""
+    root, good, bad = artifacts
+    port = free_port()
+    process = serve(
+        str(root / "current"), port, "--workers", "2", env_extra={"MOVIE_WEB_RELOAD_SECONDS": "0.1"}
+    )
+    health = f"http://127.0.0.1:{port}/api/v1/healthz"
+    served = lambda: json.loads(urllib.request.urlopen(health, timeout=10).read())["bundle"]  # noqa: E731
+    try:
+        wait_for(health, process)
+        point_current(root / "current", good["b"])
+        deadline = time.monotonic() + 30
+        while {served() for _ in range(20)} != {str(good["b"])} and time.monotonic() < deadline:
+            time.sleep(0.2)
+        point_current(root / "current", bad)
+        time.sleep(1)
+        before = _workers(process.pid)
+        os.kill(before[0], signal.SIGKILL)
+        while len(set(_workers(process.pid)) - set(before)) < 1 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        wait_for(health, process)
+        time.sleep(0.5)  # one reload period, so the new worker has checked the state file
+        answers = [served() for _ in range(40)]
+    finally:
+        process.terminate()
+        _, stderr = process.communicate(timeout=30)
+    assert set(answers) == {str(good["b"])}, answers
+    assert "Traceback" not in stderr

@@ -214,3 +214,57 @@ def test_half_open_connections_above_capacity_delay_a_health_check_by_keepalive_
             process.terminate()
             _, stderr = process.communicate(timeout=30)
     assert "Traceback" not in stderr and "Too many open files" not in stderr, stderr
+
+
+POST = b"POST /api/v1/recommendations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+CHUNKED = POST + b"Transfer-Encoding: chunked\r\n\r\n"
+LIMIT = 1 << 20  # MAX_CONTENT_LENGTH's default (web/__init__.py)
+
+# Bodies gunicorn's parser or the app must refuse: (request, the one status expected).
+BAD_BODIES = {
+    "chunk size zz": (CHUNKED + b"zz\r\nabc\r\n0\r\n\r\n", b"400"),
+    "chunk size -5": (CHUNKED + b"-5\r\nabc\r\n0\r\n\r\n", b"400"),
+    "chunk size 0x10": (CHUNKED + b"0x10\r\n" + b"a" * 16 + b"\r\n0\r\n\r\n", b"400"),
+    "chunk size with a leading space": (CHUNKED + b" 27\r\n" + b"a" * 39 + b"\r\n0\r\n\r\n", b"400"),
+    "chunk without its CRLF": (CHUNKED + b"2\r\n{}XX0\r\n\r\n", b"400"),
+    "bad trailer line": (CHUNKED + b"2\r\n{}\r\n0\r\nbad trailer\r\n\r\n", b"400"),
+    "gzip, chunked": (POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", b"501"),
+    "HTTP/1.1 without Host": (b"GET /api/v1/healthz HTTP/1.1\r\n\r\n", b"400"),
+    "content-length 10**20": (POST + b"Content-Length: 100000000000000000000\r\n\r\n{}", b"413"),
+    "content-length one over the limit": (
+        POST + b"Content-Length: %d\r\n\r\n" % (LIMIT + 1) + b" " * 100,
+        b"413",
+    ),
+    "chunked body over the limit": (
+        CHUNKED + (b"80000\r\n" + b" " * 0x80000 + b"\r\n") * 3 + b"0\r\n\r\n",
+        b"413",
+    ),
+    "JSON nested 1,000 deep": (POST + b"Content-Length: 2000\r\n\r\n" + b"[" * 1000 + b"]" * 1000, b"400"),
+    "JSON nested 100,000 deep": (
+        POST + b"Content-Length: 200000\r\n\r\n" + b"[" * 100_000 + b"]" * 100_000,
+        b"400",
+    ),
+}
+
+
+@pytest.mark.parametrize("request_, status", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+def test_a_bad_body_or_framing_gets_one_refusal_and_no_traceback(live_server, request_, status):
+    _, port, _ = live_server  # its teardown checks that the log holds no traceback
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request_)
+        answer = read_all(sock)
+    assert answer.count(b"HTTP/1.1 ") == 1 and answer.split(b" ", 2)[1] == status, answer[:300]
+    if status == b"400" and b"JSON" in request_:
+        assert b"nested too deeply" in answer
+
+
+def test_a_chunked_body_under_the_limit_is_served(live_server, rec):
+    _, port, _ = live_server
+    body = b'{"ratings": [{"movie_id": %d, "rating": 4}], "k": 3}' % int(rec.movie_ids[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            CHUNKED.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+            + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        )
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'"fallback":false' in answer
