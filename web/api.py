@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from search import UnknownIdError
 from search.similar import EMBEDDING_WEIGHT
-from web import answers, models
+from web import models
 from web.models import ClusterPath, Error, MoviePath, UserPath
 from web.state import state
 
@@ -27,7 +27,7 @@ def blueprint(requests) -> APIBlueprint:
     @api.get("/users/<id:user_id>/recommendations", responses={200: models.Recommendations, **UNKNOWN})
     def recommendations(path: UserPath, query: Recommend):
         """Top-k movies for a user by predicted rating (score = raw predicted rating)."""
-        return answers.recommendations(path.user_id, query)
+        return state().recommendations(path.user_id, query)
 
     @api.post("/recommendations", responses={200: models.NewcomerRecommendations, 400: Error})
     def newcomer_recommendations(query: NoQuery, body: NewcomerBody):
@@ -35,7 +35,7 @@ def blueprint(requests) -> APIBlueprint:
         retraining (score = raw predicted rating, rated movies left out). No ratings: the
         average user's list among widely rated movies."""
         try:
-            answer = answers.newcomer([(r.movie_id, r.rating) for r in body.ratings], body.k)
+            answer = state().newcomer([(r.movie_id, r.rating) for r in body.ratings], body.k)
         except (UnknownIdError, ValueError) as err:  # an unknown movie, a rating off the scale, a movie twice
             return {"error": str(err), "status": 400}, 400
         return {**answer, "ratings": [r.model_dump() for r in body.ratings]}
@@ -48,14 +48,14 @@ def blueprint(requests) -> APIBlueprint:
     )
     def similar(path: MoviePath, query: Similar):
         """The k movies most like a movie (embeddings and who rated them, blended: search.similar)."""
-        return answers.similar(path.movie_id, query)
+        return state().similar(path.movie_id, query)
 
     @api.get("/movies", responses={200: models.SearchPage, 400: Error})
     def search(query: Search):
         """Title search, forgiving: exact titles, then prefixes, then titles containing q, then
         every word in any order, then words run together, then close spellings; most rated
         first within each. A blank q gives no items."""
-        return answers.search(query)
+        return state().search(query)
 
     @api.get("/movies/<id:movie_id>", responses={200: models.Movie, **UNKNOWN})
     def movie(path: MoviePath, query: NoQuery):
@@ -65,17 +65,17 @@ def blueprint(requests) -> APIBlueprint:
     @api.get("/clusters", responses={200: models.Clusters, **NOT_BUILT})
     def clusters(query: NoQuery):
         """Every K-Means cluster of movies (404 before `python -m search build`)."""
-        return answers.clusters()
+        return state().clusters()
 
     @api.get("/clusters/<id:c>", responses={200: models.ClusterMovies, **NOT_BUILT})
     def cluster(path: ClusterPath, query: Cluster):
         """One cluster's summary and all its movies (404: unknown cluster, or not built)."""
-        return answers.cluster(path.c, query.sort)
+        return state().cluster(path.c, query.sort)
 
     @api.get("/model", responses={200: models.ModelFigures, 400: Error})
     def model(query: NoQuery):
         """The model's figures, the manifest's metrics, training settings, and RMSE per epoch."""
-        return answers.model()
+        return state().model()
 
     @api.get("/healthz", responses={200: models.Health, 400: Error})
     def healthz(query: NoQuery):

@@ -26,30 +26,26 @@ MAX_BODY_RATINGS = 1000
 
 
 class Strict(BaseModel):
-    """Query parameters and bodies: a name the model does not declare is a 400 (a typo
-    such as ``includeSeen`` must not be silently ignored)."""
+    """Query parameters: a name the model does not declare is a 400 (a typo such as
+    ``includeSeen`` must not be silently ignored)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
 
-Error = create_model("Error", __doc__="Every error answer.", error=(str, ...), status=(int, ...))
+def answer(name: str, doc: str, base: type[BaseModel] = BaseModel, **fields) -> type[BaseModel]:
+    """A model of the fields (all required) of a dict that a view returns, or of a path's ids."""
+    return create_model(
+        name, __base__=base, __doc__=doc, **{key: (kind, ...) for key, kind in fields.items()}
+    )
 
-# --------------------------------------------------------------------------- path ids
 
-
+Error = answer("Error", "Every error answer.", error=str, status=int)
 Id = Annotated[int, Field(ge=0, le=INT64_MAX)]
-UserPath = create_model("UserPath", user_id=(Id, ...))
-MoviePath = create_model("MoviePath", movie_id=(Id, ...))
-ClusterPath = create_model("ClusterPath", c=(Id, ...))
-
-
-# --------------------------------------------------------------------------- requests
-
+UserPath = answer("UserPath", "A user's id.", user_id=Id)
+MoviePath = answer("MoviePath", "A movie's id.", movie_id=Id)
+ClusterPath = answer("ClusterPath", "A cluster's number.", c=Id)
 MinRatings = Annotated[
-    int,
-    Field(
-        ge=0, le=MAX_MIN_RATINGS, description="only movies with at least this many training ratings (0: all)"
-    ),
+    int, Field(ge=0, le=MAX_MIN_RATINGS, description="only movies with this many ratings or more")
 ]
 
 
@@ -118,109 +114,61 @@ def request_models(k_default: int, k_max: int, search_default: int, search_max: 
 # --------------------------------------------------------------------------- answers
 
 
-class Movie(BaseModel):
-    """One movie (cluster: null before `python -m search build`, or for an unclustered movie)."""
-
-    movie_id: int
-    title: str
-    genres: list[str]
-    rating_count: int
-    mean_rating: float | None
-    cluster: int | None
+def answer(name: str, doc: str, base: type[BaseModel] = BaseModel, **fields) -> type[BaseModel]:
+    """An answer's model: the fields (all required) of the dict a view returns."""
+    return create_model(
+        name, __base__=base, __doc__=doc, **{key: (kind, ...) for key, kind in fields.items()}
+    )
 
 
-class Item(Movie):
-    """A movie in an answer, with its score (null where the answer has none)."""
-
-    score: float | None
-
-
-class Ranked(BaseModel):
-    k: int
-    items: list[Item]
-
-
-class Recommendations(Ranked):
-    """A user's top k, best first (score: the raw predicted rating)."""
-
-    user_id: int
-    include_seen: bool
-    min_ratings: int
-
-
-class NewcomerRecommendations(Ranked):
-    """A newcomer's top k, best first; fallback: no ratings were given."""
-
-    ratings: list[Rating]
-    fallback: bool
-
-
-class SimilarMovies(Ranked):
-    """The movies most like one, best first (score: the blend, at most 1)."""
-
-    movie_id: int
-    min_ratings: int
-
-
-class SearchPage(BaseModel):
-    """One page of matches, best first (score is null); total: every match; more: more follow."""
-
-    query: str
-    limit: int
-    offset: int
-    total: int
-    more: bool
-    items: list[Item]
-
-
-class Clusters(BaseModel):
-    """All clusters, by number."""
-
-    n_clusters: int
-    clusters: list[ClusterSummary]
-
-
-class ClusterMovies(ClusterSummary):
-    """The cluster and its movies in the asked order (score is null)."""
-
-    sort: str
-    items: list[Item]
-
-
-class Epoch(BaseModel):
-    """One row of the training history (phase: training, or validation then refit)."""
-
-    epoch: int
-    train_rmse: float
-    val_rmse: float | None
-    phase: str
-
-
-class ModelFigures(BaseModel):
-    """The model's figures, the manifest's metrics, training, settings, clustering, ranking, history."""
-
-    summary: dict
-    metrics: dict[str, Errors]
-    training: dict
-    config: Settings
-    clusters: Clustering
-    ranking: Ranking
-    history: list[Epoch]
-
-
-class Refusal(BaseModel):
-    """A bundle that a hot reload refused."""
-
-    bundle: str
-    error: str
-    at: str
-
-
-class Health(BaseModel):
-    """Serving: the folder being served and the last bundle refused since."""
-
-    status: Literal["ok"]
-    n_users: int
-    n_movies: int
-    bundle: str
-    last_refusal: Refusal | None
+Movie = answer(
+    "Movie",
+    "One movie (cluster: null before `python -m search build`, or for an unclustered movie).",
+    **{"movie_id": int, "title": str, "genres": list[str], "rating_count": int},
+    **{"mean_rating": float | None, "cluster": int | None},
+)
+Item = answer(
+    "Item",
+    "A movie in an answer, with its score (null where the answer has none).",
+    Movie,
+    score=float | None,
+)
+Ranked = answer("Ranked", "Movies, best first.", k=int, items=list[Item])
+Recommendations = answer(
+    "Recommendations", "A user's top k (score: the raw predicted rating).", Ranked,
+    user_id=int, include_seen=bool, min_ratings=int,
+)  # fmt: skip
+NewcomerRecommendations = answer(
+    "NewcomerRecommendations", "A newcomer's top k; fallback: no ratings were given.", Ranked,
+    ratings=list[Rating], fallback=bool,
+)  # fmt: skip
+SimilarMovies = answer(
+    "SimilarMovies",
+    "The movies most like one (score: the blend, at most 1).",
+    Ranked,
+    movie_id=int,
+    min_ratings=int,
+)
+SearchPage = answer(
+    "SearchPage", "One page of matches (score is null); total: every match; more: more follow.",
+    query=str, limit=int, offset=int, total=int, more=bool, items=list[Item],
+)  # fmt: skip
+Clusters = answer("Clusters", "All clusters, by number.", n_clusters=int, clusters=list[ClusterSummary])
+ClusterMovies = answer(
+    "ClusterMovies", "A cluster and its movies in the asked order (score is null).", ClusterSummary,
+    sort=str, items=list[Item],
+)  # fmt: skip
+Epoch = answer(
+    "Epoch", "A row of the training history (phase: training, or validation then refit).",
+    epoch=int, train_rmse=float, val_rmse=float | None, phase=str,
+)  # fmt: skip
+ModelFigures = answer(
+    "ModelFigures", "The model's figures, the manifest's metrics and settings, and the training history.",
+    summary=dict, metrics=dict[str, Errors], training=dict, config=Settings, clusters=Clustering,
+    ranking=Ranking, history=list[Epoch],
+)  # fmt: skip
+Refusal = answer("Refusal", "A bundle that a hot reload refused.", bundle=str, error=str, at=str)
+Health = answer(
+    "Health", "Serving: the folder being served and the last bundle refused since.",
+    status=Literal["ok"], n_users=int, n_movies=int, bundle=str, last_refusal=Refusal | None,
+)  # fmt: skip

@@ -15,9 +15,8 @@ from werkzeug.exceptions import NotFound
 
 from search import BundleError
 from search.catalogue import MEMBER_SORTS
-from web import answers
 from web.charts import colour
-from web.state import state
+from web.state import settings_used, state
 
 bp = Blueprint("pages", __name__)
 
@@ -81,7 +80,7 @@ def home(user_error: str | None = None):
     """Title search with suggestions, a user-id box, the newcomer entry, lists to browse, figures."""
     example = int(state().rec.user_ids[0])
     return render(
-        "home.html", {"id": user_error} if user_error else {}, example_user=example, **answers.browse()
+        "home.html", {"id": user_error} if user_error else {}, example_user=example, **state().browse
     )
 
 
@@ -89,7 +88,7 @@ def home(user_error: str | None = None):
 def search():
     """Titles matching ``q``: the search box's answer when scripts are off."""
     query, errors = page_query("search_page")
-    return render("search.html", errors, **answers.search(query))
+    return render("search.html", errors, **state().search(query))
 
 
 @bp.get("/users")
@@ -111,7 +110,7 @@ def user(user_id: int):
     shown = current_app.config["USER_RATINGS_SHOWN"]
     rated = state().catalogue.items(ids[:shown], ratings[:shown])
     seen = dict(zip(ids.tolist(), ratings.tolist())) if query.include_seen else {}  # marked in the list
-    answer = answers.recommendations(user_id, query)
+    answer = state().recommendations(user_id, query)
     return render("user.html", errors, **answer, rated=rated, n_rated=len(ids), seen=seen)
 
 
@@ -143,14 +142,14 @@ def newcomer():
             row.update(catalogue.movie(found[0]))
             chosen[found[0]] = row["rating"]
     rows += [{}] * (PAGE_RATINGS - len(rows))
-    return render("newcomer.html", errors, **answers.newcomer(chosen, query.k), rows=rows, low=low, high=high)
+    return render("newcomer.html", errors, **state().newcomer(chosen, query.k), rows=rows, low=low, high=high)
 
 
 @bp.get("/movies/<id:movie_id>")
 def movie(movie_id: int):
     """A movie's details and the movies most like it."""
     query, errors = page_query("similar")
-    answer = answers.similar(movie_id, query)
+    answer = state().similar(movie_id, query)
     return render(
         "movie.html", errors, movie=state().catalogue.movie(movie_id), **answer, few_ratings=FEW_RATINGS
     )
@@ -159,7 +158,7 @@ def movie(movie_id: int):
 @bp.get("/clusters")
 def clusters():
     """Every cluster with its size, top movies and genre mix, and the cluster map."""
-    return render("clusters.html", **answers.clusters(), colour=colour)
+    return render("clusters.html", **state().clusters(), colour=colour)
 
 
 @bp.get("/clusters/map.svg")
@@ -172,15 +171,15 @@ def cluster_map():
 def cluster(c: int):
     """All movies of one cluster, sortable by popularity, title or rating."""
     query, errors = page_query("cluster")
-    return render("cluster.html", errors, **answers.cluster(c, query.sort), sort_keys=MEMBER_SORTS)
+    return render("cluster.html", errors, **state().cluster(c, query.sort), sort_keys=MEMBER_SORTS)
 
 
 @bp.get("/model")
 def model():
     """The training curve and the manifest's figures."""
-    answer = answers.model()
+    answer = state().model()
     settings = answer.pop("config")  # not to shadow Flask's `config` in templates
-    used, curve = answers.settings_used(settings), state().rec.bundle.has("training_curve.png")
+    used, curve = settings_used(settings), state().rec.bundle.has("training_curve.png")
     return render("model.html", **answer, settings=settings, used_settings=used, has_curve=curve)
 
 

@@ -1,6 +1,12 @@
-"""What one loaded bundle gives the app: the recommender, its catalogue, and figures
-computed once (so a request never reads the bundle from disk again, but for the
-training curve's picture, which is streamed from the bundle's own file)."""
+"""One loaded bundle's answers, shared by the pages and the API.
+
+:class:`WebState` asks :class:`search.Recommender` (ids and scores) and its
+:class:`search.Catalogue` (movie rows, titles, clusters) with checked values (the request
+models of :mod:`web.models`) and returns the API's answer as a dict, which the pages
+render too, so both areas answer alike, errors included. What it derives from the bundle
+is computed once: a request never reads the bundle from disk again, but for the training
+curve's picture, streamed from the bundle's own file.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +18,7 @@ from typing import Any
 import numpy as np
 from flask import current_app, g
 
+from embedder.config import one_method_settings
 from search import BundleError, NotBuiltError
 from web.charts import cluster_map_svg
 
@@ -45,11 +52,71 @@ def bundle_summary(rec: Any) -> dict:
 
 
 class WebState:
-    """The recommender of one bundle, its catalogue, and what the views derive from them."""
+    """The recommender of one bundle, its catalogue, and the answers made from them."""
 
     def __init__(self, recommender: Any):
         self.rec = recommender
         self.catalogue = recommender.catalogue
+
+    def recommendations(self, user_id: int, query) -> dict:
+        """Top-k movies for a user by predicted rating (``score``: the raw prediction)."""
+        exclude = not query.include_seen
+        ids, scores = self.rec.recommend(
+            user_id, k=query.k, exclude_seen=exclude, min_ratings=query.min_ratings
+        )
+        return {**query.model_dump(), "user_id": user_id, "items": self.catalogue.items(ids, scores)}
+
+    def newcomer(self, ratings, k: int) -> dict:
+        """Top-k movies for someone not in the bundle, from their ratings (folded in; rated
+        movies left out); without ratings, the average user's (``fallback``). ValueError or
+        UnknownIdError for a rating off the scale, a movie twice or an unknown movie."""
+        ids, scores = self.rec.recommend_for_ratings(ratings, k=k)
+        return {"k": k, "fallback": not len(ratings), "items": self.catalogue.items(ids, scores)}
+
+    def similar(self, movie_id: int, query) -> dict:
+        """The k movies most like one movie (``score``: search.similar's blend), itself excluded."""
+        ids, scores = self.rec.similar(movie_id, k=query.k, min_ratings=query.min_ratings)
+        return {"movie_id": movie_id, **query.model_dump(), "items": self.catalogue.items(ids, scores)}
+
+    def search(self, query) -> dict:
+        """One page of the movies whose title matches ``q``, best match first (``search.titles``)."""
+        q, limit, offset = query.q, query.limit, query.offset
+        found = self.catalogue.find_movies(q, limit=len(self.catalogue.movie_ids)) if q else []
+        page = self.catalogue.items(found[offset : offset + limit])
+        more = offset + limit < len(found)
+        return {
+            "query": q,
+            "limit": limit,
+            "offset": offset,
+            "total": len(found),
+            "more": more,
+            "items": page,
+        }
+
+    def clusters(self) -> dict:
+        """Every cluster's summary (NotBuiltError, a 404, before ``search build``)."""
+        found = self.catalogue.clusters()
+        return {"n_clusters": len(found), "clusters": found}
+
+    def cluster(self, c: int, sort: str) -> dict:
+        """One cluster's summary and all its movies in the asked order (UnknownIdError outside 0..n-1)."""
+        members = self.catalogue.cluster_members(c, sort=sort)
+        return {**self.catalogue.clusters()[c], "sort": sort, "items": self.catalogue.items(members)}
+
+    def model(self) -> dict:
+        """The model's figures, the manifest's metrics and settings, and the per-epoch history."""
+        manifest = self.rec.bundle.manifest
+        return {
+            "summary": self.summary,
+            "metrics": manifest.get("metrics") or {},
+            "training": manifest.get("training") or {},
+            "config": manifest.get("config") or {},
+            "clusters": {
+                key: value for key, value in (manifest.get("clusters") or {}).items() if key != "sizes"
+            },
+            "ranking": (manifest.get("evaluation") or {}).get("ranking") or {},
+            "history": self.history,
+        }
 
     @cached_property
     def summary(self) -> dict:
@@ -66,29 +133,35 @@ class WebState:
         except (BundleError, UnicodeDecodeError) as err:  # changed since loading, or not text
             current_app.logger.warning("not showing the training history: %s", err)
             return []
-        number = lambda text: float(text) if text else None  # noqa: E731
+        rows = csv.DictReader(io.StringIO(text, newline=""))
+        # phase: "training" (one run on all training data), or "validation" then "refit"
         return [
-            {
-                "epoch": int(row["epoch"]),
-                "train_rmse": float(row["train_rmse"]),
-                "val_rmse": number(row.get("val_rmse")),
-                # "training" (one run on all training data), or "validation" then "refit"
-                "phase": row.get("phase") or "validation",
-            }
-            for row in csv.DictReader(io.StringIO(text, newline=""))
-        ]
+            {"epoch": int(row["epoch"]), "train_rmse": float(row["train_rmse"]),
+             "val_rmse": float(row["val_rmse"]) if row.get("val_rmse") else None,
+             "phase": row.get("phase") or "validation"}
+            for row in rows
+        ]  # fmt: skip
 
     @cached_property
-    def browse_choice(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """The home page's lists: the ids of the most rated movies, of the best rated among
-        those with at least the returned floor of ratings, and that floor."""
+    def browse(self) -> dict:
+        """The home page's lists: the most rated movies, the best rated among those with at
+        least ``best_rated_floor`` ratings, and the clusters by name (none before ``search build``)."""
         movies = self.rec.bundle.movies
         counts = movies["rating_count"].to_numpy()
         floor = max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if counts.any() else 20
         order = {"ascending": [False, True], "kind": "stable"}
-        most = movies.sort_values(["rating_count", "movie_id"], **order)
-        best = movies[counts >= floor].sort_values(["mean_rating", "movie_id"], **order)
-        return most["movie_id"].to_numpy()[:BROWSE_SHOWN], best["movie_id"].to_numpy()[:BROWSE_SHOWN], floor
+        most = movies.sort_values(["rating_count", "movie_id"], **order)["movie_id"].to_numpy()
+        best = (
+            movies[counts >= floor].sort_values(["mean_rating", "movie_id"], **order)["movie_id"].to_numpy()
+        )
+        built = self.catalogue.clusters() if self.catalogue.built else []
+        clusters = [{key: c[key] for key in ("cluster", "label", "size")} for c in built]
+        return {
+            "most_rated": self.catalogue.items(most[:BROWSE_SHOWN]),
+            "best_rated": self.catalogue.items(best[:BROWSE_SHOWN]),
+            "best_rated_floor": floor,
+            "browse_clusters": clusters,
+        }
 
     @cached_property
     def cluster_names(self) -> dict[int, str]:
@@ -107,6 +180,12 @@ class WebState:
         return cluster_map_svg(
             bundle.array("movie_map.npy"), bundle.array("cluster_labels.npy"), max_points=most
         )
+
+
+def settings_used(settings: dict) -> set[str]:
+    """The settings the bundle's training method used (the other method's are left out)."""
+    method, owners = settings.get("method"), one_method_settings()
+    return {name for name in settings if owners.get(name, method) == method}
 
 
 def state() -> WebState:
