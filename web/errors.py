@@ -44,18 +44,14 @@ def check_framing() -> None:
         request.stream.read(1)  # past the limit: RequestEntityTooLarge
 
 
-def error_response(code: int, name: str, message: str):
-    """The error answer in the form the request's area uses."""
-    if request.path.startswith("/api/"):
-        return {"error": message, "status": code}, code
-    return render_template("error.html", code=code, name=name, message=message), code
-
-
 def _http_error(err: HTTPException):
     if err.response is not None:  # flask-openapi3's answer to a refused request, already made
         return err.response
-    body, code = error_response(err.code or 500, err.name, err.description or err.name)
-    return body, code, {"Allow": ", ".join(err.valid_methods)} if code == 405 and err.valid_methods else {}
+    code, message = err.code or 500, err.description or err.name
+    headers = {"Allow": ", ".join(err.valid_methods)} if code == 405 and err.valid_methods else {}
+    if request.path.startswith("/api/"):
+        return {"error": message, "status": code}, code, headers
+    return render_template("error.html", code=code, name=err.name, message=message), code, headers
 
 
 def _unexpected(err: Exception):

@@ -33,10 +33,8 @@ class BundleWatcher:
     def __init__(self, app: Flask, every: float):
         self.path = str(app.config["BUNDLE"])
         self.every = every
-        self.serving = os.path.realpath(self.path)
-        """The folder whose bundle is being served."""
-        self.last_refusal: dict[str, Any] | None = None
-        """``{"bundle", "error", "at"}`` of the last bundle refused, until one is accepted."""
+        self.serving = os.path.realpath(self.path)  # the folder whose bundle is served
+        self.last_refusal: dict[str, Any] | None = None  # {"bundle", "error", "at"}, until one is accepted
         self._refused: str | None = None
         self._checked = time.monotonic()
         self._lock = threading.Lock()

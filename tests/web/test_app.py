@@ -114,6 +114,7 @@ def test_python_m_web_runs_gunicorn_on_localhost(built_bundle, options):
         _, stderr = process.communicate(timeout=30)
     assert f"UI at http://127.0.0.1:{port}/" in stderr and "gunicorn" in stderr.lower()
     assert f"Using worker: {options[1] if options else 'gevent'}" in stderr
+    assert f"Listening at: http://127.0.0.1:{port} " in stderr  # the address, as the log gives it
     # Stopping is clean: no traceback from a worker's interpreter shutdown.
     assert "Traceback" not in stderr and "Exception ignored" not in stderr, stderr
 
