@@ -32,24 +32,16 @@ API_DESCRIPTION = (
 )
 
 DEFAULTS: dict[str, Any] = {
-    # The bundle folder (or a link to one) to serve.
-    "BUNDLE": str(DEFAULT_BUNDLE),
-    # Number of answers when a request gives no k, and the most it may ask for.
-    "K_DEFAULT": 10,
-    "K_MAX": 100,
-    # Title search: answers by default / at most, and the longest query accepted.
-    "SEARCH_LIMIT_DEFAULT": 10,
-    "SEARCH_LIMIT_MAX": 50,
-    "MAX_QUERY_LENGTH": 200,
-    # How many of the user's own highest-rated movies the user page shows.
-    "USER_RATINGS_SHOWN": 20,
-    # Most points drawn on the cluster map (a fixed-seed sample beyond that).
-    "MAP_MAX_POINTS": 4000,
-    # Largest request body accepted, in bytes (chunked bodies too): 413 above it.
-    "MAX_CONTENT_LENGTH": 1 << 20,
-    # How often (seconds) to check whether BUNDLE now points at another bundle and
-    # switch to it (web/reload.py); 0 never checks.
-    "RELOAD_SECONDS": 2.0,
+    "BUNDLE": str(DEFAULT_BUNDLE),  # the bundle folder (or a link to one) to serve
+    "K_DEFAULT": 10,  # answers when a request gives no k
+    "K_MAX": 100,  # the most k may ask for
+    "SEARCH_LIMIT_DEFAULT": 10,  # title search: answers by default
+    "SEARCH_LIMIT_MAX": 50,  # title search: answers at most
+    "MAX_QUERY_LENGTH": 200,  # the longest title query
+    "USER_RATINGS_SHOWN": 20,  # the user's own highest-rated movies on the user page
+    "MAP_MAX_POINTS": 4000,  # most movies on the cluster map (a fixed-seed sample beyond)
+    "MAX_CONTENT_LENGTH": 1 << 20,  # largest request body, in bytes (chunked too): 413 above
+    "RELOAD_SECONDS": 2.0,  # how often to check whether BUNDLE moved (web/reload.py); 0: never
 }
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Annotated, Literal
+from weakref import WeakKeyDictionary
 
 from pydantic import BaseModel, ConfigDict, Field, create_model
 
@@ -30,6 +31,18 @@ class Strict(BaseModel):
     ``includeSeen`` must not be silently ignored)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs) -> dict:
+        """Pydantic's schema; the plain one made once (flask-openapi3 asks for it on every request)."""
+        if args or kwargs:
+            return super().model_json_schema(*args, **kwargs)
+        if cls not in _SCHEMAS:
+            _SCHEMAS[cls] = super().model_json_schema()
+        return _SCHEMAS[cls]
+
+
+_SCHEMAS: WeakKeyDictionary[type, dict] = WeakKeyDictionary()  # per-app models come and go
 
 
 def answer(name: str, doc: str, base: type[BaseModel] = BaseModel, **fields) -> type[BaseModel]:
