@@ -1,59 +1,47 @@
 """Flask UI and JSON API over a bundle: recommendations, "movies like this", clusters.
 
-The web layer is thin: every answer comes from :class:`search.Recommender` and its
-:class:`search.Catalogue`, loaded once inside :func:`create_app` (never at import),
-and this package never imports torch. Turning them into JSON rows and pages is
-this package's job (``web/answers.py``, ``web/state.py``, the templates).
+A thin layer over :class:`search.Recommender` and its :class:`search.Catalogue`, loaded
+inside :func:`create_app` (never at import); this package never imports torch.
 
-Configuration, from lowest to highest precedence:
+Settings, lowest precedence first: :data:`DEFAULTS`; the ``config`` mapping given to
+:func:`create_app`; environment variables ``MOVIE_WEB_<KEY>`` for the keys of
+:data:`DEFAULTS`, converted to the default's type (a value that does not convert stops
+the app, naming the variable); the ``overrides`` mapping (tests use it). Other keys go
+to Flask's config as they are (e.g. ``TESTING``).
 
-1. :data:`DEFAULTS` below;
-2. the ``config`` mapping given to :func:`create_app`;
-3. environment variables ``MOVIE_WEB_<KEY>`` (e.g. ``MOVIE_WEB_BUNDLE``,
-   ``MOVIE_WEB_K_MAX``), converted to the type of the default; a value that does
-   not convert stops the app with an error naming the variable;
-4. the ``overrides`` mapping given to :func:`create_app` (tests use it, so a
-   variable in someone's shell cannot point a test at another bundle).
-
-Only the keys of :data:`DEFAULTS` are read from the environment; any other key
-in a mapping is passed to Flask's config as it is (e.g. ``TESTING``).
-
-Production::
-
-    gunicorn -c python:web.gunicorn_conf "web:create_app()"
-
-or ``python -m web`` (the same server and defaults; ``--dev`` for Flask's
-development server). Both bind 127.0.0.1:8000 by default, with debug off.
+Production: ``gunicorn -c python:web.gunicorn_conf "web:create_app()"`` or ``python -m
+web`` (the same server and settings; ``--dev`` for Flask's development server).
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any, Mapping
+from collections.abc import Mapping
+from functools import partial
+from typing import Any
 
 from flask import Flask
 
 from embedder import DEFAULT_BUNDLE
 
 ENV_PREFIX = "MOVIE_WEB_"
+API_DESCRIPTION = (
+    "Recommendations, similar movies, title search and clusters over one exported bundle. Ids are the "
+    "original MovieLens ids; items have the fields of `python -m search recommend --json`. Unknown query "
+    'parameters get 400. Errors are JSON {"error": message, "status": code}.'
+)
 
 DEFAULTS: dict[str, Any] = {
-    # The bundle folder (or a link to one) to serve.
-    "BUNDLE": str(DEFAULT_BUNDLE),
-    # Number of answers when a request gives no k, and the most it may ask for.
-    "K_DEFAULT": 10,
-    "K_MAX": 100,
-    # Title search: answers by default / at most, and the longest query accepted.
-    "SEARCH_LIMIT_DEFAULT": 10,
-    "SEARCH_LIMIT_MAX": 50,
-    "MAX_QUERY_LENGTH": 200,
-    # How many of the user's own highest-rated movies the user page shows.
-    "USER_RATINGS_SHOWN": 20,
-    # Most points drawn on the cluster map (a fixed-seed sample beyond that).
-    "MAP_MAX_POINTS": 4000,
-    # How often (seconds) to check whether BUNDLE now points at another bundle and
-    # switch to it (web/reload.py); 0 never checks.
-    "RELOAD_SECONDS": 2.0,
+    "BUNDLE": str(DEFAULT_BUNDLE),  # the bundle folder (or a link to one) to serve
+    "K_DEFAULT": 10,  # answers when a request gives no k
+    "K_MAX": 100,  # the most k may ask for
+    "SEARCH_LIMIT_DEFAULT": 10,  # title search: answers by default
+    "SEARCH_LIMIT_MAX": 50,  # title search: answers at most
+    "MAX_QUERY_LENGTH": 200,  # the longest title query
+    "USER_RATINGS_SHOWN": 20,  # the user's own highest-rated movies on the user page
+    "MAP_MAX_POINTS": 4000,  # most movies on the cluster map (a fixed-seed sample beyond)
+    "MAX_CONTENT_LENGTH": 1 << 20,  # largest request body, in bytes (chunked too): 413 above
+    "RELOAD_SECONDS": 2.0,  # how often to check whether BUNDLE moved (web/reload.py); 0: never
 }
 
 
@@ -61,30 +49,24 @@ def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
     """The DEFAULTS keys set in the environment, converted to the defaults' types."""
     found: dict[str, Any] = {}
     for key, default in DEFAULTS.items():
-        name = ENV_PREFIX + key
-        if name not in environ:
+        if (raw := environ.get(ENV_PREFIX + key)) is None:
             continue
-        raw = environ[name]
-        if isinstance(default, (int, float)):
-            kind = type(default)
-            try:
-                found[key] = kind(raw)
-            except ValueError:
-                raise ValueError(f"{name}={raw!r}: must be {'an integer' if kind is int else 'a number'}") from None
-        else:
-            found[key] = raw
+        try:
+            found[key] = type(default)(raw)
+        except ValueError:
+            kind = "an integer" if isinstance(default, int) else "a number"
+            raise ValueError(f"{ENV_PREFIX}{key}={raw!r}: must be {kind}") from None
     return found
 
 
 def _check_config(config: Mapping[str, Any]) -> None:
     """Stop at startup on limits that would make every request fail."""
-    for key in ("K_DEFAULT", "K_MAX", "SEARCH_LIMIT_DEFAULT", "SEARCH_LIMIT_MAX", "MAX_QUERY_LENGTH", "USER_RATINGS_SHOWN", "MAP_MAX_POINTS"):
-        if int(config[key]) < 1:
-            raise ValueError(f"{key} must be at least 1, got {config[key]}")
-    if config["K_DEFAULT"] > config["K_MAX"]:
-        raise ValueError(f"K_DEFAULT ({config['K_DEFAULT']}) is over K_MAX ({config['K_MAX']})")
-    if config["SEARCH_LIMIT_DEFAULT"] > config["SEARCH_LIMIT_MAX"]:
-        raise ValueError("SEARCH_LIMIT_DEFAULT is over SEARCH_LIMIT_MAX")
+    for key, default in DEFAULTS.items():
+        if isinstance(default, int) and not (isinstance(config[key], int) and config[key] >= 1):
+            raise ValueError(f"{key} must be an integer of at least 1, got {config[key]!r}")
+    for low, high in (("K_DEFAULT", "K_MAX"), ("SEARCH_LIMIT_DEFAULT", "SEARCH_LIMIT_MAX")):
+        if config[low] > config[high]:
+            raise ValueError(f"{low} ({config[low]}) is over {high} ({config[high]})")
     reload = config["RELOAD_SECONDS"]
     if isinstance(reload, bool) or not isinstance(reload, (int, float)) or not 0 <= reload < float("inf"):
         raise ValueError(f"RELOAD_SECONDS must be a number of seconds, 0 or more, got {reload!r}")
@@ -95,52 +77,49 @@ def create_app(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Flask:
-    """Build the app and load its bundle once.
+    """Build the app and load its bundle once: ``config`` and ``overrides`` as in the module's
+    docstring, ``MOVIE_WEB_*`` read from ``environ`` (``os.environ`` by default).
+    BundleError (naming the file) if the bundle is missing or damaged."""
+    from flask_openapi3 import Info, OpenAPI
+    from werkzeug.routing import IntegerConverter
 
-    Parameters
-    ----------
-    config:
-        Settings over :data:`DEFAULTS` (lowest but one precedence).
-    overrides:
-        Settings over everything, the environment included (for tests).
-    environ:
-        Where to read ``MOVIE_WEB_*`` from; ``os.environ`` by default.
-
-    Raises
-    ------
-    embedder.bundle.BundleError
-        If the bundle is missing or damaged; the message names the file.
-    """
     from search import Recommender
-
-    from web import api, errors, pages
-    from web.jsonio import OrjsonProvider
+    from web import api, errors, models, pages
     from web.reload import BundleWatcher
     from web.state import WebState
 
-    app = Flask(__name__)
-    app.json = OrjsonProvider(app)
-    settings: dict[str, Any] = dict(DEFAULTS)
-    settings.update(config or {})
+    settings: dict[str, Any] = {**DEFAULTS, **(config or {})}
     settings.update(_from_environment(os.environ if environ is None else environ))
     settings.update(overrides or {})
     _check_config(settings)
+    app = OpenAPI(
+        __name__,
+        info=Info(title="Movie embeddings API", version="1.0.0", description=API_DESCRIPTION),
+        doc_prefix="/api",  # the document at /api/openapi.json, Swagger UI at /api/swagger
+        security_schemes={},  # not null, which the OpenAPI schema refuses
+        validation_error_status=400,
+        validation_error_model=models.Error,
+        validation_error_callback=api.validation_error,
+    )
     app.config.update(settings)
     # "//api//v1" would otherwise redirect to a URL built from the request's Host header.
     app.url_map.merge_slashes = False
+    # Ids in paths: anything but a whole number that fits int64 names nothing (404).
+    app.url_map.converters["id"] = partial(IntegerConverter, max=models.INT64_MAX)
 
     recommender = Recommender.load(app.config["BUNDLE"], mmap=True)  # workers share the mapped arrays
-    # Under gunicorn's preload_app this runs in the master: workers forked after it
-    # share the similar-movies index and the catalogue (movie rows, title index)
-    # instead of each building its own on first use.
+    # Under gunicorn's preload_app this runs in the master: workers forked after it share
+    # the similar-movies index and the catalogue instead of each building its own.
     recommender.warm()
-    app.extensions["movie_web"] = WebState(recommender, app.config)
+    app.extensions["movie_web"] = WebState(recommender)
+    limits = ("K_DEFAULT", "K_MAX", "SEARCH_LIMIT_DEFAULT", "SEARCH_LIMIT_MAX", "MAX_QUERY_LENGTH")
+    requests = models.request_models(*(app.config[key] for key in limits))
+    app.extensions["movie_web_requests"] = requests
     watcher = BundleWatcher(app, float(app.config["RELOAD_SECONDS"]))
     app.extensions["movie_web_watcher"] = watcher
     app.before_request(lambda: watcher.before_request(app))
 
     errors.register(app)
     app.register_blueprint(pages.bp)
-    app.register_blueprint(api.bp)
-    app.add_url_rule("/api/openapi.json", "openapi", api.openapi_document)
+    app.register_api(api.blueprint(requests))
     return app

@@ -1,143 +1,102 @@
-"""The JSON API under ``/api/v1``, described by ``/api/openapi.json``.
-
-Each route is declared once, by :func:`route`: its path, its answer model and
-error codes (:mod:`web.openapi`), and its view, whose docstring is its summary
-in the OpenAPI document. Every route takes only the query parameters that its
-model declares (the attribute of :class:`web.params.Requests` named like the
-view); any other parameter is a 400 naming it (a typo must not be silently
-ignored). Errors are ``{"error": message, "status": code}``.
+"""The JSON API under ``/api/v1``, declared with flask-openapi3: each view's ``path``,
+``query`` and ``body`` annotations are the pydantic models it is checked with
+(:mod:`web.models`), and its docstring and ``responses`` go to ``/api/openapi.json``.
+A bad value is a 400 and an unknown id a 404, as ``{"error": message, "status": code}``.
 """
 
-from __future__ import annotations
+from flask import current_app
+from flask_openapi3 import APIBlueprint
+from pydantic import ValidationError
 
-import re
-from functools import lru_cache, wraps
-
-from flask import Blueprint, current_app, jsonify, request
-from pydantic import BaseModel
-
+from search import UnknownIdError
 from search.similar import EMBEDDING_WEIGHT
-from web import answers, openapi, params
-from web.openapi import BAD, NOT_BUILT, UNKNOWN, Operation
-from web.params import Requests
+from web import models
+from web.models import ClusterPath, Error, MoviePath, UserPath
 from web.state import state
 
-bp = Blueprint("api", __name__, url_prefix="/api/v1")
-
-OPERATIONS: list[Operation] = []
-"""Every route of the API, in the order declared: what the OpenAPI document describes."""
+UNKNOWN = {400: Error, 404: Error}
+NOT_BUILT = {400: Error, 404: Error}
 
 
-def route(rule: str, answer: type[BaseModel], errors: dict[int, str], body: str | None = None, summary: str | None = None):
-    """Declare the route ``rule``: a GET, or with ``body`` (the :class:`~web.params.Requests`
-    attribute holding the JSON body's model) a POST. Its ``answer`` model, ``errors``
-    and ``summary`` (the view's docstring by default) go to the OpenAPI document.
-    The view takes only the query parameters of its model (400 for others); a
-    :class:`~web.answers.Ranked` answer is written as JSON with its item rows."""
+def blueprint(requests) -> APIBlueprint:
+    """The API's routes, checked with ``requests`` (:func:`web.models.request_models`)."""
+    api = APIBlueprint("api", __name__, url_prefix="/api/v1")
+    NoQuery, Recommend, Similar = requests.none, requests.recommendations, requests.similar
+    Search, Cluster, NewcomerBody = requests.search, requests.cluster, requests.newcomer_body
 
-    def register(view):
-        name = view.__name__
-        path = re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule)
-        OPERATIONS.append(Operation(path, name, summary or " ".join((view.__doc__ or "").split()), answer, errors, body))
+    @api.get("/users/<id:user_id>/recommendations", responses={200: models.Recommendations, **UNKNOWN})
+    def recommendations(path: UserPath, query: Recommend):
+        """Top-k movies for a user by predicted rating (score = raw predicted rating)."""
+        return state().recommendations(path.user_id, query)
 
-        @wraps(view)
-        def checked(*args, **kwargs):
-            params.reject_unknown(request.args, getattr(state().requests, name))
-            result = view(*args, **kwargs)
-            if isinstance(result, answers.Ranked):
-                return jsonify(result.as_dict())
-            return result
+    @api.post("/recommendations", responses={200: models.NewcomerRecommendations, 400: Error})
+    def newcomer_recommendations(query: NoQuery, body: NewcomerBody):
+        """Top-k movies for someone not in the bundle, from their ratings: folded in without
+        retraining (score = raw predicted rating, rated movies left out). No ratings: the
+        average user's list among widely rated movies."""
+        try:
+            answer = state().newcomer([(r.movie_id, r.rating) for r in body.ratings], body.k)
+        except (UnknownIdError, ValueError) as err:  # an unknown movie, a rating off the scale, a movie twice
+            return {"error": str(err), "status": 400}, 400
+        return {**answer, "ratings": [r.model_dump() for r in body.ratings]}
 
-        return (bp.post if body else bp.get)(rule)(checked)
+    @api.get(
+        "/movies/<id:movie_id>/similar",
+        responses={200: models.SimilarMovies, **UNKNOWN},
+        summary=f"The k movies most like a movie, itself excluded: {EMBEDDING_WEIGHT:g} x the cosine of the "
+        f"embeddings + {1 - EMBEDDING_WEIGHT:g} x the cosine of who rated them in training.",
+    )
+    def similar(path: MoviePath, query: Similar):
+        """The k movies most like a movie (embeddings and who rated them, blended: search.similar)."""
+        return state().similar(path.movie_id, query)
 
-    return register
+    @api.get("/movies", responses={200: models.SearchPage, 400: Error})
+    def search(query: Search):
+        """Title search, forgiving: exact titles, then prefixes, then titles containing q, then
+        every word in any order, then words run together, then close spellings; most rated
+        first within each. A blank q gives no items."""
+        return state().search(query)
 
+    @api.get("/movies/<id:movie_id>", responses={200: models.Movie, **UNKNOWN})
+    def movie(path: MoviePath, query: NoQuery):
+        """One movie."""
+        return state().catalogue.movie(path.movie_id)
 
-@route("/users/<user_id>/recommendations", openapi.Recommendations, UNKNOWN)
-def recommendations(user_id: str):
-    """Top-k movies for a user by predicted rating (score = raw predicted rating)."""
-    return answers.recommendations(user_id, request.args)
+    @api.get("/clusters", responses={200: models.Clusters, **NOT_BUILT})
+    def clusters(query: NoQuery):
+        """Every K-Means cluster of movies (404 before `python -m search build`)."""
+        return state().clusters()
 
+    @api.get("/clusters/<id:c>", responses={200: models.ClusterMovies, **NOT_BUILT})
+    def cluster(path: ClusterPath, query: Cluster):
+        """One cluster's summary and all its movies (404: unknown cluster, or not built)."""
+        return state().cluster(path.c, query.sort)
 
-@route(
-    "/recommendations",
-    openapi.NewcomerRecommendations,
-    {400: "A bad body (an unknown movie, a rating off the scale, a movie twice, a bad k) or any query parameter; the message names it."},
-    body="newcomer_body",
-)
-def newcomer_recommendations():
-    """Top-k movies for someone not in the bundle, from their ratings: folded in without
-    retraining (score = raw predicted rating, rated movies left out). No ratings: the
-    average user's list among widely rated movies."""
-    return answers.newcomer_recommendations(request.get_json(silent=True))  # None when the body is not JSON: a 400
+    @api.get("/model", responses={200: models.ModelFigures, 400: Error})
+    def model(query: NoQuery):
+        """The model's figures, the manifest's metrics, training settings, and RMSE per epoch."""
+        return state().model()
 
+    @api.get("/healthz", responses={200: models.Health, 400: Error})
+    def healthz(query: NoQuery):
+        """Liveness: the folder being served, and the last bundle a hot reload refused (or null)."""
+        st = state()
+        refusal = current_app.extensions["movie_web_watcher"].last_refusal
+        return {"status": "ok", "n_users": st.summary["n_users"], "n_movies": st.summary["n_movies"],
+                "bundle": str(st.rec.bundle.path), "last_refusal": refusal}  # fmt: skip
 
-@route(
-    "/movies/<movie_id>/similar",
-    openapi.Similar,
-    UNKNOWN,
-    summary=f"The k movies most like a movie, the movie itself excluded: {EMBEDDING_WEIGHT:g} x the cosine of the two movies' "
-    f"embeddings + {1 - EMBEDDING_WEIGHT:g} x the cosine of who rated them in training (the users who rated both "
-    "/ sqrt(n_i n_j), n: a movie's training ratings).",
-)
-def similar(movie_id: str):
-    """The k movies most like a movie (embeddings and who rated them, blended: search.similar)."""
-    return answers.similar(movie_id, request.args)
-
-
-@route("/movies", openapi.SearchPage, BAD)
-def search():
-    """Title search, forgiving: exact titles, then prefixes, then titles containing q, then
-    every word in any order (numbers as digits), then words run together, then close
-    spellings; most rated first within each. A blank q gives no items."""
-    return answers.search(request.args)
-
-
-@route("/movies/<movie_id>", openapi.Movie, UNKNOWN)
-def movie(movie_id: str):
-    """One movie."""
-    return answers.movie(movie_id)
-
-
-@route("/clusters", openapi.Clusters, {**BAD, 404: NOT_BUILT.capitalize() + "."})
-def clusters():
-    """Every K-Means cluster of movies."""
-    return answers.clusters()
+    return api
 
 
-@route("/clusters/<c>", openapi.ClusterMovies, {**BAD, 404: f"Unknown cluster, or {NOT_BUILT}."})
-def cluster(c: str):
-    """One cluster's summary and all its movies."""
-    return answers.cluster(c, request.args)
-
-
-@route("/model", openapi.ModelFigures, BAD)
-def model():
-    """The model's figures, the manifest's metrics, training settings, and train/validation RMSE per epoch."""
-    return answers.model()
-
-
-@route("/healthz", openapi.Health, BAD)
-def healthz():
-    """Liveness: the bundle is loaded; the folder being served, and the last bundle refused
-    by a hot reload (null if none since)."""
-    st = state()
-    watcher = current_app.extensions["movie_web_watcher"]
-    return {
-        "status": "ok",
-        "n_users": st.summary["n_users"],
-        "n_movies": st.summary["n_movies"],
-        "bundle": str(st.rec.bundle.path),
-        "last_refusal": watcher.last_refusal,
-    }
-
-
-@lru_cache(maxsize=4)
-def _document(requests: Requests) -> dict:
-    return openapi.spec(requests, OPERATIONS)
-
-
-def openapi_document():
-    """The OpenAPI 3.1 description of this API (limits taken from the app's config and
-    bundle), generated once per loaded bundle."""
-    return _document(state().requests)
+def validation_error(err: ValidationError):
+    """flask-openapi3's answer to a request its models refuse: a 400 naming the first bad
+    parameter, or body field, and what it must be."""
+    error = err.errors(include_url=False)[0]
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+    if error["type"] == "extra_forbidden":
+        message = f"unknown {'field' if err.title.endswith('Body') else 'query parameter'} {where!r}"
+    else:
+        message = f"{where or 'body'}: {error['msg']}"
+    response = current_app.json.response(error=message, status=400)
+    response.status_code = 400
+    return response

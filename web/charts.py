@@ -47,13 +47,16 @@ def cluster_map_svg(coords: np.ndarray, labels: np.ndarray, *, max_points: int =
     else:
         px = py = np.empty(0)
     parts = [
-        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" width="{WIDTH}" height="{HEIGHT}">',
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'width="{WIDTH}" height="{HEIGHT}">',
         f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>',
         '<g fill="none" stroke-linecap="round" stroke-width="4.5" stroke-opacity="0.75">',
     ]
     for cluster in np.unique(labels):
         rows = labels == cluster
         dots = "".join(f"M{x:.1f} {y:.1f}h0" for x, y in zip(px[rows], py[rows]))
-        parts.append(f'<path stroke="{colour(cluster)}" d="{dots}"><title>cluster {int(cluster)}</title></path>')
+        parts.append(
+            f'<path stroke="{colour(cluster)}" d="{dots}"><title>cluster {int(cluster)}</title></path>'
+        )
     parts.append("</g></svg>")
     return "".join(parts)

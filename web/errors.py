@@ -1,47 +1,57 @@
-"""Error answers: JSON ``{"error": ..., "status": ...}`` under ``/api/``, a
-friendly HTML page elsewhere.
+"""Error answers: JSON ``{"error": ..., "status": ...}`` under ``/api/``, a page elsewhere.
 
-* HTTP errors raised by the views and parsers (400, 404, 405, ...) keep their code.
-* An unknown user, movie or cluster (``UnknownIdError``, the ``KeyError``
-  subclass that ``search`` raises) is a 404 wherever it surfaces, and so are
-  the cluster routes of a bundle that ``python -m search build`` has not
-  built yet (``search.NotBuiltError``, whose message says how to build).
-* Anything else is a bug: it is logged with its traceback and answered with a
-  plain 500 that shows no internals. The bad-input tests walk every route to
-  check that no bad value gets here.
+HTTP errors keep their code (400, 404, 405, 413, 501, ...); an unknown user, movie or
+cluster (``UnknownIdError``) and the clusters of an unbuilt bundle (``NotBuiltError``,
+whose message says how to build) are 404s. Anything else is a bug: logged with its
+traceback and answered with a plain 500 that shows no internals.
 """
 
 from __future__ import annotations
 
 from flask import Flask, current_app, render_template, request
-from markupsafe import escape
-from werkzeug.exceptions import HTTPException, InternalServerError, NotFound
+from flask.json.provider import DefaultJSONProvider
+from gunicorn.http.errors import ParseException
+from werkzeug.exceptions import BadRequest, HTTPException, InternalServerError, NotFound
+from werkzeug.exceptions import NotImplemented as Unsupported
 
-from embedder.vocab import UnknownIdError
-from search import NotBuiltError
+from search import NotBuiltError, UnknownIdError
 
 
-def error_response(code: int, name: str, message: str):
-    """The error answer in the form the request's area uses."""
-    if request.path.startswith("/api/"):
-        return {"error": message, "status": code}, code
-    try:
-        return render_template("error.html", code=code, name=name, message=message), code
-    except Exception:  # the page itself failed: still answer something readable
-        current_app.logger.exception("error page failed to render")
-        return f"<!doctype html><title>{code}</title><h1>{escape(name)}</h1><p>{escape(message)}</p>", code
+class JSONProvider(DefaultJSONProvider):
+    """Flask's JSON, with a body nested too deeply for the parser a 400 instead of a 500."""
+
+    def loads(self, s, **kwargs):
+        """The parsed JSON (BadRequest when it is nested too deeply to parse)."""
+        try:
+            return super().loads(s, **kwargs)
+        except RecursionError:
+            raise BadRequest("the JSON body is nested too deeply") from None
+
+
+def check_framing() -> None:
+    """Refuse what gunicorn's parser lets through: an HTTP/1.1 request without Host (400)
+    and a transfer coding other than chunked (501). A chunked body is read whole here, so
+    one over ``MAX_CONTENT_LENGTH`` is a 413 rather than cut short, and a malformed one
+    a 400 before any view runs."""
+    environ = request.environ
+    if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not environ.get("HTTP_HOST"):
+        raise BadRequest("a Host header is required (HTTP version 1.1)")
+    codings = {coding.strip().lower() for coding in environ.get("HTTP_TRANSFER_ENCODING", "").split(",")}
+    if codings - {"chunked", ""}:
+        raise Unsupported(f"transfer coding {environ['HTTP_TRANSFER_ENCODING']!r}: only chunked is supported")
+    if "chunked" in codings:
+        request.get_data()
+        request.stream.read(1)  # past the limit: RequestEntityTooLarge
 
 
 def _http_error(err: HTTPException):
-    response = error_response(err.code or 500, err.name, err.description or err.name)
-    if err.code == 405 and err.valid_methods:  # keep the Allow header werkzeug computed
-        body, code = response
-        return body, code, {"Allow": ", ".join(err.valid_methods)}
-    return response
-
-
-def _not_found(err: Exception):
-    return _http_error(NotFound(str(err)))
+    if err.response is not None:  # flask-openapi3's answer to a refused request, already made
+        return err.response
+    code, message = err.code or 500, err.description or err.name
+    headers = {"Allow": ", ".join(err.valid_methods)} if code == 405 and err.valid_methods else {}
+    if request.path.startswith("/api/"):
+        return {"error": message, "status": code}, code, headers
+    return render_template("error.html", code=code, name=err.name, message=message), code, headers
 
 
 def _unexpected(err: Exception):
@@ -53,7 +63,10 @@ def _unexpected(err: Exception):
 
 def register(app: Flask) -> None:
     """Install the handlers on ``app``."""
+    app.json = JSONProvider(app)
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(UnknownIdError, _not_found)  # unknown user, movie or cluster
-    app.register_error_handler(NotBuiltError, _not_found)  # clusters before `search build`
+    for lookup in (UnknownIdError, NotBuiltError):  # unknown id, clusters before `search build`
+        app.register_error_handler(lookup, lambda err: _http_error(NotFound(str(err))))
+    app.register_error_handler(ParseException, lambda err: _http_error(BadRequest(f"malformed body: {err}")))
     app.register_error_handler(Exception, _unexpected)
+    app.before_request(check_framing)

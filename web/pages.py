@@ -1,7 +1,8 @@
 """Server-rendered HTML pages (Jinja autoescaping on: titles and queries are escaped).
 
-Unknown query parameters are ignored here (browsers and link trackers add
-their own); bad values of known ones get the same 400 as on the API.
+Unknown query parameters are ignored here (browsers and link trackers add their own).
+A refused value never costs the page: it comes back (status 400) with what was typed
+and the message beside the field, answered with the parameter's default meanwhile.
 """
 
 from __future__ import annotations
@@ -9,37 +10,36 @@ from __future__ import annotations
 import io
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file, url_for
+from pydantic import ValidationError
 from werkzeug.exceptions import NotFound
 
 from search import BundleError
-from web import answers, params
+from search.catalogue import MEMBER_SORTS
 from web.charts import colour
-from web.state import state
+from web.state import settings_used, state
 
 bp = Blueprint("pages", __name__)
 
 FEW_RATINGS = 10
 """Below this many training ratings a movie page says its neighbours are uncertain."""
-
-
-# Defence in depth behind autoescaping: no inline or foreign scripts run even
-# if some text slipped through unescaped. Inline style attributes (the cluster
-# colour swatches) are allowed; images may be our own files or data: URLs.
-CSP = "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+PAGE_RATINGS = 5
+"""Rating rows the newcomer page offers (and the most it takes)."""
+# Defence in depth behind autoescaping: no inline or foreign scripts run even if some text
+# slipped through unescaped. Swagger UI's page (from its package) starts itself inline.
+CSP = (
+    "default-src 'self'; script-src 'self'{}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
+)
 
 
 @bp.after_app_request
 def _security_headers(response: Response) -> Response:
-    """nosniff and a same-origin referrer policy on every answer; CSP on HTML answers
-    (pages and HTML error pages).
-
-    ``content_type`` is read as it is: ``mimetype`` would parse the header, a
-    measurable cost on every API answer.
-    """
+    """nosniff and a same-origin referrer policy on every answer; CSP on HTML answers."""
     response.headers["X-Content-Type-Options"] = "nosniff"
     response.headers["Referrer-Policy"] = "same-origin"
     if response.content_type.startswith("text/html"):
-        response.headers["Content-Security-Policy"] = CSP
+        inline = " 'unsafe-inline'" if request.path.startswith("/api/") else ""
+        response.headers["Content-Security-Policy"] = CSP.format(inline)
     return response
 
 
@@ -51,97 +51,148 @@ def _common() -> dict:
 
 @bp.app_template_global()
 def cluster_name(c: int) -> str:
-    """A cluster's label for the pages (its number before ``search build``); a
-    template global, so the macros imported by every page can call it."""
+    """A cluster's label for the pages (its number before ``search build``)."""
     return state().cluster_names.get(int(c), str(c))
 
 
+def page_query(name: str):
+    """The page's query checked by the app's model ``name`` (other parameters ignored), and
+    ``{parameter: message}`` of the values refused, which take their defaults instead."""
+    model = getattr(current_app.extensions["movie_web_requests"], name)
+    values = {key: value for key, value in request.args.items() if key in model.model_fields}
+    errors: dict[str, str] = {}
+    while True:  # every field of a page's model has a default, so this ends
+        try:
+            return model.model_validate(values), errors
+        except ValidationError as err:
+            for error in err.errors(include_url=False):
+                errors[error["loc"][0]] = f"{error['loc'][0]}: {error['msg']}"
+                values.pop(error["loc"][0], None)
+
+
+def render(template: str, errors: dict | None = None, **values):
+    """The page, with status 400 when some of its input was refused."""
+    return render_template(template, errors=errors or {}, **values), 400 if errors else 200
+
+
 @bp.get("/")
-def home():
-    """Title search with suggestions, a user-id box, the rate-a-few-movies entry,
-    something to browse (most rated and best rated movies, the clusters by name),
-    and the model's figures."""
-    st = state()
-    return render_template("home.html", max_query=st.max_query, example_user=int(st.rec.user_ids[0]), **answers.browse())
+def home(user_error: str | None = None):
+    """Title search with suggestions, a user-id box, the newcomer entry, lists to browse, figures."""
+    example = int(state().rec.user_ids[0])
+    return render(
+        "home.html", {"id": user_error} if user_error else {}, example_user=example, **state().browse
+    )
 
 
 @bp.get("/search")
 def search():
     """Titles matching ``q``: the search box's answer when scripts are off."""
-    st = state()
-    answer = answers.search(request.args, required=False).as_dict()
-    return render_template("search.html", max_query=st.max_query, search_max=st.search_max, **answer)
+    query, errors = page_query("search_page")
+    return render("search.html", errors, **state().search(query))
 
 
 @bp.get("/users")
 def user_lookup():
-    """The user-id form's target: on to ``/users/<id>``."""
-    user_id = params.parse_id(request.args.get("id", "").strip(), "user")
-    return redirect(url_for("pages.user", user_id=user_id))
+    """The user-id form's target: on to ``/users/<id>``, or the home page again with the message."""
+    raw = request.args.get("id", "").strip()
+    if not (raw.isascii() and raw.isdigit() and len(raw) < 19):
+        return home(f"a user id is a whole number, got {raw!r}" if raw else "type a user id")
+    if int(raw) not in state().rec.bundle.user_vocab:
+        return home(f"unknown user {int(raw)}")
+    return redirect(url_for("pages.user", user_id=int(raw)))
 
 
-@bp.get("/users/<user_id>")
-def user(user_id: str):
+@bp.get("/users/<id:user_id>")
+def user(user_id: int):
     """A user's top-k recommendations beside the movies they rated highest."""
-    st = state()
-    answer = answers.recommendations(user_id, request.args).as_dict()
-    rated, n_rated = answers.user_ratings(answer["user_id"], st.user_ratings_shown)
-    # Already-rated movies in the list are marked with the user's own rating.
-    seen = dict(zip(*(a.tolist() for a in st.catalogue.user_ratings(answer["user_id"])))) if answer["include_seen"] else {}
-    return render_template("user.html", **answer, rated=rated, n_rated=n_rated, k_max=st.k_max, seen=seen)
+    query, errors = page_query("recommendations")
+    ids, ratings = state().catalogue.user_ratings(user_id)
+    shown = current_app.config["USER_RATINGS_SHOWN"]
+    rated = state().catalogue.items(ids[:shown], ratings[:shown])
+    seen = dict(zip(ids.tolist(), ratings.tolist())) if query.include_seen else {}  # marked in the list
+    answer = state().recommendations(user_id, query)
+    return render("user.html", errors, **answer, rated=rated, n_rated=len(ids), seen=seen)
 
 
 @bp.get("/for-me")
 def newcomer():
-    """Recommendations for someone not in the bundle, from a few titles they rate."""
-    st = state()
-    answer = answers.newcomer_from_titles(request.args).as_dict()
-    low, high = st.rec.bundle.rating_scale
-    return render_template("newcomer.html", **answer, rows=params.PAGE_RATINGS, low=low, high=high, max_query=st.max_query)
+    """Recommendations for someone not in the bundle, from a few titles they rate: each title
+    is taken as its best match; a row with an error keeps its input and shows the message."""
+    catalogue, (low, high) = state().catalogue, state().rec.bundle.rating_scale
+    query, errors = page_query("newcomer_page")
+    typed = request.args.getlist("rating")
+    rows, chosen = [], {}
+    for n, title in enumerate(request.args.getlist("title")[:PAGE_RATINGS]):
+        row = {"query": title.strip(), "typed": typed[n].strip() if n < len(typed) else ""}
+        rows.append(row)
+        try:
+            row["rating"] = float(row["typed"])
+        except ValueError:
+            pass
+        if not row["query"]:
+            continue
+        found = catalogue.find_movies(row["query"][: current_app.config["MAX_QUERY_LENGTH"]], limit=1)
+        if not low <= row.get("rating", float("nan")) <= high:
+            errors[f"row{n}"] = (
+                f"rating {n + 1} must be a number from {low:g} to {high:g}, got {row['typed']!r}"
+            )
+        elif not found:
+            errors[f"row{n}"] = f"No title matches {row['query']}."
+        else:
+            row.update(catalogue.movie(found[0]))
+            chosen[found[0]] = row["rating"]
+    rows += [{}] * (PAGE_RATINGS - len(rows))
+    return render("newcomer.html", errors, **state().newcomer(chosen, query.k), rows=rows, low=low, high=high)
 
 
-@bp.get("/movies/<movie_id>")
-def movie(movie_id: str):
+@bp.get("/movies/<id:movie_id>")
+def movie(movie_id: int):
     """A movie's details and the movies most like it."""
-    answer = answers.similar(movie_id, request.args).as_dict()
-    return render_template("movie.html", movie=answers.movie(movie_id), **answer, k_max=state().k_max, few_ratings=FEW_RATINGS)
+    query, errors = page_query("similar")
+    answer = state().similar(movie_id, query)
+    return render(
+        "movie.html", errors, movie=state().catalogue.movie(movie_id), **answer, few_ratings=FEW_RATINGS
+    )
 
 
 @bp.get("/clusters")
 def clusters():
     """Every cluster with its size, top movies and genre mix, and the cluster map."""
-    return render_template("clusters.html", **answers.clusters(), colour=colour)
+    return render("clusters.html", **state().clusters(), colour=colour)
 
 
 @bp.get("/clusters/map.svg")
 def cluster_map():
-    """The movie map (2-D PCA) coloured by cluster, drawn once per app."""
-    return Response(state().cluster_map(), mimetype="image/svg+xml", headers={"Cache-Control": "public, max-age=3600"})
+    """The movie map (2-D PCA) coloured by cluster, drawn once per bundle."""
+    return Response(state().cluster_map, mimetype="image/svg+xml", headers={"Cache-Control": "max-age=3600"})
 
 
-@bp.get("/clusters/<c>")
-def cluster(c: str):
+@bp.get("/clusters/<id:c>")
+def cluster(c: int):
     """All movies of one cluster, sortable by popularity, title or rating."""
-    return render_template("cluster.html", **answers.cluster(c, request.args).as_dict(), sort_keys=params.SORT_KEYS)
+    query, errors = page_query("cluster")
+    return render("cluster.html", errors, **state().cluster(c, query.sort), sort_keys=MEMBER_SORTS)
 
 
 @bp.get("/model")
 def model():
     """The training curve and the manifest's figures."""
-    answer = answers.model()
+    answer = state().model()
     settings = answer.pop("config")  # not to shadow Flask's `config` in templates
-    used = answers.settings_used(settings)
-    return render_template("model.html", **answer, settings=settings, used_settings=used, has_curve=state().has_training_curve)
+    used, curve = settings_used(settings), state().rec.bundle.has("training_curve.png")
+    return render("model.html", **answer, settings=settings, used_settings=used, has_curve=curve)
 
 
 @bp.get("/model/training_curve.png")
 def training_curve():
     """The bundle's own training-curve picture (a fixed file name, never a path from the request)."""
-    if not state().has_training_curve:
+    if not state().rec.bundle.has("training_curve.png"):
         raise NotFound("this bundle has no training curve")
-    try:
-        picture = state().training_curve()
-    except BundleError as err:  # changed or removed since the server loaded the bundle: never serve it
+    try:  # checked against the bundle's checksum: never serve a file changed since loading
+        picture = state().rec.bundle.read_bytes("training_curve.png")
+    except BundleError as err:
         current_app.logger.warning("not serving the training curve: %s", err)
-        raise NotFound("the training curve is not available (it changed after the bundle was loaded)") from None
+        raise NotFound(
+            "the training curve is not available (it changed after the bundle was loaded)"
+        ) from None
     return send_file(io.BytesIO(picture), mimetype="image/png", max_age=3600)

@@ -1,23 +1,25 @@
 """Hot reload: serve the bundle the configured path points at now, without a restart.
 
-``BUNDLE`` is usually the link ``artifacts/current``, which ``train`` moves to
-each bundle it publishes. Before a request, at most every ``RELOAD_SECONDS``, the
-app resolves that path; when it names another folder, the bundle there is loaded
-and verified (checksums, dtypes, shapes) and then swapped in as a whole, so a
-request sees one bundle from start to end. A bundle that fails verification is
-refused, as is one whose loading fails in any other way: the old one keeps
-serving, the refusal is logged once and reported by ``/api/v1/healthz`` until a
-good bundle takes its place.
+Before a request, at most every ``RELOAD_SECONDS`` (0: never), the app resolves ``BUNDLE``
+(usually the link ``artifacts/current``, which ``train`` moves); a new folder there is
+loaded, verified and swapped in whole, and each request keeps the state it began with. A
+bundle whose loading fails is refused: the old one keeps serving, and ``/api/v1/healthz``
+reports the refusal until a good bundle takes its place.
 
-Each gunicorn worker checks for itself; the request that notices a new bundle
-waits while it loads, and no request fails. ``RELOAD_SECONDS`` 0 turns checking off.
+One bundle at a time: the folder last accepted is written to a state file made with the
+app (under ``preload_app``, in gunicorn's master), and every worker, one forked after a
+crash included, switches to the folder recorded there.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import tempfile
 import threading
 import time
+import weakref
+from pathlib import Path
 from typing import Any
 
 from flask import Flask, g
@@ -26,18 +28,20 @@ from embedder.bundle import utc_now
 
 
 class BundleWatcher:
-    """Notices that the configured bundle path moved and swaps the app's state."""
+    """Swaps the app's state when its bundle path moves, or when another worker accepted a bundle."""
 
     def __init__(self, app: Flask, every: float):
         self.path = str(app.config["BUNDLE"])
         self.every = every
-        self.serving = os.path.realpath(self.path)
-        """The folder whose bundle is being served."""
-        self.last_refusal: dict[str, Any] | None = None
-        """``{"bundle", "error", "at"}`` of the last bundle refused, until one is accepted."""
+        self.serving = os.path.realpath(self.path)  # the folder whose bundle is served
+        self.last_refusal: dict[str, Any] | None = None  # {"bundle", "error", "at"}, until one is accepted
         self._refused: str | None = None
         self._checked = time.monotonic()
         self._lock = threading.Lock()
+        handle, self.state_file = tempfile.mkstemp(prefix="movie-web-", suffix=".served")
+        os.close(handle)
+        self._record(self.serving)
+        weakref.finalize(self, _remove, self.state_file, os.getpid())
 
     def before_request(self, app: Flask) -> None:
         """Check (when due), then pin this request to the state being served."""
@@ -45,11 +49,19 @@ class BundleWatcher:
             self._check(app)
         g.movie_web = app.extensions["movie_web"]
 
+    def _record(self, folder: str) -> None:
+        partial = Path(f"{self.state_file}.{os.getpid()}")
+        partial.write_text(folder)
+        partial.replace(self.state_file)
+
     def _check(self, app: Flask) -> None:
         if not self._lock.acquire(blocking=False):  # another thread is checking or loading
             return
         try:
             self._checked = time.monotonic()
+            with contextlib.suppress(OSError):  # the bundle another worker accepted, first
+                if (accepted := Path(self.state_file).read_text()) not in (self.serving, self._refused):
+                    self._switch(app, accepted)
             target = os.path.realpath(self.path)
             if target not in (self.serving, self._refused):
                 self._switch(app, target)
@@ -58,7 +70,6 @@ class BundleWatcher:
 
     def _switch(self, app: Flask, target: str) -> None:
         from search import BundleError, Recommender
-
         from web.state import WebState
 
         try:
@@ -70,8 +81,18 @@ class BundleWatcher:
             self._refused = target
             self.last_refusal = {"bundle": target, "error": error, "at": utc_now()}
             # A bundle that fails verification is one line; anything else is a bug worth its traceback.
-            app.logger.warning("not serving %s, still serving %s: %s", target, self.serving, error, exc_info=not expected)
+            app.logger.warning(
+                "not serving %s, still serving %s: %s", target, self.serving, error, exc_info=not expected
+            )
             return
-        app.extensions["movie_web"] = WebState(recommender, app.config)
+        app.extensions["movie_web"] = WebState(recommender)
         self.serving, self._refused, self.last_refusal = target, None, None
+        self._record(target)
         app.logger.info("now serving %s", target)
+
+
+def _remove(path: str, owner: int) -> None:
+    """Remove the state file, in the process that made it only (not in a worker that exits)."""
+    if os.getpid() == owner:
+        with contextlib.suppress(OSError):
+            os.unlink(path)

@@ -1,37 +1,41 @@
-"""What one app holds: the recommender and its catalogue, its limits, and figures computed once.
+"""One loaded bundle's answers, shared by the pages and the API.
 
-Everything here is built when first asked for and then kept, so a request never
-reads the bundle from disk again (except the training curve image, which is
-streamed from the bundle's own file).
+:class:`WebState` asks :class:`search.Recommender` (ids and scores) and its
+:class:`search.Catalogue` (movie rows, titles, clusters) with checked values (the request
+models of :mod:`web.models`) and returns the API's answer as a dict, which the pages
+render too, so both areas answer alike, errors included. What it derives from the bundle
+is computed once: a request never reads the bundle from disk again, but for the training
+curve's picture, streamed from the bundle's own file.
 """
 
 from __future__ import annotations
 
 import csv
 import io
-import logging
-import threading
 from functools import cached_property
-from typing import Any, Mapping
+from typing import Any
 
 import numpy as np
 from flask import current_app, g
 
+from embedder.config import one_method_settings
 from search import BundleError, NotBuiltError
 from web.charts import cluster_map_svg
-from web.params import Requests
+
+BROWSE_SHOWN = 8
+"""Movies in each list of the home page."""
+BEST_RATED_QUANTILE = 0.9
+"""The best-rated list takes movies with at least this quantile of the rating counts of
+rated movies (never fewer than 20), so that a few lucky ratings do not lead."""
 
 
 def bundle_summary(rec: Any) -> dict:
-    """The figures of the home page and the footer: dataset, sizes, test RMSE/MAE,
-    index kind and clusters, from the recommender ``rec`` and its bundle."""
-    bundle, catalogue = rec.bundle, rec.catalogue
-    manifest = bundle.manifest
+    """The figures of the home page and the footer, from the recommender ``rec`` and its bundle."""
+    bundle, catalogue, manifest = rec.bundle, rec.catalogue, rec.bundle.manifest
     test = (manifest.get("metrics") or {}).get("test") or {}
-    dataset = manifest.get("dataset") or {}
     clusters = manifest.get("clusters") or {}
     return {
-        "dataset": dataset.get("name"),
+        "dataset": (manifest.get("dataset") or {}).get("name"),
         "n_users": len(rec.user_ids),
         "n_movies": len(rec.movie_ids),
         "n_ratings": int(bundle.seen.nnz),
@@ -42,128 +46,149 @@ def bundle_summary(rec: Any) -> dict:
         "index": rec.index_kind,
         "built": catalogue.built,
         "n_clusters": len(catalogue.clusters()) if catalogue.built else None,
-        "silhouette": clusters.get("silhouette"),
-        "nmi_genres": clusters.get("nmi_genres"),
-        "nmi_random": clusters.get("nmi_random"),
+        **{key: clusters.get(key) for key in ("silhouette", "nmi_genres", "nmi_random")},
         "created": manifest.get("created"),
     }
 
 
-BROWSE_SHOWN = 8
-"""Movies in each list of the home page."""
-BEST_RATED_QUANTILE = 0.9
-"""The home page's best-rated list takes movies with at least this quantile of the
-rating counts of rated movies (never fewer than 20), so that a few lucky ratings
-do not lead."""
-
-
 class WebState:
-    """The recommender of one app, its catalogue, and what the views derive from them."""
+    """The recommender of one bundle, its catalogue, and the answers made from them."""
 
-    def __init__(self, recommender: Any, config: Mapping[str, Any]):
+    def __init__(self, recommender: Any):
         self.rec = recommender
         self.catalogue = recommender.catalogue
-        """Titles, movie rows and clusters (:class:`search.Catalogue`) of the same bundle."""
-        self.k_default = int(config["K_DEFAULT"])
-        self.k_max = int(config["K_MAX"])
-        self.search_default = int(config["SEARCH_LIMIT_DEFAULT"])
-        self.search_max = int(config["SEARCH_LIMIT_MAX"])
-        self.max_query = int(config["MAX_QUERY_LENGTH"])
-        self.user_ratings_shown = int(config["USER_RATINGS_SHOWN"])
-        self.map_max_points = int(config["MAP_MAX_POINTS"])
-        self.requests = Requests(
-            k_default=self.k_default,
-            k_max=self.k_max,
-            search_default=self.search_default,
-            search_max=self.search_max,
-            max_query=self.max_query,
-            n_movies=len(recommender.movie_ids),
+
+    def recommendations(self, user_id: int, query) -> dict:
+        """Top-k movies for a user by predicted rating (``score``: the raw prediction)."""
+        exclude = not query.include_seen
+        ids, scores = self.rec.recommend(
+            user_id, k=query.k, exclude_seen=exclude, min_ratings=query.min_ratings
         )
-        """What requests to this state may carry (web/params.py), checked by the views and documented by ``/api/openapi.json``."""
-        self._lock = threading.Lock()
-        self._map_svg: str | None = None
+        return {**query.model_dump(), "user_id": user_id, "items": self.catalogue.items(ids, scores)}
+
+    def newcomer(self, ratings, k: int) -> dict:
+        """Top-k movies for someone not in the bundle, from their ratings (folded in; rated
+        movies left out); without ratings, the average user's (``fallback``). ValueError or
+        UnknownIdError for a rating off the scale, a movie twice or an unknown movie."""
+        ids, scores = self.rec.recommend_for_ratings(ratings, k=k)
+        return {"k": k, "fallback": not len(ratings), "items": self.catalogue.items(ids, scores)}
+
+    def similar(self, movie_id: int, query) -> dict:
+        """The k movies most like one movie (``score``: search.similar's blend), itself excluded."""
+        ids, scores = self.rec.similar(movie_id, k=query.k, min_ratings=query.min_ratings)
+        return {"movie_id": movie_id, **query.model_dump(), "items": self.catalogue.items(ids, scores)}
+
+    def search(self, query) -> dict:
+        """One page of the movies whose title matches ``q``, best match first (``search.titles``)."""
+        q, limit, offset = query.q, query.limit, query.offset
+        found = self.catalogue.find_movies(q, limit=len(self.catalogue.movie_ids)) if q else []
+        page = self.catalogue.items(found[offset : offset + limit])
+        more = offset + limit < len(found)
+        return {
+            "query": q,
+            "limit": limit,
+            "offset": offset,
+            "total": len(found),
+            "more": more,
+            "items": page,
+        }
+
+    def clusters(self) -> dict:
+        """Every cluster's summary (NotBuiltError, a 404, before ``search build``)."""
+        found = self.catalogue.clusters()
+        return {"n_clusters": len(found), "clusters": found}
+
+    def cluster(self, c: int, sort: str) -> dict:
+        """One cluster's summary and all its movies in the asked order (UnknownIdError outside 0..n-1)."""
+        members = self.catalogue.cluster_members(c, sort=sort)
+        return {**self.catalogue.clusters()[c], "sort": sort, "items": self.catalogue.items(members)}
+
+    def model(self) -> dict:
+        """The model's figures, the manifest's metrics and settings, and the per-epoch history."""
+        manifest = self.rec.bundle.manifest
+        return {
+            "summary": self.summary,
+            "metrics": manifest.get("metrics") or {},
+            "training": manifest.get("training") or {},
+            "config": manifest.get("config") or {},
+            "clusters": {
+                key: value for key, value in (manifest.get("clusters") or {}).items() if key != "sizes"
+            },
+            "ranking": (manifest.get("evaluation") or {}).get("ranking") or {},
+            "history": self.history,
+        }
 
     @cached_property
     def summary(self) -> dict:
-        """The model's figures (:func:`bundle_summary`), computed once."""
+        """The model's figures (:func:`bundle_summary`)."""
         return bundle_summary(self.rec)
 
     @cached_property
     def history(self) -> list[dict]:
-        """Per-epoch train/validation RMSE from the bundle's ``history.csv`` (empty if none),
-        with the training phase of each row."""
-        bundle = self.rec.bundle
-        if not bundle.has("history.csv"):
+        """Per-epoch train/validation RMSE and phase from the bundle's ``history.csv`` (empty if none)."""
+        if not self.rec.bundle.has("history.csv"):
             return []
         try:
-            text = bundle.read_bytes("history.csv").decode("utf-8")
-        except (BundleError, UnicodeDecodeError) as err:  # changed since loading, or not text: no history
-            logging.getLogger(__name__).warning("not showing the training history: %s", err)
+            text = self.rec.bundle.read_bytes("history.csv").decode("utf-8")
+        except (BundleError, UnicodeDecodeError) as err:  # changed since loading, or not text
+            current_app.logger.warning("not showing the training history: %s", err)
             return []
-        rows = []
-        for row in csv.DictReader(io.StringIO(text, newline="")):
-            try:
-                rows.append(
-                    {
-                        "epoch": int(row["epoch"]),
-                        "train_rmse": float(row["train_rmse"]),
-                        "val_rmse": float(row["val_rmse"]) if row.get("val_rmse") not in (None, "") else None,
-                        # "training" (one run on all training data), or "validation" then "refit"
-                        "phase": row.get("phase") or "validation",
-                    }
-                )
-            except (KeyError, TypeError, ValueError):
-                continue  # a malformed line is left out of the picture, not a 500
-        return rows
+        rows = csv.DictReader(io.StringIO(text, newline=""))
+        # phase: "training" (one run on all training data), or "validation" then "refit"
+        return [
+            {"epoch": int(row["epoch"]), "train_rmse": float(row["train_rmse"]),
+             "val_rmse": float(row["val_rmse"]) if row.get("val_rmse") else None,
+             "phase": row.get("phase") or "validation"}
+            for row in rows
+        ]  # fmt: skip
 
     @cached_property
-    def browse_choice(self) -> tuple[np.ndarray, np.ndarray, int]:
-        """The home page's movie lists, chosen once (sorting the movie table on every
-        visit cost more than the rest of the page on a large catalogue): the ids of
-        the :data:`BROWSE_SHOWN` most rated movies, of the best rated among those
-        with at least the returned floor of ratings, and that floor."""
+    def browse(self) -> dict:
+        """The home page's lists: the most rated movies, the best rated among those with at
+        least ``best_rated_floor`` ratings, and the clusters by name (none before ``search build``)."""
         movies = self.rec.bundle.movies
         counts = movies["rating_count"].to_numpy()
-        floor = max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if (counts > 0).any() else 20
-        most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True], kind="stable").head(BROWSE_SHOWN)
-        widely = movies[counts >= floor].sort_values(["mean_rating", "movie_id"], ascending=[False, True], kind="stable")
-        return most["movie_id"].to_numpy(), widely.head(BROWSE_SHOWN)["movie_id"].to_numpy(), floor
+        floor = max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if counts.any() else 20
+        order = {"ascending": [False, True], "kind": "stable"}
+        most = movies.sort_values(["rating_count", "movie_id"], **order)["movie_id"].to_numpy()
+        best = (
+            movies[counts >= floor].sort_values(["mean_rating", "movie_id"], **order)["movie_id"].to_numpy()
+        )
+        built = self.catalogue.clusters() if self.catalogue.built else []
+        clusters = [{key: c[key] for key in ("cluster", "label", "size")} for c in built]
+        return {
+            "most_rated": self.catalogue.items(most[:BROWSE_SHOWN]),
+            "best_rated": self.catalogue.items(best[:BROWSE_SHOWN]),
+            "best_rated_floor": floor,
+            "browse_clusters": clusters,
+        }
 
     @cached_property
     def cluster_names(self) -> dict[int, str]:
-        """Each cluster's label (``clusters.json``), so pages name clusters instead of
-        numbering them; empty before ``search build``."""
+        """Each cluster's label, so pages name clusters; empty before ``search build``."""
         try:
             return {int(c["cluster"]): str(c["label"]) for c in self.catalogue.clusters()}
         except NotBuiltError:
             return {}
 
-    @property
-    def has_training_curve(self) -> bool:
-        """Whether the bundle lists a ``training_curve.png``."""
-        return self.rec.bundle.has("training_curve.png")
-
-    def training_curve(self) -> bytes:
-        """The picture's bytes, checked against the bundle's checksum (BundleError if it
-        changed or went away after loading)."""
-        return self.rec.bundle.read_bytes("training_curve.png")
-
+    @cached_property
     def cluster_map(self) -> str:
-        """The SVG picture of the movie map (``movie_map.npy``, 2-D PCA written by
-        ``search build``) coloured by cluster, drawn once.
+        """The SVG movie map (``movie_map.npy``, 2-D PCA) coloured by cluster; NotBuiltError
+        (a 404) before ``search build``."""
+        self.catalogue.clusters()  # NotBuiltError, with the hint to build
+        bundle, most = self.rec.bundle, current_app.config["MAP_MAX_POINTS"]
+        return cluster_map_svg(
+            bundle.array("movie_map.npy"), bundle.array("cluster_labels.npy"), max_points=most
+        )
 
-        Raises ``search.NotBuiltError`` (a 404) before the bundle is built.
-        """
-        self.catalogue.clusters()  # raises NotBuiltError with the hint to build
-        with self._lock:
-            if self._map_svg is None:
-                bundle = self.rec.bundle
-                labels = bundle.array("cluster_labels.npy")
-                self._map_svg = cluster_map_svg(bundle.array("movie_map.npy"), labels, max_points=self.map_max_points)
-        return self._map_svg
+
+def settings_used(settings: dict) -> set[str]:
+    """The settings the bundle's training method used (the other method's are left out)."""
+    method, owners = settings.get("method"), one_method_settings()
+    return {name for name in settings if owners.get(name, method) == method}
 
 
 def state() -> WebState:
-    """The :class:`WebState` serving the current request (pinned when it began, so a
-    hot reload never mixes two bundles in one answer; see web/reload.py)."""
+    """The :class:`WebState` serving the current request (pinned when it began, so a hot
+    reload never mixes two bundles in one answer; see web/reload.py)."""
     return g.get("movie_web") or current_app.extensions["movie_web"]

@@ -84,8 +84,12 @@ def xss_bundle(tmp_path_factory) -> str:
     """A built bundle whose titles and genres are HTML: every page must escape them."""
     rng = np.random.default_rng(7)
     n_users, n_movies, dim = 12, 30, 4
-    titles = [XSS_TITLE if i % 3 == 0 else f'Quote "{i}" \'x\' <b>bold</b> ({1990 + i})' for i in range(n_movies)]
-    seen = sp.random(n_users, n_movies, density=0.3, format="csr", random_state=7, data_rvs=lambda n: rng.integers(1, 6, n))
+    titles = [
+        XSS_TITLE if i % 3 == 0 else f"Quote \"{i}\" 'x' <b>bold</b> ({1990 + i})" for i in range(n_movies)
+    ]
+    seen = sp.random(
+        n_users, n_movies, density=0.3, format="csr", random_state=7, data_rvs=lambda n: rng.integers(1, 6, n)
+    )
     path = tmp_path_factory.mktemp("web-xss") / "bundle"
     write_synthetic_bundle(
         path,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import numpy as np
 import pytest
@@ -38,31 +39,6 @@ def test_recommendations_equal_the_recommender(client, rec):
     assert [i["score"] for i in body["items"]] == sorted((i["score"] for i in body["items"]), reverse=True)
 
 
-@pytest.mark.parametrize(
-    "url", ["/api/v1/users/{user}/recommendations?k=30", "/api/v1/movies/{movie}/similar?k=9", "/api/v1/movies?q=movie&limit=50", "/api/v1/clusters/3?sort=title"]
-)
-def test_list_answers_are_byte_for_byte_what_jsonify_writes(app, client, rec, url):
-    """The API writes list answers from cached item fragments; the text must be
-    exactly the JSON of the same answer as dicts."""
-    from flask import request
-
-    from web import answers
-
-    url = url.format(user=some_user(rec), movie=some_movie(rec))
-    body = client.get(url).get_data(as_text=True)
-    view = {"recommendations": answers.recommendations, "similar": answers.similar}
-    with app.test_request_context(url):
-        parts = request.path.split("/")
-        if parts[-1] in view:
-            answer = view[parts[-1]](parts[-2], request.args)
-        elif parts[-2] == "clusters":
-            answer = answers.cluster(parts[-1], request.args)
-        else:
-            answer = answers.search(request.args)
-        assert body == app.json.response(answer.as_dict()).get_data(as_text=True)
-    assert json.loads(body)["items"]
-
-
 def test_recommendations_default_k_and_include_seen(client, rec, app):
     user = some_user(rec)
     default = get_json(client, f"/api/v1/users/{user}/recommendations")
@@ -96,7 +72,10 @@ def test_a_ratings_floor_leaves_rarely_rated_movies_out(client, rec):
     body = get_json(client, f"/api/v1/users/{user}/recommendations?k=8&min_ratings={floor}")
     assert all(counts[i["movie_id"]] >= floor for i in body["items"]) and body["min_ratings"] == floor
     for bad in ("-1", "x", "1000001"):
-        assert "min_ratings must be an integer" in get_json(client, f"/api/v1/movies/{movie}/similar?min_ratings={bad}", 400)["error"]
+        assert (
+            "min_ratings: Input should be"
+            in get_json(client, f"/api/v1/movies/{movie}/similar?min_ratings={bad}", 400)["error"]
+        )
 
 
 def test_k_cap_is_allowed_and_one_over_is_not(client, rec, app):
@@ -104,7 +83,7 @@ def test_k_cap_is_allowed_and_one_over_is_not(client, rec, app):
     user = some_user(rec)
     assert get_json(client, f"/api/v1/users/{user}/recommendations?k={cap}")["k"] == cap
     error = get_json(client, f"/api/v1/users/{user}/recommendations?k={cap + 1}", 400)
-    assert f"1 to {cap}" in error["error"]
+    assert f"k: Input should be less than or equal to {cap}" in error["error"]
 
 
 def test_title_search(client, rec):
@@ -124,9 +103,14 @@ def test_title_search_says_when_matches_were_left_out(client, rec):
     assert len(every) > 3
     short = get_json(client, "/api/v1/movies?q=movie&limit=3")
     assert short["more"] is True and [i["movie_id"] for i in short["items"]] == every[:3]
-    assert get_json(client, f"/api/v1/movies?q=movie&limit={min(len(every), 50)}")["more"] is (len(every) > 50)
+    assert get_json(client, f"/api/v1/movies?q=movie&limit={min(len(every), 50)}")["more"] is (
+        len(every) > 50
+    )
     page = client.get("/search?q=movie&limit=3").get_data(as_text=True)
-    assert f"{len(every)} matches; 1–3 shown." in page and 'rel="next" href="/search?q=movie&amp;limit=3&amp;offset=3"' in page
+    assert (
+        f"{len(every)} matches; 1–3 shown." in page
+        and 'rel="next" href="/search?q=movie&amp;limit=3&amp;offset=3"' in page
+    )
 
 
 def test_title_search_pages_through_every_match_once(client, rec):
@@ -144,12 +128,12 @@ def test_title_search_pages_through_every_match_once(client, rec):
     last = client.get(f"/search?q=movie&limit=7&offset={offset}").get_data(as_text=True)
     assert 'rel="prev"' in last and 'rel="next"' not in last
     assert f'<td class="rank">{offset + 1}</td>' in last  # ranks go on from the pages before
-    for bad in ("-1", "x", str(len(rec.movie_ids) + 1)):
+    for bad in ("-1", "x", str(10**7 + 1)):
         assert client.get(f"/api/v1/movies?q=movie&offset={bad}").status_code == 400
 
 
 def test_title_search_needs_q(client):
-    assert "q is required" in get_json(client, "/api/v1/movies", 400)["error"]
+    assert "q: Field required" in get_json(client, "/api/v1/movies", 400)["error"]
 
 
 def test_movie(client, rec):
@@ -182,7 +166,11 @@ def test_model(client, rec):
     summary = bundle_summary(rec)
     assert body["summary"] == summary
     assert body["metrics"]["test"]["rmse"] == pytest.approx(summary["test_rmse"])
-    assert summary["built"] is True and summary["n_clusters"] == 4 and summary["n_ratings"] == rec.bundle.seen.nnz
+    assert (
+        summary["built"] is True
+        and summary["n_clusters"] == 4
+        and summary["n_ratings"] == rec.bundle.seen.nnz
+    )
     with open(rec.bundle.path / "history.csv") as handle:
         assert len(body["history"]) == sum(1 for _ in handle) - 1
     assert {"epoch", "train_rmse", "val_rmse", "phase"} == set(body["history"][0])
@@ -202,7 +190,7 @@ def test_healthz(client, rec):
 def test_unknown_query_parameters_are_400_naming_them(client, rec):
     user = some_user(rec)
     error = get_json(client, f"/api/v1/users/{user}/recommendations?k=3&includeSeen=1", 400)
-    assert "includeSeen" in error["error"] and "include_seen" in error["error"]
+    assert error["error"] == "unknown query parameter 'includeSeen'"
     assert error["status"] == 400
     get_json(client, "/api/v1/healthz?verbose=1", 400)
 
@@ -223,8 +211,21 @@ def test_wrong_method_is_json_405(client):
 
 
 SUMMARY_FIELDS = [
-    "dataset", "n_users", "n_movies", "n_ratings", "dim", "test_rmse", "test_mae", "rating_scale",
-    "index", "built", "n_clusters", "silhouette", "nmi_genres", "nmi_random", "created",
+    "dataset",
+    "n_users",
+    "n_movies",
+    "n_ratings",
+    "dim",
+    "test_rmse",
+    "test_mae",
+    "rating_scale",
+    "index",
+    "built",
+    "n_clusters",
+    "silhouette",
+    "nmi_genres",
+    "nmi_random",
+    "created",
 ]
 
 
@@ -257,16 +258,20 @@ def test_openapi_lists_every_api_route(client, app):
     spec = json.loads(response.get_data(as_text=True))
     assert spec["openapi"].startswith("3.")
     routes = {
-        rule.rule.removeprefix("/api/v1").replace("<", "{").replace(">", "}")
+        re.sub(r"<(?:\w+:)?(\w+)>", r"{\1}", rule.rule)
         for rule in app.url_map.iter_rules()
         if rule.rule.startswith("/api/v1/")
     }
     assert set(spec["paths"]) == routes
-    k = next(p for p in spec["paths"]["/users/{user_id}/recommendations"]["get"]["parameters"] if p["name"] == "k")
+    k = next(
+        p
+        for p in spec["paths"]["/api/v1/users/{user_id}/recommendations"]["get"]["parameters"]
+        if p["name"] == "k"
+    )
     assert k["schema"]["maximum"] == app.config["K_MAX"]
     for path, operations in spec["paths"].items():
         for operation in operations.values():
-            declared = {p["name"] for p in operation["parameters"] if p["in"] == "path"}
+            declared = {p["name"] for p in operation.get("parameters", []) if p["in"] == "path"}
             assert declared == {part[1:-1] for part in path.split("/") if part.startswith("{")}, path
 
 
@@ -322,19 +327,33 @@ def test_newcomer_without_ratings_gets_the_fallback(client, app):
 @pytest.mark.parametrize(
     "body, message",
     [
-        ([1, 2], "the body must be a JSON object"),
-        ({"ratings": [], "user": 3}, "unknown field(s) 'user'"),
-        ({"k": 3}, "ratings must be a list"),
-        ({"ratings": [{"movie_id": 1}]}, 'ratings[0] must be an object with exactly "movie_id" and "rating"'),
-        ({"ratings": [{"movie_id": "1", "rating": 4}]}, "ratings[0].movie_id must be an integer"),
-        ({"ratings": [{"movie_id": True, "rating": 4}]}, "ratings[0].movie_id must be an integer"),
-        ({"ratings": [{"movie_id": 2**70, "rating": 4}]}, "ratings[0].movie_id must be an integer"),
-        ({"ratings": [{"movie_id": 1, "rating": "4"}]}, "ratings[0].rating must be a number"),
+        ([1, 2], "body: Input should be a valid dictionary"),
+        ({"ratings": [], "user": 3}, "unknown field 'user'"),
+        ({"k": 3}, "ratings: Field required"),
+        ({"ratings": [{"movie_id": 1}]}, "ratings[0].rating: Field required"),
+        (
+            {"ratings": [{"movie_id": "1", "rating": 4}]},
+            "ratings[0].movie_id: Input should be a valid integer",
+        ),
+        (
+            {"ratings": [{"movie_id": True, "rating": 4}]},
+            "ratings[0].movie_id: Input should be a valid integer",
+        ),
+        (
+            {"ratings": [{"movie_id": 2**70, "rating": 4}]},
+            "ratings[0].movie_id: Input should be less than or equal",
+        ),
+        ({"ratings": [{"movie_id": 1, "rating": "4"}]}, "ratings[0].rating: Input should be a valid number"),
+        ({"ratings": [{"movie_id": 1, "rating": 4, "x": 0}]}, "unknown field 'ratings[0].x'"),
         ({"ratings": [{"movie_id": 1, "rating": 99}]}, "rating of movie 1 must be a number from"),
         ({"ratings": [{"movie_id": 999999, "rating": 4}]}, "unknown movie 999999"),
-        ({"ratings": [{"movie_id": 1, "rating": 4}, {"movie_id": 1, "rating": 3}]}, "movie 1 is rated more than once"),
-        ({"ratings": [], "k": 0}, "k must be an integer from 1 to"),
-        ({"ratings": [{"movie_id": 1, "rating": 4}] * 1001}, "ratings must be a list of at most 1000"),
+        (
+            {"ratings": [{"movie_id": 1, "rating": 4}, {"movie_id": 1, "rating": 3}]},
+            "movie 1 is rated more than once",
+        ),
+        ({"ratings": [], "k": 0}, "k: Input should be greater than or equal to 1"),
+        ({"ratings": [], "k": True}, "k: Input should be a valid integer"),
+        ({"ratings": [{"movie_id": 1, "rating": 4}] * 1001}, "ratings: List should have at most 1000 items"),
     ],
 )
 def test_bad_newcomer_bodies_are_400_naming_the_problem(client, rec, body, message):
@@ -346,6 +365,27 @@ def test_bad_newcomer_bodies_are_400_naming_the_problem(client, rec, body, messa
 
 def test_a_newcomer_body_that_is_not_json_is_400(client):
     response = client.post("/api/v1/recommendations", data="ratings=1", content_type="text/plain")
-    assert response.status_code == 400 and "must be a JSON object" in response.get_json()["error"]
-    assert post_json(client, {"ratings": []}, 400, query_string={"k": 3})["error"].startswith("unknown query parameter")
+    assert (
+        response.status_code == 400
+        and "body: Input should be a valid dictionary" in response.get_json()["error"]
+    )
+    assert (
+        post_json(client, {"ratings": []}, 400, query_string={"k": 3})["error"]
+        == "unknown query parameter 'k'"
+    )
     assert client.get("/api/v1/recommendations").status_code == 405
+
+
+def test_a_body_over_max_content_length_is_413(client, app):
+    body = b'{"ratings": [], "pad": "' + b" " * app.config["MAX_CONTENT_LENGTH"] + b'"}'
+    response = client.post("/api/v1/recommendations", data=body, content_type="application/json")
+    assert response.status_code == 413 and response.get_json()["status"] == 413
+
+
+@pytest.mark.parametrize("depth", [1000, 100_000])
+def test_json_nested_too_deeply_is_400_naming_the_problem(client, depth):
+    body = "[" * depth + "]" * depth
+    response = client.post("/api/v1/recommendations", data=body, content_type="application/json")
+    assert (
+        response.status_code == 400 and response.get_json()["error"] == "the JSON body is nested too deeply"
+    )

@@ -7,6 +7,7 @@ must answer a JSON ``{"error": ...}``, the pages an HTML page.
 
 from __future__ import annotations
 
+import re
 from urllib.parse import quote, urlencode
 
 import pytest
@@ -16,13 +17,49 @@ from hypothesis import strategies as st
 from tests.web.test_api import some_movie, some_user
 
 BAD_IDS = [
-    "abc", "1e3", "1.5", "-1", "0", "+5", "0x10", "1_000", "99999999", "9" * 30, str(2**63), str(-(2**63) - 1),
+    "abc", "1e3", "1.5", "-1", "0", "+5", "0x10", "1_000", "99999999", "9" * 30, str(2**63),
+    str(-(2**63) - 1),
     "%20", "%00", "%3Cscript%3E", "\u0661\u0662", "é", "1%0A", "..", "%2E%2E%2Fmanifest.json",
 ]  # fmt: skip
 BAD_QUERIES = [
-    *({"k": v} for v in ["0", "-1", "abc", str(10**30), "9" * 5000, "1.5", "", " ", "1e3", "\x00", "101", "+", "--1", "٣"]),
+    *(
+        {"k": v}
+        for v in [
+            "0",
+            "-1",
+            "abc",
+            str(10**30),
+            "9" * 5000,
+            "1.5",
+            "",
+            " ",
+            "1e3",
+            "\x00",
+            "101",
+            "+",
+            "--1",
+            "٣",
+        ]
+    ),
     *({"include_seen": v} for v in ["maybe", "", "2", "yes", "<script>", "tru"]),
-    *({"q": v} for v in ["", "%", "_", "a" * 10_000, "é☃🎬", "<script>alert(1)</script>", "(", "[", "\\", "*", ".*", "\x00", " "]),
+    *(
+        {"q": v}
+        for v in [
+            "",
+            "%",
+            "_",
+            "a" * 10_000,
+            "é☃🎬",
+            "<script>alert(1)</script>",
+            "(",
+            "[",
+            "\\",
+            "*",
+            ".*",
+            "\x00",
+            " ",
+        ]
+    ),
     *({"limit": v} for v in ["0", "abc", "1000", "-3"]),
     *({"sort": v} for v in ["x", "", "POPULARITY", "rating;drop"]),
     *({"id": v} for v in ["abc", "", "9" * 40, "<b>"]),
@@ -35,13 +72,18 @@ RAW_QUERIES = ["q=%ED%A0%80", "q=%FF%FE", "k=%FF", "k=%", "q=%zz", "include_seen
 
 
 def good_path_values(rec) -> dict[str, str]:
-    return {"user_id": str(some_user(rec)), "movie_id": str(some_movie(rec)), "c": "0", "filename": "style.css"}
+    return {
+        "user_id": str(some_user(rec)),
+        "movie_id": str(some_movie(rec)),
+        "c": "0",
+        "filename": "style.css",
+    }
 
 
 def routes(app) -> list[str]:
     """Every GET rule of the app, with its path arguments as ``{name}``."""
     return sorted(
-        rule.rule.replace("<", "{").replace(">", "}").replace("{path:", "{")
+        re.sub(r"<(?:[^:>]+:)?(\w+)>", r"{\1}", rule.rule)
         for rule in app.url_map.iter_rules()
         if "GET" in (rule.methods or ())
     )
@@ -114,7 +156,15 @@ def test_other_methods_are_405_not_500(app, client, rec):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     path=st.sampled_from(
-        ["/api/v1/users/{}/recommendations", "/api/v1/movies/{}/similar", "/api/v1/movies/{}", "/api/v1/clusters/{}", "/users/{}", "/movies/{}", "/clusters/{}"]
+        [
+            "/api/v1/users/{}/recommendations",
+            "/api/v1/movies/{}/similar",
+            "/api/v1/movies/{}",
+            "/api/v1/clusters/{}",
+            "/users/{}",
+            "/movies/{}",
+            "/clusters/{}",
+        ]
     ),
     raw_id=st.text(max_size=30),
     k=st.one_of(st.none(), st.text(max_size=30), st.integers().map(str)),
@@ -144,7 +194,9 @@ def test_doubled_slashes_are_not_redirected_to_the_requests_host(client):
 @pytest.mark.parametrize("q", ["%00", "star%0Awars", "a%1Fb", "%7F"])
 def test_a_title_query_with_control_characters_is_a_400(client, q):
     response = client.get(f"/api/v1/movies?q={q}")
-    assert response.status_code == 400 and "control characters" in response.get_json()["error"]
+    assert response.status_code == 400 and response.get_json()["error"].startswith(
+        "q: String should match pattern"
+    )
 
 
 @pytest.mark.parametrize("url", ["/api/v1/healthz", "/", "/static/style.css", "/api/v1/movies/0"])

@@ -120,8 +120,43 @@ def test_model_page_keeps_words_whole_and_fits_the_screen(browser, server, viewp
         rankers = page.locator("#ranking ~ table tbody td:nth-child(2)")
         assert rankers.count() >= 3
         # Line boxes of each cell's text: a word broken across lines ("popularit" / "y") makes two.
-        lines = rankers.evaluate_all("cells => cells.map(c => { const r = document.createRange(); r.selectNodeContents(c); return r.getClientRects().length; })")
+        lines = rankers.evaluate_all(
+            "cells => cells.map(c => { const r = document.createRange(); r.selectNodeContents(c); "
+            "return r.getClientRects().length; })"
+        )
         assert lines == [1] * len(lines), dict(zip(rankers.all_inner_texts(), lines))
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     finally:
         context.close()
+
+
+@pytest.mark.browser
+def test_api_docs_page_and_a_blank_rating_that_keeps_the_form(browser, server, rec, tmp_path):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda err: errors.append(str(err)))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    try:
+        # The navigation's API link opens Swagger UI (served from its package), listing every route.
+        page.goto(server + "/")
+        page.locator("nav a", has_text="API").click()
+        expect(page).to_have_url(re.compile(r"/api/swagger$"))
+        operations = page.locator(".swagger-ui .opblock")
+        expect(operations.first).to_be_visible(timeout=20_000)
+        assert operations.count() == 9
+        page.screenshot(path=str(tmp_path / "api-docs.png"), full_page=True)
+
+        # A title without its rating: the page comes back with the title typed and the message beside it.
+        title = rec.catalogue.movie(int(rec.movie_ids[0]))["title"]
+        page.goto(server + "/for-me")
+        page.locator("input[name=title]").first.fill(title)
+        page.locator("form.card button[type=submit]").click()
+        expect(page.locator("[role=alert]").first).to_contain_text("rating 1 must be a number")
+        expect(page.locator("input[name=title]").first).to_have_value(title)
+        page.screenshot(path=str(tmp_path / "for-me-blank-rating.png"), full_page=True)
+    finally:
+        context.close()
+    assert not errors, errors

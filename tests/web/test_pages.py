@@ -11,8 +11,8 @@ import pytest
 
 from embedder.config import one_method_settings
 from tests.web.conftest import make_app
-from web.state import BROWSE_SHOWN, bundle_summary
 from tests.web.test_api import some_movie, some_user
+from web.state import BROWSE_SHOWN, bundle_summary
 
 
 def get_html(client, url, status=200) -> str:
@@ -44,8 +44,16 @@ def test_user_id_form_redirects(client, rec):
     user = some_user(rec)
     response = client.get(f"/users?id=%20{user}%20")
     assert response.status_code == 302 and response.headers["Location"].endswith(f"/users/{user}")
-    get_html(client, "/users?id=abc", 404)
-    get_html(client, "/users", 404)
+    # A bad id shows the home page again, with what was typed and the message beside the box.
+    html = get_html(client, "/users?id=abc", 400)
+    assert (
+        'id="user-id"' in html
+        and 'value="abc"' in html
+        and "a user id is a whole number, got &#39;abc&#39;" in html
+    )
+    assert "type a user id" in get_html(client, "/users", 400)
+    missing = int(rec.user_ids.max()) + 1
+    assert f"unknown user {missing}" in get_html(client, f"/users?id={missing}", 400)
 
 
 def test_user_page_shows_recommendations_beside_own_ratings(client, rec):
@@ -138,16 +146,26 @@ def test_model_page_names_the_curves_its_bundle_has(built_bundle):
     # The tiny bundle's Gibbs run used all training rows: no validation curve to name or tabulate.
     html = get_html(client, "/model")
     assert "<dt>best sweep</dt>" in html and "<dt>sweeps run</dt>" in html and "epoch" not in html
-    assert '<td>val <span class="note">(also trained on)</span></td>' in html  # its error is not a held-out figure
+    assert (
+        '<td>val <span class="note">(also trained on)</span></td>' in html
+    )  # its error is not a held-out figure
     assert "<figcaption>Train RMSE per sweep.</figcaption>" in html and 'alt="Train RMSE per sweep"' in html
     assert "Val RMSE" not in html
     # A run that chose its length on validation rows, then refit on all of them.
-    history = [{"epoch": n, "train_rmse": 0.9 - n / 100, "val_rmse": 0.95 - n / 200, "phase": "validation"} for n in (1, 2, 3)]
+    history = [
+        {"epoch": n, "train_rmse": 0.9 - n / 100, "val_rmse": 0.95 - n / 200, "phase": "validation"}
+        for n in (1, 2, 3)
+    ]
     history += [{"epoch": n, "train_rmse": 0.9 - n / 100, "val_rmse": None, "phase": "refit"} for n in (1, 2)]
     app.extensions["movie_web"].__dict__["history"] = history
-    app.extensions["movie_web"].rec.bundle.manifest["training"]["val_in_training"] = False  # this app's own copy
+    app.extensions["movie_web"].rec.bundle.manifest["training"]["val_in_training"] = (
+        False  # this app's own copy
+    )
     html = get_html(client, "/model")
-    assert "<figcaption>Train and validation RMSE per sweep; dashed, the refit on all training rows.</figcaption>" in html
+    assert (
+        "<figcaption>Train and validation RMSE per sweep; dashed, the refit on all training rows."
+        "</figcaption>" in html
+    )
     assert "<td>val</td>" in html and "also trained on" not in html
     assert '<th class="num">Val RMSE</th>' in html and '<td class="num">0.9350</td>' in html
 
@@ -218,14 +236,18 @@ def test_a_training_curve_changed_or_removed_after_loading_is_not_served(built_b
 def test_the_newcomer_page_recommends_from_rated_titles(client, rec):
     first, second = (rec.catalogue.movie(int(m)) for m in rec.movie_ids[:2])
     low, high = rec.bundle.rating_scale
-    query = {"title": [first["title"], second["title"], "zzzz no such film", ""], "rating": [str(high), str(low), "3", ""]}
+    query = {
+        "title": [first["title"], second["title"], "zzzz no such film", ""],
+        "rating": [str(high), str(low), "3", ""],
+    }
     page = client.get("/for-me", query_string=query)
-    assert page.status_code == 200
+    assert page.status_code == 400  # the unknown title is shown beside its field; the others still count
     html = page.get_data(as_text=True)
     expected, _ = rec.recommend_for_ratings({first["movie_id"]: high, second["movie_id"]: low}, k=10)
     shown = [int(m) for m in re.findall(r'<td class="title">\s*<a href="/movies/(\d+)"', html)]
     assert shown == expected.tolist()
     assert "No title matches zzzz no such film." in html and "for you" in html
+    assert 'value="zzzz no such film"' in html and f"{first['title']}</a>: {high:g}" in html
 
 
 def test_the_newcomer_page_without_ratings_says_it_is_the_average_user(client):
@@ -233,11 +255,41 @@ def test_the_newcomer_page_without_ratings_says_it_is_the_average_user(client):
     assert "No ratings yet" in html and "for an average user" in html
 
 
-@pytest.mark.parametrize("query, message", [("title=x&rating=abc", "rating 1 must be a number"), ("title=x&rating=", "rating 1 must be a number")])
+@pytest.mark.parametrize(
+    "query, message",
+    [("title=x&rating=abc", "rating 1 must be a number"), ("title=x&rating=", "rating 1 must be a number")],
+)
 def test_the_newcomer_page_names_a_bad_rating(client, rec, query, message):
     title = rec.catalogue.movie(int(rec.movie_ids[0]))["title"]
     response = client.get("/for-me?" + query.replace("title=x", f"title={title}"))
-    assert response.status_code == 400 and message in response.get_data(as_text=True)
+    html = response.get_data(as_text=True)
+    assert response.status_code == 400 and message in html
+    # The form is shown again as typed, the message beside the row, not a bare error page.
+    assert 'name="title" type="search"' in html and f'value="{title}"' in html and 'role="alert"' in html
+
+
+@pytest.mark.parametrize(
+    "url, typed, message",
+    [
+        ("/users/{user}?k=abc", 'value="abc"', "k: Input should be a valid integer"),
+        ("/users/{user}?k=500&include_seen=1", 'value="500"', "k: Input should be less than or equal to 100"),
+        (
+            "/movies/{movie}?min_ratings=-3",
+            'value="-3"',
+            "min_ratings: Input should be greater than or equal to 0",
+        ),
+        (
+            "/search?q=" + "a" * 201,
+            'value="' + "a" * 201 + '"',
+            "q: String should have at most 200 characters",
+        ),
+        ("/clusters/0?sort=best", "", "sort: Input should be"),
+        ("/for-me?title=x&rating=4&k=0", "", "k: Input should be greater than or equal to 1"),
+    ],
+)
+def test_a_refused_value_keeps_the_page_and_the_input(client, rec, url, typed, message):
+    html = get_html(client, url.format(user=some_user(rec), movie=some_movie(rec)), 400)
+    assert typed in html and message in html and "Back to the start page" not in html
 
 
 def test_the_newcomer_page_refuses_a_rating_off_the_scale(client, rec):
@@ -296,7 +348,9 @@ def test_a_movie_page_with_few_ratings_says_its_neighbours_are_uncertain(client,
     few = counts[(counts > 0) & (counts < 10)]
     many = counts[counts >= 10]
     if len(few):
-        assert "its place among the others, and so this list, is uncertain" in get_html(client, f"/movies/{few.index[0]}")
+        assert "its place among the others, and so this list, is uncertain" in get_html(
+            client, f"/movies/{few.index[0]}"
+        )
     html = get_html(client, f"/movies/{many.index[0]}?min_ratings=5")
     assert "is uncertain" not in html and 'name="min_ratings" value="5"' in html
 
@@ -306,18 +360,31 @@ def test_with_seen_movies_included_the_user_page_marks_the_rated_ones(client, re
     rated = set(rec.catalogue.user_ratings(user)[0].tolist())
     html = get_html(client, f"/users/{user}?include_seen=1&k=100")
     recommendations = html[html.index('id="recommendations"') : html.index('id="rated"')]
-    marks = {int(m): bool(s) for m, s in re.findall(r'<a href="/movies/(\d+)">[^<]*</a>( <span class="seen")?', recommendations)}
+    marks = {
+        int(m): bool(s)
+        for m, s in re.findall(r'<a href="/movies/(\d+)">[^<]*</a>( <span class="seen")?', recommendations)
+    }
     assert marks and any(marks.values()) and not all(marks.values())
     assert all(marked == (movie in rated) for movie, marked in marks.items())
-    assert 'class="seen"' not in get_html(client, f"/users/{user}?k=20")  # seen movies excluded: nothing to mark
+    assert 'class="seen"' not in get_html(
+        client, f"/users/{user}?k=20"
+    )  # seen movies excluded: nothing to mark
     own = dict(zip(*(a.tolist() for a in rec.catalogue.user_ratings(user))))
-    shown = {int(m): float(r) for m, r in re.findall(r'<a href="/movies/(\d+)">[^<]*</a> <span class="seen"[^>]*>✓ rated ([\d.]+)</span>', recommendations)}
+    shown = {
+        int(m): float(r)
+        for m, r in re.findall(
+            r'<a href="/movies/(\d+)">[^<]*</a> <span class="seen"[^>]*>✓ rated ([\d.]+)</span>',
+            recommendations,
+        )
+    }
     assert shown and all(rating == pytest.approx(own[movie], abs=0.05) for movie, rating in shown.items())
 
 
 def test_clusters_are_named_not_numbered(client, rec):
     movie = some_movie(rec)
-    label = next(c["label"] for c in rec.catalogue.clusters() if c["cluster"] == rec.catalogue.cluster_of(movie))
+    label = next(
+        c["label"] for c in rec.catalogue.clusters() if c["cluster"] == rec.catalogue.cluster_of(movie)
+    )
     html = get_html(client, f"/movies/{movie}")
     assert f'<a href="/clusters/{rec.catalogue.cluster_of(movie)}">{label}</a>' in html.replace("&amp;", "&")
     similar = html.split('id="similar"')[1]
@@ -329,7 +396,9 @@ def test_the_home_page_has_something_to_browse(client, rec):
     html = get_html(client, "/")
     browse = html[html.index('id="browse"') : html.index("<h2>The model</h2>")]
     movies = rec.bundle.movies
-    most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True]).movie_id.head(BROWSE_SHOWN)
+    most = movies.sort_values(["rating_count", "movie_id"], ascending=[False, True]).movie_id.head(
+        BROWSE_SHOWN
+    )
     most_part, best_part = browse.split("<h2>Best rated</h2>")
     assert re.findall(r'href="/movies/(\d+)"', most_part) == [str(m) for m in most]
     floor = int(re.search(r"at least (\d+) ratings", best_part).group(1))

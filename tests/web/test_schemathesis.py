@@ -29,10 +29,15 @@ def test_no_request_to_the_live_server_gets_a_server_error(live_server):
     started = time.monotonic()
     with requests.Session() as session:
         for operation in operations:
-
             # derandomize: hypothesis draws from a fixed seed, so every run sends the same requests
             @given(case=operation.as_strategy())
-            @settings(max_examples=EXAMPLES, derandomize=True, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+            @settings(
+                max_examples=EXAMPLES,
+                derandomize=True,
+                deadline=None,
+                suppress_health_check=list(HealthCheck),
+                database=None,
+            )
             def check(case):
                 response = case.call(session=session, timeout=10)
                 statuses.append(response.status_code)
@@ -40,7 +45,10 @@ def test_no_request_to_the_live_server_gets_a_server_error(live_server):
 
             check()
     elapsed = time.monotonic() - started
-    print(f"schemathesis: {len(statuses)} requests over {len(operations)} operations in {elapsed:.1f}s, statuses {sorted(set(statuses))}")
+    print(
+        f"schemathesis: {len(statuses)} requests over {len(operations)} operations in {elapsed:.1f}s, "
+        f"statuses {sorted(set(statuses))}"
+    )
     assert len(operations) == 9
     assert len(statuses) >= 1000 and max(statuses) < 500, (len(statuses), max(statuses))
     assert elapsed < SECONDS

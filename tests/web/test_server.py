@@ -24,7 +24,9 @@ FOLLOWER = b"GET /api/v1/healthz HTTP/1.1\r\nHost: t\r\n\r\n"
 
 AMBIGUOUS = {
     "two content-lengths": b"Content-Length: 4\r\nContent-Length: 5\r\n\r\nabcde",
-    "content-length and transfer-encoding": b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+    "content-length and transfer-encoding": (
+        b"Content-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n"
+    ),
     "space before colon": b"Content-Length : 5\r\n\r\nabcde",
     "line without colon": b"Content-Length 5\r\n\r\nabcde",
     "bare CR in a value": b"X-Note: a\rb\r\nContent-Length: 5\r\n\r\nabcde",
@@ -48,14 +50,26 @@ def request_line(length: int) -> bytes:
 OVER_LIMITS = {
     "101 headers": (GET + headers(100) + b"\r\n", b"431"),
     "limit_request_fields + 1 headers": (GET + headers(conf.limit_request_fields) + b"\r\n", b"431"),
-    "header line over limit_request_field_size": (GET + b"X-Long: " + b"a" * conf.limit_request_field_size + b"\r\n\r\n", b"431"),
-    "request line over limit_request_line": (request_line(conf.limit_request_line + 1) + b"Host: t\r\n\r\n", b"414"),
+    "header line over limit_request_field_size": (
+        GET + b"X-Long: " + b"a" * conf.limit_request_field_size + b"\r\n\r\n",
+        b"431",
+    ),
+    "request line over limit_request_line": (
+        request_line(conf.limit_request_line + 1) + b"Host: t\r\n\r\n",
+        b"414",
+    ),
 }
 
 # At the limits exactly: (request, status). The request line's path does not exist.
 AT_LIMITS = {
-    "limit_request_fields headers": (GET + headers(conf.limit_request_fields - 2) + b"Connection: close\r\n\r\n", b"200"),
-    "request line of limit_request_line": (request_line(conf.limit_request_line) + b"Host: t\r\nConnection: close\r\n\r\n", b"404"),
+    "limit_request_fields headers": (
+        GET + headers(conf.limit_request_fields - 2) + b"Connection: close\r\n\r\n",
+        b"200",
+    ),
+    "request line of limit_request_line": (
+        request_line(conf.limit_request_line) + b"Host: t\r\nConnection: close\r\n\r\n",
+        b"404",
+    ),
 }
 
 HALF_OPEN = 300
@@ -149,7 +163,6 @@ def test_half_open_connections_below_capacity_do_not_delay_a_health_check(live_s
             sock.close()
 
 
-
 @contextlib.contextmanager
 def open_files(count: int):
     """Raise this process's soft limit on open files to at least ``count`` (processes
@@ -186,7 +199,9 @@ def test_half_open_connections_above_capacity_delay_a_health_check_by_keepalive_
                 sock.sendall(HALF_REQUEST)
                 held.append(sock)
             started = time.monotonic()
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/v1/healthz", timeout=conf.keepalive + MARGIN) as response:
+            with urllib.request.urlopen(
+                f"http://127.0.0.1:{port}/api/v1/healthz", timeout=conf.keepalive + MARGIN
+            ) as response:
                 assert response.status == 200
             waited = time.monotonic() - started
             print(f"healthz behind {count} half-open connections: {waited:.2f}s")
@@ -199,3 +214,57 @@ def test_half_open_connections_above_capacity_delay_a_health_check_by_keepalive_
             process.terminate()
             _, stderr = process.communicate(timeout=30)
     assert "Traceback" not in stderr and "Too many open files" not in stderr, stderr
+
+
+POST = b"POST /api/v1/recommendations HTTP/1.1\r\nHost: t\r\nContent-Type: application/json\r\n"
+CHUNKED = POST + b"Transfer-Encoding: chunked\r\n\r\n"
+LIMIT = 1 << 20  # MAX_CONTENT_LENGTH's default (web/__init__.py)
+
+# Bodies gunicorn's parser or the app must refuse: (request, the one status expected).
+BAD_BODIES = {
+    "chunk size zz": (CHUNKED + b"zz\r\nabc\r\n0\r\n\r\n", b"400"),
+    "chunk size -5": (CHUNKED + b"-5\r\nabc\r\n0\r\n\r\n", b"400"),
+    "chunk size 0x10": (CHUNKED + b"0x10\r\n" + b"a" * 16 + b"\r\n0\r\n\r\n", b"400"),
+    "chunk size with a leading space": (CHUNKED + b" 27\r\n" + b"a" * 39 + b"\r\n0\r\n\r\n", b"400"),
+    "chunk without its CRLF": (CHUNKED + b"2\r\n{}XX0\r\n\r\n", b"400"),
+    "bad trailer line": (CHUNKED + b"2\r\n{}\r\n0\r\nbad trailer\r\n\r\n", b"400"),
+    "gzip, chunked": (POST + b"Transfer-Encoding: gzip, chunked\r\n\r\n2\r\n{}\r\n0\r\n\r\n", b"501"),
+    "HTTP/1.1 without Host": (b"GET /api/v1/healthz HTTP/1.1\r\n\r\n", b"400"),
+    "content-length 10**20": (POST + b"Content-Length: 100000000000000000000\r\n\r\n{}", b"413"),
+    "content-length one over the limit": (
+        POST + b"Content-Length: %d\r\n\r\n" % (LIMIT + 1) + b" " * 100,
+        b"413",
+    ),
+    "chunked body over the limit": (
+        CHUNKED + (b"80000\r\n" + b" " * 0x80000 + b"\r\n") * 3 + b"0\r\n\r\n",
+        b"413",
+    ),
+    "JSON nested 1,000 deep": (POST + b"Content-Length: 2000\r\n\r\n" + b"[" * 1000 + b"]" * 1000, b"400"),
+    "JSON nested 100,000 deep": (
+        POST + b"Content-Length: 200000\r\n\r\n" + b"[" * 100_000 + b"]" * 100_000,
+        b"400",
+    ),
+}
+
+
+@pytest.mark.parametrize("request_, status", BAD_BODIES.values(), ids=BAD_BODIES.keys())
+def test_a_bad_body_or_framing_gets_one_refusal_and_no_traceback(live_server, request_, status):
+    _, port, _ = live_server  # its teardown checks that the log holds no traceback
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(request_)
+        answer = read_all(sock)
+    assert answer.count(b"HTTP/1.1 ") == 1 and answer.split(b" ", 2)[1] == status, answer[:300]
+    if status == b"400" and b"JSON" in request_:
+        assert b"nested too deeply" in answer
+
+
+def test_a_chunked_body_under_the_limit_is_served(live_server, rec):
+    _, port, _ = live_server
+    body = b'{"ratings": [{"movie_id": %d, "rating": 4}], "k": 3}' % int(rec.movie_ids[0])
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(
+            CHUNKED.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+            + b"%x\r\n%s\r\n0\r\n\r\n" % (len(body), body)
+        )
+        answer = read_all(sock)
+    assert answer.startswith(b"HTTP/1.1 200 ") and b'"fallback":false' in answer

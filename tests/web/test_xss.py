@@ -62,7 +62,11 @@ def test_titles_and_genres_are_escaped_on_every_page(xss):
 
 def test_error_pages_escape_the_request(xss):
     client, _ = xss
-    for url in ("/users/" + quote("<script>alert(1)</script>"), "/movies/%3Cimg%20src=x%3E", "/users/1?k=" + quote("<script>alert(1)</script>")):
+    for url in (
+        "/users/" + quote("<script>alert(1)</script>"),
+        "/movies/%3Cimg%20src=x%3E",
+        "/users/1?k=" + quote("<script>alert(1)</script>"),
+    ):
         response = client.get(url)
         assert response.status_code in (400, 404)
         assert_escaped(response.get_data(as_text=True))

@@ -1,0 +1,187 @@
+"""What the API takes and answers, as pydantic models: flask-openapi3 checks requests with
+them and writes ``/api/openapi.json`` from them, so every limit is stated once, here.
+
+The answers' models describe the plain dicts that the views return (tests check the
+answers against them). The request models carry the limits of one app's settings, so
+:func:`request_models` builds them when the app is created.
+"""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Annotated, Literal
+from weakref import WeakKeyDictionary
+
+from pydantic import BaseModel, ConfigDict, Field, create_model
+
+from embedder.schemas import Clustering, ClusterSummary, Errors, Ranking, Settings
+from search.catalogue import MEMBER_SORTS
+
+INT64_MAX = 2**63 - 1
+MAX_MIN_RATINGS = 1_000_000
+"""Largest ``min_ratings`` accepted (more than any movie has)."""
+MAX_OFFSET = 10_000_000
+"""Largest title-search ``offset`` accepted (more than any catalogue's movies)."""
+MAX_BODY_RATINGS = 1000
+"""Most ratings a newcomer's request may carry."""
+
+
+class Strict(BaseModel):
+    """Query parameters: a name the model does not declare is a 400 (a typo such as
+    ``includeSeen`` must not be silently ignored)."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    @classmethod
+    def model_json_schema(cls, *args, **kwargs) -> dict:
+        """Pydantic's schema; the plain one made once (flask-openapi3 asks for it on every request)."""
+        if args or kwargs:
+            return super().model_json_schema(*args, **kwargs)
+        if cls not in _SCHEMAS:
+            _SCHEMAS[cls] = super().model_json_schema()
+        return _SCHEMAS[cls]
+
+
+_SCHEMAS: WeakKeyDictionary[type, dict] = WeakKeyDictionary()  # per-app models come and go
+
+
+def answer(name: str, doc: str, base: type[BaseModel] = BaseModel, **fields) -> type[BaseModel]:
+    """A model of the fields (all required) of a dict that a view returns, or of a path's ids."""
+    return create_model(
+        name, __base__=base, __doc__=doc, **{key: (kind, ...) for key, kind in fields.items()}
+    )
+
+
+Error = answer("Error", "Every error answer.", error=str, status=int)
+Id = Annotated[int, Field(ge=0, le=INT64_MAX)]
+UserPath = answer("UserPath", "A user's id.", user_id=Id)
+MoviePath = answer("MoviePath", "A movie's id.", movie_id=Id)
+ClusterPath = answer("ClusterPath", "A cluster's number.", c=Id)
+MinRatings = Annotated[
+    int, Field(ge=0, le=MAX_MIN_RATINGS, description="only movies with this many ratings or more")
+]
+
+
+class Body(Strict):
+    """A JSON body: a string or a bool is not a number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class Rating(Body):
+    """One rating in a newcomer's body."""
+
+    movie_id: int = Field(ge=-INT64_MAX, le=INT64_MAX, description="MovieLens movie id")
+    rating: float = Field(description="within the bundle's rating scale")
+
+
+def request_models(k_default: int, k_max: int, search_default: int, search_max: int, max_query: int):
+    """The query and body models of one app, with its limits written in (a namespace
+    whose attributes are named like the views that take them)."""
+    K = Annotated[int, Field(ge=1, le=k_max, description="how many answers")]
+
+    class Recommend(Strict):
+        k: K = k_default
+        include_seen: bool = Field(False, description="also recommend movies the user rated in training")
+        min_ratings: MinRatings = 0
+
+    class Similar(Strict):
+        k: K = k_default
+        min_ratings: MinRatings = 0
+
+    class Search(Strict):
+        # No control characters: no title holds one, and they would match the search's separators.
+        q: str = Field(
+            max_length=max_query, pattern=r"^[^\x00-\x1f\x7f]*$", description="text to find in titles"
+        )
+        limit: int = Field(search_default, ge=1, le=search_max, description="most answers")
+        offset: int = Field(0, ge=0, le=MAX_OFFSET, description="matches to skip, for the next page")
+
+    class SearchPage(Search):
+        q: str = Field("", max_length=max_query, pattern=r"^[^\x00-\x1f\x7f]*$")
+
+    class Cluster(Strict):
+        sort: Literal[MEMBER_SORTS] = Field("popularity", description="popularity, title or rating (mean)")
+
+    class NewcomerPage(Strict):
+        k: K = k_default
+
+    class NewcomerBody(Body):
+        """A newcomer's ratings, each movie once, and how many answers they want."""
+
+        ratings: list[Rating] = Field(max_length=MAX_BODY_RATINGS)
+        k: K = k_default
+
+    return SimpleNamespace(
+        recommendations=Recommend,
+        similar=Similar,
+        search=Search,
+        search_page=SearchPage,
+        cluster=Cluster,
+        newcomer_body=NewcomerBody,
+        newcomer_page=NewcomerPage,
+        none=Strict,
+    )
+
+
+# --------------------------------------------------------------------------- answers
+
+
+def answer(name: str, doc: str, base: type[BaseModel] = BaseModel, **fields) -> type[BaseModel]:
+    """An answer's model: the fields (all required) of the dict a view returns."""
+    return create_model(
+        name, __base__=base, __doc__=doc, **{key: (kind, ...) for key, kind in fields.items()}
+    )
+
+
+Movie = answer(
+    "Movie",
+    "One movie (cluster: null before `python -m search build`, or for an unclustered movie).",
+    **{"movie_id": int, "title": str, "genres": list[str], "rating_count": int},
+    **{"mean_rating": float | None, "cluster": int | None},
+)
+Item = answer(
+    "Item",
+    "A movie in an answer, with its score (null where the answer has none).",
+    Movie,
+    score=float | None,
+)
+Ranked = answer("Ranked", "Movies, best first.", k=int, items=list[Item])
+Recommendations = answer(
+    "Recommendations", "A user's top k (score: the raw predicted rating).", Ranked,
+    user_id=int, include_seen=bool, min_ratings=int,
+)  # fmt: skip
+NewcomerRecommendations = answer(
+    "NewcomerRecommendations", "A newcomer's top k; fallback: no ratings were given.", Ranked,
+    ratings=list[Rating], fallback=bool,
+)  # fmt: skip
+SimilarMovies = answer(
+    "SimilarMovies",
+    "The movies most like one (score: the blend, at most 1).",
+    Ranked,
+    movie_id=int,
+    min_ratings=int,
+)
+SearchPage = answer(
+    "SearchPage", "One page of matches (score is null); total: every match; more: more follow.",
+    query=str, limit=int, offset=int, total=int, more=bool, items=list[Item],
+)  # fmt: skip
+Clusters = answer("Clusters", "All clusters, by number.", n_clusters=int, clusters=list[ClusterSummary])
+ClusterMovies = answer(
+    "ClusterMovies", "A cluster and its movies in the asked order (score is null).", ClusterSummary,
+    sort=str, items=list[Item],
+)  # fmt: skip
+Epoch = answer(
+    "Epoch", "A row of the training history (phase: training, or validation then refit).",
+    epoch=int, train_rmse=float, val_rmse=float | None, phase=str,
+)  # fmt: skip
+ModelFigures = answer(
+    "ModelFigures", "The model's figures, the manifest's metrics and settings, and the training history.",
+    summary=dict, metrics=dict[str, Errors], training=dict, config=Settings, clusters=Clustering,
+    ranking=Ranking, history=list[Epoch],
+)  # fmt: skip
+Refusal = answer("Refusal", "A bundle that a hot reload refused.", bundle=str, error=str, at=str)
+Health = answer(
+    "Health", "Serving: the folder being served and the last bundle refused since.",
+    status=Literal["ok"], n_users=int, n_movies=int, bundle=str, last_refusal=Refusal | None,
+)  # fmt: skip
