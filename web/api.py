@@ -26,16 +26,17 @@ def blueprint(requests) -> APIBlueprint:
 
     @api.get("/users/<id:user_id>/recommendations", responses={200: models.Recommendations, **UNKNOWN})
     def recommendations(path: UserPath, query: Recommend):
-        """Top-k movies for a user by predicted rating (score = raw predicted rating)."""
+        """Top-k movies for a user, by relevance unless order=rating; each with its raw predicted rating
+        (score), relevance and the rated movies that brought it up (because)."""
         return state().recommendations(path.user_id, query)
 
     @api.post("/recommendations", responses={200: models.NewcomerRecommendations, 400: Error})
     def newcomer_recommendations(query: NoQuery, body: NewcomerBody):
         """Top-k movies for someone not in the bundle, from their ratings: folded in without
-        retraining (score = raw predicted rating, rated movies left out). No ratings: the
-        average user's list among widely rated movies."""
+        retraining, ordered as the per-user route (score = raw predicted rating, rated movies left
+        out). No ratings: the average user's list among widely rated movies."""
         try:
-            answer = state().newcomer([(r.movie_id, r.rating) for r in body.ratings], body.k)
+            answer = state().newcomer([(r.movie_id, r.rating) for r in body.ratings], body.k, body.order)
         except (UnknownIdError, ValueError) as err:  # an unknown movie, a rating off the scale, a movie twice
             return {"error": str(err), "status": 400}, 400
         return {**answer, "ratings": [r.model_dump() for r in body.ratings]}

@@ -75,6 +75,12 @@ class Rating(Body):
     rating: float = Field(description="within the bundle's rating scale")
 
 
+Order = Literal["relevance", "rating"]
+ORDER = Field(
+    "relevance", description="relevance: what you would watch and like (default); rating: predicted rating"
+)
+
+
 def request_models(k_default: int, k_max: int, search_default: int, search_max: int, max_query: int):
     """The query and body models of one app, with its limits written in (a namespace
     whose attributes are named like the views that take them)."""
@@ -84,6 +90,7 @@ def request_models(k_default: int, k_max: int, search_default: int, search_max: 
         k: K = k_default
         include_seen: bool = Field(False, description="also recommend movies the user rated in training")
         min_ratings: MinRatings = 0
+        order: Order = ORDER
 
     class Similar(Strict):
         k: K = k_default
@@ -105,12 +112,14 @@ def request_models(k_default: int, k_max: int, search_default: int, search_max: 
 
     class NewcomerPage(Strict):
         k: K = k_default
+        order: Order = ORDER
 
     class NewcomerBody(Body):
-        """A newcomer's ratings, each movie once, and how many answers they want."""
+        """A newcomer's ratings, each movie once, how many answers they want and in which order."""
 
         ratings: list[Rating] = Field(max_length=MAX_BODY_RATINGS)
         k: K = k_default
+        order: Order = ORDER
 
     return SimpleNamespace(
         recommendations=Recommend,
@@ -147,12 +156,26 @@ Item = answer(
     score=float | None,
 )
 Ranked = answer("Ranked", "Movies, best first.", k=int, items=list[Item])
+Because = answer(
+    "Because", "A movie the person rated that brought a recommendation up.", movie_id=int, title=str
+)
+Recommended = answer(
+    "Recommended",
+    "A recommended movie: score is its raw predicted rating, relevance the relevance model's score (null "
+    "without one), because up to three of the person's rated movies that added most to it.",
+    Item,
+    relevance=float | None,
+    because=list[Because],
+)
+Recommendation = answer(
+    "Recommendation", "A top k in `order` (relevance unless the bundle has no relevance model).",
+    k=int, order=str, items=list[Recommended],
+)  # fmt: skip
 Recommendations = answer(
-    "Recommendations", "A user's top k (score: the raw predicted rating).", Ranked,
-    user_id=int, include_seen=bool, min_ratings=int,
+    "Recommendations", "A user's top k.", Recommendation, user_id=int, include_seen=bool, min_ratings=int,
 )  # fmt: skip
 NewcomerRecommendations = answer(
-    "NewcomerRecommendations", "A newcomer's top k; fallback: no ratings were given.", Ranked,
+    "NewcomerRecommendations", "A newcomer's top k; fallback: no ratings were given.", Recommendation,
     ratings=list[Rating], fallback=bool,
 )  # fmt: skip
 SimilarMovies = answer(

@@ -142,7 +142,14 @@ def newcomer():
             row.update(catalogue.movie(found[0]))
             chosen[found[0]] = row["rating"]
     rows += [{}] * (PAGE_RATINGS - len(rows))
-    return render("newcomer.html", errors, **state().newcomer(chosen, query.k), rows=rows, low=low, high=high)
+    return render(
+        "newcomer.html",
+        errors,
+        **state().newcomer(chosen, query.k, query.order),
+        rows=rows,
+        low=low,
+        high=high,
+    )
 
 
 @bp.get("/movies/<id:movie_id>")

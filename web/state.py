@@ -58,20 +58,34 @@ class WebState:
         self.rec = recommender
         self.catalogue = recommender.catalogue
 
-    def recommendations(self, user_id: int, query) -> dict:
-        """Top-k movies for a user by predicted rating (``score``: the raw prediction)."""
-        exclude = not query.include_seen
-        ids, scores = self.rec.recommend(
-            user_id, k=query.k, exclude_seen=exclude, min_ratings=query.min_ratings
-        )
-        return {**query.model_dump(), "user_id": user_id, "items": self.catalogue.items(ids, scores)}
+    def _recommended(self, rated_rows, answer) -> list[dict]:
+        """An answer's items, each with ``relevance`` and ``because``: up to three rated movies that added
+        most to it (:meth:`search.Recommender.because`)."""
+        items = self.catalogue.items(*answer)
+        named = self.rec.because(rated_rows, [item["movie_id"] for item in items])
+        for item, ids in zip(items, named):
+            item["because"] = [
+                {"movie_id": int(i), "title": self.catalogue.movie(int(i))["title"]} for i in ids
+            ]
+        return items
 
-    def newcomer(self, ratings, k: int) -> dict:
+    def recommendations(self, user_id: int, query) -> dict:
+        """Top-k movies for a user in ``query.order`` (``score``: the raw predicted rating)."""
+        exclude, order = not query.include_seen, self.rec.order_of(query.order)
+        answer = self.rec.recommend(user_id, query.k, exclude, query.min_ratings, order)
+        items = self._recommended(self.rec.rated_rows(user_id), answer)
+        return {**query.model_dump(), "order": order, "user_id": user_id, "items": items}
+
+    def newcomer(self, ratings, k: int, order: str = "relevance") -> dict:
         """Top-k movies for someone not in the bundle, from their ratings (folded in; rated
         movies left out); without ratings, the average user's (``fallback``). ValueError or
         UnknownIdError for a rating off the scale, a movie twice or an unknown movie."""
-        ids, scores = self.rec.recommend_for_ratings(ratings, k=k)
-        return {"k": k, "fallback": not len(ratings), "items": self.catalogue.items(ids, scores)}
+        order = self.rec.order_of(order)
+        answer = self.rec.recommend_for_ratings(ratings, k=k, order=order)
+        pairs = ratings.items() if isinstance(ratings, dict) else ratings
+        rated = [self.catalogue.row(movie) for movie, _ in pairs]
+        items = self._recommended(rated, answer)
+        return {"k": k, "order": order, "fallback": not len(ratings), "items": items}
 
     def similar(self, movie_id: int, query) -> dict:
         """The k movies most like one movie (``score``: search.similar's blend), itself excluded."""

@@ -11,6 +11,7 @@ import pytest
 from web.state import bundle_summary
 
 ITEM_FIELDS = {"movie_id", "title", "score", "genres", "rating_count", "mean_rating", "cluster"}
+RECOMMENDED_FIELDS = ITEM_FIELDS | {"relevance", "because"}
 
 
 def get_json(client, url, status=200):
@@ -29,14 +30,42 @@ def some_movie(rec) -> int:
     return int(rec.movie_ids[int(np.argmax(rec.bundle.movies["rating_count"].to_numpy()))])
 
 
-def test_recommendations_equal_the_recommender(client, rec):
+def without_because(items):
+    return [{key: value for key, value in item.items() if key != "because"} for item in items]
+
+
+def test_recommendations_equal_the_recommender_in_both_orders(client, rec):
     user = some_user(rec)
     body = get_json(client, f"/api/v1/users/{user}/recommendations?k=7")
-    ids, scores = rec.recommend(user, k=7)
+    ids, scores, relevance = rec.recommend(user, k=7)
     assert body["user_id"] == user and body["k"] == 7 and body["include_seen"] is False
-    assert body["items"] == rec.catalogue.items(ids, scores)  # the CLI --json rows, field for field
-    assert all(set(item) == ITEM_FIELDS for item in body["items"])
-    assert [i["score"] for i in body["items"]] == sorted((i["score"] for i in body["items"]), reverse=True)
+    assert body["order"] == "relevance" and rec.relevance is not None
+    # The CLI --json rows, field for field, and each item's "because you rated".
+    assert without_because(body["items"]) == rec.catalogue.items(ids, scores, relevance)
+    assert all(set(item) == RECOMMENDED_FIELDS for item in body["items"])
+    assert [i["relevance"] for i in body["items"]] == sorted(
+        (i["relevance"] for i in body["items"]), reverse=True
+    )
+    rows = np.full(len(ids), rec.bundle.user_vocab.number(user))
+    predicted = rec.bundle.model.predict(rows, rec.bundle.movie_vocab.numbers(ids), clip=False)
+    np.testing.assert_allclose([i["score"] for i in body["items"]], predicted, atol=1e-4)
+    by_rating = get_json(client, f"/api/v1/users/{user}/recommendations?k=7&order=rating")
+    ids, scores, relevance = rec.recommend(user, k=7, order="rating")
+    assert by_rating["order"] == "rating"
+    assert without_because(by_rating["items"]) == rec.catalogue.items(ids, scores, relevance)
+    assert [i["score"] for i in by_rating["items"]] == sorted(
+        (i["score"] for i in by_rating["items"]), reverse=True
+    )
+
+
+def test_a_bad_order_is_a_400_naming_the_allowed_values(client, rec):
+    response = client.get(f"/api/v1/users/{some_user(rec)}/recommendations?order=best")
+    assert response.status_code == 400
+    assert (
+        "order" in response.get_json()["error"] and "'relevance' or 'rating'" in response.get_json()["error"]
+    )
+    response = client.post("/api/v1/recommendations", json={"ratings": [], "order": "x"})
+    assert response.status_code == 400 and "order" in response.get_json()["error"]
 
 
 def test_recommendations_default_k_and_include_seen(client, rec, app):
@@ -47,8 +76,8 @@ def test_recommendations_default_k_and_include_seen(client, rec, app):
     assert not seen_movies & {i["movie_id"] for i in default["items"]}
     for flag in ("true", "1", "TRUE"):
         body = get_json(client, f"/api/v1/users/{user}/recommendations?k=50&include_seen={flag}")
-        ids, scores = rec.recommend(user, k=50, exclude_seen=False)
-        assert body["include_seen"] is True and body["items"] == rec.catalogue.items(ids, scores)
+        answer = rec.recommend(user, k=50, exclude_seen=False)
+        assert body["include_seen"] is True and without_because(body["items"]) == rec.catalogue.items(*answer)
     body = get_json(client, f"/api/v1/users/{user}/recommendations?include_seen=0")
     assert body["include_seen"] is False
 
@@ -312,11 +341,11 @@ def test_newcomer_recommendations_equal_the_recommenders_fold_in(client, rec):
     low, high = rec.bundle.rating_scale
     body = {"ratings": [{"movie_id": first, "rating": high}, {"movie_id": second, "rating": low}], "k": 4}
     answer = post_json(client, body)
-    ids, scores = rec.recommend_for_ratings({first: high, second: low}, k=4)
+    ids, scores, _ = rec.recommend_for_ratings({first: high, second: low}, k=4)
     assert [item["movie_id"] for item in answer["items"]] == ids.tolist()
     assert [item["score"] for item in answer["items"]] == pytest.approx(scores.tolist(), abs=1e-6)
     assert answer["ratings"] == body["ratings"] and answer["k"] == 4 and answer["fallback"] is False
-    assert set(answer["items"][0]) == ITEM_FIELDS
+    assert set(answer["items"][0]) == RECOMMENDED_FIELDS
 
 
 def test_newcomer_without_ratings_gets_the_fallback(client, app):

@@ -59,7 +59,7 @@ def test_user_id_form_redirects(client, rec):
 def test_user_page_shows_recommendations_beside_own_ratings(client, rec):
     user = some_user(rec)
     html = get_html(client, f"/users/{user}?k=4")
-    ids, scores = rec.recommend(user, k=4)
+    ids, scores, _ = rec.recommend(user, k=4)
     recs = html.split('id="recommendations"')[1].split('id="rated"')[0]
     low, high = rec.bundle.rating_scale
     for movie_id, score in zip(ids, scores):
@@ -67,7 +67,7 @@ def test_user_page_shows_recommendations_beside_own_ratings(client, rec):
         assert f">{min(max(score, low), high):.2f}<" in recs  # reported clipped to the scale
         if score > high:
             assert f'title="raw prediction {score:.2f}"' in recs
-    assert recs.count('href="/movies/') == 4
+    assert recs.count('<td class="title"><a href="/movies/') == 4  # besides the "because you rated" links
     rated_ids, ratings = rec.catalogue.user_ratings(user)
     rated = html.split('id="rated"')[1]
     assert f'href="/movies/{rated_ids[0]}"' in rated and f"{ratings[0]:.1f}" in rated
@@ -78,7 +78,7 @@ def test_user_page_include_seen_checkbox(client, rec):
     user = some_user(rec)
     html = get_html(client, f"/users/{user}?include_seen=1&k=3")
     assert 'name="include_seen" value="1" checked' in html
-    ids, _ = rec.recommend(user, k=3, exclude_seen=False)
+    ids, _, _ = rec.recommend(user, k=3, exclude_seen=False)
     assert all(f'href="/movies/{i}"' in html for i in ids)
 
 
@@ -243,7 +243,7 @@ def test_the_newcomer_page_recommends_from_rated_titles(client, rec):
     page = client.get("/for-me", query_string=query)
     assert page.status_code == 400  # the unknown title is shown beside its field; the others still count
     html = page.get_data(as_text=True)
-    expected, _ = rec.recommend_for_ratings({first["movie_id"]: high, second["movie_id"]: low}, k=10)
+    expected, _, _ = rec.recommend_for_ratings({first["movie_id"]: high, second["movie_id"]: low}, k=10)
     shown = [int(m) for m in re.findall(r'<td class="title">\s*<a href="/movies/(\d+)"', html)]
     assert shown == expected.tolist()
     assert "No title matches zzzz no such film." in html and "for you" in html
@@ -362,7 +362,9 @@ def test_with_seen_movies_included_the_user_page_marks_the_rated_ones(client, re
     recommendations = html[html.index('id="recommendations"') : html.index('id="rated"')]
     marks = {
         int(m): bool(s)
-        for m, s in re.findall(r'<a href="/movies/(\d+)">[^<]*</a>( <span class="seen")?', recommendations)
+        for m, s in re.findall(
+            r'<td class="title"><a href="/movies/(\d+)">[^<]*</a>( <span class="seen")?', recommendations
+        )
     }
     assert marks and any(marks.values()) and not all(marks.values())
     assert all(marked == (movie in rated) for movie, marked in marks.items())

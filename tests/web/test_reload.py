@@ -25,17 +25,17 @@ def artifacts(tmp_path):
     """Three bundles: two good ones and one whose checksum no longer matches; current -> a."""
     root = tmp_path / "artifacts"
     good = {
-        name: random_bundle(root / "bundles" / name, seed=seed, n_users=12, n_movies=20)
+        name: random_bundle(root / "bundles" / name, seed=seed, n_users=12, n_movies=20).resolve()
         for seed, name in enumerate("ab")
     }
-    bad = random_bundle(root / "bundles" / "bad", seed=5, n_users=12, n_movies=20)
+    bad = random_bundle(root / "bundles" / "bad", seed=5, n_users=12, n_movies=20).resolve()
     (bad / "movie_biases.npy").write_bytes((bad / "movie_biases.npy").read_bytes()[:-4] + b"\0\0\0\0")
     point_current(root / "current", good["a"])
     return root, good, bad
 
 
 def _top(bundle_path, user: int) -> list[int]:
-    ids, _ = Recommender.load(bundle_path).recommend(user, k=5)
+    ids, _, _ = Recommender.load(bundle_path).recommend(user, k=5)
     return ids.tolist()
 
 
