@@ -32,7 +32,16 @@ def planted(tmp_path_factory):
     frame.assign(timestamp=np.arange(len(frame))).to_csv(folder / "ratings.csv", index=False)
     from embedder.cli import main
 
-    args = ["train", "--data", str(folder / "ratings.csv"), "--out", str(folder / "b"), "--dim", "8", "--quiet"]
+    args = [
+        "train",
+        "--data",
+        str(folder / "ratings.csv"),
+        "--out",
+        str(folder / "b"),
+        "--dim",
+        "8",
+        "--quiet",
+    ]
     assert main(args) == 0
     return Recommender.load(folder / "b")
 
@@ -89,3 +98,17 @@ def test_because_names_rated_movies_and_a_bad_order_is_refused(planted):
         assert 1 <= len(named) <= 3 and set(rec.bundle.movie_vocab.numbers(named)) <= set(rated.tolist())
     with pytest.raises(ValueError, match="order must be one of relevance, rating, got 'best'"):
         rec.recommend(user, order="best")
+
+
+def test_a_bundle_without_a_relevance_model_says_so_once_and_ranks_by_rating(tmp_path, caplog):
+    from tests.conftest import random_bundle
+
+    with caplog.at_level("WARNING", logger="search.recommender"):
+        rec = Recommender.load(random_bundle(tmp_path / "old", n_users=8, n_movies=12))
+        user = int(rec.user_ids[0])
+        default, by_rating = rec.recommend(user, k=5), rec.recommend(user, k=5, order="rating")
+        rec.recommend(user, k=5)
+    warnings = [r.getMessage() for r in caplog.records if "no relevance model" in r.getMessage()]
+    assert len(warnings) == 1 and "recommends by predicted rating until retrained" in warnings[0]
+    assert rec.relevance is None and rec.order_of("relevance") == "rating"
+    assert np.array_equal(default[0], by_rating[0]) and np.isnan(default[2]).all()
