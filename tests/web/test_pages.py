@@ -329,11 +329,13 @@ def test_pages_show_no_cluster_for_unclustered_movies(unclustered_client):
     assert client.get("/clusters/map.svg").status_code == 200
 
 
-def test_model_page_puts_figures_first_and_says_when_popularity_ranks_better(client, rec):
+def test_model_page_puts_figures_first_and_says_how_lists_are_ordered(client, rec):
     html = get_html(client, "/model")
     assert html.index("Figures") < html.index("RMSE per")  # the long table comes after the key figures
     plain = rec.bundle.manifest["evaluation"]["ranking"]["0"]
-    assert ('id="ranking-note"' in html) == (plain["model"]["ndcg"] < plain["popularity"]["ndcg"])
+    note = html[html.index('id="ranking-note"') :].split("</p>")[0]
+    assert "ordered by relevance" in note and f"{plain['relevance']['ndcg']:.3f}" in note
+    assert f"{plain['model']['ndcg']:.3f}" in note and "<td>relevance</td>" in html
     assert f"{plain['popularity']['ndcg']:.3f}" in html
     method = rec.bundle.manifest["config"]["method"]
     other = {"gibbs": "adam", "adam": "gibbs"}[method]
