@@ -1,10 +1,9 @@
 """MovieLens ratings from any release layout, checked once, and the canonical train/test split.
 
 ``load_ratings()`` is MovieLens 100K through :mod:`embedder.fetch`; ``load_ratings(path)`` reads a release
-folder or zip, known by its ratings file (ml-100k ``u.data`` + ``u.item``; ml-1m/10m ``ratings.dat`` +
-``movies.dat``; ml-20m/25m/32m/latest ``ratings.csv`` + ``movies.csv``), or a plain CSV with named columns.
-Readers only turn files into frames; :func:`build_ratings` checks them, so every layout fails the same way,
-naming the file and the line (blank lines are skipped, and not counted).
+folder or zip, known by its ratings file (:data:`_LAYOUTS`), or a plain CSV with named columns.  Readers only
+turn files into frames; :func:`build_ratings` checks them, so every layout fails the same way, naming the
+file and the line (blank lines are skipped, and not counted).
 """
 
 from __future__ import annotations
@@ -15,7 +14,6 @@ import io
 import logging
 import os
 import re
-import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -26,6 +24,8 @@ from typing import IO, NamedTuple
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
+
+from embedder.checks import shorten
 
 log = logging.getLogger("embedder.data")
 
@@ -49,6 +49,7 @@ MAX_MEMBER_BYTES = 4 << 30
 _ALIASES = {"user_id": ("user_id", "userId", "user"), "movie_id": ("movie_id", "movieId", "movie", "item")}
 _ALIASES |= {"rating": ("rating",), "timestamp": ("timestamp",)}
 _MOVIE_COLUMNS = {"movie_id": ("movieId", "movie_id"), "title": ("title",), "genres": ("genres",)}
+_U_ITEM_COLUMNS = ["movie_id", "title", "release", "video_release", "url", *ML100K_GENRES]
 _LAYOUTS = (  # ratings file, movies file, releases
     ("u.data", "u.item", "ml-100k"),
     ("ratings.dat", "movies.dat", "ml-1m, ml-10m"),
@@ -107,13 +108,12 @@ def load_ratings(
     *,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    max_member_bytes: int = MAX_MEMBER_BYTES,
 ) -> RatingsData:
     """Load a MovieLens dataset into canonical frames.
 
     ``data`` is ``None`` or ``"ml-100k"`` for MovieLens 100K through the fetch chain (cached in ``cache_dir``,
     default :func:`default_cache_dir`; ``progress`` on stderr), else the path of a release (a folder or a
-    .zip, each member inflated to at most ``max_member_bytes``) or of a CSV with columns ``user_id``,
+    .zip, each member inflated to at most :data:`MAX_MEMBER_BYTES`) or of a CSV with columns ``user_id``,
     ``movie_id``, ``rating`` and an optional ``timestamp``.  Other dataset names are refused.
 
     Raises:
@@ -127,16 +127,14 @@ def load_ratings(
     path = Path(data).expanduser()
     word = isinstance(data, str) and "/" not in data and os.sep not in data and not path.suffix
     if data in DATASET_NAMES or word and not path.exists():  # a bare word: more likely a mistyped name
-        hint = f"; a folder named {data!r} is here: pass it as ./{data}" * path.exists()
-        others = ", ".join(DATASET_NAMES[1:-1])
         raise DataError(
-            f"unknown dataset name {data!r}: the only name accepted is 'ml-100k' (the default, fetched); for "
-            f"{others} or a CSV file, pass the path of a local copy (a folder or a .zip){hint}"
+            f"unknown dataset name {data!r}: the only name accepted is 'ml-100k' (the default, fetched); "
+            f"for {', '.join(DATASET_NAMES[1:-1])} or a CSV file, pass the path of a local copy"
         )
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir() or path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path)):
-        with Release(path, max_member_bytes) as release:
+        with Release(path) as release:
             return release.load()
     if not path.is_file():  # a FIFO or a device would block, or never end
         raise DataError(f"{path}: not a regular file, a folder or a zip")
@@ -145,38 +143,20 @@ def load_ratings(
 
 
 class Source(NamedTuple):
-    """A file, for messages: row ``r`` of the frame read from it is ``unit`` ``r + first``."""
+    """A file, for messages: row ``r`` of the frame read from it is line ``r + first``."""
 
     label: str
     first: int = 1  # 2 below a header line
-    unit: str = "line"
 
     def at(self, row: int) -> str:
-        return f"{self.label}, {self.unit} {row + self.first}"
-
-
-class _Capped(io.RawIOBase):
-    """A zip member's bytes, refused once more than ``cap`` have been inflated."""
-
-    def __init__(self, member: IO[bytes], cap: int, label: str):
-        self.member, self.cap, self.left, self.label = member, cap, cap, label
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        count = self.member.readinto(buffer)  # zipfile inflates deflate no further than asked
-        if (left := self.left - count) < 0:
-            raise DataError(f"{self.label}: inflates past {self.cap:,} bytes, the limit for a zip member")
-        self.left = left
-        return count
+        return f"{self.label}, line {row + self.first}"
 
 
 class Release:
     """The files of a release in a folder or a zip, at its root or one folder down."""
 
-    def __init__(self, path: Path, max_member_bytes: int = MAX_MEMBER_BYTES):
-        self.path, self.cap, self.prefix, self.zip = path, max_member_bytes, "", None
+    def __init__(self, path: Path):
+        self.path, self.prefix, self.zip = path, "", None
         if path.is_dir():
             found = [*path.glob("*"), *path.glob("*/*")]
             self.names = [p.relative_to(path).as_posix() for p in found if p.is_file()]
@@ -208,17 +188,27 @@ class Release:
         if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
             # zipfile inflates bzip2 and lzma a whole read at a time, past any cap; MovieLens zips deflate.
             raise DataError(f"{self.label(name)}: compression method {info.compress_type}, not deflate")
-        return io.BufferedReader(_Capped(self.zip.open(info), self.cap, self.label(name)))
+        if (
+            info.file_size > MAX_MEMBER_BYTES
+        ):  # zipfile inflates no further than declared, then checks the CRC
+            raise DataError(
+                f"{self.label(name)}: {info.file_size:,} bytes uncompressed, over the "
+                f"{MAX_MEMBER_BYTES:,}-byte limit for a zip member"
+            )
+        return self.zip.open(info)
 
-    def text(self, name: str) -> Callable[[], io.StringIO]:
-        """A movie file's text, for :func:`_read_csv`: UTF-8 from ml-10m on, latin-1 in ml-100k and ml-1m."""
-        with self.open(name) as fh:
-            data = fh.read()
-        try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError:
-            text = data.decode("latin-1")
-        return lambda: io.StringIO(text.replace("::", "\t") if name == "movies.dat" else text)
+    def dat_text(self, name: str) -> Callable[[], io.StringIO]:
+        """A .dat file's text, each '::' a tab for pandas' C engine; UTF-8 from ml-10m on, else latin-1."""
+
+        def open_text() -> io.StringIO:
+            with self.open(name) as fh:
+                data = fh.read().replace(b"::", b"\t")
+            try:
+                return io.StringIO(data.decode("utf-8"))
+            except UnicodeDecodeError:
+                return io.StringIO(data.decode("latin-1"))
+
+        return open_text
 
     def load(self, source: str | None = None) -> RatingsData:
         """Read the release, its layout known by its ratings file; DataError when none is, or data is bad."""
@@ -233,39 +223,26 @@ class Release:
         folder = (self.prefix.rstrip("/") or self.path.stem).lower()
         first = 2 if ratings_file == "ratings.csv" else 1
         src, movies_src = Source(self.label(ratings_file), first), Source(self.label(movies_file), first)
-        movies = None
+        has_movies, movies = self.prefix + movies_file in self.names, None
         if ratings_file == "u.data":
             name, ratings = "ml-100k", read_ratings(lambda: self.open("u.data"), src.label, False, "\t")
-            if self.prefix + movies_file in self.names:  # id|title|release|video release|url| then 19 flags
-                items = _read_csv(self.text(movies_file), movies_src.label, sep="|", header=None, dtype=str)
-                if items.shape[1] != 5 + len(ML100K_GENRES):
-                    raise DataError(
-                        f"{movies_src.at(0)}: expected 24 '|'-separated fields, found {items.shape[1]}"
-                    )
-                genres = genres_from_flags(items.iloc[:, 5:].set_axis(ML100K_GENRES, axis=1), movies_src)
-                movies = pd.DataFrame({"movie_id": items[0], "title": items[1], "genres": genres})
+            if has_movies:
+                kwargs = dict(sep="|", header=None, names=_U_ITEM_COLUMNS, dtype=str, encoding="latin-1")
+                items = _read_csv(lambda: self.open(movies_file), movies_src.label, **kwargs)
+                movies = items[["movie_id", "title"]].assign(genres=genres_from_flags(items))
         elif ratings_file == "ratings.dat":
-            # With every '::' a tab, the file reads like u.data with pandas' C engine; a ':' left over is a
-            # broken separator that would otherwise shift the fields silently.
-            with self.open(ratings_file) as fh:
-                text = fh.read().replace(b"::", b"\t")
-            if (colon := text.find(b":")) >= 0:
-                line = src.at(text.count(b"\n", 0, colon))
-                raise DataError(f"{line}: expected UserID::MovieID::Rating::Timestamp, found a single ':'")
-            ratings = read_ratings(lambda: io.BytesIO(text), src.label, False, "\t")
+            ratings = read_ratings(self.dat_text(ratings_file), src.label, False, "\t")
             half_stars = (pd.to_numeric(ratings["rating"], errors="coerce") % 1 > 0).any()
             name = "ml-10m" if half_stars or "10m" in folder else "ml-1m"
-            if self.prefix + movies_file in self.names:
-                names = list(_MOVIE_COLUMNS)
-                movies = _read_csv(
-                    self.text(movies_file), movies_src.label, sep="\t", header=None, names=names, dtype=str
-                )
+            if has_movies:
+                kwargs = dict(sep="\t", header=None, names=list(_MOVIE_COLUMNS), dtype=str)
+                movies = _read_csv(self.dat_text(movies_file), movies_src.label, **kwargs)
         else:
             m = re.search(r"ml-(20m|25m|32m|latest-small|latest)(?![a-z0-9-])", folder)
             name = f"ml-{m[1]}" if m else "ml-latest"
             ratings = read_ratings(lambda: self.open(ratings_file), src.label, optional="")
-            if self.prefix + movies_file in self.names:
-                movies = _read_csv(self.text(movies_file), movies_src.label, dtype=str)
+            if has_movies:
+                movies = _read_csv(lambda: self.open(movies_file), movies_src.label, dtype=str)
                 columns = _pick_columns(movies.columns, _MOVIE_COLUMNS, movies_src.label)
                 movies = movies[list(columns)].rename(columns=columns)
         if movies is None:
@@ -285,26 +262,18 @@ def _read_csv(open_: Callable[[], IO], label: str, typed: dict | None = None, **
     kwargs.setdefault("quoting", csv.QUOTE_NONE if kwargs.get("header", 0) is None else csv.QUOTE_MINIMAL)
     kwargs.setdefault("keep_default_na", kwargs.get("dtype") is not str)  # a title such as 'NA' stays one
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed types: the checks name the line
-            if typed:
-                try:
-                    with open_() as fh:
-                        return pd.read_csv(fh, dtype=typed, **kwargs)
-                except (ValueError, OverflowError) as exc:
-                    if isinstance(exc, (DataError, pd.errors.ParserError, UnicodeDecodeError)):
-                        raise
-            with open_() as fh:
-                return pd.read_csv(fh, **kwargs)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{label}: the file is empty") from None
-    except pd.errors.ParserError as exc:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        raise DataError(
-            f"{label}, line {m[2]}: expected {m[1]} fields, found {m[3]}" if m else f"{label}: {exc}"
-        )
-    except (UnicodeDecodeError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise DataError(f"{label}: unreadable ({exc})") from None
+        if typed:
+            try:
+                with open_() as fh:
+                    return pd.read_csv(fh, dtype=typed, **kwargs)
+            except (ValueError, OverflowError):
+                pass  # read again untyped: a parse error repeats, and a bad value reaches the checks
+        with open_() as fh:
+            return pd.read_csv(fh, low_memory=False, **kwargs)
+    except DataError:
+        raise
+    except (ValueError, zipfile.BadZipFile, zlib.error, EOFError) as exc:  # pandas' parse errors included
+        raise DataError(f"{label}: {' '.join(str(exc).split())}") from None
 
 
 def read_ratings(
@@ -329,16 +298,12 @@ def read_ratings(
     return ratings.rename(columns=names)
 
 
-def _pick_columns(
-    found: pd.Index, aliases: dict[str, tuple[str, ...]], label: str, optional: str = ""
-) -> dict:
+def _pick_columns(found: pd.Index, aliases: dict, label: str, optional: str = "") -> dict:
     """``{header: canonical name}`` of the header names in ``aliases``, or DataError naming what was found."""
     lower, chosen = {str(c).strip().lower(): c for c in found}, {}
     for name, accepted in aliases.items():
-        hits = [lower[a.lower()] for a in accepted if a.lower() in lower]
-        if len(hits) > 1:
-            raise DataError(f"{label}, line 1: columns {', '.join(hits)} all mean {name}; keep one")
-        chosen |= {hits[0]: name} if hits else {}
+        if hits := [lower[a.lower()] for a in accepted if a.lower() in lower]:
+            chosen[hits[0]] = name
     if set(aliases) - {optional} - set(chosen.values()):
         expected = ", ".join(a[0] + " (optional)" * (n == optional) for n, a in aliases.items())
         raise DataError(
@@ -375,8 +340,9 @@ def build_ratings(
         ids.astype(np.int32 if int32.min <= ids.min() and ids.max() <= int32.max else np.int64)
         for ids in (users, items)
     ]
-    columns += [rating.astype(np.float32, copy=False), stamps]
-    ratings = pd.DataFrame(dict(zip(RATING_COLUMNS, columns)), copy=False)
+    ratings = pd.DataFrame(
+        dict(zip(RATING_COLUMNS, [*columns, rating.astype(np.float32, copy=False), stamps])), copy=False
+    )
     if dropped := int((dup := ratings.duplicated(["user_id", "movie_id"], keep="last").to_numpy()).sum()):
         first = src.at(raw.index[np.argmax(dup)])
         log.warning(
@@ -418,17 +384,14 @@ def _refuse(bad: np.ndarray, values: pd.Series, what: str, src: Source, problem:
         value = value.item() if isinstance(value, np.generic) else value
         if pd.isna(value):
             raise DataError(f"{where}: missing {what} (empty or NaN)")
-        shown = f"{value:g}" if isinstance(value, float) else str(value)
-        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        shown = shorten(f"{value:g}" if isinstance(value, float) else str(value))
         raise DataError(f"{where}: {what} {repr(shown) if isinstance(value, str) else shown} {problem}")
 
 
-def genres_from_flags(flags: pd.DataFrame, src: Source) -> pd.Series:
-    """``'|'``-joined names of the set 0/1 flags (columns :data:`ML100K_GENRES`); 'unknown' means no genre."""
-    values = flags.apply(pd.to_numeric, errors="coerce")
-    if (bad := ~values.isin((0, 1)).all(axis=1).to_numpy()).any():
-        raise DataError(f"{src.at(flags.index[np.argmax(bad)])}: genre flags must be 0 or 1")
-    return (values.iloc[:, 1:] == 1).dot(pd.Index(ML100K_GENRES[1:]) + "|").str.rstrip("|")
+def genres_from_flags(flags: pd.DataFrame) -> pd.Series:
+    """``'|'``-joined names of the genres flagged 1 in :data:`ML100K_GENRES` columns; 'unknown' means none."""
+    genres = list(ML100K_GENRES[1:])
+    return (flags[genres].astype(str) == "1").dot(pd.Index(genres) + "|").str.rstrip("|")
 
 
 def _movies(raw: pd.DataFrame | None, src: Source, rated: np.ndarray) -> pd.DataFrame:
@@ -437,7 +400,7 @@ def _movies(raw: pd.DataFrame | None, src: Source, rated: np.ndarray) -> pd.Data
     if raw is not None:
         if (raw := raw.dropna(how="all")).empty:
             raise DataError(f"{src.label}: no movies (the file is empty or has only a header)")
-        ids = _ids(raw["movie_id"], "movie_id", src).astype(np.int64)
+        ids = _ids(raw["movie_id"], "movie_id", src)
         _refuse(pd.Series(ids).duplicated().to_numpy(), raw["movie_id"], "movie_id", src, "appears twice")
         titles = raw["title"].fillna("").astype(str).tolist()
         genres = raw["genres"].fillna("").astype(str).str.strip().replace("(no genres listed)", "").tolist()
@@ -449,11 +412,13 @@ def _movies(raw: pd.DataFrame | None, src: Source, rated: np.ndarray) -> pd.Data
             len(missing),
             missing[0],
         )
-    titles, genres = titles + [f"Movie {m}" for m in missing], genres + [""] * len(missing)
-    ids = np.concatenate([ids, missing]).astype(np.int64)
-    return pd.DataFrame({"movie_id": ids, "title": titles, "genres": genres}).astype(
-        {"title": str, "genres": str}
-    )
+    return pd.DataFrame(
+        {
+            "movie_id": np.concatenate([ids, missing]).astype(np.int64),
+            "title": titles + [f"Movie {m}" for m in missing],
+            "genres": genres + [""] * len(missing),
+        }
+    ).astype({"title": str, "genres": str})
 
 
 def canonical_split(ratings: pd.DataFrame, *, source: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

@@ -39,14 +39,7 @@ OFFLINE_ENV = "MOVIE_EMBEDDINGS_OFFLINE"
 ML100K_CHECKSUM = ml.ML100K_CHECKSUM
 _CACHE_FILES = ("movies.parquet", "ratings.parquet")  # ratings written last: a reader needs both
 # What a failing step may raise; anything else is a bug and should surface.
-_STEP_ERRORS = (
-    ml.DataError,
-    OSError,
-    ValueError,
-    KeyError,
-    http.client.HTTPException,
-    subprocess.SubprocessError,
-)
+_STEP_ERRORS = (OSError, ValueError, KeyError, http.client.HTTPException, subprocess.SubprocessError)
 
 
 def load_default(cache_dir: Path, *, progress: bool) -> ml.RatingsData:
@@ -160,8 +153,8 @@ def _read_widedeep_wheel(whl_path: Path) -> ml.RatingsData:
             if (actual := hashlib.sha256(blobs[-1]).hexdigest()) != expected:
                 raise ml.DataError(f"{whl_path}: member {member} has sha256 {actual}, expected {expected}")
     ratings, items = (pd.read_parquet(io.BytesIO(blob)) for blob in blobs)  # pinned by hash: columns known
-    src, items_src = (ml.Source(f"{member} in {whl_path}", unit="row") for member in WIDEDEEP_MEMBER_SHA256)
-    genres = ml.genres_from_flags(items[list(ml.ML100K_GENRES)], items_src)
+    src, items_src = (ml.Source(f"{member} in {whl_path}") for member in WIDEDEEP_MEMBER_SHA256)
+    genres = ml.genres_from_flags(items)
     movies = pd.DataFrame({"movie_id": items["movie_id"], "title": items["movie_title"], "genres": genres})
     data = ml.build_ratings("ml-100k", (1.0, 5.0), ratings, src, WIDEDEEP_SOURCE, movies, items_src)
     return _verified(data, whl_path)
