@@ -50,11 +50,11 @@ _ALIASES = {"user_id": ("user_id", "userId", "user"), "movie_id": ("movie_id", "
 _ALIASES |= {"rating": ("rating",), "timestamp": ("timestamp",)}
 _MOVIE_COLUMNS = {"movie_id": ("movieId", "movie_id"), "title": ("title",), "genres": ("genres",)}
 _U_ITEM_COLUMNS = ["movie_id", "title", "release", "video_release", "url", *ML100K_GENRES]
-_LAYOUTS = (  # ratings file, movies file, releases
-    ("u.data", "u.item", "ml-100k"),
-    ("ratings.dat", "movies.dat", "ml-1m, ml-10m"),
-    ("ratings.csv", "movies.csv", "ml-20m, ml-25m, ml-32m, ml-latest(-small)"),
-)
+_LAYOUTS = {  # ratings file: movies file, releases, how pandas reads the movies file
+    "u.data": ("u.item", "ml-100k", dict(sep="|", header=None, names=_U_ITEM_COLUMNS, encoding="latin-1")),
+    "ratings.dat": ("movies.dat", "ml-1m, ml-10m", dict(sep="\t", header=None, names=list(_MOVIE_COLUMNS))),
+    "ratings.csv": ("movies.csv", "ml-20m, ml-25m, ml-32m, ml-latest(-small)", {}),
+}
 _CHECKSUM_BLOCK = 1 << 20
 
 
@@ -177,87 +177,68 @@ class Release:
         """The file for messages: its path, or ``member in archive.zip``."""
         return f"{self.prefix}{name} in {self.path}" if self.zip else str(self.path / (self.prefix + name))
 
-    def open(self, name: str) -> IO[bytes]:
-        """Open one file for reading bytes; a zip member is inflated up to the cap, whatever it declares."""
+    def open(self, name: str) -> IO:
+        """Open one file: a .dat file as text with each '::' a tab, for pandas' C engine (UTF-8 from ml-10m
+        on, else latin-1); a zip member only when deflated and within :data:`MAX_MEMBER_BYTES`."""
         if self.zip is None:
-            return open(self.path / (self.prefix + name), "rb")
-        try:
-            info = self.zip.getinfo(self.prefix + name)
-        except KeyError:
-            raise DataError(f"{self.path}: no member {self.prefix + name}") from None
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            fh = open(self.path / (self.prefix + name), "rb")
+        elif (member := self.prefix + name) not in self.zip.namelist():
+            raise DataError(f"{self.path}: no member {member}")
+        elif (info := self.zip.getinfo(member)).compress_type not in (
+            zipfile.ZIP_STORED,
+            zipfile.ZIP_DEFLATED,
+        ):
             # zipfile inflates bzip2 and lzma a whole read at a time, past any cap; MovieLens zips deflate.
             raise DataError(f"{self.label(name)}: compression method {info.compress_type}, not deflate")
-        if (
-            info.file_size > MAX_MEMBER_BYTES
-        ):  # zipfile inflates no further than declared, then checks the CRC
-            raise DataError(
-                f"{self.label(name)}: {info.file_size:,} bytes uncompressed, over the "
-                f"{MAX_MEMBER_BYTES:,}-byte limit for a zip member"
-            )
-        return self.zip.open(info)
-
-    def dat_text(self, name: str) -> Callable[[], io.StringIO]:
-        """A .dat file's text, each '::' a tab for pandas' C engine; UTF-8 from ml-10m on, else latin-1."""
-
-        def open_text() -> io.StringIO:
-            with self.open(name) as fh:
-                data = fh.read().replace(b"::", b"\t")
-            try:
-                return io.StringIO(data.decode("utf-8"))
-            except UnicodeDecodeError:
-                return io.StringIO(data.decode("latin-1"))
-
-        return open_text
+        elif info.file_size > MAX_MEMBER_BYTES:  # zipfile inflates no more than declared, then checks the CRC
+            limit = f"over the {MAX_MEMBER_BYTES:,}-byte limit for a zip member"
+            raise DataError(f"{self.label(name)}: {info.file_size:,} bytes uncompressed, {limit}")
+        else:
+            fh = self.zip.open(info)
+        if not name.endswith(".dat"):
+            return fh
+        with fh:
+            data = fh.read().replace(b"::", b"\t")
+        try:
+            return io.StringIO(data.decode("utf-8"))
+        except UnicodeDecodeError:
+            return io.StringIO(data.decode("latin-1"))
 
     def load(self, source: str | None = None) -> RatingsData:
         """Read the release, its layout known by its ratings file; DataError when none is, or data is bad."""
-        for ratings_file, movies_file, _ in _LAYOUTS:
+        for ratings_file, (movies_file, _, movie_format) in _LAYOUTS.items():
             if hits := sorted((n for n in self.names if n.rsplit("/", 1)[-1] == ratings_file), key=len):
                 break
         else:
-            looked_for = "; ".join(f"{r} + {m} ({releases})" for r, m, releases in _LAYOUTS)
+            looked_for = "; ".join(f"{r} + {m} ({releases})" for r, (m, releases, _) in _LAYOUTS.items())
             found = ", ".join(sorted(self.names)[:10]) or "nothing"
             raise DataError(f"{self.path}: no MovieLens files found; looked for {looked_for}; found {found}")
-        self.prefix = hits[0][: -len(ratings_file)]
-        folder = (self.prefix.rstrip("/") or self.path.stem).lower()
-        first = 2 if ratings_file == "ratings.csv" else 1
-        src, movies_src = Source(self.label(ratings_file), first), Source(self.label(movies_file), first)
-        has_movies, movies = self.prefix + movies_file in self.names, None
+        self.prefix, header = hits[0][: -len(ratings_file)], ratings_file == "ratings.csv"
+        src, movies_src = (Source(self.label(file), 1 + header) for file in (ratings_file, movies_file))
+        ratings = read_ratings(lambda: self.open(ratings_file), src.label, header, "," if header else "\t")
+        folder, movies = (self.prefix.rstrip("/") or self.path.stem).lower(), None
         if ratings_file == "u.data":
-            name, ratings = "ml-100k", read_ratings(lambda: self.open("u.data"), src.label, False, "\t")
-            if has_movies:
-                kwargs = dict(sep="|", header=None, names=_U_ITEM_COLUMNS, dtype=str, encoding="latin-1")
-                items = _read_csv(lambda: self.open(movies_file), movies_src.label, **kwargs)
-                movies = items[["movie_id", "title"]].assign(genres=genres_from_flags(items))
+            name = "ml-100k"
         elif ratings_file == "ratings.dat":
-            ratings = read_ratings(self.dat_text(ratings_file), src.label, False, "\t")
             half_stars = (pd.to_numeric(ratings["rating"], errors="coerce") % 1 > 0).any()
             name = "ml-10m" if half_stars or "10m" in folder else "ml-1m"
-            if has_movies:
-                kwargs = dict(sep="\t", header=None, names=list(_MOVIE_COLUMNS), dtype=str)
-                movies = _read_csv(self.dat_text(movies_file), movies_src.label, **kwargs)
         else:
             m = re.search(r"ml-(20m|25m|32m|latest-small|latest)(?![a-z0-9-])", folder)
             name = f"ml-{m[1]}" if m else "ml-latest"
-            ratings = read_ratings(lambda: self.open(ratings_file), src.label, optional="")
-            if has_movies:
-                movies = _read_csv(lambda: self.open(movies_file), movies_src.label, dtype=str)
-                columns = _pick_columns(movies.columns, _MOVIE_COLUMNS, movies_src.label)
-                movies = movies[list(columns)].rename(columns=columns)
-        if movies is None:
+        if self.prefix + movies_file in self.names:
+            movies = _read_csv(lambda: self.open(movies_file), movies_src.label, dtype=str, **movie_format)
+            if "Western" in movies:  # u.item: genre flags
+                movies["genres"] = genres_from_flags(movies)
+            columns = _pick_columns(movies.columns, _MOVIE_COLUMNS, movies_src.label)
+            movies = movies[list(columns)].rename(columns=columns)
+        else:
             log.warning("%s: no %s; movies are titled 'Movie <id>'", self.path, movies_file)
         source = source or str(self.path)
         return build_ratings(name, RATING_SCALES[name], ratings, src, source, movies, movies_src)
 
 
 def _read_csv(open_: Callable[[], IO], label: str, typed: dict | None = None, **kwargs) -> pd.DataFrame:
-    """``pd.read_csv`` of what ``open_`` opens, its errors turned into DataError naming the file.
-
-    With ``typed`` dtypes the file is read straight into compact columns; a value they cannot hold (text, a
-    blank, an id past int32) makes pandas raise without saying where, so the file is then read untyped for
-    the checks to name the line.  Blank lines are skipped: kept, each would cost a row.
-    """
+    """``pd.read_csv`` of what ``open_`` opens, into ``typed`` dtypes if it can; errors name the file."""
     # Header-less MovieLens files never quote (u.item's titles hold '"'); the CSVs quote titles with a ','.
     kwargs.setdefault("quoting", csv.QUOTE_NONE if kwargs.get("header", 0) is None else csv.QUOTE_MINIMAL)
     kwargs.setdefault("keep_default_na", kwargs.get("dtype") is not str)  # a title such as 'NA' stays one
@@ -267,7 +248,7 @@ def _read_csv(open_: Callable[[], IO], label: str, typed: dict | None = None, **
                 with open_() as fh:
                     return pd.read_csv(fh, dtype=typed, **kwargs)
             except (ValueError, OverflowError):
-                pass  # read again untyped: a parse error repeats, and a bad value reaches the checks
+                pass  # pandas does not say where a value did not fit: read untyped, for the checks to say
         with open_() as fh:
             return pd.read_csv(fh, low_memory=False, **kwargs)
     except DataError:
@@ -276,17 +257,15 @@ def _read_csv(open_: Callable[[], IO], label: str, typed: dict | None = None, **
         raise DataError(f"{label}: {' '.join(str(exc).split())}") from None
 
 
-def read_ratings(
-    open_: Callable[[], IO], label: str, header: bool = True, sep: str = ",", optional: str = "timestamp"
-) -> pd.DataFrame:
-    """The ratings columns of a file, named as :data:`RATING_COLUMNS` (``optional`` may lack, with a header).
+def read_ratings(open_: Callable[[], IO], label: str, header: bool = True, sep: str = ",") -> pd.DataFrame:
+    """The ratings columns of a file, named as :data:`RATING_COLUMNS` (a header may lack ``timestamp``).
 
-    Header-less files hold ``user movie rating timestamp``; a header names the columns (``_ALIASES``,
-    compared case-insensitively).  latin-1 decodes any byte, so junk reaches the checks and its line.
+    Header-less files hold ``user movie rating timestamp``; a header names them (``_ALIASES``, in any case).
+    latin-1 decodes any byte, so junk reaches the checks and its line.
     """
     kwargs: dict = dict(sep=sep, encoding="latin-1")
     if header:
-        names = _pick_columns(_read_csv(open_, label, nrows=0, **kwargs).columns, _ALIASES, label, optional)
+        names = _pick_columns(_read_csv(open_, label, nrows=0, **kwargs).columns, _ALIASES, label)
         kwargs["usecols"] = list(names)
     else:
         names, kwargs["header"] = dict(enumerate(RATING_COLUMNS)), None
@@ -298,17 +277,16 @@ def read_ratings(
     return ratings.rename(columns=names)
 
 
-def _pick_columns(found: pd.Index, aliases: dict, label: str, optional: str = "") -> dict:
+def _pick_columns(found: pd.Index, aliases: dict, label: str) -> dict:
     """``{header: canonical name}`` of the header names in ``aliases``, or DataError naming what was found."""
     lower, chosen = {str(c).strip().lower(): c for c in found}, {}
     for name, accepted in aliases.items():
         if hits := [lower[a.lower()] for a in accepted if a.lower() in lower]:
             chosen[hits[0]] = name
-    if set(aliases) - {optional} - set(chosen.values()):
-        expected = ", ".join(a[0] + " (optional)" * (n == optional) for n, a in aliases.items())
-        raise DataError(
-            f"{label}, line 1: expected columns {expected}; found {', '.join(map(str, found)) or 'none'}"
-        )
+    if set(aliases) - {"timestamp"} - set(chosen.values()):
+        expected = ", ".join(a[0] + " (optional)" * (n == "timestamp") for n, a in aliases.items())
+        found_text = ", ".join(map(str, found)) or "none"
+        raise DataError(f"{label}, line 1: expected columns {expected}; found {found_text}")
     return chosen
 
 
