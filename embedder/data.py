@@ -44,6 +44,7 @@ CACHE_ENV = "MOVIE_EMBEDDINGS_CACHE"
 #: Columns of :attr:`RatingsData.ratings` in order, and their dtypes (ids int64 when int32 cannot hold one).
 RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 COMPACT_DTYPES = dict(zip(RATING_COLUMNS, ("int32", "int32", "float32", "int64")))
+MOVIE_DTYPES = {"movie_id": "int64", "title": str, "genres": str}
 #: Most bytes inflated from one zip member, whatever it declares: room to spare for ML-32M's ratings.csv.
 MAX_MEMBER_BYTES = 4 << 30
 _ALIASES = {"user_id": ("user_id", "userId", "user"), "movie_id": ("movie_id", "movieId", "movie", "item")}
@@ -307,28 +308,18 @@ def build_ratings(
     _refuse(~np.isfinite(rating), raw["rating"], "rating", src, "is not a number")
     low, high = scale or (float(rating.min()), float(rating.max()))
     if scale is None and low == high and len(rating) > 1:  # one rating: the split says "too few"
-        raise DataError(
-            f"{src.label}: every rating is {low:g}, so there is nothing to learn and no rating scale"
-        )
+        raise DataError(f"{src.label}: every rating is {low:g}, so there is nothing to learn")
     outside = f"is outside the {name} rating scale {low:g}..{high:g}"
     _refuse((rating < low) | (rating > high), raw["rating"], "rating", src, outside)
     stamps = _ids(raw["timestamp"], "timestamp", src) if "timestamp" in raw else np.zeros(len(raw), np.int64)
-    int32 = np.iinfo(np.int32)
-    columns = [
-        ids.astype(np.int32 if int32.min <= ids.min() and ids.max() <= int32.max else np.int64)
-        for ids in (users, items)
-    ]
-    ratings = pd.DataFrame(
-        dict(zip(RATING_COLUMNS, [*columns, rating.astype(np.float32, copy=False), stamps])), copy=False
+    narrow = lambda ids: (
+        ids.astype(np.int32, copy=False) if -(2**31) <= ids.min() and ids.max() < 2**31 else ids
     )
+    columns = [narrow(users), narrow(items), rating.astype(np.float32, copy=False), stamps]
+    ratings = pd.DataFrame(dict(zip(RATING_COLUMNS, columns)), copy=False)
     if dropped := int((dup := ratings.duplicated(["user_id", "movie_id"], keep="last").to_numpy()).sum()):
         first = src.at(raw.index[np.argmax(dup)])
-        log.warning(
-            "%s: dropped %d duplicate (user, movie) ratings, the last kept (first: %s)",
-            src.label,
-            dropped,
-            first,
-        )
+        log.warning("%s: dropped %d duplicate (user, movie) ratings, the last of each kept", first, dropped)
         ratings = ratings[~dup].reset_index(drop=True)
     movies = _movies(movies, movies_src, ratings["movie_id"].to_numpy())
     return RatingsData(ratings, movies, name, source, ratings_checksum(ratings), (low, high), dropped)
@@ -345,10 +336,8 @@ def _ids(values: pd.Series, what: str, src: Source, non_negative: bool = False) 
         if (bad := ~(numbers % 1 == 0) | (np.abs(numbers) >= 2**53)).any():
             value = values.iloc[pos := int(np.argmax(bad))]
             integral = numbers[pos] % 1 == 0 or re.fullmatch(r"\s*[+-]?\d+\s*", str(value))
-            problem = (
-                "is out of range (must fit a signed 64-bit integer)" if integral else "is not an integer"
-            )
-            _refuse(bad, values, what, src, problem)
+            out_of_range = "is out of range (must fit a signed 64-bit integer)"
+            _refuse(bad, values, what, src, out_of_range if integral else "is not an integer")
         numbers = numbers.astype(np.int64)
     if non_negative:
         _refuse(numbers < 0, values, what, src, "is negative (MovieLens ids are non-negative)")
@@ -374,29 +363,19 @@ def genres_from_flags(flags: pd.DataFrame) -> pd.Series:
 
 def _movies(raw: pd.DataFrame | None, src: Source, rated: np.ndarray) -> pd.DataFrame:
     """The movie table checked, then a ``Movie <id>`` row for each rated id it lacks."""
-    ids, titles, genres = np.empty(0, np.int64), [], []
+    table = None
     if raw is not None:
         if (raw := raw.dropna(how="all")).empty:
             raise DataError(f"{src.label}: no movies (the file is empty or has only a header)")
         ids = _ids(raw["movie_id"], "movie_id", src)
         _refuse(pd.Series(ids).duplicated().to_numpy(), raw["movie_id"], "movie_id", src, "appears twice")
-        titles = raw["title"].fillna("").astype(str).tolist()
-        genres = raw["genres"].fillna("").astype(str).str.strip().replace("(no genres listed)", "").tolist()
-    missing = np.setdiff1d(pd.unique(rated), ids)
-    if len(missing) and raw is not None:  # without a movie file, placeholders are expected, not news
-        log.warning(
-            "%s: %d rated movie id(s) not in it, e.g. %d; titled 'Movie <id>'",
-            src.label,
-            len(missing),
-            missing[0],
-        )
-    return pd.DataFrame(
-        {
-            "movie_id": np.concatenate([ids, missing]).astype(np.int64),
-            "title": titles + [f"Movie {m}" for m in missing],
-            "genres": genres + [""] * len(missing),
-        }
-    ).astype({"title": str, "genres": str})
+        genres = raw["genres"].fillna("").astype(str).str.strip().replace("(no genres listed)", "")
+        table = pd.DataFrame({"movie_id": ids, "title": raw["title"].fillna(""), "genres": genres})
+    missing = np.setdiff1d(pd.unique(rated), [] if table is None else table["movie_id"])
+    if len(missing) and table is not None:  # without a movie file, placeholders are expected, not news
+        log.warning("%s: %d rated movie id(s) not in it, e.g. %d", src.label, len(missing), missing[0])
+    placeholders = pd.DataFrame({"movie_id": missing, "title": [f"Movie {m}" for m in missing], "genres": ""})
+    return pd.concat([table, placeholders], ignore_index=True).astype(MOVIE_DTYPES)
 
 
 def canonical_split(ratings: pd.DataFrame, *, source: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:

