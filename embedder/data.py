@@ -19,7 +19,7 @@ import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
 
 import numpy as np
 import pandas as pd
@@ -139,18 +139,7 @@ def load_ratings(
             return release.load()
     if not path.is_file():  # a FIFO or a device would block, or never end
         raise DataError(f"{path}: not a regular file, a folder or a zip")
-    src = Source(str(path), first=2)
-    return build_ratings("csv", None, read_ratings(lambda: open(path, "rb"), src.label), src, str(path))
-
-
-class Source(NamedTuple):
-    """A file, for messages: row ``r`` of the frame read from it is line ``r + first``."""
-
-    label: str
-    first: int = 1  # 2 below a header line
-
-    def at(self, row: int) -> str:
-        return f"{self.label}, line {row + self.first}"
+    return build_ratings("csv", None, read_ratings(lambda: open(path, "rb"), str(path)), str(path), str(path))
 
 
 class Release:
@@ -215,8 +204,8 @@ class Release:
             found = ", ".join(sorted(self.names)[:10]) or "nothing"
             raise DataError(f"{self.path}: no MovieLens files found; looked for {looked_for}; found {found}")
         self.prefix, header = hits[0][: -len(ratings_file)], ratings_file == "ratings.csv"
-        src, movies_src = (Source(self.label(file), 1 + header) for file in (ratings_file, movies_file))
-        ratings = read_ratings(lambda: self.open(ratings_file), src.label, header, "," if header else "\t")
+        label, movies_label = self.label(ratings_file), self.label(movies_file)
+        ratings = read_ratings(lambda: self.open(ratings_file), label, header, "," if header else "\t")
         folder, movies = (self.prefix.rstrip("/") or self.path.stem).lower(), None
         if ratings_file == "u.data":
             name = "ml-100k"
@@ -227,35 +216,40 @@ class Release:
             m = re.search(r"ml-(20m|25m|32m|latest-small|latest)(?![a-z0-9-])", folder)
             name = f"ml-{m[1]}" if m else "ml-latest"
         if self.prefix + movies_file in self.names:
-            movies = _read_csv(lambda: self.open(movies_file), movies_src.label, dtype=str, **movie_format)
+            movies = _read_csv(lambda: self.open(movies_file), movies_label, dtype=str, **movie_format)
             if "Western" in movies:  # u.item: genre flags
                 movies["genres"] = genres_from_flags(movies)
-            columns = _pick_columns(movies.columns, _MOVIE_COLUMNS, movies_src.label)
+            columns = _pick_columns(movies.columns, _MOVIE_COLUMNS, movies_label)
             movies = movies[list(columns)].rename(columns=columns)
         else:
             log.warning("%s: no %s; movies are titled 'Movie <id>'", self.path, movies_file)
         source = source or str(self.path)
-        return build_ratings(name, RATING_SCALES[name], ratings, src, source, movies, movies_src)
+        return build_ratings(name, RATING_SCALES[name], ratings, label, source, movies, movies_label)
 
 
-def _read_csv(open_: Callable[[], IO], label: str, typed: dict | None = None, **kwargs) -> pd.DataFrame:
-    """``pd.read_csv`` of what ``open_`` opens, into ``typed`` dtypes if it can; errors name the file."""
+def _read_csv(
+    open_: Callable[[], IO], label: str, dtype: dict | type | None = None, **kwargs
+) -> pd.DataFrame:
+    """``pd.read_csv`` of what ``open_`` opens, as ``dtype`` if it can, indexed by line number (blank
+    lines skipped, and not counted); errors name the file."""
     # Header-less MovieLens files never quote (u.item's titles hold '"'); the CSVs quote titles with a ','.
     kwargs.setdefault("quoting", csv.QUOTE_NONE if kwargs.get("header", 0) is None else csv.QUOTE_MINIMAL)
-    kwargs.setdefault("keep_default_na", kwargs.get("dtype") is not str)  # a title such as 'NA' stays one
+    kwargs.setdefault("keep_default_na", dtype is not str)  # a title such as 'NA' stays one
     try:
-        if typed:
-            try:
-                with open_() as fh:
-                    return pd.read_csv(fh, dtype=typed, **kwargs)
-            except (ValueError, OverflowError):
-                pass  # pandas does not say where a value did not fit: read untyped, for the checks to say
-        with open_() as fh:
-            return pd.read_csv(fh, low_memory=False, **kwargs)
+        try:
+            with open_() as fh:
+                frame = pd.read_csv(fh, dtype=dtype, **kwargs)
+        except (ValueError, OverflowError):
+            if not isinstance(dtype, dict):
+                raise
+            with open_() as fh:  # pandas does not say where a value did not fit: read untyped, for the checks
+                frame = pd.read_csv(fh, low_memory=False, **kwargs)
     except DataError:
         raise
     except (ValueError, zipfile.BadZipFile, zlib.error, EOFError) as exc:  # pandas' parse errors included
         raise DataError(f"{label}: {' '.join(str(exc).split())}") from None
+    frame.index += 1 if kwargs.get("header", 0) is None else 2
+    return frame
 
 
 def read_ratings(open_: Callable[[], IO], label: str, header: bool = True, sep: str = ",") -> pd.DataFrame:
@@ -292,36 +286,38 @@ def _pick_columns(found: pd.Index, aliases: dict, label: str) -> dict:
 
 
 def build_ratings(
-    name: str, scale: tuple | None, raw: pd.DataFrame, src: Source, source: str, movies=None, movies_src=None
+    name: str, scale: tuple | None, raw: pd.DataFrame, label: str, source: str, movies=None, movies_label=""
 ) -> RatingsData:
     """Check what a reader read, once, and assemble the canonical :class:`RatingsData`.
 
-    ``raw`` holds ``user_id``, ``movie_id``, ``rating`` and maybe ``timestamp``, its index the row in
-    ``src``; ``movies`` (if any) ``movie_id``, ``title``, ``genres``, its index the row in ``movies_src``.
+    ``raw`` holds ``user_id``, ``movie_id``, ``rating`` and maybe ``timestamp``, its index the line in
+    ``label``; ``movies`` (if any) ``movie_id``, ``title``, ``genres``, indexed so in ``movies_label``.
     ``scale`` None takes it from the data.  DataError at the first bad value, naming file, line and value.
     """
     if raw.empty:
-        raise DataError(f"{src.label}: no ratings (the file is empty or has only a header)")
+        raise DataError(f"{label}: no ratings (the file is empty or has only a header)")
     # MovieLens numbers users and movies from 1; a plain CSV may use any integer.
-    users, items = (_ids(raw[c], c, src, non_negative=name != "csv") for c in ("user_id", "movie_id"))
+    users, items = (_ids(raw[c], c, label, non_negative=name != "csv") for c in ("user_id", "movie_id"))
     rating = raw["rating"].to_numpy() if raw["rating"].dtype == np.float32 else _numbers(raw["rating"])
-    _refuse(~np.isfinite(rating), raw["rating"], "rating", src, "is not a number")
+    _refuse(~np.isfinite(rating), raw["rating"], "rating", label, "is not a number")
     low, high = scale or (float(rating.min()), float(rating.max()))
     if scale is None and low == high and len(rating) > 1:  # one rating: the split says "too few"
-        raise DataError(f"{src.label}: every rating is {low:g}, so there is nothing to learn")
+        raise DataError(f"{label}: every rating is {low:g}, so there is nothing to learn")
     outside = f"is outside the {name} rating scale {low:g}..{high:g}"
-    _refuse((rating < low) | (rating > high), raw["rating"], "rating", src, outside)
-    stamps = _ids(raw["timestamp"], "timestamp", src) if "timestamp" in raw else np.zeros(len(raw), np.int64)
+    _refuse((rating < low) | (rating > high), raw["rating"], "rating", label, outside)
+    stamps = (
+        _ids(raw["timestamp"], "timestamp", label) if "timestamp" in raw else np.zeros(len(raw), np.int64)
+    )
     narrow = lambda ids: (
         ids.astype(np.int32, copy=False) if -(2**31) <= ids.min() and ids.max() < 2**31 else ids
     )
     columns = [narrow(users), narrow(items), rating.astype(np.float32, copy=False), stamps]
     ratings = pd.DataFrame(dict(zip(RATING_COLUMNS, columns)), copy=False)
     if dropped := int((dup := ratings.duplicated(["user_id", "movie_id"], keep="last").to_numpy()).sum()):
-        first = src.at(raw.index[np.argmax(dup)])
+        first = f"{label}, line {raw.index[np.argmax(dup)]}"
         log.warning("%s: dropped %d duplicate (user, movie) ratings, the last of each kept", first, dropped)
         ratings = ratings[~dup].reset_index(drop=True)
-    movies = _movies(movies, movies_src, ratings["movie_id"].to_numpy())
+    movies = _movies(movies, movies_label, ratings["movie_id"].to_numpy())
     return RatingsData(ratings, movies, name, source, ratings_checksum(ratings), (low, high), dropped)
 
 
@@ -329,7 +325,7 @@ def _numbers(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy("float64", na_value=np.nan)
 
 
-def _ids(values: pd.Series, what: str, src: Source, non_negative: bool = False) -> np.ndarray:
+def _ids(values: pd.Series, what: str, label: str, non_negative: bool = False) -> np.ndarray:
     """A column of integers as read, or DataError at the first value that is not an integer that fits."""
     numbers = values.to_numpy() if pd.api.types.is_signed_integer_dtype(values.dtype) else _numbers(values)
     if numbers.dtype == np.float64:  # floats, text, or ids past int64: exact as floats below 2**53 only
@@ -337,17 +333,17 @@ def _ids(values: pd.Series, what: str, src: Source, non_negative: bool = False) 
             value = values.iloc[pos := int(np.argmax(bad))]
             integral = numbers[pos] % 1 == 0 or re.fullmatch(r"\s*[+-]?\d+\s*", str(value))
             out_of_range = "is out of range (must fit a signed 64-bit integer)"
-            _refuse(bad, values, what, src, out_of_range if integral else "is not an integer")
+            _refuse(bad, values, what, label, out_of_range if integral else "is not an integer")
         numbers = numbers.astype(np.int64)
     if non_negative:
-        _refuse(numbers < 0, values, what, src, "is negative (MovieLens ids are non-negative)")
+        _refuse(numbers < 0, values, what, label, "is negative (MovieLens ids are non-negative)")
     return numbers
 
 
-def _refuse(bad: np.ndarray, values: pd.Series, what: str, src: Source, problem: str) -> None:
+def _refuse(bad: np.ndarray, values: pd.Series, what: str, label: str, problem: str) -> None:
     """DataError at the first ``bad`` row, naming its line and its value (cut to 40 characters)."""
     if bad.any():
-        value, where = values.iloc[pos := int(np.argmax(bad))], src.at(values.index[pos])
+        value, where = values.iloc[pos := int(np.argmax(bad))], f"{label}, line {values.index[pos]}"
         value = value.item() if isinstance(value, np.generic) else value
         if pd.isna(value):
             raise DataError(f"{where}: missing {what} (empty or NaN)")
@@ -361,19 +357,19 @@ def genres_from_flags(flags: pd.DataFrame) -> pd.Series:
     return (flags[genres].astype(str) == "1").dot(pd.Index(genres) + "|").str.rstrip("|")
 
 
-def _movies(raw: pd.DataFrame | None, src: Source, rated: np.ndarray) -> pd.DataFrame:
+def _movies(raw: pd.DataFrame | None, label: str, rated: np.ndarray) -> pd.DataFrame:
     """The movie table checked, then a ``Movie <id>`` row for each rated id it lacks."""
     table = None
     if raw is not None:
         if (raw := raw.dropna(how="all")).empty:
-            raise DataError(f"{src.label}: no movies (the file is empty or has only a header)")
-        ids = _ids(raw["movie_id"], "movie_id", src)
-        _refuse(pd.Series(ids).duplicated().to_numpy(), raw["movie_id"], "movie_id", src, "appears twice")
+            raise DataError(f"{label}: no movies (the file is empty or has only a header)")
+        ids = _ids(raw["movie_id"], "movie_id", label)
+        _refuse(pd.Series(ids).duplicated().to_numpy(), raw["movie_id"], "movie_id", label, "appears twice")
         genres = raw["genres"].fillna("").astype(str).str.strip().replace("(no genres listed)", "")
         table = pd.DataFrame({"movie_id": ids, "title": raw["title"].fillna(""), "genres": genres})
     missing = np.setdiff1d(pd.unique(rated), [] if table is None else table["movie_id"])
     if len(missing) and table is not None:  # without a movie file, placeholders are expected, not news
-        log.warning("%s: %d rated movie id(s) not in it, e.g. %d", src.label, len(missing), missing[0])
+        log.warning("%s: %d rated movie id(s) not in it, e.g. %d", label, len(missing), missing[0])
     placeholders = pd.DataFrame({"movie_id": missing, "title": [f"Movie {m}" for m in missing], "genres": ""})
     return pd.concat([table, placeholders], ignore_index=True).astype(MOVIE_DTYPES)
 

