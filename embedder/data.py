@@ -1,9 +1,7 @@
 """MovieLens ratings from any release layout, checked once, and the canonical train/test split.
 
-``load_ratings()`` is MovieLens 100K through :mod:`embedder.fetch`; ``load_ratings(path)`` reads a release
-folder or zip, known by its ratings file (:data:`_LAYOUTS`), or a plain CSV with named columns.  Readers only
-turn files into frames; :func:`build_ratings` checks them, so every layout fails the same way, naming the
-file and the line (blank lines are skipped, and not counted).
+Readers only turn files into frames indexed by line; :func:`build_ratings` checks them, so every layout
+fails the same way, naming the file and the line (blank lines are skipped, and not counted).
 """
 
 from __future__ import annotations
@@ -67,11 +65,9 @@ class DataError(ValueError):
 class RatingsData:
     """Ratings and movie metadata of one dataset, validated and in canonical form.
 
-    ``ratings``: :data:`RATING_COLUMNS` as :data:`COMPACT_DTYPES` (``timestamp`` 0 where the source has none),
-    in file order without duplicates (the last of each (user, movie) pair kept), index ``0..n-1``.
-    ``movies``: ``movie_id`` int64, ``title``, ``genres`` (``'|'``-joined, ``''`` when unknown): the movie
-    file's rows, then ``Movie <id>`` for each rated id it lacks.  ``source`` says where the data came from,
-    for humans; ``checksum`` is :func:`ratings_checksum` of ``ratings``.
+    ``ratings``: :data:`COMPACT_DTYPES` (``timestamp`` 0 where the source has none), in file order, the last
+    of each (user, movie) pair kept, index ``0..n-1``.  ``movies``: :data:`MOVIE_DTYPES` (genres
+    ``'|'``-joined): the movie file's rows, then ``Movie <id>`` for each rated id it lacks.
     """
 
     ratings: pd.DataFrame
@@ -89,12 +85,8 @@ def default_cache_dir() -> Path:
 
 
 def ratings_checksum(ratings: pd.DataFrame) -> str:
-    """Return the sha256 hex digest of the canonical ratings content.
-
-    The digest covers the rows ``(user_id, movie_id, timestamp)`` as one C-contiguous little-endian int64
-    array, then the ``rating`` column as little-endian float64: values and order only, so ML-100K hashes the
-    same from every source.  Hashed in blocks of rows, never copied whole.
-    """
+    """sha256 of the rows ``(user_id, movie_id, timestamp)`` as little-endian int64, then of ``rating`` as
+    little-endian float64: values and order only, so ML-100K hashes the same from every source."""
     digest, blocks = hashlib.sha256(), range(0, len(ratings), _CHECKSUM_BLOCK)
     columns = [ratings[c].to_numpy() for c in ("user_id", "movie_id", "timestamp")]
     for start in blocks:
@@ -110,16 +102,11 @@ def load_ratings(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> RatingsData:
-    """Load a MovieLens dataset into canonical frames.
+    """Load a MovieLens dataset into canonical frames; :class:`DataError` names what is wrong, and where.
 
     ``data`` is ``None`` or ``"ml-100k"`` for MovieLens 100K through the fetch chain (cached in ``cache_dir``,
     default :func:`default_cache_dir`; ``progress`` on stderr), else the path of a release (a folder or a
-    .zip, each member inflated to at most :data:`MAX_MEMBER_BYTES`) or of a CSV with columns ``user_id``,
-    ``movie_id``, ``rating`` and an optional ``timestamp``.  Other dataset names are refused.
-
-    Raises:
-        DataError: An unknown name, a path that is missing or not a regular file, folder or zip, unreadable or
-            invalid data, or every step of the fetch chain failed.
+    .zip) or of a CSV with columns ``user_id``, ``movie_id``, ``rating`` and an optional ``timestamp``.
     """
     if data is None or data == "ml-100k":
         from embedder.fetch import load_default  # fetch reads its zips with this module's readers
@@ -253,11 +240,8 @@ def _read_csv(
 
 
 def read_ratings(open_: Callable[[], IO], label: str, header: bool = True, sep: str = ",") -> pd.DataFrame:
-    """The ratings columns of a file, named as :data:`RATING_COLUMNS` (a header may lack ``timestamp``).
-
-    Header-less files hold ``user movie rating timestamp``; a header names them (``_ALIASES``, in any case).
-    latin-1 decodes any byte, so junk reaches the checks and its line.
-    """
+    """The ratings columns of a file, as :data:`RATING_COLUMNS` (a header names them, and may lack the
+    timestamp).  latin-1 decodes any byte, so junk reaches the checks and its line."""
     kwargs: dict = dict(sep=sep, encoding="latin-1")
     if header:
         names = _pick_columns(_read_csv(open_, label, nrows=0, **kwargs).columns, _ALIASES, label)
@@ -288,10 +272,8 @@ def _pick_columns(found: pd.Index, aliases: dict, label: str) -> dict:
 def build_ratings(
     name: str, scale: tuple | None, raw: pd.DataFrame, label: str, source: str, movies=None, movies_label=""
 ) -> RatingsData:
-    """Check what a reader read, once, and assemble the canonical :class:`RatingsData`.
+    """Check what a reader read (frames indexed by line number), once, and assemble :class:`RatingsData`.
 
-    ``raw`` holds ``user_id``, ``movie_id``, ``rating`` and maybe ``timestamp``, its index the line in
-    ``label``; ``movies`` (if any) ``movie_id``, ``title``, ``genres``, indexed so in ``movies_label``.
     ``scale`` None takes it from the data.  DataError at the first bad value, naming file, line and value.
     """
     if raw.empty:
@@ -375,11 +357,8 @@ def _movies(raw: pd.DataFrame | None, label: str, rated: np.ndarray) -> pd.DataF
 
 
 def canonical_split(ratings: pd.DataFrame, *, source: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``train_test_split(test_size=0.2, random_state=42)`` over the rating rows in file order.
-
-    Every figure this project reports (and the peers in ``benchmarks/``) uses exactly this split.  Raises
-    DataError, naming ``source``, when a part would be empty.
-    """
+    """``train_test_split(test_size=0.2, random_state=42)`` of the rows: every reported figure uses it.
+    DataError, naming ``source``, when a part would be empty."""
     train, test = _split_rows(len(ratings), 0.2, 42, "the train/test split", source)
     return ratings.take(train), ratings.take(test)
 

@@ -43,11 +43,8 @@ _STEP_ERRORS = (OSError, ValueError, KeyError, http.client.HTTPException, subpro
 
 
 def load_default(cache_dir: Path, *, progress: bool) -> ml.RatingsData:
-    """MovieLens 100K from the first step of the chain that works, cached in ``cache_dir/ml-100k``.
-
-    Raises:
-        DataError: Every step failed; the message gives each reason.
-    """
+    """MovieLens 100K from the first step of the chain that works, cached in ``cache_dir/ml-100k``;
+    DataError giving each step's reason when none does."""
     folder, failures = cache_dir / "ml-100k", []
     try:
         return _read_cache(folder)
