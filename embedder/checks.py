@@ -1,6 +1,5 @@
-"""Checks shared by the bundle reader and the command lines (``embedder``, ``search``), and how those
-command lines run a parsed command.  Standard library only, so that building a parser stays light.
-"""
+"""Checks shared by the bundle reader and the command lines, and how those run a parsed command (standard
+library only, so that building a parser stays light)."""
 
 from __future__ import annotations
 
@@ -36,11 +35,8 @@ def shorten(text: str, limit: int = 40) -> str:
 
 
 def run_command(args: argparse.Namespace, user_errors: tuple[type[Exception], ...]) -> int:
-    """Run a parsed command line's ``args.handler(args)`` and return its exit status.
-
-    One of ``user_errors`` (a bad file, id or value) prints ``error: ...`` on stderr and returns 2, without a
-    traceback; a reader that went away (``... | head``) returns 1 quietly.
-    """
+    """Run ``args.handler(args)``: one of ``user_errors`` prints ``error: ...`` on stderr and returns 2 (no
+    traceback); a reader that went away (``... | head``) returns 1 quietly."""
     try:
         return args.handler(args)
     except user_errors as err:

@@ -29,8 +29,6 @@ log = logging.getLogger("embedder.data")
 
 #: Values of :attr:`RatingsData.name`.
 DATASET_NAMES = tuple("ml-100k ml-1m ml-10m ml-20m ml-25m ml-32m ml-latest-small ml-latest csv".split())
-#: :func:`ratings_checksum` of MovieLens 100K (100,000 ratings in ``u.data`` order).
-ML100K_CHECKSUM = "4f4e5c2da302aa1ac0d492fb2e27fdd8545054075bc2ffb4372cf16e21db3afa"
 #: Documented rating scales of the releases; a plain CSV takes its scale from its data.
 RATING_SCALES = {"ml-100k": (1.0, 5.0), "ml-1m": (1.0, 5.0)} | dict.fromkeys(DATASET_NAMES[2:-1], (0.5, 5.0))
 #: Genre flag columns of ``u.item``, in file order.
@@ -214,9 +212,7 @@ class Release:
         return build_ratings(name, RATING_SCALES[name], ratings, label, source, movies, movies_label)
 
 
-def _read_csv(
-    open_: Callable[[], IO], label: str, dtype: dict | type | None = None, **kwargs
-) -> pd.DataFrame:
+def _read_csv(open_: Callable[[], IO], label: str, dtype=None, **kwargs) -> pd.DataFrame:
     """``pd.read_csv`` of what ``open_`` opens, as ``dtype`` if it can, indexed by line number (blank
     lines skipped, and not counted); errors name the file."""
     # Header-less MovieLens files never quote (u.item's titles hold '"'); the CSVs quote titles with a ','.
@@ -326,10 +322,9 @@ def _refuse(bad: np.ndarray, values: pd.Series, what: str, label: str, problem: 
     """DataError at the first ``bad`` row, naming its line and its value (cut to 40 characters)."""
     if bad.any():
         value, where = values.iloc[pos := int(np.argmax(bad))], f"{label}, line {values.index[pos]}"
-        value = value.item() if isinstance(value, np.generic) else value
         if pd.isna(value):
             raise DataError(f"{where}: missing {what} (empty or NaN)")
-        shown = shorten(f"{value:g}" if isinstance(value, float) else str(value))
+        shown = shorten(f"{value:g}" if isinstance(value, (float, np.floating)) else str(value))
         raise DataError(f"{where}: {what} {repr(shown) if isinstance(value, str) else shown} {problem}")
 
 
@@ -343,9 +338,7 @@ def _movies(raw: pd.DataFrame | None, label: str, rated: np.ndarray) -> pd.DataF
     """The movie table checked, then a ``Movie <id>`` row for each rated id it lacks."""
     table = None
     if raw is not None:
-        if (raw := raw.dropna(how="all")).empty:
-            raise DataError(f"{label}: no movies (the file is empty or has only a header)")
-        ids = _ids(raw["movie_id"], "movie_id", label)
+        ids = _ids((raw := raw.dropna(how="all"))["movie_id"], "movie_id", label)
         _refuse(pd.Series(ids).duplicated().to_numpy(), raw["movie_id"], "movie_id", label, "appears twice")
         genres = raw["genres"].fillna("").astype(str).str.strip().replace("(no genres listed)", "")
         table = pd.DataFrame({"movie_id": ids, "title": raw["title"].fillna(""), "genres": genres})

