@@ -1,9 +1,5 @@
-"""Checks shared by the config, the bundle reader, the web's request models and
-the command lines (``embedder``, ``search`` and ``web``), and how those command
-lines run a parsed command.
-
-Standard library only, so that building a command line's parser stays light.
-"""
+"""Checks shared by the bundle reader and the command lines, and how those run a parsed command (standard
+library only, so that building a parser stays light)."""
 
 from __future__ import annotations
 
@@ -11,54 +7,36 @@ import argparse
 import os
 import sys
 from collections.abc import Callable
-from typing import Any
 
 
-def finite_number(value: Any) -> bool:
-    """Whether ``value`` is an int or float that a float holds finitely (a bool is not
-    a number here; nor are NaN, the infinities and ints beyond the float range)."""
-    return (
-        isinstance(value, (int, float)) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
-    )
-
-
-def whole_number_arg(low: int | None = None, high: int | None = None) -> Callable[[str], int]:
-    """An argparse ``type``: a whole number in ``[low, high]`` (None: unbounded), with
-    a message naming the value."""
+def whole_number_arg(low: int) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number at least ``low``, with a message naming the value."""
 
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
-        if low is not None and value < low:
+        if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
-        if high is not None and value > high:
-            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
         return value
 
     return parse
 
 
 def error_path(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as the path a message names: ``ratings[0].movie_id``,
-    ``[0].size``; empty for the whole value."""
+    """A pydantic error location as a message names it: ``ratings[0].movie_id``; empty for the whole value."""
     return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
 
 
-def shorten(text: str, limit: int = 40, mark: str = "…") -> str:
-    """``text`` cut to ``limit`` characters and ``mark`` when longer: a value quoted in a
-    message stays readable however long the bad input was."""
-    return text if len(text) <= limit else text[:limit] + mark
+def shorten(text: str, limit: int = 40) -> str:
+    """``text`` cut to ``limit`` characters and '…', so a value quoted in a message stays readable."""
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def run_command(args: argparse.Namespace, user_errors: tuple[type[Exception], ...]) -> int:
-    """Run a parsed command line's ``args.handler(args)`` and return its exit status.
-
-    One of ``user_errors`` (a bad file, id or value) prints ``error: ...`` on
-    stderr and returns 2, without a traceback; a reader that went away
-    (``... | head``) returns 1 quietly.
-    """
+    """Run ``args.handler(args)``: one of ``user_errors`` prints ``error: ...`` on stderr and returns 2 (no
+    traceback); a reader that went away (``... | head``) returns 1 quietly."""
     try:
         return args.handler(args)
     except user_errors as err:

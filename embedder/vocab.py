@@ -16,20 +16,14 @@ class UnknownIdError(KeyError):
 
 
 class Vocabulary:
-    """Maps original ids (int64) to rows ``0..n-1`` and back.
-
-    Rows follow the order of ``ids`` as given, so a vocabulary rebuilt from a
-    bundle's ``*_ids.npy`` maps exactly as the one used in training.
-    """
+    """Maps original ids (int64) to rows ``0..n-1``, in the order of ``ids`` as given (so a vocabulary rebuilt
+    from a bundle's ``*_ids.npy`` maps exactly as the one used in training), and back through ``ids``."""
 
     def __init__(self, ids: np.ndarray, kind: str = "id"):
-        self.ids = np.asarray(ids, dtype=np.int64)
-        if self.ids.ndim != 1:
-            raise ValueError(f"{kind} ids must be one-dimensional, got shape {self.ids.shape}")
-        self.kind = kind
-        self._index = pd.Index(self.ids)
-        if not self._index.is_unique:
+        self.ids, self.kind = np.asarray(ids, dtype=np.int64), kind
+        if not (index := pd.Index(self.ids)).is_unique:
             raise ValueError(f"{kind} ids are not unique")
+        self._index = index
 
     @classmethod
     def from_values(cls, values: np.ndarray, kind: str = "id") -> Vocabulary:
@@ -41,14 +35,13 @@ class Vocabulary:
 
     def __contains__(self, raw_id: object) -> bool:
         try:
-            return self.number(int(raw_id), missing="none") is not None  # type: ignore[call-overload]
-        except (TypeError, ValueError, OverflowError):
+            return int(raw_id) in self._index  # type: ignore[call-overload]
+        except (TypeError, ValueError):
             return False
 
-    def number(self, raw_id: int, missing: Literal["error", "none"] = "error") -> int | None:
-        """The row of one id; ``missing="none"`` returns None for an unknown id."""
-        row = int(self.numbers(np.array([raw_id]), missing="error" if missing == "error" else "negative")[0])
-        return None if row < 0 else row
+    def number(self, raw_id: int) -> int:
+        """The row of one id; :class:`UnknownIdError` when the vocabulary lacks it."""
+        return int(self.numbers(np.array([raw_id]))[0])
 
     def numbers(self, raw_ids: np.ndarray, missing: Literal["error", "negative"] = "error") -> np.ndarray:
         """Rows of many ids (any shape); unknown ids raise :class:`UnknownIdError`, or map to -1."""

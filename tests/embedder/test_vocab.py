@@ -21,7 +21,7 @@ def test_unknown_ids_raise_a_key_error_naming_the_id_or_map_to_minus_one():
     with pytest.raises(UnknownIdError):
         vocab.numbers(np.array([1, 99]))
     assert vocab.numbers(np.array([1, 99, 0, 4]), missing="negative").tolist() == [0, -1, -1, -1]
-    assert vocab.number(99, missing="none") is None
+    assert 99 not in vocab and 2 in vocab and 2**70 not in vocab
 
 
 def test_duplicate_ids_are_refused():
