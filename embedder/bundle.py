@@ -1,11 +1,7 @@
-"""The bundle: one folder of ``manifest.json`` + files, the only thing passed between the packages.
-
-:data:`ARRAYS` is its schema at a glance; beside them ``movies.parquet`` (:data:`MOVIE_COLUMNS`), ``seen.npz``
-(training ratings, CSR users x movies), ``clusters.json`` (:class:`embedder.schemas.ClusterSummary` each) and
-files only checksummed here (``model.pt``, FAISS indexes, ``history.csv``, ``training_curve.png``).
-:meth:`Bundle.load` is the one place a bundle is read: a bundle loads whole, or a :class:`BundleError` names
-the file. Writers publish a new version (:mod:`embedder.publish`). No torch: ``search`` and ``web`` read here.
-"""
+"""The bundle: one folder of ``manifest.json`` + files, the only thing passed between the packages. Its schema
+is :data:`ARRAYS`, ``movies.parquet``, ``seen.npz`` (training ratings, CSR users x movies), ``clusters.json``
+and files only checksummed (``model.pt``, indexes, history, curve). :meth:`Bundle.load` is the one reader: a
+bundle loads whole, or a :class:`BundleError` names the file. No torch: ``search`` and ``web`` read here."""
 
 from __future__ import annotations
 
@@ -143,11 +139,8 @@ def check_replaceable(dest: Path) -> None:
 
 
 def write_bundle(dest: str | os.PathLike, files: Mapping[str, FileWriter], manifest: dict) -> Path:
-    """Write a new bundle at ``dest`` (file name -> writer; manifest fields), atomically; returns ``dest``.
-
-    ``schema_version``, ``created`` and ``files`` (sha256 and size of each) are added to the manifest.
-    ``dest`` leads to the new version once it is complete (:func:`embedder.publish.publish`).
-    """
+    """Write a new bundle (file name -> writer; manifest fields, to which ``schema_version``, ``created``
+    and each file's sha256 and size are added) as a new version ``dest`` leads to; returns ``dest``."""
     dest = Path(os.path.abspath(dest))
     _publish(dest, files, {"schema_version": SCHEMA_VERSION, "created": utc_now(), **manifest})
     return dest
@@ -245,8 +238,10 @@ def _read(folder: Path, name: str, sha256: str | None, mmap: bool) -> Any:
                 return np.asarray(np.load(folder / name if mmap else handle, "r" if mmap else None, False))
             if name == SEEN_FILE:
                 seen = sp.load_npz(handle)
+                if seen.format != "csr":
+                    raise ValueError(f"a {seen.format} matrix, expected csr")
                 seen.check_format(full_check=True)  # indptr monotone, indices within the movies
-                return seen if seen.format == "csr" else _refuse(f"a {seen.format} matrix, expected csr")
+                return seen
             if name == MOVIES_FILE:
                 return pd.read_parquet(handle)
             return strict_loads(handle.read(), name) if name.endswith(".json") else None
@@ -254,10 +249,6 @@ def _read(folder: Path, name: str, sha256: str | None, mmap: bool) -> Any:
             raise
         except Exception as err:  # numpy, pyarrow and scipy raise many types for a damaged file
             raise BundleError(f"{name}: unreadable ({shorten(str(err), 200)})") from None
-
-
-def _refuse(reason: str) -> Any:
-    raise ValueError(reason)
 
 
 def _check_array(name: str, array: np.ndarray, sizes: dict[str | None, int]) -> None:
@@ -294,17 +285,11 @@ class Bundle:
     seen: sp.csr_matrix
     content: dict[str, Any] = field(default_factory=dict, repr=False)
 
-    rating_scale = property(
-        lambda self: self.model.rating_scale, doc="(lowest, highest) rating of the dataset."
-    )
+    rating_scale = property(lambda self: self.model.rating_scale, doc="(lowest, highest) rating.")
     user_vocab = property(lambda self: self.model.user_vocab, doc="User id <-> row.")
     movie_vocab = property(lambda self: self.model.movie_vocab, doc="Movie id <-> row.")
-    user_ids = property(
-        lambda self: self.model.user_vocab.ids, doc="Original ids of the users, in row order."
-    )
-    movie_ids = property(
-        lambda self: self.model.movie_vocab.ids, doc="Original ids of the movies, in row order."
-    )
+    user_ids = property(lambda self: self.model.user_vocab.ids, doc="User ids in row order.")
+    movie_ids = property(lambda self: self.model.movie_vocab.ids, doc="Movie ids in row order.")
     dim = property(lambda self: self.model.dim, doc="Embedding size d.")
 
     def has(self, name: str) -> bool:
@@ -350,12 +335,10 @@ class Bundle:
 
     @classmethod
     def load(cls, path: str | os.PathLike, verify: bool = True, mmap: bool = False) -> Bundle:
-        """Load the bundle at ``path`` (a folder or a link to one), checked whole.
-
-        ``verify``: check every file's sha256. ``mmap``: the arrays are read-only memory maps, so processes
-        serving one bundle share their pages. Raises :class:`BundleError` naming the file: missing,
-        unreadable, a checksum, a manifest entry, a dtype, shape or value out of range.
-        """
+        """Load the bundle at ``path`` (a folder or a link to one), checked whole; ``verify``: every file's
+        sha256; ``mmap``: the arrays are read-only memory maps, shared by the processes serving the bundle.
+        Raises :class:`BundleError` naming the file: missing, unreadable, a checksum, a manifest entry, a
+        dtype, shape or value out of range."""
         try:
             folder = Path(path).resolve(strict=True)
         except (OSError, RuntimeError) as err:  # missing, or a loop of links
@@ -417,8 +400,7 @@ class Bundle:
                 f"{SEEN_FILE}: shape {seen.shape}, expected {(sizes['users'], sizes['movies'])}"
             )
         arrays = [
-            content[f"{part}.npy"]
-            for part in ("user_embeddings", "movie_embeddings", "user_biases", "movie_biases")
+            content[f"{part}_{kind}.npy"] for kind in ("embeddings", "biases") for part in ("user", "movie")
         ]
         scale = tuple(map(float, manifest["rating_scale"]))
         model = MFModel(float(manifest["global_mean"]), *arrays, scale, vocab["user"], vocab["movie"])

@@ -11,7 +11,7 @@ import sys
 import time
 import typing
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import timezone
 from pathlib import Path
 
 from embedder import DEFAULT_ARTIFACTS, DEFAULT_BUNDLE
@@ -20,6 +20,7 @@ from embedder.checks import run_command, whole_number_arg
 DEFAULT_MIN_RATINGS = 20
 """search.evaluate.DEFAULT_MIN_RATINGS, repeated so that --help need not import pandas
 (tests/embedder/test_cli.py checks they agree)."""
+AGE_UNITS = (("d", 86400), ("h", 3600), ("min", 60))
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
@@ -153,12 +154,12 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _train_and_export(args: argparse.Namespace, config, group, started: float) -> int:
+    """Load the data, train, fit the relevance model, evaluate and export; the first process publishes."""
     from embedder import export
     from embedder.artifacts import earlier_versions_note
     from embedder.bundle import Bundle, BundleError, check_replaceable
-    from embedder.data import canonical_split, load_ratings, validation_part
+    from embedder.data import canonical_split, load_ratings
     from embedder.publish import point_current, utc_stamp
-    from embedder.relevance import REGULARIZATIONS, fit_relevance
     from embedder.train import train
     from embedder.vocab import Vocabulary
     from search.evaluate import held_out_rows, quality_report
@@ -173,44 +174,21 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         group.barrier()
         print(f"data: {data.name} from {data.source}: {len(data.ratings):,} ratings", file=sys.stderr)
         if data.duplicates_dropped:
-            print(
-                f"data: {data.duplicates_dropped} duplicate (user, movie) rows dropped, the last kept",
-                file=sys.stderr,
-            )
+            dropped = f"{data.duplicates_dropped} duplicate (user, movie) rows dropped, the last kept"
+            print(f"data: {dropped}", file=sys.stderr)
     train_part, test_part = canonical_split(data.ratings, source=data.source)
     users = Vocabulary.from_values(data.ratings["user_id"], "user")
     movie_ids = set(data.ratings["movie_id"].tolist()) | set(data.movies["movie_id"].tolist())
     movies = Vocabulary.from_values(list(movie_ids), "movie")
-    result = train(
-        train_part, config, users, movies, data.rating_scale, progress=not args.quiet and first, group=group
-    )
+    progress = not args.quiet and first
+    result = train(train_part, config, users, movies, data.rating_scale, progress=progress, group=group)
     if not first:
         return 0
-
-    model = result.model
-    seen = export.seen_matrix(model, train_part)
-    relevance, relevance_info = None, None
-    if config.relevance_rank:
-        fitted = time.perf_counter()
-        validation = export.seen_matrix(model, validation_part(train_part, config.val_fraction, config.seed))
-        relevance, figures = fit_relevance(
-            seen,
-            validation,
-            config.relevance_rank,
-            REGULARIZATIONS,
-            config.relevance_weight,
-            seed=config.seed,
-        )
-        relevance_info = {
-            "rank": int(relevance.shrinkage.shape[0]),
-            "regularization": relevance.regularization,
-            "rating_weight": relevance.rating_weight,
-            "validation_ndcg": {f"{lam:g}": round(value, 6) for lam, value in figures.items()},
-            "seconds": round(time.perf_counter() - fitted, 3),
-        }
+    seen = export.seen_matrix(result.model, train_part)
+    relevance, relevance_info = _fit_relevance(config, result.model, seen, train_part)
     table = export.movie_table(data.movies, movies.ids, train_part)
     held_out = held_out_rows(test_part, users, movies)
-    evaluation = quality_report(model, seen, table, held_out, seed=config.seed, relevance=relevance)
+    evaluation = quality_report(result.model, seen, table, held_out, seed=config.seed, relevance=relevance)
     dest = args.out if args.out is not None else args.artifacts / "bundles" / f"{data.name}-{utc_stamp()}"
     dataset = {
         "name": data.name,
@@ -231,10 +209,36 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     if args.out is None:
         point_current(args.artifacts / "current", path)
     print(f"bundle: {path}" + ("" if args.out else f" (now {args.artifacts / 'current'})"))
-    note = earlier_versions_note(path) if args.out else None  # train's own versions: `bundles --keep`
-    if note:
+    if args.out and (note := earlier_versions_note(path)):  # train's own versions: `bundles --keep`
         print(note, file=sys.stderr)
-    test, unit = manifest["metrics"]["test"], manifest["training"]["unit"]
+    _print_figures(args, config, result, manifest, relevance_info, time.perf_counter() - started)
+    return 0
+
+
+def _fit_relevance(config, model, seen, train_part) -> tuple:
+    """The relevance model and its manifest entry (λ chosen on the validation part), or (None, None)."""
+    from embedder.data import validation_part
+    from embedder.export import seen_matrix
+    from embedder.relevance import REGULARIZATIONS, fit_relevance
+
+    if not config.relevance_rank:
+        return None, None
+    started = time.perf_counter()
+    validation = seen_matrix(model, validation_part(train_part, config.val_fraction, config.seed))
+    rank, weight = config.relevance_rank, config.relevance_weight
+    relevance, figures = fit_relevance(seen, validation, rank, REGULARIZATIONS, weight, seed=config.seed)
+    return relevance, {
+        "rank": int(relevance.shrinkage.shape[0]),
+        "regularization": relevance.regularization,
+        "rating_weight": relevance.rating_weight,
+        "validation_ndcg": {f"{lam:g}": round(value, 6) for lam, value in figures.items()},
+        "seconds": round(time.perf_counter() - started, 3),
+    }
+
+
+def _print_figures(args, config, result, manifest: dict, relevance_info: dict | None, seconds: float) -> None:
+    """One line: the test figures and how the run went."""
+    test, unit, ranking = manifest["metrics"]["test"], manifest["training"]["unit"], manifest["evaluation"]
     run = [f"best {unit} {result.best_epoch}"]
     if result.warm_up_passes:
         run = [f"{result.warm_up_passes} warm-up passes + {result.best_epoch} {unit}s"]
@@ -242,18 +246,16 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         run.append(f"validation RMSE {result.validation_rmse:.4f}")
     if result.implicit_sides != "none":
         run.append(f"who rated what: {result.implicit_sides}")
+    ndcg = f"NDCG@10 {ranking['ranking']['0']['model']['ndcg']:.4f} by rating"
+    if relevance_info is not None:
+        run.append(f"relevance λ {relevance_info['regularization']:g} in {relevance_info['seconds']:.1f}s")
+        ndcg = f"NDCG@10 {ranking['ranking']['0']['relevance']['ndcg']:.4f} by relevance, " + ndcg[8:]
     processes = f" on {result.world_size} processes" if result.world_size > 1 else ""
-    ranking = evaluation["ranking"]["0"]
-    ndcg = f"NDCG@10 {ranking['model']['ndcg']:.4f} by rating"
-    if relevance is not None:
-        run.append(f"relevance λ {relevance.regularization:g} in {relevance_info['seconds']:.1f}s")
-        ndcg = f"NDCG@10 {ranking['relevance']['ndcg']:.4f} by relevance, " + ndcg[8:]
     print(
         f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  {ndcg}  "
         f"({config.method}, {', '.join(run)}, training {result.seconds:.1f}s{processes}, "
-        f"wall time {time.perf_counter() - started:.1f}s)"
+        f"wall time {seconds:.1f}s)"
     )
-    return 0
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -273,59 +275,51 @@ def run_evaluate(args: argparse.Namespace) -> int:
 def run_bundles(args: argparse.Namespace) -> int:
     """List the bundles of ``--artifacts`` (or the versions of ``--bundle``); ``--keep N`` prunes them."""
     from embedder import artifacts
+    from embedder.artifacts import BUNDLE
 
-    if versions := args.bundle is not None:
-        root, name = artifacts.versions_folder(args.bundle)
-        where, place = args.bundle, root / f"{name}+*"
-    else:
-        where, root, place = args.artifacts, args.artifacts, args.artifacts / "bundles"
+    versions = args.bundle is not None
+    where = args.bundle if versions else args.artifacts
+    root = artifacts.versions_folder(where)[0] if versions else where
     if args.keep is None:
         rows = (artifacts.list_versions if versions else artifacts.list_bundles)(where)
-        text = "\n".join(_listing_lines(rows, root, place))
-        print(json.dumps([row.to_json() for row in rows], indent=2) if args.json else text)
+        print(json.dumps([row.to_json() for row in rows], indent=2) if args.json else _listing(rows, root))
         return 0
     result = (artifacts.prune_versions if versions else artifacts.prune_bundles)(where, args.keep)
     if args.json:
-        print(
-            json.dumps({key: [row.to_json() for row in rows] for key, rows in vars(result).items()}, indent=2)
-        )
+        report = {key: [row.to_json() for row in rows] for key, rows in vars(result).items()}
+        print(json.dumps(report, indent=2))
         return 0
-    lines = [f"removed {row.path.relative_to(root)} ({_what(row)})" for row in result.removed] or [
-        "nothing removed"
-    ]
-    kept = [
-        row.name + (" (current)" if row.current else "")
-        for row in result.kept
-        if row.kind == artifacts.BUNDLE
-    ]
-    lines += [
-        f"kept {row.path.relative_to(root)} ({_what(row)})"
-        for row in result.kept
-        if row.kind != artifacts.BUNDLE
-    ]
-    print("\n".join([*lines, f"kept {len(kept)} bundle(s): {', '.join(kept) or 'none'}"]))
+    removed = [f"removed {row.path.relative_to(root)} ({_what(row)})" for row in result.removed]
+    left = [f"kept {row.path.relative_to(root)} ({_what(row)})" for row in result.kept if row.kind != BUNDLE]
+    kept = [row.name + (" (current)" if row.current else "") for row in result.kept if row.kind == BUNDLE]
+    print(
+        "\n".join(
+            [
+                *(removed or ["nothing removed"]),
+                *left,
+                f"kept {len(kept)} bundle(s): {', '.join(kept) or 'none'}",
+            ]
+        )
+    )
     return 0
 
 
-def _listing_lines(rows, root: Path, place: Path) -> list[str]:
+def _listing(rows, root: Path) -> str:
     """One line per entry (``<- current`` marks the one served), then the leftovers (relative to ``root``)."""
     from embedder.artifacts import BUNDLE, LEFTOVER, LINK
 
     entries = [row for row in rows if row.kind != LEFTOVER]
     width = max((len(row.name) for row in entries), default=0)
-    lines = [] if entries else [f"no bundles in {place}"]
+    lines = [] if entries else [f"no bundles in {root}"]
     for row in entries:
         if row.kind == BUNDLE:
             detail = "no test RMSE" if row.test_rmse is None else f"test RMSE {row.test_rmse:.4f}"
         else:
             detail = f"link to {os.readlink(row.path)} (not followed)" if row.kind == LINK else "not a bundle"
         marker = "  <- current" if row.current else ""
-        lines.append(f"{row.name:<{width}}  {_when(row.created)}  {_size_text(row):>20}  {detail}{marker}")
-    if leftovers := [
-        f"{row.path.relative_to(root)} ({_age(row.created)} old)" for row in rows if row.kind == LEFTOVER
-    ]:
-        lines.append(f"staging leftovers: {', '.join(leftovers)}")
-    return lines
+        lines.append(f"{row.name:<{width}}  {_when(row)}  {_size(row):>20}  {detail}{marker}")
+    leftovers = [f"{row.path.relative_to(root)} ({_age(row)} old)" for row in rows if row.kind == LEFTOVER]
+    return "\n".join(lines + ([f"staging leftovers: {', '.join(leftovers)}"] if leftovers else []))
 
 
 def _what(row) -> str:
@@ -334,37 +328,31 @@ def _what(row) -> str:
     from embedder.publish import LEFTOVER_MIN_AGE_S
 
     if row.kind == BUNDLE:
-        return f"bundle created {_when(row.created)}, {_size_text(row)}"
+        return f"bundle created {_when(row)}, {_size(row)}"
     if row.kind == LEFTOVER:
-        young = time.time() - row.created.timestamp() < LEFTOVER_MIN_AGE_S
-        return f"staging leftover, {_age(row.created)} old" + (
-            ": a writer may still be using it" if young else ""
-        )
+        busy = time.time() - row.created.timestamp() < LEFTOVER_MIN_AGE_S
+        return f"staging leftover, {_age(row)} old" + (": a writer may still be using it" if busy else "")
     return "a link: never followed" if row.kind == LINK else "not a bundle: never deleted"
 
 
-def _size_text(row) -> str:
-    """A row's size, and how much of it no other version shares (what removing it frees)."""
-    return "-" if row.bytes is None else f"{_human_bytes(row.bytes)}, {_human_bytes(row.own_bytes)} own"
+def _when(row) -> str:
+    return row.created.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
 
 
-def _when(moment: datetime) -> str:
-    return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-
-
-def _age(moment: datetime) -> str:
-    seconds = max(0.0, time.time() - moment.timestamp())
-    unit, size = next(
-        ((unit, size) for unit, size in (("d", 86400), ("h", 3600), ("min", 60)) if seconds >= size), ("s", 1)
-    )
+def _age(row) -> str:
+    seconds = max(0.0, time.time() - row.created.timestamp())
+    unit, size = next(((unit, size) for unit, size in AGE_UNITS if seconds >= size), ("s", 1))
     return f"{seconds // size:.0f} {unit}"
 
 
-def _human_bytes(count: int) -> str:
-    if count < 1000:
-        return f"{count} B"
-    power = min(int(math.log10(count) // 3), 3)
-    return f"{count / 1000**power:.1f} {['kB', 'MB', 'GB'][power - 1]}"
+def _size(row) -> str:
+    """A row's size, and how much of it no other version shares (what removing it frees)."""
+    return "-" if row.bytes is None else f"{_bytes(row.bytes)}, {_bytes(row.own_bytes)} own"
+
+
+def _bytes(count: int) -> str:
+    power = min((len(str(count)) - 1) // 3, 3)
+    return f"{count / 1000**power:.1f} {' kMG'[power]}B" if power else f"{count} B"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -1,8 +1,5 @@
-"""Export a trained model as a bundle (docs/design.md, "The bundle").
-
-The command line trains, evaluates (``search.evaluate``, a layer above) and passes the
-report here: export writes it into the manifest and never imports the evaluation.
-"""
+"""Export a trained model as a bundle (docs/design.md, "The bundle"). The evaluation report comes from the
+caller: export writes it into the manifest and never imports the layer above that makes it."""
 
 from __future__ import annotations
 
@@ -35,18 +32,16 @@ from embedder.metrics import rating_errors
 from embedder.relevance import RelevanceModel
 from embedder.train import TrainResult
 
+PARAMETERS = ("user_embeddings", "movie_embeddings", "user_biases", "movie_biases")
+LIBRARIES = ("numpy", "pandas", "scipy", "scikit-learn", "torch")
+
 
 def model_arrays(result: TrainResult) -> dict[str, np.ndarray]:
     """The bundle's ``.npy`` files: the fitted model's arrays as they are, its ids and, with the
     users' implicit part, the implicit rows (zero for movies without training ratings: they
     are in no one's N(u), so their rows are draws from the prior)."""
     model = result.model
-    arrays = {
-        "user_embeddings.npy": model.user_embeddings,
-        "movie_embeddings.npy": model.movie_embeddings,
-        "user_biases.npy": model.user_biases,
-        "movie_biases.npy": model.movie_biases,
-    }
+    arrays = {f"{name}.npy": getattr(model, name) for name in PARAMETERS}
     if result.implicit is not None:
         for name, array in zip((IMPLICIT_EMBEDDINGS, IMPLICIT_BIASES), result.implicit):
             arrays[name] = array.copy()
@@ -105,7 +100,7 @@ def curve_png(history: pd.DataFrame, best_epoch: int, unit: str) -> bytes:
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
     first, refit = history[history["phase"] != "refit"], history[history["phase"] == "refit"]
-    fig = Figure(figsize=(6, 3.6), dpi=100)
+    fig = Figure(figsize=(6, 3.6), dpi=100, layout="tight")
     ax = fig.subplots()
     marker = "." if len(first) <= 60 else None  # dots only where they can be told apart
     ax.plot(first["epoch"], first["train_rmse"], marker=marker, label="train RMSE")
@@ -114,25 +109,13 @@ def curve_png(history: pd.DataFrame, best_epoch: int, unit: str) -> bytes:
     if len(refit):
         ax.plot(refit["epoch"], refit["train_rmse"], linestyle="--", label="train RMSE, refit on all rows")
     ax.axvline(best_epoch, color="grey", linestyle=":", label=f"best {unit} ({best_epoch})")
-    ax.set(
-        xlabel=unit,
-        ylabel="RMSE",
-        title="Training curve" + (" (running posterior mean)" if unit == "sweep" else ""),
-    )
+    title = "Training curve" + (" (running posterior mean)" if unit == "sweep" else "")
+    ax.set(xlabel=unit, ylabel="RMSE", title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
-    fig.tight_layout()
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     return buffer.getvalue()
-
-
-def library_versions() -> dict[str, str]:
-    """Versions of the libraries that made the bundle."""
-    names = ("numpy", "pandas", "scipy", "scikit-learn", "torch")
-    return {"embedder": __version__, "python": platform.python_version()} | {
-        name: importlib.metadata.version(name) for name in names
-    }
 
 
 def export_bundle(
@@ -161,14 +144,11 @@ def export_bundle(
         arrays |= dict(zip(RELEVANCE_FILES, factors, strict=True))
     val = validation_part(train, config.val_fraction, config.seed)
     parts = {"train": train, "val": val, "test": test}
-    metrics = {
-        name: rating_errors(
-            model.predict_ids(part["user_id"].to_numpy(), part["movie_id"].to_numpy()), part["rating"]
-        )
-        for name, part in parts.items()
-    }
+    predict = lambda part: model.predict_ids(part["user_id"].to_numpy(), part["movie_id"].to_numpy())  # noqa: E731
+    metrics = {name: rating_errors(predict(part), part["rating"]) for name, part in parts.items()}
     history = history_table(result)
     unit = "sweep" if config.method == "gibbs" else "epoch"
+    finite = math.isfinite(result.validation_rmse)
     files = {name: npy_writer(array) for name, array in arrays.items()} | {
         "movies.parquet": movies_writer(movies),
         "seen.npz": seen_writer(seen_matrix(model, train)),
@@ -189,9 +169,7 @@ def export_bundle(
             "best_epoch": result.best_epoch,
             "epochs_run": int(len(result.history)),
             "unit": unit,
-            "validation_rmse": round(result.validation_rmse, 6)
-            if math.isfinite(result.validation_rmse)
-            else None,
+            "validation_rmse": round(result.validation_rmse, 6) if finite else None,
             "warm_up_passes": result.warm_up_passes,
             "world_size": result.world_size,
             "implicit": result.implicit_sides,
@@ -207,6 +185,7 @@ def export_bundle(
         "n_users": len(model.user_vocab),
         "n_movies": len(model.movie_vocab),
         "dim": config.dim,
-        "versions": library_versions(),
+        "versions": {"embedder": __version__, "python": platform.python_version()}
+        | {name: importlib.metadata.version(name) for name in LIBRARIES},
     }
     return write_bundle(dest, files, manifest), manifest

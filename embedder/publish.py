@@ -77,12 +77,10 @@ def remove_old_leftovers(folder: Path, prefix: str = ".") -> None:
     staging folders of plain files (anything else is not ours). Best effort: ``bundles`` lists the rest."""
     cutoff = time.time() - LEFTOVER_MIN_AGE_S
     for entry in folder.iterdir():
+        if not entry.name.startswith(prefix) or not leftover_owner(entry.name):
+            continue
         try:
-            if (
-                not entry.name.startswith(prefix)
-                or not leftover_owner(entry.name)
-                or leftover_time(entry) >= cutoff
-            ):
+            if leftover_time(entry) >= cutoff:
                 continue
             if entry.is_symlink():
                 entry.unlink()
@@ -95,10 +93,8 @@ def remove_old_leftovers(folder: Path, prefix: str = ".") -> None:
 def fsync_dir(path: Path) -> None:
     """Make the entries of folder ``path`` (a rename, a new file) durable."""
     fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    os.fsync(fd)
+    os.close(fd)
 
 
 def _version_home(dest: Path) -> Path:
@@ -107,8 +103,8 @@ def _version_home(dest: Path) -> Path:
 
 
 def staging_folder(dest: Path) -> Path:
-    """A hidden folder to write a new version of ``dest`` in, beside the versions (same file system, so the
-    rename that publishes it is atomic), made after removing old leftovers there."""
+    """A hidden folder beside the versions of ``dest`` (one file system: the rename that publishes it is
+    atomic) to write a new version in, made after removing old leftovers there."""
     home = _version_home(dest)
     remove_old_leftovers(home.parent)
     staged = Path(tempfile.mkdtemp(prefix=leftover_prefix(version_base(home.name)), dir=home.parent))
@@ -117,14 +113,11 @@ def staging_folder(dest: Path) -> Path:
 
 
 def publish(staged: Path, dest: Path) -> Path:
-    """Make the complete folder ``staged`` (:func:`staging_folder`) a new version, ``dest`` lead to it;
-    returns the version.
+    """Make the complete folder ``staged`` a new version and ``dest`` lead to it; returns the version.
 
-    ``dest`` a version name not yet taken: ``staged`` is renamed to it. ``dest`` a link: the version is made
-    beside the one it points to (``<name>+<stamp>``), and the link moved. Else (nothing there, an empty
-    folder, or a bundle folder that is no version, which is first kept beside as ``<dest>+<stamp>``: the
-    one publish that takes two renames) ``dest`` becomes a link to ``<dest>+<stamp>``.
-    """
+    A version name not yet taken is the version; a link moves to a new ``<name>+<stamp>`` beside the one it
+    points to; anything else (nothing, an empty folder, a bundle folder that is no version, first kept
+    beside as ``<dest>+<stamp>``) becomes a link to ``<dest>+<stamp>``."""
     if not dest.is_symlink() and is_version(dest.name):
         version = dest
     else:

@@ -1,28 +1,14 @@
-"""The shapes of a bundle's JSON files, declared once.
-
-* ``manifest.json``: :class:`Manifest` declares the parts that readers index
-  into; the bundle reader checks every manifest against it
-  (:func:`embedder.bundle.Bundle.load`), and the API's ``/model`` answer is
-  described with its parts (:mod:`web.openapi`). Other keys are free.
-* ``clusters.json``: ``search build`` writes one :class:`ClusterSummary` per
-  cluster (:func:`search.clusters.cluster_summaries`), the bundle reader checks
-  them (:func:`embedder.bundle.check_cluster_summaries`) and the OpenAPI document
-  describes them.
-
-Checking is strict: a bool or ``"9"`` is no number, and NaN or infinity none
-either. Keys not declared here are ignored.
-"""
+"""The shapes of a bundle's JSON files: the parts of ``manifest.json`` that readers index into, and
+``clusters.json``. :meth:`embedder.bundle.Bundle.load` checks them strictly (a bool or ``"9"`` is no number,
+NaN none either); keys not declared here are free. The web API describes its answers with them."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class _Strict(BaseModel):
     model_config = ConfigDict(strict=True, allow_inf_nan=False)
-
-
-# --------------------------------------------------------------------------- manifest.json
 
 
 class FileEntry(_Strict):
@@ -106,13 +92,6 @@ class Manifest(_Strict):
     relevance: RelevanceInfo | None = None
 
 
-MANIFEST_FILE = TypeAdapter(Manifest)
-"""Checks a whole ``manifest.json``."""
-
-
-# --------------------------------------------------------------------------- clusters.json
-
-
 class TopMovie(_Strict):
     """One of a cluster's most rated movies."""
 
@@ -142,7 +121,3 @@ class ClusterSummary(_Strict):
     mean_rating: float | None
     top_movies: list[TopMovie]
     genres: list[GenreShare]
-
-
-CLUSTERS_FILE = TypeAdapter(list[ClusterSummary])
-"""Checks a whole ``clusters.json``."""
