@@ -1,19 +1,10 @@
-"""Every user's top-K for batch jobs: one parquet file, streamed block by block.
+"""Every user's top-K for batch jobs (``python -m search recommend-all``): one parquet file, streamed.
 
-``python -m search recommend-all --out FILE.parquet [--shard I/N]`` writes one
-row per (user, rank): ``user_id`` int64, ``rank`` int16 (1 = best), ``movie_id``
-int64, ``score`` float32 (the raw predicted rating), ``relevance`` float32 (NaN
-without a relevance model), seen movies excluded, in ``--order``. Users
-come in bundle order, block by block from :meth:`Recommender.recommend_all`, so
-memory stays at one block's scores whatever the number of users. A user with
-fewer unseen candidates than k has fewer rows.
-
-``--shard I/N`` writes only the I-th of N contiguous user shards (1-based), so N
-jobs (on one machine or several, each with the bundle) write N files that
-together hold every user once; a scheduler's array job maps its index to I.
-
-The file is written under a hidden name beside ``FILE`` and renamed into place
-when complete (mode 0666 less the umask, as any new file), so a reader never sees half a file.
+One row per (user, rank): ``user_id`` int64, ``rank`` int16 (1 = best), ``movie_id`` int64, ``score``
+float32 (the raw predicted rating), ``relevance`` float32 (NaN without a relevance model), seen movies
+excluded. Memory stays at one block's scores whatever the number of users. ``--shard I/N`` writes the I-th
+of N contiguous user shards, so N jobs write N files that together hold every user once. The file is
+written under a hidden name and renamed into place when complete: a reader never sees half a file.
 """
 
 from __future__ import annotations

@@ -1,12 +1,7 @@
 """``python -m search build``: add the search files to a bundle, in one new version
-(:func:`embedder.bundle.update_bundle`; the files' dtypes and shapes are in the bundle's schema).
-
-``item_vectors.npy`` (``[q_i, b_i, 1]``) and ``movie_index.faiss`` over them (flat, hnsw or ivf, with the
-measured recall@10); ``cosine_index.faiss`` (``IndexFlatIP`` over unit ``q_i``, for tools that want one);
-``cluster_labels.npy`` (-1: a movie without training ratings, not clustered), ``clusters.json`` and
-``movie_map.npy`` (:mod:`search.clusters`); ``similar_movies.npy`` / ``similar_scores.npy``, each movie's
-nearest (:func:`search.similar.neighbour_table`), so "movies like this" is a lookup. Manifest keys added:
-``index``, ``clusters`` and ``similar``. Tested in ``tests/search/test_build.py``.
+(:func:`embedder.bundle.update_bundle`; the files' dtypes and shapes are in the bundle's schema): the
+movie index (with its measured recall@10), the cosine index, the clusters and the similar-movie table.
+Tested in ``tests/search/test_build.py``.
 """
 
 from __future__ import annotations

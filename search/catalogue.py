@@ -1,13 +1,5 @@
 """What a bundle says about its movies besides the model: titles, metadata, clusters.
 
-::
-
-    catalogue = Recommender.load("artifacts/current").catalogue   # or Catalogue.load(path)
-    catalogue.find_movies("star wars"); catalogue.resolve("Starwars")   # ids best first; one id or ask
-    catalogue.movie(50); catalogue.items(ids, scores)                    # JSON-ready rows
-    catalogue.clusters(); catalogue.cluster_of(50); catalogue.cluster_members(3, sort="title")
-    catalogue.user_ratings(42)                                           # (movie ids, ratings)
-
 An unknown id raises :class:`UnknownIdError` (a ``KeyError``) naming it; clusters before ``python -m search
 build`` raise :class:`NotBuiltError`, saying how to build them. :meth:`Catalogue.items` is the one place a
 result becomes JSON rows (the web API and the CLI's ``--json``). No faiss, so a script that only looks up
@@ -17,6 +9,7 @@ movies loads fast. Tested in ``tests/search/test_catalogue.py``.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 from functools import cached_property
 from typing import Any
@@ -28,13 +21,23 @@ from embedder.bundle import Bundle, BundleError
 from embedder.vocab import UnknownIdError
 from search.clusters import genre_lists
 from search.titles import TitleIndex, normalise, title_forms
-from search.validate import check_count, is_whole
 
-BUILD_HINT = "run `python -m search build --bundle {path}` first"
 MEMBER_SORTS = ("popularity", "title", "rating")
 """The orders :meth:`Catalogue.cluster_members` takes."""
 AMBIGUOUS_SHOWN = 15
 """Candidates an :class:`AmbiguousTitle` message lists."""
+
+
+def is_whole(value: object) -> bool:
+    """Whether ``value`` is a Python or numpy integer (a bool is not a number here)."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
+
+
+def check_count(value: object, name: str, low: int) -> int:
+    """``value`` as an int; a ValueError naming ``name`` unless a whole number of at least ``low``."""
+    if not is_whole(value) or value < low:
+        raise ValueError(f"{name} must be a whole number >= {low}, got {value!r}")
+    return int(value)
 
 
 class NotBuiltError(BundleError):
@@ -52,9 +55,8 @@ class AmbiguousTitle(ValueError):
 class Catalogue:
     """Titles, movie rows, clusters and users' training ratings of one bundle.
 
-    Build with :meth:`load` or from a loaded bundle; a :class:`search.Recommender` makes one over its own
-    bundle (``rec.catalogue``). ``row_of`` (movie id -> bundle row) and ``rating_counts`` (training ratings
-    per movie, in bundle order) are shared with the recommender: read them, never change them.
+    A :class:`search.Recommender` makes one over its own bundle (``rec.catalogue``) and shares ``row_of``
+    (movie id -> bundle row) and ``rating_counts`` (training ratings per movie, in bundle order).
     """
 
     def __init__(self, bundle: Bundle):
@@ -65,7 +67,28 @@ class Catalogue:
         if bundle.has("cluster_labels.npy") and bundle.has("clusters.json"):
             self._labels = bundle.array("cluster_labels.npy").astype(np.int64)
             self._summaries = bundle.json("clusters.json")
-        self._rows = self._movie_rows()
+        # Each movie's JSON fields as plain values, prepared once: reading the frame cell by cell per
+        # result would cost more than the search.
+        movies = bundle.movies
+        labels = [None] * len(movies) if self._labels is None else self._labels.tolist()
+        self._rows = [
+            {
+                "movie_id": movie_id,
+                "title": title,
+                "genres": genres,
+                "rating_count": count,
+                "mean_rating": mean if count > 0 and math.isfinite(mean) else None,
+                "cluster": label if label is not None and label >= 0 else None,
+            }
+            for movie_id, title, genres, count, mean, label in zip(
+                self.movie_ids.tolist(),
+                movies["title"].astype(str).tolist(),
+                genre_lists(movies["genres"]),
+                self.rating_counts.tolist(),
+                movies["mean_rating"].to_numpy(np.float64).tolist(),
+                labels,
+            )
+        ]
 
     @classmethod
     def load(
@@ -88,8 +111,7 @@ class Catalogue:
         return self._labels is not None
 
     def warm(self) -> None:
-        """Build the title index now rather than at the first title search (a server that forks after
-        loading calls it, so that its workers share it)."""
+        """Build the title index now (a server that forks after loading calls it, so its workers share it)."""
         self._titles  # noqa: B018
 
     def row(self, movie_id: Any) -> int:
@@ -100,72 +122,45 @@ class Catalogue:
             raise UnknownIdError(f"unknown movie {int(movie_id)}")
         return self.row_of[int(movie_id)]
 
-    def _movie_rows(self) -> list[tuple]:
-        """Per movie, its JSON fields as plain Python values, prepared once: a result's rows are then a
-        lookup a movie (reading the pandas frame cell by cell would cost more than the search)."""
-        movies = self.bundle.movies
-        means = movies["mean_rating"].to_numpy(np.float64).tolist()
-        labels = (
-            [None] * len(means)
-            if self._labels is None
-            else [c if c >= 0 else None for c in self._labels.tolist()]
-        )
-        counts = self.rating_counts.tolist()
-        return [
-            (movie_id, title, genres, count, mean if count > 0 and math.isfinite(mean) else None, label)
-            for movie_id, title, genres, count, mean, label in zip(
-                self.movie_ids.tolist(),
-                movies["title"].astype(str).tolist(),
-                genre_lists(movies["genres"]),
-                counts,
-                means,
-                labels,
-            )
-        ]
+    def _record(self, row: int) -> dict:
+        """A movie's fields as a fresh dict, genres a fresh list (callers may change their copy)."""
+        fields = self._rows[row]
+        return {**fields, "genres": list(fields["genres"])}
 
     def movie(self, movie_id: Any) -> dict:
         """One movie as a JSON-ready dict: movie_id, title, genres (list), rating_count, mean_rating (None
         without ratings) and cluster (None before ``build``, and for a movie without training ratings)."""
-        return _record(self._rows[self.row(movie_id)])
+        return self._record(self.row(movie_id))
 
     def items(self, movie_ids: Any, scores: Any = None, relevance: Any = None) -> list[dict]:
-        """JSON rows for a result, in order: :meth:`movie`'s fields plus ``score`` (a float; None for every
-        row when ``scores`` is None, e.g. a title search) and, when given, ``relevance`` (None where NaN: a
-        bundle without a relevance model). Padding entries (id -1) are dropped. The command line's
-        ``--json`` and the web API both print these rows. UnknownIdError for an id not in the bundle,
-        ValueError when the arrays differ in length."""
+        """JSON rows for a result, in order: :meth:`movie`'s fields plus ``score`` (None for every row when
+        ``scores`` is None, e.g. a title search) and, when given, ``relevance`` (None where NaN). Padding
+        entries (id -1) are dropped. UnknownIdError for an id not in the bundle, ValueError when the arrays
+        differ in length."""
         ids = np.asarray(movie_ids, np.int64).reshape(-1).tolist()
         columns = {"score": scores} if relevance is None else {"score": scores, "relevance": relevance}
         for name, values in columns.items():
-            values = [None] * len(ids) if values is None else np.asarray(values, np.float64).reshape(-1)
+            values = [math.nan] * len(ids) if values is None else np.asarray(values, np.float64).reshape(-1)
             if len(ids) != len(values):
                 raise ValueError(f"movie_ids and {name} differ in length: {len(ids)} vs {len(values)}")
-            columns[name] = [None if v is None or np.isnan(v) else float(v) for v in values]
-        rows = []
-        for position, movie_id in enumerate(ids):
-            if movie_id >= 0:  # -1 pads a short result
-                if movie_id not in self.row_of:
-                    raise UnknownIdError(f"unknown movie {movie_id}")
-                fields = {name: values[position] for name, values in columns.items()}
-                rows.append({**_record(self._rows[self.row_of[movie_id]]), **fields})
-        return rows
+            columns[name] = [None if math.isnan(v) else float(v) for v in values]
+        return [
+            {**self._record(self.row(movie_id)), **{name: values[n] for name, values in columns.items()}}
+            for n, movie_id in enumerate(ids)
+            if movie_id >= 0  # -1 pads a short result
+        ]
 
     @cached_property
     def _titles(self) -> TitleIndex:
-        return TitleIndex(self.bundle.movies["title"].astype(str).tolist(), self.rating_counts)
+        return TitleIndex([row["title"] for row in self._rows], self.rating_counts)
 
     def find_movies(self, query: str, limit: int = 10) -> list[int]:
-        """Movie ids whose title matches ``query``, best first, at most ``limit``.
-
-        Forgiving (see :mod:`search.titles`): exact titles (also without the year, or "the godfather" for
-        "Godfather, The"), then prefixes, then containing, then every word in any order ("godfather part
-        2", "12 monkeys"), then words run together ("starwars"), then close spellings ("star wras"); within
-        each, most rated first.
-        """
+        """Movie ids whose title matches ``query``, best first, at most ``limit``: exact titles, prefixes,
+        containing, every word in any order, words run together, close spellings (:mod:`search.titles`);
+        within each, most rated first."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError("title query must be a non-empty string")
-        limit = check_count(limit, "limit", 1)
-        return [int(self.movie_ids[r]) for r in self._titles.find(query)[:limit]]
+        return [int(self.movie_ids[r]) for r in self._titles.find(query)[: check_count(limit, "limit", 1)]]
 
     def resolve(self, text: str, ask: str = "pass one id") -> int:
         """A movie id or title typed by a person, as one movie id, never a guess.
@@ -183,32 +178,29 @@ class Catalogue:
         matches = self.find_movies(text, limit=len(self.movie_ids))
         if not matches:
             raise UnknownIdError(f"unknown movie {text!r}: no id or title matches")
-        exact = [m for m in matches if normalise(text) in title_forms(self._rows[self.row_of[m]][1])]
+        titles = [self._rows[self.row_of[m]]["title"] for m in matches]
+        exact = [m for m, title in zip(matches, titles) if normalise(text) in title_forms(title)]
         if len(matches) == 1 or len(exact) == 1:
             return exact[0] if exact else matches[0]
-        lines = [f"{m:>8}  {self._rows[self.row_of[m]][1]}" for m in matches[:AMBIGUOUS_SHOWN]]
+        lines = [f"{m:>8}  {title}" for m, title in zip(matches[:AMBIGUOUS_SHOWN], titles)]
         if len(matches) > AMBIGUOUS_SHOWN:
             lines.append(f"  ... and {len(matches) - AMBIGUOUS_SHOWN} more")
-        message = f"{text!r} matches {len(matches)} movies; {ask}:\n" + "\n".join(lines)
-        raise AmbiguousTitle(message, matches)
+        raise AmbiguousTitle(f"{text!r} matches {len(matches)} movies; {ask}:\n" + "\n".join(lines), matches)
 
     def user_ratings(self, user_id: Any, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """The user's training ratings, highest first (ties in bundle order): ``(movie_ids int64, ratings
         float32)``, at most ``limit``."""
         if not is_whole(user_id):
             raise ValueError(f"user_ratings takes one user id (an integer), got {user_id!r}")
-        row = self.bundle.user_vocab.number(int(user_id))
-        seen = self.bundle.seen
-        lo, hi = seen.indptr[row], seen.indptr[row + 1]
-        cols, ratings = seen.indices[lo:hi].astype(np.int64), seen.data[lo:hi].astype(np.float32)
-        order = np.lexsort((cols, -ratings))[: None if limit is None else check_count(limit, "limit", 1)]
+        seen = self.bundle.seen[self.bundle.user_vocab.number(int(user_id))]
+        cols, ratings = seen.indices.astype(np.int64), seen.data.astype(np.float32)
+        order = np.lexsort((cols, -ratings))[:limit]
         return self.movie_ids[cols[order]].astype(np.int64), ratings[order]
 
     def _need_clusters(self) -> np.ndarray:
         if self._labels is None:
-            raise NotBuiltError(
-                f"this bundle has no clusters yet: {BUILD_HINT.format(path=self.bundle.path)}"
-            )
+            hint = f"run `python -m search build --bundle {self.bundle.path}` first"
+            raise NotBuiltError(f"this bundle has no clusters yet: {hint}")
         return self._labels
 
     def cluster_of(self, movie_id: Any) -> int | None:
@@ -234,24 +226,10 @@ class Catalogue:
             raise UnknownIdError(f"unknown cluster {cluster} (clusters are 0..{len(self._summaries) - 1})")
         rows = np.flatnonzero(labels == cluster)
         counts = self.rating_counts[rows]
-        if sort == "popularity":
-            order = np.lexsort((rows, -counts))
-        elif sort == "title":
-            order = np.lexsort((rows, [self._rows[r][1].lower() for r in rows]))
-        else:
-            means = np.array([self._rows[r][4] if self._rows[r][4] is not None else -np.inf for r in rows])
-            order = np.lexsort((rows, -counts, -means))
-        return [int(i) for i in self.movie_ids[rows[order]]]
-
-
-def _record(fields: tuple) -> dict:
-    """A movie's prepared fields as a fresh dict, genres a fresh list (callers may change their copy)."""
-    movie_id, title, genres, count, mean, cluster = fields
-    return {
-        "movie_id": movie_id,
-        "title": title,
-        "genres": list(genres),
-        "rating_count": count,
-        "mean_rating": mean,
-        "cluster": cluster,
-    }
+        means = [self._rows[r]["mean_rating"] for r in rows]
+        keys = {
+            "popularity": (rows, -counts),
+            "title": (rows, [self._rows[r]["title"].lower() for r in rows]),
+            "rating": (rows, -counts, [-m if m is not None else np.inf for m in means]),
+        }
+        return [int(i) for i in self.movie_ids[rows[np.lexsort(keys[sort])]]]

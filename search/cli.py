@@ -52,30 +52,26 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m search", description=__doc__.splitlines()[0])
     commands = parser.add_subparsers(dest="command", required=True)
 
-    def command(name: str, handler, help: str, *shared: str) -> argparse.ArgumentParser:
-        """A sub-command with ``--bundle`` and the ``shared`` flags, each declared here once."""
+    shared = {
+        "-k": dict(type=whole_number_arg(1), default=10, help="how many movies" + DEFAULT),
+        "--min-ratings": dict(
+            type=whole_number_arg(0), default=0, metavar="N", help="only movies with at least N ratings"
+        ),
+        "--json": dict(action="store_true", help="print JSON"),
+        "--order": dict(
+            choices=ORDERS,
+            default="relevance",
+            help="relevance: what you would watch and like; rating: predicted rating" + DEFAULT,
+        ),
+    }
+
+    def command(name: str, handler, help: str, *flags: str) -> argparse.ArgumentParser:
+        """A sub-command with ``--bundle`` and the ``shared`` ``flags``."""
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(handler=handler, parser=sub)
         sub.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle folder" + DEFAULT)
-        if "-k" in shared:
-            sub.add_argument("-k", type=whole_number_arg(1), default=10, help="how many movies" + DEFAULT)
-        if "--min-ratings" in shared:
-            sub.add_argument(
-                "--min-ratings",
-                type=whole_number_arg(0),
-                default=0,
-                metavar="N",
-                help="only movies with at least N ratings",
-            )
-        if "--json" in shared:
-            sub.add_argument("--json", action="store_true", help="print JSON")
-        if "--order" in shared:
-            sub.add_argument(
-                "--order",
-                choices=ORDERS,
-                default="relevance",
-                help="relevance: what you would watch and like; rating: predicted rating" + DEFAULT,
-            )
+        for flag in flags:
+            sub.add_argument(flag, **shared[flag])
         return sub
 
     build = command("build", run_build, "add the movie index, clusters and similar-movie table to a bundle")
@@ -90,12 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--recall", type=_fraction, default=0.95, help="hnsw/ivf: measured recall@10 to reach" + DEFAULT
     )
     build.add_argument("--seed", type=whole_number_arg(0), default=0, help="random seed" + DEFAULT)
-    recommend = command(
-        "recommend",
-        run_recommend,
-        "top-k movies for a user or a newcomer",
-        *("-k", "--min-ratings", "--json", "--order"),
-    )
+    recommend = command("recommend", run_recommend, "top-k movies for a user or a newcomer", *shared)
     recommend.add_argument(
         "--include-seen", action="store_true", help="(--user) also movies rated in training"
     )
@@ -128,11 +119,10 @@ def build_parser() -> argparse.ArgumentParser:
     every.add_argument(
         "--shard", type=_shard, metavar="I/N", help="only the I-th of N contiguous user shards (1-based)"
     )
-    cores = os.cpu_count() or 1
     every.add_argument(
         "--workers",
         type=whole_number_arg(1),
-        default=cores,
+        default=os.cpu_count() or 1,
         metavar="N",
         help="threads, one BLAS thread each" + DEFAULT,
     )
@@ -224,32 +214,28 @@ def run_recommend(args: argparse.Namespace) -> int:
     rec = _load(args)
     low, high = rec.bundle.rating_scale
     order = rec.order_of(args.order)
-    note = f"score = raw predicted rating, pred = clipped to {low:g}-{high:g}, ordered by {order}"
     if args.user is not None:
-        seen = not args.include_seen
-        answer = rec.recommend(args.user, args.k, seen, args.min_ratings, order)
+        answer = rec.recommend(args.user, args.k, not args.include_seen, args.min_ratings, order)
         items = _with_because(rec, rec.rated_rows(args.user), answer)
-        if args.json:
-            return _print_json({"user_id": args.user, "order": order, "items": items})
-        shown = "seen movies excluded" if seen else "seen movies included"
-        print(f"Top {len(items)} for user {args.user} ({rec.index_kind} index, {shown}); {note}")
+        head = {"user_id": args.user}
+        shown = "seen movies included" if args.include_seen else "seen movies excluded"
+        title = f"Top {len(items)} for user {args.user} ({rec.index_kind} index, {shown})"
     else:
         pairs = _newcomer_ratings(rec.catalogue, args, (low, high))
         answer = rec.recommend_for_ratings(pairs, args.k, args.min_ratings, order)
         items = _with_because(rec, [rec.catalogue.row(m) for m, _ in pairs], answer)
-        if args.json:
-            rated = [{"movie_id": movie_id, "rating": rating} for movie_id, rating in pairs]
-            return _print_json({"ratings": rated, "fallback": not pairs, "order": order, "items": items})
-        if pairs:
-            shown = ", ".join(f"{rec.catalogue.movie(m)['title']} = {r:g}" for m, r in pairs)
-            print(
-                f"Top {len(items)} for a newcomer who rated {shown} (folded in, rated movies excluded); ",
-                end="",
-            )
-            print(note)
-        else:
-            floor = max(args.min_ratings, rec.fallback_min_ratings)
-            print(f"No ratings given: the average user's top {len(items)} among movies with {floor}+ ratings")
+        head = {"ratings": [{"movie_id": m, "rating": r} for m, r in pairs], "fallback": not pairs}
+        rated = ", ".join(f"{rec.catalogue.movie(m)['title']} = {r:g}" for m, r in pairs)
+        title = f"Top {len(items)} for a newcomer who rated {rated} (folded in, rated movies excluded)"
+    if args.json:
+        return _print_json({**head, "order": order, "items": items})
+    if head.get("fallback"):
+        floor = max(args.min_ratings, rec.fallback_min_ratings)
+        print(f"No ratings given: the average user's top {len(items)} among movies with {floor}+ ratings")
+    else:
+        print(
+            f"{title}; score = raw predicted rating, pred = clipped to {low:g}-{high:g}, ordered by {order}"
+        )
     print(_item_table(items, (low, high)))
     return 0
 
@@ -272,10 +258,12 @@ def _newcomer_ratings(
     if args.ratings is not None:
         entries, ask = _rating_file(args.ratings), "put its id in the movie column instead"
     else:
-        entries, ask = (
-            [(f"--rate {text!r}", *_rate_flag(text)) for text in args.rate],
-            "pass its id with --rate",
-        )
+        entries, ask = [], "pass its id with --rate"
+        for text in args.rate:
+            movie, sep, rating = text.rpartition("=")
+            if not sep or not movie.strip():
+                raise ValueError(f'--rate {text!r}: expected "MOVIE=RATING", e.g. "Toy Story=5"')
+            entries.append((f"--rate {text!r}", movie, rating))
     pairs, where_of = [], {}
     for where, movie, rating in entries:
         try:
@@ -295,14 +283,6 @@ def _newcomer_ratings(
         where_of[movie_id] = where
         pairs.append((movie_id, value))
     return pairs
-
-
-def _rate_flag(text: str) -> tuple[str, str]:
-    """``"MOVIE=RATING"`` split in two."""
-    movie, sep, rating = text.rpartition("=")
-    if not sep or not movie.strip():
-        raise ValueError(f'--rate {text!r}: expected "MOVIE=RATING", e.g. "Toy Story=5"')
-    return movie, rating
 
 
 def _rating_file(path: Path) -> list[tuple[str, str, str]]:

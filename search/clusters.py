@@ -2,31 +2,22 @@
 
 Movies are clustered by *direction* of taste: K-Means on L2-normalised ``q_i`` (raw embeddings would put the
 rarely-rated movies, which regularisation shrinks towards zero, in one cluster whatever their content).
-Movies with a zero embedding (no training ratings) have no direction and are not clustered: their label is
-:data:`UNCLUSTERED` (-1), and every figure (sizes, summaries, genre shares and lifts, silhouette, NMI) is
-over the clustered movies only.
-
-A label (:func:`cluster_summaries`) names the genres of highest lift (share in the cluster / share among
-all clustered movies), at most :data:`LABEL_GENRES`, and only genres held by at least
-:data:`LABEL_MIN_SHARE` of the cluster with a lift above 1; otherwise ``(mixed genres)`` or ``(no
-genres)``. Clusters that would share a label all get their most rated title appended (``"Drama / Romance,
-like Emma (1996)"``), then, if still equal, `` (cluster C)``: labels are unique and deterministic.
-
-Quality, stored in the manifest: the silhouette (sampled), and the NMI between the labels and each movie's
-most specific genre (its rarest in the catalogue) beside a random labelling's with the same sizes.
+Movies with a zero embedding (no training ratings) have no direction: their label is :data:`UNCLUSTERED`
+(-1), and every figure is over the clustered movies only. Quality, stored in the manifest: the silhouette
+(sampled), and the NMI of the labels with each movie's most specific genre beside a random labelling's.
 Tested in ``tests/search/test_clusters.py`` and ``tests/search/test_build.py``.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections import Counter
 
 import numpy as np
 import pandas as pd
 
 from search.similar import unit_rows
-from search.validate import check_count
 
 TOP_MOVIES = 10
 SILHOUETTE_SAMPLE = 5000
@@ -40,16 +31,13 @@ _SHARE_SLACK = 1e-9  # 3 of 20 movies is 15%, whatever float rounding says
 def check_clusters(n_clusters: object, zero: np.ndarray) -> int:
     """``n_clusters`` as an int from 1 to the number of movies with a non-zero embedding (``zero`` marks
     the others); a ValueError naming the range otherwise."""
-    n_zero = int(np.count_nonzero(zero))
-    try:
-        return check_count(n_clusters, "clusters", 1, len(zero) - n_zero)
-    except ValueError as err:
-        if not n_zero:
-            raise
-        why = (
-            f"{n_zero} of {len(zero)} movies have no training ratings (zero embeddings) and are not clustered"
-        )
-        raise ValueError(f"{err}: {why}") from None
+    n_zero, high = int(np.count_nonzero(zero)), int(np.count_nonzero(~zero))
+    whole = isinstance(n_clusters, numbers.Integral) and not isinstance(n_clusters, bool)
+    if not whole or not 1 <= n_clusters <= high:
+        zeros = f"{n_zero} of {len(zero)} movies have no training ratings (zero embeddings)"
+        message = f"clusters must be a whole number between 1 and {high}, got {n_clusters!r}"
+        raise ValueError(f"{message}: {zeros} and are not clustered" if n_zero else message)
+    return int(n_clusters)
 
 
 def kmeans_labels(embeddings: np.ndarray, n_clusters: int, seed: int = 0) -> np.ndarray:
@@ -115,10 +103,12 @@ def _genre_mix(inside: Counter, size: int, catalogue: Counter, n: int) -> tuple[
 def cluster_summaries(labels: np.ndarray, movies: pd.DataFrame, n_clusters: int) -> list[dict]:
     """One JSON-ready summary per cluster, over the clustered movies only.
 
-    Keys: ``cluster``, ``size``, ``label`` (unique; the rule is in the module docstring), ``mean_rating``
-    (over all training ratings of its movies; null without any), ``top_movies`` (most rated first:
-    movie_id, title, rating_count) and ``genres`` (share, ``catalogue_share`` and lift; the label's genres
-    first).
+    Keys: ``cluster``, ``size``, ``label``, ``mean_rating`` (over all training ratings of its movies; null
+    without any), ``top_movies`` (most rated first) and ``genres`` (share, ``catalogue_share`` and lift).
+    A label names the genres of highest lift (share in the cluster / share among all clustered movies), at
+    most :data:`LABEL_GENRES`, held by at least :data:`LABEL_MIN_SHARE` of the cluster with a lift above 1;
+    otherwise ``(mixed genres)`` or ``(no genres)``. Labels several clusters share get the cluster's most
+    rated title appended, then its number: labels are unique and deterministic.
     """
     labels = np.asarray(labels)
     genres = genre_lists(movies["genres"])
@@ -126,6 +116,7 @@ def cluster_summaries(labels: np.ndarray, movies: pd.DataFrame, n_clusters: int)
     catalogue = Counter(g for r in clustered for g in genres[r])
     counts = movies["rating_count"].to_numpy(np.float64)
     means = movies["mean_rating"].to_numpy(np.float64)
+    ids, titles = movies["movie_id"].to_numpy(), movies["title"].to_numpy()
     summaries, bases = [], []
     for c in range(n_clusters):
         rows = np.flatnonzero(labels == c)
@@ -135,27 +126,14 @@ def cluster_summaries(labels: np.ndarray, movies: pd.DataFrame, n_clusters: int)
         bases.append(" / ".join(heading) if heading else "(mixed genres)" if mix else "(no genres)")
         rated = rows[np.isfinite(means[rows]) & (counts[rows] > 0)]
         weight = counts[rated].sum()
+        mean = round(float((means[rated] * counts[rated]).sum() / weight), 4) if weight > 0 else None
         top = rows[np.lexsort((rows, -counts[rows]))][:TOP_MOVIES]
+        top_movies = [
+            {"movie_id": int(ids[r]), "title": str(titles[r]), "rating_count": int(counts[r])} for r in top
+        ]
         summaries.append(
-            {
-                "cluster": c,
-                "size": len(rows),
-                "label": None,
-                "mean_rating": round(float((means[rated] * counts[rated]).sum() / weight), 4)
-                if weight > 0
-                else None,
-                "top_movies": [
-                    {
-                        "movie_id": int(movies["movie_id"].iat[r]),
-                        "title": str(movies["title"].iat[r]),
-                        "rating_count": int(counts[r]),
-                    }
-                    for r in top
-                ],
-                "genres": mix,
-            }
+            dict(cluster=c, size=len(rows), label=None, mean_rating=mean, top_movies=top_movies, genres=mix)
         )
-    # Every label several clusters share gets the cluster's most rated title, then its number.
     repeated = Counter(bases)
     tops = [s["top_movies"][0]["title"] if s["top_movies"] else None for s in summaries]
     bases = [f"{base}, like {top}" if repeated[base] > 1 and top else base for base, top in zip(bases, tops)]

@@ -1,20 +1,11 @@
 """Quality figures of an exported model, from its arrays alone (evaluation sits above what it judges).
 
-:func:`quality_report` scores a model (:class:`embedder.model.MFModel`) on the canonical
-test part, next to baselines fitted on the same training ratings:
-
-* rating error (RMSE, MAE) of the model, the global mean, biases only and the movie's mean;
-* top-K ranking (Precision, Recall, NDCG @ 10, catalogue coverage), relevance meaning a test
-  rating >= 4 and candidates the movies the user has not rated in training, without and with
-  a ``min_ratings`` floor (explicit-rating MF tends to put obscure movies first);
-* "movies like this": mean genre Jaccard of each movie and its 10 nearest neighbours
-  (:mod:`search.similar`, what ``Recommender.similar`` answers), against random neighbours;
-* clusters (once ``search build`` has added ``cluster_labels.npy``): NMI of the labels with
-  each movie's most specific genre, against the same labels shuffled.
-
-The command line computes the report after training and passes it to export, which writes
-it into the manifest; :func:`evaluate_bundle` recomputes it from a bundle's files
-(``python -m embedder evaluate``). Tested in ``tests/search/test_evaluate.py``.
+:func:`quality_report` scores a model on the canonical test part next to baselines fitted on the same
+training ratings: rating error (RMSE, MAE); top-K ranking (Precision, Recall, NDCG @ 10, coverage; relevant
+= a test rating >= 4, candidates = movies not rated in training), without and with a ``min_ratings`` floor;
+"movies like this" (genre Jaccard of the 10 nearest against random ones); clusters (NMI with genres against
+shuffled labels). Training passes the report to export; :func:`evaluate_bundle` recomputes it from a
+bundle's files (``python -m embedder evaluate``). Tested in ``tests/search/test_evaluate.py``.
 """
 
 from __future__ import annotations
@@ -42,15 +33,14 @@ K = 10
 RELEVANT_RATING = 4.0
 """A test rating at least this high makes the movie relevant to the user."""
 DEFAULT_MIN_RATINGS = 20
-"""The floor reported next to no floor: recommend only movies with at least this
-many training ratings."""
+"""The floor reported next to no floor."""
 MAX_USERS = 5_000
-"""Ranking is scored on at most this many users (a seeded sample; all on ML-100K): more only
-narrow an interval already far smaller than the gaps between the model and its baselines."""
+"""Ranking is scored on at most this many users (a seeded sample): more only narrow an interval already far
+smaller than the gaps between the model and its baselines."""
 MAX_QUERIES = 1_000
+"""Neighbour agreement is scored on at most this many query movies (a seeded sample)."""
 QUERY_BLOCK = 500
-"""Neighbour agreement is scored on at most this many query movies (a seeded sample),
-since a query's co-raters cost the summed rating counts of its raters."""
+"""Query movies scored at once: a query's co-raters cost the summed rating counts of its raters."""
 BASELINE_REG = (15.0, 10.0)
 """Damping of the biases-only baseline (user, movie), Surprise's BaselineOnly defaults."""
 
@@ -107,15 +97,12 @@ def ranking_metrics_by_mask(
     seed: int = 0,
     block: int = 512,
 ) -> dict[str, dict[str, float]]:
-    """Precision, Recall, NDCG @ k and catalogue coverage of ``scorer``'s top-k lists,
-    for each named mask of ``masks``, from one pass of scores.
+    """Precision, Recall, NDCG @ k and catalogue coverage of ``scorer``'s top-k lists, for each named mask
+    of ``masks``, from one pass of scores.
 
-    ``scorer(user_rows)`` returns a score for every movie; movies the user rated in
-    training (``seen``) and movies outside the mask are never recommended. Users
-    with at least one relevant test rating (≥ 4) are scored.
-
-    ``scorer`` may also be one score per movie, the same for every user (a baseline such as
-    popularity).
+    ``scorer(user_rows)`` returns a score for every movie, or is one score per movie for every user (a
+    baseline such as popularity); movies rated in training (``seen``) and movies outside the mask are never
+    recommended. Users with at least one relevant test rating (>= 4) are scored.
     """
     known = (test.users >= 0) & (test.movies >= 0) & (test.ratings >= RELEVANT_RATING)
     rel_users, rel_movies = test.users[known], test.movies[known]
@@ -163,19 +150,15 @@ def genre_sets(genres: pd.Series) -> list[frozenset]:
 def neighbour_agreement(
     similar: Similarity, genres: list[frozenset], candidates: np.ndarray, k: int = K, seed: int = 0
 ) -> dict[str, float | None]:
-    """Mean genre Jaccard of each movie with its k nearest neighbours by the similarity
-    of "movies like this" (:mod:`search.similar`: cosine of q_i blended with the cosine
-    of who rated the movies in training), and with k random other movies, among the
-    ``candidates`` (a boolean mask) that can be compared (a nonzero q_i and training
-    ratings). ``None`` for both when there are no more than k such movies."""
+    """Mean genre Jaccard of each movie with its k nearest neighbours by :mod:`search.similar`, and with k
+    random other movies, among the comparable ``candidates`` (a boolean mask); ``None`` for both when there
+    are no more than k such movies."""
     pool = np.flatnonzero(candidates & similar.comparable)
     if len(pool) <= k:
         return {"model": None, "random": None, "movies": int(len(pool))}
     queries = _sample(np.arange(len(pool)), MAX_QUERIES, seed)
     nearest = np.empty((len(queries), k), dtype=np.int64)
-    for start in range(
-        0, len(queries), QUERY_BLOCK
-    ):  # in blocks: all the queries' scores at once could take gigabytes
+    for start in range(0, len(queries), QUERY_BLOCK):
         rows = queries[start : start + QUERY_BLOCK]
         similarity = similar.block_scores(pool[rows])[:, pool]  # the movie itself is -inf
         nearest[start : start + len(rows)] = pool[select_topk(similarity, k)[0]]
@@ -191,10 +174,8 @@ def neighbour_agreement(
 
 
 def cluster_agreement(labels: np.ndarray, genres: pd.Series, seed: int = 0) -> dict[str, float | int]:
-    """NMI of cluster labels with each movie's most specific genre, against the same
-    labels shuffled (:func:`search.clusters.genre_nmi`; the same figures and names as
-    ``search build`` stores in the manifest's ``clusters``), over clustered movies only:
-    label -1 (a movie without training ratings, not clustered) is left out."""
+    """NMI of cluster labels with each movie's most specific genre against the same labels shuffled
+    (:func:`search.clusters.genre_nmi`, as ``search build`` stores them), over clustered movies only."""
     labels = np.asarray(labels)
     nmi, nmi_random = genre_nmi(labels, genres, seed)
     clustered = labels[labels != UNCLUSTERED]
@@ -218,10 +199,9 @@ def quality_report(
 ) -> dict[str, Any]:
     """Every figure of the module docstring, as a JSON-ready dict.
 
-    ``seen`` holds the training ratings (users x movies) and ``movies`` the movie
-    table in row order (``genres``, ``rating_count``); baselines are fitted on ``seen``.
-    The ranking scorers: ``relevance`` (the default order, with a relevance model),
-    ``model`` (by predicted rating), and the baselines.
+    ``seen`` holds the training ratings (users x movies), on which the baselines are fitted, and ``movies``
+    the movie table in row order (``genres``, ``rating_count``). The ranking scorers: ``relevance`` (with a
+    relevance model), ``model`` (by predicted rating), and the baselines.
     """
     biases, popularity = fit_biases(seen, model.rating_scale), movie_means(seen, model.rating_scale)
     baselines = {
@@ -246,6 +226,10 @@ def quality_report(
     genres = genre_sets(movies["genres"])
     similar = Similarity(model.movie_embeddings, seen)
     floors = sorted({0, int(min_ratings)})
+    by_scorer = {
+        name: ranking_metrics_by_mask(scorer, seen, test, {str(f): counts >= f for f in floors}, seed=seed)
+        for name, scorer in scorers.items()
+    }
     report: dict[str, Any] = {
         "protocol": {
             "k": K,
@@ -256,14 +240,7 @@ def quality_report(
             "popularity = movie mean rating / rating count",
         },
         "rating": rating,
-        "ranking": _by_floor(
-            {
-                name: ranking_metrics_by_mask(
-                    scorer, seen, test, {str(f): counts >= f for f in floors}, seed=seed
-                )
-                for name, scorer in scorers.items()
-            }
-        ),
+        "ranking": {str(f): {name: figures[str(f)] for name, figures in by_scorer.items()} for f in floors},
         "similar": {
             str(floor): neighbour_agreement(similar, genres, counts >= floor, seed=seed) for floor in floors
         },
@@ -273,18 +250,6 @@ def quality_report(
     else:
         report["clusters"] = {"note": "no cluster_labels.npy yet: run python -m search build"}
     return report
-
-
-def _by_floor(by_scorer: dict[str, dict[str, dict]]) -> dict[str, dict[str, dict]]:
-    """``{scorer: {floor: figures}}`` turned into ``{floor: {scorer: figures}}``, the manifest's order."""
-    floors = next(iter(by_scorer.values()))
-    return {floor: {name: figures[floor] for name, figures in by_scorer.items()} for floor in floors}
-
-
-def frame_errors(model: MFModel, ratings: pd.DataFrame) -> dict[str, float]:
-    """RMSE/MAE of the model (clipped; unknown ids fall back) on a ratings frame."""
-    predicted = model.predict_ids(ratings["user_id"].to_numpy(), ratings["movie_id"].to_numpy())
-    return metrics.rating_errors(predicted, ratings["rating"].to_numpy())
 
 
 def held_out_rows(test: pd.DataFrame, users, movies) -> HeldOut:
@@ -297,11 +262,8 @@ def held_out_rows(test: pd.DataFrame, users, movies) -> HeldOut:
 
 
 def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) -> dict[str, Any]:
-    """Reload the bundle's dataset, re-split it canonically, and score the bundle.
-
-    Predictions come from the stored arrays alone (``μ + b_u + b_i + p_u·q_i``,
-    clipped), so the figures match the manifest's only if the files do.
-    """
+    """Reload the bundle's dataset, re-split it canonically, and score the bundle from its stored arrays
+    alone, so the figures match the manifest's only if the files do."""
     bundle = Bundle.load(path)
     dataset = bundle.manifest["dataset"]
     data = load_ratings(dataset["data_arg"], progress=False)
@@ -312,7 +274,13 @@ def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) ->
         )
     train, test = canonical_split(data.ratings, source=data.source)
     model = bundle.model
-    metrics_by_part = {name: frame_errors(model, part) for name, part in (("train", train), ("test", test))}
+    metrics_by_part = {
+        name: metrics.rating_errors(
+            model.predict_ids(part["user_id"].to_numpy(), part["movie_id"].to_numpy()),
+            part["rating"].to_numpy(),
+        )
+        for name, part in (("train", train), ("test", test))
+    }
     labels = bundle.array("cluster_labels.npy") if bundle.has("cluster_labels.npy") else None
     quality = quality_report(
         model,
@@ -340,29 +308,22 @@ def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) ->
 
 def format_report(quality: dict[str, Any]) -> str:
     """The quality report as plain-text tables."""
-    protocol, clusters = quality["protocol"], quality["clusters"]
+    protocol, clusters, k = quality["protocol"], quality["clusters"], quality["protocol"]["k"]
     lines = [f"{'rating error (test)':<24}{'RMSE':>8}{'MAE':>8}"]
     lines += [f"  {name:<22}{v['rmse']:>8.4f}{v['mae']:>8.4f}" for name, v in quality["rating"].items()]
-    lines += [
-        "",
-        f"ranking @{protocol['k']} (relevant: {protocol['relevant']}; candidates: {protocol['candidates']})",
-    ]
+    lines += ["", f"ranking @{k} (relevant: {protocol['relevant']}; candidates: {protocol['candidates']})"]
     lines.append(f"  {'min_ratings':<12}{'scorer':<12}{'P@10':>8}{'R@10':>8}{'NDCG@10':>9}{'coverage':>10}")
+    figures = "{precision:>8.4f}{recall:>8.4f}{ndcg:>9.4f}{coverage:>10.3f}"
     for floor, rows in quality["ranking"].items():
-        for name, v in rows.items():
-            figures = f"{v['precision']:>8.4f}{v['recall']:>8.4f}{v['ndcg']:>9.4f}{v['coverage']:>10.3f}"
-            lines.append(f"  {floor:<12}{name:<12}{figures}")
-    lines += ["", f"movies like this: mean genre Jaccard of the top-{protocol['k']} neighbours"]
+        lines += [f"  {floor:<12}{name:<12}" + figures.format(**v) for name, v in rows.items()]
+    lines += ["", f"movies like this: mean genre Jaccard of the top-{k} neighbours"]
     for floor, v in quality["similar"].items():
-        if v["model"] is None:
-            lines.append(f"  min_ratings {floor:<6} too few movies to compare ({v['movies']})")
-        else:
-            figures = f"model {v['model']:.4f}   random {v['random']:.4f}   ({v['movies']} movies)"
-            lines.append(f"  min_ratings {floor:<6} {figures}")
-    lines.append("")
+        compared = "model {model:.4f}   random {random:.4f}   ({movies} movies)"
+        figures = "too few movies to compare ({movies})" if v["model"] is None else compared
+        lines.append(f"  min_ratings {floor:<6} " + figures.format(**v))
     if "nmi_genres" in clusters:
         nmi = f"{clusters['nmi_genres']:.4f}   shuffled labels {clusters['nmi_random']:.4f}"
-        lines.append(f"clusters: NMI with the most specific genre {nmi}   ({clusters['clusters']} clusters)")
+        lines += ["", f"clusters: NMI with the most specific genre {nmi}   ({clusters['clusters']} clusters)"]
     else:
-        lines.append(f"clusters: {clusters['note']}")
+        lines += ["", f"clusters: {clusters['note']}"]
     return "\n".join(lines)

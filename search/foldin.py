@@ -6,10 +6,8 @@ With the movie side frozen, a user's row ``x = [p_u, b_u]`` is a Bayesian linear
     x = (Zᵀ Z / σ² + diag(1/s²))⁻¹ (Zᵀ (r - μ - b) / σ² + m / s²)
 
 The prior ``N(m, diag(s²))`` is the spread of the trained users' rows and ``σ²`` the model's mean squared
-error at a sample of its training ratings. With no ratings the answer is the prior mean, an average user.
-With a model whose users have an implicit part (``implicit_*.npy``), a row is the own part plus
-``|N|^-½ Σ_{j∈N} [E_j, c_j]`` over the rated movies N: known from the ratings given, so the regression fits
-the own part to the ratings less it, under the prior of the trained users' own parts.
+error at its training ratings; with no ratings the answer is the prior mean. With an implicit part
+(``implicit_*.npy``), ``|N|^-½ Σ_{j∈N} [E_j, c_j]`` over the rated movies is known and added.
 """
 
 from __future__ import annotations
@@ -28,8 +26,7 @@ MIN_VARIANCE = 1e-6
 
 
 def implicit_parts(implicit: tuple[np.ndarray, np.ndarray], rated: sp.csr_matrix) -> np.ndarray:
-    """``|N(u)|^-½ Σ_{j∈N(u)} [E_j, c_j]`` for each row of ``rated`` (any CSR matrix
-    whose pattern is who rated what; a row without ratings gets zeros)."""
+    """``|N(u)|^-½ Σ_{j∈N(u)} [E_j, c_j]`` for each row of ``rated`` (a CSR pattern of who rated what)."""
     vectors, biases = implicit
     rows = np.c_[vectors, biases].astype(np.float64)
     pattern = sp.csr_matrix((np.ones(rated.nnz), rated.indices, rated.indptr), shape=rated.shape)
@@ -39,24 +36,19 @@ def implicit_parts(implicit: tuple[np.ndarray, np.ndarray], rated: sp.csr_matrix
 
 @dataclass(frozen=True)
 class UserPrior:
-    """The prior over a new user's own ``[p_u, b_u]`` and the rating noise."""
+    """The prior over a new user's own ``[p_u, b_u]``: mean ``m`` and variance ``s²`` of the trained users'
+    rows, the rating noise ``σ²``, and the users' implicit rows per movie ``(E, c)`` (None without them)."""
 
     mean: np.ndarray
-    """``m``: mean of the trained users' rows, shape ``(d + 1,)``."""
     variance: np.ndarray
-    """``s²``: their per-dimension variance, shape ``(d + 1,)``."""
     noise: float
-    """``σ²``: mean squared error of the model at training ratings."""
     implicit: tuple[np.ndarray, np.ndarray] | None = None
-    """The users' implicit rows per movie ``(E, c)``, or None for a model without them."""
 
     @classmethod
     def from_model(
         cls, model: MFModel, seen: sp.csr_matrix, implicit: tuple[np.ndarray, np.ndarray] | None = None
     ) -> UserPrior:
-        """Estimate the prior from a model and its training ratings ``seen`` (CSR users
-        x movies, values = ratings); ``implicit``: the users' implicit rows per movie,
-        when the model has them."""
+        """Estimate the prior from a model and its training ratings ``seen`` (CSR users x movies)."""
         trained = np.diff(seen.indptr) > 0
         rows = np.c_[model.user_embeddings[trained], model.user_biases[trained]].astype(np.float64)
         if implicit is not None:
@@ -72,8 +64,7 @@ class UserPrior:
 def fold_in(
     prior: UserPrior, model: MFModel, movie_rows: np.ndarray, ratings: np.ndarray
 ) -> tuple[np.ndarray, float]:
-    """A new user's ``(p_u, b_u)``: the posterior mean given their ratings of the
-    model's ``movie_rows`` (own part plus, with the prior's implicit rows, the implicit part)."""
+    """A new user's ``(p_u, b_u)``: the posterior mean given their ratings of the model's ``movie_rows``."""
     d = model.dim
     Z = np.c_[model.movie_embeddings[movie_rows].astype(np.float64), np.ones(len(movie_rows))]
     targets = np.asarray(ratings, np.float64) - model.global_mean - model.movie_biases[movie_rows]
@@ -92,20 +83,15 @@ def fold_in(
 
 @dataclass(frozen=True)
 class NewUser:
-    """A folded-in user: their ratings and the row the model gives them."""
+    """A folded-in user: the movies they rated (ids and bundle rows), their ratings, ``p_u``, ``b_u``, and the
+    query ``[p_u, 1, μ + b_u]`` whose inner product with a movie's index row is the predicted rating."""
 
     movie_ids: np.ndarray
-    """The movies they rated (original ids)."""
     ratings: np.ndarray
     movie_rows: np.ndarray
-    """Bundle rows of those movies."""
     embedding: np.ndarray
-    """``p_u`` (float32)."""
     bias: float
-    """``b_u``."""
     query: np.ndarray
-    """The bias-augmented query ``[p_u, 1, μ + b_u]`` (float32, :meth:`MFModel.query_vector`):
-    its inner product with a movie's index row is the predicted rating."""
 
     @property
     def fallback(self) -> bool:

@@ -1,27 +1,16 @@
 """Retrieval over one bundle: recommend, recommend for a newcomer, similar movies.
 
-::
-
-    from search import Recommender
-    rec = Recommender.load("artifacts/current")
-    ids, scores = rec.recommend(42, k=10)          # raw predicted ratings, best first
-    ids, scores = rec.recommend([1, 2, 3], k=10)   # one batched call, (3, 10) arrays
-    for users, ids, scores in rec.recommend_all(k=10): ...
-    ids, scores = rec.similar(50, k=10)            # search.similar's blend, the movie itself excluded
-    ids, scores = rec.recommend_for_ratings({1: 5, 50: 4}, k=10)   # a newcomer, folded in
-    rec.catalogue.items(ids, scores)               # titles, metadata, clusters: search.catalogue
-
-Ids are original MovieLens ids everywhere. An unknown id raises :class:`UnknownIdError` (a ``KeyError``)
-naming it; a bad ``k`` raises ``ValueError``. Every ranking goes through one :class:`InnerProduct` (query
-rows scored against item rows), exact by :func:`search.topk.top_k`, or through a faiss ``hnsw``/``ivf``
-index whose candidates (``k`` plus the user's seen count, so exclusion cannot starve the result) are
-re-scored exactly: a score is always the predicted rating. The object holds no per-call state; one
-instance serves many threads. Tested in ``tests/search/test_recommender.py``.
+Ids are original MovieLens ids everywhere. Every ranking goes through one :class:`InnerProduct` (query rows
+scored against item rows), exact by :func:`search.topk.top_k`, or through a faiss ``hnsw``/``ivf`` index
+whose candidates (``k`` plus the user's seen count, so exclusion cannot starve the result) are re-scored
+exactly: a score is always the predicted rating. The object holds no per-call state; one instance serves
+many threads. Tested in ``tests/search/test_recommender.py``.
 """
 
 from __future__ import annotations
 
 import logging
+import numbers
 import os
 from collections import Counter
 from collections.abc import Iterator, Mapping
@@ -37,12 +26,11 @@ import scipy.sparse as sp
 from embedder import DEFAULT_BUNDLE
 from embedder.bundle import Bundle
 from embedder.vocab import UnknownIdError
-from search.catalogue import Catalogue
+from search.catalogue import Catalogue, check_count, is_whole
 from search.foldin import NewUser, UserPrior, fold_in
 from search.index import INDEX_FILE, apply_params, read_index, search_candidates
 from search.similar import SIMILAR_FILES, Similarity
 from search.topk import select_topk, top_k
-from search.validate import check_count, is_whole
 
 ORDERS = ("relevance", "rating")
 """A top-K's order: by the relevance model (what you would watch and like), or by predicted rating."""
@@ -53,11 +41,8 @@ RESCORE_FLOATS = 1 << 24
 
 @dataclass(frozen=True)
 class InnerProduct:
-    """One ranking: ``queries · items`` over float32 rows, searched exactly or through ``ann``.
-
-    ``users`` are the trained users' query rows. A second ranking (other vectors, same bundle) is a second
-    instance; :meth:`search` is all a caller needs.
-    """
+    """One ranking: ``queries · items`` over float32 rows, searched exactly or through ``ann``; ``users``
+    are the trained users' query rows."""
 
     items: np.ndarray
     users: np.ndarray | None = None
@@ -93,8 +78,7 @@ class InnerProduct:
                 members, -(-len(members) * depth * self.items.shape[1] // RESCORE_FLOATS)
             ):
                 found = np.sort(search_candidates(self.ann, queries[group], int(depth), allowed), axis=1)
-                scores = np.einsum("ijk,ik->ij", self.items[found], queries[group])
-                scores[found < 0] = -np.inf
+                scores = self.scores_of(queries[group], found)
                 if exclude is not None:
                     scores[exclude[group][np.arange(len(group))[:, None], found].toarray() != 0] = -np.inf
                 pos, best = select_topk(scores, k)  # found is sorted: ties go to the lower row
@@ -104,10 +88,8 @@ class InnerProduct:
 
 
 class Recommender:
-    """Recommendations and similar movies over one bundle (``bundle``), loaded once by :meth:`load` or
-    ``Recommender(bundle)``. ``catalogue`` (:class:`search.catalogue.Catalogue`) tells what the movies are;
-    ``index_kind`` is ``"flat"`` (exact) unless ``python -m search build --index hnsw|ivf`` made another.
-    """
+    """Recommendations and similar movies over one bundle. ``catalogue`` tells what the movies are;
+    ``index_kind`` is ``"flat"`` (exact) unless ``python -m search build --index hnsw|ivf`` made another."""
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
@@ -142,9 +124,8 @@ class Recommender:
     def load(
         cls, path: str | os.PathLike = DEFAULT_BUNDLE, verify: bool = True, mmap: bool = False
     ) -> Recommender:
-        """Load the bundle at ``path`` (checksums verified; ``mmap`` maps the arrays, see
-        :meth:`embedder.bundle.Bundle.load`) and get ready to answer. A bundle fresh from training works too:
-        only the catalogue's clusters need ``python -m search build``."""
+        """Load the bundle at ``path`` (see :meth:`embedder.bundle.Bundle.load`); one fresh from training
+        works too (only the catalogue's clusters need ``python -m search build``)."""
         return cls(Bundle.load(path, verify=verify, mmap=mmap))
 
     def __repr__(self) -> str:
@@ -190,22 +171,18 @@ class Recommender:
             raise ValueError(f"order must be one of {', '.join(ORDERS)}, got {order!r}")
         return "rating" if self.relevance is None else order
 
-    def _relevance_queries(self, watch: np.ndarray, rating_queries: np.ndarray) -> np.ndarray:
-        """``[p_u, β y_u]``: the relevance index's queries (docs/design.md, "Relevance")."""
-        return np.hstack([watch, np.float32(self.relevance.rating_weight) * rating_queries])
-
     def _rank(self, watch, queries, k, exclude, banned, order, scalar):
         """Top-``k`` in ``order`` for rating queries ``queries`` and relevance user rows ``watch``: movie ids,
         predicted ratings, relevance (NaN without a relevance model)."""
+        if watch is not None:  # [p_u, β y_u]: the relevance index's queries (docs/design.md, "Relevance")
+            watch = np.hstack([watch, np.float32(self.relevance.rating_weight) * queries])
         if self.order_of(order) == "rating":
             rows, scores = self._rating.search(queries, k, exclude, banned)
             relevance = np.full(scores.shape, np.nan, np.float32)
-            if self.relevance is not None:
-                relevance = self._relevance.scores_of(self._relevance_queries(watch, queries), rows)
+            if watch is not None:
+                relevance = self._relevance.scores_of(watch, rows)
         else:
-            rows, relevance = self._relevance.search(
-                self._relevance_queries(watch, queries), k, exclude, banned
-            )
+            rows, relevance = self._relevance.search(watch, k, exclude, banned)
             scores = self._rating.scores_of(queries, rows)
         return self._answer(rows, scores, relevance, scalar=scalar)
 
@@ -220,16 +197,14 @@ class Recommender:
         min_ratings: int = 0,
         order: str = "relevance",
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top-``k`` movies for one user id or an array of them (one vectorised call), ordered by relevance
-        (what they would watch and like; the default) or by predicted rating (``order="rating"``).
+        """Top-``k`` movies for one user id or an array of them, ordered by relevance (what they would watch
+        and like) or by predicted rating (``order="rating"``).
 
-        ``exclude_seen`` leaves out the movies the user rated in training; ``min_ratings`` keeps only movies
-        with at least that many ratings (a remedy for obscure movies with a lucky bias). Returns
-        ``(movie_ids int64, scores float32, relevance float32)``, best first, a score being the raw
-        predicted rating ``μ + b_u + b_i + p_u·q_i``: 1-D arrays of up to ``k`` for one id; for a batch
-        ``(n_users, k')`` arrays, a row with fewer candidates padded with id -1 and score ``-inf``; and the
-        relevance of each (NaN without a relevance model). Ties go to bundle order. Raises UnknownIdError
-        (a KeyError) naming an unknown id, ValueError for a bad ``k``, id, floor or order.
+        ``exclude_seen`` leaves out the movies rated in training; ``min_ratings`` keeps only movies with at
+        least that many ratings. Returns ``(movie_ids int64, scores float32, relevance float32)``, best
+        first, a score being the raw predicted rating ``μ + b_u + b_i + p_u·q_i`` and relevance NaN without
+        a relevance model: 1-D for one id; ``(n_users, k')`` for a batch, padded with id -1 and score
+        ``-inf``. Raises UnknownIdError naming an unknown id, ValueError for a bad ``k``, id, floor or order.
         """
         k, min_ratings = check_count(k, "k", 1), check_count(min_ratings, "min_ratings", 0)
         rows, scalar = self._user_rows(user_ids)
@@ -247,13 +222,10 @@ class Recommender:
         workers: int = 1,
         order: str = "relevance",
     ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]:
-        """Top-``k`` for every user (or the users of bundle ``rows``), as :meth:`recommend`, streamed.
-
-        Yields ``(user_ids (b,), movie_ids (b, k'), scores (b, k'), relevance (b, k'))``, ``batch_size``
-        users per block in bundle order (the last may be shorter), padded as in :meth:`recommend`.
-        ``workers`` threads search parts of a block side by side (numpy and BLAS release the GIL); with more
-        than one, the caller should give BLAS one thread (``python -m search recommend-all`` does).
-        """
+        """Top-``k`` for every user (or the users of bundle ``rows``), as :meth:`recommend`, streamed:
+        ``(user_ids, movie_ids, scores, relevance)`` blocks of ``batch_size`` users in bundle order.
+        ``workers`` threads search parts of a block side by side; with more than one, the caller should give
+        BLAS one thread (``python -m search recommend-all`` does)."""
         k, min_ratings = check_count(k, "k", 1), check_count(min_ratings, "min_ratings", 0)
         batch_size, workers = check_count(batch_size, "batch_size", 1), check_count(workers, "workers", 1)
         banned, order = self._banned(min_ratings), self.order_of(order)
@@ -279,24 +251,16 @@ class Recommender:
         return UserPrior.from_model(self.bundle.model, self._seen, implicit=self.bundle.implicit_rows())
 
     def fold_in(self, ratings: Mapping | Any) -> NewUser:
-        """A user who is not in the bundle, from their ratings (see :mod:`search.foldin`).
-
-        ``ratings``: a mapping ``{movie_id: rating}`` or ``(movie_id, rating)`` pairs; it may be empty (then
-        the answer is the average user, ``fallback`` True). Raises :class:`UnknownIdError` naming every
-        movie id not in the bundle, and ``ValueError`` for a rating outside the bundle's scale or not a
-        number, an id that is not an integer, or a movie rated twice.
-        """
+        """A user who is not in the bundle, from ``{movie_id: rating}`` or ``(movie_id, rating)`` pairs (none:
+        the average user). The one check of a newcomer's ratings: UnknownIdError naming every unknown
+        movie, ValueError for a rating off the bundle's scale, an id that is not an integer, a repeat."""
         pairs = list(ratings.items()) if isinstance(ratings, Mapping) else list(ratings)
         low, high = self.bundle.rating_scale
         for pair in pairs:
-            if not isinstance(pair, (tuple, list)) or len(pair) != 2:
-                raise ValueError(f"expected (movie_id, rating) pairs, got {pair!r}")
+            if not isinstance(pair, (tuple, list)) or len(pair) != 2 or not is_whole(pair[0]):
+                raise ValueError(f"expected (movie_id, rating) pairs, movie ids integers, got {pair!r}")
             movie, rating = pair
-            if not is_whole(movie):
-                raise ValueError(f"movie ids must be integers, got {movie!r}")
-            number = isinstance(rating, (int, float, np.integer, np.floating)) and not isinstance(
-                rating, bool
-            )
+            number = isinstance(rating, numbers.Real) and not isinstance(rating, bool)
             if not number or not low <= rating <= high:
                 raise ValueError(
                     f"rating of movie {movie} must be a number from {low:g} to {high:g}, got {rating!r}"
@@ -318,14 +282,9 @@ class Recommender:
     def recommend_for_ratings(
         self, ratings: Any, k: int = 10, min_ratings: int = 0, order: str = "relevance"
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top-``k`` movies for a newcomer given their ratings, without retraining.
-
-        Folds the user in (:meth:`fold_in`, same errors: their rating vector and, from the movies they rated,
-        their relevance vector) and ranks like :meth:`recommend`, the rated movies left out. With no ratings
-        (:attr:`NewUser.fallback`), the average user's list among movies with at least
-        :attr:`fallback_min_ratings` ratings (or ``min_ratings`` if higher), so that a lucky bias from a few
-        ratings does not lead.
-        """
+        """Top-``k`` movies for a newcomer (:meth:`fold_in`, same errors), ranked as :meth:`recommend`, the
+        rated movies left out. With no ratings, the average user's list among movies with at least
+        :attr:`fallback_min_ratings` ratings, so that a lucky bias from a few ratings does not lead."""
         k, min_ratings = check_count(k, "k", 1), check_count(min_ratings, "min_ratings", 0)
         user = self.fold_in(ratings)
         floor = max(min_ratings, self.fallback_min_ratings) if user.fallback else min_ratings
@@ -355,12 +314,9 @@ class Recommender:
         return int(np.median(rated)) if len(rated) else 0
 
     def similar(self, movie_id: Any, k: int = 10, min_ratings: int = 0) -> tuple[np.ndarray, np.ndarray]:
-        """The ``k`` movies most like ``movie_id`` (:mod:`search.similar`), best first, scores at most 1.
-
-        The movie itself is excluded, and so are movies with a zero embedding or without training ratings:
-        such a query movie gets an empty answer, not an arbitrary one. A built bundle answers from its table
-        of each movie's nearest; a ``min_ratings`` floor that leaves fewer than ``k`` of them is counted live.
-        """
+        """The ``k`` movies most like ``movie_id`` (:mod:`search.similar`), best first; the movie itself and
+        movies that cannot be compared are left out. A built bundle answers from its table of each movie's
+        nearest, unless a ``min_ratings`` floor leaves fewer than ``k`` of them."""
         k, min_ratings = check_count(k, "k", 1), check_count(min_ratings, "min_ratings", 0)
         row = self.catalogue.row(movie_id)
         if self._table is not None:
@@ -373,7 +329,7 @@ class Recommender:
         return self._answer(*select_topk(scores, k), scalar=True)
 
     def warm(self) -> None:
-        """Build now what the first :meth:`similar` and title search would build. A server that forks after
-        loading (gunicorn's ``preload_app``) calls it, so that its workers share those pages."""
+        """Build now what the first :meth:`similar` and title search would build (a server that forks after
+        loading calls it, so that its workers share those pages)."""
         self._similarity.warm()
         self.catalogue.warm()

@@ -4,14 +4,10 @@
 
     similarity(i, j) = EMBEDDING_WEIGHT · cos(q_i, q_j) + (1 - EMBEDDING_WEIGHT) · cos(c_i, c_j)
 
-``q_i`` is movie i's embedding and ``c_i`` its binary column of the training ratings (who rated it), so
-``cos(c_i, c_j) = |raters(i) ∩ raters(j)| / sqrt(n_i n_j)``. The embeddings know how people *rate* movies;
-who rated what knows which movies the same people *watch*; the blend agrees with genres more often than
-either alone (figures in benchmarks/README.md). The co-rater counts of a block of movies are one sparse
-product of the rating pattern with itself.
-
-A movie with a zero embedding or without training ratings is never compared: it is never returned, and as
-a query it gets nothing. Tested in ``tests/search/test_similar.py``.
+``q_i`` is movie i's embedding and ``c_i`` its binary column of the training ratings (who rated it). The
+embeddings know how people *rate* movies; who rated what knows which movies the same people *watch*; the
+blend agrees with genres more often than either alone. A movie with a zero embedding or without training
+ratings is never compared. Tested in ``tests/search/test_similar.py``.
 """
 
 from __future__ import annotations

@@ -1,14 +1,9 @@
-"""The one exact top-K: every ranked answer (recommend, recommend_all, newcomers, the "movies like this"
-table, ANN re-scoring, evaluation) goes through :func:`select_topk`.
+"""The one exact top-K: every ranked answer goes through :func:`select_topk`.
 
-:func:`top_k` scores a block of query rows with one float32 GEMM, sets the excluded entries (a CSR row per
-query, values ignored) and the banned columns to ``-inf``, and selects. The select splits each row into
-strided groups (column ``j`` in group ``j % N_GROUPS``) whose maxima come from one element-wise ``max``; the
-k-th largest group maximum bounds the row's k-th best from below, so only the few groups reaching it are
-gathered and sorted. Ties go to the lower column, also at the k-th place; ``-inf`` is never returned: rows
-with fewer candidates are padded with column -1 and score ``-inf``.
-
-Tested against brute-force numpy in ``tests/search/test_topk.py``.
+The select splits each row into strided groups whose maxima come from one element-wise ``max``; the k-th
+largest group maximum bounds the row's k-th best from below, so only the few groups reaching it are
+gathered and sorted. Ties go to the lower column; ``-inf`` is never returned. Tested against brute-force
+numpy in ``tests/search/test_topk.py``.
 """
 
 from __future__ import annotations

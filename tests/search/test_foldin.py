@@ -170,7 +170,7 @@ def test_no_ratings_is_the_average_user_among_widely_rated_movies(wide):
         ({1: float("nan")}, ValueError, "rating of movie 1"),
         ({1: "5"}, ValueError, "rating of movie 1"),
         ([(1, 4.0), (1, 5.0)], ValueError, "movie 1 is rated more than once"),
-        ([("1", 4.0)], ValueError, "movie ids must be integers"),
+        ([("1", 4.0)], ValueError, "movie ids integers"),
         ([(1, 4.0, 2)], ValueError, "expected (movie_id, rating) pairs"),
     ],
 )

@@ -60,12 +60,12 @@ def test_scores_are_predicted_ratings_for_random_pairs(rec, truth):
 @pytest.mark.parametrize("k", [1, 10, 57])
 def test_topk_equals_brute_force(rec, truth, exclude_seen, k):
     users = rec.user_ids[::7]
-    ids, scores, _ = rec.recommend(users, k=k, exclude_seen=exclude_seen)
+    ids, scores, _ = rec.recommend(users, k=k, exclude_seen=exclude_seen, order="rating")
     for n, user in enumerate(users):
         row = rec.bundle.user_vocab.number(user)
         excluded = seen_rows(rec, row) if exclude_seen else []
         assert_exact_topk(ids[n], scores[n], truth[row], rec.movie_ids, k, excluded)
-        one_ids, one_scores, _ = rec.recommend(int(user), k=k, exclude_seen=exclude_seen)
+        one_ids, one_scores, _ = rec.recommend(int(user), k=k, exclude_seen=exclude_seen, order="rating")
         assert_exact_topk(one_ids, one_scores, truth[row], rec.movie_ids, k, excluded)
 
 
@@ -103,14 +103,14 @@ def test_min_ratings_restricts_candidates_exactly(rec, truth):
     threshold = int(np.median(counts))
     too_few = np.flatnonzero(counts < threshold).tolist()
     users = rec.user_ids[:30]
-    ids, scores, _ = rec.recommend(users, k=10, min_ratings=threshold)
-    streamed = list(rec.recommend_all(k=10, min_ratings=threshold))
+    ids, scores, _ = rec.recommend(users, k=10, min_ratings=threshold, order="rating")
+    streamed = list(rec.recommend_all(k=10, min_ratings=threshold, order="rating"))
     assert_same_topk(streamed[0][1][:30], streamed[0][2][:30], ids, scores)
     for n, user in enumerate(users):
         row = rec.bundle.user_vocab.number(user)
         excluded = set(too_few) | set(seen_rows(rec, row))
         assert_exact_topk(ids[n], scores[n], truth[row], rec.movie_ids, 10, excluded)
-        one_ids, one_scores, _ = rec.recommend(int(user), k=10, min_ratings=threshold)
+        one_ids, one_scores, _ = rec.recommend(int(user), k=10, min_ratings=threshold, order="rating")
         assert_same_topk(one_ids[None], one_scores[None], ids[n : n + 1], scores[n : n + 1])
 
 
