@@ -243,7 +243,7 @@ def test_a_newcomer_gains_the_implicit_part_of_the_movies_they_rated(implicit_bu
         lean = predicted(loved) - predicted(hated)
         if expect_a_lean:
             assert lean > 2.0, lean  # kind a: C1 (5 stars) well above C2 (1 star)
-            ids, _, _ = recommender.recommend_for_ratings(newcomer, k=5)
+            ids, _, _ = recommender.recommend_for_ratings(newcomer, k=5, order="rating")
             assert set(ids.tolist()) <= set(loved.tolist())
         else:
             assert abs(lean) < 1.0, lean
