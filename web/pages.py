@@ -58,7 +58,7 @@ def cluster_name(c: int) -> str:
 def page_query(name: str):
     """The page's query checked by the app's model ``name`` (other parameters ignored), and
     ``{parameter: message}`` of the values refused, which take their defaults instead."""
-    model = getattr(current_app.extensions["movie_web_requests"], name)
+    model = current_app.extensions["movie_web_requests"][name]
     values = {key: value for key, value in request.args.items() if key in model.model_fields}
     errors: dict[str, str] = {}
     while True:  # every field of a page's model has a default, so this ends
