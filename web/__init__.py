@@ -1,16 +1,9 @@
 """Flask UI and JSON API over a bundle: recommendations, "movies like this", clusters.
 
-A thin layer over :class:`search.Recommender` and its :class:`search.Catalogue`, loaded
-inside :func:`create_app` (never at import); this package never imports torch.
-
-Settings, lowest precedence first: :data:`DEFAULTS`; the ``config`` mapping given to
-:func:`create_app`; environment variables ``MOVIE_WEB_<KEY>`` for the keys of
-:data:`DEFAULTS`, converted to the default's type (a value that does not convert stops
-the app, naming the variable); the ``overrides`` mapping (tests use it). Other keys go
-to Flask's config as they are (e.g. ``TESTING``).
-
-Production: ``gunicorn -c python:web.gunicorn_conf "web:create_app()"`` or ``python -m
-web`` (the same server and settings; ``--dev`` for Flask's development server).
+Settings, lowest precedence first: :data:`DEFAULTS`; the ``config`` mapping given to :func:`create_app`;
+environment variables ``MOVIE_WEB_<KEY>`` for the keys of :data:`DEFAULTS`, converted to the default's
+type; the ``overrides`` mapping (tests use it). Other keys go to Flask's config as they are.
+Production: ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``, or ``python -m web``.
 """
 
 from __future__ import annotations
@@ -77,9 +70,9 @@ def create_app(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Flask:
-    """Build the app and load its bundle once: ``config`` and ``overrides`` as in the module's
-    docstring, ``MOVIE_WEB_*`` read from ``environ`` (``os.environ`` by default).
-    BundleError (naming the file) if the bundle is missing or damaged."""
+    """Build the app and load its bundle (never at import): settings as in the module's docstring,
+    ``MOVIE_WEB_*`` read from ``environ`` (``os.environ`` by default). BundleError (naming the file)
+    if the bundle is missing or damaged, ValueError naming a bad setting."""
     from flask_openapi3 import Info, OpenAPI
     from werkzeug.routing import IntegerConverter
 
@@ -113,10 +106,8 @@ def create_app(
     recommender.warm()
     app.extensions["movie_web"] = WebState(recommender)
     limits = ("K_DEFAULT", "K_MAX", "SEARCH_LIMIT_DEFAULT", "SEARCH_LIMIT_MAX", "MAX_QUERY_LENGTH")
-    requests = models.request_models(*(app.config[key] for key in limits))
-    app.extensions["movie_web_requests"] = requests
-    watcher = BundleWatcher(app, float(app.config["RELOAD_SECONDS"]))
-    app.extensions["movie_web_watcher"] = watcher
+    requests = app.extensions["movie_web_requests"] = models.request_models(*(settings[k] for k in limits))
+    watcher = app.extensions["movie_web_watcher"] = BundleWatcher(app, float(settings["RELOAD_SECONDS"]))
     app.before_request(lambda: watcher.before_request(app))
 
     errors.register(app)

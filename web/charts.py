@@ -1,7 +1,5 @@
-"""The cluster map as a small, hand-written SVG (no matplotlib at request time).
-
-Each cluster is one ``<path>`` of zero-length segments drawn with round caps,
-which renders as dots: about 12 bytes a movie instead of ~40 for ``<circle>``.
+"""The cluster map as a small, hand-written SVG (no matplotlib at request time): each cluster is one
+``<path>`` of zero-length segments drawn with round caps, which render as dots.
 """
 
 from __future__ import annotations
@@ -24,16 +22,10 @@ def colour(cluster: int) -> str:
 
 
 def cluster_map_svg(coords: np.ndarray, labels: np.ndarray, *, max_points: int = 4000) -> str:
-    """An SVG scatter of 2-D movie coordinates, one colour per cluster label.
-
-    Beyond ``max_points`` movies a fixed-seed sample is drawn, so the picture of
-    a large catalogue stays small. Non-finite coordinates are left out, and so are
-    movies with label -1 (no training ratings: not clustered, nothing to place).
-    """
-    coords = np.asarray(coords, dtype=np.float64)
-    labels = np.asarray(labels).astype(np.int64, copy=False)
-    if coords.ndim != 2 or coords.shape[1] < 2 or len(coords) != len(labels):
-        raise ValueError(f"coords must be (n, 2) beside n labels, got {coords.shape} and {labels.shape}")
+    """An SVG scatter of (n, 2) movie coordinates, one colour per cluster label; a fixed-seed sample
+    beyond ``max_points`` movies. Non-finite coordinates are left out, and so are movies with label -1
+    (no training ratings: not clustered, nothing to place)."""
+    coords, labels = np.asarray(coords, dtype=np.float64), np.asarray(labels).astype(np.int64)
     keep = np.flatnonzero(np.isfinite(coords[:, :2]).all(axis=1) & (labels >= 0))
     if len(keep) > max_points:
         keep = np.sort(np.random.default_rng(0).choice(keep, max_points, replace=False))

@@ -1,12 +1,11 @@
-"""Server-rendered HTML pages (Jinja autoescaping on: titles and queries are escaped).
-
-Unknown query parameters are ignored here (browsers and link trackers add their own).
-A refused value never costs the page: it comes back (status 400) with what was typed
-and the message beside the field, answered with the parameter's default meanwhile.
+"""Server-rendered HTML pages (Jinja autoescaping on). Unknown query parameters are ignored (browsers
+and link trackers add their own); a refused value comes back (status 400) with what was typed and the
+message beside the field, answered with the parameter's default meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file, url_for
@@ -20,10 +19,7 @@ from web.state import settings_used, state
 
 bp = Blueprint("pages", __name__)
 
-FEW_RATINGS = 10
-"""Below this many training ratings a movie page says its neighbours are uncertain."""
-PAGE_RATINGS = 5
-"""Rating rows the newcomer page offers (and the most it takes)."""
+PAGE_RATINGS = 5  # rating rows the newcomer page offers, and the most it takes
 # Defence in depth behind autoescaping: no inline or foreign scripts run even if some text
 # slipped through unescaped. Swagger UI's page (from its package) starts itself inline.
 CSP = (
@@ -120,17 +116,14 @@ def newcomer():
     is taken as its best match; a row with an error keeps its input and shows the message."""
     catalogue, (low, high) = state().catalogue, state().rec.bundle.rating_scale
     query, errors = page_query("newcomer_page")
-    typed = request.args.getlist("rating")
+    typed = request.args.getlist("rating") + [""] * PAGE_RATINGS
     rows, chosen = [], {}
     for n, title in enumerate(request.args.getlist("title")[:PAGE_RATINGS]):
-        row = {"query": title.strip(), "typed": typed[n].strip() if n < len(typed) else ""}
-        rows.append(row)
-        try:
-            row["rating"] = float(row["typed"])
-        except ValueError:
-            pass
+        rows.append(row := {"query": title.strip(), "typed": typed[n].strip()})
         if not row["query"]:
             continue
+        with contextlib.suppress(ValueError):
+            row["rating"] = float(row["typed"])
         found = catalogue.find_movies(row["query"][: current_app.config["MAX_QUERY_LENGTH"]], limit=1)
         if not low <= row.get("rating", float("nan")) <= high:
             errors[f"row{n}"] = (
@@ -142,14 +135,8 @@ def newcomer():
             row.update(catalogue.movie(found[0]))
             chosen[found[0]] = row["rating"]
     rows += [{}] * (PAGE_RATINGS - len(rows))
-    return render(
-        "newcomer.html",
-        errors,
-        **state().newcomer(chosen, query.k, query.order),
-        rows=rows,
-        low=low,
-        high=high,
-    )
+    answer = state().newcomer(chosen, query.k, query.order)
+    return render("newcomer.html", errors, **answer, rows=rows, low=low, high=high)
 
 
 @bp.get("/movies/<id:movie_id>")
@@ -157,9 +144,7 @@ def movie(movie_id: int):
     """A movie's details and the movies most like it."""
     query, errors = page_query("similar")
     answer = state().similar(movie_id, query)
-    return render(
-        "movie.html", errors, movie=state().catalogue.movie(movie_id), **answer, few_ratings=FEW_RATINGS
-    )
+    return render("movie.html", errors, movie=state().catalogue.movie(movie_id), **answer)
 
 
 @bp.get("/clusters")
@@ -193,13 +178,11 @@ def model():
 @bp.get("/model/training_curve.png")
 def training_curve():
     """The bundle's own training-curve picture (a fixed file name, never a path from the request)."""
-    if not state().rec.bundle.has("training_curve.png"):
-        raise NotFound("this bundle has no training curve")
     try:  # checked against the bundle's checksum: never serve a file changed since loading
         picture = state().rec.bundle.read_bytes("training_curve.png")
     except BundleError as err:
         current_app.logger.warning("not serving the training curve: %s", err)
         raise NotFound(
-            "the training curve is not available (it changed after the bundle was loaded)"
+            "this bundle has no training curve, or it changed after the bundle was loaded"
         ) from None
     return send_file(io.BytesIO(picture), mimetype="image/png", max_age=3600)

@@ -1,14 +1,9 @@
-"""Hot reload: serve the bundle the configured path points at now, without a restart.
-
-Before a request, at most every ``RELOAD_SECONDS`` (0: never), the app resolves ``BUNDLE``
-(usually the link ``artifacts/current``, which ``train`` moves); a new folder there is
-loaded, verified and swapped in whole, and each request keeps the state it began with. A
-bundle whose loading fails is refused: the old one keeps serving, and ``/api/v1/healthz``
-reports the refusal until a good bundle takes its place.
-
-One bundle at a time: the folder last accepted is written to a state file made with the
-app (under ``preload_app``, in gunicorn's master), and every worker, one forked after a
-crash included, switches to the folder recorded there.
+"""Hot reload: before a request, at most every ``RELOAD_SECONDS`` (0: never), resolve ``BUNDLE`` (a link
+that ``train`` moves); a new folder there is loaded, verified and swapped in whole, and each request
+keeps the state it began with. A bundle that fails to load is refused: the old one keeps serving and
+``/api/v1/healthz`` reports the refusal. One bundle at a time: the folder last accepted is written to a
+state file made with the app (in gunicorn's master), and every worker, one forked later included,
+switches to the folder recorded there.
 """
 
 from __future__ import annotations

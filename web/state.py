@@ -1,11 +1,5 @@
-"""One loaded bundle's answers, shared by the pages and the API.
-
-:class:`WebState` asks :class:`search.Recommender` (ids and scores) and its
-:class:`search.Catalogue` (movie rows, titles, clusters) with checked values (the request
-models of :mod:`web.models`) and returns the API's answer as a dict, which the pages
-render too, so both areas answer alike, errors included. What it derives from the bundle
-is computed once: a request never reads the bundle from disk again, but for the training
-curve's picture, streamed from the bundle's own file.
+"""One loaded bundle's answers as the API's dicts, which the pages render too, so both answer alike,
+errors included. What it derives from the bundle is computed once, on first use.
 """
 
 from __future__ import annotations
@@ -22,11 +16,10 @@ from embedder.config import one_method_settings
 from search import BundleError, NotBuiltError
 from web.charts import cluster_map_svg
 
-BROWSE_SHOWN = 8
-"""Movies in each list of the home page."""
+BROWSE_SHOWN = 8  # movies in each list of the home page
+# The best-rated list takes movies with at least this quantile of the rated movies' rating counts
+# (never fewer than 20), so that a few lucky ratings do not lead.
 BEST_RATED_QUANTILE = 0.9
-"""The best-rated list takes movies with at least this quantile of the rating counts of
-rated movies (never fewer than 20), so that a few lucky ratings do not lead."""
 
 
 def bundle_summary(rec: Any) -> dict:
@@ -59,8 +52,7 @@ class WebState:
         self.catalogue = recommender.catalogue
 
     def _recommended(self, rated_rows, answer) -> list[dict]:
-        """An answer's items, each with ``relevance`` and ``because``: up to three rated movies that added
-        most to it (:meth:`search.Recommender.because`)."""
+        """An answer's items, each with the rated movies that added most to it (``because``)."""
         items = self.catalogue.items(*answer)
         named = self.rec.because(rated_rows, [item["movie_id"] for item in items])
         for item, ids in zip(items, named):
@@ -77,9 +69,9 @@ class WebState:
         return {**query.model_dump(), "order": order, "user_id": user_id, "items": items}
 
     def newcomer(self, ratings, k: int, order: str = "relevance") -> dict:
-        """Top-k movies for someone not in the bundle, from their ratings (folded in; rated
-        movies left out); without ratings, the average user's (``fallback``). ValueError or
-        UnknownIdError for a rating off the scale, a movie twice or an unknown movie."""
+        """Top-k movies for someone not in the bundle, from their ratings (folded in; rated movies left
+        out); without ratings, the average user's (``fallback``). ValueError or UnknownIdError for a
+        rating off the scale, a movie twice or an unknown movie."""
         order = self.rec.order_of(order)
         answer = self.rec.recommend_for_ratings(ratings, k=k, order=order)
         pairs = ratings.items() if isinstance(ratings, dict) else ratings
@@ -94,18 +86,10 @@ class WebState:
 
     def search(self, query) -> dict:
         """One page of the movies whose title matches ``q``, best match first (``search.titles``)."""
-        q, limit, offset = query.q, query.limit, query.offset
+        q, end = query.q, query.offset + query.limit
         found = self.catalogue.find_movies(q, limit=len(self.catalogue.movie_ids)) if q else []
-        page = self.catalogue.items(found[offset : offset + limit])
-        more = offset + limit < len(found)
-        return {
-            "query": q,
-            "limit": limit,
-            "offset": offset,
-            "total": len(found),
-            "more": more,
-            "items": page,
-        }
+        page = {"query": q, "limit": query.limit, "offset": query.offset, "total": len(found)}
+        return {**page, "more": end < len(found), "items": self.catalogue.items(found[query.offset : end])}
 
     def clusters(self) -> dict:
         """Every cluster's summary (NotBuiltError, a 404, before ``search build``)."""
@@ -158,8 +142,8 @@ class WebState:
 
     @cached_property
     def browse(self) -> dict:
-        """The home page's lists: the most rated movies, the best rated among those with at
-        least ``best_rated_floor`` ratings, and the clusters by name (none before ``search build``)."""
+        """The home page's lists: the most rated movies, the best rated among those with at least
+        ``best_rated_floor`` ratings, and the clusters by name (none before ``search build``)."""
         movies = self.rec.bundle.movies
         counts = movies["rating_count"].to_numpy()
         floor = max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if counts.any() else 20
@@ -187,8 +171,7 @@ class WebState:
 
     @cached_property
     def cluster_map(self) -> str:
-        """The SVG movie map (``movie_map.npy``, 2-D PCA) coloured by cluster; NotBuiltError
-        (a 404) before ``search build``."""
+        """The SVG movie map coloured by cluster; NotBuiltError (a 404) before ``search build``."""
         self.catalogue.clusters()  # NotBuiltError, with the hint to build
         bundle, most = self.rec.bundle, current_app.config["MAP_MAX_POINTS"]
         return cluster_map_svg(
@@ -203,6 +186,5 @@ def settings_used(settings: dict) -> set[str]:
 
 
 def state() -> WebState:
-    """The :class:`WebState` serving the current request (pinned when it began, so a hot
-    reload never mixes two bundles in one answer; see web/reload.py)."""
+    """The :class:`WebState` serving this request (pinned when it began: see web/reload.py)."""
     return g.get("movie_web") or current_app.extensions["movie_web"]
