@@ -29,15 +29,10 @@ def cluster_map_svg(coords: np.ndarray, labels: np.ndarray, *, max_points: int =
     keep = np.flatnonzero(np.isfinite(coords[:, :2]).all(axis=1) & (labels >= 0))
     if len(keep) > max_points:
         keep = np.sort(np.random.default_rng(0).choice(keep, max_points, replace=False))
-    xy, labels = coords[keep, :2], labels[keep]
-    pad = 10.0
-    if len(xy):
-        low, high = xy.min(axis=0), xy.max(axis=0)
-        span = np.where(high > low, high - low, 1.0)
-        px = pad + (xy[:, 0] - low[0]) / span[0] * (WIDTH - 2 * pad)
-        py = HEIGHT - pad - (xy[:, 1] - low[1]) / span[1] * (HEIGHT - 2 * pad)  # y grows downwards
-    else:
-        px = py = np.empty(0)
+    xy, labels, pad = coords[keep, :2], labels[keep], 10.0
+    low, high = xy.min(axis=0, initial=np.inf), xy.max(axis=0, initial=-np.inf)  # initial: no movies
+    points = pad + (xy - low) / np.where(high > low, high - low, 1.0) * (np.array([WIDTH, HEIGHT]) - 2 * pad)
+    points[:, 1] = HEIGHT - points[:, 1]  # y grows downwards
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
         f'width="{WIDTH}" height="{HEIGHT}">',
@@ -45,8 +40,7 @@ def cluster_map_svg(coords: np.ndarray, labels: np.ndarray, *, max_points: int =
         '<g fill="none" stroke-linecap="round" stroke-width="4.5" stroke-opacity="0.75">',
     ]
     for cluster in np.unique(labels):
-        rows = labels == cluster
-        dots = "".join(f"M{x:.1f} {y:.1f}h0" for x, y in zip(px[rows], py[rows]))
+        dots = "".join(f"M{x:.1f} {y:.1f}h0" for x, y in points[labels == cluster])
         parts.append(
             f'<path stroke="{colour(cluster)}" d="{dots}"><title>cluster {int(cluster)}</title></path>'
         )

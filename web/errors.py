@@ -50,8 +50,6 @@ def _http_error(err: HTTPException):
 
 
 def _unexpected(err: Exception):
-    if isinstance(err, HTTPException):  # e.g. a routing redirect
-        return err
     current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
     return _http_error(InternalServerError("Something went wrong on our side; the error has been logged."))
 

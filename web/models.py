@@ -119,12 +119,8 @@ Movie = answer(
     **{"mean_rating": float | None, "cluster": int | None},
 )
 Item = answer(
-    "Item",
-    "A movie in an answer, with its score (null where the answer has none).",
-    Movie,
-    score=float | None,
+    "Item", "A movie in an answer and its score (null where the answer has none).", Movie, score=float | None
 )
-Ranked = answer("Ranked", "Movies, best first.", k=int, items=list[Item])
 Because = answer(
     "Because", "A movie the person rated that brought a recommendation up.", movie_id=int, title=str
 )
@@ -147,12 +143,9 @@ NewcomerRecommendations = answer(
     "NewcomerRecommendations", "A newcomer's top k; fallback: no ratings were given.", Recommendation,
     ratings=list[Rating], fallback=bool,
 )  # fmt: skip
+Ranked = answer("Ranked", "Movies, best first.", k=int, items=list[Item])
 SimilarMovies = answer(
-    "SimilarMovies",
-    "The movies most like one (score: the blend, at most 1).",
-    Ranked,
-    movie_id=int,
-    min_ratings=int,
+    "SimilarMovies", "The movies most like one (score: the blend).", Ranked, movie_id=int, min_ratings=int
 )
 SearchPage = answer(
     "SearchPage", "One page of matches (score is null); total: every match; more: more follow.",

@@ -12,10 +12,11 @@ from flask import Blueprint, Response, current_app, redirect, render_template, r
 from pydantic import ValidationError
 from werkzeug.exceptions import NotFound
 
+from embedder.config import one_method_settings
 from search import BundleError
 from search.catalogue import MEMBER_SORTS
 from web.charts import colour
-from web.state import settings_used, state
+from web.state import state
 
 bp = Blueprint("pages", __name__)
 
@@ -171,7 +172,9 @@ def model():
     """The training curve and the manifest's figures."""
     answer = state().model()
     settings = answer.pop("config")  # not to shadow Flask's `config` in templates
-    used, curve = settings_used(settings), state().rec.bundle.has("training_curve.png")
+    method, owners = settings.get("method"), one_method_settings()  # leave out the other method's
+    used = {name for name in settings if owners.get(name, method) == method}
+    curve = state().rec.bundle.has("training_curve.png")
     return render("model.html", **answer, settings=settings, used_settings=used, has_curve=curve)
 
 

@@ -12,7 +12,6 @@ from typing import Any
 import numpy as np
 from flask import current_app, g
 
-from embedder.config import one_method_settings
 from search import BundleError, NotBuiltError
 from web.charts import cluster_map_svg
 
@@ -20,28 +19,6 @@ BROWSE_SHOWN = 8  # movies in each list of the home page
 # The best-rated list takes movies with at least this quantile of the rated movies' rating counts
 # (never fewer than 20), so that a few lucky ratings do not lead.
 BEST_RATED_QUANTILE = 0.9
-
-
-def bundle_summary(rec: Any) -> dict:
-    """The figures of the home page and the footer, from the recommender ``rec`` and its bundle."""
-    bundle, catalogue, manifest = rec.bundle, rec.catalogue, rec.bundle.manifest
-    test = (manifest.get("metrics") or {}).get("test") or {}
-    clusters = manifest.get("clusters") or {}
-    return {
-        "dataset": (manifest.get("dataset") or {}).get("name"),
-        "n_users": len(rec.user_ids),
-        "n_movies": len(rec.movie_ids),
-        "n_ratings": int(bundle.seen.nnz),
-        "dim": int(bundle.dim),
-        "test_rmse": test.get("rmse"),
-        "test_mae": test.get("mae"),
-        "rating_scale": list(bundle.rating_scale),
-        "index": rec.index_kind,
-        "built": catalogue.built,
-        "n_clusters": len(catalogue.clusters()) if catalogue.built else None,
-        **{key: clusters.get(key) for key in ("silhouette", "nmi_genres", "nmi_random")},
-        "created": manifest.get("created"),
-    }
 
 
 class WebState:
@@ -118,8 +95,25 @@ class WebState:
 
     @cached_property
     def summary(self) -> dict:
-        """The model's figures (:func:`bundle_summary`)."""
-        return bundle_summary(self.rec)
+        """The figures of the home page, the footer and ``/api/v1/model``."""
+        rec, bundle, catalogue, manifest = self.rec, self.rec.bundle, self.catalogue, self.rec.bundle.manifest
+        test = (manifest.get("metrics") or {}).get("test") or {}
+        clusters = manifest.get("clusters") or {}
+        return {
+            "dataset": (manifest.get("dataset") or {}).get("name"),
+            "n_users": len(rec.user_ids),
+            "n_movies": len(rec.movie_ids),
+            "n_ratings": int(bundle.seen.nnz),
+            "dim": int(bundle.dim),
+            "test_rmse": test.get("rmse"),
+            "test_mae": test.get("mae"),
+            "rating_scale": list(bundle.rating_scale),
+            "index": rec.index_kind,
+            "built": catalogue.built,
+            "n_clusters": len(catalogue.clusters()) if catalogue.built else None,
+            **{key: clusters.get(key) for key in ("silhouette", "nmi_genres", "nmi_random")},
+            "created": manifest.get("created"),
+        }
 
     @cached_property
     def history(self) -> list[dict]:
@@ -177,12 +171,6 @@ class WebState:
         return cluster_map_svg(
             bundle.array("movie_map.npy"), bundle.array("cluster_labels.npy"), max_points=most
         )
-
-
-def settings_used(settings: dict) -> set[str]:
-    """The settings the bundle's training method used (the other method's are left out)."""
-    method, owners = settings.get("method"), one_method_settings()
-    return {name for name in settings if owners.get(name, method) == method}
 
 
 def state() -> WebState:
