@@ -29,22 +29,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _gunicorn(app, options: dict) -> None:
-    """Serve ``app``, already built (gunicorn_conf preloads), with gunicorn in this process."""
-    from gunicorn.app.base import BaseApplication
-
-    class Server(BaseApplication):
-        def load_config(self) -> None:
-            for key, value in {**vars(conf), **options}.items():
-                if key in self.cfg.settings:
-                    self.cfg.set(key, value)
-
-        def load(self):
-            return app
-
-    Server().run()
-
-
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the server until interrupted; 2 on bad arguments or a bad bundle."""
     args = build_parser().parse_args(argv)
@@ -65,8 +49,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.dev:
         app.run(host=args.host, port=args.port, debug=args.debug, threaded=True)
     else:
+        from gunicorn.app.base import BaseApplication
+
         options = {"workers": args.workers, "threads": args.threads, "worker_class": args.worker_class}
-        _gunicorn(app, {"bind": [f"{host}:{args.port}"], **options})
+        settings = {**vars(conf), "bind": [f"{host}:{args.port}"], **options}
+
+        class Server(BaseApplication):  # serves the app built above (gunicorn_conf preloads)
+            def load_config(self) -> None:
+                for key in settings.keys() & self.cfg.settings.keys():
+                    self.cfg.set(key, settings[key])
+
+            def load(self):
+                return app
+
+        Server().run()
     return 0
 
 

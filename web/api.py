@@ -1,9 +1,8 @@
-"""The JSON API under ``/api/v1``, declared with flask-openapi3: each view's ``path``, ``query`` and
-``body`` annotations are the models (:mod:`web.models`) it is checked with, and its docstring and
-``responses`` go to ``/api/openapi.json``.
+"""The JSON API under ``/api/v1``, declared with flask-openapi3: each view is checked with the models
+(:mod:`web.models`) of its ``path``, ``query`` and ``body``; its docstring goes to ``/api/openapi.json``.
 """
 
-from flask import current_app
+from flask import current_app, make_response
 from flask_openapi3 import APIBlueprint
 from pydantic import ValidationError
 
@@ -88,14 +87,11 @@ def blueprint(requests) -> APIBlueprint:
 
 
 def validation_error(err: ValidationError):
-    """flask-openapi3's answer to a request its models refuse: a 400 naming the first bad
-    parameter, or body field, and what it must be."""
+    """flask-openapi3's answer to a refused request: a 400 naming the first bad parameter or body field."""
     error = err.errors(include_url=False)[0]
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
     if error["type"] == "extra_forbidden":
         message = f"unknown {'field' if err.title.endswith('Body') else 'query parameter'} {where!r}"
     else:
         message = f"{where or 'body'}: {error['msg']}"
-    response = current_app.json.response(error=message, status=400)
-    response.status_code = 400
-    return response
+    return make_response({"error": message, "status": 400}, 400)

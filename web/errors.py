@@ -1,6 +1,5 @@
-"""Error answers: JSON ``{"error": ..., "status": ...}`` under ``/api/``, a page elsewhere. HTTP errors
-keep their code; an unknown id and the clusters of an unbuilt bundle are 404s. Anything else is a bug:
-logged with its traceback and answered with a plain 500 that shows no internals.
+"""Error answers: JSON ``{"error": ..., "status": ...}`` under ``/api/``, a page elsewhere. Unknown ids and
+unbuilt clusters are 404s; anything else is a bug, logged and answered with a 500 showing no internals.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Stock gunicorn settings, plain values, for ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``
 and ``python -m web``; override them on the command line or with ``GUNICORN_CMD_ARGS``.
 
-gunicorn's own gevent worker, so requests go through gunicorn's HTTP parser, which refuses ambiguous
-framing. ``preload_app``: the bundle is loaded and verified once, in the master, and the workers share
-its pages. ``keepalive`` is also the deadline for a request's line and headers; a slow body is bounded
-by ``MAX_CONTENT_LENGTH`` and ``worker_connections`` only (a reverse proxy is the place for a deadline).
+gunicorn's own gevent worker: requests go through gunicorn's HTTP parser, which refuses ambiguous framing.
+``preload_app``: the bundle is loaded and verified once, in the master, and the workers share its pages.
+``keepalive`` is also the deadline for a request's line and headers; a slow body is bounded by
+``MAX_CONTENT_LENGTH`` and ``worker_connections`` (a reverse proxy is the place for a deadline).
 """
 
 bind = ["127.0.0.1:8000"]
@@ -20,8 +20,5 @@ graceful_timeout = 10
 limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190
-accesslog = None
-errorlog = "-"
-loglevel = "info"
 # gunicorn 27's control socket is not used, and two servers on one machine would contend for its path.
 control_socket_disable = True

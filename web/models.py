@@ -46,9 +46,7 @@ class Body(Strict):
 
 def answer(name: str, doc: str, base: type[BaseModel] = BaseModel, **fields) -> type[BaseModel]:
     """A model of the fields (all required) of a dict that a view returns, or of a path's ids."""
-    return create_model(
-        name, __base__=base, __doc__=doc, **{key: (kind, ...) for key, kind in fields.items()}
-    )
+    return create_model(name, __base__=base, __doc__=doc, **{k: (kind, ...) for k, kind in fields.items()})
 
 
 Error = answer("Error", "Every error answer.", error=str, status=int)
@@ -63,13 +61,8 @@ Rating = answer(
     movie_id=Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX, description="MovieLens movie id")],
     rating=Annotated[float, Field(description="within the bundle's rating scale")],
 )
-ORDER = (
-    Literal["relevance", "rating"],
-    Field(
-        "relevance",
-        description="relevance: what you would watch and like (default); rating: predicted rating",
-    ),
-)
+ORDER_HELP = "relevance: what you would watch and like (default); rating: predicted rating"
+ORDER = (Literal["relevance", "rating"], Field("relevance", description=ORDER_HELP))
 
 
 def request_models(k_default: int, k_max: int, search_default: int, search_max: int, max_query: int) -> dict:
@@ -92,7 +85,8 @@ def request_models(k_default: int, k_max: int, search_default: int, search_max: 
         "offset": (int, Field(0, ge=0, le=MAX_OFFSET, description="matches to skip, for the next page")),
     }
     sort = (Literal[MEMBER_SORTS], Field("popularity", description="popularity, title or rating (mean)"))
-    ratings = (list[Rating], Field(max_length=MAX_BODY_RATINGS))
+    rated = (list[Rating], Field(max_length=MAX_BODY_RATINGS))
+    doc = "A newcomer's ratings, each movie once, how many answers they want and in which order."
     return {
         "recommendations": query("Recommend", k=k, include_seen=seen, min_ratings=least, order=ORDER),
         "similar": query("Similar", k=k, min_ratings=least),
@@ -101,12 +95,7 @@ def request_models(k_default: int, k_max: int, search_default: int, search_max: 
         "cluster": query("Cluster", sort=sort),
         "newcomer_page": query("NewcomerPage", k=k, order=ORDER),
         "newcomer_body": create_model(
-            "NewcomerBody",
-            __base__=Body,
-            __doc__="A newcomer's ratings, each movie once, how many answers they want and in which order.",
-            ratings=ratings,
-            k=k,
-            order=ORDER,
+            "NewcomerBody", __base__=Body, __doc__=doc, ratings=rated, k=k, order=ORDER
         ),
         "none": Strict,
     }
@@ -121,9 +110,7 @@ Movie = answer(
 Item = answer(
     "Item", "A movie in an answer and its score (null where the answer has none).", Movie, score=float | None
 )
-Because = answer(
-    "Because", "A movie the person rated that brought a recommendation up.", movie_id=int, title=str
-)
+Because = answer("Because", "A rated movie that brought a recommendation up.", movie_id=int, title=str)
 Recommended = answer(
     "Recommended",
     "A recommended movie: score is its raw predicted rating, relevance the relevance model's score (null "

@@ -15,14 +15,12 @@ from werkzeug.exceptions import NotFound
 from embedder.config import one_method_settings
 from search import BundleError
 from search.catalogue import MEMBER_SORTS
-from web.charts import colour
-from web.state import state
+from web.state import colour, state
 
 bp = Blueprint("pages", __name__)
 
 PAGE_RATINGS = 5  # rating rows the newcomer page offers, and the most it takes
-# Defence in depth behind autoescaping: no inline or foreign scripts run even if some text
-# slipped through unescaped. Swagger UI's page (from its package) starts itself inline.
+# Behind autoescaping, no inline or foreign script runs; but Swagger UI's page starts itself inline.
 CSP = (
     "default-src 'self'; script-src 'self'{}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -32,8 +30,7 @@ CSP = (
 @bp.after_app_request
 def _security_headers(response: Response) -> Response:
     """nosniff and a same-origin referrer policy on every answer; CSP on HTML answers."""
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers.update({"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"})
     if response.content_type.startswith("text/html"):
         inline = " 'unsafe-inline'" if request.path.startswith("/api/") else ""
         response.headers["Content-Security-Policy"] = CSP.format(inline)
@@ -49,7 +46,8 @@ def _common() -> dict:
 @bp.app_template_global()
 def cluster_name(c: int) -> str:
     """A cluster's label for the pages (its number before ``search build``)."""
-    return state().cluster_names.get(int(c), str(c))
+    catalogue = state().catalogue
+    return str(catalogue.clusters()[int(c)]["label"]) if catalogue.built else str(c)
 
 
 def page_query(name: str):
@@ -75,10 +73,8 @@ def render(template: str, errors: dict | None = None, **values):
 @bp.get("/")
 def home(user_error: str | None = None):
     """Title search with suggestions, a user-id box, the newcomer entry, lists to browse, figures."""
-    example = int(state().rec.user_ids[0])
-    return render(
-        "home.html", {"id": user_error} if user_error else {}, example_user=example, **state().browse
-    )
+    errors = {"id": user_error} if user_error else {}
+    return render("home.html", errors, example_user=int(state().rec.user_ids[0]), **state().browse)
 
 
 @bp.get("/search")
@@ -113,8 +109,7 @@ def user(user_id: int):
 
 @bp.get("/for-me")
 def newcomer():
-    """Recommendations for someone not in the bundle, from a few titles they rate: each title
-    is taken as its best match; a row with an error keeps its input and shows the message."""
+    """Recommendations for a newcomer from a few titles they rate, each taken as its best match."""
     catalogue, (low, high) = state().catalogue, state().rec.bundle.rating_scale
     query, errors = page_query("newcomer_page")
     typed = request.args.getlist("rating") + [""] * PAGE_RATINGS
@@ -136,7 +131,7 @@ def newcomer():
             row.update(catalogue.movie(found[0]))
             chosen[found[0]] = row["rating"]
     rows += [{}] * (PAGE_RATINGS - len(rows))
-    answer = state().newcomer(chosen, query.k, query.order)
+    answer = state().newcomer(list(chosen.items()), query.k, query.order)
     return render("newcomer.html", errors, **answer, rows=rows, low=low, high=high)
 
 

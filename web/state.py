@@ -1,5 +1,5 @@
-"""One loaded bundle's answers as the API's dicts, which the pages render too, so both answer alike,
-errors included. What it derives from the bundle is computed once, on first use.
+"""One loaded bundle's answers as the API's dicts, which the pages render too, so both answer alike.
+The cluster map is a small hand-written SVG (no matplotlib at request time).
 """
 
 from __future__ import annotations
@@ -12,13 +12,54 @@ from typing import Any
 import numpy as np
 from flask import current_app, g
 
-from search import BundleError, NotBuiltError
-from web.charts import cluster_map_svg
+from search import BundleError
 
 BROWSE_SHOWN = 8  # movies in each list of the home page
 # The best-rated list takes movies with at least this quantile of the rated movies' rating counts
 # (never fewer than 20), so that a few lucky ratings do not lead.
 BEST_RATED_QUANTILE = 0.9
+
+
+# Tableau 20 reordered so that the first ten are the strong tones.
+PALETTE = (
+    "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd",
+    "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
+    "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5",
+    "#c49c94", "#f7b6d2", "#c7c7c7", "#dbdb8d", "#9edae5",
+)  # fmt: skip
+WIDTH, HEIGHT = 600, 420  # the SVG's size in pixels
+
+
+def colour(cluster: int) -> str:
+    """The colour of a cluster on the map and in its legend."""
+    return PALETTE[int(cluster) % len(PALETTE)]
+
+
+def cluster_map_svg(coords: np.ndarray, labels: np.ndarray, *, max_points: int = 4000) -> str:
+    """An SVG scatter of (n, 2) movie coordinates, one colour per cluster label; a fixed-seed sample
+    beyond ``max_points`` movies. Non-finite coordinates are left out, and so are movies with label -1
+    (no training ratings: not clustered, nothing to place)."""
+    coords, labels = np.asarray(coords, dtype=np.float64), np.asarray(labels).astype(np.int64)
+    keep = np.flatnonzero(np.isfinite(coords[:, :2]).all(axis=1) & (labels >= 0))
+    if len(keep) > max_points:
+        keep = np.sort(np.random.default_rng(0).choice(keep, max_points, replace=False))
+    xy, labels, pad = coords[keep, :2], labels[keep], 10.0
+    low, high = xy.min(axis=0, initial=np.inf), xy.max(axis=0, initial=-np.inf)  # initial: no movies
+    points = pad + (xy - low) / np.where(high > low, high - low, 1.0) * (np.array([WIDTH, HEIGHT]) - 2 * pad)
+    points[:, 1] = HEIGHT - points[:, 1]  # y grows downwards
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 {WIDTH} {HEIGHT}" '
+        f'width="{WIDTH}" height="{HEIGHT}">',
+        f'<rect width="{WIDTH}" height="{HEIGHT}" fill="#fff"/>',
+        '<g fill="none" stroke-linecap="round" stroke-width="4.5" stroke-opacity="0.75">',
+    ]
+    for cluster in np.unique(labels):
+        dots = "".join(f"M{x:.1f} {y:.1f}h0" for x, y in points[labels == cluster])
+        parts.append(
+            f'<path stroke="{colour(cluster)}" d="{dots}"><title>cluster {int(cluster)}</title></path>'
+        )
+    parts.append("</g></svg>")
+    return "".join(parts)
 
 
 class WebState:
@@ -45,15 +86,12 @@ class WebState:
         items = self._recommended(self.rec.rated_rows(user_id), answer)
         return {**query.model_dump(), "order": order, "user_id": user_id, "items": items}
 
-    def newcomer(self, ratings, k: int, order: str = "relevance") -> dict:
-        """Top-k movies for someone not in the bundle, from their ratings (folded in; rated movies left
-        out); without ratings, the average user's (``fallback``). ValueError or UnknownIdError for a
-        rating off the scale, a movie twice or an unknown movie."""
+    def newcomer(self, ratings: list[tuple[int, float]], k: int, order: str = "relevance") -> dict:
+        """Top-k movies for a newcomer from their ratings (folded in; rated movies left out), or the average
+        user's (``fallback``); ValueError or UnknownIdError as :meth:`search.Recommender.fold_in`."""
         order = self.rec.order_of(order)
         answer = self.rec.recommend_for_ratings(ratings, k=k, order=order)
-        pairs = ratings.items() if isinstance(ratings, dict) else ratings
-        rated = [self.catalogue.row(movie) for movie, _ in pairs]
-        items = self._recommended(rated, answer)
+        items = self._recommended([self.catalogue.row(movie) for movie, _ in ratings], answer)
         return {"k": k, "order": order, "fallback": not len(ratings), "items": items}
 
     def similar(self, movie_id: int, query) -> dict:
@@ -81,17 +119,10 @@ class WebState:
     def model(self) -> dict:
         """The model's figures, the manifest's metrics and settings, and the per-epoch history."""
         manifest = self.rec.bundle.manifest
-        return {
-            "summary": self.summary,
-            "metrics": manifest.get("metrics") or {},
-            "training": manifest.get("training") or {},
-            "config": manifest.get("config") or {},
-            "clusters": {
-                key: value for key, value in (manifest.get("clusters") or {}).items() if key != "sizes"
-            },
-            "ranking": (manifest.get("evaluation") or {}).get("ranking") or {},
-            "history": self.history,
-        }
+        parts = {key: manifest.get(key) or {} for key in ("metrics", "training", "config")}
+        parts["clusters"] = {k: v for k, v in (manifest.get("clusters") or {}).items() if k != "sizes"}
+        parts["ranking"] = (manifest.get("evaluation") or {}).get("ranking") or {}
+        return {"summary": self.summary, **parts, "history": self.history}
 
     @cached_property
     def summary(self) -> dict:
@@ -143,9 +174,8 @@ class WebState:
         floor = max(20, int(np.quantile(counts[counts > 0], BEST_RATED_QUANTILE))) if counts.any() else 20
         order = {"ascending": [False, True], "kind": "stable"}
         most = movies.sort_values(["rating_count", "movie_id"], **order)["movie_id"].to_numpy()
-        best = (
-            movies[counts >= floor].sort_values(["mean_rating", "movie_id"], **order)["movie_id"].to_numpy()
-        )
+        rated_enough = movies[counts >= floor]
+        best = rated_enough.sort_values(["mean_rating", "movie_id"], **order)["movie_id"].to_numpy()
         built = self.catalogue.clusters() if self.catalogue.built else []
         clusters = [{key: c[key] for key in ("cluster", "label", "size")} for c in built]
         return {
@@ -154,14 +184,6 @@ class WebState:
             "best_rated_floor": floor,
             "browse_clusters": clusters,
         }
-
-    @cached_property
-    def cluster_names(self) -> dict[int, str]:
-        """Each cluster's label, so pages name clusters; empty before ``search build``."""
-        try:
-            return {int(c["cluster"]): str(c["label"]) for c in self.catalogue.clusters()}
-        except NotBuiltError:
-            return {}
 
     @cached_property
     def cluster_map(self) -> str:

@@ -13,7 +13,7 @@ import pytest
 from embedder.bundle import BundleError
 from tests.web.conftest import REPO, free_port, serve, wait_for
 from web import DEFAULTS, create_app
-from web.charts import cluster_map_svg
+from web.state import cluster_map_svg
 
 
 def test_config_precedence_defaults_mapping_environment_overrides(built_bundle, tiny_bundle):
