@@ -1,16 +1,8 @@
 """Flask UI and JSON API over a bundle: recommendations, "movies like this", clusters.
 
-A thin layer over :class:`search.Recommender` and its :class:`search.Catalogue`, loaded
-inside :func:`create_app` (never at import); this package never imports torch.
-
-Settings, lowest precedence first: :data:`DEFAULTS`; the ``config`` mapping given to
-:func:`create_app`; environment variables ``MOVIE_WEB_<KEY>`` for the keys of
-:data:`DEFAULTS`, converted to the default's type (a value that does not convert stops
-the app, naming the variable); the ``overrides`` mapping (tests use it). Other keys go
-to Flask's config as they are (e.g. ``TESTING``).
-
-Production: ``gunicorn -c python:web.gunicorn_conf "web:create_app()"`` or ``python -m
-web`` (the same server and settings; ``--dev`` for Flask's development server).
+Settings, lowest precedence first: :data:`DEFAULTS`; :func:`create_app`'s ``config``; ``MOVIE_WEB_<KEY>``
+environment variables, converted to the default's type; ``overrides``. Other keys go to Flask as they are.
+Production: ``gunicorn -c python:web.gunicorn_conf "web:create_app()"``, or ``python -m web``.
 """
 
 from __future__ import annotations
@@ -45,31 +37,29 @@ DEFAULTS: dict[str, Any] = {
 }
 
 
-def _from_environment(environ: Mapping[str, str]) -> dict[str, Any]:
-    """The DEFAULTS keys set in the environment, converted to the defaults' types."""
-    found: dict[str, Any] = {}
+def _settings(config: Mapping[str, Any], overrides: Mapping[str, Any], environ: Mapping[str, str]) -> dict:
+    """The app's settings, in the module docstring's order; ValueError naming a bad one."""
+    settings = {**DEFAULTS, **config}
     for key, default in DEFAULTS.items():
         if (raw := environ.get(ENV_PREFIX + key)) is None:
             continue
         try:
-            found[key] = type(default)(raw)
+            settings[key] = type(default)(raw)
         except ValueError:
             kind = "an integer" if isinstance(default, int) else "a number"
             raise ValueError(f"{ENV_PREFIX}{key}={raw!r}: must be {kind}") from None
-    return found
-
-
-def _check_config(config: Mapping[str, Any]) -> None:
-    """Stop at startup on limits that would make every request fail."""
+    settings.update(overrides)
+    # Limits that would make every request fail stop the app at startup.
     for key, default in DEFAULTS.items():
-        if isinstance(default, int) and not (isinstance(config[key], int) and config[key] >= 1):
-            raise ValueError(f"{key} must be an integer of at least 1, got {config[key]!r}")
+        if isinstance(default, int) and not (isinstance(settings[key], int) and settings[key] >= 1):
+            raise ValueError(f"{key} must be an integer of at least 1, got {settings[key]!r}")
     for low, high in (("K_DEFAULT", "K_MAX"), ("SEARCH_LIMIT_DEFAULT", "SEARCH_LIMIT_MAX")):
-        if config[low] > config[high]:
-            raise ValueError(f"{low} ({config[low]}) is over {high} ({config[high]})")
-    reload = config["RELOAD_SECONDS"]
+        if settings[low] > settings[high]:
+            raise ValueError(f"{low} ({settings[low]}) is over {high} ({settings[high]})")
+    reload = settings["RELOAD_SECONDS"]
     if isinstance(reload, bool) or not isinstance(reload, (int, float)) or not 0 <= reload < float("inf"):
         raise ValueError(f"RELOAD_SECONDS must be a number of seconds, 0 or more, got {reload!r}")
+    return settings
 
 
 def create_app(
@@ -77,9 +67,9 @@ def create_app(
     overrides: Mapping[str, Any] | None = None,
     environ: Mapping[str, str] | None = None,
 ) -> Flask:
-    """Build the app and load its bundle once: ``config`` and ``overrides`` as in the module's
-    docstring, ``MOVIE_WEB_*`` read from ``environ`` (``os.environ`` by default).
-    BundleError (naming the file) if the bundle is missing or damaged."""
+    """Build the app and load its bundle (never at import): settings as in the module's docstring,
+    ``MOVIE_WEB_*`` read from ``environ`` (``os.environ`` by default). BundleError (naming the file)
+    if the bundle is missing or damaged, ValueError naming a bad setting."""
     from flask_openapi3 import Info, OpenAPI
     from werkzeug.routing import IntegerConverter
 
@@ -88,10 +78,7 @@ def create_app(
     from web.reload import BundleWatcher
     from web.state import WebState
 
-    settings: dict[str, Any] = {**DEFAULTS, **(config or {})}
-    settings.update(_from_environment(os.environ if environ is None else environ))
-    settings.update(overrides or {})
-    _check_config(settings)
+    settings = _settings(config or {}, overrides or {}, os.environ if environ is None else environ)
     app = OpenAPI(
         __name__,
         info=Info(title="Movie embeddings API", version="1.0.0", description=API_DESCRIPTION),
@@ -113,10 +100,8 @@ def create_app(
     recommender.warm()
     app.extensions["movie_web"] = WebState(recommender)
     limits = ("K_DEFAULT", "K_MAX", "SEARCH_LIMIT_DEFAULT", "SEARCH_LIMIT_MAX", "MAX_QUERY_LENGTH")
-    requests = models.request_models(*(app.config[key] for key in limits))
-    app.extensions["movie_web_requests"] = requests
-    watcher = BundleWatcher(app, float(app.config["RELOAD_SECONDS"]))
-    app.extensions["movie_web_watcher"] = watcher
+    requests = app.extensions["movie_web_requests"] = models.request_models(*(settings[k] for k in limits))
+    watcher = app.extensions["movie_web_watcher"] = BundleWatcher(app, float(settings["RELOAD_SECONDS"]))
     app.before_request(lambda: watcher.before_request(app))
 
     errors.register(app)

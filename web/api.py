@@ -1,10 +1,8 @@
-"""The JSON API under ``/api/v1``, declared with flask-openapi3: each view's ``path``,
-``query`` and ``body`` annotations are the pydantic models it is checked with
-(:mod:`web.models`), and its docstring and ``responses`` go to ``/api/openapi.json``.
-A bad value is a 400 and an unknown id a 404, as ``{"error": message, "status": code}``.
+"""The JSON API under ``/api/v1``, declared with flask-openapi3: each view is checked with the models
+(:mod:`web.models`) of its ``path``, ``query`` and ``body``; its docstring goes to ``/api/openapi.json``.
 """
 
-from flask import current_app
+from flask import current_app, make_response
 from flask_openapi3 import APIBlueprint
 from pydantic import ValidationError
 
@@ -14,15 +12,14 @@ from web import models
 from web.models import ClusterPath, Error, MoviePath, UserPath
 from web.state import state
 
-UNKNOWN = {400: Error, 404: Error}
-NOT_BUILT = {400: Error, 404: Error}
+UNKNOWN = {400: Error, 404: Error}  # a bad value; an unknown id, or clusters not built
 
 
 def blueprint(requests) -> APIBlueprint:
-    """The API's routes, checked with ``requests`` (:func:`web.models.request_models`)."""
+    """The API's routes, checked with the models ``requests`` (:func:`web.models.request_models`)."""
     api = APIBlueprint("api", __name__, url_prefix="/api/v1")
-    NoQuery, Recommend, Similar = requests.none, requests.recommendations, requests.similar
-    Search, Cluster, NewcomerBody = requests.search, requests.cluster, requests.newcomer_body
+    NoQuery, Recommend, Similar = requests["none"], requests["recommendations"], requests["similar"]
+    Search, Cluster, NewcomerBody = requests["search"], requests["cluster"], requests["newcomer_body"]
 
     @api.get("/users/<id:user_id>/recommendations", responses={200: models.Recommendations, **UNKNOWN})
     def recommendations(path: UserPath, query: Recommend):
@@ -63,12 +60,12 @@ def blueprint(requests) -> APIBlueprint:
         """One movie."""
         return state().catalogue.movie(path.movie_id)
 
-    @api.get("/clusters", responses={200: models.Clusters, **NOT_BUILT})
+    @api.get("/clusters", responses={200: models.Clusters, **UNKNOWN})
     def clusters(query: NoQuery):
         """Every K-Means cluster of movies (404 before `python -m search build`)."""
         return state().clusters()
 
-    @api.get("/clusters/<id:c>", responses={200: models.ClusterMovies, **NOT_BUILT})
+    @api.get("/clusters/<id:c>", responses={200: models.ClusterMovies, **UNKNOWN})
     def cluster(path: ClusterPath, query: Cluster):
         """One cluster's summary and all its movies (404: unknown cluster, or not built)."""
         return state().cluster(path.c, query.sort)
@@ -90,14 +87,11 @@ def blueprint(requests) -> APIBlueprint:
 
 
 def validation_error(err: ValidationError):
-    """flask-openapi3's answer to a request its models refuse: a 400 naming the first bad
-    parameter, or body field, and what it must be."""
+    """flask-openapi3's answer to a refused request: a 400 naming the first bad parameter or body field."""
     error = err.errors(include_url=False)[0]
     where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
     if error["type"] == "extra_forbidden":
         message = f"unknown {'field' if err.title.endswith('Body') else 'query parameter'} {where!r}"
     else:
         message = f"{where or 'body'}: {error['msg']}"
-    response = current_app.json.response(error=message, status=400)
-    response.status_code = 400
-    return response
+    return make_response({"error": message, "status": 400}, 400)

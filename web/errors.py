@@ -1,9 +1,5 @@
-"""Error answers: JSON ``{"error": ..., "status": ...}`` under ``/api/``, a page elsewhere.
-
-HTTP errors keep their code (400, 404, 405, 413, 501, ...); an unknown user, movie or
-cluster (``UnknownIdError``) and the clusters of an unbuilt bundle (``NotBuiltError``,
-whose message says how to build) are 404s. Anything else is a bug: logged with its
-traceback and answered with a plain 500 that shows no internals.
+"""Error answers: JSON ``{"error": ..., "status": ...}`` under ``/api/``, a page elsewhere. Unknown ids and
+unbuilt clusters are 404s; anything else is a bug, logged and answered with a 500 showing no internals.
 """
 
 from __future__ import annotations
@@ -21,7 +17,6 @@ class JSONProvider(DefaultJSONProvider):
     """Flask's JSON, with a body nested too deeply for the parser a 400 instead of a 500."""
 
     def loads(self, s, **kwargs):
-        """The parsed JSON (BadRequest when it is nested too deeply to parse)."""
         try:
             return super().loads(s, **kwargs)
         except RecursionError:
@@ -29,10 +24,9 @@ class JSONProvider(DefaultJSONProvider):
 
 
 def check_framing() -> None:
-    """Refuse what gunicorn's parser lets through: an HTTP/1.1 request without Host (400)
-    and a transfer coding other than chunked (501). A chunked body is read whole here, so
-    one over ``MAX_CONTENT_LENGTH`` is a 413 rather than cut short, and a malformed one
-    a 400 before any view runs."""
+    """Refuse what gunicorn's parser lets through: an HTTP/1.1 request without Host (400) and a transfer
+    coding other than chunked (501). A chunked body is read whole here, so one over ``MAX_CONTENT_LENGTH``
+    is a 413 rather than cut short, and a malformed one a 400 before any view runs."""
     environ = request.environ
     if environ.get("SERVER_PROTOCOL") == "HTTP/1.1" and not environ.get("HTTP_HOST"):
         raise BadRequest("a Host header is required (HTTP version 1.1)")
@@ -55,8 +49,6 @@ def _http_error(err: HTTPException):
 
 
 def _unexpected(err: Exception):
-    if isinstance(err, HTTPException):  # e.g. a routing redirect
-        return err
     current_app.logger.exception("unhandled error on %s %s", request.method, request.path)
     return _http_error(InternalServerError("Something went wrong on our side; the error has been logged."))
 

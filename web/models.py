@@ -1,14 +1,11 @@
-"""What the API takes and answers, as pydantic models: flask-openapi3 checks requests with
-them and writes ``/api/openapi.json`` from them, so every limit is stated once, here.
-
-The answers' models describe the plain dicts that the views return (tests check the
-answers against them). The request models carry the limits of one app's settings, so
-:func:`request_models` builds them when the app is created.
+"""What the API takes and answers, as pydantic models: flask-openapi3 checks requests with them and
+writes ``/api/openapi.json`` from them, so every limit is stated once, here. The request models carry
+one app's settings (:func:`request_models`); the answers' models describe the dicts the views return.
 """
 
 from __future__ import annotations
 
-from types import SimpleNamespace
+from functools import partial
 from typing import Annotated, Literal
 from weakref import WeakKeyDictionary
 
@@ -18,17 +15,13 @@ from embedder.schemas import Clustering, ClusterSummary, Errors, Ranking, Settin
 from search.catalogue import MEMBER_SORTS
 
 INT64_MAX = 2**63 - 1
-MAX_MIN_RATINGS = 1_000_000
-"""Largest ``min_ratings`` accepted (more than any movie has)."""
-MAX_OFFSET = 10_000_000
-"""Largest title-search ``offset`` accepted (more than any catalogue's movies)."""
-MAX_BODY_RATINGS = 1000
-"""Most ratings a newcomer's request may carry."""
+MAX_MIN_RATINGS = 1_000_000  # more than any movie has
+MAX_OFFSET = 10_000_000  # title search: more than any catalogue's movies
+MAX_BODY_RATINGS = 1000  # the most ratings a newcomer's request may carry
 
 
 class Strict(BaseModel):
-    """Query parameters: a name the model does not declare is a 400 (a typo such as
-    ``includeSeen`` must not be silently ignored)."""
+    """Query parameters: an undeclared name is a 400 (a typo such as ``includeSeen`` must not pass)."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
 
@@ -45,11 +38,15 @@ class Strict(BaseModel):
 _SCHEMAS: WeakKeyDictionary[type, dict] = WeakKeyDictionary()  # per-app models come and go
 
 
+class Body(Strict):
+    """A JSON body: a string or a bool is not a number."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 def answer(name: str, doc: str, base: type[BaseModel] = BaseModel, **fields) -> type[BaseModel]:
     """A model of the fields (all required) of a dict that a view returns, or of a path's ids."""
-    return create_model(
-        name, __base__=base, __doc__=doc, **{key: (kind, ...) for key, kind in fields.items()}
-    )
+    return create_model(name, __base__=base, __doc__=doc, **{k: (kind, ...) for k, kind in fields.items()})
 
 
 Error = answer("Error", "Every error answer.", error=str, status=int)
@@ -57,90 +54,51 @@ Id = Annotated[int, Field(ge=0, le=INT64_MAX)]
 UserPath = answer("UserPath", "A user's id.", user_id=Id)
 MoviePath = answer("MoviePath", "A movie's id.", movie_id=Id)
 ClusterPath = answer("ClusterPath", "A cluster's number.", c=Id)
-MinRatings = Annotated[
-    int, Field(ge=0, le=MAX_MIN_RATINGS, description="only movies with this many ratings or more")
-]
-
-
-class Body(Strict):
-    """A JSON body: a string or a bool is not a number."""
-
-    model_config = ConfigDict(extra="forbid", strict=True)
-
-
-class Rating(Body):
-    """One rating in a newcomer's body."""
-
-    movie_id: int = Field(ge=-INT64_MAX, le=INT64_MAX, description="MovieLens movie id")
-    rating: float = Field(description="within the bundle's rating scale")
-
-
-Order = Literal["relevance", "rating"]
-ORDER = Field(
-    "relevance", description="relevance: what you would watch and like (default); rating: predicted rating"
+Rating = answer(
+    "Rating",
+    "One rating in a newcomer's body.",
+    Body,
+    movie_id=Annotated[int, Field(ge=-INT64_MAX, le=INT64_MAX, description="MovieLens movie id")],
+    rating=Annotated[float, Field(description="within the bundle's rating scale")],
 )
+ORDER_HELP = "relevance: what you would watch and like (default); rating: predicted rating"
+ORDER = (Literal["relevance", "rating"], Field("relevance", description=ORDER_HELP))
 
 
-def request_models(k_default: int, k_max: int, search_default: int, search_max: int, max_query: int):
-    """The query and body models of one app, with its limits written in (a namespace
-    whose attributes are named like the views that take them)."""
-    K = Annotated[int, Field(ge=1, le=k_max, description="how many answers")]
-
-    class Recommend(Strict):
-        k: K = k_default
-        include_seen: bool = Field(False, description="also recommend movies the user rated in training")
-        min_ratings: MinRatings = 0
-        order: Order = ORDER
-
-    class Similar(Strict):
-        k: K = k_default
-        min_ratings: MinRatings = 0
-
-    class Search(Strict):
-        # No control characters: no title holds one, and they would match the search's separators.
-        q: str = Field(
-            max_length=max_query, pattern=r"^[^\x00-\x1f\x7f]*$", description="text to find in titles"
-        )
-        limit: int = Field(search_default, ge=1, le=search_max, description="most answers")
-        offset: int = Field(0, ge=0, le=MAX_OFFSET, description="matches to skip, for the next page")
-
-    class SearchPage(Search):
-        q: str = Field("", max_length=max_query, pattern=r"^[^\x00-\x1f\x7f]*$")
-
-    class Cluster(Strict):
-        sort: Literal[MEMBER_SORTS] = Field("popularity", description="popularity, title or rating (mean)")
-
-    class NewcomerPage(Strict):
-        k: K = k_default
-        order: Order = ORDER
-
-    class NewcomerBody(Body):
-        """A newcomer's ratings, each movie once, how many answers they want and in which order."""
-
-        ratings: list[Rating] = Field(max_length=MAX_BODY_RATINGS)
-        k: K = k_default
-        order: Order = ORDER
-
-    return SimpleNamespace(
-        recommendations=Recommend,
-        similar=Similar,
-        search=Search,
-        search_page=SearchPage,
-        cluster=Cluster,
-        newcomer_body=NewcomerBody,
-        newcomer_page=NewcomerPage,
-        none=Strict,
+def request_models(k_default: int, k_max: int, search_default: int, search_max: int, max_query: int) -> dict:
+    """The query and body models of one app, its limits written in, by the name of the view taking each."""
+    query = partial(create_model, __base__=Strict)
+    k = (int, Field(k_default, ge=1, le=k_max, description="how many answers"))
+    least = (
+        int,
+        Field(0, ge=0, le=MAX_MIN_RATINGS, description="only movies with this many ratings or more"),
     )
-
-
-# --------------------------------------------------------------------------- answers
-
-
-def answer(name: str, doc: str, base: type[BaseModel] = BaseModel, **fields) -> type[BaseModel]:
-    """An answer's model: the fields (all required) of the dict a view returns."""
-    return create_model(
-        name, __base__=base, __doc__=doc, **{key: (kind, ...) for key, kind in fields.items()}
-    )
+    seen = (bool, Field(False, description="also recommend movies the user rated in training"))
+    # No control characters: no title holds one, and they would match the search's separators.
+    title = {
+        "max_length": max_query,
+        "pattern": r"^[^\x00-\x1f\x7f]*$",
+        "description": "text to find in titles",
+    }
+    paging = {
+        "limit": (int, Field(search_default, ge=1, le=search_max, description="most answers")),
+        "offset": (int, Field(0, ge=0, le=MAX_OFFSET, description="matches to skip, for the next page")),
+    }
+    sort = (Literal[MEMBER_SORTS], Field("popularity", description="popularity, title or rating (mean)"))
+    rated = (list[Rating], Field(max_length=MAX_BODY_RATINGS))
+    doc = "A newcomer's ratings, each movie once, how many answers they want and in which order."
+    return {
+        "recommendations": query("Recommend", k=k, include_seen=seen, min_ratings=least, order=ORDER),
+        "similar": query("Similar", k=k, min_ratings=least),
+        "search": query("Search", q=(str, Field(**title)), **paging),
+        "search_page": query("SearchPage", q=(str, Field("", **title)), **paging),
+        "cluster": query("Cluster", sort=sort),
+        "newcomer_page": query("NewcomerPage", k=k, order=ORDER),
+        "newcomer_body": create_model(
+            "NewcomerBody", __base__=Body, __doc__=doc, ratings=rated, k=k, order=ORDER
+        ),
+        "none": Strict,
+    }
 
 
 Movie = answer(
@@ -150,15 +108,9 @@ Movie = answer(
     **{"mean_rating": float | None, "cluster": int | None},
 )
 Item = answer(
-    "Item",
-    "A movie in an answer, with its score (null where the answer has none).",
-    Movie,
-    score=float | None,
+    "Item", "A movie in an answer and its score (null where the answer has none).", Movie, score=float | None
 )
-Ranked = answer("Ranked", "Movies, best first.", k=int, items=list[Item])
-Because = answer(
-    "Because", "A movie the person rated that brought a recommendation up.", movie_id=int, title=str
-)
+Because = answer("Because", "A rated movie that brought a recommendation up.", movie_id=int, title=str)
 Recommended = answer(
     "Recommended",
     "A recommended movie: score is its raw predicted rating, relevance the relevance model's score (null "
@@ -178,12 +130,9 @@ NewcomerRecommendations = answer(
     "NewcomerRecommendations", "A newcomer's top k; fallback: no ratings were given.", Recommendation,
     ratings=list[Rating], fallback=bool,
 )  # fmt: skip
+Ranked = answer("Ranked", "Movies, best first.", k=int, items=list[Item])
 SimilarMovies = answer(
-    "SimilarMovies",
-    "The movies most like one (score: the blend, at most 1).",
-    Ranked,
-    movie_id=int,
-    min_ratings=int,
+    "SimilarMovies", "The movies most like one (score: the blend).", Ranked, movie_id=int, min_ratings=int
 )
 SearchPage = answer(
     "SearchPage", "One page of matches (score is null); total: every match; more: more follow.",

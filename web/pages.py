@@ -1,31 +1,26 @@
-"""Server-rendered HTML pages (Jinja autoescaping on: titles and queries are escaped).
-
-Unknown query parameters are ignored here (browsers and link trackers add their own).
-A refused value never costs the page: it comes back (status 400) with what was typed
-and the message beside the field, answered with the parameter's default meanwhile.
+"""Server-rendered HTML pages (Jinja autoescaping on). Unknown query parameters are ignored (browsers
+and link trackers add their own); a refused value comes back (status 400) with what was typed and the
+message beside the field, answered with the parameter's default meanwhile.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 from flask import Blueprint, Response, current_app, redirect, render_template, request, send_file, url_for
 from pydantic import ValidationError
 from werkzeug.exceptions import NotFound
 
+from embedder.config import one_method_settings
 from search import BundleError
 from search.catalogue import MEMBER_SORTS
-from web.charts import colour
-from web.state import settings_used, state
+from web.state import colour, state
 
 bp = Blueprint("pages", __name__)
 
-FEW_RATINGS = 10
-"""Below this many training ratings a movie page says its neighbours are uncertain."""
-PAGE_RATINGS = 5
-"""Rating rows the newcomer page offers (and the most it takes)."""
-# Defence in depth behind autoescaping: no inline or foreign scripts run even if some text
-# slipped through unescaped. Swagger UI's page (from its package) starts itself inline.
+PAGE_RATINGS = 5  # rating rows the newcomer page offers, and the most it takes
+# Behind autoescaping, no inline or foreign script runs; but Swagger UI's page starts itself inline.
 CSP = (
     "default-src 'self'; script-src 'self'{}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
@@ -35,8 +30,7 @@ CSP = (
 @bp.after_app_request
 def _security_headers(response: Response) -> Response:
     """nosniff and a same-origin referrer policy on every answer; CSP on HTML answers."""
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    response.headers["Referrer-Policy"] = "same-origin"
+    response.headers.update({"X-Content-Type-Options": "nosniff", "Referrer-Policy": "same-origin"})
     if response.content_type.startswith("text/html"):
         inline = " 'unsafe-inline'" if request.path.startswith("/api/") else ""
         response.headers["Content-Security-Policy"] = CSP.format(inline)
@@ -52,13 +46,14 @@ def _common() -> dict:
 @bp.app_template_global()
 def cluster_name(c: int) -> str:
     """A cluster's label for the pages (its number before ``search build``)."""
-    return state().cluster_names.get(int(c), str(c))
+    catalogue = state().catalogue
+    return str(catalogue.clusters()[int(c)]["label"]) if catalogue.built else str(c)
 
 
 def page_query(name: str):
     """The page's query checked by the app's model ``name`` (other parameters ignored), and
     ``{parameter: message}`` of the values refused, which take their defaults instead."""
-    model = getattr(current_app.extensions["movie_web_requests"], name)
+    model = current_app.extensions["movie_web_requests"][name]
     values = {key: value for key, value in request.args.items() if key in model.model_fields}
     errors: dict[str, str] = {}
     while True:  # every field of a page's model has a default, so this ends
@@ -78,10 +73,8 @@ def render(template: str, errors: dict | None = None, **values):
 @bp.get("/")
 def home(user_error: str | None = None):
     """Title search with suggestions, a user-id box, the newcomer entry, lists to browse, figures."""
-    example = int(state().rec.user_ids[0])
-    return render(
-        "home.html", {"id": user_error} if user_error else {}, example_user=example, **state().browse
-    )
+    errors = {"id": user_error} if user_error else {}
+    return render("home.html", errors, example_user=int(state().rec.user_ids[0]), **state().browse)
 
 
 @bp.get("/search")
@@ -116,21 +109,17 @@ def user(user_id: int):
 
 @bp.get("/for-me")
 def newcomer():
-    """Recommendations for someone not in the bundle, from a few titles they rate: each title
-    is taken as its best match; a row with an error keeps its input and shows the message."""
+    """Recommendations for a newcomer from a few titles they rate, each taken as its best match."""
     catalogue, (low, high) = state().catalogue, state().rec.bundle.rating_scale
     query, errors = page_query("newcomer_page")
-    typed = request.args.getlist("rating")
+    typed = request.args.getlist("rating") + [""] * PAGE_RATINGS
     rows, chosen = [], {}
     for n, title in enumerate(request.args.getlist("title")[:PAGE_RATINGS]):
-        row = {"query": title.strip(), "typed": typed[n].strip() if n < len(typed) else ""}
-        rows.append(row)
-        try:
-            row["rating"] = float(row["typed"])
-        except ValueError:
-            pass
+        rows.append(row := {"query": title.strip(), "typed": typed[n].strip()})
         if not row["query"]:
             continue
+        with contextlib.suppress(ValueError):
+            row["rating"] = float(row["typed"])
         found = catalogue.find_movies(row["query"][: current_app.config["MAX_QUERY_LENGTH"]], limit=1)
         if not low <= row.get("rating", float("nan")) <= high:
             errors[f"row{n}"] = (
@@ -142,14 +131,8 @@ def newcomer():
             row.update(catalogue.movie(found[0]))
             chosen[found[0]] = row["rating"]
     rows += [{}] * (PAGE_RATINGS - len(rows))
-    return render(
-        "newcomer.html",
-        errors,
-        **state().newcomer(chosen, query.k, query.order),
-        rows=rows,
-        low=low,
-        high=high,
-    )
+    answer = state().newcomer(list(chosen.items()), query.k, query.order)
+    return render("newcomer.html", errors, **answer, rows=rows, low=low, high=high)
 
 
 @bp.get("/movies/<id:movie_id>")
@@ -157,9 +140,7 @@ def movie(movie_id: int):
     """A movie's details and the movies most like it."""
     query, errors = page_query("similar")
     answer = state().similar(movie_id, query)
-    return render(
-        "movie.html", errors, movie=state().catalogue.movie(movie_id), **answer, few_ratings=FEW_RATINGS
-    )
+    return render("movie.html", errors, movie=state().catalogue.movie(movie_id), **answer)
 
 
 @bp.get("/clusters")
@@ -186,20 +167,20 @@ def model():
     """The training curve and the manifest's figures."""
     answer = state().model()
     settings = answer.pop("config")  # not to shadow Flask's `config` in templates
-    used, curve = settings_used(settings), state().rec.bundle.has("training_curve.png")
+    method, owners = settings.get("method"), one_method_settings()  # leave out the other method's
+    used = {name for name in settings if owners.get(name, method) == method}
+    curve = state().rec.bundle.has("training_curve.png")
     return render("model.html", **answer, settings=settings, used_settings=used, has_curve=curve)
 
 
 @bp.get("/model/training_curve.png")
 def training_curve():
     """The bundle's own training-curve picture (a fixed file name, never a path from the request)."""
-    if not state().rec.bundle.has("training_curve.png"):
-        raise NotFound("this bundle has no training curve")
     try:  # checked against the bundle's checksum: never serve a file changed since loading
         picture = state().rec.bundle.read_bytes("training_curve.png")
     except BundleError as err:
         current_app.logger.warning("not serving the training curve: %s", err)
         raise NotFound(
-            "the training curve is not available (it changed after the bundle was loaded)"
+            "this bundle has no training curve, or it changed after the bundle was loaded"
         ) from None
     return send_file(io.BytesIO(picture), mimetype="image/png", max_age=3600)

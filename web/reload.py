@@ -1,14 +1,7 @@
-"""Hot reload: serve the bundle the configured path points at now, without a restart.
-
-Before a request, at most every ``RELOAD_SECONDS`` (0: never), the app resolves ``BUNDLE``
-(usually the link ``artifacts/current``, which ``train`` moves); a new folder there is
-loaded, verified and swapped in whole, and each request keeps the state it began with. A
-bundle whose loading fails is refused: the old one keeps serving, and ``/api/v1/healthz``
-reports the refusal until a good bundle takes its place.
-
-One bundle at a time: the folder last accepted is written to a state file made with the
-app (under ``preload_app``, in gunicorn's master), and every worker, one forked after a
-crash included, switches to the folder recorded there.
+"""Hot reload: a new folder behind ``BUNDLE`` (a link that ``train`` moves) is loaded, verified and swapped
+in whole; each request keeps the state it began with; one that fails to load is refused (the old one
+keeps serving, ``/api/v1/healthz`` reports it). The folder last accepted is written to a state file made
+with the app (in gunicorn's master), so every worker, one forked later included, serves that one.
 """
 
 from __future__ import annotations
@@ -94,5 +87,4 @@ class BundleWatcher:
 def _remove(path: str, owner: int) -> None:
     """Remove the state file, in the process that made it only (not in a worker that exits)."""
     if os.getpid() == owner:
-        with contextlib.suppress(OSError):
-            os.unlink(path)
+        Path(path).unlink(missing_ok=True)

@@ -8,7 +8,7 @@ import re
 import numpy as np
 import pytest
 
-from web.state import bundle_summary
+from web.state import WebState
 
 ITEM_FIELDS = {"movie_id", "title", "score", "genres", "rating_count", "mean_rating", "cluster"}
 RECOMMENDED_FIELDS = ITEM_FIELDS | {"relevance", "because"}
@@ -192,7 +192,7 @@ def test_cluster_default_sort_is_popularity(client):
 
 def test_model(client, rec):
     body = get_json(client, "/api/v1/model")
-    summary = bundle_summary(rec)
+    summary = WebState(rec).summary
     assert body["summary"] == summary
     assert body["metrics"]["test"]["rmse"] == pytest.approx(summary["test_rmse"])
     assert (
@@ -261,7 +261,7 @@ SUMMARY_FIELDS = [
 def test_the_summary_of_an_unbuilt_bundle(unbuilt_app):
     """The model's figures (home page, footer, /api/v1/model) before ``search build``."""
     rec = unbuilt_app.extensions["movie_web"].rec
-    summary = bundle_summary(rec)
+    summary = WebState(rec).summary
     json.dumps(summary)
     assert list(summary) == SUMMARY_FIELDS
     assert summary["n_users"] == len(rec.user_ids) and summary["n_movies"] == len(rec.movie_ids)

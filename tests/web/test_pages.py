@@ -12,7 +12,7 @@ import pytest
 from embedder.config import one_method_settings
 from tests.web.conftest import make_app
 from tests.web.test_api import some_movie, some_user
-from web.state import BROWSE_SHOWN, bundle_summary
+from web.state import BROWSE_SHOWN, WebState
 
 
 def get_html(client, url, status=200) -> str:
@@ -26,7 +26,7 @@ def test_home_has_search_box_user_box_and_figures(client, rec):
     html = get_html(client, "/")
     assert 'id="q"' in html and 'data-suggest="/api/v1/movies"' in html and "suggest.js" in html
     assert 'name="id"' in html and 'action="/users"' in html
-    summary = bundle_summary(rec)
+    summary = WebState(rec).summary
     assert f"{summary['test_rmse']:.4f}" in html
     assert f"<dd>{summary['n_users']}</dd>" in html and f"<dd>{summary['n_movies']}</dd>" in html
 
