@@ -12,26 +12,18 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+from typing import NamedTuple
 
 from embedder.bundle import MANIFEST, BundleError
-from embedder.publish import (
-    LEFTOVER_MIN_AGE_S,
-    is_version_of,
-    leftover_owner,
-    leftover_path,
-    leftover_time,
-    version_base,
-)
+from embedder.publish import LEFTOVER_MIN_AGE_S, leftover_owner, leftover_path, leftover_time, version_base
 
 BUNDLE, NOT_A_BUNDLE, LINK, LEFTOVER = "bundle", "not a bundle", "link", "staging leftover"
 
 
 @dataclass(frozen=True)
 class BundleRow:
-    """One entry listed: ``kind`` (:data:`BUNDLE`, :data:`NOT_A_BUNDLE`, :data:`LINK`, never followed, or
-    :data:`LEFTOVER`); ``created``, the manifest's ``updated`` or ``created`` time, else the newest
-    modification time; ``bytes`` of all its files and ``own_bytes`` of those no other version shares (hard
-    links), what removing it frees; ``current``: the folder served."""
+    """One entry listed: its ``kind``; ``created`` (manifest ``updated`` or ``created``, else mtime);
+    ``bytes`` of its files and ``own_bytes`` of those no other version shares; ``current``: the one served."""
 
     name: str
     path: Path
@@ -47,8 +39,7 @@ class BundleRow:
         return asdict(self) | {"path": str(self.path), "created": self.created.isoformat(timespec="seconds")}
 
 
-@dataclass(frozen=True)
-class PruneResult:
+class PruneResult(NamedTuple):
     """What :func:`prune_bundles` or :func:`prune_versions` removed, and every row it left."""
 
     removed: list[BundleRow]
@@ -60,9 +51,7 @@ def list_bundles(artifacts: str | os.PathLike) -> list[BundleRow]:
     and in ``artifacts`` (oldest first); ``current`` marks the one ``artifacts/current`` leads to."""
     artifacts = Path(artifacts)
     if not artifacts.is_dir():
-        raise BundleError(
-            f"{artifacts}: no artifacts folder there (train one with `python -m embedder train`)"
-        )
+        raise BundleError(f"{artifacts}: no artifacts folder there (make one: python -m embedder train)")
     folder = artifacts / "bundles"
     visible = [entry for entry in _entries(folder) if not entry.name.startswith(".")]
     hidden = [
@@ -72,8 +61,7 @@ def list_bundles(artifacts: str | os.PathLike) -> list[BundleRow]:
 
 
 def versions_folder(bundle: str | os.PathLike) -> tuple[Path, str]:
-    """The folder holding the versions of the bundle at ``bundle`` and their common name (``<name>`` and
-    ``<name>+<UTC stamp>``); BundleError if nothing is there."""
+    """The folder holding the versions of the bundle at ``bundle`` and their common name."""
     path = Path(os.path.abspath(bundle))
     if not os.path.lexists(path):
         raise BundleError(f"{path}: no bundle there")
@@ -85,8 +73,8 @@ def list_versions(bundle: str | os.PathLike) -> list[BundleRow]:
     """The versions of the bundle at ``bundle`` and the link naming them, as :func:`list_bundles` lists."""
     folder, name = versions_folder(bundle)
 
-    def ours(entry: str | None) -> bool:
-        return entry == name or is_version_of(entry or "", name)
+    def ours(entry: str | None) -> bool:  # the name itself or <name>+<UTC stamp>
+        return entry is not None and version_base(entry) == name
 
     entries = _entries(folder)
     hidden = [entry for entry in entries if ours(leftover_owner(entry.name))]
@@ -101,9 +89,8 @@ def earlier_versions_note(bundle: str | os.PathLike) -> str | None:
 
 
 def prune_bundles(artifacts: str | os.PathLike, keep: int) -> PruneResult:
-    """Delete all but the ``keep`` newest bundles of ``artifacts/bundles/`` and leftovers older than
-    :data:`LEFTOVER_MIN_AGE_S`; never what ``current`` or another link in ``artifacts/`` or
-    ``artifacts/bundles/`` points to, links, nor entries that are not bundles."""
+    """Delete all but the ``keep`` newest bundles of ``artifacts/bundles/`` and old leftovers; never what a
+    link in ``artifacts/`` or ``artifacts/bundles/`` points to, links, nor entries that are not bundles."""
     artifacts = Path(artifacts)
     return _prune(list_bundles(artifacts), keep, artifacts, artifacts / "bundles")
 
@@ -115,8 +102,7 @@ def prune_versions(bundle: str | os.PathLike, keep: int) -> PruneResult:
 
 
 def _prune(rows: list[BundleRow], keep: int, *link_folders: Path) -> PruneResult:
-    """Remove the bundles of ``rows`` after the ``keep`` newest, except those links in ``link_folders``
-    lead to, and the leftovers old enough."""
+    """Remove bundles after the ``keep`` newest but those linked from ``link_folders``, and old leftovers."""
     if keep < 1:
         raise ValueError(f"keep must be at least 1, got {keep}")
     linked = {entry.resolve() for place in link_folders for entry in _entries(place) if entry.is_symlink()}
@@ -133,8 +119,7 @@ def _entries(folder: Path) -> list[Path]:
 
 
 def _rows(visible: list[Path], leftovers: list[Path], served: Path) -> list[BundleRow]:
-    """``visible`` described, bundles newest first, then the ``leftovers``, oldest first; an entry that
-    vanished meanwhile (a writer renaming its staging folder into place) is skipped."""
+    """``visible`` described, bundles newest first, then ``leftovers``, oldest first; vanished skipped."""
     current = served.resolve() if served.exists() else None
     rows, hidden = [], []
     for entries, found in ((visible, rows), (leftovers, hidden)):
@@ -152,25 +137,18 @@ def _describe(entry: Path, current: Path | None, leftover: bool) -> BundleRow:
     if leftover or entry.is_symlink():
         sizes = _sizes(entry) if leftover else (None, None)
         return BundleRow(entry.name, entry, LEFTOVER if leftover else LINK, mtime, *sizes)
-    manifest = _manifest(entry)
-    if manifest is None:
-        return BundleRow(
-            entry.name, entry, NOT_A_BUNDLE, mtime, *_sizes(entry), current=entry.resolve() == current
-        )
+    try:
+        manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
+    except (OSError, ValueError):  # missing, unreadable or not JSON: not a bundle
+        manifest = None
+    kind = BUNDLE if isinstance(manifest, dict) else NOT_A_BUNDLE
+    manifest = manifest if kind == BUNDLE else {}
     created = _time(manifest.get("updated")) or _time(manifest.get("created")) or mtime
     try:
         rmse = float(manifest["metrics"]["test"]["rmse"])
     except (KeyError, TypeError, ValueError):
         rmse = None
-    return BundleRow(entry.name, entry, BUNDLE, created, *_sizes(entry), rmse, entry.resolve() == current)
-
-
-def _manifest(folder: Path) -> dict | None:
-    try:
-        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # missing, unreadable or not JSON: not a bundle
-        return None
-    return manifest if isinstance(manifest, dict) else None
+    return BundleRow(entry.name, entry, kind, created, *_sizes(entry), rmse, entry.resolve() == current)
 
 
 def _time(value: object) -> datetime | None:

@@ -32,12 +32,8 @@ from embedder.schemas import ClusterSummary, Manifest
 from embedder.vocab import Vocabulary
 
 SCHEMA_VERSION = 1
-MANIFEST, MOVIES_FILE, SEEN_FILE, CLUSTERS_FILE = (
-    "manifest.json",
-    "movies.parquet",
-    "seen.npz",
-    "clusters.json",
-)
+MANIFEST, MOVIES_FILE, SEEN_FILE = "manifest.json", "movies.parquet", "seen.npz"
+CLUSTERS_FILE = "clusters.json"
 MOVIE_COLUMNS = ("movie_id", "title", "genres", "rating_count", "mean_rating")
 IMPLICIT_EMBEDDINGS, IMPLICIT_BIASES = "implicit_embeddings.npy", "implicit_biases.npy"
 RELEVANCE_FILES = ("relevance_user_factors.npy", "relevance_movie_factors.npy", "relevance_shrinkage.npy")
@@ -186,10 +182,7 @@ def _open(folder: Path, name: str) -> IO[bytes]:
     try:
         fd = os.open(folder / name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
     except OSError as err:
-        reason = {
-            errno.ELOOP: "is a symbolic link; a bundle holds its own regular files",
-            errno.ENOENT: "missing",
-        }
+        reason = {errno.ELOOP: "is a symbolic link, not a regular file", errno.ENOENT: "missing"}
         raise BundleError(f"{name}: {reason.get(err.errno, err.strerror)} ({folder})") from None
     if not stat.S_ISREG(os.fstat(fd).st_mode):
         os.close(fd)
@@ -262,6 +255,8 @@ def _check_array(name: str, array: np.ndarray, sizes: dict[str | None, int]) -> 
         expected = sizes.setdefault(size, found) if isinstance(size, str) else size
         if expected not in (None, found):
             raise BundleError(f"{name}: has {found} {'columns' if axis else 'rows'}, expected {expected}")
+    if name.endswith("_ids.npy") and len(np.unique(array)) != len(array):
+        raise BundleError(f"{name}: ids are not unique")
     if name != "similar_scores.npy" and array.dtype.kind == "f" and not np.isfinite(array).all():
         raise BundleError(f"{name}: contains NaN or infinite values")
     low, size = RANGES.get(name, (0, None))
@@ -306,8 +301,7 @@ class Bundle:
         """A listed ``.npy`` file, as checked at load."""
         return self.content[self.file(name).name]
 
-    json = array
-    """A listed ``.json`` file, as parsed (strict JSON) and checked at load."""
+    json = array  # a listed .json file, as parsed and checked at load
 
     def read_bytes(self, name: str) -> bytes:
         """A listed file's bytes, checked again against its checksum: still the file that was verified."""
@@ -336,9 +330,7 @@ class Bundle:
     @classmethod
     def load(cls, path: str | os.PathLike, verify: bool = True, mmap: bool = False) -> Bundle:
         """Load the bundle at ``path`` (a folder or a link to one), checked whole; ``verify``: every file's
-        sha256; ``mmap``: the arrays are read-only memory maps, shared by the processes serving the bundle.
-        Raises :class:`BundleError` naming the file: missing, unreadable, a checksum, a manifest entry, a
-        dtype, shape or value out of range."""
+        sha256; ``mmap``: read-only memory maps of the arrays. :class:`BundleError` names the bad file."""
         try:
             folder = Path(path).resolve(strict=True)
         except (OSError, RuntimeError) as err:  # missing, or a loop of links
@@ -384,12 +376,6 @@ class Bundle:
             sizes["clusters"] = len(content[CLUSTERS_FILE])
         for name in [name for name in ARRAYS if name in content]:
             _check_array(name, content[name], sizes)
-        vocab = {}
-        for kind in ("user", "movie"):
-            try:
-                vocab[kind] = Vocabulary(content[f"{kind}_ids.npy"], kind)
-            except ValueError:
-                raise BundleError(f"{kind}_ids.npy: ids are not unique") from None
         movies, seen = content.pop(MOVIES_FILE), content.pop(SEEN_FILE)
         if missing := [column for column in MOVIE_COLUMNS if column not in movies.columns]:
             raise BundleError(f"{MOVIES_FILE}: missing columns {missing}")
@@ -403,5 +389,6 @@ class Bundle:
             content[f"{part}_{kind}.npy"] for kind in ("embeddings", "biases") for part in ("user", "movie")
         ]
         scale = tuple(map(float, manifest["rating_scale"]))
-        model = MFModel(float(manifest["global_mean"]), *arrays, scale, vocab["user"], vocab["movie"])
+        vocab = (Vocabulary(content[f"{kind}_ids.npy"], kind) for kind in ("user", "movie"))
+        model = MFModel(float(manifest["global_mean"]), *arrays, scale, *vocab)
         return cls(folder, manifest, model, movies, seen, content)

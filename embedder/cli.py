@@ -18,15 +18,12 @@ from embedder import DEFAULT_ARTIFACTS, DEFAULT_BUNDLE
 from embedder.checks import run_command, whole_number_arg
 
 DEFAULT_MIN_RATINGS = 20
-"""search.evaluate.DEFAULT_MIN_RATINGS, repeated so that --help need not import pandas
-(tests/embedder/test_cli.py checks they agree)."""
+"""search.evaluate.DEFAULT_MIN_RATINGS, repeated so that --help need not import pandas (a test checks)."""
 AGE_UNITS = (("d", 86400), ("h", 3600), ("min", 60))
 
 
 def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per :class:`~embedder.config.TrainConfig` field, helped by its description. A flag
-    not given stays out of the namespace, so the config's default applies and :func:`run_train`
-    knows which flags were given."""
+    """One flag per TrainConfig field; a flag not given stays out of the namespace (the default applies)."""
     from embedder.config import TrainConfig
 
     for name, field in TrainConfig.model_fields.items():
@@ -49,71 +46,37 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     train = commands.add_parser("train", help="train on MovieLens and export a bundle")
-    train.add_argument(
-        "--data",
-        default="ml-100k",
-        help="'ml-100k' (default, fetched and cached) or a path to a MovieLens release / CSV",
-    )
-    train.add_argument(
-        "--out", type=Path, help="write the bundle at this folder (leaves artifacts/current alone)"
-    )
-    train.add_argument(
-        "--artifacts",
-        type=Path,
-        default=DEFAULT_ARTIFACTS,
-        help="artifacts folder for versioned bundles and the 'current' link (default: %(default)s)",
-    )
+    train.add_argument("--data", default="ml-100k", help="'ml-100k' (fetched) or a MovieLens release / CSV")
+    train.add_argument("--out", type=Path, help="write the bundle here (artifacts/current left alone)")
+    artifacts_help = "folder of the bundles and the 'current' link (default: %(default)s)"
+    train.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help=artifacts_help)
     _add_config_flags(train)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=run_train, parser=train)
 
-    evaluate = commands.add_parser(
-        "evaluate", help="recompute a bundle's figures on the canonical test split"
-    )
+    evaluate = commands.add_parser("evaluate", help="recompute a bundle's figures on the test split")
+    evaluate.add_argument("--bundle", type=Path, default=DEFAULT_BUNDLE, help="default: %(default)s")
+    floor_help = "also rank only movies with this many training ratings (default: %(default)s)"
     evaluate.add_argument(
-        "--bundle", type=Path, default=DEFAULT_BUNDLE, help="bundle folder (default: %(default)s)"
-    )
-    evaluate.add_argument(
-        "--min-ratings",
-        type=whole_number_arg(0),
-        default=DEFAULT_MIN_RATINGS,
-        help="recommendation floor shown next to no floor: only movies with at least this many training "
-        "ratings (default: %(default)s)",
+        "--min-ratings", type=whole_number_arg(0), default=DEFAULT_MIN_RATINGS, help=floor_help
     )
     evaluate.add_argument("--json", action="store_true", help="print JSON")
     evaluate.set_defaults(handler=run_evaluate)
 
     bundles = commands.add_parser("bundles", help="list the published bundles; --keep N deletes older ones")
     where = bundles.add_mutually_exclusive_group()
-    where.add_argument(
-        "--artifacts",
-        type=Path,
-        default=DEFAULT_ARTIFACTS,
-        help="artifacts folder holding bundles/ and the 'current' link (default: %(default)s)",
-    )
-    where.add_argument(
-        "--bundle",
-        type=Path,
-        help="instead, the versions of this bundle: the ones replacing it left beside it "
-        "(<name>+<UTC stamp>)",
-    )
-    bundles.add_argument(
-        "--keep",
-        type=whole_number_arg(1),
-        help="delete all but the N newest bundles (never the current one) and staging leftovers "
-        "older than an hour",
-    )
+    where.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help=artifacts_help)
+    where.add_argument("--bundle", type=Path, help="instead, this bundle's versions (<name>+<UTC stamp>)")
+    keep_help = "delete all but the N newest (never the current) and leftovers over an hour old"
+    bundles.add_argument("--keep", type=whole_number_arg(1), help=keep_help)
     bundles.add_argument("--json", action="store_true", help="print JSON")
     bundles.set_defaults(handler=run_bundles)
     return parser
 
 
 def run_train(args: argparse.Namespace) -> int:
-    """Load data, split, train, evaluate, export; print the test RMSE and wall time.
-
-    Under torchrun every process loads the data and trains its share of the chain; the
-    first (rank 0) alone evaluates, exports and prints.
-    """
+    """Load data, split, train, evaluate, export; print the test RMSE and wall time. Under torchrun every
+    process trains its share of the chain; rank 0 alone evaluates, exports and prints."""
     from pydantic import ValidationError
 
     from embedder import distributed
@@ -173,9 +136,6 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     if first:
         group.barrier()
         print(f"data: {data.name} from {data.source}: {len(data.ratings):,} ratings", file=sys.stderr)
-        if data.duplicates_dropped:
-            dropped = f"{data.duplicates_dropped} duplicate (user, movie) rows dropped, the last kept"
-            print(f"data: {dropped}", file=sys.stderr)
     train_part, test_part = canonical_split(data.ratings, source=data.source)
     users = Vocabulary.from_values(data.ratings["user_id"], "user")
     movie_ids = set(data.ratings["movie_id"].tolist()) | set(data.movies["movie_id"].tolist())
@@ -217,14 +177,14 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
 
 def _fit_relevance(config, model, seen, train_part) -> tuple:
     """The relevance model and its manifest entry (λ chosen on the validation part), or (None, None)."""
-    from embedder.data import validation_part
+    from embedder.data import validation_split
     from embedder.export import seen_matrix
     from embedder.relevance import REGULARIZATIONS, fit_relevance
 
     if not config.relevance_rank:
         return None, None
     started = time.perf_counter()
-    validation = seen_matrix(model, validation_part(train_part, config.val_fraction, config.seed))
+    validation = seen_matrix(model, validation_split(train_part, config.val_fraction, config.seed)[1])
     rank, weight = config.relevance_rank, config.relevance_weight
     relevance, figures = fit_relevance(seen, validation, rank, REGULARIZATIONS, weight, seed=config.seed)
     return relevance, {
@@ -286,21 +246,14 @@ def run_bundles(args: argparse.Namespace) -> int:
         return 0
     result = (artifacts.prune_versions if versions else artifacts.prune_bundles)(where, args.keep)
     if args.json:
-        report = {key: [row.to_json() for row in rows] for key, rows in vars(result).items()}
+        report = {key: [row.to_json() for row in rows] for key, rows in result._asdict().items()}
         print(json.dumps(report, indent=2))
         return 0
     removed = [f"removed {row.path.relative_to(root)} ({_what(row)})" for row in result.removed]
     left = [f"kept {row.path.relative_to(root)} ({_what(row)})" for row in result.kept if row.kind != BUNDLE]
     kept = [row.name + (" (current)" if row.current else "") for row in result.kept if row.kind == BUNDLE]
-    print(
-        "\n".join(
-            [
-                *(removed or ["nothing removed"]),
-                *left,
-                f"kept {len(kept)} bundle(s): {', '.join(kept) or 'none'}",
-            ]
-        )
-    )
+    kept_line = f"kept {len(kept)} bundle(s): {', '.join(kept) or 'none'}"
+    print("\n".join([*(removed or ["nothing removed"]), *left, kept_line]))
     return 0
 
 

@@ -53,6 +53,7 @@ _LAYOUTS = {  # ratings file: movies file, releases, how pandas reads the movies
     "ratings.csv": ("movies.csv", "ml-20m, ml-25m, ml-32m, ml-latest(-small)", {}),
 }
 _CHECKSUM_BLOCK = 1 << 20
+_ZIP_METHODS = (zipfile.ZIP_STORED, zipfile.ZIP_DEFLATED)
 
 
 class DataError(ValueError):
@@ -61,12 +62,8 @@ class DataError(ValueError):
 
 @dataclass(frozen=True)
 class RatingsData:
-    """Ratings and movie metadata of one dataset, validated and in canonical form.
-
-    ``ratings``: :data:`COMPACT_DTYPES` (``timestamp`` 0 where the source has none), in file order, the last
-    of each (user, movie) pair kept, index ``0..n-1``.  ``movies``: :data:`MOVIE_DTYPES` (genres
-    ``'|'``-joined): the movie file's rows, then ``Movie <id>`` for each rated id it lacks.
-    """
+    """``ratings``: :data:`COMPACT_DTYPES` (``timestamp`` 0 if none) in file order, the last of each (user,
+    movie) pair kept; ``movies``: :data:`MOVIE_DTYPES`, then ``Movie <id>`` for each rated id not listed."""
 
     ratings: pd.DataFrame
     movies: pd.DataFrame
@@ -100,12 +97,8 @@ def load_ratings(
     cache_dir: str | os.PathLike | None = None,
     progress: bool = True,
 ) -> RatingsData:
-    """Load a MovieLens dataset into canonical frames; :class:`DataError` names what is wrong, and where.
-
-    ``data`` is ``None`` or ``"ml-100k"`` for MovieLens 100K through the fetch chain (cached in ``cache_dir``,
-    default :func:`default_cache_dir`; ``progress`` on stderr), else the path of a release (a folder or a
-    .zip) or of a CSV with columns ``user_id``, ``movie_id``, ``rating`` and an optional ``timestamp``.
-    """
+    """Load MovieLens: ``None``/``"ml-100k"`` fetched (cached in ``cache_dir``), else a release folder or zip,
+    or a CSV of ``user_id, movie_id, rating[, timestamp]``; DataError names what is wrong, and where."""
     if data is None or data == "ml-100k":
         from embedder.fetch import load_default  # fetch reads its zips with this module's readers
 
@@ -159,10 +152,7 @@ class Release:
             fh = open(self.path / (self.prefix + name), "rb")
         elif (member := self.prefix + name) not in self.zip.namelist():
             raise DataError(f"{self.path}: no member {member}")
-        elif (info := self.zip.getinfo(member)).compress_type not in (
-            zipfile.ZIP_STORED,
-            zipfile.ZIP_DEFLATED,
-        ):
+        elif (info := self.zip.getinfo(member)).compress_type not in _ZIP_METHODS:
             # zipfile inflates bzip2 and lzma a whole read at a time, past any cap; MovieLens zips deflate.
             raise DataError(f"{self.label(name)}: compression method {info.compress_type}, not deflate")
         elif info.file_size > MAX_MEMBER_BYTES:  # zipfile inflates no more than declared, then checks the CRC
@@ -268,10 +258,8 @@ def _pick_columns(found: pd.Index, aliases: dict, label: str) -> dict:
 def build_ratings(
     name: str, scale: tuple | None, raw: pd.DataFrame, label: str, source: str, movies=None, movies_label=""
 ) -> RatingsData:
-    """Check what a reader read (frames indexed by line number), once, and assemble :class:`RatingsData`.
-
-    ``scale`` None takes it from the data.  DataError at the first bad value, naming file, line and value.
-    """
+    """Check what a reader read (frames indexed by line number) into :class:`RatingsData` (``scale`` None:
+    from the data); DataError at the first bad value, naming file, line and value."""
     if raw.empty:
         raise DataError(f"{label}: no ratings (the file is empty or has only a header)")
     # MovieLens numbers users and movies from 1; a plain CSV may use any integer.
@@ -360,11 +348,6 @@ def validation_split(train: pd.DataFrame, fraction: float, seed: int, *, source:
     """Carve a validation part out of the training rows (for early stopping only), as ``train_test_split``."""
     fit, val = _split_rows(len(train), fraction, seed, "the validation split of the training ratings", source)
     return train.take(fit), train.take(val)
-
-
-def validation_part(train: pd.DataFrame, fraction: float, seed: int) -> pd.DataFrame:
-    """The validation rows of :func:`validation_split`, without copying the rest."""
-    return train.take(_split_rows(len(train), fraction, seed, "the validation split", None)[1])
 
 
 def _split_rows(rows: int, test_size: float, seed: int, what: str, source: str | None) -> list[np.ndarray]:

@@ -1,5 +1,4 @@
-"""Export a trained model as a bundle (docs/design.md, "The bundle"). The evaluation report comes from the
-caller: export writes it into the manifest and never imports the layer above that makes it."""
+"""Export a trained model as a bundle (docs/design.md, "The bundle"); the caller brings the evaluation."""
 
 from __future__ import annotations
 
@@ -27,7 +26,7 @@ from embedder.bundle import (
     write_bundle,
 )
 from embedder.config import TrainConfig
-from embedder.data import validation_part
+from embedder.data import validation_split
 from embedder.metrics import rating_errors
 from embedder.relevance import RelevanceModel
 from embedder.train import TrainResult
@@ -37,9 +36,8 @@ LIBRARIES = ("numpy", "pandas", "scipy", "scikit-learn", "torch")
 
 
 def model_arrays(result: TrainResult) -> dict[str, np.ndarray]:
-    """The bundle's ``.npy`` files: the fitted model's arrays as they are, its ids and, with the
-    users' implicit part, the implicit rows (zero for movies without training ratings: they
-    are in no one's N(u), so their rows are draws from the prior)."""
+    """The bundle's ``.npy`` files: the model's arrays, its ids and any implicit rows (zero for movies
+    without training ratings: in no one's N(u), their rows are draws from the prior)."""
     model = result.model
     arrays = {f"{name}.npy": getattr(model, name) for name in PARAMETERS}
     if result.implicit is not None:
@@ -86,8 +84,7 @@ def model_state_bytes(result: TrainResult) -> bytes:
 
 
 def history_table(result: TrainResult) -> pd.DataFrame:
-    """Every run's per-epoch (per-sweep) rows, with a ``phase`` column: ``training`` (one
-    run on all training rows), or ``validation`` then ``refit``."""
+    """Every run's per-epoch rows, ``phase``: ``training`` (one run), or ``validation`` then ``refit``."""
     one_run = result.fitted_all and result.refit_history is None
     runs = [result.history.assign(phase="training" if one_run else "validation")]
     if result.refit_history is not None:
@@ -130,20 +127,18 @@ def export_bundle(
     relevance: RelevanceModel | None = None,
     relevance_info: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Write the bundle for ``result`` at ``dest`` (atomically) and return it with its manifest.
-
-    ``movies`` is the bundle's movie table (:func:`movie_table`); ``evaluation`` the quality
-    report to record (``search.evaluate.quality_report``); ``relevance`` the relevance model and
-    ``relevance_info`` what its fit chose and measured (the manifest's ``relevance``). The rating
-    errors are computed from the exported float32 arrays, clipped, so anyone can recompute them.
-    """
+    """Write the bundle for ``result`` at ``dest`` (atomically); return its path and manifest. ``movies``:
+    :func:`movie_table`; ``evaluation``, ``relevance_info``: recorded in the manifest as given."""
     model = result.model
     arrays = model_arrays(result)
     if relevance is not None:
         factors = (relevance.user_factors, relevance.movie_factors, relevance.shrinkage)
         arrays |= dict(zip(RELEVANCE_FILES, factors, strict=True))
-    val = validation_part(train, config.val_fraction, config.seed)
-    parts = {"train": train, "val": val, "test": test}
+    parts = {
+        "train": train,
+        "val": validation_split(train, config.val_fraction, config.seed)[1],
+        "test": test,
+    }
     predict = lambda part: model.predict_ids(part["user_id"].to_numpy(), part["movie_id"].to_numpy())  # noqa: E731
     metrics = {name: rating_errors(predict(part), part["rating"]) for name, part in parts.items()}
     history = history_table(result)

@@ -1,10 +1,8 @@
 """Versions and links: how a new bundle takes the place of the old one (docs/design.md, "The bundle").
 
-A version is a folder named with a UTC stamp at its end (``<name>+<stamp>``, or ``<data>-<stamp>`` as
-``train`` names its bundles in ``artifacts/bundles/``), written once and never changed. Any other path that
-names a bundle is a link to a version, made a link by its first publish. A writer fills a hidden staging
-folder beside the versions (``.<name>.tmp-<8 characters>``, the one naming of leftovers), renames it to a new
-version and moves the link with one ``os.replace``: a crash leaves the link on the old or the new version.
+A version (``<name>+<UTC stamp>``, or ``<data>-<stamp>`` from ``train``) is written once, never changed; other
+bundle paths are links to one. A writer fills a hidden staging folder (``.<name>.tmp-<8 characters>``),
+renames it to a new version and moves the link with one ``os.replace``: a crash leaves either version linked.
 """
 
 from __future__ import annotations
@@ -39,11 +37,6 @@ def is_version(name: str) -> bool:
     return re.search(rf"[-+]{STAMP}$", name) is not None
 
 
-def is_version_of(name: str, base: str) -> bool:
-    """Whether ``name`` is ``<base>+<UTC stamp>`` (not a folder a user named ``<base>+something``)."""
-    return re.fullmatch(rf"{re.escape(base)}\+{STAMP}", name) is not None
-
-
 def leftover_prefix(name: str) -> str:
     """How the temporary entries of a writer of ``name`` begin: ``.<name>.tmp-``."""
     return f".{name}.tmp-"
@@ -73,8 +66,7 @@ def leftover_time(entry: Path) -> float:
 
 
 def remove_old_leftovers(folder: Path, prefix: str = ".") -> None:
-    """Remove the leftovers ``prefix...`` in ``folder`` older than :data:`LEFTOVER_MIN_AGE_S`: links, and
-    staging folders of plain files (anything else is not ours). Best effort: ``bundles`` lists the rest."""
+    """Remove old leftovers ``prefix...`` in ``folder``: links, and staging folders of plain files only."""
     cutoff = time.time() - LEFTOVER_MIN_AGE_S
     for entry in folder.iterdir():
         if not entry.name.startswith(prefix) or not leftover_owner(entry.name):
@@ -97,15 +89,9 @@ def fsync_dir(path: Path) -> None:
     os.close(fd)
 
 
-def _version_home(dest: Path) -> Path:
-    """The version a new one for ``dest`` is made beside: the one a link ``dest`` points to, else ``dest``."""
-    return dest.resolve() if dest.is_symlink() else dest
-
-
 def staging_folder(dest: Path) -> Path:
-    """A hidden folder beside the versions of ``dest`` (one file system: the rename that publishes it is
-    atomic) to write a new version in, made after removing old leftovers there."""
-    home = _version_home(dest)
+    """A hidden folder beside the versions of ``dest`` (one file system: the publishing rename is atomic)."""
+    home = dest.resolve() if dest.is_symlink() else dest  # a link: beside the version it points to
     remove_old_leftovers(home.parent)
     staged = Path(tempfile.mkdtemp(prefix=leftover_prefix(version_base(home.name)), dir=home.parent))
     staged.chmod(0o755)  # mkdtemp makes it private; what is published is meant to be shared
@@ -113,15 +99,12 @@ def staging_folder(dest: Path) -> Path:
 
 
 def publish(staged: Path, dest: Path) -> Path:
-    """Make the complete folder ``staged`` a new version and ``dest`` lead to it; returns the version.
-
-    A version name not yet taken is the version; a link moves to a new ``<name>+<stamp>`` beside the one it
-    points to; anything else (nothing, an empty folder, a bundle folder that is no version, first kept
-    beside as ``<dest>+<stamp>``) becomes a link to ``<dest>+<stamp>``."""
+    """Make the complete folder ``staged`` a new version and ``dest`` lead to it; returns the version. A link
+    moves to a new version beside its old one; a bundle folder that is no version is first kept as one."""
     if not dest.is_symlink() and is_version(dest.name):
         version = dest
     else:
-        home = _version_home(dest)
+        home = dest.resolve() if dest.is_symlink() else dest
         version = home.with_name(f"{version_base(home.name)}+{utc_stamp()}")
     os.rename(staged, version)  # over an empty folder too
     fsync_dir(version.parent)

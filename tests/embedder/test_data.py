@@ -821,7 +821,7 @@ def test_constant_ratings_in_a_plain_csv_are_refused_naming_the_file(tmp_path):
 def test_both_splits_are_the_rows_train_test_split_picks(n):
     from sklearn.model_selection import train_test_split
 
-    from embedder.data import canonical_split, validation_part, validation_split
+    from embedder.data import canonical_split, validation_split
 
     rng = np.random.default_rng(n)
     frame = pd.DataFrame(
@@ -835,4 +835,3 @@ def test_both_splits_are_the_rows_train_test_split_picks(n):
         ours_fit, ours_val = validation_split(frame, 0.1, seed)
         pd.testing.assert_frame_equal(ours_fit, fit)
         pd.testing.assert_frame_equal(ours_val, val)
-        pd.testing.assert_frame_equal(validation_part(frame, 0.1, seed), val)
