@@ -1,9 +1,7 @@
 """Train biased matrix factorization on MovieLens and export a verified bundle.
 
-Importing this package is cheap: torch is imported only by the modules that
-train (``embedder.adam``, ``embedder.gibbs``, ``embedder.train``, ``embedder.export``), so
-``embedder.bundle``, ``embedder.model`` (the model object) and ``embedder.vocab``
-serve torch-free readers.
+Only the training modules import torch, so the bundle, the model object and the vocabularies serve
+torch-free readers.
 """
 
 from pathlib import Path

@@ -11,11 +11,8 @@ from embedder.model import rating
 
 
 class CollaborativeFiltering(nn.Module):
-    """:func:`embedder.model.rating` over ``nn.Embedding`` tables; ``model.pt`` holds its state.
-
-    ``global_mean`` starts μ; the embeddings start ``N(0, init_std²)`` from ``generator``,
-    the biases at zero.
-    """
+    """:func:`embedder.model.rating` over ``nn.Embedding`` tables (``model.pt`` holds its state); the
+    embeddings start ``N(0, init_std²)`` from ``generator``, the biases at zero."""
 
     def __init__(
         self, n_users: int, n_movies: int, dim: int, global_mean: float, init_std=0.05, generator=None
@@ -55,9 +52,9 @@ def clipped_rmse(model: CollaborativeFiltering, u, m, r, scale, chunk: int = 1 <
     """RMSE of the model's predictions, clipped to ``scale``, at the ratings ``(u, m, r)``."""
     squared = 0.0
     for start in range(0, len(r), chunk):
-        pred = model(u[start : start + chunk], m[start : start + chunk]).clamp(*scale)
-        squared += float(((pred - r[start : start + chunk]) ** 2).sum())
-    return (squared / max(len(r), 1)) ** 0.5
+        block = slice(start, start + chunk)
+        squared += float(((model(u[block], m[block]).clamp(*scale) - r[block]) ** 2).sum())
+    return (squared / len(r)) ** 0.5
 
 
 def epochs(model: CollaborativeFiltering, fit, val, config, scale, generator, count: int) -> Iterator[tuple]:

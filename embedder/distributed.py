@@ -1,11 +1,8 @@
 """The processes that share one Gibbs chain: ``torch.distributed`` under torchrun, else just this one.
 
-``torchrun --nproc_per_node=N -m embedder train ...`` starts N copies of the
-command line, each with ``RANK`` and ``WORLD_SIZE`` in its environment. Each copy
-draws the rows of its own share of users and of movies and then gathers the
-others' rows, so every process holds the whole (small) factor matrices and
-only the ratings of its own rows; the few global sums (μ, α, the stopping rule)
-are all-reduced. See docs/design.md, "Training on several processes".
+Each process draws the rows of its own share of users and of movies and gathers the others', so it holds
+the whole (small) factor matrices but only its own rows' ratings; the few global sums (μ, α, the stopping
+rule) are all-reduced. See docs/design.md, "Training on several processes".
 """
 
 from __future__ import annotations
@@ -17,11 +14,8 @@ import torch.distributed as dist
 
 
 class Group:
-    """The processes of one chain and the few collective operations it needs.
-
-    Outside torchrun (no initialised process group) it is one process, and every
-    operation is the identity.
-    """
+    """The processes of one chain and the few collective operations it needs (outside torchrun: this
+    process alone, every operation the identity)."""
 
     def __init__(self) -> None:
         active = dist.is_available() and dist.is_initialized()
@@ -65,12 +59,8 @@ def launched_by_torchrun() -> bool:
 
 
 def join(device: torch.device) -> Group:
-    """Join the process group that torchrun described in the environment.
-
-    gloo on the CPU, nccl on CUDA (each process on the GPU of its local rank). An
-    application's choice, made once by the command line; library code only reads
-    the group (:class:`Group`).
-    """
+    """Join the process group that torchrun described in the environment: gloo on the CPU, nccl on CUDA
+    (each process on the GPU of its local rank). The command line's choice; library code only reads it."""
     if device.type == "cuda":
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group(backend="nccl" if device.type == "cuda" else "gloo")

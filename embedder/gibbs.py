@@ -1,12 +1,9 @@
 """Bayesian biased matrix factorization by Gibbs sampling (Rendle et al. 2019; docs/design.md, "The model").
 
-Priors, per-dimension and shared by a side's rows: ``[p_u, b_u] ~ N(m, diag(1/λ))``, likewise
-``[q_i, b_i]``; ``λ_j ~ Gamma(1, 1)``, ``m_j ~ N(0, 1/λ_j)``; ratings ``r ~ N(r̂, 1/α)``,
-``α ~ Gamma(1, 1)``; ``μ`` flat. A sweep draws every user's row jointly given the movies (a
-batch of ``(d+1)``-dimensional Gaussians), then every movie's, then ``μ``, ``α`` and the
-hyperparameters; with ``implicit``, each side's implicit rows after its own
-(:mod:`embedder.implicit`). The posterior mean of ``P Qᵀ`` over the samples is itself a
-factorization, kept compressed by :class:`LowRankSum`.
+The rows ``[p_u, b_u]`` (and ``[q_i, b_i]``) of a side share a per-dimension Normal-Gamma prior; ratings
+are ``N(r̂, 1/α)``. A sweep draws every user's row jointly given the movies, then every movie's, then ``μ``,
+``α`` and the hyperparameters; with ``implicit``, each side's implicit rows after its own
+(:mod:`embedder.implicit`). The posterior mean of ``P Qᵀ`` is kept compressed by :class:`LowRankSum`.
 """
 
 from __future__ import annotations
@@ -33,30 +30,21 @@ IMPLICIT_SIDES = {"none": (), "users": ("users",), "both": ("users", "movies")}
 
 
 class _Side:
-    """This process's rows ``first .. first + n_rows`` of one side (a shard under torchrun) in
-    CSR form over their ratings, sliced without copies into blocks of rows."""
+    """This process's shard of one side's rows, in CSR form over their ratings."""
 
-    def __init__(
-        self,
-        rows: np.ndarray,
-        others: np.ndarray,
-        values: np.ndarray,
-        first: int,
-        n_rows: int,
-        n_others: int,
-        device: torch.device,
-    ):
-        self.first, self.n_rows, self.n_others = first, n_rows, n_others
+    def __init__(self, rows, others, values, n_rows, n_others, group, device):
+        self.first, end = group.shard(n_rows)
+        if group.size > 1:
+            mine = (rows >= self.first) & (rows < end)
+            rows, others, values = rows[mine], others[mine], values[mine]
+        self.n_rows, self.n_others = end - self.first, n_others
         order = torch.sort(torch.as_tensor(rows), stable=True).indices.numpy()
-        counts = np.bincount(rows - first if first else rows, minlength=n_rows)
         index = np.int32 if max(len(rows), n_others) < 2**31 else np.int64
-        crow = np.zeros(n_rows + 1, dtype=index)
-        np.cumsum(counts, out=crow[1:])
+        crow = np.zeros(self.n_rows + 1, dtype=index)
+        np.cumsum(np.bincount(rows - self.first, minlength=self.n_rows), out=crow[1:])
         self.crow = torch.as_tensor(crow, device=device)
         self.others = torch.as_tensor(others.astype(index, copy=False)[order], device=device)
-        """For each rating in this side's CSR order, the row of the other side."""
         self.values = torch.as_tensor(values[order], dtype=STATS_DTYPE, device=device)
-        """The ratings in this side's CSR order."""
         self.ones = torch.ones(len(rows), dtype=STATS_DTYPE, device=device)
 
     def blocks(self):
@@ -78,10 +66,6 @@ class _Side:
                 check_invariants=False,
             )
 
-    def span(self, start: int, end: int) -> slice:
-        """The ratings of local rows ``start:end``, as a slice of the CSR order."""
-        return slice(int(self.crow[start]), int(self.crow[end]))
-
 
 def _triangle_to_square(k: int) -> torch.Tensor:
     """For each entry (i, j) of a symmetric k x k matrix, its column in the packed
@@ -95,38 +79,25 @@ def _triangle_to_square(k: int) -> torch.Tensor:
 class GibbsSampler:
     """Block Gibbs sampler for biased MF with per-dimension Normal-Gamma priors.
 
-    Conditions on the ratings ``(users, movies, values)`` (rows, any order), with ``dim``
-    factors per sample started ``N(0, init_std²)``; same ``seed`` and process count, same
-    samples. ``group``: the processes sharing the chain, each drawing its shard of users and
-    movies from only those rows' ratings. ``implicit``: a key of :data:`IMPLICIT_SIDES`;
-    :attr:`X`, :attr:`Y` hold the own rows, :attr:`Xc`, :attr:`Yc` the composites that predict.
+    Conditions on the ``ratings`` ``(users, movies, values)`` (row numbers; float32) with ``dim`` factors per
+    sample, started ``N(0, init_std²)``; same ``seed`` and process count, same samples. ``group``: the
+    processes sharing the chain (:mod:`embedder.distributed`); ``implicit``: a key of :data:`IMPLICIT_SIDES`.
+    :attr:`X`, :attr:`Y` hold the own rows, :attr:`Xc`, :attr:`Yc` the composite rows that predict.
     """
 
     def __init__(
-        self,
-        n_users: int,
-        n_movies: int,
-        dim: int,
-        users: np.ndarray,
-        movies: np.ndarray,
-        values: np.ndarray,
-        init_std: float,
-        seed: int,
-        device: torch.device | str = "cpu",
-        group: Group | None = None,
-        implicit: str = "none",
+        self, n_users, n_movies, dim, ratings, init_std, seed, device="cpu", group=None, implicit="none"
     ):
-        self.dim, self.device = dim, torch.device(device)
-        self.group = group or Group()
-        self.n_users, self.n_movies = n_users, n_movies
+        users, movies, values = ratings
+        self.dim, self.device, self.group = dim, torch.device(device), group or Group()
         # Rows are drawn by torch on the ratings' device, the few hyperparameters by numpy (its Gamma
         # sampler takes a seed). Initial rows and hyperparameters agree in all processes; noise is each one's.
         self.generator = torch.Generator(device=self.device).manual_seed(seed)
         self.rng = np.random.default_rng(seed)
-        self.users = self._side(users, movies, values, n_users, n_movies)
-        self.movies = self._side(movies, users, values, n_movies, n_users)
+        self.users = _Side(users, movies, values, n_users, n_movies, self.group, self.device)
+        self.movies = _Side(movies, users, values, n_movies, n_users, self.group, self.device)
+        # Users and movies without ratings are exported as zero rows, not as their draws from the prior.
         self.user_rated = torch.as_tensor(np.bincount(users, minlength=n_users) > 0, device=self.device)
-        """Users with at least one rating; the others are drawn from the prior alone."""
         self.movie_rated = torch.as_tensor(np.bincount(movies, minlength=n_movies) > 0, device=self.device)
         # Rows are [p_u, b_u] and [q_i, b_i]: the bias is one more coordinate.
         self.X = torch.zeros(n_users, dim + 1, dtype=DTYPE, device=self.device)
@@ -139,197 +110,115 @@ class GibbsSampler:
             )
         self.mu = float(values.mean(dtype=np.float64))
         self.alpha = 1.0
-        self.residuals = self.users.values - self.mu
-        """``r - r̂`` of the current sample at this process's ratings (in the user side's CSR order)."""
+        self.ratings = self.users.values
+        """This process's ratings, in the user side's CSR order."""
+        self.residuals = self.ratings - self.mu
+        """``r - r̂`` of the current sample at :attr:`ratings`."""
         self._square = _triangle_to_square(dim + 1).to(self.device)
+        pattern = lambda side: side.block(0, side.n_rows, side.ones)
+        zeros = lambda side: self.X.new_zeros(side.n_others, dim + 1)
         self.implicit = {
-            name: ImplicitRows(
-                side.block(0, side.n_rows, side.ones),
-                other.block(0, other.n_rows, other.ones),
-                side_size,
-                other_size,
-                dim + 1,
-                self.group,
-                DTYPE,
-            )
-            for name, side, other, side_size, other_size in (
-                ("users", self.users, self.movies, n_users, n_movies),
-                ("movies", self.movies, self.users, n_movies, n_users),
-            )
+            name: ImplicitRows(pattern(side), pattern(other), zeros(side), self.group)
+            for name, side, other in (("users", self.users, self.movies), ("movies", self.movies, self.users))
             if name in IMPLICIT_SIDES[implicit]
         }
-        """Each side's implicit rows, for the sides that have them."""
         self.Xc, self.Yc = self.X, self.Y
-
-    def _side(
-        self, rows: np.ndarray, others: np.ndarray, values: np.ndarray, n_rows: int, n_others: int
-    ) -> _Side:
-        first, end = self.group.shard(n_rows)
-        if self.group.size > 1:
-            mine = (rows >= first) & (rows < end)
-            rows, others, values = rows[mine], others[mine], values[mine]
-        return _Side(rows, others, values, first, end - first, n_others, self.device)
 
     def _normal(self, *shape: int) -> torch.Tensor:
         return torch.randn(shape, generator=self.generator, dtype=DTYPE, device=self.device)
 
     def predict(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
-        """Raw predictions of the current sample for paired rows, as exported.
-
-        A user or movie without ratings is exported as a zero row (the bundle's
-        fallback), not as its draw from the prior, so it contributes nothing here.
-        """
-        known_user = self.user_rated[users].unsqueeze(1).to(DTYPE)
-        known_movie = self.movie_rated[movies].unsqueeze(1).to(DTYPE)
-        x, y = self.Xc[users] * known_user, self.Yc[movies] * known_movie
+        """Raw predictions of the current sample for paired rows, as exported (unrated rows zeroed)."""
+        x = self.Xc[users] * self.user_rated[users].unsqueeze(1).to(DTYPE)
+        y = self.Yc[movies] * self.movie_rated[movies].unsqueeze(1).to(DTYPE)
         d = self.dim
         return rating(self.mu, x[:, d], y[:, d], x[:, :d], y[:, :d])
 
-    def ratings(self) -> torch.Tensor:
-        """This process's ratings, in the order of :attr:`residuals`."""
-        return self.users.values
-
     def _interactions(self) -> torch.Tensor:
-        """``b_u + b_i + p_u·q_i`` of the current sample at this process's ratings
-        (in the user side's CSR order).
-
-        A sampled dense-dense product over each block of the user CSR, computed only
-        at the ratings: ``[p_u, b_u, 1]·[q_i, 1, b_i]``.
-        """
+        """``b_u + b_i + p_u·q_i`` at :attr:`ratings`: ``[p_u, b_u, 1]·[q_i, 1, b_i]`` sampled there."""
         d, side = self.dim, self.users
-        ones = lambda n: torch.ones(n, 1, dtype=DTYPE, device=self.device)
         own = self.Xc[side.first : side.first + side.n_rows]
-        xa = torch.cat([own, ones(len(own))], 1).to(STATS_DTYPE)
-        ya = (
-            torch.cat([self.Yc[:, :d], ones(len(self.Yc)), self.Yc[:, d:]], 1).to(STATS_DTYPE).mT.contiguous()
-        )
+        xa = torch.cat([own, own.new_ones(len(own), 1)], 1).to(STATS_DTYPE)
+        ya = torch.cat([self.Yc[:, :d], self.Yc.new_ones(len(self.Yc), 1), self.Yc[:, d:]], 1)
+        ya = ya.to(STATS_DTYPE).mT.contiguous()
         out = torch.empty(len(side.values), dtype=STATS_DTYPE, device=self.device)
-        with warnings.catch_warnings():
-            warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
-            for start, end in side.blocks():
-                product = torch.sparse.sampled_addmm(
-                    side.block(start, end, side.ones), xa[start:end], ya, beta=0.0
-                )
-                out[side.span(start, end)] = product.values()
+        for start, end in side.blocks():
+            product = torch.sparse.sampled_addmm(
+                side.block(start, end, side.ones), xa[start:end], ya, beta=0.0
+            )
+            out[int(side.crow[start]) : int(side.crow[end])] = product.values()
         return out
 
-    def _hyper(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw (m, λ) per dimension from their Normal-Gamma posterior given the rows."""
-        n = rows.shape[0]
-        mean = rows.mean(0).cpu().numpy()
-        spread = ((rows - rows.mean(0)) ** 2).sum(0).cpu().numpy() + PRIOR_MEAN_WEIGHT * n / (
-            PRIOR_MEAN_WEIGHT + n
-        ) * mean**2
-        lam = self.rng.gamma(PRIOR_SHAPE + (n + 1) / 2, 1.0 / (PRIOR_RATE + spread / 2))
-        m = self.rng.normal(n * mean / (PRIOR_MEAN_WEIGHT + n), 1.0 / np.sqrt((PRIOR_MEAN_WEIGHT + n) * lam))
-        as_tensor = lambda a: torch.as_tensor(a, dtype=DTYPE, device=self.device)
-        return as_tensor(m), as_tensor(lam)
-
     def _prior(self, rows: torch.Tensor, draw: bool, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
-        """(m, λ) of the prior of ``rows``: drawn given them (:meth:`_hyper`), or with
-        ``draw`` False the fixed ridge prior ``N(0, 1/(α ridge))`` of :meth:`warm_up`."""
-        if draw:
-            return self._hyper(rows)
-        k = self.dim + 1
-        mean = torch.zeros(k, dtype=DTYPE, device=self.device)
-        return mean, torch.full((k,), self.alpha * ridge, dtype=DTYPE, device=self.device)
+        """(m, λ) per dimension: drawn from their Normal-Gamma posterior given ``rows``, or with ``draw``
+        False the warm-up's fixed ridge prior ``N(0, 1/(α ridge))``."""
+        if not draw:
+            return rows.new_zeros(self.dim + 1), rows.new_full((self.dim + 1,), self.alpha * ridge)
+        n, mean, w = rows.shape[0], rows.mean(0).cpu().numpy(), PRIOR_MEAN_WEIGHT
+        spread = ((rows - rows.mean(0)) ** 2).sum(0).cpu().numpy() + w * n / (w + n) * mean**2
+        lam = self.rng.gamma(PRIOR_SHAPE + (n + 1) / 2, 1.0 / (PRIOR_RATE + spread / 2))
+        m = self.rng.normal(n * mean / (w + n), 1.0 / np.sqrt((w + n) * lam))
+        return torch.as_tensor(m, device=self.device), torch.as_tensor(lam, device=self.device)
 
-    def _draw_rows(
-        self,
-        side: _Side,
-        own: torch.Tensor,
-        other: torch.Tensor,
-        draw: bool,
-        ridge: float,
-        offset: torch.Tensor | None = None,
-        keep_stats: bool = False,
-    ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor, torch.Tensor | None] | None]:
-        """Draw this process's rows of ``own`` jointly given ``other``: a batched Gaussian.
-
-        ``own`` and ``other`` are the whole current matrices (``other`` composite);
-        the rows drawn are those of ``side`` only. With ``draw`` False, take the
-        conditional mode under the ridge prior ``N(0, 1/(α ridge))`` instead (an
-        alternating-least-squares step; see :meth:`warm_up`). ``offset``: the
-        implicit part of this process's composite rows, which the own rows do not
-        explain.
-
-        Returns the rows and, with ``keep_stats``, what the implicit rows' draw needs
-        (:meth:`_draw_implicit`): each row's Gram matrix ``Σ z zᵀ``, ``Σ (r - μ - b) z``,
-        and (when drawing) ``Σ ε z`` for standard normal ``ε`` per rating; else None.
-        """
+    def _draw_rows(self, side: _Side, own: torch.Tensor, other: torch.Tensor, draw, ridge, offset=None):
+        """Draw this process's rows of ``own`` given the composite ``other`` (with ``draw`` False, their mode
+        under the ridge prior). ``offset``: the implicit part of the composite rows; with it, also return what
+        :meth:`_draw_implicit` needs: per row ``Σ z zᵀ``, ``Σ (r - μ - b) z`` and (drawing) ``Σ ε z``."""
         d, k = self.dim, self.dim + 1
         m, lam = self._prior(own, draw, ridge)
-        # A user's row is a linear regression of its ratings less μ and the movies'
-        # biases on the features z_i = [q_i, 1] (for movies, swap the roles), so
-        # all it needs are Σ z zᵀ and Σ (r - μ - b_i) z = Σ r z - Σ (μ + b_i) z over
-        # its ratings: sparse products of the pattern with the columns of z zᵀ (its
-        # triangle only: z_j·z[j:] for each j) and (μ + b) z, and of the ratings with z.
-        z = torch.cat([other[:, :d], torch.ones(len(other), 1, dtype=DTYPE, device=other.device)], 1)
+        # A user's row is a linear regression of its ratings less μ and the movies' biases on the features
+        # z_i = [q_i, 1] (for movies, swap the roles): it needs Σ z zᵀ (its triangle: z_j·z[j:] for each j)
+        # and Σ (r - μ - b_i) z = Σ r z - Σ (μ + b_i) z, sparse products of the rating pattern.
+        z = torch.cat([other[:, :d], other.new_ones(len(other), 1)], 1)
         shifted = (z * (self.mu + other[:, d:])).to(STATS_DTYPE)
         z = z.to(STATS_DTYPE)
         columns = torch.cat([z[:, j : j + 1] * z[:, j:] for j in range(k)] + [shifted], 1)
         n_triangle = columns.shape[1] - k
-        drawn, stats = [], []
-        rating_noise = None
-        if keep_stats and draw:  # ε per rating, for the implicit rows' draw (Σ_i ε_ui z_i per row)
-            rating_noise = torch.randn(
+        keep = offset is not None
+        if keep and draw:
+            noise = torch.randn(
                 len(side.values), generator=self.generator, dtype=STATS_DTYPE, device=self.device
             )
-        # Block by block: a block's k x k precision matrices are the largest temporaries.
+        drawn, grams, targets, noise_sums = [], [], [], []
         for start, end in side.blocks():
             sums = side.block(start, end, side.ones) @ columns
             target = (side.block(start, end, side.values) @ z - sums[:, n_triangle:]).to(DTYPE)
-            # gather, not index_select: on CPU, index_select along columns is much slower.
             square = torch.gather(sums[:, :n_triangle], 1, self._square.expand(end - start, -1)).to(DTYPE)
             gram = square.reshape(end - start, k, k)
-            rhs = (
-                target
-                if offset is None
-                else target - torch.bmm(gram, offset[start:end].unsqueeze(2)).squeeze(2)
-            )
-            rhs = self.alpha * rhs + lam * m
-            if keep_stats:
-                noise = None if rating_noise is None else (side.block(start, end, rating_noise) @ z).to(DTYPE)
-                stats.append((gram, target, noise))
+            rhs = target
+            if keep:
+                rhs = target - torch.bmm(gram, offset[start:end].unsqueeze(2)).squeeze(2)
+                grams.append(gram)
+                targets.append(target)
+                if draw:
+                    noise_sums.append((side.block(start, end, noise) @ z).to(DTYPE))
             precision = gram * self.alpha
             precision.diagonal(dim1=1, dim2=2).add_(lam)
             # With precision = L Lᵀ, the draw L⁻ᵀ (L⁻¹ rhs + ε) has mean precision⁻¹ rhs
             # and covariance L⁻ᵀ L⁻¹ = precision⁻¹: two triangular solves in all.
             chol = torch.linalg.cholesky(precision)
-            half = torch.linalg.solve_triangular(chol, rhs.unsqueeze(2), upper=False)
+            half = torch.linalg.solve_triangular(chol, (self.alpha * rhs + lam * m).unsqueeze(2), upper=False)
             if draw:
                 half += self._normal(end - start, k, 1)
             drawn.append(torch.linalg.solve_triangular(chol.mT, half, upper=True).squeeze(2))
-        rows = torch.cat(drawn) if drawn else own.new_zeros((0, k))
-        if not keep_stats:
-            return rows, None
-        joined = lambda parts, shape: torch.cat(parts) if parts else own.new_zeros(shape)
-        return rows, (
-            joined([g for g, _, _ in stats], (0, k, k)),
-            joined([t for _, t, _ in stats], (0, k)),
-            joined([noise for _, _, noise in stats], (0, k)) if draw else None,
-        )
+        joined = lambda parts, *shape: torch.cat(parts) if parts else own.new_zeros((0, *shape))
+        stats = (joined(grams, k, k), joined(targets, k), joined(noise_sums, k) if draw else None)
+        return joined(drawn, k), stats if keep else None
 
     def sweep(self) -> None:
         """One full pass: users, movies, μ, α (hyperparameters drawn with their side)."""
         self._pass(draw=True)
 
     def warm_up(self, ridge: float) -> None:
-        """One alternating-least-squares pass: each side's conditional mode under a
-        fixed ridge prior (``ridge``: the λ of ``Σ (r - r̂)² + λ ‖row‖²``), μ and α at
-        their conditional modes.
-
-        A chain started near zero moves slowly on large data (its hyperparameters
-        shrink the small rows further); a few of these passes put it near the
-        posterior's mode first, as Salakhutdinov & Mnih start BPMF from a MAP fit.
-        """
+        """One alternating-least-squares pass (ridge ``Σ (r - r̂)² + ridge ‖row‖²``), μ and α at their modes:
+        a chain started near zero moves slowly on large data, so a few of these put it near the mode first."""
         self._pass(draw=False, ridge=ridge)
 
     def _pass(self, draw: bool, ridge: float = 0.0) -> None:
         self.X, self.Xc = self._update_side("users", self.users, self.X, self.Xc, self.Yc, draw, ridge)
         self.Y, self.Yc = self._update_side("movies", self.movies, self.Y, self.Yc, self.Xc, draw, ridge)
         # μ and α from two sums over the ratings less the rest of the model, d = r - (b_u + b_i + p·q).
-        rest = self.ratings() - self._interactions()
+        rest = self.ratings - self._interactions()
         n, total, squares = self.group.sum(
             len(rest),
             rest.sum(dtype=torch.float64),
@@ -344,40 +233,30 @@ class GibbsSampler:
         self.alpha = float(self.rng.gamma(shape, 1.0 / rate)) if draw else shape / rate
 
     def _update_side(
-        self,
-        name: str,
-        side: _Side,
-        own: torch.Tensor,
-        composite: torch.Tensor,
-        other: torch.Tensor,
-        draw: bool,
-        ridge: float,
+        self, name, side, own, composite, other, draw, ridge
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """New own rows of one side, then its implicit rows (if it has them):
-        ``(own, composite)`` for all rows."""
+        """New own rows of one side, then its implicit rows (if it has them): ``(own, composite)``."""
         implicit = self.implicit.get(name)
         mine = slice(side.first, side.first + side.n_rows)
         offset = None if implicit is None else composite[mine] - own[mine]
-        drawn, stats = self._draw_rows(side, own, other, draw, ridge, offset, keep_stats=implicit is not None)
+        drawn, stats = self._draw_rows(side, own, other, draw, ridge, offset)
         own = self.group.gather(drawn, len(own))
         if implicit is None:
             return own, own
         self._draw_implicit(implicit, drawn, stats, draw, ridge)
         return own, own + implicit.contribution()
 
-    def _draw_implicit(
-        self, implicit: ImplicitRows, drawn: torch.Tensor, stats, draw: bool, ridge: float
-    ) -> None:
-        """Draw a side's implicit rows given its own rows just ``drawn`` (this
-        process's) and the ``stats`` :meth:`_draw_rows` kept."""
+    def _draw_implicit(self, implicit: ImplicitRows, drawn: torch.Tensor, stats, draw: bool, ridge: float):
+        """Draw a side's implicit rows given its own rows ``drawn`` and :meth:`_draw_rows`'s ``stats``."""
         gram, target, noise_sums = stats
         # Σ_i e_ui z_i with e the ratings less all but the implicit part: Σ (r - μ - b_i) z - G x.
         residual_sums = target - torch.bmm(gram, drawn.unsqueeze(2)).squeeze(2)
         m, lam = self._prior(implicit.rows, draw, ridge)
         noise = None
         if draw:
-            first, end = self.group.shard(implicit.n_others)
-            noise = self.group.gather(self._normal(end - first, self.dim + 1), implicit.n_others)
+            n = len(implicit.rows)
+            first, end = self.group.shard(n)
+            noise = self.group.gather(self._normal(end - first, self.dim + 1), n)
         implicit.draw(gram, residual_sums, noise_sums, self.alpha, m, lam, noise)
 
     def training_rmse(self) -> float:
@@ -401,9 +280,8 @@ class GibbsSampler:
 
 
 def _range_basis(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """``(W, R)`` such that ``Q = M W`` has orthonormal columns spanning M's numerical range and
-    ``M ≈ Q R``, from the small Gram matrix ``MᵀM = V E Vᵀ``: ``W = V E^-½``, ``R = E^½ Vᵀ``, so the
-    tall ``Q`` need never be formed. Directions below the eigenvalues' rounding error are dropped."""
+    """``(W, R)`` with ``M W`` an orthonormal basis of M's numerical range and ``M ≈ (M W) R``, from the
+    small Gram matrix ``MᵀM = V E Vᵀ``: ``W = V E^-½``, ``R = E^½ Vᵀ``, dropping directions below rounding."""
     values, vectors = torch.linalg.eigh(M.mT @ M)
     kept = values > values[-1].clamp(min=0) * len(values) * torch.finfo(M.dtype).eps
     root = values[kept].sqrt()
@@ -412,13 +290,8 @@ def _range_basis(M: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 class LowRankSum:
-    """A running sum of products ``Σ A_s B_sᵀ`` kept as one pair of factors.
-
-    New factors are appended side by side; once the pair is wider than ``cap``
-    columns it is compressed exactly to its best rank-``keep`` approximation (an
-    orthonormal basis of each side, SVD of the small core), so memory stays
-    bounded however many samples are added.
-    """
+    """A running sum of products ``Σ A_s B_sᵀ`` kept as one pair of factors, compressed to its best
+    rank-``keep`` approximation whenever it is wider than ``cap`` columns, so memory stays bounded."""
 
     def __init__(self, keep: int, cap: int):
         self.keep, self.cap = keep, cap
@@ -446,43 +319,33 @@ class LowRankSum:
 
 
 class PosteriorMean:
-    """Running mean of the sampled μ, biases and ``P Qᵀ``; with ``implicit``, also
-    of the user side's implicit rows (one ``[y_j, c_j]`` per movie) against the
-    movies, ``Σ y Qᵀ`` and ``c`` (see :meth:`implicit_rows`)."""
+    """Running mean of the sampled μ, biases and ``P Qᵀ``; with ``implicit``, also of the user side's
+    implicit rows against the movies (see :meth:`implicit_rows`)."""
 
     def __init__(self, keep: int, cap: int, implicit: bool = False):
         self.count = 0
-        self.mu = 0.0
-        self.user_bias: torch.Tensor | None = None
-        self.movie_bias: torch.Tensor | None = None
+        # 0.0 + x is x exactly: the sums start as plain zeros and become tensors on the first draw.
+        self.mu = self.user_bias = self.movie_bias = self.implicit_bias = 0.0
         self.products = LowRankSum(keep, cap)
         self.implicit_products = LowRankSum(keep, cap) if implicit else None
-        self.implicit_bias: torch.Tensor | None = None
 
-    def add(
-        self,
-        sample: tuple[float, torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
-        implicit_rows: torch.Tensor | None = None,
-    ) -> None:
-        """Fold one draw (μ, b_u, b_i, P, Q) into the mean, with the user side's
-        implicit rows of the same draw when the mean keeps them."""
+    def add(self, sample, implicit_rows: torch.Tensor | None = None) -> None:
+        """Fold one draw (μ, b_u, b_i, P, Q) in, with the user side's implicit rows of the same draw."""
         mu, bu, bi, P, Q = sample
         self.count += 1
         self.mu += mu
-        self.user_bias = bu.clone() if self.user_bias is None else self.user_bias + bu
-        self.movie_bias = bi.clone() if self.movie_bias is None else self.movie_bias + bi
+        self.user_bias = self.user_bias + bu
+        self.movie_bias = self.movie_bias + bi
         self.products.add(P, Q)
         if self.implicit_products is not None and implicit_rows is not None:
             d = P.shape[1]
             self.implicit_products.add(implicit_rows[:, :d], Q)
-            bias = implicit_rows[:, d]
-            self.implicit_bias = bias.clone() if self.implicit_bias is None else self.implicit_bias + bias
+            self.implicit_bias = self.implicit_bias + implicit_rows[:, d]
 
     def implicit_rows(self, movie_factors: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """The user side's implicit rows in the basis of the exported movie factors:
-        ``(E, c)`` with ``E q̂_i ≈`` the posterior mean of ``y_j·q_i`` (least squares
-        over all movies i), so a newcomer's row can add ``|N|^-½ Σ_{j∈N} [E_j, c_j]``
-        as a trained user's does (:mod:`search.foldin`)."""
+        """The user side's implicit rows in the basis of the exported movie factors: ``(E, c)`` with ``E q̂_i``
+        the least-squares fit of the posterior mean of ``y_j·q_i``, so a newcomer's row can add
+        ``|N|^-½ Σ_{j∈N} [E_j, c_j]`` as a trained user's does (:mod:`search.foldin`)."""
         A, B = self.implicit_products.A, self.implicit_products.B
         gram = movie_factors.mT @ movie_factors
         E = A @ (B.mT @ movie_factors) @ torch.linalg.pinv(gram, hermitian=True) / self.count
@@ -493,31 +356,20 @@ class PosteriorMean:
         P, Q = self.products.truncated(rank)
         scale = 1.0 / math.sqrt(self.count)
         pad = lambda M: torch.nn.functional.pad(M * scale, (0, rank - M.shape[1]))
-        return (
-            self.mu / self.count,
-            self.user_bias / self.count,
-            self.movie_bias / self.count,
-            pad(P),
-            pad(Q),
-        )
+        count = self.count
+        return self.mu / count, self.user_bias / count, self.movie_bias / count, pad(P), pad(Q)
 
 
 class Convergence:
     """The chain's stopping rule: whether its running posterior mean has converged.
 
-    After S samples the mean's predictions carry Monte Carlo error of variance ``v/S`` per
-    rating (``v``: the samples' variance around their mean at the training ratings), which
-    adds ``v/S`` to the expected squared error. Doubling the samples would remove half of
-    it, an RMSE gain of about ``v / (4 S σ)`` at noise level ``σ``; the chain stops once
-    that is below ``tolerance``. Under torchrun ``group`` sums over every process's ratings.
+    After S samples the mean's predictions carry Monte Carlo error of variance ``v/S`` per rating, which
+    doubling the samples would halve: an RMSE gain of about ``v / (4 S σ)`` at noise level ``σ``. The chain
+    stops once that is below ``tolerance``.
     """
 
-    def __init__(
-        self, n: int, device: torch.device, tolerance: float, min_samples: int, group: Group | None = None
-    ):
-        self.tolerance, self.min_samples = tolerance, min_samples
-        self.group = group or Group()
-        self.count = 0
+    def __init__(self, n: int, device, tolerance: float, min_samples: int, group: Group | None = None):
+        self.tolerance, self.min_samples, self.group, self.count = tolerance, min_samples, group or Group(), 0
         self.mean = torch.zeros(n, dtype=torch.float32, device=device)
         self.squares = torch.zeros(n, dtype=torch.float32, device=device)
 
@@ -531,11 +383,9 @@ class Convergence:
     def gain(self, noise_std: float) -> float:
         """Estimated RMSE gain of doubling the samples (inf before two samples)."""
         n, total = self.group.sum(
-            len(self.squares), self.squares.sum(dtype=torch.float64), device=self.squares.device
+            len(self.squares), self.squares.sum(dtype=torch.float64), device=self.mean.device
         )
-        if self.count < 2:
-            return math.inf
-        return total / n / (self.count - 1) / (4 * self.count * noise_std)
+        return total / n / (self.count - 1) / (4 * self.count * noise_std) if self.count > 1 else math.inf
 
     def converged(self, gain: float) -> bool:
         """Whether to stop, given this sweep's :meth:`gain` (computed once: under torchrun a collective)."""
@@ -545,4 +395,4 @@ class Convergence:
         """RMSE of the running mean (clipped to ``scale``) at the training ratings."""
         errors = self.mean.clamp(*scale) - ratings
         n, total = self.group.sum(len(errors), errors.square().sum(dtype=torch.float64), device=errors.device)
-        return math.sqrt(total / max(n, 1))
+        return math.sqrt(total / n)

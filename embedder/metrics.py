@@ -1,6 +1,5 @@
-"""Quality metrics as plain numpy functions (no model, no bundle), checked against cases worked
-out by hand in ``tests/embedder/test_metrics.py``. Ranking metrics take a matrix of recommended
-item indexes (one row per user, best first, -1 padding a short list)."""
+"""Quality metrics as plain numpy functions. Ranking metrics take a matrix of recommended item indexes
+(one row per user, best first, -1 padding a short list)."""
 
 from __future__ import annotations
 
@@ -9,30 +8,14 @@ from collections.abc import Sequence
 import numpy as np
 
 
-def rmse(predicted: np.ndarray, actual: np.ndarray) -> float:
-    """Root mean squared error."""
-    error = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
-    return float(np.sqrt(np.mean(error**2)))
-
-
-def mae(predicted: np.ndarray, actual: np.ndarray) -> float:
-    """Mean absolute error."""
-    error = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
-    return float(np.mean(np.abs(error)))
-
-
 def rating_errors(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float]:
-    """``{"rmse": …, "mae": …}``."""
-    return {"rmse": rmse(predicted, actual), "mae": mae(predicted, actual)}
+    """Root mean squared and mean absolute error: ``{"rmse": …, "mae": …}``."""
+    error = np.asarray(predicted, dtype=np.float64) - np.asarray(actual, dtype=np.float64)
+    return {"rmse": float(np.sqrt(np.mean(error**2))), "mae": float(np.mean(np.abs(error)))}
 
 
 def hits_at_k(recommended: np.ndarray, relevant_rows: np.ndarray, relevant_items: np.ndarray) -> np.ndarray:
-    """Boolean matrix: is ``recommended[r, j]`` relevant to row ``r``?
-
-    Relevance is given as pairs ``(relevant_rows[t], relevant_items[t])`` using the
-    same row numbering as ``recommended``; an item of -1 pads a short list and is
-    never relevant.
-    """
+    """Boolean matrix: is ``recommended[r, j]`` among the pairs ``(relevant_rows[t], relevant_items[t])``?"""
     recommended = np.asarray(recommended, dtype=np.int64)
     n_items = int(max(recommended.max(initial=0), np.max(relevant_items, initial=0))) + 1
     keys = np.asarray(relevant_rows, dtype=np.int64) * n_items + np.asarray(relevant_items, dtype=np.int64)
@@ -47,21 +30,16 @@ def precision_at_k(hits: np.ndarray) -> float:
 
 
 def recall_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> float:
-    """Mean over rows of (relevant items in the top k) / (relevant items of the row).
-
-    Rows without relevant items are skipped (their recall is undefined).
-    """
+    """Mean over rows of (relevant items in the top k) / (relevant items of the row), skipping rows
+    without relevant items."""
     hits, n_relevant = np.asarray(hits, dtype=bool), np.asarray(n_relevant)
     keep = n_relevant > 0
     return float((hits[keep].sum(1) / n_relevant[keep]).mean())
 
 
 def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> float:
-    """Mean over rows of DCG@k / ideal DCG@k with binary relevance.
-
-    ``DCG = Σ_j hit_j / log2(j + 2)`` over positions j = 0..k-1; the ideal ranking
-    puts ``min(k, n_relevant)`` hits first. Rows without relevant items are skipped.
-    """
+    """Mean over rows of DCG@k / ideal DCG@k with binary relevance, ``DCG = Σ_j hit_j / log2(j + 2)``,
+    skipping rows without relevant items."""
     hits, n_relevant = np.asarray(hits, dtype=bool), np.asarray(n_relevant)
     keep = n_relevant > 0
     hits, n_relevant = hits[keep], n_relevant[keep]
@@ -72,26 +50,16 @@ def ndcg_at_k(hits: np.ndarray, n_relevant: np.ndarray) -> float:
 
 
 def catalogue_coverage(recommended: np.ndarray, n_items: int) -> float:
-    """Share of the catalogue's ``n_items`` that appear in at least one top-k list
-    (-1 pads a short list)."""
+    """Share of the catalogue's ``n_items`` that appear in at least one top-k list."""
     recommended = np.asarray(recommended)
     return float(len(np.unique(recommended[recommended >= 0])) / n_items)
 
 
-def jaccard(a: frozenset | set, b: frozenset | set) -> float:
-    """|a ∩ b| / |a ∪ b|; two empty sets count as 0 (nothing to agree on)."""
-    union = len(a | b)
-    return len(a & b) / union if union else 0.0
-
-
 def mean_jaccard(queries: np.ndarray, neighbours: np.ndarray, sets: Sequence[frozenset]) -> float:
-    """Mean Jaccard similarity between each query's set and each of its neighbours' sets.
-
-    ``neighbours[r]`` lists the neighbour indexes of ``queries[r]``; ``sets[i]``
-    is item i's set (of genres, say).
-    """
+    """Mean Jaccard similarity ``|a ∩ b| / |a ∪ b|`` between the set of each query and of each of its
+    ``neighbours[r]`` (``sets[i]``: item i's genres, say); two empty sets count as 0."""
     values = [
-        jaccard(sets[q], sets[n])
+        len(sets[q] & sets[n]) / max(len(sets[q] | sets[n]), 1)
         for q, row in zip(np.asarray(queries), np.asarray(neighbours), strict=True)
         for n in row
     ]

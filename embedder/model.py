@@ -1,10 +1,7 @@
 """The model object and its formula, ``r̂ = μ + b_u + b_i + p_u·q_i``, written once (:func:`rating`).
 
-:class:`MFModel` holds μ, the biases, the embeddings and the two vocabularies. Training
-returns one, a bundle stores and loads one (over its possibly memory-mapped arrays),
-and evaluation, search, the command line and the web server read predictions and
-search vectors from it. numpy only: serving never imports torch.
-Tested in ``tests/embedder/test_model.py``.
+Training returns an :class:`MFModel`, a bundle stores and loads one, and every other layer reads predictions
+and search vectors from it. numpy only: serving never imports torch.
 """
 
 from __future__ import annotations
@@ -20,8 +17,7 @@ PREDICT_BLOCK = 1 << 14
 
 
 def rating(mu, user_bias, movie_bias, user_vectors, movie_vectors):
-    """``μ + b_u + b_i + p_u·q_i`` for paired rows: numpy arrays or torch tensors alike
-    (the torch module, the Gibbs sampler and :class:`MFModel` all predict with it)."""
+    """``μ + b_u + b_i + p_u·q_i`` for paired rows, numpy arrays or torch tensors alike."""
     return mu + user_bias + movie_bias + (user_vectors * movie_vectors).sum(-1)
 
 
@@ -35,29 +31,22 @@ def _augment(embeddings: np.ndarray, biases: np.ndarray, bias_column: int) -> np
 
 @dataclass(frozen=True, eq=False)
 class MFModel:
-    """Biased matrix factorization as arrays.
+    """Biased matrix factorization as arrays; row ``r`` of the user arrays is user ``user_vocab.ids[r]``.
 
-    Row ``r`` of the user arrays belongs to user ``user_vocab.ids[r]`` (the original
-    MovieLens id), and likewise for movies. The arrays are held as given, never
-    copied, so a bundle's memory maps stay shared between processes.
+    The arrays are held as given, never copied, so a bundle's memory maps stay shared between processes.
     """
 
     global_mean: float
-    """μ, the global bias."""
     user_embeddings: np.ndarray
     """``p_u``, ``(n_users, d)``; ``d`` may be 0 (a biases-only baseline)."""
     movie_embeddings: np.ndarray
-    """``q_i``, ``(n_movies, d)``."""
     user_biases: np.ndarray
-    """``b_u``, ``(n_users,)``."""
     movie_biases: np.ndarray
-    """``b_i``, ``(n_movies,)``."""
     rating_scale: tuple[float, float]
     """(lowest, highest) rating of the dataset; :meth:`predict` clips to it."""
     user_vocab: Vocabulary | None = None
-    """User id <-> row; None for a model known by rows only (an evaluation baseline)."""
+    """None for a model known by rows only (an evaluation baseline); likewise ``movie_vocab``."""
     movie_vocab: Vocabulary | None = None
-    """Movie id <-> row; None likewise."""
 
     @classmethod
     def biases(cls, global_mean: float, user_biases, movie_biases, rating_scale) -> MFModel:
@@ -87,21 +76,17 @@ class MFModel:
     def predict(self, user_rows: np.ndarray, movie_rows: np.ndarray, clip: bool = True) -> np.ndarray:
         """:func:`rating` in float32 for paired rows, clipped to the rating scale unless ``clip`` is False.
 
-        A row of ``-1`` (an id the model has not learnt) contributes a zero embedding and a
-        zero bias, so an unknown user is predicted ``μ + b_i``, an unknown movie ``μ + b_u``
-        and both ``μ``; users and movies without training ratings are exported as zero
-        rows, so they get exactly this fallback too.
+        A row of ``-1`` (an id the model has not learnt) counts as a zero row, so an unknown user is
+        predicted ``μ + b_i``, an unknown movie ``μ + b_u`` and both ``μ``, the same fallback as users and
+        movies without training ratings (exported as zero rows).
         """
         user_rows, movie_rows = np.asarray(user_rows, np.int64), np.asarray(movie_rows, np.int64)
         raw = np.empty(len(user_rows), dtype=np.float32)
         for start in range(0, len(raw), PREDICT_BLOCK):
-            users, movies = (
-                user_rows[start : start + PREDICT_BLOCK],
-                movie_rows[start : start + PREDICT_BLOCK],
-            )
-            known_user, known_movie = (users >= 0)[:, None], (movies >= 0)[:, None]
-            u, m = np.maximum(users, 0), np.maximum(movies, 0)
-            raw[start : start + PREDICT_BLOCK] = rating(
+            block = slice(start, start + PREDICT_BLOCK)
+            known_user, known_movie = (user_rows[block] >= 0)[:, None], (movie_rows[block] >= 0)[:, None]
+            u, m = np.maximum(user_rows[block], 0), np.maximum(movie_rows[block], 0)
+            raw[block] = rating(
                 np.float32(self.global_mean),
                 self.user_biases[u] * known_user[:, 0],
                 self.movie_biases[m] * known_movie[:, 0],
@@ -118,9 +103,7 @@ class MFModel:
     def scores(self, user_rows: np.ndarray) -> np.ndarray:
         """Raw predicted ratings of the given users for every movie, ``(len(user_rows), n_movies)``."""
         scores = self.user_embeddings[user_rows] @ self.movie_embeddings.T
-        scores += (self.global_mean + self.user_biases[user_rows])[
-            :, None
-        ]  # in place: no block-sized temporaries
+        scores += (self.global_mean + self.user_biases[user_rows])[:, None]
         scores += self.movie_biases
         return scores
 

@@ -1,25 +1,11 @@
 """The relevance model: who watches what, and which of your movies brought each one up.
 
-A top-K ordered by predicted rating lists well-liked movies few people watch. The
-relevance model learns from the rating *pattern* instead (docs/design.md,
-"Relevance"): a low-rank linear autoencoder of the binary users x movies matrix
-``X``, the closed-form ridge regression of ``X`` on itself restricted to rank ``r``
-(an EASE of low rank). With the truncated SVD ``X ≈ U Σ Vᵀ``:
-
-    watch(u, i) = |N(u)|^-½ x_u V D V_iᵀ,      D = Σ² / (Σ² + λ)
-
-so a user's vector ``p_u = |N(u)|^-½ x_u V D`` is the scaled sum of the rows
-``V_j D`` of the movies ``N(u)`` they rated (the scale, as in SVD++, keeps a
-newcomer's three movies and a heavy rater's three hundred on one footing), a
-newcomer's comes from the movies they rate without refitting, and the score splits
-exactly into one term per rated movie (``explain``). The relevance that orders a
-top-K adds the rating model's raw prediction, scaled:
-
-    relevance(u, i) = watch(u, i) + β r̂(u, i)
-
-"what you would watch, and like". Both terms are inner products, so one index over
-``[V_i, x_i]`` with queries ``[p_u, β y_u]`` (``x``, ``y`` the bias-augmented rows of
-the rating model) answers it.
+A top-K by predicted rating lists well-liked movies few people watch; this model learns from the rating
+*pattern* (docs/design.md, "Relevance"): a rank-``r`` linear autoencoder of the binary users x movies
+matrix ``X``. With ``X ≈ U Σ Vᵀ``, ``watch(u, i) = |N(u)|^-½ x_u V D V_iᵀ``, ``D = Σ² / (Σ² + λ)``: a user's
+vector is the scaled sum of their movies' rows (so a newcomer's needs no refit, and the score splits into
+one term per rated movie). The order is ``relevance(u, i) = watch(u, i) + β r̂(u, i)``, one inner product
+of ``[p_u, β y_u]`` with ``[V_i, x_i]``.
 """
 
 from __future__ import annotations
@@ -59,13 +45,8 @@ class RelevanceModel:
         return np.atleast_2d(user_vectors) @ self.movie_factors.T
 
     def explain(self, movie_rows: np.ndarray, movie: int, n: int = 3) -> tuple[np.ndarray, np.ndarray]:
-        """The rated movies that add most to ``movie``'s watch score, and what each adds.
-
-        ``watch = |N|^-½ Σ_j V_j D V_movieᵀ`` over the rated movies ``j``; leaving ``j``
-        out takes its term away and rescales the rest by the same factor for every
-        ``j``, so the largest terms are exactly the movies whose removal lowers the
-        score most. Up to ``n`` rows with a positive share, largest first.
-        """
+        """Up to ``n`` rated movies that add most (and positively) to ``movie``'s watch score, with what
+        each adds (the terms of ``|N|^-½ Σ_j V_j D V_movieᵀ``), largest first."""
         rows = np.unique(np.asarray(movie_rows, dtype=np.int64))
         scale = self.shrinkage / np.sqrt(max(len(rows), 1))
         shares = (self.movie_factors[rows] * scale) @ self.movie_factors[movie]
@@ -82,11 +63,8 @@ def watched(seen: sp.csr_matrix) -> sp.csr_matrix:
 
 
 def _svd(pattern: sp.csr_matrix, rank: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """The top ``rank`` singular values and right singular vectors (movies x rank) of ``pattern``.
-
-    sklearn's randomized SVD (Halko et al.) only multiplies by ``X`` and ``Xᵀ``, so
-    ML-25M's 25M ratings stay sparse throughout.
-    """
+    """The top ``rank`` singular values and right singular vectors of ``pattern``; the randomized SVD
+    only multiplies by ``X`` and ``Xᵀ``, so the ratings stay sparse throughout."""
     from sklearn.utils.extmath import randomized_svd
 
     rank = max(1, min(rank, min(pattern.shape) - 1))
@@ -105,11 +83,9 @@ def fit_relevance(
 ) -> tuple[RelevanceModel, dict[float, float]]:
     """Fit the relevance model on the training ratings ``seen`` (users x movies CSR).
 
-    ``λ`` is the one of ``regularizations`` whose watch scores, fitted on ``seen``
-    less its validation part ``held_out`` (same shape), rank that part's relevant
-    ratings (``>= relevant_rating``) best by NDCG@10; the model is then fitted on
-    all of ``seen``. Returns the model and the validation NDCG@10 of each ``λ``
-    (none when there is only one to take).
+    ``λ`` is the one of ``regularizations`` whose watch scores, fitted on ``seen`` less its validation part
+    ``held_out``, rank that part's relevant ratings (``>= relevant_rating``) best by NDCG@10. Returns the
+    model fitted on all of ``seen`` and the validation NDCG@10 of each ``λ`` (none if there is one).
     """
     everything = watched(seen)
     figures: dict[float, float] = {}

@@ -1,19 +1,11 @@
 """Training: fit the model on the training rows and return it with its history.
 
-Two methods fit the same model (:func:`embedder.model.rating`):
-
-* ``gibbs`` (default): Bayesian MF by Gibbs sampling (:mod:`embedder.gibbs`); the exported
-  model is the posterior mean at rank ``config.dim``. One chain on all training rows: a few
-  alternating-least-squares passes put it near the posterior's mode, then it samples until
-  more sweeps would barely change its mean (:class:`embedder.gibbs.Convergence`). With
-  ``refit=False`` the chain runs on the training rows less a validation part and records
-  the validation RMSE of its mean per sweep.
-* ``adam`` (:mod:`embedder.adam`): early stopping on a validation part, then, with
-  ``refit``, a second run on all training rows for the chosen epoch count.
-
-Each method yields one :class:`Step` per epoch (sweep); :func:`_follow` alone records the
-history, shows progress and decides when to stop. The test part never reaches this module,
-and it changes no process-wide state (torch's thread setting is the command line's).
+``gibbs`` (default) samples Bayesian MF (:mod:`embedder.gibbs`) and exports the posterior mean at rank
+``config.dim``: one chain, started near the posterior's mode by a few alternating-least-squares passes, runs
+until more sweeps would barely change its mean (with ``refit=False``, on the training rows less a validation
+part, recording its validation RMSE). ``adam`` (:mod:`embedder.adam`) stops early on a validation part, then
+with ``refit`` runs again on all training rows for the chosen epoch count. Each method yields one
+:class:`Step` per epoch (sweep); :func:`_follow` alone records the history, shows progress and stops.
 """
 
 from __future__ import annotations
@@ -42,7 +34,6 @@ from embedder.vocab import Vocabulary
 
 log = logging.getLogger(__name__)
 
-HISTORY_COLUMNS = ["epoch", "train_rmse", "val_rmse", "seconds"]
 PROGRESS_EVERY = 10
 """Without a terminal, progress is one line per this many epochs (sweeps)."""
 
@@ -55,7 +46,6 @@ class Step:
     train_rmse: float
     val_rmse: float | None = None
     converged: bool = False
-    """The Gibbs chain's stopping rule says its mean has converged."""
     note: str = ""
 
 
@@ -64,30 +54,24 @@ class TrainResult:
     """A trained model with its per-epoch history."""
 
     model: MFModel
-    """float32 copies of the fitted parameters with both vocabularies, rows of users and movies
-    without ratings in the fitted rows zeroed: what the bundle stores and every figure uses."""
+    """float32 copies of the fitted parameters, rows without ratings in the fitted rows zeroed."""
     module: CollaborativeFiltering
     """The same parameters as a torch module, untrained rows as trained (``model.pt``)."""
     history: pd.DataFrame
     """The first run, one row per epoch (sweep): epoch, train_rmse, val_rmse, seconds."""
     best_epoch: int
-    """The epoch (sweep) count chosen: the lowest validation RMSE, or every one run."""
     seconds: float
     trained_users: np.ndarray
-    """Boolean mask over user rows: True where the user has ratings in the fitted rows."""
+    """Masks over user and movie rows: True where the row has ratings in the fitted rows."""
     trained_movies: np.ndarray
     validation_rmse: float = math.nan
     refit_history: pd.DataFrame | None = None
-    """Adam's refit on all training rows (val_rmse empty), or None without one."""
     fitted_all: bool = True
-    """Whether the model was fitted on all training rows (validation part included)."""
     warm_up_passes: int = 0
     world_size: int = 1
     implicit_sides: str = "none"
-    """(gibbs) The sides that had an implicit part (``config.implicit`` resolved)."""
     implicit: tuple[np.ndarray, np.ndarray] | None = None
-    """(gibbs, users' implicit part) One row ``[E_j, c_j]`` per movie in the basis of the exported
-    movie vectors (:meth:`PosteriorMean.implicit_rows`): float32 ``(n_movies, dim)``, ``(n_movies,)``."""
+    """(gibbs) The users' implicit rows ``[E_j, c_j]`` per movie (:meth:`PosteriorMean.implicit_rows`)."""
 
 
 @dataclass
@@ -135,20 +119,10 @@ def _tensors(frame: pd.DataFrame, ctx: _Context) -> tuple[torch.Tensor, ...]:
     return tuple(torch.as_tensor(a, device=ctx.device) for a in _rows(frame, ctx))
 
 
-def _follow(
-    steps: Iterator[Step],
-    total: int,
-    unit: str,
-    desc: str,
-    progress: bool,
-    patience=0,
-    min_delta=0.0,
-    on_best=None,
-):
-    """The one loop over a run's steps: the history, the progress (a bar on a terminal, a line
-    every :data:`PROGRESS_EVERY` steps elsewhere) and the stopping decision (the chain has
-    converged, or ``patience`` steps passed without a validation improvement).
-    Returns the history, the best validation step and its RMSE."""
+def _follow(steps: Iterator[Step], total: int, unit, desc, progress, patience=0, min_delta=0.0, on_best=None):
+    """The one loop over a run's steps: the history, the progress (a bar on a terminal, else a line every
+    :data:`PROGRESS_EVERY` steps) and the stopping decision (the chain has converged, or ``patience`` steps
+    passed without a validation improvement). Returns the history, the best validation step and its RMSE."""
     lines = progress and not sys.stderr.isatty()
     bar = tqdm(total=total, desc=desc, unit=unit, disable=not progress or lines)
     rows, best_val, best_epoch, stale = [], math.inf, 0, 0
@@ -156,9 +130,7 @@ def _follow(
     for step in steps:
         now = time.perf_counter()
         val = math.nan if step.val_rmse is None else step.val_rmse
-        rows.append(
-            {"epoch": step.epoch, "train_rmse": step.train_rmse, "val_rmse": val, "seconds": now - started}
-        )
+        rows.append((step.epoch, step.train_rmse, val, now - started))
         started = now
         shown = f"train {step.train_rmse:.4f}" + ("" if step.val_rmse is None else f" val {val:.4f}")
         bar.update(step.epoch - bar.n)
@@ -175,24 +147,22 @@ def _follow(
         if step.converged or (patience and step.val_rmse is not None and stale >= patience):
             break
     bar.close()
-    return pd.DataFrame(rows, columns=HISTORY_COLUMNS), best_epoch, best_val
+    return pd.DataFrame(rows, columns=["epoch", "train_rmse", "val_rmse", "seconds"]), best_epoch, best_val
 
 
 def _describe(val, epochs) -> str:
     return "refit on all training rows" if epochs else ("validation run" if val is not None else "training")
 
 
-def _fit_adam(
-    ctx: _Context, fit: pd.DataFrame, val: pd.DataFrame | None, epochs: int | None, keep: bool
-) -> _Run:
-    """Adam on MSE + L2; with a validation part, early stopping and the best epoch's weights,
+def _fit_adam(ctx: _Context, fit: pd.DataFrame, val: pd.DataFrame | None, epochs=None, keep=True) -> _Run:
+    """Adam on MSE + L2; with a validation part, early stopping and (``keep``) the best epoch's weights,
     else exactly ``epochs`` epochs."""
     config = ctx.config
     generator = torch.Generator().manual_seed(config.seed)
     fitted = _tensors(fit, ctx)
-    n_users, n_movies = len(ctx.users), len(ctx.movies)
+    mean = float(fitted[2].mean())
     model = CollaborativeFiltering(
-        n_users, n_movies, config.dim, float(fitted[2].mean()), config.init_std, generator
+        len(ctx.users), len(ctx.movies), config.dim, mean, config.init_std, generator
     )
     model = model.to(ctx.device)
     held_out = None if val is None else _tensors(val, ctx)
@@ -213,21 +183,18 @@ def _fit_adam(
 
 
 def _fit_gibbs(ctx: _Context, fit: pd.DataFrame, val: pd.DataFrame | None, epochs=None, keep=True) -> _Run:
-    """One chain: warm-up passes, then sweeps until :class:`Convergence` says stop (or
-    ``config.sweeps``); the running posterior mean is the model."""
+    """One chain: warm-up passes, then sweeps until :class:`Convergence` says stop; its mean is the model."""
     config, device = ctx.config, ctx.device
     sides = config.implicit_sides(len(fit))
-    sampler = GibbsSampler(
-        len(ctx.users), len(ctx.movies), config.sample_dim, *_rows(fit, ctx),
-        init_std=config.sample_init_std, seed=config.seed, device=device, group=ctx.group, implicit=sides,
-    )  # fmt: skip
+    n_users, n_movies = len(ctx.users), len(ctx.movies)
+    chain = (config.sample_init_std, config.seed, device, ctx.group, sides)
+    sampler = GibbsSampler(n_users, n_movies, config.sample_dim, _rows(fit, ctx), *chain)
     warm = _warm_up(sampler, config.warm_up, config.warm_ridge)
     implicit = sampler.implicit_user_rows is not None
-    # The running sum of P Qᵀ, cut back to the exported rank whenever it is wider than twice that.
     mean = PosteriorMean(keep=config.dim, cap=2 * config.dim + config.sample_dim, implicit=implicit)
 
     def sweeps() -> Iterator[Step]:
-        ratings = sampler.ratings()
+        ratings = sampler.ratings
         convergence = Convergence(len(ratings), device, config.tolerance, config.min_sweeps, ctx.group)
         if val is not None:
             vu, vm, vr = _tensors(val, ctx)
@@ -247,7 +214,7 @@ def _fit_gibbs(ctx: _Context, fit: pd.DataFrame, val: pd.DataFrame | None, epoch
             yield Step(sweep, rmse, val_rmse, convergence.converged(gain), f"gain {gain:.5f}")
 
     history, _, best_val = _follow(sweeps(), config.sweeps, "sweep", _describe(val, None), ctx.progress)
-    model = _module_from_mean(mean, len(ctx.users), len(ctx.movies), config.dim)
+    model = _module_from_mean(mean, n_users, n_movies, config.dim)
     rows = None
     if implicit:
         vectors, biases = mean.implicit_rows(model.movie_factors.weight.detach().to(torch.float64))
@@ -256,8 +223,7 @@ def _fit_gibbs(ctx: _Context, fit: pd.DataFrame, val: pd.DataFrame | None, epoch
 
 
 def _warm_up(sampler: GibbsSampler, passes: int, ridge: float) -> int:
-    """Alternating-least-squares passes until the training RMSE improves by less than 0.001
-    (at most ``passes``); how many ran."""
+    """Up to ``passes`` ALS passes, until the training RMSE improves by less than 0.001; how many ran."""
     previous = math.inf
     for done in range(1, passes + 1):
         sampler.warm_up(ridge)
@@ -270,7 +236,6 @@ def _warm_up(sampler: GibbsSampler, passes: int, ridge: float) -> int:
 
 
 def _module_from_mean(mean: PosteriorMean, n_users: int, n_movies: int, dim: int) -> CollaborativeFiltering:
-    """A :class:`CollaborativeFiltering` holding the posterior mean at rank ``dim``."""
     mu, bu, bi, P, Q = mean.factors(dim)
     model = CollaborativeFiltering(n_users, n_movies, dim, mu)
     with torch.no_grad():
@@ -283,9 +248,8 @@ def _module_from_mean(mean: PosteriorMean, n_users: int, n_movies: int, dim: int
 
 
 def fitted_model(module, users, movies, trained_users, trained_movies, rating_scale) -> MFModel:
-    """The module's parameters as an :class:`MFModel` of float32 copies, untrained rows zeroed:
-    a row that never saw a rating is still its initialisation, and zero gives exactly the
-    documented fallback (``μ + b_i`` or ``μ + b_u``)."""
+    """The module's parameters as an :class:`MFModel` of float32 copies, untrained rows (still at their
+    initialisation) zeroed, which gives exactly the documented fallback (``μ + b_i`` or ``μ + b_u``)."""
     tables = (module.user_factors, module.movie_factors, module.user_bias, module.movie_bias)
     p, q, bu, bi = (table.weight.detach().cpu().numpy().astype(np.float32) for table in tables)
     p[~trained_users], bu[~trained_users] = 0.0, 0.0
@@ -305,13 +269,11 @@ def train(
 ) -> TrainResult:
     """Fit the model on the training rows with ``config.method``.
 
-    ``gibbs`` with ``config.refit`` (the default): one chain on all of ``train_ratings``.
-    Otherwise a validation part (``config.val_fraction`` of them) is carved out and its RMSE
-    recorded per epoch (sweep); Adam stops early on it and, with ``config.refit``, runs
-    again on all training rows for the chosen epoch count.
-
-    ``group``: the processes sharing the chain under torchrun (:mod:`embedder.distributed`);
-    each calls this function with the same arguments and gets the same model.
+    ``gibbs`` with ``config.refit`` (the default): one chain on all of ``train_ratings``. Otherwise a
+    validation part (``config.val_fraction`` of them) is carved out and its RMSE recorded per epoch (sweep);
+    Adam stops early on it and, with ``config.refit``, runs again on all training rows for the chosen epoch
+    count. ``group``: the processes sharing the chain under torchrun (:mod:`embedder.distributed`); each
+    calls this function with the same arguments and gets the same model.
     """
     group = group or Group()
     if group.size > 1 and config.method != "gibbs":

@@ -39,7 +39,7 @@ def _free_port() -> int:
 
 
 def _sampler() -> GibbsSampler:
-    return GibbsSampler(N_USERS, N_MOVIES, DIM, *_ratings(), init_std=0.3, seed=5, implicit="both")
+    return GibbsSampler(N_USERS, N_MOVIES, DIM, _ratings(), init_std=0.3, seed=5, implicit="both")
 
 
 def _run_chain(sampler: GibbsSampler) -> dict[str, np.ndarray]:
@@ -68,7 +68,7 @@ def _worker(rank: int, port: int, out: str) -> None:
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:
         sampler = _sampler()
-        mine = sampler.users.n_rows, sampler.movies.n_rows, len(sampler.ratings())
+        mine = sampler.users.n_rows, sampler.movies.n_rows, len(sampler.ratings)
         np.savez(Path(out) / f"rank{rank}.npz", rows=np.array(mine), **_run_chain(sampler))
     finally:
         dist.destroy_process_group()

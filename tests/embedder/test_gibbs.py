@@ -75,7 +75,7 @@ def test_without_refit_the_validation_run_is_returned():
 
 def _small_sampler(seed=0, dim=3):
     u, m, r = low_rank_rows(30, 20, density=0.6, seed=seed)
-    return GibbsSampler(30, 20, dim, u, m, r, init_std=0.3, seed=seed), u, m, r
+    return GibbsSampler(30, 20, dim, (u, m, r), init_std=0.3, seed=seed), u, m, r
 
 
 def test_a_noise_free_draw_is_the_conditional_mean_worked_out_per_user(monkeypatch):
@@ -84,7 +84,9 @@ def test_a_noise_free_draw_is_the_conditional_mean_worked_out_per_user(monkeypat
     k = sampler.dim + 1
     prior_mean, prior_precision = np.linspace(-0.2, 0.2, k), np.linspace(1.0, 3.0, k)
     as_tensor = lambda a: torch.as_tensor(a, dtype=torch.float64)
-    monkeypatch.setattr(sampler, "_hyper", lambda rows: (as_tensor(prior_mean), as_tensor(prior_precision)))
+    ridge_prior = sampler._prior
+    fixed = lambda rows, draw, ridge: (as_tensor(prior_mean), as_tensor(prior_precision))
+    monkeypatch.setattr(sampler, "_prior", lambda *args: fixed(*args) if args[1] else ridge_prior(*args))
     monkeypatch.setattr(sampler, "_normal", lambda *shape: torch.zeros(shape, dtype=torch.float64))
     X = sampler._draw_rows(sampler.users, sampler.X, sampler.Y, True, 0.0)[0].numpy()
     ridge = sampler._draw_rows(sampler.users, sampler.X, sampler.Y, False, 5.0)[0].numpy()  # a warm-up step

@@ -23,7 +23,12 @@ N_USERS, N_MOVIES = 30, 20
 
 def _small(implicit: str = "both", seed: int = 0, dim: int = 2):
     u, m, r = low_rank_rows(N_USERS, N_MOVIES, density=0.5, seed=seed)
-    return GibbsSampler(N_USERS, N_MOVIES, dim, u, m, r, init_std=0.3, seed=seed, implicit=implicit), u, m, r
+    return (
+        GibbsSampler(N_USERS, N_MOVIES, dim, (u, m, r), init_std=0.3, seed=seed, implicit=implicit),
+        u,
+        m,
+        r,
+    )
 
 
 def _pattern(u: np.ndarray, m: np.ndarray) -> np.ndarray:
@@ -84,9 +89,7 @@ def test_the_implicit_rows_warm_up_step_solves_the_dense_ridge_problem(exact_sol
     # Redo the user side's step by hand: the own rows are as drawn, so the implicit
     # rows must be the exact ridge solution given them and the movies.
     implicit = sampler.implicit["users"]
-    _, stats = sampler._draw_rows(
-        sampler.users, sampler.X, sampler.Yc, False, 2.0, sampler.Xc - sampler.X, keep_stats=True
-    )
+    _, stats = sampler._draw_rows(sampler.users, sampler.X, sampler.Yc, False, 2.0, sampler.Xc - sampler.X)
     sampler._draw_implicit(implicit, sampler.X, stats, False, 2.0)
     H, rhs = _dense_implicit_system(sampler, u, m, r, ridge=2.0)
     expected = np.linalg.solve(H, rhs).reshape(N_MOVIES, -1)
@@ -99,12 +102,10 @@ def test_implicit_draws_have_the_conditional_mean_and_covariance(exact_solves):
     implicit = sampler.implicit["users"]
     prior_mean = torch.linspace(-0.1, 0.1, 2, dtype=torch.float64)
     prior_precision = torch.tensor([3.0, 5.0], dtype=torch.float64)
-    sampler._hyper = lambda rows: (prior_mean, prior_precision)
+    sampler._prior = lambda rows, draw, ridge: (prior_mean, prior_precision)
     draws = []
     for _ in range(1200):
-        _, stats = sampler._draw_rows(
-            sampler.users, sampler.X, sampler.Yc, True, 0.0, sampler.Xc - sampler.X, keep_stats=True
-        )
+        _, stats = sampler._draw_rows(sampler.users, sampler.X, sampler.Yc, True, 0.0, sampler.Xc - sampler.X)
         sampler._draw_implicit(implicit, sampler.X, stats, True, 0.0)
         draws.append(implicit.rows.numpy().ravel().copy())
     draws = np.array(draws)
