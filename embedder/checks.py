@@ -9,8 +9,9 @@ import sys
 from collections.abc import Callable
 
 
-def whole_number_arg(low: int) -> Callable[[str], int]:
-    """An argparse ``type``: a whole number at least ``low``, with a message naming the value."""
+def whole_number_arg(low: int, high: int | None = None) -> Callable[[str], int]:
+    """An argparse ``type``: a whole number from ``low`` to ``high`` (None: unbounded), with a message
+    naming the value."""
 
     def parse(text: str) -> int:
         try:
@@ -19,6 +20,8 @@ def whole_number_arg(low: int) -> Callable[[str], int]:
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if value < low:
             raise argparse.ArgumentTypeError(f"must be at least {low}, got {value}")
+        if high is not None and value > high:
+            raise argparse.ArgumentTypeError(f"must be at most {high}, got {value}")
         return value
 
     return parse
