@@ -166,6 +166,6 @@ def test_api_docs_page_and_a_blank_rating_that_keeps_the_form(browser, server, r
         expect(page.locator("[role=alert]").first).to_contain_text("rating 1 must be a number")
         expect(page.locator("input[name=title]").first).to_have_value(title)
         page.screenshot(path=str(tmp_path / "for-me-blank-rating.png"), full_page=True)
-        assert errors == ["Failed to load resource: the server responded with a status of 400 (BAD REQUEST)"]
     finally:
         context.close()
+    assert not errors, errors
