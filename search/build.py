@@ -1,8 +1,5 @@
-"""``python -m search build``: add the search files to a bundle, in one new version
-(:func:`embedder.bundle.update_bundle`; the files' dtypes and shapes are in the bundle's schema): the
-movie index (with its measured recall@10), the cosine index, the clusters and the similar-movie table.
-Tested in ``tests/search/test_build.py``.
-"""
+"""``python -m search build``: add the movie index, the cosine index, the clusters and the similar-movie
+table to a bundle, in one new version (:func:`embedder.bundle.update_bundle`)."""
 
 from __future__ import annotations
 

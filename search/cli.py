@@ -22,8 +22,8 @@ from embedder import DEFAULT_BUNDLE
 from embedder.checks import run_command, whole_number_arg
 
 DEFAULT = " (default: %(default)s)"
-ORDERS = ("relevance", "rating")
-"""search.recommender.ORDERS, repeated so that --help need not import faiss."""
+ORDERS = ("relevance", "rating")  # search.recommender.ORDERS, repeated so that --help need not import faiss
+ORDER_FLAGS = ("-k", "--min-ratings", "--order")
 
 
 def _fraction(text: str) -> float:
@@ -55,13 +55,13 @@ def build_parser() -> argparse.ArgumentParser:
     shared = {
         "-k": dict(type=whole_number_arg(1), default=10, help="how many movies" + DEFAULT),
         "--min-ratings": dict(
-            type=whole_number_arg(0), default=0, metavar="N", help="only movies with at least N ratings"
+            type=whole_number_arg(0), default=0, metavar="N", help="movies with N+ ratings"
         ),
         "--json": dict(action="store_true", help="print JSON"),
         "--order": dict(
             choices=ORDERS,
             default="relevance",
-            help="relevance: what you would watch and like; rating: predicted rating" + DEFAULT,
+            help="relevance (what you would watch and like) or predicted rating" + DEFAULT,
         ),
     }
 
@@ -77,13 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     build = command("build", run_build, "add the movie index, clusters and similar-movie table to a bundle")
     build.add_argument("--clusters", type=whole_number_arg(1), default=10, help="K-Means clusters" + DEFAULT)
     build.add_argument(
-        "--index",
-        choices=("flat", "hnsw", "ivf"),
-        default="flat",
-        help="movie index; flat is exact" + DEFAULT,
+        "--index", choices=("flat", "hnsw", "ivf"), default="flat", help="flat is exact" + DEFAULT
     )
     build.add_argument(
-        "--recall", type=_fraction, default=0.95, help="hnsw/ivf: measured recall@10 to reach" + DEFAULT
+        "--recall", type=_fraction, default=0.95, help="hnsw/ivf: recall@10 to reach" + DEFAULT
     )
     build.add_argument("--seed", type=whole_number_arg(0), default=0, help="random seed" + DEFAULT)
     recommend = command("recommend", run_recommend, "top-k movies for a user or a newcomer", *shared)
@@ -94,50 +91,26 @@ def build_parser() -> argparse.ArgumentParser:
     who = recommend.add_mutually_exclusive_group()
     who.add_argument("--user", type=int, metavar="ID", help="MovieLens user id")
     who.add_argument(
-        "--rate",
-        action="append",
-        metavar='"MOVIE=RATING"',
-        help='a newcomer\'s rating, e.g. "Toy Story=5"; repeat it',
+        "--rate", action="append", metavar='"MOVIE=RATING"', help='e.g. "Toy Story=5"; repeat it'
     )
-    who.add_argument(
-        "--ratings",
-        type=Path,
-        metavar="FILE.csv",
-        help="a newcomer's ratings: CSV with columns movie (or movie_id), rating",
-    )
-    every = command(
-        "recommend-all",
-        run_recommend_all,
-        "every user's top-k to a parquet file",
-        "-k",
-        "--min-ratings",
-        "--order",
-    )
+    who.add_argument("--ratings", type=Path, metavar="FILE.csv", help="CSV: movie (or movie_id), rating")
+    every = command("recommend-all", run_recommend_all, "every user's top-k to a parquet file", *ORDER_FLAGS)
     every.add_argument(
-        "--out", type=Path, required=True, metavar="FILE.parquet", help="the file to write, when complete"
+        "--out", type=Path, required=True, metavar="FILE.parquet", help="written when complete"
     )
+    every.add_argument("--shard", type=_shard, metavar="I/N", help="only the I-th of N user shards (1-based)")
+    cpus = os.cpu_count() or 1
     every.add_argument(
-        "--shard", type=_shard, metavar="I/N", help="only the I-th of N contiguous user shards (1-based)"
-    )
-    every.add_argument(
-        "--workers",
-        type=whole_number_arg(1),
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="threads, one BLAS thread each" + DEFAULT,
+        "--workers", type=whole_number_arg(1), default=cpus, metavar="N", help="threads" + DEFAULT
     )
     every.add_argument("--quiet", action="store_true", help="no progress lines")
     similar = command("similar", run_similar, "movies like a movie", "-k", "--min-ratings", "--json")
     similar.add_argument(
-        "--movie", required=True, metavar='ID|"title"', help="MovieLens movie id, or (part of) a title"
+        "--movie", required=True, metavar='ID|"title"', help="movie id, or (part of) a title"
     )
     clusters = command("clusters", run_clusters, "the K-Means clusters, or one cluster's members", "--json")
-    clusters.add_argument(
-        "--cluster", type=whole_number_arg(0), metavar="C", help="show this cluster and its members"
-    )
-    clusters.add_argument(
-        "--limit", type=whole_number_arg(1), default=20, help="members shown with --cluster" + DEFAULT
-    )
+    clusters.add_argument("--cluster", type=whole_number_arg(0), metavar="C", help="this cluster's members")
+    clusters.add_argument("--limit", type=whole_number_arg(1), default=20, help="with --cluster" + DEFAULT)
     return parser
 
 

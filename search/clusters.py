@@ -3,9 +3,7 @@
 Movies are clustered by *direction* of taste: K-Means on L2-normalised ``q_i`` (raw embeddings would put the
 rarely-rated movies, which regularisation shrinks towards zero, in one cluster whatever their content).
 Movies with a zero embedding (no training ratings) have no direction: their label is :data:`UNCLUSTERED`
-(-1), and every figure is over the clustered movies only. Quality, stored in the manifest: the silhouette
-(sampled), and the NMI of the labels with each movie's most specific genre beside a random labelling's.
-Tested in ``tests/search/test_clusters.py`` and ``tests/search/test_build.py``.
+(-1), and every figure is over the clustered movies only.
 """
 
 from __future__ import annotations

@@ -1,19 +1,15 @@
 """Quality figures of an exported model, from its arrays alone (evaluation sits above what it judges).
 
 :func:`quality_report` scores a model on the canonical test part next to baselines fitted on the same
-training ratings: rating error (RMSE, MAE); top-K ranking (Precision, Recall, NDCG @ 10, coverage; relevant
-= a test rating >= 4, candidates = movies not rated in training), without and with a ``min_ratings`` floor;
-"movies like this" (genre Jaccard of the 10 nearest against random ones); clusters (NMI with genres against
-shuffled labels). Training passes the report to export; :func:`evaluate_bundle` recomputes it from a
-bundle's files (``python -m embedder evaluate``). Tested in ``tests/search/test_evaluate.py``.
+training ratings: rating error, top-K ranking (without and with a ``min_ratings`` floor), "movies like this"
+and clusters. Training passes the report to export; :func:`evaluate_bundle` recomputes it from a bundle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -45,8 +41,7 @@ BASELINE_REG = (15.0, 10.0)
 """Damping of the biases-only baseline (user, movie), Surprise's BaselineOnly defaults."""
 
 
-@dataclass(frozen=True)
-class HeldOut:
+class HeldOut(NamedTuple):
     """The test ratings as row indexes (-1 for ids the model does not know)."""
 
     users: np.ndarray
@@ -55,10 +50,8 @@ class HeldOut:
 
 
 def fit_biases(seen: sp.csr_matrix, scale: tuple[float, float], iterations: int = 10) -> MFModel:
-    """The biases-only baseline: damped alternating means of the training ratings.
-
-    ``b_i = Σ (r - μ - b_u) / (λ_i + n_i)``, ``b_u = Σ (r - μ - b_i) / (λ_u + n_u)``.
-    """
+    """The biases-only baseline: damped alternating means ``b_i = Σ (r - μ - b_u) / (λ_i + n_i)`` and
+    ``b_u = Σ (r - μ - b_i) / (λ_u + n_u)`` of the training ratings."""
     coo = seen.tocoo()
     users, movies, ratings = coo.row, coo.col, coo.data.astype(np.float64)
     mu = float(ratings.mean())
@@ -83,6 +76,7 @@ def movie_means(seen: sp.csr_matrix, scale: tuple[float, float]) -> MFModel:
 
 
 def _sample(values: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` of ``values``, a seeded sample in order."""
     if len(values) <= limit:
         return values
     return np.sort(np.random.default_rng(seed).choice(values, limit, replace=False))
@@ -122,24 +116,17 @@ def ranking_metrics_by_mask(
         for name, allowed in masks.items():
             candidates = scores if allowed.all() else np.where(allowed, scores, np.float32(-np.inf))
             recommended[name][start : start + block] = select_topk(candidates, k)[0]
-    n_relevant = np.bincount(local, minlength=len(users))
-    return {
-        name: _ranking_figures(lists, local, rel_movies[keep], n_relevant, seen.shape[1])
-        for name, lists in recommended.items()
-    }
-
-
-def _ranking_figures(
-    recommended: np.ndarray, users: np.ndarray, movies: np.ndarray, n_relevant: np.ndarray, n_movies: int
-) -> dict[str, float]:
-    hits = metrics.hits_at_k(recommended, users, movies)
-    return {
-        "precision": metrics.precision_at_k(hits),
-        "recall": metrics.recall_at_k(hits, n_relevant),
-        "ndcg": metrics.ndcg_at_k(hits, n_relevant),
-        "coverage": metrics.catalogue_coverage(recommended, n_movies),
-        "users": int(len(recommended)),
-    }
+    n_relevant, figures = np.bincount(local, minlength=len(users)), {}
+    for name, lists in recommended.items():
+        hits = metrics.hits_at_k(lists, local, rel_movies[keep])
+        figures[name] = {
+            "precision": metrics.precision_at_k(hits),
+            "recall": metrics.recall_at_k(hits, n_relevant),
+            "ndcg": metrics.ndcg_at_k(hits, n_relevant),
+            "coverage": metrics.catalogue_coverage(lists, seen.shape[1]),
+            "users": int(len(lists)),
+        }
+    return figures
 
 
 def genre_sets(genres: pd.Series) -> list[frozenset]:

@@ -1,10 +1,8 @@
 """FAISS indexes over the bias-augmented movie rows: build, tune, store, load, search.
 
-``flat`` (the default) is an ``IndexFlatIP``: exact. ``hnsw`` and ``ivf`` are approximate indexes for large
-catalogues. Inner product is not a metric, so their search depth (``efSearch`` / ``nprobe``) is chosen at
-build time by *measured* recall@10 against exact search and recorded in the manifest; the Recommender
-re-scores their candidates exactly, so a score is still the predicted rating. Stored with
-``faiss.serialize_index`` (no pickle). Tested in ``tests/search/test_index.py``.
+``flat`` is exact; ``hnsw`` and ``ivf`` are approximate. Inner product is not a metric, so their search depth
+is chosen at build time by *measured* recall@10 against exact search. Stored with ``faiss.serialize_index``
+(no pickle).
 """
 
 from __future__ import annotations
@@ -63,21 +61,10 @@ def build_index(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     return index
 
 
-def search_params(index: faiss.Index) -> dict[str, int]:
-    """The tunable search depth of an index, as stored in the manifest."""
-    if isinstance(index, faiss.IndexHNSW):
-        return {"efSearch": int(index.hnsw.efSearch)}
-    if isinstance(index, faiss.IndexIVF):
-        return {"nprobe": int(index.nprobe), "nlist": int(index.nlist)}
-    return {}
-
-
 def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:
-    """Set the search depth recorded in the manifest on a loaded index."""
-    if isinstance(index, faiss.IndexHNSW) and "efSearch" in params:
-        index.hnsw.efSearch = int(params["efSearch"])
-    if isinstance(index, faiss.IndexIVF) and "nprobe" in params:
-        index.nprobe = int(params["nprobe"])
+    """Set the search depth recorded in the manifest (``efSearch`` or ``nprobe``) on a loaded index."""
+    for name in params.keys() & {"efSearch", "nprobe"}:
+        faiss.ParameterSpace().set_index_parameter(index, name, int(params[name]))
 
 
 def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
@@ -107,7 +94,9 @@ def tune_index(
         recall = recall_at(index.search(np.ascontiguousarray(queries, np.float32), k)[1], exact_ids)
         if recall >= target:
             break
-    return {**search_params(index), f"recall_at_{k}": round(recall, 4)}
+    if isinstance(index, faiss.IndexIVF):
+        params["nlist"] = int(index.nlist)
+    return {**params, f"recall_at_{k}": round(recall, 4)}
 
 
 def index_bytes(index: faiss.Index) -> bytes:

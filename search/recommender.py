@@ -1,10 +1,8 @@
 """Retrieval over one bundle: recommend, recommend for a newcomer, similar movies.
 
-Ids are original MovieLens ids everywhere. Every ranking goes through one :class:`InnerProduct` (query rows
-scored against item rows), exact by :func:`search.topk.top_k`, or through a faiss ``hnsw``/``ivf`` index
-whose candidates (``k`` plus the user's seen count, so exclusion cannot starve the result) are re-scored
-exactly: a score is always the predicted rating. The object holds no per-call state; one instance serves
-many threads. Tested in ``tests/search/test_recommender.py``.
+Every ranking is one :class:`InnerProduct`, exact or through a faiss index whose candidates (``k`` plus the
+user's seen count, so exclusion cannot starve the result) are re-scored exactly: a score is always the
+predicted rating. No per-call state: one instance serves many threads.
 """
 
 from __future__ import annotations
@@ -95,7 +93,6 @@ class Recommender:
         self.bundle = bundle
         self.catalogue = Catalogue(bundle)
         model = bundle.model
-        self._user_row_of = {int(u): r for r, u in enumerate(bundle.user_ids.tolist())}
         self._seen = sp.csr_matrix(bundle.seen)
         self._counts = self.catalogue.rating_counts
         self._similarity = Similarity(model.movie_embeddings, self._seen)
@@ -128,10 +125,6 @@ class Recommender:
         works too (only the catalogue's clusters need ``python -m search build``)."""
         return cls(Bundle.load(path, verify=verify, mmap=mmap))
 
-    def __repr__(self) -> str:
-        shape = f"{len(self.user_ids)} users, {len(self.movie_ids)} movies"
-        return f"Recommender({self.bundle.path}, {shape}, index={self.index_kind})"
-
     @property
     def user_ids(self) -> np.ndarray:
         """Original ids of all users, in bundle row order."""
@@ -144,10 +137,6 @@ class Recommender:
 
     def _user_rows(self, raw: Any) -> tuple[np.ndarray, bool]:
         """Bundle rows of one user id or an array of them, and whether one id (not an array) was given."""
-        if is_whole(raw):  # the one-id path of every web request
-            if int(raw) not in self._user_row_of:
-                raise UnknownIdError(f"unknown user {int(raw)}")
-            return np.array([self._user_row_of[int(raw)]]), True
         ids = np.atleast_1d(np.asarray(raw))
         finite_floats = ids.dtype.kind == "f" and np.all(np.isfinite(ids) & (ids == np.round(ids)))
         if ids.ndim != 1 or not (ids.dtype.kind in "iu" or finite_floats or ids.size == 0):
@@ -186,8 +175,11 @@ class Recommender:
             scores = self._rating.scores_of(queries, rows)
         return self._answer(rows, scores, relevance, scalar=scalar)
 
-    def _watch_rows(self, rows: np.ndarray) -> np.ndarray | None:
-        return None if self.relevance is None else self.relevance.user_factors[rows]
+    def _rank_users(self, rows, k, exclude_seen, banned, order, scalar=False):
+        """:meth:`_rank` for the trained users of bundle ``rows``."""
+        watch = None if self.relevance is None else self.relevance.user_factors[rows]
+        exclude = self._seen[rows] if exclude_seen else None
+        return self._rank(watch, self._rating.users[rows], k, exclude, banned, order, scalar)
 
     def recommend(
         self,
@@ -197,20 +189,14 @@ class Recommender:
         min_ratings: int = 0,
         order: str = "relevance",
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top-``k`` movies for one user id or an array of them, ordered by relevance (what they would watch
-        and like) or by predicted rating (``order="rating"``).
-
-        ``exclude_seen`` leaves out the movies rated in training; ``min_ratings`` keeps only movies with at
-        least that many ratings. Returns ``(movie_ids int64, scores float32, relevance float32)``, best
-        first, a score being the raw predicted rating ``μ + b_u + b_i + p_u·q_i`` and relevance NaN without
-        a relevance model: 1-D for one id; ``(n_users, k')`` for a batch, padded with id -1 and score
-        ``-inf``. Raises UnknownIdError naming an unknown id, ValueError for a bad ``k``, id, floor or order.
-        """
+        """Top-``k`` movies for one user id or an array of them, by relevance (what they would watch and like)
+        or predicted rating, without the movies rated in training unless ``exclude_seen`` is False, among
+        movies with ``min_ratings``+ ratings: ``(movie_ids int64, scores float32, relevance float32)``, a
+        score being the raw predicted rating ``μ + b_u + b_i + p_u·q_i``, relevance NaN without a relevance
+        model; 1-D for one id, ``(n_users, k')`` for a batch, padded with id -1 and score ``-inf``."""
         k, min_ratings = check_count(k, "k", 1), check_count(min_ratings, "min_ratings", 0)
         rows, scalar = self._user_rows(user_ids)
-        exclude = self._seen[rows] if exclude_seen else None
-        queries, banned = self._rating.users[rows], self._banned(min_ratings)
-        return self._rank(self._watch_rows(rows), queries, k, exclude, banned, order, scalar)
+        return self._rank_users(rows, k, exclude_seen, self._banned(min_ratings), order, scalar)
 
     def recommend_all(
         self,
@@ -232,10 +218,7 @@ class Recommender:
         user_rows = np.arange(len(self.user_ids))[rows]
 
         def search(part: np.ndarray) -> tuple[np.ndarray, ...]:
-            exclude = self._seen[part] if exclude_seen else None
-            return self._rank(
-                self._watch_rows(part), self._rating.users[part], k, exclude, banned, order, False
-            )
+            return self._rank_users(part, k, exclude_seen, banned, order)
 
         def blocks() -> Iterator[tuple[np.ndarray, ...]]:
             with ThreadPoolExecutor(workers) as pool:
