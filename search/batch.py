@@ -76,12 +76,8 @@ def write_recommendations(
     workers: int = 1,
     order: str = "relevance",
 ) -> Written:
-    """Write the top-``k`` of every user of ``shard`` to the parquet file ``out``.
-
-    ``rec``: a :class:`search.Recommender`. ``min_ratings``: only movies with at least that many ratings
-    are recommended. With ``progress``, a line on stderr about every tenth of the users. ``workers``: threads
-    searching each block (:meth:`search.Recommender.recommend_all`), ``order`` its order.
-    """
+    """Write the top-``k`` of every user of ``shard`` to the parquet file ``out``, from ``rec``, a
+    :class:`search.Recommender` (:meth:`~search.Recommender.recommend_all`); ``progress`` lines on stderr."""
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be from 1 to {MAX_K}, got {k}")
     out = Path(out)

@@ -20,10 +20,8 @@ from embedder.vocab import UnknownIdError
 from search.clusters import genre_lists
 from search.titles import TitleIndex, normalise, title_forms
 
-MEMBER_SORTS = ("popularity", "title", "rating")
-"""The orders :meth:`Catalogue.cluster_members` takes."""
-AMBIGUOUS_SHOWN = 15
-"""Candidates an :class:`AmbiguousTitle` message lists."""
+MEMBER_SORTS = ("popularity", "title", "rating")  # the orders of Catalogue.cluster_members
+AMBIGUOUS_SHOWN = 15  # candidates an AmbiguousTitle message lists
 
 
 def is_whole(value: object) -> bool:

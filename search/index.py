@@ -21,21 +21,16 @@ INDEX_FILE = "movie_index.faiss"
 COSINE_INDEX_FILE = "cosine_index.faiss"
 EF_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048)
 """HNSW search depths tried, smallest first, until the measured recall reaches the target."""
+HNSW_M, EF_CONSTRUCTION = 32, 200
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How ``python -m search build`` makes the movie index: ``kind`` ``flat`` (exact), ``hnsw`` (graph of
-    ``hnsw_m`` links a node, built at depth ``ef_construction``) or ``ivf`` (``nlist`` inverted lists, by
-    default about ``sqrt(n_movies)``), all by inner product; the search depth is raised until recall@10
-    against exact search, over ``recall_queries`` sampled users, reaches ``target_recall``."""
+    """How ``python -m search build`` makes the movie index: ``kind`` ``flat`` (exact), ``hnsw`` or ``ivf``
+    (about ``sqrt(n_movies)`` lists), searched deeper until recall@10 reaches ``target_recall``."""
 
     kind: str = "flat"
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    nlist: int | None = None
     target_recall: float = 0.95
-    recall_queries: int = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -50,10 +45,10 @@ def build_index(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     if config.kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif config.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = config.ef_construction
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
     else:
-        nlist = config.nlist or max(1, min(round(math.sqrt(n)), n // 39))
+        nlist = max(1, min(round(math.sqrt(n)), n // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = config.seed
         index.train(vectors)
@@ -83,10 +78,8 @@ def tune_index(
     if isinstance(index, faiss.IndexHNSW):
         ladder = [{"efSearch": ef} for ef in EF_LADDER if ef >= k] or [{"efSearch": k}]
     elif isinstance(index, faiss.IndexIVF):
-        ladder = [
-            {"nprobe": p}
-            for p in sorted({min(index.nlist, 2**i) for i in range(int(math.log2(index.nlist)) + 2)})
-        ]
+        probes = np.minimum(2 ** np.arange(int(math.log2(index.nlist)) + 2), index.nlist)
+        ladder = [{"nprobe": int(p)} for p in np.unique(probes)]
     else:
         return {f"recall_at_{k}": 1.0}
     for params in ladder:

@@ -33,8 +33,7 @@ from search.topk import select_topk, top_k
 ORDERS = ("relevance", "rating")
 """A top-K's order: by the relevance model (what you would watch and like), or by predicted rating."""
 log = logging.getLogger(__name__)
-RESCORE_FLOATS = 1 << 24
-"""About the most floats gathered at once when re-scoring approximate candidates (64 MiB)."""
+RESCORE_FLOATS = 1 << 24  # about the most floats gathered at once when re-scoring candidates (64 MiB)
 
 
 @dataclass(frozen=True)
@@ -72,9 +71,8 @@ class InnerProduct:
         fetch = np.minimum(2 ** np.ceil(np.log2(k + n_seen)).astype(np.int64), n)
         for depth in np.unique(fetch):
             members = np.flatnonzero(fetch == depth)
-            for group in np.array_split(
-                members, -(-len(members) * depth * self.items.shape[1] // RESCORE_FLOATS)
-            ):
+            parts = -(-len(members) * depth * self.items.shape[1] // RESCORE_FLOATS)
+            for group in np.array_split(members, parts):
                 found = np.sort(search_candidates(self.ann, queries[group], int(depth), allowed), axis=1)
                 scores = self.scores_of(queries[group], found)
                 if exclude is not None:
@@ -96,9 +94,7 @@ class Recommender:
         self._seen = sp.csr_matrix(bundle.seen)
         self._counts = self.catalogue.rating_counts
         self._similarity = Similarity(model.movie_embeddings, self._seen)
-        self._table = (
-            tuple(bundle.array(name) for name in SIMILAR_FILES) if bundle.has(SIMILAR_FILES[0]) else None
-        )
+        self._table = tuple(map(bundle.array, SIMILAR_FILES)) if bundle.has(SIMILAR_FILES[0]) else None
         info = bundle.manifest.get("index") or {}
         self.index_kind: str = info.get("kind", "flat")
         ann = None
@@ -111,19 +107,13 @@ class Recommender:
         if self.relevance is not None:
             self._relevance = InnerProduct(np.hstack([self.relevance.movie_factors, self._rating.items]))
         else:
-            log.warning(
-                "%s has no relevance model: it recommends by predicted rating until retrained "
-                "(python -m embedder train)",
-                bundle.path,
-            )
+            log.warning("%s: no relevance model, recommends by predicted rating until retrained", bundle.path)
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike = DEFAULT_BUNDLE, verify: bool = True, mmap: bool = False
-    ) -> Recommender:
+    def load(cls, path: str | os.PathLike = DEFAULT_BUNDLE, mmap: bool = False) -> Recommender:
         """Load the bundle at ``path`` (see :meth:`embedder.bundle.Bundle.load`); one fresh from training
         works too (only the catalogue's clusters need ``python -m search build``)."""
-        return cls(Bundle.load(path, verify=verify, mmap=mmap))
+        return cls(Bundle.load(path, mmap=mmap))
 
     @property
     def user_ids(self) -> np.ndarray:
@@ -277,9 +267,8 @@ class Recommender:
         return self._rank(watch, user.query[None], k, rated, self._banned(floor), order, True)
 
     def because(self, rated_rows: np.ndarray, movie_ids: np.ndarray, n: int = 3) -> list[np.ndarray]:
-        """For each of ``movie_ids``, the ids of up to ``n`` movies among ``rated_rows`` (the movie rows the
-        person rated) that add most to its relevance, largest share first (``RelevanceModel.explain``);
-        empty lists without a relevance model."""
+        """For each of ``movie_ids``, up to ``n`` movie ids of ``rated_rows`` (the rows the person rated) that
+        add most to its relevance, largest first; empty lists without a relevance model."""
         if self.relevance is None:
             return [np.empty(0, np.int64) for _ in movie_ids]
         rows = self.bundle.movie_vocab.numbers(np.asarray(movie_ids, np.int64), missing="error")

@@ -24,8 +24,7 @@ TABLE_WIDTH = 100
 """Neighbours per movie in the table ``search build`` stores: the web's largest ``k``."""
 SIMILAR_FILES = ("similar_movies.npy", "similar_scores.npy")
 """The table in a built bundle: each movie's neighbours (int32 rows, -1 padded) and their similarities."""
-TABLE_BLOCK = 256
-"""Movies scored at once while building the table: ``4 × TABLE_BLOCK × n_movies`` bytes of scores."""
+TABLE_BLOCK = 256  # movies scored at once while building the table: 4 x TABLE_BLOCK x n_movies bytes
 
 
 def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
