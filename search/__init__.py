@@ -1,6 +1,5 @@
-"""Search over an exported bundle: exact top-K recommendations whose scores are the predicted ratings,
-"movies like this", K-Means clusters, title search. Never torch; faiss loads with the first
-:class:`Recommender`, so ``import search`` is cheap (the module map is in docs/design.md).
+"""Search over an exported bundle: top-K recommendations, "movies like this", clusters, title search.
+Never torch; faiss loads with the first :class:`Recommender`, so ``import search`` is cheap.
 
     from search import Recommender
     ids, scores, relevance = Recommender.load("artifacts/current").recommend(42, k=10)

@@ -10,10 +10,12 @@ written under a hidden name and renamed into place when complete: a reader never
 from __future__ import annotations
 
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pyarrow as pa
@@ -44,22 +46,17 @@ class Shard:
     @classmethod
     def parse(cls, text: str) -> Shard:
         """``"I/N"`` with 1 ≤ I ≤ N, as the command line takes it."""
-        parts = text.split("/")
-        if (
-            len(parts) != 2
-            or not all(p.strip().isdigit() for p in parts)
-            or not 1 <= int(parts[0]) <= int(parts[1])
-        ):
+        parts = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", text)
+        if not parts or not 1 <= int(parts[1]) <= int(parts[2]):
             raise ValueError(f"expected I/N with 1 <= I <= N, such as 1/4, got {text!r}")
-        return cls(int(parts[0]) - 1, int(parts[1]))
+        return cls(int(parts[1]) - 1, int(parts[2]))
 
     def rows(self, n_users: int) -> slice:
         """This shard's users as a slice of the bundle's rows."""
         return slice(self.index * n_users // self.count, (self.index + 1) * n_users // self.count)
 
 
-@dataclass(frozen=True)
-class Written:
+class Written(NamedTuple):
     """What :func:`write_recommendations` wrote."""
 
     path: Path
@@ -79,12 +76,8 @@ def write_recommendations(
     workers: int = 1,
     order: str = "relevance",
 ) -> Written:
-    """Write the top-``k`` of every user of ``shard`` to the parquet file ``out``.
-
-    ``rec``: a :class:`search.Recommender`. ``min_ratings``: only movies with at least that many ratings
-    are recommended. With ``progress``, a line on stderr about every tenth of the users. ``workers``: threads
-    searching each block (:meth:`search.Recommender.recommend_all`), ``order`` its order.
-    """
+    """Write the top-``k`` of every user of ``shard`` to the parquet file ``out``, from ``rec``, a
+    :class:`search.Recommender` (:meth:`~search.Recommender.recommend_all`); ``progress`` lines on stderr."""
     if not 1 <= k <= MAX_K:
         raise ValueError(f"k must be from 1 to {MAX_K}, got {k}")
     out = Path(out)
@@ -108,11 +101,9 @@ def write_recommendations(
                 columns = [np.broadcast_to(users[:, None], ids.shape), ranks, ids, scores, relevance]
                 writer.write_table(pa.table([c[keep] for c in columns], schema=SCHEMA))
                 written += int(keep.sum())
-                if progress and (done + len(users)) * 10 // max(n_users, 1) > done * 10 // max(n_users, 1):
-                    print(
-                        f"recommend-all: {done + len(users):,}/{n_users:,} users", file=sys.stderr, flush=True
-                    )
                 done += len(users)
+                if progress and done * 10 // n_users > (done - len(users)) * 10 // n_users:  # every tenth
+                    print(f"recommend-all: {done:,}/{n_users:,} users", file=sys.stderr, flush=True)
         os.replace(staged, out)
     except BaseException:
         staged.unlink(missing_ok=True)

@@ -1,8 +1,5 @@
-"""``python -m search build``: add the search files to a bundle, in one new version
-(:func:`embedder.bundle.update_bundle`; the files' dtypes and shapes are in the bundle's schema): the
-movie index (with its measured recall@10), the cosine index, the clusters and the similar-movie table.
-Tested in ``tests/search/test_build.py``.
-"""
+"""``python -m search build``: add the movie index, the cosine index, the clusters and the similar-movie
+table to a bundle, in one new version (:func:`embedder.bundle.update_bundle`)."""
 
 from __future__ import annotations
 
@@ -29,6 +26,8 @@ from search.topk import top_k
 
 DEFAULT_CLUSTERS = 10
 RECALL_K = 10
+RECALL_QUERIES = 1000
+"""Sampled users whose recall@10 against exact search is measured."""
 
 
 def build(
@@ -38,14 +37,10 @@ def build(
     seed: int = 0,
     log: Callable[[str], None] | None = None,
 ) -> dict:
-    """Build the search files of the bundle at ``path`` (a folder or a link to one) and add them to it.
-
-    ``n_clusters``: K-Means clusters, 1 to the number of movies with a non-zero embedding (movies without
-    training ratings are not clustered). ``index``: ``"flat"`` (exact, default), ``"hnsw"`` or ``"ivf"``,
-    or an :class:`IndexConfig`. ``seed`` seeds K-Means, the silhouette sample, IVF training and the recall
-    sample. ``log`` is called with one line per step (the CLI prints them to stderr). Returns the manifest
-    fields added: ``{"index": ..., "clusters": ..., "similar": ...}``.
-    """
+    """Build the search files of the bundle at ``path`` and add them to it: ``n_clusters`` K-Means clusters
+    (1 to the number of movies with training ratings), the ``index`` (``"flat"``, ``"hnsw"``, ``"ivf"`` or an
+    :class:`IndexConfig`), all seeded by ``seed``; ``log`` gets one line per step. Returns the manifest
+    fields added."""
     say = log or (lambda line: None)
     config = index if isinstance(index, IndexConfig) else IndexConfig(kind=index, seed=seed)
     bundle = Bundle.load(path)
@@ -59,7 +54,7 @@ def build(
     items, users = model.item_vectors(), model.user_vectors()
     movie_index = build_index(items, config)
     rng = np.random.default_rng(config.seed)
-    queries = users[np.sort(rng.choice(len(users), min(len(users), config.recall_queries), replace=False))]
+    queries = users[np.sort(rng.choice(len(users), min(len(users), RECALL_QUERIES), replace=False))]
     k = min(RECALL_K, n_movies)
     tuned = tune_index(movie_index, queries, top_k(queries, items, k)[0], config.target_recall)
     say(f"index: {config.kind} over {n_movies:,} x {items.shape[1]} ({took()}), {tuned}")

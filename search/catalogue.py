@@ -1,9 +1,7 @@
 """What a bundle says about its movies besides the model: titles, metadata, clusters.
 
-An unknown id raises :class:`UnknownIdError` (a ``KeyError``) naming it; clusters before ``python -m search
-build`` raise :class:`NotBuiltError`, saying how to build them. :meth:`Catalogue.items` is the one place a
-result becomes JSON rows (the web API and the CLI's ``--json``). No faiss, so a script that only looks up
-movies loads fast. Tested in ``tests/search/test_catalogue.py``.
+:meth:`Catalogue.items` is the one place a result becomes JSON rows (the web API and the CLI's ``--json``).
+No faiss, so a script that only looks up movies loads fast.
 """
 
 from __future__ import annotations
@@ -22,10 +20,8 @@ from embedder.vocab import UnknownIdError
 from search.clusters import genre_lists
 from search.titles import TitleIndex, normalise, title_forms
 
-MEMBER_SORTS = ("popularity", "title", "rating")
-"""The orders :meth:`Catalogue.cluster_members` takes."""
-AMBIGUOUS_SHOWN = 15
-"""Candidates an :class:`AmbiguousTitle` message lists."""
+MEMBER_SORTS = ("popularity", "title", "rating")  # the orders of Catalogue.cluster_members
+AMBIGUOUS_SHOWN = 15  # candidates an AmbiguousTitle message lists
 
 
 def is_whole(value: object) -> bool:
@@ -53,11 +49,8 @@ class AmbiguousTitle(ValueError):
 
 
 class Catalogue:
-    """Titles, movie rows, clusters and users' training ratings of one bundle.
-
-    A :class:`search.Recommender` makes one over its own bundle (``rec.catalogue``) and shares ``row_of``
-    (movie id -> bundle row) and ``rating_counts`` (training ratings per movie, in bundle order).
-    """
+    """Titles, movie rows, clusters and users' training ratings of one bundle; ``row_of`` maps a movie id
+    to its bundle row, ``rating_counts`` holds the training ratings per movie in bundle order."""
 
     def __init__(self, bundle: Bundle):
         self.bundle = bundle
@@ -91,14 +84,9 @@ class Catalogue:
         ]
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike = DEFAULT_BUNDLE, verify: bool = True, mmap: bool = False
-    ) -> Catalogue:
+    def load(cls, path: str | os.PathLike = DEFAULT_BUNDLE) -> Catalogue:
         """The catalogue of the bundle at ``path`` (see :meth:`embedder.bundle.Bundle.load`)."""
-        return cls(Bundle.load(path, verify=verify, mmap=mmap))
-
-    def __repr__(self) -> str:
-        return f"Catalogue({self.bundle.path}, {len(self.movie_ids)} movies, built={self.built})"
+        return cls(Bundle.load(path))
 
     @property
     def movie_ids(self) -> np.ndarray:
@@ -124,8 +112,7 @@ class Catalogue:
 
     def _record(self, row: int) -> dict:
         """A movie's fields as a fresh dict, genres a fresh list (callers may change their copy)."""
-        fields = self._rows[row]
-        return {**fields, "genres": list(fields["genres"])}
+        return {**self._rows[row], "genres": list(self._rows[row]["genres"])}
 
     def movie(self, movie_id: Any) -> dict:
         """One movie as a JSON-ready dict: movie_id, title, genres (list), rating_count, mean_rating (None
@@ -133,10 +120,8 @@ class Catalogue:
         return self._record(self.row(movie_id))
 
     def items(self, movie_ids: Any, scores: Any = None, relevance: Any = None) -> list[dict]:
-        """JSON rows for a result, in order: :meth:`movie`'s fields plus ``score`` (None for every row when
-        ``scores`` is None, e.g. a title search) and, when given, ``relevance`` (None where NaN). Padding
-        entries (id -1) are dropped. UnknownIdError for an id not in the bundle, ValueError when the arrays
-        differ in length."""
+        """JSON rows for a result, in order: :meth:`movie`'s fields plus ``score`` and, when given,
+        ``relevance`` (None where NaN or not given). Padding entries (id -1) are dropped."""
         ids = np.asarray(movie_ids, np.int64).reshape(-1).tolist()
         columns = {"score": scores} if relevance is None else {"score": scores, "relevance": relevance}
         for name, values in columns.items():
@@ -155,21 +140,15 @@ class Catalogue:
         return TitleIndex([row["title"] for row in self._rows], self.rating_counts)
 
     def find_movies(self, query: str, limit: int = 10) -> list[int]:
-        """Movie ids whose title matches ``query``, best first, at most ``limit``: exact titles, prefixes,
-        containing, every word in any order, words run together, close spellings (:mod:`search.titles`);
-        within each, most rated first."""
+        """Movie ids whose title matches ``query``, best first (:mod:`search.titles`), at most ``limit``."""
         if not isinstance(query, str) or not query.strip():
             raise ValueError("title query must be a non-empty string")
         return [int(self.movie_ids[r]) for r in self._titles.find(query)[: check_count(limit, "limit", 1)]]
 
     def resolve(self, text: str, ask: str = "pass one id") -> int:
-        """A movie id or title typed by a person, as one movie id, never a guess.
-
-        A known id is taken; a title when it names one movie (a single match, or a single exact match:
-        "star wars" picks "Star Wars (1977)"). Several matches raise :class:`AmbiguousTitle` listing them
-        after ``ask`` (what the person should do, in the words of the interface at hand); none raises
-        UnknownIdError.
-        """
+        """A movie id or title typed by a person, as one movie id, never a guess: a title when it names one
+        movie (a single match, or a single exact one). Several raise :class:`AmbiguousTitle` listing them
+        after ``ask`` (what the person should do, in the interface's words); none raises UnknownIdError."""
         text = text.strip()
         if not text:
             raise ValueError("no movie id or title given")
@@ -204,21 +183,18 @@ class Catalogue:
         return self._labels
 
     def cluster_of(self, movie_id: Any) -> int | None:
-        """The K-Means cluster of a movie; None for a movie without training ratings (label -1: not
-        clustered). Raises :class:`NotBuiltError` before ``build``."""
+        """The K-Means cluster of a movie (None: not clustered); :class:`NotBuiltError` before ``build``."""
         label = int(self._need_clusters()[self.row(movie_id)])
         return None if label < 0 else label
 
     def clusters(self) -> list[dict]:
-        """The cluster summaries of ``clusters.json`` (size, label, top movies, genre mix, mean rating).
-        Raises :class:`NotBuiltError` before ``build``."""
+        """The cluster summaries of ``clusters.json``; :class:`NotBuiltError` before ``build``."""
         self._need_clusters()
         return self._summaries
 
     def cluster_members(self, cluster: int, sort: str = "popularity") -> list[int]:
         """Movie ids of one cluster, sorted by ``popularity`` (most rated first), ``title`` or ``rating``
-        (highest mean rating first, unrated last). Raises :class:`UnknownIdError` for a cluster outside
-        ``0..n-1``, ``ValueError`` for another ``sort`` and :class:`NotBuiltError` before ``build``."""
+        (highest mean first, unrated last); :class:`UnknownIdError` for an unknown cluster."""
         labels = self._need_clusters()
         if sort not in MEMBER_SORTS:
             raise ValueError(f"sort must be one of {', '.join(MEMBER_SORTS)}, got {sort!r}")

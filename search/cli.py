@@ -15,6 +15,7 @@ import math
 import os
 import sys
 from collections.abc import Sequence
+from operator import itemgetter
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +23,9 @@ from embedder import DEFAULT_BUNDLE
 from embedder.checks import run_command, whole_number_arg
 
 DEFAULT = " (default: %(default)s)"
-ORDERS = ("relevance", "rating")
-"""search.recommender.ORDERS, repeated so that --help need not import faiss."""
+ORDERS = ("relevance", "rating")  # search.recommender.ORDERS, repeated so that --help need not import faiss
+ORDER_FLAGS = ("-k", "--min-ratings", "--order")
+DETAILS = "genres,ratings,mean,cluster"
 
 
 def _fraction(text: str) -> float:
@@ -31,9 +33,9 @@ def _fraction(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+        value = math.nan
     if not 0 < value <= 1:
-        raise argparse.ArgumentTypeError(f"must be in (0, 1], got {text}")
+        raise argparse.ArgumentTypeError(f"expected a number in (0, 1], got {text!r}")
     return value
 
 
@@ -55,13 +57,13 @@ def build_parser() -> argparse.ArgumentParser:
     shared = {
         "-k": dict(type=whole_number_arg(1), default=10, help="how many movies" + DEFAULT),
         "--min-ratings": dict(
-            type=whole_number_arg(0), default=0, metavar="N", help="only movies with at least N ratings"
+            type=whole_number_arg(0), default=0, metavar="N", help="movies with N+ ratings"
         ),
         "--json": dict(action="store_true", help="print JSON"),
         "--order": dict(
             choices=ORDERS,
             default="relevance",
-            help="relevance: what you would watch and like; rating: predicted rating" + DEFAULT,
+            help="relevance (what you would watch and like) or predicted rating" + DEFAULT,
         ),
     }
 
@@ -77,13 +79,10 @@ def build_parser() -> argparse.ArgumentParser:
     build = command("build", run_build, "add the movie index, clusters and similar-movie table to a bundle")
     build.add_argument("--clusters", type=whole_number_arg(1), default=10, help="K-Means clusters" + DEFAULT)
     build.add_argument(
-        "--index",
-        choices=("flat", "hnsw", "ivf"),
-        default="flat",
-        help="movie index; flat is exact" + DEFAULT,
+        "--index", choices=("flat", "hnsw", "ivf"), default="flat", help="flat is exact" + DEFAULT
     )
     build.add_argument(
-        "--recall", type=_fraction, default=0.95, help="hnsw/ivf: measured recall@10 to reach" + DEFAULT
+        "--recall", type=_fraction, default=0.95, help="hnsw/ivf: recall@10 to reach" + DEFAULT
     )
     build.add_argument("--seed", type=whole_number_arg(0), default=0, help="random seed" + DEFAULT)
     recommend = command("recommend", run_recommend, "top-k movies for a user or a newcomer", *shared)
@@ -94,50 +93,26 @@ def build_parser() -> argparse.ArgumentParser:
     who = recommend.add_mutually_exclusive_group()
     who.add_argument("--user", type=int, metavar="ID", help="MovieLens user id")
     who.add_argument(
-        "--rate",
-        action="append",
-        metavar='"MOVIE=RATING"',
-        help='a newcomer\'s rating, e.g. "Toy Story=5"; repeat it',
+        "--rate", action="append", metavar='"MOVIE=RATING"', help='e.g. "Toy Story=5"; repeat it'
     )
-    who.add_argument(
-        "--ratings",
-        type=Path,
-        metavar="FILE.csv",
-        help="a newcomer's ratings: CSV with columns movie (or movie_id), rating",
-    )
-    every = command(
-        "recommend-all",
-        run_recommend_all,
-        "every user's top-k to a parquet file",
-        "-k",
-        "--min-ratings",
-        "--order",
-    )
+    who.add_argument("--ratings", type=Path, metavar="FILE.csv", help="CSV: movie (or movie_id), rating")
+    every = command("recommend-all", run_recommend_all, "every user's top-k to a parquet file", *ORDER_FLAGS)
     every.add_argument(
-        "--out", type=Path, required=True, metavar="FILE.parquet", help="the file to write, when complete"
+        "--out", type=Path, required=True, metavar="FILE.parquet", help="written when complete"
     )
+    every.add_argument("--shard", type=_shard, metavar="I/N", help="only the I-th of N user shards (1-based)")
+    cpus = os.cpu_count() or 1
     every.add_argument(
-        "--shard", type=_shard, metavar="I/N", help="only the I-th of N contiguous user shards (1-based)"
-    )
-    every.add_argument(
-        "--workers",
-        type=whole_number_arg(1),
-        default=os.cpu_count() or 1,
-        metavar="N",
-        help="threads, one BLAS thread each" + DEFAULT,
+        "--workers", type=whole_number_arg(1), default=cpus, metavar="N", help="threads" + DEFAULT
     )
     every.add_argument("--quiet", action="store_true", help="no progress lines")
     similar = command("similar", run_similar, "movies like a movie", "-k", "--min-ratings", "--json")
     similar.add_argument(
-        "--movie", required=True, metavar='ID|"title"', help="MovieLens movie id, or (part of) a title"
+        "--movie", required=True, metavar='ID|"title"', help="movie id, or (part of) a title"
     )
     clusters = command("clusters", run_clusters, "the K-Means clusters, or one cluster's members", "--json")
-    clusters.add_argument(
-        "--cluster", type=whole_number_arg(0), metavar="C", help="show this cluster and its members"
-    )
-    clusters.add_argument(
-        "--limit", type=whole_number_arg(1), default=20, help="members shown with --cluster" + DEFAULT
-    )
+    clusters.add_argument("--cluster", type=whole_number_arg(0), metavar="C", help="this cluster's members")
+    clusters.add_argument("--limit", type=whole_number_arg(1), default=20, help="with --cluster" + DEFAULT)
     return parser
 
 
@@ -160,20 +135,18 @@ def _table(headers: str, rows: Sequence[Sequence[Any]]) -> str:
     return "\n".join([line(headers), line(["-" * w for w in widths])] + [line(r) for r in cells])
 
 
-def _item_table(items: list[dict], clip: tuple[float, float] | None = None) -> str:
-    """A result's rows as a table; with ``clip`` (the rating scale) a recommendation's ``pred`` (the clipped
-    score), ``relevance`` and ``because`` columns."""
-    extra = "pred,relevance," if clip else ""
-    rows = [
-        [n, i["movie_id"], i["score"]]
-        + ([min(max(i["score"], clip[0]), clip[1]), i.get("relevance")] if clip else [])
-        + [i["title"], "|".join(i["genres"]), i["rating_count"], i["mean_rating"], i["cluster"]]
-        + (["; ".join(b["title"] for b in i.get("because", []))] if clip else [])
-        for n, i in enumerate(items, 1)
-    ]
-    return _table(
-        f"#,movie_id,score,{extra}title,genres,ratings,mean,cluster{',because' if clip else ''}", rows
-    )
+def _item_table(items: list[dict], headers: str, clip: tuple[float, float] = (-math.inf, math.inf)) -> str:
+    """Numbered movie rows (:meth:`search.Catalogue.items`) in the ``headers`` columns; ``pred`` is the score
+    clipped to ``clip``, the rating scale."""
+    cell = {
+        "pred": lambda i: min(max(i["score"], clip[0]), clip[1]),
+        "genres": lambda i: "|".join(i["genres"]),
+        "ratings": lambda i: i["rating_count"],
+        "mean": lambda i: i["mean_rating"],
+        "because": lambda i: "; ".join(b["title"] for b in i["because"]),
+    }
+    rows = [[n] + [cell.get(h, itemgetter(h))(i) for h in headers.split(",")] for n, i in enumerate(items, 1)]
+    return _table("#," + headers, rows)
 
 
 def _print_json(obj: Any) -> int:
@@ -236,7 +209,7 @@ def run_recommend(args: argparse.Namespace) -> int:
         print(
             f"{title}; score = raw predicted rating, pred = clipped to {low:g}-{high:g}, ordered by {order}"
         )
-    print(_item_table(items, (low, high)))
+    print(_item_table(items, f"movie_id,score,pred,relevance,title,{DETAILS},because", (low, high)))
     return 0
 
 
@@ -293,15 +266,10 @@ def _rating_file(path: Path) -> list[tuple[str, str, str]]:
         with open(path, newline="", encoding="utf-8") as f:
             reader = csv.DictReader(f)
             fields = reader.fieldnames or []
-            column = "movie_id" if "movie_id" in fields else "movie"
-            if column not in fields or "rating" not in fields:
-                raise ValueError(
-                    f"{path}: expected a header with columns movie (or movie_id) and rating, got {fields}"
-                )
-            return [
-                (f"{path}, line {n}", row[column] or "", row["rating"] or "")
-                for n, row in enumerate(reader, 2)
-            ]
+            movie = "movie_id" if "movie_id" in fields else "movie"
+            if movie not in fields or "rating" not in fields:
+                raise ValueError(f"{path}: expected columns movie (or movie_id) and rating, got {fields}")
+            return [(f"{path}, line {n}", r[movie] or "", r["rating"] or "") for n, r in enumerate(reader, 2)]
     except UnicodeDecodeError:
         raise ValueError(f"{path}: not UTF-8 text") from None
 
@@ -339,7 +307,8 @@ def run_similar(args: argparse.Namespace) -> int:
         print(f"No similar movies for {title} (movie {movie_id}): it has no training ratings (no embedding).")
         return 0
     blend = f"{W:g} x cosine of the embeddings + {1 - W:g} x cosine of who rated them in training"
-    print(f"Movies like {title} (movie {movie_id}); score = {blend}\n{_item_table(items)}")
+    print(f"Movies like {title} (movie {movie_id}); score = {blend}")
+    print(_item_table(items, f"movie_id,score,title,{DETAILS}"))
     return 0
 
 
@@ -373,11 +342,7 @@ def run_clusters(args: argparse.Namespace) -> int:
     print(_table("genre,share,catalogue,lift", genres))
     shown = [catalogue.movie(m) for m in members[: args.limit]]
     print(f"\nMost rated {len(shown)} of {len(members)}:")
-    rows = [
-        [n, m["movie_id"], m["title"], "|".join(m["genres"]), m["rating_count"], m["mean_rating"]]
-        for n, m in enumerate(shown, 1)
-    ]
-    print(_table("#,movie_id,title,genres,ratings,mean", rows))
+    print(_item_table(shown, "movie_id,title,genres,ratings,mean"))
     return 0
 
 

@@ -3,9 +3,7 @@
 Movies are clustered by *direction* of taste: K-Means on L2-normalised ``q_i`` (raw embeddings would put the
 rarely-rated movies, which regularisation shrinks towards zero, in one cluster whatever their content).
 Movies with a zero embedding (no training ratings) have no direction: their label is :data:`UNCLUSTERED`
-(-1), and every figure is over the clustered movies only. Quality, stored in the manifest: the silhouette
-(sampled), and the NMI of the labels with each movie's most specific genre beside a random labelling's.
-Tested in ``tests/search/test_clusters.py`` and ``tests/search/test_build.py``.
+(-1), and every figure is over the clustered movies only.
 """
 
 from __future__ import annotations
@@ -80,17 +78,11 @@ def genre_nmi(labels: np.ndarray, genres: pd.Series, seed: int = 0) -> tuple[flo
 def _genre_mix(inside: Counter, size: int, catalogue: Counter, n: int) -> tuple[list[dict], list[str]]:
     """A cluster's genres (share, catalogue share, lift), the nameable ones (at least
     :data:`LABEL_MIN_SHARE` of the cluster, more common there than overall) first, then by lift; and those."""
-    mix = []
-    for genre, count in inside.items():
-        share, base = count / size, catalogue[genre] / n
-        mix.append(
-            {
-                "genre": genre,
-                "share": round(share, 4),
-                "catalogue_share": round(base, 4),
-                "lift": round(share / base, 3),
-            }
-        )
+    shares = {g: (k / size, catalogue[g] / n) for g, k in inside.items()}
+    mix = [
+        dict(genre=g, share=round(share, 4), catalogue_share=round(base, 4), lift=round(share / base, 3))
+        for g, (share, base) in shares.items()
+    ]
     named = {
         g
         for g, k in inside.items()
@@ -101,15 +93,10 @@ def _genre_mix(inside: Counter, size: int, catalogue: Counter, n: int) -> tuple[
 
 
 def cluster_summaries(labels: np.ndarray, movies: pd.DataFrame, n_clusters: int) -> list[dict]:
-    """One JSON-ready summary per cluster, over the clustered movies only.
-
-    Keys: ``cluster``, ``size``, ``label``, ``mean_rating`` (over all training ratings of its movies; null
-    without any), ``top_movies`` (most rated first) and ``genres`` (share, ``catalogue_share`` and lift).
-    A label names the genres of highest lift (share in the cluster / share among all clustered movies), at
-    most :data:`LABEL_GENRES`, held by at least :data:`LABEL_MIN_SHARE` of the cluster with a lift above 1;
-    otherwise ``(mixed genres)`` or ``(no genres)``. Labels several clusters share get the cluster's most
-    rated title appended, then its number: labels are unique and deterministic.
-    """
+    """One JSON-ready summary per cluster (``cluster``, ``size``, ``label``, ``mean_rating``, ``top_movies``,
+    ``genres``). A label names up to :data:`LABEL_GENRES` genres of highest lift, each held by
+    :data:`LABEL_MIN_SHARE` of the cluster, else ``(mixed genres)`` or ``(no genres)``; a label several
+    clusters share gets the cluster's most rated title, then its number: labels are unique."""
     labels = np.asarray(labels)
     genres = genre_lists(movies["genres"])
     clustered = np.flatnonzero(labels != UNCLUSTERED)
@@ -128,11 +115,9 @@ def cluster_summaries(labels: np.ndarray, movies: pd.DataFrame, n_clusters: int)
         weight = counts[rated].sum()
         mean = round(float((means[rated] * counts[rated]).sum() / weight), 4) if weight > 0 else None
         top = rows[np.lexsort((rows, -counts[rows]))][:TOP_MOVIES]
-        top_movies = [
-            {"movie_id": int(ids[r]), "title": str(titles[r]), "rating_count": int(counts[r])} for r in top
-        ]
+        shown = [dict(movie_id=int(ids[r]), title=str(titles[r]), rating_count=int(counts[r])) for r in top]
         summaries.append(
-            dict(cluster=c, size=len(rows), label=None, mean_rating=mean, top_movies=top_movies, genres=mix)
+            dict(cluster=c, size=len(rows), label=None, mean_rating=mean, top_movies=shown, genres=mix)
         )
     repeated = Counter(bases)
     tops = [s["top_movies"][0]["title"] if s["top_movies"] else None for s in summaries]

@@ -1,19 +1,15 @@
 """Quality figures of an exported model, from its arrays alone (evaluation sits above what it judges).
 
 :func:`quality_report` scores a model on the canonical test part next to baselines fitted on the same
-training ratings: rating error (RMSE, MAE); top-K ranking (Precision, Recall, NDCG @ 10, coverage; relevant
-= a test rating >= 4, candidates = movies not rated in training), without and with a ``min_ratings`` floor;
-"movies like this" (genre Jaccard of the 10 nearest against random ones); clusters (NMI with genres against
-shuffled labels). Training passes the report to export; :func:`evaluate_bundle` recomputes it from a
-bundle's files (``python -m embedder evaluate``). Tested in ``tests/search/test_evaluate.py``.
+training ratings: rating error, top-K ranking (without and with a ``min_ratings`` floor), "movies like this"
+and clusters. Training passes the report to export; :func:`evaluate_bundle` recomputes it from a bundle.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -35,18 +31,15 @@ RELEVANT_RATING = 4.0
 DEFAULT_MIN_RATINGS = 20
 """The floor reported next to no floor."""
 MAX_USERS = 5_000
-"""Ranking is scored on at most this many users (a seeded sample): more only narrow an interval already far
-smaller than the gaps between the model and its baselines."""
+"""Ranking is scored on at most this many users (a seeded sample): more would only narrow a small interval."""
 MAX_QUERIES = 1_000
 """Neighbour agreement is scored on at most this many query movies (a seeded sample)."""
-QUERY_BLOCK = 500
-"""Query movies scored at once: a query's co-raters cost the summed rating counts of its raters."""
+QUERY_BLOCK = 500  # query movies scored at once: a query's co-raters cost the rating counts of its raters
 BASELINE_REG = (15.0, 10.0)
 """Damping of the biases-only baseline (user, movie), Surprise's BaselineOnly defaults."""
 
 
-@dataclass(frozen=True)
-class HeldOut:
+class HeldOut(NamedTuple):
     """The test ratings as row indexes (-1 for ids the model does not know)."""
 
     users: np.ndarray
@@ -55,18 +48,15 @@ class HeldOut:
 
 
 def fit_biases(seen: sp.csr_matrix, scale: tuple[float, float], iterations: int = 10) -> MFModel:
-    """The biases-only baseline: damped alternating means of the training ratings.
-
-    ``b_i = Σ (r - μ - b_u) / (λ_i + n_i)``, ``b_u = Σ (r - μ - b_i) / (λ_u + n_u)``.
-    """
+    """The biases-only baseline: damped alternating means ``b_i = Σ (r - μ - b_u) / (λ_i + n_i)`` and
+    ``b_u = Σ (r - μ - b_i) / (λ_u + n_u)`` of the training ratings."""
     coo = seen.tocoo()
     users, movies, ratings = coo.row, coo.col, coo.data.astype(np.float64)
     mu = float(ratings.mean())
     reg_user, reg_movie = BASELINE_REG
     n_users, n_movies = seen.shape
-    bu, bi = np.zeros(n_users), np.zeros(n_movies)
-    count_user = np.bincount(users, minlength=n_users)
-    count_movie = np.bincount(movies, minlength=n_movies)
+    count_user, count_movie = np.bincount(users, minlength=n_users), np.bincount(movies, minlength=n_movies)
+    bu = np.zeros(n_users)
     for _ in range(iterations):
         bi = np.bincount(movies, ratings - mu - bu[users], n_movies) / (reg_movie + count_movie)
         bu = np.bincount(users, ratings - mu - bi[movies], n_users) / (reg_user + count_user)
@@ -83,6 +73,7 @@ def movie_means(seen: sp.csr_matrix, scale: tuple[float, float]) -> MFModel:
 
 
 def _sample(values: np.ndarray, limit: int, seed: int) -> np.ndarray:
+    """At most ``limit`` of ``values``, a seeded sample in order."""
     if len(values) <= limit:
         return values
     return np.sort(np.random.default_rng(seed).choice(values, limit, replace=False))
@@ -97,13 +88,9 @@ def ranking_metrics_by_mask(
     seed: int = 0,
     block: int = 512,
 ) -> dict[str, dict[str, float]]:
-    """Precision, Recall, NDCG @ k and catalogue coverage of ``scorer``'s top-k lists, for each named mask
-    of ``masks``, from one pass of scores.
-
-    ``scorer(user_rows)`` returns a score for every movie, or is one score per movie for every user (a
-    baseline such as popularity); movies rated in training (``seen``) and movies outside the mask are never
-    recommended. Users with at least one relevant test rating (>= 4) are scored.
-    """
+    """Precision, Recall, NDCG @ k and catalogue coverage of ``scorer``'s top-k lists among the movies of
+    each of ``masks`` and not in ``seen``, over the users with a relevant test rating. ``scorer(user_rows)``
+    scores every movie, or is one score per movie for every user (a baseline such as popularity)."""
     known = (test.users >= 0) & (test.movies >= 0) & (test.ratings >= RELEVANT_RATING)
     rel_users, rel_movies = test.users[known], test.movies[known]
     users = _sample(np.unique(rel_users), MAX_USERS, seed)
@@ -122,24 +109,17 @@ def ranking_metrics_by_mask(
         for name, allowed in masks.items():
             candidates = scores if allowed.all() else np.where(allowed, scores, np.float32(-np.inf))
             recommended[name][start : start + block] = select_topk(candidates, k)[0]
-    n_relevant = np.bincount(local, minlength=len(users))
-    return {
-        name: _ranking_figures(lists, local, rel_movies[keep], n_relevant, seen.shape[1])
-        for name, lists in recommended.items()
-    }
-
-
-def _ranking_figures(
-    recommended: np.ndarray, users: np.ndarray, movies: np.ndarray, n_relevant: np.ndarray, n_movies: int
-) -> dict[str, float]:
-    hits = metrics.hits_at_k(recommended, users, movies)
-    return {
-        "precision": metrics.precision_at_k(hits),
-        "recall": metrics.recall_at_k(hits, n_relevant),
-        "ndcg": metrics.ndcg_at_k(hits, n_relevant),
-        "coverage": metrics.catalogue_coverage(recommended, n_movies),
-        "users": int(len(recommended)),
-    }
+    n_relevant, figures = np.bincount(local, minlength=len(users)), {}
+    for name, lists in recommended.items():
+        hits = metrics.hits_at_k(lists, local, rel_movies[keep])
+        figures[name] = {
+            "precision": metrics.precision_at_k(hits),
+            "recall": metrics.recall_at_k(hits, n_relevant),
+            "ndcg": metrics.ndcg_at_k(hits, n_relevant),
+            "coverage": metrics.catalogue_coverage(lists, seen.shape[1]),
+            "users": int(len(lists)),
+        }
+    return figures
 
 
 def genre_sets(genres: pd.Series) -> list[frozenset]:
@@ -197,12 +177,8 @@ def quality_report(
     seed: int = 0,
     relevance: RelevanceModel | None = None,
 ) -> dict[str, Any]:
-    """Every figure of the module docstring, as a JSON-ready dict.
-
-    ``seen`` holds the training ratings (users x movies), on which the baselines are fitted, and ``movies``
-    the movie table in row order (``genres``, ``rating_count``). The ranking scorers: ``relevance`` (with a
-    relevance model), ``model`` (by predicted rating), and the baselines.
-    """
+    """Every figure of the module docstring, as a JSON-ready dict; the baselines are fitted on ``seen``, the
+    training ratings, and ``movies`` is the movie table in row order."""
     biases, popularity = fit_biases(seen, model.rating_scale), movie_means(seen, model.rating_scale)
     baselines = {
         "model": model,
@@ -282,14 +258,9 @@ def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) ->
         for name, part in (("train", train), ("test", test))
     }
     labels = bundle.array("cluster_labels.npy") if bundle.has("cluster_labels.npy") else None
+    held_out = held_out_rows(test, model.user_vocab, model.movie_vocab)
     quality = quality_report(
-        model,
-        bundle.seen,
-        bundle.movies,
-        held_out_rows(test, model.user_vocab, model.movie_vocab),
-        min_ratings,
-        labels,
-        relevance=bundle.relevance(),
+        model, bundle.seen, bundle.movies, held_out, min_ratings, labels, relevance=bundle.relevance()
     )
     flat = {
         f"{part}_{key}": round(value, 4)
@@ -297,13 +268,9 @@ def evaluate_bundle(path: str | Path, min_ratings: int = DEFAULT_MIN_RATINGS) ->
         for key, value in values.items()
     }
     flat["manifest_test_rmse"] = round(bundle.manifest["metrics"]["test"]["rmse"], 4)
-    return {
-        "bundle": str(bundle.path),
-        "dataset": dataset["name"],
-        "metrics": metrics_by_part,
-        "flat": flat,
-        "quality": quality,
-    }
+    return dict(
+        bundle=str(bundle.path), dataset=dataset["name"], metrics=metrics_by_part, flat=flat, quality=quality
+    )
 
 
 def format_report(quality: dict[str, Any]) -> str:

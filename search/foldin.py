@@ -5,9 +5,8 @@ With the movie side frozen, a user's row ``x = [p_u, b_u]`` is a Bayesian linear
 
     x = (Zᵀ Z / σ² + diag(1/s²))⁻¹ (Zᵀ (r - μ - b) / σ² + m / s²)
 
-The prior ``N(m, diag(s²))`` is the spread of the trained users' rows and ``σ²`` the model's mean squared
-error at its training ratings; with no ratings the answer is the prior mean. With an implicit part
-(``implicit_*.npy``), ``|N|^-½ Σ_{j∈N} [E_j, c_j]`` over the rated movies is known and added.
+The prior ``N(m, diag(s²))`` is the spread of the trained users' rows, ``σ²`` the model's training error.
+With an implicit part, ``|N|^-½ Σ_{j∈N} [E_j, c_j]`` over the rated movies is known and added.
 """
 
 from __future__ import annotations

@@ -1,10 +1,8 @@
 """FAISS indexes over the bias-augmented movie rows: build, tune, store, load, search.
 
-``flat`` (the default) is an ``IndexFlatIP``: exact. ``hnsw`` and ``ivf`` are approximate indexes for large
-catalogues. Inner product is not a metric, so their search depth (``efSearch`` / ``nprobe``) is chosen at
-build time by *measured* recall@10 against exact search and recorded in the manifest; the Recommender
-re-scores their candidates exactly, so a score is still the predicted rating. Stored with
-``faiss.serialize_index`` (no pickle). Tested in ``tests/search/test_index.py``.
+``flat`` is exact; ``hnsw`` and ``ivf`` are approximate. Inner product is not a metric, so their search depth
+is chosen at build time by *measured* recall@10 against exact search. Stored with ``faiss.serialize_index``
+(no pickle).
 """
 
 from __future__ import annotations
@@ -23,21 +21,16 @@ INDEX_FILE = "movie_index.faiss"
 COSINE_INDEX_FILE = "cosine_index.faiss"
 EF_LADDER = (16, 32, 64, 128, 256, 512, 1024, 2048)
 """HNSW search depths tried, smallest first, until the measured recall reaches the target."""
+HNSW_M, EF_CONSTRUCTION = 32, 200
 
 
 @dataclass(frozen=True)
 class IndexConfig:
-    """How ``python -m search build`` makes the movie index: ``kind`` ``flat`` (exact), ``hnsw`` (graph of
-    ``hnsw_m`` links a node, built at depth ``ef_construction``) or ``ivf`` (``nlist`` inverted lists, by
-    default about ``sqrt(n_movies)``), all by inner product; the search depth is raised until recall@10
-    against exact search, over ``recall_queries`` sampled users, reaches ``target_recall``."""
+    """How ``python -m search build`` makes the movie index: ``kind`` ``flat`` (exact), ``hnsw`` or ``ivf``
+    (about ``sqrt(n_movies)`` lists), searched deeper until recall@10 reaches ``target_recall``."""
 
     kind: str = "flat"
-    hnsw_m: int = 32
-    ef_construction: int = 200
-    nlist: int | None = None
     target_recall: float = 0.95
-    recall_queries: int = 1000
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -52,10 +45,10 @@ def build_index(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     if config.kind == "flat":
         index = faiss.IndexFlatIP(dim)
     elif config.kind == "hnsw":
-        index = faiss.IndexHNSWFlat(dim, config.hnsw_m, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = config.ef_construction
+        index = faiss.IndexHNSWFlat(dim, HNSW_M, faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = EF_CONSTRUCTION
     else:
-        nlist = config.nlist or max(1, min(round(math.sqrt(n)), n // 39))
+        nlist = max(1, min(round(math.sqrt(n)), n // 39))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(dim), dim, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = config.seed
         index.train(vectors)
@@ -63,21 +56,10 @@ def build_index(vectors: np.ndarray, config: IndexConfig) -> faiss.Index:
     return index
 
 
-def search_params(index: faiss.Index) -> dict[str, int]:
-    """The tunable search depth of an index, as stored in the manifest."""
-    if isinstance(index, faiss.IndexHNSW):
-        return {"efSearch": int(index.hnsw.efSearch)}
-    if isinstance(index, faiss.IndexIVF):
-        return {"nprobe": int(index.nprobe), "nlist": int(index.nlist)}
-    return {}
-
-
 def apply_params(index: faiss.Index, params: dict[str, Any]) -> None:
-    """Set the search depth recorded in the manifest on a loaded index."""
-    if isinstance(index, faiss.IndexHNSW) and "efSearch" in params:
-        index.hnsw.efSearch = int(params["efSearch"])
-    if isinstance(index, faiss.IndexIVF) and "nprobe" in params:
-        index.nprobe = int(params["nprobe"])
+    """Set the search depth recorded in the manifest (``efSearch`` or ``nprobe``) on a loaded index."""
+    for name in params.keys() & {"efSearch", "nprobe"}:
+        faiss.ParameterSpace().set_index_parameter(index, name, int(params[name]))
 
 
 def recall_at(found: np.ndarray, exact: np.ndarray) -> float:
@@ -96,10 +78,8 @@ def tune_index(
     if isinstance(index, faiss.IndexHNSW):
         ladder = [{"efSearch": ef} for ef in EF_LADDER if ef >= k] or [{"efSearch": k}]
     elif isinstance(index, faiss.IndexIVF):
-        ladder = [
-            {"nprobe": p}
-            for p in sorted({min(index.nlist, 2**i) for i in range(int(math.log2(index.nlist)) + 2)})
-        ]
+        probes = np.minimum(2 ** np.arange(int(math.log2(index.nlist)) + 2), index.nlist)
+        ladder = [{"nprobe": int(p)} for p in np.unique(probes)]
     else:
         return {f"recall_at_{k}": 1.0}
     for params in ladder:
@@ -107,7 +87,9 @@ def tune_index(
         recall = recall_at(index.search(np.ascontiguousarray(queries, np.float32), k)[1], exact_ids)
         if recall >= target:
             break
-    return {**search_params(index), f"recall_at_{k}": round(recall, 4)}
+    if isinstance(index, faiss.IndexIVF):
+        params["nlist"] = int(index.nlist)
+    return {**params, f"recall_at_{k}": round(recall, 4)}
 
 
 def index_bytes(index: faiss.Index) -> bytes:

@@ -1,10 +1,8 @@
 """Retrieval over one bundle: recommend, recommend for a newcomer, similar movies.
 
-Ids are original MovieLens ids everywhere. Every ranking goes through one :class:`InnerProduct` (query rows
-scored against item rows), exact by :func:`search.topk.top_k`, or through a faiss ``hnsw``/``ivf`` index
-whose candidates (``k`` plus the user's seen count, so exclusion cannot starve the result) are re-scored
-exactly: a score is always the predicted rating. The object holds no per-call state; one instance serves
-many threads. Tested in ``tests/search/test_recommender.py``.
+Every ranking is one :class:`InnerProduct`, exact or through a faiss index whose candidates (``k`` plus the
+user's seen count, so exclusion cannot starve the result) are re-scored exactly: a score is always the
+predicted rating. No per-call state: one instance serves many threads.
 """
 
 from __future__ import annotations
@@ -35,8 +33,7 @@ from search.topk import select_topk, top_k
 ORDERS = ("relevance", "rating")
 """A top-K's order: by the relevance model (what you would watch and like), or by predicted rating."""
 log = logging.getLogger(__name__)
-RESCORE_FLOATS = 1 << 24
-"""About the most floats gathered at once when re-scoring approximate candidates (64 MiB)."""
+RESCORE_FLOATS = 1 << 24  # about the most floats gathered at once when re-scoring candidates (64 MiB)
 
 
 @dataclass(frozen=True)
@@ -74,9 +71,8 @@ class InnerProduct:
         fetch = np.minimum(2 ** np.ceil(np.log2(k + n_seen)).astype(np.int64), n)
         for depth in np.unique(fetch):
             members = np.flatnonzero(fetch == depth)
-            for group in np.array_split(
-                members, -(-len(members) * depth * self.items.shape[1] // RESCORE_FLOATS)
-            ):
+            parts = -(-len(members) * depth * self.items.shape[1] // RESCORE_FLOATS)
+            for group in np.array_split(members, parts):
                 found = np.sort(search_candidates(self.ann, queries[group], int(depth), allowed), axis=1)
                 scores = self.scores_of(queries[group], found)
                 if exclude is not None:
@@ -95,13 +91,10 @@ class Recommender:
         self.bundle = bundle
         self.catalogue = Catalogue(bundle)
         model = bundle.model
-        self._user_row_of = {int(u): r for r, u in enumerate(bundle.user_ids.tolist())}
         self._seen = sp.csr_matrix(bundle.seen)
         self._counts = self.catalogue.rating_counts
         self._similarity = Similarity(model.movie_embeddings, self._seen)
-        self._table = (
-            tuple(bundle.array(name) for name in SIMILAR_FILES) if bundle.has(SIMILAR_FILES[0]) else None
-        )
+        self._table = tuple(map(bundle.array, SIMILAR_FILES)) if bundle.has(SIMILAR_FILES[0]) else None
         info = bundle.manifest.get("index") or {}
         self.index_kind: str = info.get("kind", "flat")
         ann = None
@@ -114,23 +107,13 @@ class Recommender:
         if self.relevance is not None:
             self._relevance = InnerProduct(np.hstack([self.relevance.movie_factors, self._rating.items]))
         else:
-            log.warning(
-                "%s has no relevance model: it recommends by predicted rating until retrained "
-                "(python -m embedder train)",
-                bundle.path,
-            )
+            log.warning("%s: no relevance model, recommends by predicted rating until retrained", bundle.path)
 
     @classmethod
-    def load(
-        cls, path: str | os.PathLike = DEFAULT_BUNDLE, verify: bool = True, mmap: bool = False
-    ) -> Recommender:
+    def load(cls, path: str | os.PathLike = DEFAULT_BUNDLE, mmap: bool = False) -> Recommender:
         """Load the bundle at ``path`` (see :meth:`embedder.bundle.Bundle.load`); one fresh from training
         works too (only the catalogue's clusters need ``python -m search build``)."""
-        return cls(Bundle.load(path, verify=verify, mmap=mmap))
-
-    def __repr__(self) -> str:
-        shape = f"{len(self.user_ids)} users, {len(self.movie_ids)} movies"
-        return f"Recommender({self.bundle.path}, {shape}, index={self.index_kind})"
+        return cls(Bundle.load(path, mmap=mmap))
 
     @property
     def user_ids(self) -> np.ndarray:
@@ -144,10 +127,6 @@ class Recommender:
 
     def _user_rows(self, raw: Any) -> tuple[np.ndarray, bool]:
         """Bundle rows of one user id or an array of them, and whether one id (not an array) was given."""
-        if is_whole(raw):  # the one-id path of every web request
-            if int(raw) not in self._user_row_of:
-                raise UnknownIdError(f"unknown user {int(raw)}")
-            return np.array([self._user_row_of[int(raw)]]), True
         ids = np.atleast_1d(np.asarray(raw))
         finite_floats = ids.dtype.kind == "f" and np.all(np.isfinite(ids) & (ids == np.round(ids)))
         if ids.ndim != 1 or not (ids.dtype.kind in "iu" or finite_floats or ids.size == 0):
@@ -186,8 +165,11 @@ class Recommender:
             scores = self._rating.scores_of(queries, rows)
         return self._answer(rows, scores, relevance, scalar=scalar)
 
-    def _watch_rows(self, rows: np.ndarray) -> np.ndarray | None:
-        return None if self.relevance is None else self.relevance.user_factors[rows]
+    def _rank_users(self, rows, k, exclude_seen, banned, order, scalar=False):
+        """:meth:`_rank` for the trained users of bundle ``rows``."""
+        watch = None if self.relevance is None else self.relevance.user_factors[rows]
+        exclude = self._seen[rows] if exclude_seen else None
+        return self._rank(watch, self._rating.users[rows], k, exclude, banned, order, scalar)
 
     def recommend(
         self,
@@ -197,20 +179,14 @@ class Recommender:
         min_ratings: int = 0,
         order: str = "relevance",
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Top-``k`` movies for one user id or an array of them, ordered by relevance (what they would watch
-        and like) or by predicted rating (``order="rating"``).
-
-        ``exclude_seen`` leaves out the movies rated in training; ``min_ratings`` keeps only movies with at
-        least that many ratings. Returns ``(movie_ids int64, scores float32, relevance float32)``, best
-        first, a score being the raw predicted rating ``μ + b_u + b_i + p_u·q_i`` and relevance NaN without
-        a relevance model: 1-D for one id; ``(n_users, k')`` for a batch, padded with id -1 and score
-        ``-inf``. Raises UnknownIdError naming an unknown id, ValueError for a bad ``k``, id, floor or order.
-        """
+        """Top-``k`` movies for one user id or an array of them, by relevance (what they would watch and like)
+        or predicted rating, without the movies rated in training unless ``exclude_seen`` is False, among
+        movies with ``min_ratings``+ ratings: ``(movie_ids int64, scores float32, relevance float32)``, a
+        score being the raw predicted rating ``μ + b_u + b_i + p_u·q_i``, relevance NaN without a relevance
+        model; 1-D for one id, ``(n_users, k')`` for a batch, padded with id -1 and score ``-inf``."""
         k, min_ratings = check_count(k, "k", 1), check_count(min_ratings, "min_ratings", 0)
         rows, scalar = self._user_rows(user_ids)
-        exclude = self._seen[rows] if exclude_seen else None
-        queries, banned = self._rating.users[rows], self._banned(min_ratings)
-        return self._rank(self._watch_rows(rows), queries, k, exclude, banned, order, scalar)
+        return self._rank_users(rows, k, exclude_seen, self._banned(min_ratings), order, scalar)
 
     def recommend_all(
         self,
@@ -232,10 +208,7 @@ class Recommender:
         user_rows = np.arange(len(self.user_ids))[rows]
 
         def search(part: np.ndarray) -> tuple[np.ndarray, ...]:
-            exclude = self._seen[part] if exclude_seen else None
-            return self._rank(
-                self._watch_rows(part), self._rating.users[part], k, exclude, banned, order, False
-            )
+            return self._rank_users(part, k, exclude_seen, banned, order)
 
         def blocks() -> Iterator[tuple[np.ndarray, ...]]:
             with ThreadPoolExecutor(workers) as pool:
@@ -294,9 +267,8 @@ class Recommender:
         return self._rank(watch, user.query[None], k, rated, self._banned(floor), order, True)
 
     def because(self, rated_rows: np.ndarray, movie_ids: np.ndarray, n: int = 3) -> list[np.ndarray]:
-        """For each of ``movie_ids``, the ids of up to ``n`` movies among ``rated_rows`` (the movie rows the
-        person rated) that add most to its relevance, largest share first (``RelevanceModel.explain``);
-        empty lists without a relevance model."""
+        """For each of ``movie_ids``, up to ``n`` movie ids of ``rated_rows`` (the rows the person rated) that
+        add most to its relevance, largest first; empty lists without a relevance model."""
         if self.relevance is None:
             return [np.empty(0, np.int64) for _ in movie_ids]
         rows = self.bundle.movie_vocab.numbers(np.asarray(movie_ids, np.int64), missing="error")

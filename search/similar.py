@@ -4,10 +4,9 @@
 
     similarity(i, j) = EMBEDDING_WEIGHT · cos(q_i, q_j) + (1 - EMBEDDING_WEIGHT) · cos(c_i, c_j)
 
-``q_i`` is movie i's embedding and ``c_i`` its binary column of the training ratings (who rated it). The
-embeddings know how people *rate* movies; who rated what knows which movies the same people *watch*; the
-blend agrees with genres more often than either alone. A movie with a zero embedding or without training
-ratings is never compared. Tested in ``tests/search/test_similar.py``.
+``q_i`` is movie i's embedding and ``c_i`` who rated it in training. The embeddings know how people *rate*
+movies, who rated what knows which movies the same people *watch*; the blend agrees with genres more often
+than either alone.
 """
 
 from __future__ import annotations
@@ -25,8 +24,7 @@ TABLE_WIDTH = 100
 """Neighbours per movie in the table ``search build`` stores: the web's largest ``k``."""
 SIMILAR_FILES = ("similar_movies.npy", "similar_scores.npy")
 """The table in a built bundle: each movie's neighbours (int32 rows, -1 padded) and their similarities."""
-TABLE_BLOCK = 256
-"""Movies scored at once while building the table: ``4 × TABLE_BLOCK × n_movies`` bytes of scores."""
+TABLE_BLOCK = 256  # movies scored at once while building the table: 4 x TABLE_BLOCK x n_movies bytes
 
 
 def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -38,11 +36,8 @@ def unit_rows(vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Similarity:
-    """The blended similarity of one bundle's movies: ``movie_embeddings`` ``(n_movies, d)`` and ``seen``,
-    the training ratings (users x movies CSR; only which entries exist is read).
-
-    Building one is free; what it needs is built at the first call or by :meth:`warm`.
-    """
+    """The blended similarity of one bundle's movies, from ``movie_embeddings`` and ``seen`` (users x movies
+    CSR of the training ratings); what it needs is built at the first call or by :meth:`warm`."""
 
     def __init__(self, movie_embeddings: np.ndarray, seen: sp.spmatrix):
         self._embeddings = movie_embeddings

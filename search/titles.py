@@ -1,14 +1,9 @@
-"""Title search that forgives how people type titles. A query matches in tiers, best first:
-
-1. the whole title: as written, without its year, or with a trailing article moved to the front;
-2. a title starting with the query; 3. a title containing it;
-4. every word of the query in any order, both reduced to plain words (lower case, no punctuation, no
-   "the/a/an/and/of", Roman numerals and number words as digits: "godfather part 2", "12 monkeys");
-5. the same words run together or split differently, word start to word end ("starwars");
-6. only when nothing above matched, a close spelling (rapidfuzz's weighted ratio of the plain words at
-   least :data:`FUZZY_CUTOFF`: "star wras"), closest first.
-
-Within a tier the most rated movie comes first, then the title, then bundle order.
+"""Title search that forgives how people type titles. A query matches in tiers, best first: the whole
+title (as written, without its year, or with a trailing article moved to the front); a title starting
+with the query; containing it; every plain word of the query in any order ("godfather part 2");
+the same words run together or split differently ("starwars"); only when nothing above matched, a
+close spelling ("star wras"), closest first. Within a tier the most rated movie comes first, then the title,
+then bundle order.
 """
 
 from __future__ import annotations
@@ -64,37 +59,32 @@ class TitleIndex:
     def __init__(self, titles: Sequence[str], rating_counts: np.ndarray):
         forms = [title_forms(t) for t in titles]
         words = [plain_words(_YEAR.sub("", normalise(t))) for t in titles]
-        self._table = pd.DataFrame(
-            {
-                "forms": forms,
-                "joined": ["\x00".join(f) for f in forms],
-                "words": [" " + " ".join(w) + " " for w in words],
-                "rating_count": np.asarray(rating_counts),
-                "title": [normalise(t) for t in titles],
-                "row": np.arange(len(titles)),
-            }
+        self._forms, self._plain = forms, [" ".join(w) for w in words]
+        self._joined = pd.Series(["\x00".join(f) for f in forms], dtype=object)
+        self._words = pd.Series([f" {w} " for w in self._plain], dtype=object)
+        # Within a tier: most rated, then title, then bundle order.
+        self._rank = np.lexsort(
+            (np.arange(len(titles)), [normalise(t) for t in titles], -np.asarray(rating_counts))
         )
-        self._plain = [" ".join(w) for w in words]
 
     def find(self, query: str) -> np.ndarray:
         """Rows of the titles matching ``query``, best first (see the module's tiers)."""
-        table = self._table
         q = normalise(query)
-        tier = np.full(len(table), 99.0)
-        contains = table["joined"].str.contains(q, regex=False).to_numpy()
+        tier = np.full(len(self._plain), 99.0)
+        contains = np.flatnonzero(self._joined.str.contains(q, regex=False).to_numpy())
         tier[contains] = [
             0 if q in forms else 1 if any(f.startswith(q) for f in forms) else 2
-            for forms in table["forms"][contains]
+            for forms in (self._forms[r] for r in contains)
         ]
         words = plain_words(q)
         if words:
-            every = np.ones(len(table), dtype=bool)
+            every = np.ones(len(tier), dtype=bool)
             for word in words:
-                every &= table["words"].str.contains(f" {word} ", regex=False).to_numpy()
+                every &= self._words.str.contains(f" {word} ", regex=False).to_numpy()
             tier[every & (tier > 3)] = 3
             # The query's letters with an optional space between any two, from a word's start to a word's end.
             spaced = " " + " ?".join(re.escape(c) for c in "".join(words)) + " "
-            joined = table["words"].str.contains(spaced, regex=True).to_numpy()
+            joined = self._words.str.contains(spaced, regex=True).to_numpy()
             tier[joined & (tier > 4)] = 4
             if (tier < 99).sum() == 0:
                 close = process.extract(
@@ -102,13 +92,5 @@ class TitleIndex:
                 )
                 for _, score, row in close:  # closer spellings first within the tier
                     tier[row] = 5 + (100 - score) / 1000
-        found = table[tier < 99]
-        order = np.lexsort(
-            (
-                found["row"].to_numpy(),
-                found["title"].to_numpy(),
-                -found["rating_count"].to_numpy(),
-                tier[tier < 99],
-            )
-        )
-        return found["row"].to_numpy()[order]
+        ranked = self._rank[np.argsort(tier[self._rank], kind="stable")]
+        return ranked[tier[ranked] < 99]

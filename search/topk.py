@@ -2,9 +2,7 @@
 
 The select splits each row into strided groups whose maxima come from one element-wise ``max``; the k-th
 largest group maximum bounds the row's k-th best from below, so only the few groups reaching it are
-gathered and sorted. Ties go to the lower column; ``-inf`` is never returned. Tested against brute-force
-numpy in ``tests/search/test_topk.py``.
-"""
+gathered and sorted. Ties go to the lower column; ``-inf`` is never returned."""
 
 from __future__ import annotations
 
@@ -18,11 +16,8 @@ N_GROUPS = 512
 
 
 def select_topk(scores: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Row-wise exact top-``k`` of a 2-D score array (``-inf`` = excluded), best first.
-
-    Returns ``(columns int64, scores float32)`` of shape ``(rows, min(k, n_cols))``, padded with column -1
-    and score ``-inf`` where a row has fewer candidates.
-    """
+    """Row-wise exact top-``k`` of a 2-D score array (``-inf`` = excluded), best first: ``(columns int64,
+    scores float32)`` of shape ``(rows, min(k, n_cols))``, padded with column -1 and score ``-inf``."""
     m, n = scores.shape
     k = min(k, n)
     n_groups = min(N_GROUPS, n)
@@ -64,17 +59,12 @@ def top_k(
     exclude: sp.csr_matrix | None = None,
     banned: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Exact top-``k`` columns of ``queries @ items.T`` per query row, best first (:func:`select_topk`).
-
-    ``queries`` and ``items`` are float32 rows of one width; ``exclude``: a CSR ``(n_queries, n_items)``
-    whose stored entries are left out of that row; ``banned``: columns left out of every row.
-    """
+    """Exact top-``k`` columns of ``queries @ items.T`` per query row, best first (:func:`select_topk`);
+    ``exclude``'s stored entries (CSR, queries x items) and the ``banned`` columns are left out."""
     n = len(items)
     width = min(k, n)
-    out_cols, out_vals = (
-        np.empty((len(queries), width), np.int64),
-        np.empty((len(queries), width), np.float32),
-    )
+    out_cols = np.empty((len(queries), width), np.int64)
+    out_vals = np.empty((len(queries), width), np.float32)
     buffer = np.empty((min(USER_BLOCK, len(queries)), n), np.float32)  # reused: a fresh one page-faults
     for s in range(0, len(queries), USER_BLOCK):
         e = min(s + USER_BLOCK, len(queries))
