@@ -27,9 +27,10 @@ test: setup
 	$(PY) -m pytest -q
 
 bench: setup
-	EXTRAS=train,fast,dev,bench bash scripts/setup.sh
+	EXTRAS=train,dev,bench bash scripts/setup.sh
 	$(PY) benchmarks/train_speed.py
 	$(PY) benchmarks/quality.py
+	$(PY) benchmarks/ranking.py
 	$(PY) benchmarks/retrieval.py
 	$(PY) benchmarks/ann.py
 	$(PY) benchmarks/web_load.py
