@@ -103,23 +103,25 @@ def fit_relevance(
     return RelevanceModel(user_factors, movie_factors, shrinkage, float(rating_weight), chosen), figures
 
 
-def _validation_ndcg(fit_part, relevant, sigma, factors, regularizations, seed, k=10, max_users=2000):
-    """NDCG@k of the watch score on ``relevant`` for each ``λ``: one SVD serves them all,
-    since ``λ`` only changes the shrinkage."""
+def _validation_ndcg(
+    fit_part, relevant, sigma, factors, regularizations, seed, k=10, max_users=2000, block=256
+):
+    """NDCG@k of the watch score on ``relevant`` for each ``λ``: one SVD serves them all, since ``λ`` only
+    changes the shrinkage. Users go in blocks, so that a block's dense scores stay small at ML-25M size."""
     users = np.flatnonzero(np.diff(relevant.indptr))
     users = np.sort(np.random.default_rng(seed).permutation(users)[:max_users])
-    if len(users) == 0:
-        return {}
-    projected, truth = np.asarray(fit_part[users] @ factors), relevant[users].toarray() > 0
-    rated, sigma = fit_part[users].toarray() > 0, sigma.astype(np.float32)
-    discounts = 1.0 / np.log2(np.arange(k) + 2.0)
-    ideal = np.cumsum(discounts)[np.minimum(truth.sum(axis=1), k) - 1]
-    figures = {}
-    for regularization in regularizations:
-        scores = (projected * (sigma**2 / (sigma**2 + regularization))) @ factors.T
-        scores[rated] = -np.inf
-        top = np.argpartition(-scores, k, axis=1)[:, :k]
-        hits = np.take_along_axis(truth, top, axis=1)
-        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-        figures[regularization] = float((np.take_along_axis(hits, order, axis=1) @ discounts / ideal).mean())
-    return figures
+    discounts, sigma = 1.0 / np.log2(np.arange(k) + 2.0), sigma.astype(np.float32)
+    sums = dict.fromkeys(regularizations, 0.0)
+    for start in range(0, len(users), block):
+        rows = users[start : start + block]
+        projected, truth = np.asarray(fit_part[rows] @ factors), relevant[rows].toarray() > 0
+        rated = fit_part[rows].toarray() > 0
+        ideal = np.cumsum(discounts)[np.minimum(truth.sum(axis=1), k) - 1]
+        for regularization in regularizations:
+            scores = (projected * (sigma**2 / (sigma**2 + regularization))) @ factors.T
+            scores[rated] = -np.inf
+            top = np.argpartition(-scores, k, axis=1)[:, :k]
+            hits = np.take_along_axis(truth, top, axis=1)
+            order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
+            sums[regularization] += float((np.take_along_axis(hits, order, axis=1) @ discounts / ideal).sum())
+    return {lam: total / len(users) for lam, total in sums.items()} if len(users) else {}
