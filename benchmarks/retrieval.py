@@ -493,7 +493,7 @@ def main(argv: list[str] | None = None) -> int:
         "--users-fraction",
         type=float,
         default=0.1,
-        help="fraction of ML-25M's 162,541 users to simulate (default: %(default)s)",
+        help="fraction of ML-25M's 162,541 users to simulate; 0 skips part 2 (default: %(default)s)",
     )
     parser.add_argument(
         "--movies", type=int, default=ML25M_MOVIES, help="synthetic catalogue size (default: %(default)s)"
@@ -516,7 +516,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"numpy {np.__version__}, faiss {faiss.__version__}, {n_threads()} cores")
     part_ml100k(args.bundle, args.k, max(1, args.repeats // 2), 300 if args.quick else 3000, args.seed)
     blocks = [int(b) for b in args.blocks.split(",") if b]
-    part_synthetic(args.users_fraction, args.movies, args.k, args.repeats, args.seed, args.quick, blocks)
+    if args.users_fraction > 0:
+        part_synthetic(args.users_fraction, args.movies, args.k, args.repeats, args.seed, args.quick, blocks)
     return 0
 
 
