@@ -10,9 +10,9 @@ bare Flask + gunicorn endpoint doing one FAISS search (``IndexFlatIP``, k=10)
 per request with the same workers and threads. Ratios against the peer are the
 figures to compare across machines; absolute numbers drift on a shared one.
 
-Targets: throughput at least 0.8x the peer's on the same worker class, 0
-errors; p50 and p99 are reported (the older absolute target, p99 <= 20 ms and
->= 2,000 req/s on 2 cores, is still checked and printed).
+Targets (on an ML-25M-shaped bundle, 16 connections): throughput at least 0.6x the peer's on the same
+worker class, p99 at most 2x the peer's, 0 errors (the older absolute target, p99 <= 20 ms and >= 2,000
+req/s on 2 cores, is still checked and printed).
 
     .venv/bin/python benchmarks/web_load.py [--bundle DIR] [--duration 20] [--connections 32]
     .venv/bin/python benchmarks/web_load.py --repeat 3    # alternate peer/web 3 times, report medians
@@ -55,7 +55,9 @@ sys.path.insert(0, str(REPO))
 import numpy as np  # noqa: E402
 
 TARGET = {"p99_ms": 20.0, "req_s": 2000.0, "errors": 0}
-PEER_RATIO = 0.8
+PEER_RATIO = 0.6
+PEER_P99 = 2.0
+"""Issue 31's targets on an ML-25M-shaped bundle: >= 0.6x the peer's req/s, p99 <= 2x the peer's, 0 errors."""
 """Throughput of the app against the bare Flask + FAISS peer on the same worker class."""
 # gunicorn's own workers, which parse requests with gunicorn's HTTP parser.
 SWEEP = [
@@ -395,10 +397,10 @@ def main(argv: list[str] | None = None) -> int:
     ours, peer = results[default]
     if peer:
         ratio = ours["req_s"] / peer["req_s"]
-        fair = ratio >= PEER_RATIO and ours["errors"] == 0
+        fair = ratio >= PEER_RATIO and ours["errors"] == 0 and ours["p99_ms"] <= PEER_P99 * peer["p99_ms"]
         print(
             f"default {_label(default)} vs peer on the same workers: {ratio:.2f}x the peer's req/s, {ours['errors']} errors, "
-            f"p99 {ours['p99_ms']:.2f} ms (peer {peer['p99_ms']:.2f} ms) -> target (>= {PEER_RATIO}x, 0 errors) {'MET' if fair else 'NOT MET'}"
+            f"p99 {ours['p99_ms']:.2f} ms (peer {peer['p99_ms']:.2f} ms) -> target (>= {PEER_RATIO}x, p99 <= {PEER_P99:g}x, 0 errors) {'MET' if fair else 'NOT MET'}"
         )
     met = (
         ours["p99_ms"] <= TARGET["p99_ms"]
