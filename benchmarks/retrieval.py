@@ -352,16 +352,20 @@ def part_ml100k(path: Path, k: int, repeats: int, samples: int, seed: int) -> No
         "recommend_for_ratings(10 ratings) [fold-in + top-k]": [],
         "faiss IndexFlatIP.search, 1 query, no exclusion": [],
     }
-    for u, q, ratings in zip(users, queries, newcomers):
-        t = time.perf_counter()
-        rec.recommend(int(u), k=k)
-        lat["recommend(user) [numpy mat-vec, seen excluded]"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        rec.recommend_for_ratings(ratings, k=k)
-        lat["recommend_for_ratings(10 ratings) [fold-in + top-k]"].append(time.perf_counter() - t)
-        t = time.perf_counter()
-        index.search(q[None], k)
-        lat["faiss IndexFlatIP.search, 1 query, no exclusion"].append(time.perf_counter() - t)
+    # One method at a time: faiss's OpenMP threads keep spinning after a call, and interleaved they would
+    # slow the BLAS threads of the call after them.
+    calls = {
+        "recommend(user) [numpy mat-vec, seen excluded]": lambda i: rec.recommend(int(users[i]), k=k),
+        "recommend_for_ratings(10 ratings) [fold-in + top-k]": lambda i: rec.recommend_for_ratings(
+            newcomers[i], k=k
+        ),
+        "faiss IndexFlatIP.search, 1 query, no exclusion": lambda i: index.search(queries[i][None], k),
+    }
+    for name, call in calls.items():
+        for i in range(len(users)):
+            t = time.perf_counter()
+            call(i)
+            lat[name].append(time.perf_counter() - t)
     print(f"\n  single-user latency over {samples} random users (microseconds)")
     for name, values in lat.items():
         v = np.array(values) * 1e6
