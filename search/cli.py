@@ -189,14 +189,14 @@ def run_recommend(args: argparse.Namespace) -> int:
     order = rec.order_of(args.order)
     if args.user is not None:
         answer = rec.recommend(args.user, args.k, not args.include_seen, args.min_ratings, order)
-        items = _with_because(rec, rec.rated_rows(args.user), answer)
+        items = rec.items(answer, rec.rated_rows(args.user))
         head = {"user_id": args.user}
         shown = "seen movies included" if args.include_seen else "seen movies excluded"
         title = f"Top {len(items)} for user {args.user} ({rec.index_kind} index, {shown})"
     else:
         pairs = _newcomer_ratings(rec.catalogue, args, (low, high))
         answer = rec.recommend_for_ratings(pairs, args.k, args.min_ratings, order)
-        items = _with_because(rec, [rec.catalogue.row(m) for m, _ in pairs], answer)
+        items = rec.items(answer, [rec.catalogue.row(m) for m, _ in pairs])
         head = {"ratings": [{"movie_id": m, "rating": r} for m, r in pairs], "fallback": not pairs}
         rated = ", ".join(f"{rec.catalogue.movie(m)['title']} = {r:g}" for m, r in pairs)
         title = f"Top {len(items)} for a newcomer who rated {rated} (folded in, rated movies excluded)"
@@ -211,14 +211,6 @@ def run_recommend(args: argparse.Namespace) -> int:
         )
     print(_item_table(items, f"movie_id,score,pred,relevance,title,{DETAILS},because", (low, high)))
     return 0
-
-
-def _with_because(rec, rated_rows, answer) -> list[dict]:
-    """The answer's rows, each with ``because``: up to three rated movies that brought it up."""
-    items = rec.catalogue.items(*answer)
-    for item, named in zip(items, rec.because(rated_rows, [i["movie_id"] for i in items])):
-        item["because"] = [{"movie_id": int(m), "title": rec.catalogue.movie(int(m))["title"]} for m in named]
-    return items
 
 
 def _newcomer_ratings(

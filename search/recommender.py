@@ -274,6 +274,17 @@ class Recommender:
         rows = self.bundle.movie_vocab.numbers(np.asarray(movie_ids, np.int64), missing="error")
         return [self.movie_ids[self.relevance.explain(rated_rows, int(row), n)[0]] for row in rows]
 
+    def items(self, answer: tuple[np.ndarray, ...], rated_rows: np.ndarray) -> list[dict]:
+        """The rows of a recommendation ``answer`` (:meth:`search.catalogue.Catalogue.items`: what the API and
+        the CLI's ``--json`` print), each with ``because``: :meth:`because` of ``rated_rows`` as movie ids and
+        titles."""
+        items = self.catalogue.items(*answer)
+        for item, ids in zip(items, self.because(rated_rows, [item["movie_id"] for item in items])):
+            item["because"] = [
+                {"movie_id": int(i), "title": self.catalogue.movie(int(i))["title"]} for i in ids
+            ]
+        return items
+
     def rated_rows(self, user_id: Any) -> np.ndarray:
         """Movie rows a trained user rated in training."""
         rows, _ = self._user_rows(user_id)

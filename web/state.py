@@ -69,21 +69,11 @@ class WebState:
         self.rec = recommender
         self.catalogue = recommender.catalogue
 
-    def _recommended(self, rated_rows, answer) -> list[dict]:
-        """An answer's items, each with the rated movies that added most to it (``because``)."""
-        items = self.catalogue.items(*answer)
-        named = self.rec.because(rated_rows, [item["movie_id"] for item in items])
-        for item, ids in zip(items, named):
-            item["because"] = [
-                {"movie_id": int(i), "title": self.catalogue.movie(int(i))["title"]} for i in ids
-            ]
-        return items
-
     def recommendations(self, user_id: int, query) -> dict:
         """Top-k movies for a user in ``query.order`` (``score``: the raw predicted rating)."""
         exclude, order = not query.include_seen, self.rec.order_of(query.order)
         answer = self.rec.recommend(user_id, query.k, exclude, query.min_ratings, order)
-        items = self._recommended(self.rec.rated_rows(user_id), answer)
+        items = self.rec.items(answer, self.rec.rated_rows(user_id))
         return {**query.model_dump(), "order": order, "user_id": user_id, "items": items}
 
     def newcomer(self, ratings: list[tuple[int, float]], k: int, order: str = "relevance") -> dict:
@@ -91,7 +81,7 @@ class WebState:
         user's (``fallback``); ValueError or UnknownIdError as :meth:`search.Recommender.fold_in`."""
         order = self.rec.order_of(order)
         answer = self.rec.recommend_for_ratings(ratings, k=k, order=order)
-        items = self._recommended([self.catalogue.row(movie) for movie, _ in ratings], answer)
+        items = self.rec.items(answer, [self.catalogue.row(movie) for movie, _ in ratings])
         return {"k": k, "order": order, "fallback": not len(ratings), "items": items}
 
     def similar(self, movie_id: int, query) -> dict:
