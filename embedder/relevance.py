@@ -15,6 +15,8 @@ from dataclasses import dataclass
 import numpy as np
 import scipy.sparse as sp
 
+from embedder.metrics import ndcg_at_k
+
 REGULARIZATIONS = (100.0, 200.0, 500.0, 1000.0, 2000.0, 5000.0, 10000.0)
 """The ``λ`` that training chooses from, on a validation part carved from training."""
 
@@ -34,11 +36,14 @@ class RelevanceModel:
     regularization: float
     """``λ``, chosen on a validation part carved from training."""
 
+    def _terms(self, movie_rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The rated rows (each once) and their terms ``|N|^-½ V_j D``, whose sum is the user's ``p``."""
+        rows = np.unique(np.asarray(movie_rows, dtype=np.int64))
+        return rows, self.movie_factors[rows] * (self.shrinkage / np.sqrt(max(len(rows), 1)))
+
     def user_vector(self, movie_rows: np.ndarray) -> np.ndarray:
         """``p`` of someone who rated ``movie_rows`` (a newcomer folded in), float32 ``(r,)``."""
-        rows = np.unique(np.asarray(movie_rows, dtype=np.int64))
-        scale = self.shrinkage / np.sqrt(max(len(rows), 1))
-        return (self.movie_factors[rows].sum(axis=0) * scale).astype(np.float32)
+        return self._terms(movie_rows)[1].sum(axis=0).astype(np.float32)
 
     def watch_scores(self, user_vectors: np.ndarray) -> np.ndarray:
         """``watch(u, i)`` of each given user vector for every movie, ``(n, n_movies)``."""
@@ -47,9 +52,8 @@ class RelevanceModel:
     def explain(self, movie_rows: np.ndarray, movie: int, n: int = 3) -> tuple[np.ndarray, np.ndarray]:
         """Up to ``n`` rated movies that add most (and positively) to ``movie``'s watch score, with what
         each adds (the terms of ``|N|^-½ Σ_j V_j D V_movieᵀ``), largest first."""
-        rows = np.unique(np.asarray(movie_rows, dtype=np.int64))
-        scale = self.shrinkage / np.sqrt(max(len(rows), 1))
-        shares = (self.movie_factors[rows] * scale) @ self.movie_factors[movie]
+        rows, terms = self._terms(movie_rows)
+        shares = terms @ self.movie_factors[movie]
         best = np.argsort(-shares, kind="stable")[:n]
         best = best[shares[best] > 0]
         return rows[best], shares[best]
@@ -110,18 +114,17 @@ def _validation_ndcg(
     changes the shrinkage. Users go in blocks, so that a block's dense scores stay small at ML-25M size."""
     users = np.flatnonzero(np.diff(relevant.indptr))
     users = np.sort(np.random.default_rng(seed).permutation(users)[:max_users])
-    discounts, sigma = 1.0 / np.log2(np.arange(k) + 2.0), sigma.astype(np.float32)
-    sums = dict.fromkeys(regularizations, 0.0)
+    sigma, sums = sigma.astype(np.float32), dict.fromkeys(regularizations, 0.0)
     for start in range(0, len(users), block):
         rows = users[start : start + block]
         projected, truth = np.asarray(fit_part[rows] @ factors), relevant[rows].toarray() > 0
         rated = fit_part[rows].toarray() > 0
-        ideal = np.cumsum(discounts)[np.minimum(truth.sum(axis=1), k) - 1]
         for regularization in regularizations:
             scores = (projected * (sigma**2 / (sigma**2 + regularization))) @ factors.T
             scores[rated] = -np.inf
             top = np.argpartition(-scores, k, axis=1)[:, :k]
             hits = np.take_along_axis(truth, top, axis=1)
             order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1)
-            sums[regularization] += float((np.take_along_axis(hits, order, axis=1) @ discounts / ideal).sum())
+            ranked = np.take_along_axis(hits, order, axis=1)
+            sums[regularization] += ndcg_at_k(ranked, truth.sum(axis=1)) * len(rows)  # every row has one
     return {lam: total / len(users) for lam, total in sums.items()} if len(users) else {}
