@@ -159,7 +159,17 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         "duplicates_dropped": int(data.duplicates_dropped),
     }
     path, manifest = export.export_bundle(
-        dest, result, config, dataset, table, train_part, test_part, evaluation, relevance, relevance_info
+        dest,
+        result,
+        config,
+        dataset,
+        table,
+        train_part,
+        test_part,
+        seen,
+        evaluation,
+        relevance,
+        relevance_info,
     )
     try:
         Bundle.load(path)  # as every reader will: a bundle that does not load is never made current

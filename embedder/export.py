@@ -123,12 +123,14 @@ def export_bundle(
     movies: pd.DataFrame,
     train: pd.DataFrame,
     test: pd.DataFrame,
+    seen: sp.csr_matrix,
     evaluation: dict[str, Any] | None = None,
     relevance: RelevanceModel | None = None,
     relevance_info: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
     """Write the bundle for ``result`` at ``dest`` (atomically); return its path and manifest. ``movies``:
-    :func:`movie_table`; ``evaluation``, ``relevance_info``: recorded in the manifest as given."""
+    :func:`movie_table`; ``seen``: :func:`seen_matrix` of ``train``; ``evaluation``, ``relevance_info``:
+    recorded in the manifest as given."""
     model = result.model
     arrays = model_arrays(result)
     if relevance is not None:
@@ -146,7 +148,7 @@ def export_bundle(
     finite = math.isfinite(result.validation_rmse)
     files = {name: npy_writer(array) for name, array in arrays.items()} | {
         "movies.parquet": movies_writer(movies),
-        "seen.npz": seen_writer(seen_matrix(model, train)),
+        "seen.npz": seen_writer(seen),
         "model.pt": bytes_writer(model_state_bytes(result)),
         "history.csv": bytes_writer(history.to_csv(index=False).encode()),
         "training_curve.png": bytes_writer(curve_png(history, result.best_epoch, unit)),

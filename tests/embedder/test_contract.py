@@ -15,7 +15,7 @@ import pytest
 
 from embedder.bundle import Bundle
 from embedder.config import TrainConfig
-from embedder.export import export_bundle, model_arrays, movie_table
+from embedder.export import export_bundle, model_arrays, movie_table, seen_matrix
 from embedder.metrics import rating_errors
 from embedder.model import MFModel
 from embedder.train import TrainResult, train
@@ -168,6 +168,7 @@ def test_the_exported_bundle_loads_as_the_same_model(fit, tmp_path):
         movie_table(titles, fit.movies.ids, fit.train),
         fit.train,
         fit.test,
+        seen_matrix(result.model, fit.train),
     )
     bundle = Bundle.load(path)
     loaded = bundle.model
