@@ -18,7 +18,7 @@ from embedder import DEFAULT_BUNDLE
 from embedder.bundle import Bundle, BundleError
 from embedder.vocab import UnknownIdError
 from search.clusters import genre_lists
-from search.titles import TitleIndex, normalise, title_forms
+from search.titles import TitleIndex
 
 MEMBER_SORTS = ("popularity", "title", "rating")  # the orders of Catalogue.cluster_members
 AMBIGUOUS_SHOWN = 15  # candidates an AmbiguousTitle message lists
@@ -43,9 +43,9 @@ class NotBuiltError(BundleError):
 class AmbiguousTitle(ValueError):
     """A title matches several movies and none clearly; ``candidates`` holds their ids, best first."""
 
-    def __init__(self, message: str, candidates: list[int]):
+    def __init__(self, message: str, candidates: list[int] = ()):
         super().__init__(message)
-        self.candidates = candidates
+        self.candidates = list(candidates)
 
 
 class Catalogue:
@@ -146,22 +146,22 @@ class Catalogue:
         return [int(self.movie_ids[r]) for r in self._titles.find(query)[: check_count(limit, "limit", 1)]]
 
     def resolve(self, text: str, ask: str = "pass one id") -> int:
-        """A movie id or title typed by a person, as one movie id, never a guess: a title when it names one
-        movie (a single match, or a single exact one). Several raise :class:`AmbiguousTitle` listing them
-        after ``ask`` (what the person should do, in the interface's words); none raises UnknownIdError."""
+        """A movie id or title typed by a person, as one movie id, never a guess: a title when it clearly
+        names one movie (:meth:`search.titles.TitleIndex.match`). Otherwise :class:`AmbiguousTitle` lists
+        the candidates after ``ask`` (what the person should do, in the interface's words); no match at all
+        raises UnknownIdError."""
         text = text.strip()
         if not text:
             raise ValueError("no movie id or title given")
         if text.lstrip("-").isdigit() and int(text) in self.row_of:
             return int(text)
-        matches = self.find_movies(text, limit=len(self.movie_ids))
-        if not matches:
+        rows, clear = self._titles.match(text)
+        if not len(rows):
             raise UnknownIdError(f"unknown movie {text!r}: no id or title matches")
-        titles = [self._rows[self.row_of[m]]["title"] for m in matches]
-        exact = [m for m, title in zip(matches, titles) if normalise(text) in title_forms(title)]
-        if len(matches) == 1 or len(exact) == 1:
-            return exact[0] if exact else matches[0]
-        lines = [f"{m:>8}  {title}" for m, title in zip(matches[:AMBIGUOUS_SHOWN], titles)]
+        matches = [int(m) for m in self.movie_ids[rows]]
+        if clear:
+            return matches[0]
+        lines = [f"{m:>8}  {self._rows[r]['title']}" for m, r in zip(matches[:AMBIGUOUS_SHOWN], rows)]
         if len(matches) > AMBIGUOUS_SHOWN:
             lines.append(f"  ... and {len(matches) - AMBIGUOUS_SHOWN} more")
         raise AmbiguousTitle(f"{text!r} matches {len(matches)} movies; {ask}:\n" + "\n".join(lines), matches)

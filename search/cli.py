@@ -236,6 +236,8 @@ def _newcomer_ratings(
         except (UnknownIdError, ValueError) as err:
             raise type(err)(f"{where}: {err}") from None
         title = f"{catalogue.movie(movie_id)['title']} (movie {movie_id})"
+        if movie.strip() != str(movie_id):  # a title: say which movie it was taken as
+            print(f"{where}: {movie.strip()} → {title}", file=sys.stderr)
         try:
             value = float(rating)
         except ValueError:

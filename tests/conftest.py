@@ -73,6 +73,32 @@ def tiny_bundle(tmp_path_factory, synthetic_csv) -> str:
     return str(out)
 
 
+FILMS = [
+    "Star Wars (1977)",
+    "War, The (1994)",
+    "Empire Strikes Back, The (1980)",
+    "Godfather, The (1972)",
+    "Godfather: Part II, The (1974)",
+    "Schindler's List (1993)",
+    "Mystery Science Theater 3000: The Movie (1996)",
+    "Toy Story (1995)",
+]
+"""Real titles with traps for title resolution: a film inside "Starwarz", two Godfathers, an apostrophe."""
+
+
+@pytest.fixture(scope="session")
+def films_bundle(tmp_path_factory) -> str:
+    """A bundle of :data:`FILMS` (random model, every user rated a third of them)."""
+    rng = np.random.default_rng(11)
+    path = tmp_path_factory.mktemp("films") / "bundle"
+    n_users, n_movies = 10, len(FILMS)
+    seen = (rng.random((n_users, n_movies)) < 0.4) * 4.0
+    write_synthetic_bundle(
+        path, rng.normal(size=(n_users, 3)), rng.normal(size=(n_movies, 3)), seen=seen, titles=FILMS
+    )
+    return str(path)
+
+
 def write_synthetic_bundle(
     path,
     user_embeddings: np.ndarray,

@@ -13,13 +13,14 @@ from pydantic import ValidationError
 from werkzeug.exceptions import NotFound
 
 from embedder.config import one_method_settings
-from search import BundleError
-from search.catalogue import MEMBER_SORTS
+from search import BundleError, UnknownIdError
+from search.catalogue import MEMBER_SORTS, AmbiguousTitle
 from web.state import colour, state
 
 bp = Blueprint("pages", __name__)
 
 PAGE_RATINGS = 5  # rating rows the newcomer page offers, and the most it takes
+PAGE_CHOICES = 8  # candidates offered for a title that names several movies
 # Behind autoescaping, no inline or foreign script runs; but Swagger UI's page starts itself inline.
 CSP = (
     "default-src 'self'; script-src 'self'{}; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
@@ -109,7 +110,8 @@ def user(user_id: int):
 
 @bp.get("/for-me")
 def newcomer():
-    """Recommendations for a newcomer from a few titles they rate, each taken as its best match."""
+    """Recommendations for a newcomer from a few titles they rate. A title is taken when it clearly names
+    one movie (:meth:`search.catalogue.Catalogue.resolve`); otherwise the row offers the candidates."""
     catalogue, (low, high) = state().catalogue, state().rec.bundle.rating_scale
     query, errors = page_query("newcomer_page")
     typed = request.args.getlist("rating") + [""] * PAGE_RATINGS
@@ -120,19 +122,38 @@ def newcomer():
             continue
         with contextlib.suppress(ValueError):
             row["rating"] = float(row["typed"])
-        found = catalogue.find_movies(row["query"][: current_app.config["MAX_QUERY_LENGTH"]], limit=1)
+        try:
+            movie_id = catalogue.resolve(row["query"][: current_app.config["MAX_QUERY_LENGTH"]])
+        except AmbiguousTitle as err:
+            errors[f"row{n}"] = f"{len(err.candidates)} movies match {row['query']!r}: which one?"
+            row["choices"] = _choices(n, err.candidates[:PAGE_CHOICES])
+        except UnknownIdError:
+            errors[f"row{n}"] = f"No title matches {row['query']}."
+        else:
+            row.update(catalogue.movie(movie_id))
         if not low <= row.get("rating", float("nan")) <= high:
             errors[f"row{n}"] = (
                 f"rating {n + 1} must be a number from {low:g} to {high:g}, got {row['typed']!r}"
             )
-        elif not found:
-            errors[f"row{n}"] = f"No title matches {row['query']}."
-        else:
-            row.update(catalogue.movie(found[0]))
-            chosen[found[0]] = row["rating"]
+        elif "movie_id" in row:
+            chosen[row["movie_id"]] = row["rating"]
+            row["taken"] = True
     rows += [{}] * (PAGE_RATINGS - len(rows))
     answer = state().newcomer(list(chosen.items()), query.k, query.order)
     return render("newcomer.html", errors, **answer, rows=rows, low=low, high=high)
+
+
+def _choices(n: int, candidates: list[int]) -> list[dict]:
+    """The candidates for title ``n`` of the newcomer form, each with a link to the same form with that
+    title in its place (its id where two candidates share a title)."""
+    movies = [state().catalogue.movie(m) for m in candidates]
+    titles = [m["title"] for m in movies]
+    args = request.args.to_dict(flat=False)
+    for movie in movies:
+        picked = movie["title"] if titles.count(movie["title"]) == 1 else str(movie["movie_id"])
+        args["title"][n] = picked
+        movie["href"] = url_for("pages.newcomer", **args)
+    return movies
 
 
 @bp.get("/movies/<id:movie_id>")

@@ -188,3 +188,18 @@ def test_build_takes_a_recall_target_and_records_it(planted_bundle, tmp_path, ca
         with pytest.raises(SystemExit):
             search_main(["build", "--bundle", str(copy), "--recall", bad])
         assert "argument --recall" in capsys.readouterr().err
+
+
+def test_a_misspelled_rated_title_is_taken_and_shown(films_bundle, capsys):
+    code, out, err = run(capsys, "recommend", "--bundle", films_bundle, "--rate", "Starwarz=5", "--json")
+    assert code == 0 and json.loads(out)["ratings"] == [{"movie_id": 101, "rating": 5.0}]
+    assert "--rate 'Starwarz=5': Starwarz → Star Wars (1977) (movie 101)" in err
+
+
+def test_an_ambiguous_rated_title_exits_2_with_the_candidates(films_bundle, capsys):
+    code, out, err = run(capsys, "recommend", "--bundle", films_bundle, "--rate", "godfather=4")
+    assert code == 2 and out == ""
+    assert err.startswith(
+        "error: --rate 'godfather=4': 'godfather' matches 2 movies; pass its id with --rate"
+    )
+    assert "104  Godfather, The (1972)" in err and "105  Godfather: Part II, The (1974)" in err

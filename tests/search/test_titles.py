@@ -18,8 +18,12 @@ TITLES = [
     "Toy Story (1995)",  # 7
     "Schindler's List (1993)",  # 8
     "Spider-Man (2002)",  # 9
+    "War, The (1994)",  # 10
+    "Empire Strikes Back, The (1980)",  # 11
+    "Mystery Science Theater 3000: The Movie (1996)",  # 12
+    "Forrest Gump (1994)",  # 13
 ]
-COUNTS = np.array([500, 300, 200, 400, 250, 150, 80, 450, 300, 100])
+COUNTS = np.array([500, 300, 200, 400, 250, 150, 80, 450, 300, 100, 600, 350, 50, 420])
 
 
 @pytest.fixture(scope="module")
@@ -39,7 +43,7 @@ def index():
         ("spiderman", [9]),
         ("schindlers list", [8]),
         ("toy", [7]),  # not "It Could Happen to You": a run of letters must start and end at words
-        ("Star Wras", [0, 1]),  # a close spelling, closest first
+        ("Star Wras", [0]),  # a close spelling; Star Trek is not one
         ("xyzzy quux", []),
     ],
 )
@@ -54,3 +58,40 @@ def test_close_spellings_only_when_nothing_else_matches(index):
 def test_plain_words():
     assert plain_words("Godfather: Part II, The") == ["godfather", "part", "2"]
     assert plain_words("I, Robot") == ["i", "robot"]  # a lone I stays a word
+
+
+@pytest.mark.parametrize(
+    "query, expected",
+    [
+        ("Starwarz", 0),  # run together and a wrong letter: not "War, The", though it holds "war"
+        ("Star Warz", 0),
+        ("Empire Strikes Bak", 11),  # a letter missing
+        ("Schindlers list", 8),  # no apostrophe
+        ("Forest Gump", 13),
+        ("godfather part ii", 2),
+        ("the godfather", 3),  # the exact title, though Part II also starts with it
+    ],
+)
+def test_a_clear_match_is_the_intended_film(index, query, expected):
+    rows, clear = index.match(query)
+    assert clear and rows[0] == expected
+
+
+@pytest.mark.parametrize(
+    "query, candidates",
+    [
+        ("godfather", [3, 2]),  # two films start with it: ask
+        ("godfathr", [3, 2]),  # equally close spellings: ask
+        ("Xyzzy movie", []),  # "movie" alone is no reason to offer Mystery Science Theater
+        ("quux", []),
+    ],
+)
+def test_unclear_queries_offer_candidates_and_never_a_stranger(index, query, candidates):
+    rows, clear = index.match(query)
+    assert rows.tolist() == candidates and not clear
+
+
+def test_close_spellings_are_scored_on_the_whole_title_unless_the_title_is_longer():
+    # "War" is inside "starwarz" but the title is shorter than the query: the whole-title ratio applies.
+    index = TitleIndex(["War (2007)", "Star Wars (1977)"], np.array([10, 1]))
+    assert index.find("starwarz").tolist() == [1]

@@ -13,7 +13,7 @@ import threading
 import numpy as np
 import pytest
 
-from tests.web.conftest import CHROMIUM
+from tests.web.conftest import CHROMIUM, make_app
 
 CHROMIUM_ARGS = [
     "--headless",
@@ -29,9 +29,8 @@ PHONE = {"width": 390, "height": 844}
 DESKTOP = {"width": 1280, "height": 900}
 
 
-@pytest.fixture(scope="module")
-def server(app):
-    """The app served by werkzeug on a free 127.0.0.1 port, in a thread."""
+def serve(app):
+    """The app served by werkzeug on a free 127.0.0.1 port, in a thread: yields its address."""
     from werkzeug.serving import make_server
 
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
@@ -40,6 +39,18 @@ def server(app):
     yield f"http://127.0.0.1:{httpd.server_port}"
     httpd.shutdown()
     thread.join(10)
+
+
+@pytest.fixture(scope="module")
+def server(app):
+    """The tiny bundle's app, served (:func:`serve`)."""
+    yield from serve(app)
+
+
+@pytest.fixture(scope="module")
+def films_server(films_bundle):
+    """The app over real titles (``tests.conftest.FILMS``), served."""
+    yield from serve(make_app(films_bundle))
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +80,11 @@ def test_search_movie_similar_and_user_in_a_browser(browser, server, rec, tmp_pa
     try:
         # 1. type a title into the search box: suggestions appear as you type
         page.goto(server + "/")
+        # The navigation's links stay on one line (on a phone, below the brand): none is left alone.
+        tops = page.locator("nav a:not(.brand)").evaluate_all(
+            "as => as.map(a => a.getBoundingClientRect().top)"
+        )
+        assert len(tops) == 4 and len(set(tops)) == 1, tops
         page.locator("#q").press_sequentially(title, delay=20)
         suggestion = page.locator("#suggestions a", has_text=title).first
         expect(suggestion).to_be_visible(timeout=10_000)
@@ -169,3 +185,43 @@ def test_api_docs_page_and_a_blank_rating_that_keeps_the_form(browser, server, r
     finally:
         context.close()
     assert not errors, errors
+
+
+@pytest.mark.browser
+def test_titles_a_person_types_are_resolved_or_offered_as_choices(browser, films_server, tmp_path):
+    from playwright.sync_api import expect
+
+    context = browser.new_context(viewport=DESKTOP)
+    page = context.new_page()
+    try:
+        # A misspelling is taken as the film it clearly means, and the page says which.
+        page.goto(films_server + "/for-me")
+        titles, ratings = page.locator("input[name=title]"), page.locator("input[name=rating]")
+        titles.nth(0).fill("Starwarz")
+        ratings.nth(0).fill("5")
+        titles.nth(1).fill("godfather")
+        ratings.nth(1).fill("4")
+        page.locator("form.card button[type=submit]").click()
+        expect(page.locator("#your-ratings")).to_contain_text("Starwarz → Star Wars (1977): 5")
+        # A title naming two films keeps the form and offers both; a click takes one and keeps the rest.
+        expect(page.locator("[role=alert]").first).to_contain_text("2 movies match 'godfather': which one?")
+        choices = page.locator("ul.choices a")
+        expect(choices).to_have_text(["Godfather, The (1972)", "Godfather: Part II, The (1974)"])
+        page.screenshot(path=str(tmp_path / "for-me-choices.png"), full_page=True)
+        choices.nth(1).click()
+        expect(page.locator("#your-ratings")).to_contain_text("Godfather: Part II, The (1974): 4")
+        expect(page.locator("#your-ratings")).to_contain_text("Star Wars (1977): 5")
+        expect(page.locator("[role=alert]")).to_have_count(0)
+
+        # A user's page at desktop width gives titles room: none wraps onto more than two lines.
+        page.goto(films_server + "/users/1")
+        cells = page.locator("td.title a")
+        assert cells.count() >= 3
+        heights = cells.evaluate_all(
+            "links => links.map(a => { const r = document.createRange(); r.selectNodeContents(a); "
+            "return r.getClientRects().length; })"
+        )
+        assert max(heights) <= 2, dict(zip(cells.all_inner_texts(), heights))
+        page.screenshot(path=str(tmp_path / "user-desktop.png"), full_page=True)
+    finally:
+        context.close()

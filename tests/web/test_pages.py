@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 import shutil
 import xml.etree.ElementTree as ET
+from html import unescape as html_unescape
 
 import numpy as np
 import pytest
@@ -411,3 +412,29 @@ def test_the_home_page_has_something_to_browse(client, rec):
     means = movies.set_index("movie_id").loc[best]
     assert (means.rating_count >= floor).all() and means.mean_rating.is_monotonic_decreasing
     assert all(f'href="/clusters/{c["cluster"]}"' in browse for c in rec.catalogue.clusters())
+
+
+@pytest.fixture(scope="module")
+def films(films_bundle):
+    return make_app(films_bundle).test_client()
+
+
+def test_a_misspelled_title_is_taken_as_the_film_and_says_so(films):
+    html = get_html(films, "/for-me?title=Starwarz&rating=5", 200)
+    assert 'Starwarz → <a href="/movies/101">Star Wars (1977)</a>: 5' in html
+    assert "/movies/102" not in html.split('id="recommendations"')[0]  # not "War, The"
+    assert 'href="/movies/101"' not in html.split('id="recommendations"')[1]  # rated: left out
+
+
+def test_an_ambiguous_title_keeps_the_form_and_offers_the_choices(films):
+    html = get_html(films, "/for-me?title=godfather&rating=4&title=Toy+Story&rating=3", 400)
+    assert "2 movies match &#39;godfather&#39;: which one?" in html and 'value="godfather"' in html
+    choices = re.findall(r'<li><a href="([^"]+)">([^<]+)</a></li>', html.split('class="choices"')[1])
+    assert [title for _, title in choices] == ["Godfather, The (1972)", "Godfather: Part II, The (1974)"]
+    picked = get_html(films, html_unescape(choices[1][0]), 200)  # the link keeps the other rows
+    assert "godfather: part ii, the (1974)" in picked.lower() and "Toy Story (1995)</a>: 3" in picked
+
+
+def test_a_title_matching_nothing_is_not_replaced_by_another(films):
+    html = get_html(films, "/for-me?title=Xyzzy+movie&rating=5", 400)
+    assert "No title matches Xyzzy movie." in html and 'id="your-ratings"' not in html  # nothing rated
