@@ -3,14 +3,16 @@ and ``python -m web``; override them on the command line or with ``GUNICORN_CMD_
 
 gunicorn's own gevent worker: requests go through gunicorn's HTTP parser, which refuses ambiguous framing.
 ``preload_app``: the bundle is loaded and verified once, in the master, and the workers share its pages.
-``keepalive`` is also the deadline for a request's line and headers; a slow body is bounded by
-``MAX_CONTENT_LENGTH`` and ``worker_connections`` (a reverse proxy is the place for a deadline).
+``keepalive`` is also the deadline for a request's line and headers. gunicorn has none for a body: a client
+sending one byte a second holds a connection (about 30 KB of a worker), so ``worker_connections`` is 5,000
+(at 1,000, 2,000 slow bodies took every slot and every healthz probe timed out; ``ulimit -n`` must allow it),
+and the body deadline is nginx's in front (``web/nginx.conf``); figures: benchmarks/README.md, "Slow bodies".
 """
 
 bind = ["127.0.0.1:8000"]
 workers = 2
 worker_class = "gevent"
-worker_connections = 1000
+worker_connections = 5000
 threads = 4  # per worker, for gthread workers only
 preload_app = True
 keepalive = 2

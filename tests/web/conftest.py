@@ -147,6 +147,29 @@ def serve(bundle: str, port: int, *options: str, env_extra: dict[str, str] | Non
     )
 
 
+NGINX_CONF = REPO / "web" / "nginx.conf"
+"""The documented nginx front (README, "Web UI and JSON API"): listens on 8080, gunicorn upstream on 8000."""
+
+
+def nginx_in_front(listen: int, upstream: int, folder: Path) -> subprocess.Popen:
+    """nginx running ``web/nginx.conf`` as it is but for its two addresses: it listens on
+    127.0.0.1:``listen`` and passes to gunicorn on 127.0.0.1:``upstream``; its files (pid, temporary
+    bodies) under ``folder``, its log on the process's stderr."""
+    text = NGINX_CONF.read_text()
+    for default, port in (("127.0.0.1:8080", listen), ("127.0.0.1:8000", upstream)):
+        assert text.count(default) == 1, f"{NGINX_CONF} no longer has one {default}"
+        text = text.replace(default, f"127.0.0.1:{port}")
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "nginx.conf").write_text(text)
+    return subprocess.Popen(
+        ["nginx", "-p", str(folder), "-c", str(folder / "nginx.conf"), "-g", "daemon off;"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+
+
 @pytest.fixture(scope="module")
 def live_server(built_bundle):
     """A running production server over the built bundle: ``(base URL, port, process)``.

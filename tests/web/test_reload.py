@@ -17,6 +17,7 @@ from embedder.bundle import Bundle
 from embedder.publish import point_current
 from search import Recommender
 from tests.conftest import random_bundle
+from tests.embedder.test_bundle import _seen
 from tests.web.conftest import free_port, make_app, serve, wait_for
 
 
@@ -111,8 +112,22 @@ def test_a_bad_reload_setting_is_refused(artifacts, value):
         make_app(root / "current", RELOAD_SECONDS=value)
 
 
-def test_a_live_server_switches_under_load_without_failing_a_request(artifacts):
+def _out_of_range(bundle: Path) -> Path:
+    """``bundle`` with a seen.npz column index of 10**6, re-hashed: checksums right, contents out of range."""
+    _seen(lambda matrix: matrix.indices.__setitem__(0, 10**6))(bundle)
+    return bundle
+
+
+@pytest.mark.parametrize("damage", ["checksum", "out of range"])
+def test_a_live_server_switches_under_load_without_failing_a_request(artifacts, damage):
+    """a -> b under load, then a damaged bundle (issue 30: before range checks, seen.npz's 10**6 made every
+    worker die with SIGSEGV): refused, b keeps serving, no request fails."""
     root, good, bad = artifacts
+    if damage == "out of range":
+        bad = _out_of_range(
+            random_bundle(root / "bundles" / "range", seed=6, n_users=12, n_movies=20).resolve()
+        )
+    error = {"checksum": "checksum mismatch", "out of range": "seen.npz: unreadable"}[damage]
     port = free_port()
     process = serve(
         str(root / "current"), port, "--workers", "2", env_extra={"MOVIE_WEB_RELOAD_SECONDS": "0.2"}
@@ -156,6 +171,7 @@ def test_a_live_server_switches_under_load_without_failing_a_request(artifacts):
     assert _top(good["a"], user) in answers and answers[-1] == _top(good["b"], user)
     assert {h["bundle"] for h in healths} == {str(good["b"])}
     assert all(h["last_refusal"] and h["last_refusal"]["bundle"] == str(bad) for h in healths)
+    assert all(error in h["last_refusal"]["error"] for h in healths), healths[0]["last_refusal"]
     assert "Traceback" not in stderr and "not serving" in stderr
 
 
