@@ -31,13 +31,8 @@ class CollaborativeFiltering(nn.Module):
 
     def forward(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
         """Raw (unclipped) predictions for paired user and movie rows."""
-        return rating(
-            self.global_bias,
-            self.user_bias(users).squeeze(-1),
-            self.movie_bias(movies).squeeze(-1),
-            self.user_factors(users),
-            self.movie_factors(movies),
-        )
+        biases = self.user_bias(users).squeeze(-1), self.movie_bias(movies).squeeze(-1)
+        return rating(self.global_bias, *biases, self.user_factors(users), self.movie_factors(movies))
 
     def penalty(self, users: torch.Tensor, movies: torch.Tensor, reg: float, bias_reg: float) -> torch.Tensor:
         """L2 on the rows this batch touches, averaged per rating: each user and movie is
@@ -51,9 +46,8 @@ class CollaborativeFiltering(nn.Module):
 def clipped_rmse(model: CollaborativeFiltering, u, m, r, scale, chunk: int = 1 << 16) -> float:
     """RMSE of the model's predictions, clipped to ``scale``, at the ratings ``(u, m, r)``."""
     squared = 0.0
-    for start in range(0, len(r), chunk):
-        block = slice(start, start + chunk)
-        squared += float(((model(u[block], m[block]).clamp(*scale) - r[block]) ** 2).sum())
+    for users, movies, ratings in zip(u.split(chunk), m.split(chunk), r.split(chunk)):
+        squared += float(((model(users, movies).clamp(*scale) - ratings) ** 2).sum())
     return (squared / len(r)) ** 0.5
 
 
@@ -66,8 +60,7 @@ def epochs(model: CollaborativeFiltering, fit, val, config, scale, generator, co
         model.train()
         order = torch.randperm(len(fr), generator=generator).to(fr.device)
         squared = 0.0
-        for start in range(0, len(order), config.batch_size):
-            batch = order[start : start + config.batch_size]
+        for batch in order.split(config.batch_size):
             u, m, r = fu[batch], fm[batch], fr[batch]
             mse = torch.mean((model(u, m) - r) ** 2)
             loss = mse + model.penalty(u, m, config.reg, config.bias_reg)

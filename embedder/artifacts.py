@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -54,9 +55,7 @@ def list_bundles(artifacts: str | os.PathLike) -> list[BundleRow]:
         raise BundleError(f"{artifacts}: no artifacts folder there (make one: python -m embedder train)")
     folder = artifacts / "bundles"
     visible = [entry for entry in _entries(folder) if not entry.name.startswith(".")]
-    hidden = [
-        entry for place in (folder, artifacts) for entry in _entries(place) if leftover_owner(entry.name)
-    ]
+    hidden = [entry for entry in _entries(folder) + _entries(artifacts) if leftover_owner(entry.name)]
     return _rows(visible, hidden, artifacts / "current")
 
 
@@ -72,10 +71,7 @@ def versions_folder(bundle: str | os.PathLike) -> tuple[Path, str]:
 def list_versions(bundle: str | os.PathLike) -> list[BundleRow]:
     """The versions of the bundle at ``bundle`` and the link naming them, as :func:`list_bundles` lists."""
     folder, name = versions_folder(bundle)
-
-    def ours(entry: str | None) -> bool:  # the name itself or <name>+<UTC stamp>
-        return entry is not None and version_base(entry) == name
-
+    ours = lambda entry: entry is not None and version_base(entry) == name  # name or <name>+<UTC stamp>
     entries = _entries(folder)
     hidden = [entry for entry in entries if ours(leftover_owner(entry.name))]
     return _rows([entry for entry in entries if ours(entry.name)], hidden, Path(bundle))
@@ -124,10 +120,8 @@ def _rows(visible: list[Path], leftovers: list[Path], served: Path) -> list[Bund
     rows, hidden = [], []
     for entries, found in ((visible, rows), (leftovers, hidden)):
         for entry in entries:
-            try:
+            with contextlib.suppress(FileNotFoundError):
                 found.append(_describe(entry, current, entries is leftovers))
-            except FileNotFoundError:
-                continue
     rows.sort(key=lambda row: (row.kind == BUNDLE, row.created, row.name), reverse=True)
     return rows + sorted(hidden, key=lambda row: row.created)
 
@@ -137,17 +131,15 @@ def _describe(entry: Path, current: Path | None, leftover: bool) -> BundleRow:
     if leftover or entry.is_symlink():
         sizes = _sizes(entry) if leftover else (None, None)
         return BundleRow(entry.name, entry, LEFTOVER if leftover else LINK, mtime, *sizes)
-    try:
+    manifest = None
+    with contextlib.suppress(OSError, ValueError):  # missing, unreadable or not JSON: not a bundle
         manifest = json.loads((entry / MANIFEST).read_text(encoding="utf-8"))
-    except (OSError, ValueError):  # missing, unreadable or not JSON: not a bundle
-        manifest = None
     kind = BUNDLE if isinstance(manifest, dict) else NOT_A_BUNDLE
     manifest = manifest if kind == BUNDLE else {}
     created = _time(manifest.get("updated")) or _time(manifest.get("created")) or mtime
-    try:
+    rmse = None
+    with contextlib.suppress(KeyError, TypeError, ValueError):
         rmse = float(manifest["metrics"]["test"]["rmse"])
-    except (KeyError, TypeError, ValueError):
-        rmse = None
     return BundleRow(entry.name, entry, kind, created, *_sizes(entry), rmse, entry.resolve() == current)
 
 
@@ -164,10 +156,8 @@ def _sizes(entry: Path) -> tuple[int, int]:
     stats = [entry.lstat()] if entry.is_symlink() or not entry.is_dir() else []
     for root, _dirs, names in os.walk(entry):
         for name in names:
-            try:
+            with contextlib.suppress(OSError):  # removed meanwhile by the writer that owns it
                 stats.append((Path(root) / name).lstat())
-            except OSError:  # removed meanwhile by the writer that owns it
-                pass
     return sum(s.st_size for s in stats), sum(s.st_size for s in stats if s.st_nlink == 1)
 
 

@@ -24,7 +24,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import TypeAdapter, ValidationError
 
-from embedder.checks import error_path, shorten
+from embedder.checks import shorten
 from embedder.model import MFModel
 from embedder.publish import is_version, publish, staging_folder
 from embedder.relevance import RelevanceModel
@@ -59,6 +59,8 @@ ARRAYS: dict[str, tuple[str, tuple[str | int | None, ...], str]] = {
 RANGES = {"cluster_labels.npy": (-1, "clusters"), "similar_movies.npy": (-1, "movies")}
 """The values of the arrays readers index with: from the first to the size named, exclusive."""
 REQUIRED = [*list(ARRAYS)[:6], MOVIES_FILE, SEEN_FILE]
+PARAMETERS = ("user_embeddings", "movie_embeddings", "user_biases", "movie_biases")
+"""The model's arrays, each stored as ``<name>.npy``, in :class:`MFModel`'s order."""
 FileWriter = Callable[[Path], None]
 
 
@@ -165,8 +167,7 @@ def _publish(dest: Path, files: Mapping[str, FileWriter], manifest: dict, old: P
         for name, write in files.items():
             write(staged / name)
             listed[name] = {"sha256": sha256_file(staged / name), "bytes": (staged / name).stat().st_size}
-        text = strict_json({**manifest, "files": dict(sorted(listed.items()))}, MANIFEST)
-        (staged / MANIFEST).write_text(text + "\n", encoding="utf-8")
+        json_writer({**manifest, "files": dict(sorted(listed.items()))})(staged / MANIFEST)
         for name in [*files, MANIFEST]:
             with open(staged / name, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -213,7 +214,8 @@ def _validated(schema: TypeAdapter, value: Any, name: str) -> Any:
         error = err.errors(include_url=False)[0]
     shown = "" if error["type"] == "missing" else f", got {shorten(json.dumps(error['input'], default=str))}"
     message = re.sub(r" or instance of \w+", "", error["msg"])  # a class name means nothing to a reader
-    raise BundleError(f"{name}: {error_path(error['loc']) or 'the file'}: {message}{shown}")
+    where = "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error["loc"]).lstrip(".")
+    raise BundleError(f"{name}: {where or 'the file'}: {message}{shown}")
 
 
 _MANIFEST, _CLUSTERS = TypeAdapter(Manifest), TypeAdapter(list[ClusterSummary])
@@ -248,9 +250,8 @@ def _check_array(name: str, array: np.ndarray, sizes: dict[str | None, int]) -> 
     """``array`` against :data:`ARRAYS` and :data:`RANGES`; records the sizes it is first to name."""
     dtype, shape, _ = ARRAYS[name]
     if array.dtype != np.dtype(dtype) or array.ndim != len(shape):
-        raise BundleError(
-            f"{name}: expected {dtype} with {len(shape)} dimension(s), found {array.dtype} {array.shape}"
-        )
+        found = f"{array.dtype} {array.shape}"
+        raise BundleError(f"{name}: expected {dtype} with {len(shape)} dimension(s), found {found}")
     for axis, (size, found) in enumerate(zip(shape, array.shape, strict=True)):
         expected = sizes.setdefault(size, found) if isinstance(size, str) else size
         if expected not in (None, found):
@@ -260,11 +261,10 @@ def _check_array(name: str, array: np.ndarray, sizes: dict[str | None, int]) -> 
     if name != "similar_scores.npy" and array.dtype.kind == "f" and not np.isfinite(array).all():
         raise BundleError(f"{name}: contains NaN or infinite values")
     low, size = RANGES.get(name, (0, None))
-    if size and array.size and (array.min() < low or array.max() >= sizes.get(size, 0)):
+    high = sizes.get(size, 0)
+    if size and array.size and (array.min() < low or array.max() >= high):
         found = f"{array.min()}..{array.max()}"
-        raise BundleError(
-            f"{name}: values must be from {low} to {sizes.get(size, 0) - 1} ({size}), found {found}"
-        )
+        raise BundleError(f"{name}: values must be from {low} to {high - 1} ({size}), found {found}")
 
 
 @dataclass
@@ -334,45 +334,35 @@ class Bundle:
         try:
             folder = Path(path).resolve(strict=True)
         except (OSError, RuntimeError) as err:  # missing, or a loop of links
-            raise BundleError(
-                f"{path}: no bundle folder there ({err}); train one: python -m embedder train"
-            ) from None
+            hint = "train one: python -m embedder train"
+            raise BundleError(f"{path}: no bundle folder there ({err}); {hint}") from None
         if not folder.is_dir():
             raise BundleError(f"{path}: no bundle folder there, a file")
         with _open(folder, MANIFEST) as handle:
             manifest = strict_loads(handle.read(), MANIFEST)
         if not isinstance(manifest, dict):
             raise BundleError(f"{MANIFEST}: must be a JSON object, got {type(manifest).__name__}")
-        if manifest.get("schema_version") != SCHEMA_VERSION:
-            raise BundleError(
-                f"{MANIFEST}: schema_version {manifest.get('schema_version')!r}, this code reads 1"
-            )
+        if (version := manifest.get("schema_version")) != SCHEMA_VERSION:
+            raise BundleError(f"{MANIFEST}: schema_version {version!r}, this code reads 1")
         _validated(_MANIFEST, manifest, MANIFEST)
         listed = manifest["files"]
         if missing := [name for name in REQUIRED if name not in listed]:
             raise BundleError(f"{missing[0]}: not listed in {MANIFEST}")
         if odd := [name for name in listed if Path(name).name != name or name in (".", "..", MANIFEST)]:
             raise BundleError(f"{shorten(odd[0], 80)}: file names in {MANIFEST} must be plain names")
-        if not manifest["rating_scale"][0] < manifest["rating_scale"][1]:
-            raise BundleError(
-                f"{MANIFEST}: rating_scale must be [lowest, highest], got {manifest['rating_scale']}"
-            )
+        scale = manifest["rating_scale"]
+        if not scale[0] < scale[1]:
+            raise BundleError(f"{MANIFEST}: rating_scale must be [lowest, highest], got {scale}")
         reads = [name for name in listed if verify or name.endswith((".npy", ".json")) or name in REQUIRED]
-        content = {
-            name: _read(folder, name, listed[name]["sha256"] if verify else None, mmap) for name in reads
-        }
-        return cls._checked(folder, manifest, content)
-
-    @classmethod
-    def _checked(cls, folder: Path, manifest: dict, content: dict[str, Any]) -> Bundle:
-        """The bundle of the parsed files ``content``, once they agree with each other."""
+        checksum = lambda name: listed[name]["sha256"] if verify else None
+        content = {name: _read(folder, name, checksum(name), mmap) for name in reads}
+        # Every file parsed and checked alone; now whether they agree with each other.
         sizes: dict[str | None, int] = {}
         if CLUSTERS_FILE in content:
             for at, summary in enumerate(_validated(_CLUSTERS, content[CLUSTERS_FILE], CLUSTERS_FILE)):
                 if summary.cluster != at:
-                    raise BundleError(
-                        f"{CLUSTERS_FILE}: [{at}].cluster must be its position, {at}, got {summary.cluster}"
-                    )
+                    wrong = f"[{at}].cluster must be its position, {at}, got {summary.cluster}"
+                    raise BundleError(f"{CLUSTERS_FILE}: {wrong}")
             sizes["clusters"] = len(content[CLUSTERS_FILE])
         for name in [name for name in ARRAYS if name in content]:
             _check_array(name, content[name], sizes)
@@ -381,14 +371,9 @@ class Bundle:
             raise BundleError(f"{MOVIES_FILE}: missing columns {missing}")
         if not np.array_equal(movies["movie_id"].to_numpy(), content["movie_ids.npy"]):
             raise BundleError(f"{MOVIES_FILE}: rows do not match movie_ids.npy")
-        if seen.shape != (sizes["users"], sizes["movies"]):
-            raise BundleError(
-                f"{SEEN_FILE}: shape {seen.shape}, expected {(sizes['users'], sizes['movies'])}"
-            )
-        arrays = [
-            content[f"{part}_{kind}.npy"] for kind in ("embeddings", "biases") for part in ("user", "movie")
-        ]
-        scale = tuple(map(float, manifest["rating_scale"]))
+        if seen.shape != (expected := (sizes["users"], sizes["movies"])):
+            raise BundleError(f"{SEEN_FILE}: shape {seen.shape}, expected {expected}")
+        arrays = [content[f"{name}.npy"] for name in PARAMETERS]
         vocab = (Vocabulary(content[f"{kind}_ids.npy"], kind) for kind in ("user", "movie"))
-        model = MFModel(float(manifest["global_mean"]), *arrays, scale, *vocab)
+        model = MFModel(float(manifest["global_mean"]), *arrays, tuple(map(float, scale)), *vocab)
         return cls(folder, manifest, model, movies, seen, content)

@@ -27,11 +27,6 @@ def whole_number_arg(low: int, high: int | None = None) -> Callable[[str], int]:
     return parse
 
 
-def error_path(loc: tuple[int | str, ...]) -> str:
-    """A pydantic error location as a message names it: ``ratings[0].movie_id``; empty for the whole value."""
-    return "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in loc).lstrip(".")
-
-
 def shorten(text: str, limit: int = 40) -> str:
     """``text`` cut to ``limit`` characters and '…', so a value quoted in a message stays readable."""
     return text if len(text) <= limit else text[:limit] + "…"

@@ -17,31 +17,16 @@ from pathlib import Path
 from embedder import DEFAULT_ARTIFACTS, DEFAULT_BUNDLE
 from embedder.checks import run_command, whole_number_arg
 
+log = logging.getLogger("embedder")
 DEFAULT_MIN_RATINGS = 20
 """search.evaluate.DEFAULT_MIN_RATINGS, repeated so that --help need not import pandas (a test checks)."""
 AGE_UNITS = (("d", 86400), ("h", 3600), ("min", 60))
 
 
-def _add_config_flags(parser: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field; a flag not given stays out of the namespace (the default applies)."""
-    from embedder.config import TrainConfig
-
-    for name, field in TrainConfig.model_fields.items():
-        options: dict = {
-            "default": argparse.SUPPRESS,
-            "help": f"{field.description} (default: {field.default})",
-        }
-        if field.annotation is bool:
-            options["action"] = argparse.BooleanOptionalAction
-        elif typing.get_origin(field.annotation) is typing.Literal:
-            options["choices"] = typing.get_args(field.annotation)
-        else:
-            options["type"] = field.annotation
-        parser.add_argument("--" + name.replace("_", "-"), **options)
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of ``python -m embedder``."""
+    from embedder.config import TrainConfig
+
     parser = argparse.ArgumentParser(prog="python -m embedder", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
 
@@ -50,7 +35,17 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", type=Path, help="write the bundle here (artifacts/current left alone)")
     artifacts_help = "folder of the bundles and the 'current' link (default: %(default)s)"
     train.add_argument("--artifacts", type=Path, default=DEFAULT_ARTIFACTS, help=artifacts_help)
-    _add_config_flags(train)
+    # One flag per setting; a flag not given stays out of the namespace, so TrainConfig's default applies.
+    for name, field in TrainConfig.model_fields.items():
+        help_text = f"{field.description} (default: {field.default})"
+        options: dict = {"default": argparse.SUPPRESS, "help": help_text}
+        if field.annotation is bool:
+            options["action"] = argparse.BooleanOptionalAction
+        elif typing.get_origin(field.annotation) is typing.Literal:
+            options["choices"] = typing.get_args(field.annotation)
+        else:
+            options["type"] = field.annotation
+        train.add_argument("--" + name.replace("_", "-"), **options)
     train.add_argument("--quiet", action="store_true", help="no progress bars")
     train.set_defaults(handler=run_train, parser=train)
 
@@ -84,9 +79,8 @@ def run_train(args: argparse.Namespace) -> int:
 
     started = time.perf_counter()
     try:
-        config = TrainConfig(
-            **{name: getattr(args, name) for name in TrainConfig.model_fields if hasattr(args, name)}
-        )
+        given = {name: getattr(args, name) for name in TrainConfig.model_fields if hasattr(args, name)}
+        config = TrainConfig(**given)
     except ValidationError as err:
         first = err.errors()[0]
         flag = "--" + str(first["loc"][0]).replace("_", "-")
@@ -94,9 +88,7 @@ def run_train(args: argparse.Namespace) -> int:
     for name, owner in sorted(one_method_settings().items()):
         if owner != config.method and hasattr(args, name):
             flag = "--" + name.replace("_", "-")
-            logging.getLogger("embedder").warning(
-                "%s is read by --method %s only; %s ignores it", flag, owner, config.method
-            )
+            log.warning("%s is read by --method %s only; %s ignores it", flag, owner, config.method)
     if config.threads:
         import torch
 
@@ -138,8 +130,7 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         print(f"data: {data.name} from {data.source}: {len(data.ratings):,} ratings", file=sys.stderr)
     train_part, test_part = canonical_split(data.ratings, source=data.source)
     users = Vocabulary.from_values(data.ratings["user_id"], "user")
-    movie_ids = set(data.ratings["movie_id"].tolist()) | set(data.movies["movie_id"].tolist())
-    movies = Vocabulary.from_values(list(movie_ids), "movie")
+    movies = Vocabulary.from_values([*data.ratings["movie_id"].unique(), *data.movies["movie_id"]], "movie")
     progress = not args.quiet and first
     result = train(train_part, config, users, movies, data.rating_scale, progress=progress, group=group)
     if not first:
@@ -148,7 +139,7 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     relevance, relevance_info = _fit_relevance(config, result.model, seen, train_part)
     table = export.movie_table(data.movies, movies.ids, train_part)
     held_out = held_out_rows(test_part, users, movies)
-    evaluation = quality_report(result.model, seen, table, held_out, seed=config.seed, relevance=relevance)
+    report = quality_report(result.model, seen, table, held_out, seed=config.seed, relevance=relevance)
     dest = args.out if args.out is not None else args.artifacts / "bundles" / f"{data.name}-{utc_stamp()}"
     dataset = {
         "name": data.name,
@@ -159,17 +150,7 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
         "duplicates_dropped": int(data.duplicates_dropped),
     }
     path, manifest = export.export_bundle(
-        dest,
-        result,
-        config,
-        dataset,
-        table,
-        train_part,
-        test_part,
-        seen,
-        evaluation,
-        relevance,
-        relevance_info,
+        dest, result, config, dataset, table, train_part, test_part, seen, report, relevance, relevance_info
     )
     try:
         Bundle.load(path)  # as every reader will: a bundle that does not load is never made current
@@ -181,7 +162,7 @@ def _train_and_export(args: argparse.Namespace, config, group, started: float) -
     print(f"bundle: {path}" + ("" if args.out else f" (now {args.artifacts / 'current'})"))
     if args.out and (note := earlier_versions_note(path)):  # train's own versions: `bundles --keep`
         print(note, file=sys.stderr)
-    _print_figures(args, config, result, manifest, relevance_info, time.perf_counter() - started)
+    _print_figures(config, result, manifest, relevance_info, time.perf_counter() - started)
     return 0
 
 
@@ -206,12 +187,11 @@ def _fit_relevance(config, model, seen, train_part) -> tuple:
     }
 
 
-def _print_figures(args, config, result, manifest: dict, relevance_info: dict | None, seconds: float) -> None:
+def _print_figures(config, result, manifest: dict, relevance_info: dict | None, seconds: float) -> None:
     """One line: the test figures and how the run went."""
     test, unit, ranking = manifest["metrics"]["test"], manifest["training"]["unit"], manifest["evaluation"]
-    run = [f"best {unit} {result.best_epoch}"]
-    if result.warm_up_passes:
-        run = [f"{result.warm_up_passes} warm-up passes + {result.best_epoch} {unit}s"]
+    warm = f"{result.warm_up_passes} warm-up passes + {result.best_epoch} {unit}s"
+    run = [warm if result.warm_up_passes else f"best {unit} {result.best_epoch}"]
     if math.isfinite(result.validation_rmse):
         run.append(f"validation RMSE {result.validation_rmse:.4f}")
     if result.implicit_sides != "none":
@@ -221,11 +201,8 @@ def _print_figures(args, config, result, manifest: dict, relevance_info: dict | 
         run.append(f"relevance λ {relevance_info['regularization']:g} in {relevance_info['seconds']:.1f}s")
         ndcg = f"NDCG@10 {ranking['ranking']['0']['relevance']['ndcg']:.4f} by relevance, " + ndcg[8:]
     processes = f" on {result.world_size} processes" if result.world_size > 1 else ""
-    print(
-        f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  {ndcg}  "
-        f"({config.method}, {', '.join(run)}, training {result.seconds:.1f}s{processes}, "
-        f"wall time {seconds:.1f}s)"
-    )
+    run += [f"training {result.seconds:.1f}s{processes}", f"wall time {seconds:.1f}s"]
+    print(f"test RMSE {test['rmse']:.4f}  MAE {test['mae']:.4f}  {ndcg}  ({config.method}, {', '.join(run)})")
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -236,9 +213,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(report, indent=2))
     else:
-        print("\n".join(f"{name:<32} {value}" for name, value in report["flat"].items()))
-        print()
-        print(format_report(report["quality"]))
+        flat = "\n".join(f"{name:<32} {value}" for name, value in report["flat"].items())
+        print(flat, format_report(report["quality"]), sep="\n\n")
     return 0
 
 

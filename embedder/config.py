@@ -7,6 +7,7 @@ MovieLens 100K's training rows (``benchmarks/README.md``).
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
@@ -16,16 +17,11 @@ IMPLICIT_AUTO_LIMIT = 1_000_000
 METHODS = ("gibbs", "adam")
 
 
-def _setting(default, description: str, **limits):
-    return Field(default, description=description, **limits)
+def _setting(default, description: str, method: str = "", **limits):
+    return Field(default, description=f"({method}) {description}" if method else description, **limits)
 
 
-def _gibbs(default, description: str, **limits):
-    return Field(default, description=f"(gibbs) {description}", **limits)
-
-
-def _adam(default, description: str, **limits):
-    return Field(default, description=f"(adam) {description}", **limits)
+_gibbs, _adam = partial(_setting, method="gibbs"), partial(_setting, method="adam")
 
 
 class TrainConfig(BaseModel):
@@ -114,9 +110,8 @@ class TrainConfig(BaseModel):
 
     def implicit_sides(self, n_ratings: int) -> str:
         """What ``implicit`` means for ``n_ratings`` training ratings ('auto' resolved)."""
-        if self.implicit != "auto":
-            return self.implicit
-        return "both" if n_ratings <= IMPLICIT_AUTO_LIMIT else "none"
+        auto = "both" if n_ratings <= IMPLICIT_AUTO_LIMIT else "none"
+        return auto if self.implicit == "auto" else self.implicit
 
 
 def one_method_settings() -> dict[str, str]:

@@ -6,6 +6,7 @@ fails the same way, naming the file and the line (blank lines are skipped, and n
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import hashlib
 import io
@@ -120,7 +121,7 @@ def load_ratings(
     return build_ratings("csv", None, read_ratings(lambda: open(path, "rb"), str(path)), str(path), str(path))
 
 
-class Release:
+class Release(contextlib.AbstractContextManager):
     """The files of a release in a folder or a zip, at its root or one folder down."""
 
     def __init__(self, path: Path):
@@ -134,9 +135,6 @@ class Release:
         except (zipfile.BadZipFile, OSError) as exc:
             raise DataError(f"{path}: not a readable zip file ({exc})") from None
         self.names = [n for n in self.zip.namelist() if n.count("/") <= 1 and not n.endswith("/")]
-
-    def __enter__(self) -> Release:
-        return self
 
     def __exit__(self, *exc_info) -> None:
         self.zip and self.zip.close()
@@ -235,10 +233,8 @@ def read_ratings(open_: Callable[[], IO], label: str, header: bool = True, sep: 
     else:
         names, kwargs["header"] = dict(enumerate(RATING_COLUMNS)), None
     ratings = _read_csv(open_, label, {k: COMPACT_DTYPES[v] for k, v in names.items()}, **kwargs)
-    if ratings.shape[1] != len(names):
-        raise DataError(
-            f"{label}, line 1: expected 4 fields (user movie rating timestamp), found {ratings.shape[1]}"
-        )
+    if (fields := ratings.shape[1]) != len(names):
+        raise DataError(f"{label}, line 1: expected 4 fields (user movie rating timestamp), found {fields}")
     return ratings.rename(columns=names)
 
 
@@ -340,21 +336,19 @@ def _movies(raw: pd.DataFrame | None, label: str, rated: np.ndarray) -> pd.DataF
 def canonical_split(ratings: pd.DataFrame, *, source: str | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
     """``train_test_split(test_size=0.2, random_state=42)`` of the rows: every reported figure uses it.
     DataError, naming ``source``, when a part would be empty."""
-    train, test = _split_rows(len(ratings), 0.2, 42, "the train/test split", source)
-    return ratings.take(train), ratings.take(test)
+    return _split(ratings, 0.2, 42, "the train/test split", source)
 
 
 def validation_split(train: pd.DataFrame, fraction: float, seed: int, *, source: str | None = None) -> tuple:
     """Carve a validation part out of the training rows (for early stopping only), as ``train_test_split``."""
-    fit, val = _split_rows(len(train), fraction, seed, "the validation split of the training ratings", source)
-    return train.take(fit), train.take(val)
+    return _split(train, fraction, seed, "the validation split of the training ratings", source)
 
 
-def _split_rows(rows: int, test_size: float, seed: int, what: str, source: str | None) -> list[np.ndarray]:
+def _split(frame: pd.DataFrame, test_size: float, seed: int, what: str, source: str | None) -> tuple:
     try:
-        return train_test_split(np.arange(rows), test_size=test_size, random_state=seed)
+        first, second = train_test_split(np.arange(len(frame)), test_size=test_size, random_state=seed)
     except ValueError as exc:  # a part would be empty
         where = f"{source}: " if source else ""
-        raise DataError(
-            f"{where}{rows} rating(s) are too few for {what} ({test_size:g} held out): {exc}"
-        ) from None
+        too_few = f"{len(frame)} rating(s) are too few for {what} ({test_size:g} held out)"
+        raise DataError(f"{where}{too_few}: {exc}") from None
+    return frame.take(first), frame.take(second)

@@ -14,24 +14,13 @@ import pandas as pd
 import scipy.sparse as sp
 import torch
 
-from embedder import __version__
-from embedder.bundle import (
-    IMPLICIT_BIASES,
-    IMPLICIT_EMBEDDINGS,
-    RELEVANCE_FILES,
-    bytes_writer,
-    movies_writer,
-    npy_writer,
-    seen_writer,
-    write_bundle,
-)
+from embedder import __version__, bundle
 from embedder.config import TrainConfig
 from embedder.data import validation_split
 from embedder.metrics import rating_errors
 from embedder.relevance import RelevanceModel
 from embedder.train import TrainResult
 
-PARAMETERS = ("user_embeddings", "movie_embeddings", "user_biases", "movie_biases")
 LIBRARIES = ("numpy", "pandas", "scipy", "scikit-learn", "torch")
 
 
@@ -39,9 +28,9 @@ def model_arrays(result: TrainResult) -> dict[str, np.ndarray]:
     """The bundle's ``.npy`` files: the model's arrays, its ids and any implicit rows (zero for movies
     without training ratings: in no one's N(u), their rows are draws from the prior)."""
     model = result.model
-    arrays = {f"{name}.npy": getattr(model, name) for name in PARAMETERS}
+    arrays = {f"{name}.npy": getattr(model, name) for name in bundle.PARAMETERS}
     if result.implicit is not None:
-        for name, array in zip((IMPLICIT_EMBEDDINGS, IMPLICIT_BIASES), result.implicit):
+        for name, array in zip((bundle.IMPLICIT_EMBEDDINGS, bundle.IMPLICIT_BIASES), result.implicit):
             arrays[name] = array.copy()
             arrays[name][~result.trained_movies] = 0.0
     arrays["user_ids.npy"] = model.user_vocab.ids.astype(np.int64)
@@ -62,13 +51,11 @@ def movie_table(movies: pd.DataFrame, movie_ids: np.ndarray, train: pd.DataFrame
 
 
 def seen_matrix(model, train: pd.DataFrame) -> sp.csr_matrix:
-    """CSR (users x movies) of the training ratings over the model's vocabularies, values = rating."""
+    """Canonical CSR (users x movies) whose values are the training ratings, over the model's vocabularies."""
     rows = model.user_vocab.numbers(train["user_id"].to_numpy())
     cols = model.movie_vocab.numbers(train["movie_id"].to_numpy())
     shape = (len(model.user_vocab), len(model.movie_vocab))
-    matrix = sp.csr_matrix((train["rating"].to_numpy(np.float32), (rows, cols)), shape=shape)
-    matrix.sum_duplicates()
-    return matrix
+    return sp.csr_matrix((train["rating"].to_numpy(np.float32), (rows, cols)), shape=shape)
 
 
 def model_state_bytes(result: TrainResult) -> bytes:
@@ -92,8 +79,8 @@ def history_table(result: TrainResult) -> pd.DataFrame:
     return pd.concat(runs, ignore_index=True)
 
 
-def curve_png(history: pd.DataFrame, best_epoch: int, unit: str) -> bytes:
-    """The training curve of :func:`history_table` (train/val RMSE per epoch or sweep) as a PNG."""
+def curve_writer(history: pd.DataFrame, best_epoch: int, unit: str) -> bundle.FileWriter:
+    """A writer of the training curve of :func:`history_table` (train/val RMSE per epoch or sweep), a PNG."""
     from matplotlib.figure import Figure  # no pyplot: no global backend or figure registry
 
     first, refit = history[history["phase"] != "refit"], history[history["phase"] == "refit"]
@@ -110,9 +97,7 @@ def curve_png(history: pd.DataFrame, best_epoch: int, unit: str) -> bytes:
     ax.set(xlabel=unit, ylabel="RMSE", title=title)
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png")
-    return buffer.getvalue()
+    return lambda path: fig.savefig(path, format="png")
 
 
 def export_bundle(
@@ -135,23 +120,20 @@ def export_bundle(
     arrays = model_arrays(result)
     if relevance is not None:
         factors = (relevance.user_factors, relevance.movie_factors, relevance.shrinkage)
-        arrays |= dict(zip(RELEVANCE_FILES, factors, strict=True))
-    parts = {
-        "train": train,
-        "val": validation_split(train, config.val_fraction, config.seed)[1],
-        "test": test,
-    }
+        arrays |= dict(zip(bundle.RELEVANCE_FILES, factors, strict=True))
+    val = validation_split(train, config.val_fraction, config.seed)[1]
+    parts = {"train": train, "val": val, "test": test}
     predict = lambda part: model.predict_ids(part["user_id"].to_numpy(), part["movie_id"].to_numpy())  # noqa: E731
     metrics = {name: rating_errors(predict(part), part["rating"]) for name, part in parts.items()}
     history = history_table(result)
     unit = "sweep" if config.method == "gibbs" else "epoch"
     finite = math.isfinite(result.validation_rmse)
-    files = {name: npy_writer(array) for name, array in arrays.items()} | {
-        "movies.parquet": movies_writer(movies),
-        "seen.npz": seen_writer(seen),
-        "model.pt": bytes_writer(model_state_bytes(result)),
-        "history.csv": bytes_writer(history.to_csv(index=False).encode()),
-        "training_curve.png": bytes_writer(curve_png(history, result.best_epoch, unit)),
+    files = {name: bundle.npy_writer(array) for name, array in arrays.items()} | {
+        "movies.parquet": bundle.movies_writer(movies),
+        "seen.npz": bundle.seen_writer(seen),
+        "model.pt": bundle.bytes_writer(model_state_bytes(result)),
+        "history.csv": bundle.bytes_writer(history.to_csv(index=False).encode()),
+        "training_curve.png": curve_writer(history, result.best_epoch, unit),
     }
     manifest = {
         "dataset": dataset,
@@ -185,4 +167,4 @@ def export_bundle(
         "versions": {"embedder": __version__, "python": platform.python_version()}
         | {name: importlib.metadata.version(name) for name in LIBRARIES},
     }
-    return write_bundle(dest, files, manifest), manifest
+    return bundle.write_bundle(dest, files, manifest), manifest

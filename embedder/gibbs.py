@@ -99,15 +99,12 @@ class GibbsSampler:
         # Users and movies without ratings are exported as zero rows, not as their draws from the prior.
         self.user_rated = torch.as_tensor(np.bincount(users, minlength=n_users) > 0, device=self.device)
         self.movie_rated = torch.as_tensor(np.bincount(movies, minlength=n_movies) > 0, device=self.device)
-        # Rows are [p_u, b_u] and [q_i, b_i]: the bias is one more coordinate.
-        self.X = torch.zeros(n_users, dim + 1, dtype=DTYPE, device=self.device)
-        self.Y = torch.zeros(n_movies, dim + 1, dtype=DTYPE, device=self.device)
-        self.X[:, :dim] = self._normal(n_users, dim) * init_std
-        self.Y[:, :dim] = self._normal(n_movies, dim) * init_std
+        # Rows are [p_u, b_u] and [q_i, b_i]: the bias is one more coordinate, starting at zero.
+        self.X = torch.nn.functional.pad(self._normal(n_users, dim) * init_std, (0, 1))
+        self.Y = torch.nn.functional.pad(self._normal(n_movies, dim) * init_std, (0, 1))
         if self.group.rank:
-            self.generator.manual_seed(
-                int(np.random.SeedSequence([seed, self.group.rank]).generate_state(1)[0])
-            )
+            own_seed = np.random.SeedSequence([seed, self.group.rank]).generate_state(1)[0]
+            self.generator.manual_seed(int(own_seed))
         self.mu = float(values.mean(dtype=np.float64))
         self.alpha = 1.0
         self.ratings = self.users.values
@@ -124,8 +121,8 @@ class GibbsSampler:
         }
         self.Xc, self.Yc = self.X, self.Y
 
-    def _normal(self, *shape: int) -> torch.Tensor:
-        return torch.randn(shape, generator=self.generator, dtype=DTYPE, device=self.device)
+    def _normal(self, *shape: int, dtype: torch.dtype = DTYPE) -> torch.Tensor:
+        return torch.randn(shape, generator=self.generator, dtype=dtype, device=self.device)
 
     def predict(self, users: torch.Tensor, movies: torch.Tensor) -> torch.Tensor:
         """Raw predictions of the current sample for paired rows, as exported (unrated rows zeroed)."""
@@ -143,9 +140,8 @@ class GibbsSampler:
         ya = ya.to(STATS_DTYPE).mT.contiguous()
         out = torch.empty(len(side.values), dtype=STATS_DTYPE, device=self.device)
         for start, end in side.blocks():
-            product = torch.sparse.sampled_addmm(
-                side.block(start, end, side.ones), xa[start:end], ya, beta=0.0
-            )
+            pattern = side.block(start, end, side.ones)
+            product = torch.sparse.sampled_addmm(pattern, xa[start:end], ya, beta=0.0)
             out[int(side.crow[start]) : int(side.crow[end])] = product.values()
         return out
 
@@ -176,9 +172,7 @@ class GibbsSampler:
         n_triangle = columns.shape[1] - k
         keep = offset is not None
         if keep and draw:
-            noise = torch.randn(
-                len(side.values), generator=self.generator, dtype=STATS_DTYPE, device=self.device
-            )
+            noise = self._normal(len(side.values), dtype=STATS_DTYPE)
         drawn, grams, targets, noise_sums = [], [], [], []
         for start, end in side.blocks():
             sums = side.block(start, end, side.ones) @ columns
@@ -205,26 +199,19 @@ class GibbsSampler:
         stats = (joined(grams, k, k), joined(targets, k), joined(noise_sums, k) if draw else None)
         return joined(drawn, k), stats if keep else None
 
-    def sweep(self) -> None:
-        """One full pass: users, movies, μ, α (hyperparameters drawn with their side)."""
-        self._pass(draw=True)
-
     def warm_up(self, ridge: float) -> None:
         """One alternating-least-squares pass (ridge ``Σ (r - r̂)² + ridge ‖row‖²``), μ and α at their modes:
         a chain started near zero moves slowly on large data, so a few of these put it near the mode first."""
-        self._pass(draw=False, ridge=ridge)
+        self.sweep(draw=False, ridge=ridge)
 
-    def _pass(self, draw: bool, ridge: float = 0.0) -> None:
+    def sweep(self, draw: bool = True, ridge: float = 0.0) -> None:
+        """One pass: users, movies, μ, α (hyperparameters drawn with their side); ``draw`` False: warm-up."""
         self.X, self.Xc = self._update_side("users", self.users, self.X, self.Xc, self.Yc, draw, ridge)
         self.Y, self.Yc = self._update_side("movies", self.movies, self.Y, self.Yc, self.Xc, draw, ridge)
         # μ and α from two sums over the ratings less the rest of the model, d = r - (b_u + b_i + p·q).
         rest = self.ratings - self._interactions()
-        n, total, squares = self.group.sum(
-            len(rest),
-            rest.sum(dtype=torch.float64),
-            rest.square().sum(dtype=torch.float64),
-            device=self.device,
-        )
+        sums = (rest.sum(dtype=torch.float64), rest.square().sum(dtype=torch.float64))
+        n, total, squares = self.group.sum(len(rest), *sums, device=self.device)
         shift = total / n
         self.mu = float(self.rng.normal(shift, 1.0 / math.sqrt(self.alpha * n))) if draw else shift
         self.residuals = rest.sub_(self.mu)
@@ -232,9 +219,7 @@ class GibbsSampler:
         shape, rate = PRIOR_SHAPE + n / 2, PRIOR_RATE + sse / 2
         self.alpha = float(self.rng.gamma(shape, 1.0 / rate)) if draw else shape / rate
 
-    def _update_side(
-        self, name, side, own, composite, other, draw, ridge
-    ) -> tuple[torch.Tensor, torch.Tensor]:
+    def _update_side(self, name, side, own, composite, other, draw, ridge):
         """New own rows of one side, then its implicit rows (if it has them): ``(own, composite)``."""
         implicit = self.implicit.get(name)
         mine = slice(side.first, side.first + side.n_rows)
@@ -261,10 +246,9 @@ class GibbsSampler:
 
     def training_rmse(self) -> float:
         """RMSE of the current sample at all training ratings (every process's)."""
-        n, squares = self.group.sum(
-            len(self.residuals), self.residuals.square().sum(dtype=torch.float64), device=self.device
-        )
-        return math.sqrt(squares / n)
+        squares = self.residuals.square().sum(dtype=torch.float64)
+        n, total = self.group.sum(len(self.residuals), squares, device=self.device)
+        return math.sqrt(total / n)
 
     @property
     def implicit_user_rows(self) -> torch.Tensor | None:
@@ -382,9 +366,8 @@ class Convergence:
 
     def gain(self, noise_std: float) -> float:
         """Estimated RMSE gain of doubling the samples (inf before two samples)."""
-        n, total = self.group.sum(
-            len(self.squares), self.squares.sum(dtype=torch.float64), device=self.mean.device
-        )
+        total = self.squares.sum(dtype=torch.float64)
+        n, total = self.group.sum(len(self.squares), total, device=self.mean.device)
         return total / n / (self.count - 1) / (4 * self.count * noise_std) if self.count > 1 else math.inf
 
     def converged(self, gain: float) -> bool:

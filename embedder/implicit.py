@@ -59,10 +59,8 @@ class ImplicitRows:
         ``noise_sums``: ``Σ_i ε_ui z_i`` for standard normal ``ε`` per rating, and ``noise``: standard normal
         rows (the same in every process), or both None for the mode.
         """
-        rhs = self._collect(
-            alpha * residual_sums + (0.0 if noise_sums is None else math.sqrt(alpha) * noise_sums)
-        )
-        rhs = rhs + prior_precision * prior_mean
+        noise_part = 0.0 if noise_sums is None else math.sqrt(alpha) * noise_sums
+        rhs = self._collect(alpha * residual_sums + noise_part) + prior_precision * prior_mean
         if noise is not None:
             rhs = rhs + prior_precision.sqrt() * noise
         k = gram.shape[1]
@@ -72,10 +70,8 @@ class ImplicitRows:
         inverse = torch.linalg.inv(blocks)
 
         def product(v: torch.Tensor) -> torch.Tensor:
-            spread = self._spread(v)
-            return (
-                alpha * self._collect(torch.bmm(gram, spread.unsqueeze(2)).squeeze(2)) + prior_precision * v
-            )
+            per_row = torch.bmm(gram, self._spread(v).unsqueeze(2)).squeeze(2)
+            return alpha * self._collect(per_row) + prior_precision * v
 
         precondition = lambda residual: torch.bmm(inverse, residual.unsqueeze(2)).squeeze(2)
         self.rows, _ = conjugate_gradients(product, rhs, self.rows, precondition)

@@ -51,22 +51,14 @@ class MFModel:
     @classmethod
     def biases(cls, global_mean: float, user_biases, movie_biases, rating_scale) -> MFModel:
         """A model without embeddings: ``μ + b_u + b_i``."""
-        empty = lambda n: np.zeros((n, 0), np.float32)
-        return cls(
-            global_mean,
-            empty(len(user_biases)),
-            empty(len(movie_biases)),
-            user_biases,
-            movie_biases,
-            rating_scale,
-        )
+        empty = (np.zeros((len(user_biases), 0), np.float32), np.zeros((len(movie_biases), 0), np.float32))
+        return cls(global_mean, *empty, user_biases, movie_biases, rating_scale)
 
     @classmethod
     def constant(cls, global_mean: float, n_users: int, n_movies: int, rating_scale) -> MFModel:
         """The global-mean baseline: μ for everyone."""
-        return cls.biases(
-            global_mean, np.zeros(n_users, np.float32), np.zeros(n_movies, np.float32), rating_scale
-        )
+        zeros = (np.zeros(n_users, np.float32), np.zeros(n_movies, np.float32))
+        return cls.biases(global_mean, *zeros, rating_scale)
 
     @property
     def dim(self) -> int:
@@ -86,13 +78,9 @@ class MFModel:
             block = slice(start, start + PREDICT_BLOCK)
             known_user, known_movie = (user_rows[block] >= 0)[:, None], (movie_rows[block] >= 0)[:, None]
             u, m = np.maximum(user_rows[block], 0), np.maximum(movie_rows[block], 0)
-            raw[block] = rating(
-                np.float32(self.global_mean),
-                self.user_biases[u] * known_user[:, 0],
-                self.movie_biases[m] * known_movie[:, 0],
-                self.user_embeddings[u] * known_user,
-                self.movie_embeddings[m] * known_movie,
-            )
+            biases = self.user_biases[u] * known_user[:, 0], self.movie_biases[m] * known_movie[:, 0]
+            vectors = self.user_embeddings[u] * known_user, self.movie_embeddings[m] * known_movie
+            raw[block] = rating(np.float32(self.global_mean), *biases, *vectors)
         return np.clip(raw, *self.rating_scale) if clip else raw
 
     def predict_ids(self, user_ids: np.ndarray, movie_ids: np.ndarray, clip: bool = True) -> np.ndarray:

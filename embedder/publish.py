@@ -7,6 +7,7 @@ renames it to a new version and moves the link with one ``os.replace``: a crash 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import shutil
@@ -49,8 +50,7 @@ def leftover_path(path: Path) -> Path:
 
 def leftover_owner(name: str) -> str | None:
     """The entry whose writer left the leftover ``name``; None if ``name`` is no leftover."""
-    match = _LEFTOVER.fullmatch(name)
-    return match and match.group(1)
+    return match.group(1) if (match := _LEFTOVER.fullmatch(name)) else None
 
 
 def leftover_time(entry: Path) -> float:
@@ -58,10 +58,8 @@ def leftover_time(entry: Path) -> float:
     times = [entry.lstat().st_mtime]
     if entry.is_dir() and not entry.is_symlink():
         for child in entry.iterdir():
-            try:
+            with contextlib.suppress(OSError):  # removed meanwhile by the writer that owns it
                 times.append(child.lstat().st_mtime)
-            except OSError:  # removed meanwhile by the writer that owns it
-                pass
     return max(times)
 
 
@@ -71,15 +69,13 @@ def remove_old_leftovers(folder: Path, prefix: str = ".") -> None:
     for entry in folder.iterdir():
         if not entry.name.startswith(prefix) or not leftover_owner(entry.name):
             continue
-        try:
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
             if leftover_time(entry) >= cutoff:
                 continue
             if entry.is_symlink():
                 entry.unlink()
             elif all(child.is_file() and not child.is_symlink() for child in entry.iterdir()):
                 shutil.rmtree(entry)
-        except OSError:  # gone meanwhile, or not ours to remove
-            continue
 
 
 def fsync_dir(path: Path) -> None:

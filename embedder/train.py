@@ -1,11 +1,7 @@
-"""Training: fit the model on the training rows and return it with its history.
+"""Training (:func:`train`): fit the model on the training rows and return it with its history.
 
-``gibbs`` (default) samples Bayesian MF (:mod:`embedder.gibbs`) and exports the posterior mean at rank
-``config.dim``: one chain, started near the posterior's mode by a few alternating-least-squares passes, runs
-until more sweeps would barely change its mean (with ``refit=False``, on the training rows less a validation
-part, recording its validation RMSE). ``adam`` (:mod:`embedder.adam`) stops early on a validation part, then
-with ``refit`` runs again on all training rows for the chosen epoch count. Each method yields one
-:class:`Step` per epoch (sweep); :func:`_follow` alone records the history, shows progress and stops.
+Each method (``gibbs``: :mod:`embedder.gibbs`, ``adam``: :mod:`embedder.adam`) yields one :class:`Step` per
+epoch (sweep); :func:`_follow` alone records the history, shows progress and stops.
 """
 
 from __future__ import annotations
@@ -15,6 +11,7 @@ import logging
 import math
 import sys
 import time
+from collections import namedtuple
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -38,15 +35,8 @@ PROGRESS_EVERY = 10
 """Without a terminal, progress is one line per this many epochs (sweeps)."""
 
 
-@dataclass
-class Step:
-    """One epoch (sweep) of a run, as a method yields it."""
-
-    epoch: int
-    train_rmse: float
-    val_rmse: float | None = None
-    converged: bool = False
-    note: str = ""
+Step = namedtuple("Step", "epoch train_rmse val_rmse converged note", defaults=(None, False, ""))
+"""One epoch (sweep) of a run as a method yields it; ``val_rmse`` is None without a validation part."""
 
 
 @dataclass
@@ -85,15 +75,8 @@ class _Run:
     implicit: tuple[np.ndarray, np.ndarray] | None = None
 
 
-@dataclass
-class _Context:
-    config: TrainConfig
-    users: Vocabulary
-    movies: Vocabulary
-    scale: tuple[float, float]
-    device: torch.device
-    progress: bool
-    group: Group
+_Context = namedtuple("_Context", "config users movies scale device progress group")
+"""What every method reads: settings, vocabularies, rating scale, device, progress, the process group."""
 
 
 def resolve_device(name: str) -> torch.device:
@@ -108,11 +91,8 @@ def resolve_device(name: str) -> torch.device:
 def _rows(frame: pd.DataFrame, ctx: _Context) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """User rows, movie rows (int32) and float32 ratings (a writable copy)."""
     rows = lambda vocabulary, column: vocabulary.numbers(frame[column].to_numpy()).astype(np.int32)
-    return (
-        rows(ctx.users, "user_id"),
-        rows(ctx.movies, "movie_id"),
-        np.array(frame["rating"], dtype=np.float32),
-    )
+    ratings = np.array(frame["rating"], dtype=np.float32)
+    return rows(ctx.users, "user_id"), rows(ctx.movies, "movie_id"), ratings
 
 
 def _tensors(frame: pd.DataFrame, ctx: _Context) -> tuple[torch.Tensor, ...]:
@@ -161,10 +141,8 @@ def _fit_adam(ctx: _Context, fit: pd.DataFrame, val: pd.DataFrame | None, epochs
     generator = torch.Generator().manual_seed(config.seed)
     fitted = _tensors(fit, ctx)
     mean = float(fitted[2].mean())
-    model = CollaborativeFiltering(
-        len(ctx.users), len(ctx.movies), config.dim, mean, config.init_std, generator
-    )
-    model = model.to(ctx.device)
+    sizes = (len(ctx.users), len(ctx.movies), config.dim)
+    model = CollaborativeFiltering(*sizes, mean, config.init_std, generator).to(ctx.device)
     held_out = None if val is None else _tensors(val, ctx)
     count = epochs or config.epochs
     run = adam.epochs(model, fitted, held_out, config, ctx.scale, generator, count)
@@ -177,9 +155,8 @@ def _fit_adam(ctx: _Context, fit: pd.DataFrame, val: pd.DataFrame | None, epochs
     )
     if best:
         model.load_state_dict(best["state"])
-    return _Run(
-        model.cpu() if keep else None, history, best_epoch if val is not None else len(history), best_val
-    )
+    best_epoch = best_epoch if val is not None else len(history)
+    return _Run(model.cpu() if keep else None, history, best_epoch, best_val)
 
 
 def _fit_gibbs(ctx: _Context, fit: pd.DataFrame, val: pd.DataFrame | None, epochs=None, keep=True) -> _Run:
@@ -238,11 +215,9 @@ def _warm_up(sampler: GibbsSampler, passes: int, ridge: float) -> int:
 def _module_from_mean(mean: PosteriorMean, n_users: int, n_movies: int, dim: int) -> CollaborativeFiltering:
     mu, bu, bi, P, Q = mean.factors(dim)
     model = CollaborativeFiltering(n_users, n_movies, dim, mu)
+    tables = (model.user_factors, model.movie_factors, model.user_bias, model.movie_bias)
     with torch.no_grad():
-        for table, values in zip(
-            (model.user_factors, model.movie_factors, model.user_bias, model.movie_bias),
-            (P, Q, bu.unsqueeze(1), bi.unsqueeze(1)),
-        ):
+        for table, values in zip(tables, (P, Q, bu.unsqueeze(1), bi.unsqueeze(1))):
             table.weight.copy_(values.to(torch.float32).cpu())
     return model.eval()
 
