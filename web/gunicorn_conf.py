@@ -9,6 +9,13 @@ sending one byte a second holds a connection (about 30 KB of a worker), so ``wor
 and the body deadline is nginx's in front (``web/nginx.conf``); figures: benchmarks/README.md, "Slow bodies".
 """
 
+import os
+
+# One compute thread per worker for BLAS and faiss's OpenMP, set before either library loads (a deployment's
+# own value wins): the workers are the parallelism, and threads of their own fight them for the same cores
+# (benchmarks/README.md, "Threads per worker").
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+
 bind = ["127.0.0.1:8000"]
 workers = 2
 worker_class = "gevent"
@@ -24,3 +31,4 @@ limit_request_fields = 50
 limit_request_field_size = 8190
 # gunicorn 27's control socket is not used, and two servers on one machine would contend for its path.
 control_socket_disable = True
+
