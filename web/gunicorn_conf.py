@@ -31,4 +31,3 @@ limit_request_fields = 50
 limit_request_field_size = 8190
 # gunicorn 27's control socket is not used, and two servers on one machine would contend for its path.
 control_socket_disable = True
-
