@@ -115,8 +115,8 @@ class ClusterSummary(_Strict):
     cluster: int
     size: int = Field(ge=0)
     label: str = Field(
-        description="up to two genres over-represented in it (at least 15% of its movies, lift above 1), "
-        "made unique with its most-rated title where two would read the same"
+        description="up to two genres that hold in it (25% of its movies or more, 1.5x its catalogue share), "
+        "else 'like A, B', two typical movies; made unique with those titles, then its number"
     )
     mean_rating: float | None
     top_movies: list[TopMovie]

@@ -14,11 +14,11 @@ import numpy as np
 from embedder.bundle import Bundle, bytes_writer, json_writer, npy_writer, update_bundle
 from search.clusters import (
     UNCLUSTERED,
-    check_clusters,
     cluster_quality,
     cluster_summaries,
     kmeans_labels,
     movie_map,
+    pattern_vectors,
 )
 from search.index import COSINE_INDEX_FILE, INDEX_FILE, IndexConfig, build_index, index_bytes, tune_index
 from search.similar import EMBEDDING_WEIGHT, SIMILAR_FILES, Similarity, neighbour_table, unit_rows
@@ -38,19 +38,28 @@ def build(
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Build the search files of the bundle at ``path`` and add them to it: ``n_clusters`` K-Means clusters
-    (1 to the number of movies with training ratings), the ``index`` (``"flat"``, ``"hnsw"``, ``"ivf"`` or an
-    :class:`IndexConfig`), all seeded by ``seed``; ``log`` gets one line per step. Returns the manifest
-    fields added."""
+    of who rated what (:func:`search.clusters.pattern_vectors`; 1 to the number of movies with training
+    ratings), the ``index`` (``"flat"``, ``"hnsw"``, ``"ivf"`` or an :class:`IndexConfig`), all seeded by
+    ``seed``; ``log`` gets one line per step. Returns the manifest fields added."""
     say = log or (lambda line: None)
     config = index if isinstance(index, IndexConfig) else IndexConfig(kind=index, seed=seed)
     bundle = Bundle.load(path)
     model = bundle.model
     n_movies = len(bundle.movie_ids)
     unit, zero = unit_rows(model.movie_embeddings)
-    n_clusters = check_clusters(n_clusters, zero)  # before the index: fail fast
 
     started = time.perf_counter()
     took = lambda: f"{time.perf_counter() - started:.1f}s"  # noqa: E731
+    vectors = pattern_vectors(bundle.seen, seed=seed)
+    labels = kmeans_labels(vectors, n_clusters, seed)  # before the index: a bad n_clusters fails fast
+    quality = cluster_quality(vectors, labels, bundle.movies["genres"], seed)
+    say(
+        f"clusters: k={n_clusters} of who rated what ({vectors.shape[1]} spectral dimensions, {took()}), "
+        f"silhouette {quality['silhouette']}, "
+        f"NMI with genres {quality['nmi_genres']} (random labelling {quality['nmi_random']}); "
+        f"{quality['unclustered']:,} movies without training ratings not clustered (label {UNCLUSTERED})"
+    )
+    started = time.perf_counter()
     items, users = model.item_vectors(), model.user_vectors()
     movie_index = build_index(items, config)
     rng = np.random.default_rng(config.seed)
@@ -61,15 +70,6 @@ def build(
     cosine = faiss.IndexFlatIP(unit.shape[1])
     cosine.add(unit)
 
-    started = time.perf_counter()
-    labels = kmeans_labels(model.movie_embeddings, n_clusters, seed)
-    quality = cluster_quality(model.movie_embeddings, labels, bundle.movies["genres"], seed)
-    unclustered = int(np.count_nonzero(labels == UNCLUSTERED))
-    say(
-        f"clusters: k={n_clusters} ({took()}), silhouette {quality['silhouette']}, "
-        f"NMI with genres {quality['nmi_genres']} (random labelling {quality['nmi_random']}); "
-        f"{unclustered:,} movies without training ratings not clustered (label {UNCLUSTERED})"
-    )
     started = time.perf_counter()
     neighbours, similarities = neighbour_table(Similarity(model.movie_embeddings, bundle.seen))
     say(f"movies like this: the {neighbours.shape[1]} most similar of each movie ({took()})")
@@ -89,13 +89,12 @@ def build(
             "cosine": {"file": COSINE_INDEX_FILE, "zero_norm_movies": int(zero.sum())},
         },
         "clusters": {
-            "k": n_clusters,
+            "k": int(n_clusters),
             "seed": int(seed),
-            "method": "scikit-learn KMeans on L2-normalised movie embeddings (n_init=5); "
-            "movies with a zero embedding (no training ratings) are not clustered (label -1)",
+            "method": f"KMeans (n_init=5) on who rated what, not q_i: L2-normalised {vectors.shape[1]} dims "
+            "of search.clusters.pattern_vectors; movies without training ratings are not clustered (-1)",
             **quality,
             "sizes": np.bincount(labels[labels != UNCLUSTERED], minlength=n_clusters).tolist(),
-            "unclustered": unclustered,
         },
         "similar": {
             "files": list(SIMILAR_FILES),
@@ -108,8 +107,8 @@ def build(
         INDEX_FILE: bytes_writer(index_bytes(movie_index)),
         COSINE_INDEX_FILE: bytes_writer(index_bytes(cosine)),
         "cluster_labels.npy": npy_writer(labels.astype(np.int32)),
-        "clusters.json": json_writer(cluster_summaries(labels, bundle.movies, n_clusters)),
-        "movie_map.npy": npy_writer(movie_map(model.movie_embeddings, seed)),
+        "clusters.json": json_writer(cluster_summaries(labels, bundle.movies, n_clusters, vectors)),
+        "movie_map.npy": npy_writer(movie_map(vectors, seed)),
         SIMILAR_FILES[0]: npy_writer(neighbours),
         SIMILAR_FILES[1]: npy_writer(similarities),
     }

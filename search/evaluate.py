@@ -20,7 +20,7 @@ from embedder.bundle import Bundle, BundleError
 from embedder.data import canonical_split, load_ratings
 from embedder.model import MFModel
 from embedder.relevance import RelevanceModel
-from search.clusters import UNCLUSTERED, genre_lists, genre_nmi
+from search.clusters import genre_lists, genre_nmi
 from search.similar import Similarity
 from search.topk import select_topk
 
@@ -153,20 +153,6 @@ def neighbour_agreement(
     }
 
 
-def cluster_agreement(labels: np.ndarray, genres: pd.Series, seed: int = 0) -> dict[str, float | int]:
-    """NMI of cluster labels with each movie's most specific genre against the same labels shuffled
-    (:func:`search.clusters.genre_nmi`, as ``search build`` stores them), over clustered movies only."""
-    labels = np.asarray(labels)
-    nmi, nmi_random = genre_nmi(labels, genres, seed)
-    clustered = labels[labels != UNCLUSTERED]
-    return {
-        "clusters": int(len(np.unique(clustered))),
-        "unclustered": int(len(labels) - len(clustered)),
-        "nmi_genres": nmi,
-        "nmi_random": nmi_random,
-    }
-
-
 def quality_report(
     model: MFModel,
     seen: sp.csr_matrix,
@@ -206,7 +192,7 @@ def quality_report(
         name: ranking_metrics_by_mask(scorer, seen, test, {str(f): counts >= f for f in floors}, seed=seed)
         for name, scorer in scorers.items()
     }
-    report: dict[str, Any] = {
+    return {
         "protocol": {
             "k": K,
             "relevant": f"test rating >= {RELEVANT_RATING:g}",
@@ -220,12 +206,10 @@ def quality_report(
         "similar": {
             str(floor): neighbour_agreement(similar, genres, counts >= floor, seed=seed) for floor in floors
         },
+        "clusters": genre_nmi(cluster_labels, movies["genres"], seed)  # the figures search build stores
+        if cluster_labels is not None
+        else {"note": "no cluster_labels.npy yet: run python -m search build"},
     }
-    if cluster_labels is not None:
-        report["clusters"] = cluster_agreement(np.asarray(cluster_labels), movies["genres"], seed)
-    else:
-        report["clusters"] = {"note": "no cluster_labels.npy yet: run python -m search build"}
-    return report
 
 
 def held_out_rows(test: pd.DataFrame, users, movies) -> HeldOut:

@@ -21,8 +21,9 @@ DIM = 16
 def planted_arrays(seed: int = 0) -> dict:
     """Movies in ``N_GROUPS`` tight groups around random directions; users random.
 
-    Group g's movies have genre ``G{g}`` (plus a shared "Drama"), so clusters,
-    genres and "movies like this" all have a known answer.
+    Group g's movies have genre ``G{g}`` (plus a shared "Drama"), and each user rates
+    mostly the movies of one group (who rated what follows the groups too), so
+    clusters, genres and "movies like this" all have a known answer.
     """
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(N_GROUPS, DIM))
@@ -32,14 +33,9 @@ def planted_arrays(seed: int = 0) -> dict:
     movies = (centres[groups] + rng.normal(0, 0.08, size=(len(groups), DIM))) * scale
     n_users = 120
     users = rng.normal(0, 0.7, size=(n_users, DIM))
-    seen = sp.random(
-        n_users,
-        len(groups),
-        density=0.2,
-        format="csr",
-        random_state=seed,
-        data_rvs=lambda n: rng.integers(1, 6, n),
-    )
+    favourite = np.arange(n_users) % N_GROUPS
+    rates = rng.random((n_users, len(groups))) < np.where(favourite[:, None] == groups, 0.6, 0.03)
+    seen = sp.csr_matrix(np.where(rates, rng.integers(1, 6, rates.shape), 0))
     return {
         "groups": groups,
         "user_embeddings": users.astype(np.float32),

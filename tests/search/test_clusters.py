@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 
 import numpy as np
 import pandas as pd
@@ -12,13 +13,17 @@ from sklearn.metrics import normalized_mutual_info_score
 
 from search import Recommender, UnknownIdError
 from search.clusters import (
+    LABEL_MIN_LIFT,
     LABEL_MIN_SHARE,
+    PATTERN_DIMS,
     UNCLUSTERED,
+    _genre_mix,
     cluster_quality,
     cluster_summaries,
     genre_lists,
     kmeans_labels,
     movie_map,
+    pattern_vectors,
     specific_genre,
 )
 from tests.search.conftest import N_GROUPS, PER_GROUP
@@ -84,6 +89,21 @@ def movie_frame(
     )
 
 
+def test_pattern_vectors_place_movies_by_who_rated_them(planted):
+    padded = planted_with_zero_rows(planted)
+    zero = padded["zero"]
+    vectors = pattern_vectors(padded["seen"])
+    assert vectors.dtype == np.float32 and vectors.shape == (len(zero), PATTERN_DIMS)
+    assert np.array_equal(~vectors.any(axis=1), zero)  # no training ratings: a zero row
+    # each user rates mostly one group's movies: the groups are found from that alone
+    labels = kmeans_labels(vectors, N_GROUPS)
+    assert_planted_partition(labels[~zero], padded["groups"][~zero])
+    # who rated, not how: other rating values give the same vectors; and the same seed, the same vectors
+    other = padded["seen"].copy()
+    other.data = 6 - other.data
+    np.testing.assert_array_equal(vectors, pattern_vectors(other))
+
+
 def test_kmeans_recovers_planted_groups(planted):
     labels = kmeans_labels(planted["movie_embeddings"], N_GROUPS, seed=0)
     assert labels.dtype == np.int32 and labels.shape == planted["groups"].shape
@@ -142,7 +162,7 @@ def test_summaries_describe_each_cluster():
         }
     )
     labels = np.array([0, 0, 1, 1])
-    summaries = cluster_summaries(labels, movies, 2)
+    summaries = cluster_summaries(labels, movies, 2, np.eye(4))
     json.dumps(summaries)
     first = summaries[0]
     assert first["size"] == 2 and first["cluster"] == 0
@@ -159,7 +179,7 @@ def test_summaries_and_labels_of_planted_groups_leave_unclustered_movies_out(pla
     zero = padded["zero"]
     labels = kmeans_labels(padded["movie_embeddings"], N_GROUPS)
     frame = movie_frame(padded["genres"], padded["titles"], padded["rating_counts"])
-    summaries = cluster_summaries(labels, frame, N_GROUPS)
+    summaries = cluster_summaries(labels, frame, N_GROUPS, padded["movie_embeddings"])
     assert [s["size"] for s in summaries] == [PER_GROUP] * N_GROUPS
     for s in summaries:
         group = padded["groups"][labels == s["cluster"]][0]
@@ -175,67 +195,68 @@ def test_summaries_and_labels_of_planted_groups_leave_unclustered_movies_out(pla
     assert len({s["label"] for s in summaries}) == N_GROUPS
 
 
-def test_labels_name_only_genres_with_a_share_and_a_lift():
-    genres = (
-        ["Horror"] * 10
-        + ["War"] * 3
-        + ["Western"] * 2
-        + ["Drama"] * 5  # cluster 0: 20 movies
-        + ["Drama"] * 15
-        + ["Drama|Horror"] * 2
-        + ["War|Drama"]
-        + ["Comedy"] * 2  # cluster 1: 20 movies
-        + [""] * 10  # cluster 2: no genres
-        + ["Horror|Western"] * 3  # not clustered: counted nowhere
-    )
-    labels = np.array([0] * 20 + [1] * 20 + [2] * 10 + [UNCLUSTERED] * 3)
-    first, second, third = cluster_summaries(labels, movie_frame(genres), 3)
-    mix = {g["genre"]: g for g in first["genres"]}
-    # over the 50 clustered movies: Horror 12, War 4, Western 2, Drama 23, Comedy 2
-    assert mix["Horror"]["catalogue_share"] == 0.24 and mix["Western"]["catalogue_share"] == 0.04
-    assert mix["War"]["share"] == LABEL_MIN_SHARE  # 3 of 20: named
-    assert mix["Western"]["lift"] == 2.5 > mix["Horror"]["lift"] > mix["War"]["lift"]  # but 10%: not named
-    assert (
-        mix["Drama"]["share"] == 0.25 and mix["Drama"]["lift"] < 1
-    )  # common, yet under-represented: not named
-    assert first["label"] == "Horror / War"
-    assert [g["genre"] for g in first["genres"]] == [
-        "Horror",
-        "War",
-        "Western",
-        "Drama",
-    ]  # the label's genres first
-    assert second["label"] == "Drama"  # Comedy: lift 2.5 but 10%
-    assert third["label"] == "(no genres)" and third["genres"] == []
-    spread = cluster_summaries(np.zeros(10, int), movie_frame([f"G{i}" for i in range(10)]), 1)
-    assert spread[0]["label"] == "(mixed genres)"
+def test_a_genre_names_a_cluster_only_with_a_quarter_of_it_and_a_lift_of_one_and_a_half():
+    # one cluster of 20 movies in a catalogue of 120
+    inside = Counter(War=6, Western=4, Drama=12, Horror=5, Crime=5)
+    catalogue = Counter(War=18, Western=4, Drama=60, Horror=20, Crime=21)
+    mix, named = _genre_mix(inside, 20, catalogue, 120)
+    lifts = {m["genre"]: (m["share"], m["lift"]) for m in mix}
+    assert lifts["War"] == (0.3, 2.0)  # 30%, lift 2: named
+    assert lifts["Western"] == (0.2, 6.0)  # lift 6 but 20%: not named
+    assert lifts["Drama"] == (0.6, 1.2)  # 60% but lift 1.2: not named
+    assert lifts["Horror"] == (LABEL_MIN_SHARE, LABEL_MIN_LIFT)  # exactly at both thresholds: named
+    assert lifts["Crime"][0] == 0.25 and lifts["Crime"][1] < LABEL_MIN_LIFT  # lift 1.43: not named
+    assert named == ["War", "Horror"]  # highest lift first
+    assert [m["genre"] for m in mix][:2] == named  # the nameable genres lead the mix
 
 
-def test_repeated_labels_are_told_apart_by_the_most_rated_title():
+def test_a_cluster_without_a_genre_that_holds_is_named_by_its_typical_movies():
+    # cluster 0: War 3 of 10 (30%; the catalogue 3 of 20, lift 2). Cluster 1: Western 2 of 10 (20%, lift 2),
+    # Drama 6 of 10 (60%; the catalogue 10 of 20, lift 1.2): no genre holds.
+    genres = ["War"] * 3 + ["Drama"] * 4 + ["Comedy"] * 3 + ["Western"] * 2 + ["Drama"] * 6 + ["Comedy"] * 2
+    titles = [f"Movie {i}" for i in range(20)]
+    # cluster 1's vectors spread either side of (1, 0, 0); movies 15 and 17 lie on it: its typical movies,
+    # though 10 is its most rated (counts fall with the row)
+    spread = [0.5, -0.5, 0.5, -0.5, 0.5, 0.0, -0.5, 0.0, 0.5, -0.5]
+    vectors = np.array([[0, 0, 1]] * 10 + [[1, a, 0] for a in spread], np.float32)
+    labels = np.repeat([0, 1], 10)
+    war, other = cluster_summaries(labels, movie_frame(genres, titles), 2, vectors)
+    assert war["label"] == "War"
+    assert {g["genre"]: g["lift"] for g in other["genres"]} == {"Western": 2.0, "Drama": 1.2, "Comedy": 0.8}
+    assert other["label"] == "like Movie 15, Movie 17"
+    assert other["top_movies"][0]["title"] == "Movie 10"  # the most rated, but not typical of it
+    # no movies, no name to give
+    empty = cluster_summaries(labels, movie_frame(genres, titles), 3, vectors)[2]
+    assert empty["size"] == 0 and empty["label"] == "(no movies)"
+
+
+def test_repeated_labels_are_told_apart_by_typical_titles_then_numbers():
     genres = ["Drama|Romance"] * 4 + ["Comedy"] * 4 + ["Drama|Romance"] * 4
     labels = np.repeat([0, 1, 2], 4)
+    vectors = np.ones((12, 2), np.float32)  # every movie as typical: the most rated are named
     titles = ["Emma (1996)", "A", "B", "C", "D", "E", "F", "G", "H", "Birdcage, The (1996)", "I", "J"]
-    counts = [50, 10, 10, 10, 10, 10, 10, 10, 10, 60, 10, 10]
-    found = [s["label"] for s in cluster_summaries(labels, movie_frame(genres, titles, counts), 3)]
+    counts = [50, 10, 10, 10, 10, 10, 10, 10, 10, 60, 30, 10]
+    found = [s["label"] for s in cluster_summaries(labels, movie_frame(genres, titles, counts), 3, vectors)]
     assert found == [
-        "Drama / Romance, like Emma (1996)",
+        "Drama / Romance, like Emma (1996), A",
         "Comedy",
-        "Drama / Romance, like Birdcage, The (1996)",
+        "Drama / Romance, like Birdcage, The (1996), I",
     ]
-    same = ["Hamlet (1996)" if t in ("Emma (1996)", "Birdcage, The (1996)") else t for t in titles]
-    found = [s["label"] for s in cluster_summaries(labels, movie_frame(genres, same, counts), 3)]
+    same = ["Hamlet (1996)" if t in ("Emma (1996)", "Birdcage, The (1996)") else "Ran (1985)" for t in titles]
+    counts = [50, 30, 10, 10, 10, 10, 10, 10, 10, 60, 30, 10]
+    found = [s["label"] for s in cluster_summaries(labels, movie_frame(genres, same, counts), 3, vectors)]
     assert found == [
-        "Drama / Romance, like Hamlet (1996) (cluster 0)",
+        "Drama / Romance, like Hamlet (1996), Ran (1985) (cluster 0)",
         "Comedy",
-        "Drama / Romance, like Hamlet (1996) (cluster 2)",
+        "Drama / Romance, like Hamlet (1996), Ran (1985) (cluster 2)",
     ]
     # deterministic: the same answer whatever the order the clusters are numbered in
     swapped = np.repeat([2, 1, 0], 4)
-    found = [s["label"] for s in cluster_summaries(swapped, movie_frame(genres, titles, counts), 3)]
+    found = [s["label"] for s in cluster_summaries(swapped, movie_frame(genres, titles, counts), 3, vectors)]
     assert found == [
-        "Drama / Romance, like Birdcage, The (1996)",
+        "Drama / Romance, like Birdcage, The (1996), I",
         "Comedy",
-        "Drama / Romance, like Emma (1996)",
+        "Drama / Romance, like Emma (1996), A",
     ]
 
 
@@ -246,7 +267,7 @@ def test_quality_leaves_unclustered_movies_out(planted):
     alone = cluster_quality(
         planted["movie_embeddings"], labels[~padded["zero"]], pd.Series(planted["genres"])
     )
-    assert quality == alone
+    assert quality == {**alone, "unclustered": len(ZERO_AT)} and alone["unclustered"] == 0
     assert quality["nmi_genres"] == 1.0  # the clusters are the planted groups
 
 

@@ -12,9 +12,9 @@ import pytest
 import scipy.sparse as sp
 
 from embedder.model import MFModel
+from search.clusters import UNCLUSTERED, genre_nmi
 from search.evaluate import (
     HeldOut,
-    cluster_agreement,
     evaluate_bundle,
     fit_biases,
     genre_sets,
@@ -178,10 +178,24 @@ def test_too_few_movies_to_compare_is_null_not_nan():
 def test_clusters_that_follow_the_most_specific_genre_have_nmi_one():
     # Rarest genres: War, War, Comedy, Comedy, Horror, Horror (Drama is the commonest).
     genres = pd.Series(["War|Drama", "War", "Comedy", "Comedy|Drama", "Horror", "Horror|Drama"] * 5)
-    figures = cluster_agreement(np.array([0, 0, 1, 1, 2, 2] * 5), genres)
-    assert figures["clusters"] == 3
+    figures = genre_nmi(np.array([0, 0, 1, 1, 2, 2] * 5), genres)
+    assert figures["clusters"] == 3 and figures["unclustered"] == 0
     assert figures["nmi_genres"] == pytest.approx(1.0)
     assert figures["nmi_random"] < 0.5
+    # unclustered movies count nowhere: the same figures with two more, labelled -1, of another genre
+    padded = genre_nmi(
+        np.array([0, 0, 1, 1, 2, 2] * 5 + [UNCLUSTERED] * 2), pd.concat([genres, pd.Series(["Western"] * 2)])
+    )
+    assert padded == {**figures, "unclustered": 2}
+
+
+def test_the_report_carries_the_cluster_figures_search_build_stores():
+    model, seen, test = _planted()
+    movies = pd.DataFrame({"genres": ["A", "A|B", "B", "", "B"], "rating_count": [30, 1, 25, 40, 2]})
+    labels = np.array([0, 0, 1, UNCLUSTERED, 1])
+    report = quality_report(model, seen, movies, test, min_ratings=20, cluster_labels=labels)
+    assert report["clusters"] == genre_nmi(labels, movies["genres"])
+    assert report["clusters"]["clusters"] == 2 and report["clusters"]["unclustered"] == 1
 
 
 def test_report_has_every_section_and_notes_missing_clusters():

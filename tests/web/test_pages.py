@@ -107,6 +107,11 @@ def test_search_page(client, rec):
 def test_clusters_page_and_map(client, rec):
     html = get_html(client, "/clusters")
     assert html.count('class="card cluster"') == 4
+    figures = rec.bundle.manifest["clusters"]  # NMI with genres beside its random baseline
+    assert (
+        f"genre\n  <strong>{figures['nmi_genres']:.3f}</strong>, against {figures['nmi_random']:.3f} for"
+        in html
+    )
     assert '<img src="/clusters/map.svg"' in html
     for cluster in rec.catalogue.clusters():
         assert f'href="/clusters/{cluster["cluster"]}"' in html
