@@ -615,13 +615,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--quick", action="store_true", help="smoke run: 2,000 users x 5,000 movies, one round"
     )
+    parser.add_argument(
+        "--titles",
+        type=Path,
+        help="bundle whose (real) titles seed the title-search catalogue (default: --bundle)",
+    )
     parser.add_argument("--blocks", default="", help="other user blocks to time, e.g. 256,1024")
     args = parser.parse_args(argv)
     if args.quick:
         args.users_fraction, args.movies, args.repeats = 2000 / ML25M_USERS, 5000, 1
     print(f"numpy {np.__version__}, faiss {faiss.__version__}, {n_threads()} cores")
     part_ml100k(args.bundle, args.k, max(1, args.repeats // 2), 300 if args.quick else 3000, args.seed)
-    part_titles(args.bundle, args.movies, 50 if args.quick else 200, args.seed)
+    part_titles(args.titles or args.bundle, args.movies, 50 if args.quick else 200, args.seed)
     blocks = [int(b) for b in args.blocks.split(",") if b]
     if args.users_fraction > 0:
         part_synthetic(args.users_fraction, args.movies, args.k, args.repeats, args.seed, args.quick, blocks)

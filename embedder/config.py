@@ -82,7 +82,7 @@ class TrainConfig(BaseModel):
         "run that picks the epoch count, fit again on all training rows for that count.",
     )
     relevance_rank: int = _setting(
-        256,
+        64,
         "Rank of the relevance model of who watches what, which orders the top-K by default "
         "(embedder/relevance.py); 0: none, recommend by predicted rating.",
         ge=0,

@@ -153,7 +153,8 @@ def test_model_page_names_the_curves_its_bundle_has(built_bundle):
     html = get_html(client, "/model")
     assert "<dt>best sweep</dt>" in html and "<dt>sweeps run</dt>" in html and "epoch" not in html
     assert (
-        '<td>val <span class="note">(also trained on)</span></td>' in html
+        '<td>val <span class="note">(also trained on: not a held-out figure, so it can be below train)</span></td>'
+        in html
     )  # its error is not a held-out figure
     assert "<figcaption>Train RMSE per sweep.</figcaption>" in html and 'alt="Train RMSE per sweep"' in html
     assert "Val RMSE" not in html
