@@ -835,3 +835,15 @@ def test_both_splits_are_the_rows_train_test_split_picks(n):
         ours_fit, ours_val = validation_split(frame, 0.1, seed)
         pd.testing.assert_frame_equal(ours_fit, fit)
         pd.testing.assert_frame_equal(ours_val, val)
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.int64])
+def test_duplicate_pairs_equal_pandas_on_both_columns(dtype):
+    from embedder.data import _duplicated
+
+    rng = np.random.default_rng(3)
+    low, high = (-(2**31), 2**31) if dtype == np.int32 else (-(2**62), 2**62)
+    pool = rng.integers(low, high, 40, dtype=np.int64).astype(dtype)  # negative, huge and 0-crossing ids
+    users, movies = rng.choice(pool, 5000), rng.choice(pool, 5000)
+    expected = pd.DataFrame({"u": users, "m": movies}).duplicated(keep="last").to_numpy()
+    assert expected.sum() > 1000 and (_duplicated(users, movies) == expected).all()
