@@ -87,8 +87,8 @@ def _postings(keys_per_row: list[list[str]]) -> dict[str, np.ndarray]:
 
 class TitleIndex:
     """Every title of a catalogue, prepared once for :meth:`match`: its forms, plain words and letters, and
-    which titles hold each form, word and trigram (of the forms, and of the letters), so that a query only
-    looks at the titles holding its rarest trigrams."""
+    which titles hold each form, word and trigram (of the forms, the plain words run together, and the
+    letters), so that a query only looks at the titles holding its rarest trigrams."""
 
     def __init__(self, titles: Sequence[str], rating_counts: np.ndarray):
         forms = [title_forms(t) for t in titles]
@@ -101,6 +101,7 @@ class TitleIndex:
         self._word_rows = _postings(words)
         self._form_grams = _postings([_trigrams(f) for f in self._forms])
         self._letter_grams = _postings([_trigrams(letters) for letters in self._letters])
+        self._plain_grams = _postings([_trigrams("".join(w)) for w in words])  # what tier 4 searches
         # Within a tier: most rated, then title, then bundle order.
         ranked = np.lexsort(
             (np.arange(len(titles)), [normalise(t) for t in titles], -np.asarray(rating_counts))
@@ -139,7 +140,7 @@ class TitleIndex:
         # The query's letters with an optional space between any two, from a word's start to a word's end.
         spaced = re.compile(" " + " ?".join(re.escape(c) for c in "".join(words)) + " ")
         tier[
-            [r for r in self._holding(self._letter_grams, "".join(words)) if spaced.search(self._spaced[r])]
+            [r for r in self._holding(self._plain_grams, "".join(words)) if spaced.search(self._spaced[r])]
         ] = 4
         return tier if (tier < _NONE).any() else self._close_spellings(_letters(q), tier)
 

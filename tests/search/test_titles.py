@@ -95,3 +95,9 @@ def test_close_spellings_are_scored_on_the_whole_title_unless_the_title_is_longe
     # "War" is inside "starwarz" but the title is shorter than the query: the whole-title ratio applies.
     index = TitleIndex(["War (2007)", "Star Wars (1977)"], np.array([10, 1]))
     assert index.find("starwarz").tolist() == [1]
+
+
+def test_words_run_together_are_found_before_close_spellings_whatever_the_numbers():
+    # "12angrymen" is "12 angry men" run together: tier 4, so "Angry Men", only a close spelling, stays out.
+    index = TitleIndex(["Twelve Angry Men (1957)", "Angry Men (1990)"], np.array([10, 50]))
+    assert index.find("12angrymen").tolist() == [0]
