@@ -53,6 +53,14 @@ def films_server(films_bundle):
     yield from serve(make_app(films_bundle))
 
 
+def line_boxes(elements) -> list[int]:
+    """How many lines the text of each element of a Playwright locator takes on the page."""
+    return elements.evaluate_all(
+        "found => found.map(e => { const r = document.createRange(); r.selectNodeContents(e); "
+        "return r.getClientRects().length; })"
+    )
+
+
 @pytest.fixture(scope="module")
 def browser():
     from playwright.sync_api import sync_playwright
@@ -135,11 +143,7 @@ def test_model_page_keeps_words_whole_and_fits_the_screen(browser, server, viewp
         page.goto(server + "/model")
         rankers = page.locator("#ranking ~ table tbody td:nth-child(2)")
         assert rankers.count() >= 3
-        # Line boxes of each cell's text: a word broken across lines ("popularit" / "y") makes two.
-        lines = rankers.evaluate_all(
-            "cells => cells.map(c => { const r = document.createRange(); r.selectNodeContents(c); "
-            "return r.getClientRects().length; })"
-        )
+        lines = line_boxes(rankers)  # a word broken across lines ("popularit" / "y") makes two
         assert lines == [1] * len(lines), dict(zip(rankers.all_inner_texts(), lines))
         assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
     finally:
@@ -217,10 +221,7 @@ def test_titles_a_person_types_are_resolved_or_offered_as_choices(browser, films
         page.goto(films_server + "/users/1")
         cells = page.locator("td.title a")
         assert cells.count() >= 3
-        heights = cells.evaluate_all(
-            "links => links.map(a => { const r = document.createRange(); r.selectNodeContents(a); "
-            "return r.getClientRects().length; })"
-        )
+        heights = line_boxes(cells)
         assert max(heights) <= 2, dict(zip(cells.all_inner_texts(), heights))
         page.screenshot(path=str(tmp_path / "user-desktop.png"), full_page=True)
     finally:
