@@ -4,7 +4,7 @@ specific genre, beside the same labels shuffled, for several seeds (benchmarks/R
     .venv/bin/python benchmarks/clusters.py --bundle DIR [--clusters 10] [--seeds 3]
 
 Every space goes through the code ``search build`` uses (``kmeans_labels``, ``genre_nmi``); the spectral
-ones are ``search.clusters.pattern_vectors`` with other powers of σ (the one in use is checked equal to it).
+ones are ``search.clusters.pattern_vectors`` with other powers of σ.
 """
 
 from __future__ import annotations
@@ -15,20 +15,8 @@ import numpy as np
 
 from embedder import DEFAULT_BUNDLE
 from embedder.bundle import Bundle
-from embedder.relevance import watched
 from search.clusters import PATTERN_DIMS, PATTERN_POWER, genre_nmi, kmeans_labels, pattern_vectors
 from search.similar import unit_rows
-
-
-def spectral(seen, power: float, seed: int, dims: int = PATTERN_DIMS) -> np.ndarray:
-    """``pattern_vectors`` with the singular vectors scaled by ``σ^power``."""
-    from sklearn.utils.extmath import randomized_svd
-
-    pattern = watched(seen)
-    users, movies = np.diff(pattern.indptr), np.bincount(pattern.indices, minlength=pattern.shape[1])
-    pattern.data /= np.sqrt(np.repeat(users, users) * movies[pattern.indices], dtype=np.float32)
-    _, sigma, vt = randomized_svd(pattern, min(dims + 1, min(pattern.shape)), n_iter=4, random_state=seed)
-    return np.where((movies > 0)[:, None], vt[1:].T * sigma[1:] ** power, 0).astype(np.float32)
 
 
 def spaces(bundle: Bundle) -> dict:
@@ -46,7 +34,7 @@ def spaces(bundle: Bundle) -> dict:
         name = f"who rated what, {PATTERN_DIMS} dims, σ^{power:g}" + (
             " (in use)" if power == PATTERN_POWER else ""
         )
-        found[name] = lambda seed, power=power: spectral(bundle.seen, power, seed)
+        found[name] = lambda seed, power=power: pattern_vectors(bundle.seen, seed=seed, power=power)
     return found
 
 
@@ -57,9 +45,6 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, default=3)
     args = parser.parse_args()
     bundle = Bundle.load(args.bundle)
-    np.testing.assert_array_equal(
-        spectral(bundle.seen, PATTERN_POWER, 0), pattern_vectors(bundle.seen, seed=0)
-    )
     genres = bundle.movies["genres"]
     print(f"{args.clusters} clusters, seeds 0..{args.seeds - 1}")
     print("| clustered vectors | NMI, mean | range | shuffled labels |\n|---|---:|---:|---:|")

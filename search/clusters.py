@@ -28,19 +28,22 @@ LABEL_MIN_SHARE, LABEL_MIN_LIFT = 0.25, 1.5  # a genre in a label: this share of
 PATTERN_DIMS, PATTERN_POWER = 64, 0.15  # of pattern_vectors, chosen by NMI with genres (benchmarks/README.md)
 
 
-def pattern_vectors(seen: sp.csr_matrix, dims: int = PATTERN_DIMS, seed: int = 0) -> np.ndarray:
+def pattern_vectors(
+    seen: sp.csr_matrix, dims: int = PATTERN_DIMS, seed: int = 0, power: float = PATTERN_POWER
+) -> np.ndarray:
     """Each movie's place in who rated what, float32 ``(n_movies, dims)``, zero without training ratings:
     singular vectors 2 to ``dims + 1`` of ``D_u^-½ X D_i^-½`` (``X``: who rated what in ``seen``; ``D``: its
     row and column counts, so that popular movies and busy users do not pull every cluster their way; the
-    first, ``√count``, is popularity alone), each scaled by ``σ^PATTERN_POWER``: enough for strong structure
-    to outweigh noise, too little for the first few to drown the rest (a spectral embedding of the graph)."""
+    first, ``√count``, is popularity alone), each scaled by ``σ^power`` (:data:`PATTERN_POWER`): enough for
+    strong structure to outweigh noise, too little for the first few to drown the rest (a spectral embedding
+    of the graph)."""
     from sklearn.utils.extmath import randomized_svd
 
     pattern = watched(seen)
     users, movies = np.diff(pattern.indptr), np.bincount(pattern.indices, minlength=pattern.shape[1])
     pattern.data /= np.sqrt(np.repeat(users, users) * movies[pattern.indices], dtype=np.float32)
     _, sigma, vt = randomized_svd(pattern, min(dims + 1, min(pattern.shape)), n_iter=4, random_state=seed)
-    return np.where((movies > 0)[:, None], vt[1:].T * sigma[1:] ** PATTERN_POWER, 0).astype(np.float32)
+    return np.where((movies > 0)[:, None], vt[1:].T * sigma[1:] ** power, 0).astype(np.float32)
 
 
 def kmeans_labels(vectors: np.ndarray, n_clusters: object, seed: int = 0) -> np.ndarray:
