@@ -13,6 +13,7 @@ import numpy as np
 
 from embedder.bundle import Bundle, bytes_writer, json_writer, npy_writer, update_bundle
 from search.clusters import (
+    KMEANS_INITS,
     UNCLUSTERED,
     cluster_quality,
     cluster_summaries,
@@ -91,8 +92,9 @@ def build(
         "clusters": {
             "k": int(n_clusters),
             "seed": int(seed),
-            "method": f"KMeans (n_init=5) on who rated what, not q_i: L2-normalised {vectors.shape[1]} dims "
-            "of search.clusters.pattern_vectors; movies without training ratings are not clustered (-1)",
+            "method": f"KMeans (n_init={KMEANS_INITS}) on who rated what, not q_i: L2-normalised "
+            f"{vectors.shape[1]} dims of search.clusters.pattern_vectors; movies without training ratings "
+            "are not clustered (-1)",
             **quality,
             "sizes": np.bincount(labels[labels != UNCLUSTERED], minlength=n_clusters).tolist(),
         },

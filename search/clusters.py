@@ -26,6 +26,7 @@ UNCLUSTERED = -1
 LABEL_GENRES, LABEL_TITLES = 2, 2  # most genres in a label; titles in a label without one
 LABEL_MIN_SHARE, LABEL_MIN_LIFT = 0.25, 1.5  # a genre in a label: this share of the cluster, this lift
 PATTERN_DIMS, PATTERN_POWER = 64, 0.15  # of pattern_vectors, chosen by NMI with genres (benchmarks/README.md)
+KMEANS_INITS = 5  # K-Means runs from different starts; the best is kept
 
 
 def pattern_vectors(
@@ -60,7 +61,7 @@ def kmeans_labels(vectors: np.ndarray, n_clusters: object, seed: int = 0) -> np.
         message = f"clusters must be a whole number between 1 and {high}, got {n_clusters!r}"
         raise ValueError(f"{message}: {zeros} and are not clustered" if n_zero else message)
     labels = np.full(len(unit), UNCLUSTERED, np.int32)
-    fitted = KMeans(n_clusters=int(n_clusters), n_init=5, random_state=seed).fit(unit[~zero])
+    fitted = KMeans(n_clusters=int(n_clusters), n_init=KMEANS_INITS, random_state=seed).fit(unit[~zero])
     labels[~zero] = fitted.labels_
     return labels
 
